@@ -1,0 +1,110 @@
+//! Types that cross the kernel/user boundary, written once for both sides.
+//!
+//! The kernel programs in `ebpf/` fill these structs and push them through a ring buffer;
+//! the `leakscope` binary reads them back (with `aya::Pod`, behind the `user` feature).
+//! Everything is `#[repr(C)]`, `Copy`, with explicit padding so both compilers agree on the
+//! layout byte for byte.
+#![no_std]
+
+pub mod syscalls;
+
+/// Capacity of the path captured with an open-family event, including the NUL.
+/// Longer paths are cut and flagged (`PATH_TRUNCATED`), never silently.
+pub const PATH_CAP: usize = 256;
+
+/// Set in [`PathEvent::path_len`] when the path did not fit in [`PATH_CAP`].
+pub const PATH_TRUNCATED: u32 = 1 << 31;
+
+/// `rss_pages` value meaning "not sampled for this event".
+pub const RSS_NOT_SAMPLED: u64 = u64::MAX;
+
+/// `stack_id` value meaning "no stack was taken".
+pub const NO_STACK: i64 = -1;
+
+/// What an [`Event`] describes. Fixed numeric values: they are part of the wire format.
+pub mod kind {
+    /// A successful syscall of interest returned; `syscall_nr`, `ret` and `args` say which.
+    pub const SYSCALL: u32 = 1;
+    /// A traced process created a new process (not a thread); `aux` is the child's tgid.
+    pub const FORK: u32 = 2;
+    /// A traced process finished an exec.
+    pub const EXEC: u32 = 3;
+    /// A thread of a traced process exited; `tid == tgid` means the whole process is gone.
+    pub const EXIT: u32 = 4;
+    /// The iteration-marker uprobe fired.
+    pub const MARKER: u32 = 5;
+}
+
+/// One record of the ring buffer. Open-family syscalls arrive as a [`PathEvent`] instead,
+/// which starts with this struct, so a reader can always look at the header first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` at the event: CLOCK_MONOTONIC.
+    pub ktime_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// One of [`kind`].
+    pub kind: u32,
+    /// The x86_64 syscall number for [`kind::SYSCALL`], else 0.
+    pub syscall_nr: u32,
+    /// The syscall's return value.
+    pub ret: i64,
+    /// The six syscall argument registers (rdi, rsi, rdx, r10, r8, r9).
+    pub args: [u64; 6],
+    /// Extra data read in the kernel: for pipe/pipe2/socketpair the two new fds
+    /// (low 32 bits = first, high = second); for FORK the child's tgid.
+    pub aux: u64,
+    /// Resident set of the process in pages (file + anon + shmem), or [`RSS_NOT_SAMPLED`].
+    /// Sampled on markers, opens and process exit, where iteration boundaries can fall.
+    pub rss_pages: u64,
+    /// Id in the user-stack map, or [`NO_STACK`]. Taken for memory-mapping syscalls.
+    pub stack_id: i64,
+    /// The word at the user stack pointer when the syscall returned. libc's syscall
+    /// wrappers have no frame pointer, so a frame-pointer walk skips their caller; this
+    /// word is usually that caller's return address and fills the gap.
+    pub user_return_address: u64,
+}
+
+/// An open-family syscall with the path (or memfd name) it was given.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathEvent {
+    pub event: Event,
+    /// Bytes of `path` in use, without the NUL, or'ed with [`PATH_TRUNCATED`].
+    pub path_len: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_CAP],
+}
+
+/// Byte offsets inside kernel structs, found in the running kernel's BTF by the loader and
+/// handed to the kernel programs as globals, so one object works on every kernel layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.tgid`.
+    pub task_tgid: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `mm_struct.rss_stat`: an array of `struct percpu_counter`.
+    pub mm_rss_stat: u32,
+    /// `sizeof(struct percpu_counter)`: the stride of that array.
+    pub percpu_counter_size: u32,
+    /// `percpu_counter.count`: the (approximate) global value, as `/proc/PID/statm` reads it.
+    pub percpu_counter_count: u32,
+    /// 0 when the offsets above could not be found: RSS is then not sampled in the kernel.
+    pub rss_available: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all three are repr(C), Copy, with no implicit padding and no pointers.
+    unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::PathEvent {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}
+
+// Layout guards: a change here is a wire-format change and must be deliberate.
+const _: () = assert!(core::mem::size_of::<Event>() == 112);
+const _: () = assert!(core::mem::size_of::<PathEvent>() == 112 + 8 + PATH_CAP);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);

@@ -1,0 +1,292 @@
+//! leakscope's kernel side: report every successful resource-changing syscall of the traced
+//! processes, plus their forks, execs, exits and iteration markers, through one ring buffer.
+//!
+//! Only raw tracepoints and uprobes are used: they need neither tracefs nor kprobes (this
+//! project's kernels build without CONFIG_KPROBES), just BTF for the struct offsets the
+//! loader hands over in [`OFFSETS`].
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+    },
+    macros::{map, raw_tracepoint, uprobe},
+    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{ProbeContext, RawTracePointContext},
+    programs::tracing::StackIdContext,
+};
+use leakscope_common::{
+    Event, KernelOffsets, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, kind,
+    syscalls,
+};
+
+/// Struct offsets from the running kernel's BTF, set by the loader before load.
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets {
+    task_tgid: 0,
+    task_mm: 0,
+    mm_rss_stat: 0,
+    percpu_counter_size: 0,
+    percpu_counter_count: 0,
+    rss_available: 0,
+};
+
+/// The processes being traced (tgid -> unused). The loader inserts the target; forks of a
+/// traced process are added here, in the kernel, before the child can run.
+#[map]
+static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Every record for userspace. The loader resizes it (`--ring-mib`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Records that did not fit in [`EVENTS`], per CPU. Userspace reports the sum, so a lossy
+/// run is always visible.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// User stacks of memory-mapping calls.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+
+/// Wakeups cost more than the whole event path (toolchain notes), so userspace polls.
+const SUBMIT_FLAGS: u64 = BPF_RB_NO_WAKEUP as u64;
+
+#[inline(always)]
+fn offsets() -> KernelOffsets {
+    // Volatile: the value is patched into .rodata at load time, after the compiler ran.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ((pid_tgid >> 32) as u32, pid_tgid as u32)
+}
+
+#[inline(always)]
+fn is_tracked(tgid: u32) -> bool {
+    unsafe { TRACKED.get(&tgid) }.is_some()
+}
+
+#[inline(always)]
+fn count_lost() {
+    if let Some(counter) = LOST.get_ptr_mut(0) {
+        unsafe { *counter += 1 };
+    }
+}
+
+/// Resident pages of the current task's mm (file + anon + shmem), read the way
+/// /proc/PID/statm reads them: the percpu counters' global part.
+#[inline(always)]
+fn current_rss_pages() -> u64 {
+    let off = offsets();
+    if off.rss_available == 0 {
+        return RSS_NOT_SAMPLED;
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let Ok(mm) = (unsafe { bpf_probe_read_kernel(task.add(off.task_mm as usize) as *const u64) }) else {
+        return RSS_NOT_SAMPLED;
+    };
+    if mm == 0 {
+        return RSS_NOT_SAMPLED; // a kernel thread, or a task past exit_mm()
+    }
+    let base = mm as usize + off.mm_rss_stat as usize + off.percpu_counter_count as usize;
+    let stride = off.percpu_counter_size as usize;
+    // MM_FILEPAGES = 0, MM_ANONPAGES = 1, MM_SHMEMPAGES = 3 (2 is swap entries).
+    let mut pages: i64 = 0;
+    for member in [0usize, 1, 3] {
+        let addr = (base + member * stride) as *const i64;
+        if let Ok(count) = unsafe { bpf_probe_read_kernel(addr) } {
+            pages += count;
+        }
+    }
+    if pages < 0 { 0 } else { pages as u64 }
+}
+
+#[inline(always)]
+fn header(kind: u32, tgid: u32, tid: u32) -> Event {
+    Event {
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        tgid,
+        tid,
+        kind,
+        syscall_nr: 0,
+        ret: 0,
+        args: [0; 6],
+        aux: 0,
+        rss_pages: RSS_NOT_SAMPLED,
+        stack_id: NO_STACK,
+        user_return_address: 0,
+    }
+}
+
+#[inline(always)]
+fn emit(event: Event) {
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(SUBMIT_FLAGS);
+        }
+        None => count_lost(),
+    }
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let (tgid, tid) = current_ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    let regs_ptr: *const pt_regs = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    // raw_tp gives an untyped pointer, so the verifier wants a probe read (toolchain notes).
+    let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs_ptr) }) else { return 0 };
+    let nr = regs.orig_rax as u32;
+    let Some(info) = syscalls::info(nr) else { return 0 };
+    if !syscalls::succeeded(&info, ret) {
+        return 0; // a failed call changes no resource
+    }
+
+    // The argument registers still hold the caller's values at sys_exit: the syscall
+    // handlers read them from pt_regs and never write them back. That saves a sys_enter
+    // probe and a per-thread stash map on every syscall.
+    let mut event = header(kind::SYSCALL, tgid, tid);
+    event.syscall_nr = nr;
+    event.ret = ret;
+    event.args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+
+    if let Some(arg) = info.fd_pair_arg {
+        let ptr = event.args[arg as usize] as *const u64;
+        if let Ok(pair) = unsafe { bpf_probe_read_user(ptr) } {
+            event.aux = pair;
+        }
+    }
+    if info.take_stack {
+        event.stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
+            Ok(id) => id,
+            Err(_) => NO_STACK,
+        };
+        if let Ok(word) = unsafe { bpf_probe_read_user(regs.rsp as *const u64) } {
+            event.user_return_address = word;
+        }
+    }
+
+    match info.path_arg {
+        Some(arg) => {
+            // An open is where path-marked iterations begin, so sample RSS here too.
+            event.rss_pages = current_rss_pages();
+            emit_with_path(event, event.args[arg as usize] as *const u8);
+        }
+        None => emit(event),
+    }
+    0
+}
+
+#[inline(always)]
+fn emit_with_path(event: Event, user_path: *const u8) {
+    let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) else {
+        count_lost();
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        (*record)._pad = 0;
+        let path = &mut (*record).path;
+        let len = match bpf_probe_read_user_str_bytes(user_path, path) {
+            Ok(bytes) => bytes.len() as u32,
+            Err(_) => 0,
+        };
+        // A full buffer may hold the whole string or a cut one: the byte after decides.
+        let mut flags = 0;
+        if len as usize == PATH_CAP - 1 {
+            if let Ok(next) = bpf_probe_read_user(user_path.add(PATH_CAP - 1)) {
+                if next != 0u8 {
+                    flags = PATH_TRUNCATED;
+                }
+            }
+        }
+        (*record).path_len = len | flags;
+    }
+    entry.submit(SUBMIT_FLAGS);
+}
+
+/// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`. It fires in
+/// the parent before the child is woken, so adding the child here means its first
+/// instruction is already traced.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let (tgid, tid) = current_ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    let child: *const u8 = ctx.arg(1);
+    let off = offsets();
+    let Ok(child_tgid) = (unsafe { bpf_probe_read_kernel(child.add(off.task_tgid as usize) as *const u32) }) else {
+        return 0;
+    };
+    if child_tgid == tgid {
+        return 0; // a new thread: it shares the process's resources, nothing to record
+    }
+    if TRACKED.insert(&child_tgid, &0, 0).is_err() {
+        count_lost(); // the filter is full; the child's events would be lost
+    }
+    let mut event = header(kind::FORK, tgid, tid);
+    event.aux = child_tgid as u64;
+    emit(event);
+    0
+}
+
+/// `sched_process_exec`: runs in the task that just exec'd.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+    let (tgid, tid) = current_ids();
+    if is_tracked(tgid) {
+        let mut event = header(kind::EXEC, tgid, tid);
+        event.rss_pages = current_rss_pages();
+        emit(event);
+    }
+    0
+}
+
+/// `sched_process_exit`: runs in each exiting thread. Only the group leader's exit ends the
+/// process for the ledger; other threads' exits change no resource.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
+    let (tgid, tid) = current_ids();
+    if tid != tgid || !is_tracked(tgid) {
+        return 0;
+    }
+    let _ = TRACKED.remove(&tgid);
+    emit(header(kind::EXIT, tgid, tid));
+    0
+}
+
+/// The iteration marker (`--iteration-symbol`). Its first argument is passed along, so a
+/// marker function may hand over its own iteration index.
+#[uprobe]
+pub fn iteration_marker(ctx: ProbeContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    if is_tracked(tgid) {
+        let mut event = header(kind::MARKER, tgid, tid);
+        event.args[0] = ctx.arg::<u64>(0).unwrap_or(0);
+        event.rss_pages = current_rss_pages();
+        emit(event);
+    }
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible: the probe-read and stack helpers are GPL-only.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,207 @@
+//! Decoding ring-buffer records into typed events.
+//!
+//! The wire structs live once, in `leakscope-common`; this module only turns their bytes
+//! into [`Event`], the type every later stage (ledger, analysis, report) consumes. It is
+//! pure so it can be tested from hand-made records without root.
+
+use leakscope_common::{
+    self as wire, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, kind, syscalls,
+};
+use thiserror::Error;
+
+/// One decoded event of a traced process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub time_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    /// Resident set in bytes, where the kernel sampled it (markers, opens, exec).
+    pub rss_bytes: Option<u64>,
+    pub what: What,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum What {
+    /// A successful syscall.
+    Syscall(Syscall),
+    /// `tgid` created process `child` (a copy of its fd table and mappings).
+    Fork { child: u32 },
+    /// `tgid` exec'd: CLOEXEC fds close, all mappings and the heap are replaced.
+    Exec,
+    /// Process `tgid` is gone: everything it held is released.
+    Exit,
+    /// The iteration-marker uprobe fired; `arg` is the marker function's first argument.
+    Marker { arg: u64 },
+}
+
+/// A successful syscall with its raw arguments. The ledger gives them meaning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Syscall {
+    /// The x86_64 number (see `leakscope_common::syscalls`).
+    pub nr: u32,
+    /// Its name, e.g. `"openat"`.
+    pub name: &'static str,
+    pub ret: i64,
+    pub args: [u64; 6],
+    /// The two fds that pipe/pipe2/socketpair created.
+    pub fd_pair: Option<[i32; 2]>,
+    /// The path (or memfd name) for open-family calls, as given, not yet resolved.
+    pub path: Option<CapturedPath>,
+    /// User stack id for mapping calls (resolve with the loader's stack map).
+    pub stack_id: Option<u32>,
+    /// The word at the user stack pointer at syscall return: usually the return address
+    /// into the libc wrapper's caller (see `leakscope_common::Event`).
+    pub user_return_address: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedPath {
+    pub bytes: Vec<u8>,
+    /// The path was longer than the kernel buffer and was cut.
+    pub truncated: bool,
+}
+
+impl CapturedPath {
+    /// The path for display; a cut path ends in `…` so it is never mistaken for a whole one.
+    pub fn display(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.truncated {
+            text.push('…');
+        }
+        text
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("ring buffer record of {0} bytes is shorter than an event header")]
+    Short(usize),
+    #[error("event kind {0} is unknown: the kernel object and this binary disagree")]
+    UnknownKind(u32),
+    #[error("syscall {0} is not one leakscope traces")]
+    UnknownSyscall(u32),
+}
+
+/// Decodes one ring-buffer record. `page_size` converts RSS pages to bytes.
+pub fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
+    let header = read_struct::<wire::Event>(record).ok_or(DecodeError::Short(record.len()))?;
+    let rss_bytes = (header.rss_pages != RSS_NOT_SAMPLED).then(|| header.rss_pages * page_size);
+    let what = match header.kind {
+        kind::SYSCALL => What::Syscall(decode_syscall(&header, record)?),
+        kind::FORK => What::Fork { child: header.aux as u32 },
+        kind::EXEC => What::Exec,
+        kind::EXIT => What::Exit,
+        kind::MARKER => What::Marker { arg: header.args[0] },
+        other => return Err(DecodeError::UnknownKind(other)),
+    };
+    Ok(Event { time_ns: header.ktime_ns, tgid: header.tgid, tid: header.tid, rss_bytes, what })
+}
+
+fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, DecodeError> {
+    let info = syscalls::info(header.syscall_nr).ok_or(DecodeError::UnknownSyscall(header.syscall_nr))?;
+    let path = if info.path_arg.is_some() {
+        let with_path = read_struct::<PathEvent>(record).ok_or(DecodeError::Short(record.len()))?;
+        let len = (with_path.path_len & !PATH_TRUNCATED) as usize;
+        Some(CapturedPath {
+            bytes: with_path.path[..len.min(with_path.path.len())].to_vec(),
+            truncated: with_path.path_len & PATH_TRUNCATED != 0,
+        })
+    } else {
+        None
+    };
+    let fd_pair = info
+        .fd_pair_arg
+        .map(|_| [header.aux as u32 as i32, (header.aux >> 32) as u32 as i32]);
+    Ok(Syscall {
+        nr: header.syscall_nr,
+        name: info.name,
+        ret: header.ret,
+        args: header.args,
+        fd_pair,
+        path,
+        stack_id: u32::try_from(header.stack_id).ok(),
+        user_return_address: header.user_return_address,
+    })
+}
+
+/// Copies a `#[repr(C)]` plain-old-data struct out of a possibly unaligned byte slice.
+fn read_struct<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() >= size_of::<T>())
+        // SAFETY: T is Pod (any bit pattern is valid) and the length was checked.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use leakscope_common::{NO_STACK, PATH_CAP};
+
+    pub(crate) fn wire_event(kind: u32, nr: u32, ret: i64) -> wire::Event {
+        wire::Event {
+            ktime_ns: 42,
+            tgid: 100,
+            tid: 101,
+            kind,
+            syscall_nr: nr,
+            ret,
+            args: [1, 2, 3, 4, 5, 6],
+            aux: 0,
+            rss_pages: RSS_NOT_SAMPLED,
+            stack_id: NO_STACK,
+            user_return_address: 0,
+        }
+    }
+
+    fn bytes_of<T: aya::Pod>(value: &T) -> Vec<u8> {
+        // SAFETY: Pod types have no padding-dependent invariants; reading their bytes is fine.
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn decodes_close() {
+        let event = decode(&bytes_of(&wire_event(kind::SYSCALL, syscalls::CLOSE, 0)), 4096).unwrap();
+        let What::Syscall(call) = event.what else { panic!("not a syscall") };
+        assert_eq!((call.name, call.ret, call.path, call.stack_id), ("close", 0, None, None));
+        assert_eq!((event.tgid, event.tid, event.rss_bytes), (100, 101, None));
+    }
+
+    #[test]
+    fn decodes_open_path_and_truncation() {
+        let mut record = PathEvent { event: wire_event(kind::SYSCALL, syscalls::OPENAT, 3), path_len: 5, _pad: 0, path: [0; PATH_CAP] };
+        record.event.rss_pages = 10;
+        record.path[..5].copy_from_slice(b"a.txt");
+        let event = decode(&bytes_of(&record), 4096).unwrap();
+        assert_eq!(event.rss_bytes, Some(40960));
+        let What::Syscall(call) = event.what else { panic!() };
+        assert_eq!(call.path.as_ref().unwrap().display(), "a.txt");
+
+        record.path_len = (PATH_CAP as u32 - 1) | PATH_TRUNCATED;
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else { panic!() };
+        let path = call.path.unwrap();
+        assert!(path.truncated);
+        assert!(path.display().ends_with('…'));
+    }
+
+    #[test]
+    fn decodes_fd_pair_and_fork() {
+        let mut pipe = wire_event(kind::SYSCALL, syscalls::PIPE2, 0);
+        pipe.aux = (7u64 << 32) | 6;
+        let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else { panic!() };
+        assert_eq!(call.fd_pair, Some([6, 7]));
+
+        let mut fork = wire_event(kind::FORK, 0, 0);
+        fork.aux = 555;
+        assert_eq!(decode(&bytes_of(&fork), 4096).unwrap().what, What::Fork { child: 555 });
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(decode(&[0; 8], 4096), Err(DecodeError::Short(8)));
+        assert_eq!(decode(&bytes_of(&wire_event(99, 0, 0)), 4096), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            decode(&bytes_of(&wire_event(kind::SYSCALL, 0, 0)), 4096),
+            Err(DecodeError::UnknownSyscall(0))
+        );
+    }
+}

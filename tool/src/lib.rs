@@ -1,0 +1,7 @@
+//! leakscope: which resource leaks when a program repeats an operation.
+//!
+//! The flow is kernel probes -> ring buffer -> [`event`] decoding -> ledger -> analysis ->
+//! report. Each stage is a module with one job; the ledger, analysis and report are pure and
+//! unit-tested from synthetic event streams.
+
+pub mod event;
