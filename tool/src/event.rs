@@ -53,6 +53,10 @@ pub struct Syscall {
     /// The word at the user stack pointer at syscall return: usually the return address
     /// into the libc wrapper's caller (see `leakscope_common::Event`).
     pub user_return_address: u64,
+    /// Symbolized frames (innermost first) for `stack_id`/`user_return_address`, filled in
+    /// by the loader while the process is still alive to be symbolized. Shared, because
+    /// many calls come from the same few stacks.
+    pub frames: Option<std::sync::Arc<[String]>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +126,7 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         path,
         stack_id: u32::try_from(header.stack_id).ok(),
         user_return_address: header.user_return_address,
+        frames: None,
     })
 }
 
