@@ -1,0 +1,136 @@
+//! The command line, as the contract (shared notes) defines it.
+
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::session::MarkerSpec;
+
+const ABOUT: &str = "Which resource leaks when a program repeats an operation?";
+
+const LONG_ABOUT: &str = "\
+leakscope traces a program with kernel probes (eBPF), keeps an exact ledger of every file
+descriptor, memory mapping and brk change it makes, attributes each to the loop iteration that
+made it, and tells you which class leaks, how much per iteration, and where.
+
+Examples:
+  sudo leakscope extract                       the built-in tar-extraction loop
+  sudo leakscope extract --inject-leak fd      ...with one deliberate fd leak per iteration
+  sudo leakscope run -- ./server --selftest    trace any command from its first syscall
+  sudo leakscope run --iteration-path /data/ -- python3 job.py
+  sudo leakscope attach --pid 4242 --duration 30
+
+Exit status: 0 report written, 2 bad usage, 3 --fail-on-leak and a leak was found,
+4 not enough privilege or a missing kernel feature, 1 anything else.";
+
+#[derive(Debug, Parser)]
+#[command(name = "leakscope", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start CMD under tracing, so that nothing it does is missed.
+    Run(RunArgs),
+    /// Trace a running process; what it already holds is read from /proc first.
+    Attach(AttachArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The command to trace, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The process to trace.
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+    /// Stop after this many seconds (default: until the process exits or Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options every tracing command takes.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// A call of SYMBOL (uprobe) starts a new iteration; BINARY defaults to the target's
+    /// executable. E.g. `--iteration-symbol handle_request` or `--iteration-symbol /usr/lib/libfoo.so:step`.
+    #[arg(long, value_name = "[BINARY:]SYMBOL", value_parser = parse_marker, conflicts_with = "iteration_path")]
+    pub iteration_symbol: Option<MarkerSpec>,
+    /// A successful open whose path contains SUBSTRING starts a new iteration.
+    #[arg(long, value_name = "SUBSTRING")]
+    pub iteration_path: Option<String>,
+    /// Write the report as JSON to FILE ('-' = stdout; the text report then goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Exit with status 3 when any class is judged "leak".
+    #[arg(long)]
+    pub fail_on_leak: bool,
+    /// Run the target as USER (default: $SUDO_USER when run through sudo).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Size of the kernel-to-user ring buffer in MiB (a power of two). Raise it if the
+    /// report shows lost events.
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
+    pub ring_mib: u32,
+}
+
+fn parse_marker(text: &str) -> Result<MarkerSpec, String> {
+    let (binary, symbol) = match text.rsplit_once(':') {
+        // Rust and C++ symbols contain "::"; only a single colon separates a binary.
+        Some((binary, symbol)) if !binary.ends_with(':') && !binary.is_empty() => (Some(PathBuf::from(binary)), symbol),
+        _ => (None, text),
+    };
+    if symbol.is_empty() {
+        return Err("the symbol name is empty".into());
+    }
+    Ok(MarkerSpec { binary, symbol: symbol.into() })
+}
+
+fn parse_ring_mib(text: &str) -> Result<u32, String> {
+    let mib: u32 = text.parse().map_err(|_| format!("`{text}` is not a whole number of MiB"))?;
+    if !mib.is_power_of_two() || mib > 1024 {
+        return Err(format!("{mib} MiB: the ring size must be a power of two between 1 and 1024"));
+    }
+    Ok(mib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_forms() {
+        assert_eq!(parse_marker("step").unwrap(), MarkerSpec { binary: None, symbol: "step".into() });
+        assert_eq!(
+            parse_marker("/lib/x.so:step").unwrap(),
+            MarkerSpec { binary: Some("/lib/x.so".into()), symbol: "step".into() }
+        );
+        assert_eq!(parse_marker("a::b::c").unwrap().binary, None);
+        assert!(parse_marker("/bin/x:").is_err());
+    }
+
+    #[test]
+    fn ring_size_must_be_power_of_two() {
+        assert_eq!(parse_ring_mib("64"), Ok(64));
+        assert!(parse_ring_mib("3").is_err());
+        assert!(parse_ring_mib("x").is_err());
+    }
+
+    #[test]
+    fn run_needs_a_command() {
+        assert!(Cli::try_parse_from(["leakscope", "run"]).is_err());
+        let cli = Cli::try_parse_from(["leakscope", "run", "--json", "-", "--", "ls", "-l"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!() };
+        assert_eq!(run.command, vec![OsString::from("ls"), OsString::from("-l")]);
+    }
+}

@@ -1,0 +1,116 @@
+//! Finds the struct offsets the kernel programs need in the running kernel's BTF.
+//!
+//! Rust eBPF has no CO-RE field relocations, so instead of compiling a kernel layout into the
+//! object, the loader reads `/sys/kernel/btf/vmlinux` once and passes the offsets in as a
+//! global. Structs with anonymous inner structs/unions (common in `task_struct`) are
+//! searched recursively.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use leakscope_common::KernelOffsets;
+use thiserror::Error;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, Error)]
+pub enum OffsetsError {
+    #[error("the kernel exposes no BTF at {VMLINUX_BTF} (it needs CONFIG_DEBUG_INFO_BTF=y)")]
+    NoBtf,
+    #[error("cannot read the kernel's BTF: {0}")]
+    Parse(String),
+    #[error("the kernel's BTF has no `{0}`")]
+    Missing(String),
+}
+
+/// Reads the offsets from the running kernel. Fork tracking needs `task_struct.tgid`, so
+/// its absence is an error; the RSS offsets are optional (RSS is then sampled from /proc).
+pub fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
+    if !Path::new(VMLINUX_BTF).exists() {
+        return Err(OffsetsError::NoBtf);
+    }
+    let btf = Btf::from_file(VMLINUX_BTF).map_err(|e| OffsetsError::Parse(e.to_string()))?;
+    let mut offsets = KernelOffsets {
+        task_tgid: member_offset(&btf, "task_struct", "tgid")?,
+        ..Default::default()
+    };
+    if let Ok(rss) = rss_offsets(&btf) {
+        offsets = KernelOffsets { task_tgid: offsets.task_tgid, ..rss };
+    }
+    Ok(offsets)
+}
+
+fn rss_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
+    Ok(KernelOffsets {
+        task_tgid: 0,
+        task_mm: member_offset(btf, "task_struct", "mm")?,
+        mm_rss_stat: member_offset(btf, "mm_struct", "rss_stat")?,
+        percpu_counter_size: struct_size(btf, "percpu_counter")?,
+        percpu_counter_count: member_offset(btf, "percpu_counter", "count")?,
+        rss_available: 1,
+    })
+}
+
+fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, OffsetsError> {
+    let types = btf.resolve_types_by_name(name).map_err(|_| OffsetsError::Missing(name.into()))?;
+    types
+        .into_iter()
+        .find_map(|t| match t {
+            // Skip forward declarations: the full definition has members.
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| OffsetsError::Missing(name.into()))
+}
+
+fn struct_size(btf: &Btf, name: &str) -> Result<u32, OffsetsError> {
+    Ok(find_struct(btf, name)?.size() as u32)
+}
+
+/// Byte offset of `field` in struct `name`.
+pub fn member_offset(btf: &Btf, name: &str, field: &str) -> Result<u32, OffsetsError> {
+    let ty = find_struct(btf, name)?;
+    find_member_bits(btf, &ty, field)
+        .map(|bits| bits / 8)
+        .ok_or_else(|| OffsetsError::Missing(format!("{name}.{field}")))
+}
+
+fn find_member_bits(btf: &Btf, ty: &btf_rs::Struct, field: &str) -> Option<u32> {
+    for member in &ty.members {
+        let name = btf.resolve_name(member).unwrap_or_default();
+        if name == field {
+            return Some(member.bit_offset());
+        }
+        if name.is_empty() {
+            // An anonymous struct or union: its members live at its offset plus theirs.
+            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(member) {
+                if let Some(bits) = find_member_bits(btf, &inner, field) {
+                    return Some(member.bit_offset() + bits);
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads this machine's kernel BTF when it has one (every supported kernel does), and
+    /// checks the offsets are plausible: tgid follows pid, and both live well inside the
+    /// task.
+    #[test]
+    fn running_kernel_offsets_are_plausible() {
+        if !Path::new(VMLINUX_BTF).exists() {
+            eprintln!("no kernel BTF here; skipping");
+            return;
+        }
+        let offsets = from_running_kernel().unwrap();
+        let btf = Btf::from_file(VMLINUX_BTF).unwrap();
+        let pid = member_offset(&btf, "task_struct", "pid").unwrap();
+        assert_eq!(offsets.task_tgid, pid + 4, "tgid directly follows pid in task_struct");
+        assert_eq!(offsets.rss_available, 1);
+        assert!(offsets.percpu_counter_size >= 8);
+    }
+}

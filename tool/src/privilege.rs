@@ -1,0 +1,28 @@
+//! Whether this process may load and attach eBPF tracing programs.
+//!
+//! Checked before anything else so a non-root user gets one clear line, not a verifier dump.
+
+use std::fs;
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// `None` when privileged enough; otherwise what is missing, for the error message.
+pub fn missing_privilege() -> Option<&'static str> {
+    let effective = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        None
+    } else {
+        Some("CAP_BPF and CAP_PERFMON (or root)")
+    }
+}

@@ -1,0 +1,122 @@
+//! What a process already holds when tracing starts, read from /proc.
+//!
+//! Resources that predate the probes must be known to the ledger, or their later release
+//! would look like the release of something never acquired (and a dup2 onto one would hide
+//! an implicit close).
+
+use std::{fs, path::PathBuf};
+
+use procfs::process::{FDTarget, MMapPath, Process};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("no process with pid {0}")]
+    NoSuchProcess(u32),
+    #[error("cannot read /proc/{pid}: {source}")]
+    Proc { pid: u32, source: procfs::ProcError },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FdSnapshot {
+    pub fd: i32,
+    pub description: String,
+    pub cloexec: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappingSnapshot {
+    pub start: u64,
+    pub len: u64,
+    pub description: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub fds: Vec<FdSnapshot>,
+    pub mappings: Vec<MappingSnapshot>,
+    pub cwd: Option<PathBuf>,
+    pub exe: Option<PathBuf>,
+}
+
+pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
+    let process = Process::new(pid as i32).map_err(|source| match source {
+        procfs::ProcError::NotFound(_) => SnapshotError::NoSuchProcess(pid),
+        source => SnapshotError::Proc { pid, source },
+    })?;
+    let proc_err = |source| SnapshotError::Proc { pid, source };
+    let fds = process
+        .fd()
+        .map_err(proc_err)?
+        .filter_map(Result::ok) // an fd closed while we list them is simply not there
+        .map(|info| FdSnapshot {
+            fd: info.fd,
+            description: describe_fd(&info.target),
+            cloexec: fd_is_cloexec(pid, info.fd),
+        })
+        .collect();
+    let mappings = process
+        .maps()
+        .map_err(proc_err)?
+        .into_iter()
+        .map(|map| MappingSnapshot {
+            start: map.address.0,
+            len: map.address.1 - map.address.0,
+            description: describe_mapping(&map.pathname),
+        })
+        .collect();
+    Ok(Snapshot { fds, mappings, cwd: process.cwd().ok(), exe: process.exe().ok() })
+}
+
+/// The same vocabulary the ledger uses for fd sites.
+fn describe_fd(target: &FDTarget) -> String {
+    match target {
+        FDTarget::Path(path) => path.display().to_string(),
+        FDTarget::Socket(_) | FDTarget::Net(_) => "socket".into(),
+        FDTarget::Pipe(_) => "pipe".into(),
+        FDTarget::AnonInode(name) => format!("anon:{}", name.trim_start_matches('[').trim_end_matches(']')),
+        FDTarget::MemFD(name) => format!("memfd:{name}"),
+        FDTarget::Other(kind, _) | FDTarget::Unknown(kind, _) => kind.clone(),
+    }
+}
+
+fn describe_mapping(path: &MMapPath) -> String {
+    match path {
+        MMapPath::Path(path) => path.display().to_string(),
+        MMapPath::Heap => "[heap]".into(),
+        MMapPath::Stack => "[stack]".into(),
+        MMapPath::Anonymous => "anonymous".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// `/proc/PID/fdinfo/FD` has the open flags in octal; O_CLOEXEC is 0o2000000.
+fn fd_is_cloexec(pid: u32, fd: i32) -> bool {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else { return false };
+    text.lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .and_then(|flags| u64::from_str_radix(flags.trim(), 8).ok())
+        .is_some_and(|flags| flags & libc::O_CLOEXEC as u64 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn sees_own_cloexec_file() {
+        let file = tempfile::tempfile().unwrap(); // std opens with O_CLOEXEC
+        let snapshot = take(std::process::id()).unwrap();
+        let entry = snapshot.fds.iter().find(|f| f.fd == file.as_raw_fd()).unwrap();
+        assert!(entry.cloexec);
+        assert!(entry.description.contains("(deleted)") || entry.description.starts_with('/'));
+        assert!(snapshot.mappings.iter().any(|m| m.description == "[stack]"));
+        assert_eq!(snapshot.cwd, std::env::current_dir().ok());
+    }
+
+    #[test]
+    fn unknown_pid_is_named() {
+        assert!(matches!(take(u32::MAX / 2), Err(SnapshotError::NoSuchProcess(_))));
+    }
+}

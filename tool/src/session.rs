@@ -1,0 +1,278 @@
+//! One tracing session: load the probes, start or attach to the target, drain the ring
+//! buffer into an [`EventSink`] until the target is done, and say how it ended.
+
+use std::{
+    ffi::OsString,
+    os::unix::process::ExitStatusExt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use thiserror::Error;
+
+use crate::{
+    event::{self, Event, What},
+    privilege,
+    probes::{ProbeError, ProbeOptions, Probes},
+    proc_snapshot::{self, Snapshot, SnapshotError},
+    symbolize::StackNamer,
+    target::{self, RunAs, TargetError},
+};
+
+/// How often the ring buffer is drained. The kernel side submits without wakeups (they
+/// cost more than the events themselves), so userspace polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Where the events go: in practice the ledger.
+pub trait EventSink {
+    /// Resources process `tgid` held before tracing started.
+    fn seed(&mut self, tgid: u32, snapshot: &Snapshot);
+    fn apply(&mut self, event: &Event);
+}
+
+pub enum Target {
+    /// Start this command under tracing.
+    Spawn { argv: Vec<OsString>, run_as: Option<RunAs> },
+    /// Trace a running process, until it exits, `duration` passes, or Ctrl-C.
+    Attach { pid: u32, duration: Option<Duration> },
+}
+
+/// `--iteration-symbol [BINARY:]SYMBOL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkerSpec {
+    /// None: the target's own executable.
+    pub binary: Option<PathBuf>,
+    pub symbol: String,
+}
+
+pub struct TraceConfig {
+    pub ring_bytes: u32,
+    pub marker: Option<MarkerSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetEnd {
+    Exited(i32),
+    Signaled(i32),
+    /// Attach mode: the process was still running when tracing stopped.
+    StillRunning,
+    /// Attach mode: the process exited; a non-parent cannot learn its status.
+    ExitedUnknownStatus,
+}
+
+pub struct Outcome {
+    pub pid: u32,
+    pub command: Vec<String>,
+    pub end: TargetEnd,
+    /// Records the kernel could not deliver: the ledger misses them.
+    pub lost_events: u64,
+    /// Records that arrived but could not be decoded (a build mismatch; should be 0).
+    pub undecodable: u64,
+    pub events: u64,
+    /// Tracing was cut short by Ctrl-C.
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum TraceError {
+    #[error("leakscope needs {0} to load its kernel probes: run it as root, e.g. with sudo")]
+    Privilege(&'static str),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("cannot find the target's executable `{0}` for the iteration marker")]
+    MarkerBinary(String),
+    #[error("waiting for the target failed: {0}")]
+    Wait(std::io::Error),
+}
+
+pub async fn trace(target: Target, config: &TraceConfig, sink: &mut dyn EventSink) -> Result<Outcome, TraceError> {
+    if let Some(missing) = privilege::missing_privilege() {
+        return Err(TraceError::Privilege(missing));
+    }
+    let (mut probes, ring) = Probes::load(&ProbeOptions { ring_bytes: config.ring_bytes })?;
+    let mut drain = Drainer { ring, namer: StackNamer::default(), page_size: page_size(), undecodable: 0, events: 0 };
+    match target {
+        Target::Spawn { argv, run_as } => spawn_and_trace(&mut probes, &mut drain, argv, run_as, config, sink).await,
+        Target::Attach { pid, duration } => attach_and_trace(&mut probes, &mut drain, pid, duration, config, sink).await,
+    }
+}
+
+async fn spawn_and_trace(
+    probes: &mut Probes,
+    drain: &mut Drainer,
+    argv: Vec<OsString>,
+    run_as: Option<RunAs>,
+    config: &TraceConfig,
+    sink: &mut dyn EventSink,
+) -> Result<Outcome, TraceError> {
+    // The marker is attached before the target exists, so its first call is seen.
+    if let Some(marker) = &config.marker {
+        let binary = match &marker.binary {
+            Some(binary) => binary.clone(),
+            None => which_program(&argv[0]).ok_or_else(|| TraceError::MarkerBinary(argv[0].to_string_lossy().into()))?,
+        };
+        probes.attach_marker(&binary, &marker.symbol)?;
+    }
+    let gated = target::spawn_gated(&argv, run_as)?;
+    let pid = gated.pid;
+    probes.track(pid)?;
+    // What the forked child holds before exec (stdio, mostly) is the target's too.
+    if let Ok(snapshot) = proc_snapshot::take(pid) {
+        sink.seed(pid, &snapshot);
+    }
+    let mut child = gated.release()?;
+
+    let mut waiter = tokio::task::spawn_blocking(move || child.wait());
+    let mut interrupted = false;
+    let status = loop {
+        tokio::select! {
+            status = &mut waiter => break status.expect("waiting thread panicked").map_err(TraceError::Wait)?,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                // A terminal's Ctrl-C reaches the target too; a `kill -INT` of leakscope
+                // alone does not, so pass it on. Either way, report what was collected.
+                interrupted = true;
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT);
+            }
+            _ = tokio::time::sleep(POLL_INTERVAL) => { drain.drain(probes, sink); }
+        }
+    };
+    // The exit tracepoint fired before wait() returned, so the ring now holds everything.
+    drain.drain(probes, sink);
+    let end = match (status.code(), status.signal()) {
+        (Some(code), _) => TargetEnd::Exited(code),
+        (None, Some(signal)) => TargetEnd::Signaled(signal),
+        (None, None) => TargetEnd::ExitedUnknownStatus,
+    };
+    let command = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    Ok(drain.outcome(probes, pid, command, end, interrupted))
+}
+
+async fn attach_and_trace(
+    probes: &mut Probes,
+    drain: &mut Drainer,
+    pid: u32,
+    duration: Option<Duration>,
+    config: &TraceConfig,
+    sink: &mut dyn EventSink,
+) -> Result<Outcome, TraceError> {
+    // Fails with a clear "no process" before anything is attached.
+    let first_look = proc_snapshot::take(pid)?;
+    if let Some(marker) = &config.marker {
+        let binary = marker
+            .binary
+            .clone()
+            .or_else(|| first_look.exe.clone())
+            .ok_or_else(|| TraceError::MarkerBinary(format!("/proc/{pid}/exe")))?;
+        probes.attach_marker(&binary, &marker.symbol)?;
+    }
+    probes.track(pid)?;
+    // Read what it holds only after the filter is set, so nothing falls in between.
+    let snapshot = proc_snapshot::take(pid)?;
+    sink.seed(pid, &snapshot);
+    let command = proc_command(pid);
+
+    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    let mut interrupted = false;
+    let end = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { interrupted = true; break TargetEnd::StillRunning; }
+            _ = sleep_until(deadline) => break TargetEnd::StillRunning,
+            _ = tokio::time::sleep(POLL_INTERVAL) => {
+                if drain.drain(probes, sink).contains(&pid) {
+                    break TargetEnd::ExitedUnknownStatus;
+                }
+            }
+        }
+    };
+    drain.drain(probes, sink);
+    Ok(drain.outcome(probes, pid, command, end, interrupted))
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Drainer {
+    ring: RingBuf<MapData>,
+    namer: StackNamer,
+    page_size: u64,
+    undecodable: u64,
+    events: u64,
+}
+
+impl Drainer {
+    /// Moves everything in the ring into the sink. Returns the processes that exited.
+    fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) -> Vec<u32> {
+        let mut exited = Vec::new();
+        while let Some(item) = self.ring.next() {
+            let decoded = event::decode(&item, self.page_size);
+            drop(item); // hand the slot back to the kernel before the slower work below
+            let Ok(mut event) = decoded else {
+                self.undecodable += 1;
+                continue;
+            };
+            self.events += 1;
+            if let What::Syscall(call) = &mut event.what {
+                if call.stack_id.is_some() || call.user_return_address != 0 {
+                    call.frames = self.namer.frames(event.tgid, call.stack_id, call.user_return_address, |id| {
+                        probes.user_stack(id)
+                    });
+                }
+            }
+            if event.what == What::Exit {
+                exited.push(event.tgid);
+            }
+            sink.apply(&event);
+        }
+        exited
+    }
+
+    fn outcome(&self, probes: &Probes, pid: u32, command: Vec<String>, end: TargetEnd, interrupted: bool) -> Outcome {
+        Outcome {
+            pid,
+            command,
+            end,
+            lost_events: probes.lost_events(),
+            undecodable: self.undecodable,
+            events: self.events,
+            interrupted,
+        }
+    }
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64
+}
+
+/// The program `argv0` names, found the way exec will find it.
+fn which_program(argv0: &OsString) -> Option<PathBuf> {
+    let path = Path::new(argv0);
+    if path.components().count() > 1 {
+        return path.canonicalize().ok();
+    }
+    let search = std::env::var_os("PATH")?;
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(path))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| found.canonicalize().ok())
+}
+
+fn proc_command(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| {
+            bytes
+                .split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
