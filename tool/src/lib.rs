@@ -5,3 +5,11 @@
 //! unit-tested from synthetic event streams.
 
 pub mod event;
+pub mod kernel_offsets;
+pub mod probes;
+pub mod proc_snapshot;
+pub mod target;
+pub mod privilege;
+pub mod symbolize;
+pub mod session;
+pub mod cli;
