@@ -1,0 +1,110 @@
+//! Support for the integration tests: run the real leakscope binary on fixture programs and
+//! read its JSON report.
+
+use std::{
+    collections::BTreeMap,
+    ffi::OsStr,
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+/// The leakscope binary under test: `LEAKSCOPE_BIN` (set by `cargo xtask test`), else the
+/// workspace's release build.
+pub fn leakscope() -> PathBuf {
+    std::env::var_os("LEAKSCOPE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/leakscope"))
+}
+
+/// A compiled C fixture (see fixtures/).
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("FIXTURE_DIR")).join(name)
+}
+
+/// A fixture script shipped as source (Python, JavaScript).
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+pub struct Traced {
+    pub output: Output,
+    pub report: Value,
+}
+
+impl Traced {
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    /// `counts` as a map; absent names count 0.
+    pub fn counts(&self) -> BTreeMap<String, i64> {
+        self.report["counts"]
+            .as_object()
+            .map(|counts| counts.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `leakscope <subcommand> --json FILE <options> [-- command]`, returning the report.
+/// Panics with leakscope's stderr if it wrote no report.
+pub fn leakscope_json<S: AsRef<OsStr>>(subcommand: &str, options: &[&str], command: &[S]) -> Traced {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let mut cmd = Command::new(leakscope());
+    cmd.arg(subcommand).arg("--json").arg(&json).args(options);
+    if !command.is_empty() {
+        cmd.arg("--").args(command);
+    }
+    let output = cmd.output().expect("cannot run leakscope");
+    let Ok(text) = std::fs::read_to_string(&json) else {
+        panic!(
+            "leakscope wrote no report ({}).\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    Traced { output, report: serde_json::from_str(&text).expect("the report is not JSON") }
+}
+
+/// `leakscope run` on a fixture with the given arguments.
+pub fn run_fixture(name: &str, args: &[&str]) -> Traced {
+    let mut command: Vec<String> = vec![fixture(name).to_string_lossy().into_owned()];
+    command.extend(args.iter().map(|a| a.to_string()));
+    leakscope_json("run", &[], &command)
+}
+
+/// What a run with `n` does beyond a run with 0 (the fixture's start-up and libc's own
+/// calls cancel out): per syscall name, nonzero differences only.
+pub fn counts_beyond_baseline(name: &str, n: u64, extra: &[&str]) -> BTreeMap<String, i64> {
+    let zero = n_args("0", extra);
+    let many = n_args(&n.to_string(), extra);
+    let baseline = run_fixture(name, &zero.iter().map(String::as_str).collect::<Vec<_>>());
+    let traced = run_fixture(name, &many.iter().map(String::as_str).collect::<Vec<_>>());
+    for run in [&baseline, &traced] {
+        assert_eq!(run.report["lost_events"], 0, "events were lost: {}", run.stderr());
+        assert_eq!(run.report["target"]["exit_code"], 0, "the fixture failed: {}", run.stderr());
+    }
+    let (base, counts) = (baseline.counts(), traced.counts());
+    let names: std::collections::BTreeSet<_> = base.keys().chain(counts.keys()).cloned().collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let diff = counts.get(&name).copied().unwrap_or(0) - base.get(&name).copied().unwrap_or(0);
+            (diff != 0).then_some((name, diff))
+        })
+        .collect()
+}
+
+fn n_args(n: &str, extra: &[&str]) -> Vec<String> {
+    std::iter::once(n.to_string()).chain(extra.iter().map(|a| a.to_string())).collect()
+}
+
+/// Builds an expected-counts map: `expect(&[("openat", 1000), ...])`.
+pub fn expect(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}

@@ -1,1 +1,92 @@
-fn main(){}
+//! Project tasks. `cargo xtask test|run|build|bench` install what a fresh machine lacks
+//! (rust-src for nightly, bpf-linker) and then do their job, saying each step out loud.
+
+mod bench;
+mod bootstrap;
+mod shell;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "leakscope's build, test, run and bench tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install missing tools, then build target/release/leakscope.
+    Build,
+    /// Build, then run leakscope (default: `extract`, the built-in tar-extraction loop).
+    /// Arguments after `--` go to leakscope instead, e.g. `cargo xtask run -- extract --inject-leak fd`.
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Install missing tools, run the unit tests, then the root integration tests against
+    /// the real probes (one at a time: they share kernel state).
+    Test {
+        /// Only the unit tests (no root needed).
+        #[arg(long)]
+        unit_only: bool,
+    },
+    /// Traced vs untraced vs strace, side by side, on the same open+close loop.
+    Bench {
+        /// Iterations of the open+close loop.
+        #[arg(long, default_value_t = 1_000_000)]
+        iterations: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Build => {
+            build()?;
+        }
+        Task::Run { args } => {
+            let binary = build()?;
+            let args = if args.is_empty() { vec!["extract".to_string()] } else { args };
+            shell::step(&format!("running leakscope {}", args.join(" ")));
+            shell::run_as_root(&binary, &args)?;
+        }
+        Task::Test { unit_only } => test(unit_only)?,
+        Task::Bench { iterations } => {
+            let binary = build()?;
+            bench::run(&binary, iterations)?;
+        }
+    }
+    Ok(())
+}
+
+fn build() -> Result<std::path::PathBuf> {
+    bootstrap::ensure_toolchain()?;
+    shell::step("building target/release/leakscope");
+    shell::cargo(&["build", "--release", "--package", "leakscope"], &[])?;
+    Ok(shell::workspace_root().join("target/release/leakscope"))
+}
+
+fn test(unit_only: bool) -> Result<()> {
+    bootstrap::ensure_toolchain()?;
+    bootstrap::ensure_fixture_tools()?;
+    shell::step("unit tests (ledger, analysis, report, decoding: no root needed)");
+    shell::cargo(&["test", "--package", "leakscope-common", "--package", "leakscope", "--package", "xtask"], &[])?;
+    if unit_only {
+        return Ok(());
+    }
+    if !shell::is_root() {
+        anyhow::bail!(
+            "the integration tests load real eBPF programs and need root: run `sudo -E cargo xtask test` \
+             (or `cargo xtask test --unit-only`)"
+        );
+    }
+    let binary = build()?;
+    shell::step("integration tests (real probes, real fixture programs; one at a time)");
+    let binary_env = binary.to_string_lossy().into_owned();
+    shell::cargo(
+        &["test", "--release", "--package", "leakscope-tests", "--", "--test-threads=1"],
+        &[("LEAKSCOPE_BIN", binary_env.as_str())],
+    )
+}
+

@@ -1,0 +1,60 @@
+//! The probes count exactly: each fixture runs with N = 0 and N = 1000, and the difference
+//! per syscall must be exactly what the fixture does (start-up noise cancels out).
+
+use leakscope_tests::{counts_beyond_baseline, expect};
+
+const N: i64 = 1000;
+
+#[test]
+fn openat_and_close() {
+    let target = tempfile::NamedTempFile::new().unwrap();
+    let path = target.path().to_str().unwrap();
+    assert_eq!(counts_beyond_baseline("open_close", N as u64, &[path]), expect(&[("openat", N), ("close", N)]));
+}
+
+#[test]
+fn dup_family_onto_open_fds() {
+    assert_eq!(
+        counts_beyond_baseline("dup", N as u64, &[]),
+        expect(&[("openat", N), ("dup", N), ("dup2", N), ("dup3", N), ("fcntl", N), ("close", 3 * N)])
+    );
+}
+
+#[test]
+fn close_range() {
+    assert_eq!(
+        counts_beyond_baseline("close_range", N as u64, &[]),
+        expect(&[("openat", 5 * N), ("close_range", N)])
+    );
+}
+
+#[test]
+fn mmap_partial_munmap_and_mremap() {
+    assert_eq!(
+        counts_beyond_baseline("mmap", N as u64, &[]),
+        expect(&[("mmap", N), ("munmap", 3 * N), ("mremap", N)])
+    );
+}
+
+#[test]
+fn brk_growth() {
+    assert_eq!(counts_beyond_baseline("brk", N as u64, &[]), expect(&[("brk", N)]));
+}
+
+#[test]
+fn io_on_a_second_thread() {
+    assert_eq!(counts_beyond_baseline("thread", N as u64, &[]), expect(&[("openat", N), ("close", N)]));
+}
+
+#[test]
+fn io_in_a_forked_child() {
+    assert_eq!(counts_beyond_baseline("fork", N as u64, &[]), expect(&[("openat", N), ("close", N)]));
+}
+
+#[test]
+fn pipe2_and_socket() {
+    assert_eq!(
+        counts_beyond_baseline("pipe_socket", N as u64, &[]),
+        expect(&[("pipe2", N), ("socket", N), ("close", 3 * N)])
+    );
+}
