@@ -13,3 +13,4 @@ pub mod privilege;
 pub mod symbolize;
 pub mod session;
 pub mod cli;
+pub mod extract;

@@ -1,0 +1,163 @@
+//! The per-round numbers of the worker (RSS, open fds, mappings), read from /proc/self.
+//!
+//! Read by hand rather than through the `procfs` crate: three tiny files, and this way the
+//! worker adds no dependency to the binary it runs inside.
+
+use std::{fs, io, path::Path};
+
+use super::ExtractError;
+
+/// A snapshot of the resources the original report watched, plus the ones leakscope traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ProcessStats {
+    /// Resident set size in bytes (statm's `resident` pages times the page size).
+    pub rss_bytes: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+    /// Lines of /proc/self/maps (VMAs; adjacent compatible mappings are merged by the kernel).
+    pub mappings: u64,
+}
+
+impl ProcessStats {
+    pub fn read() -> Result<ProcessStats, ExtractError> {
+        Ok(ProcessStats {
+            rss_bytes: rss_bytes().map_err(proc_error("/proc/self/statm"))?,
+            fds: open_fd_count().map_err(proc_error("/proc/self/fd"))?,
+            mappings: mapping_count().map_err(proc_error("/proc/self/maps"))?,
+        })
+    }
+}
+
+fn proc_error(what: &'static str) -> impl FnOnce(io::Error) -> ExtractError {
+    move |source| ExtractError::ProcStats { what, source }
+}
+
+/// RSS in bytes from /proc/self/statm (second field, in pages).
+pub fn rss_bytes() -> io::Result<u64> {
+    let statm = fs::read_to_string("/proc/self/statm")?;
+    let resident_pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("unexpected /proc/self/statm: {statm:?}")))?;
+    Ok(resident_pages * page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+/// Open fds: the entries of /proc/self/fd, minus the one the listing itself holds open while
+/// it reads the directory (it always shows up in its own listing).
+pub fn open_fd_count() -> io::Result<u64> {
+    let mut entries = 0u64;
+    for entry in fs::read_dir("/proc/self/fd")? {
+        entry?;
+        entries += 1;
+    }
+    Ok(entries.saturating_sub(1))
+}
+
+/// How many open fds of this process refer to `path`.
+pub fn fds_pointing_at(path: &Path) -> io::Result<usize> {
+    let mut count = 0;
+    for entry in fs::read_dir("/proc/self/fd")? {
+        // An fd may close between listing and readlink; that fd simply does not count.
+        if let Ok(target) = fs::read_link(entry?.path())
+            && target == path
+        {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// VMAs: the lines of /proc/self/maps.
+pub fn mapping_count() -> io::Result<u64> {
+    let maps = fs::read_to_string("/proc/self/maps")?;
+    Ok(maps.lines().count() as u64)
+}
+
+/// One line of /proc/self/maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedRegion {
+    pub start: usize,
+    pub end: usize,
+    /// e.g. "rw-p".
+    pub perms: String,
+    /// The file, "[heap]", "[stack]", ..., or empty for an anonymous mapping.
+    pub path: String,
+}
+
+impl MappedRegion {
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Anonymous: no backing file (unnamed, or named with PR_SET_VMA_ANON_NAME).
+    pub fn is_anonymous(&self) -> bool {
+        self.path.is_empty() || self.path.starts_with("[anon:")
+    }
+}
+
+/// Every mapping of this process, in address order.
+pub fn mapped_regions() -> io::Result<Vec<MappedRegion>> {
+    let maps = fs::read_to_string("/proc/self/maps")?;
+    maps.lines().map(parse_maps_line).collect()
+}
+
+fn parse_maps_line(line: &str) -> io::Result<MappedRegion> {
+    let bad = || io::Error::other(format!("unexpected /proc/self/maps line: {line:?}"));
+    // address perms offset dev inode [path]; the path may contain spaces.
+    let mut fields = line.splitn(6, ' ');
+    let range = fields.next().ok_or_else(bad)?;
+    let perms = fields.next().ok_or_else(bad)?;
+    let (start, end) = range.split_once('-').ok_or_else(bad)?;
+    let start = usize::from_str_radix(start, 16).map_err(|_| bad())?;
+    let end = usize::from_str_radix(end, 16).map_err(|_| bad())?;
+    let path = fields.nth(3).unwrap_or("").trim_start().to_owned();
+    Ok(MappedRegion {
+        start,
+        end,
+        perms: perms.to_owned(),
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines_parse_with_and_without_paths() {
+        let file = parse_maps_line(
+            "7f0000000000-7f0000002000 r-xp 00001000 08:01 1234       /usr/lib/my lib.so",
+        )
+        .unwrap();
+        assert_eq!(file.start, 0x7f00_0000_0000);
+        assert_eq!(file.len(), 0x2000);
+        assert_eq!(file.perms, "r-xp");
+        assert_eq!(file.path, "/usr/lib/my lib.so");
+        assert!(!file.is_anonymous());
+
+        let anon = parse_maps_line("7f0000000000-7f0000010000 rw-p 00000000 00:00 0 ").unwrap();
+        assert!(anon.is_anonymous(), "{anon:?}");
+        let bare = parse_maps_line("7f0000000000-7f0000010000 rw-p 00000000 00:00 0").unwrap();
+        assert!(bare.is_anonymous(), "{bare:?}");
+    }
+
+    #[test]
+    fn the_snapshot_of_this_process_is_plausible() {
+        let stats = ProcessStats::read().unwrap();
+        assert!(stats.rss_bytes > 0);
+        assert!(stats.fds >= 1, "{stats:?}");
+        assert!(stats.mappings >= 5, "{stats:?}");
+        assert!(!mapped_regions().unwrap().is_empty());
+    }
+}

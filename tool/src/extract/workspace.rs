@@ -1,0 +1,127 @@
+//! The parent's side of the extraction directory: one temporary directory holding the archive
+//! bytes and the directory the worker extracts into, removed when the run is over.
+//!
+//! ```text
+//! /tmp/leakscope-extract-XXXXXX/
+//!     archive.tar   the bytes the worker extracts (real bytes, so the child reads a file)
+//!     extract/      the worker's --dir
+//! ```
+
+use std::{
+    fs,
+    os::unix::fs::chown,
+    path::{Path, PathBuf},
+};
+
+use tempfile::TempDir;
+
+use super::{ExtractArgs, ExtractError, WorkerConfig};
+
+/// A prepared run of `leakscope extract`. Dropping it removes the directory.
+#[derive(Debug)]
+pub struct ExtractWorkspace {
+    root: TempDir,
+    config: WorkerConfig,
+}
+
+impl ExtractWorkspace {
+    /// Builds (or reads and checks) the archive, writes it to a new temporary directory, and
+    /// creates the extraction directory next to it.
+    ///
+    /// `owner` (uid, gid) is the user the worker will run as (`--user`). The directories are
+    /// created by the tracer, usually root, with mode 0700; without handing them over, the
+    /// worker could not write into them.
+    pub fn create(
+        args: &ExtractArgs,
+        owner: Option<(u32, u32)>,
+    ) -> Result<ExtractWorkspace, ExtractError> {
+        let bytes = args.archive_bytes()?;
+        let root = tempfile::Builder::new()
+            .prefix("leakscope-extract-")
+            .tempdir()
+            .map_err(ExtractError::Workspace)?;
+        let archive_file = root.path().join("archive.tar");
+        let dir = root.path().join("extract");
+        fs::write(&archive_file, &bytes).map_err(ExtractError::Workspace)?;
+        fs::create_dir(&dir).map_err(ExtractError::Workspace)?;
+        if let Some((uid, gid)) = owner {
+            for path in [root.path(), &archive_file, &dir] {
+                chown(path, Some(uid), Some(gid)).map_err(ExtractError::Workspace)?;
+            }
+        }
+        let config = args.worker_config(dir, archive_file);
+        Ok(ExtractWorkspace { root, config })
+    }
+
+    /// What to pass to `leakscope __extract-worker` (see [`WorkerConfig::to_args`]).
+    pub fn worker_config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Where the worker extracts.
+    pub fn extract_dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// The temporary directory that holds everything.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Removes the directory and reports a failure, which dropping would ignore.
+    pub fn remove(self) -> Result<(), ExtractError> {
+        self.root.close().map_err(ExtractError::Workspace)
+    }
+
+    /// Keeps the directory after the run (for inspection) and returns its path.
+    pub fn keep(self) -> PathBuf {
+        self.root.keep()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::{InjectLeak, archive::ArchiveEntry, run_worker_to};
+
+    #[test]
+    fn a_workspace_runs_the_worker_and_is_removed() {
+        let args = ExtractArgs {
+            rounds: 1,
+            iterations: 3,
+            inject_leak: InjectLeak::None,
+            archive: None,
+            files: vec![ArchiveEntry::new("only.txt", "one")],
+        };
+        let workspace = ExtractWorkspace::create(&args, None).unwrap();
+        let root = workspace.root().to_owned();
+        assert!(workspace.extract_dir().is_dir());
+        assert!(workspace.worker_config().archive_file.is_file());
+
+        let summary = run_worker_to(workspace.worker_config(), &mut Vec::new()).unwrap();
+        assert_eq!(summary.total_iterations, 3);
+        assert_eq!(
+            fs::read_to_string(workspace.extract_dir().join("only.txt")).unwrap(),
+            "one"
+        );
+
+        workspace.remove().unwrap();
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn a_bad_archive_fails_before_anything_is_created() {
+        let scratch = tempfile::tempdir().unwrap();
+        let bad = scratch.path().join("bad.tar");
+        fs::write(&bad, "not a tar").unwrap();
+        let args = ExtractArgs {
+            archive: Some(bad),
+            ..ExtractArgs::default()
+        };
+        let err = ExtractWorkspace::create(&args, None).unwrap_err();
+        assert!(
+            matches!(err, ExtractError::InvalidArchive { .. }),
+            "{err:?}"
+        );
+    }
+}
