@@ -14,3 +14,5 @@ pub mod symbolize;
 pub mod session;
 pub mod cli;
 pub mod extract;
+pub mod ledger;
+pub mod units;

@@ -1,0 +1,335 @@
+//! What each fd-related syscall means for a process's fd table, decoded from raw
+//! registers. Pure: the ledger applies the resulting [`FdOp`].
+
+use crate::event::Syscall;
+use leakscope_common::syscalls as nr;
+
+pub const O_CLOEXEC: u64 = 0o2000000;
+pub const AT_FDCWD: i32 = -100;
+const CLOSE_RANGE_CLOEXEC: u64 = 4;
+const F_DUPFD: u64 = 0;
+const F_SETFD: u64 = 2;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+const FD_CLOEXEC: u64 = 1;
+const MFD_CLOEXEC: u64 = 1;
+const FAN_CLOEXEC: u64 = 1;
+const PERF_FLAG_FD_CLOEXEC: u64 = 8;
+
+/// The effect of one successful fd syscall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FdOp {
+    /// A path was opened as `fd`; `dirfd` is what a relative path is relative to.
+    Open {
+        fd: i32,
+        dirfd: i32,
+        path: String,
+        cloexec: bool,
+    },
+    /// A new fd of a kind without a path ("socket", "anon:eventfd", "memfd:NAME", ...).
+    New {
+        fd: i32,
+        kind: String,
+        cloexec: bool,
+    },
+    /// pipe/pipe2/socketpair: two new fds of one kind.
+    Pair {
+        fds: [i32; 2],
+        kind: &'static str,
+        cloexec: bool,
+    },
+    Close {
+        fd: i32,
+    },
+    /// close_range; with `cloexec_only` it only marks the fds CLOEXEC.
+    CloseRange {
+        first: u32,
+        last: u32,
+        cloexec_only: bool,
+    },
+    /// dup/dup2/dup3/fcntl(F_DUPFD*): `new` becomes a copy of `old`, implicitly closing
+    /// whatever `new` was (dup2/dup3 onto an open fd).
+    Dup {
+        old: i32,
+        new: i32,
+        cloexec: bool,
+    },
+    SetCloexec {
+        fd: i32,
+        on: bool,
+    },
+}
+
+fn flag(value: u64, bit: u64) -> bool {
+    value & bit != 0
+}
+
+fn fd_arg(value: u64) -> i32 {
+    value as u32 as i32
+}
+
+/// Decodes a successful syscall; `None` for calls that do not touch the fd table.
+pub fn decode(call: &Syscall) -> Option<FdOp> {
+    let a = &call.args;
+    let ret = call.ret as i32;
+    let path = || call.path.as_ref().map(|p| p.display()).unwrap_or_default();
+    let new = |kind: &str, cloexec: bool| {
+        Some(FdOp::New {
+            fd: ret,
+            kind: kind.to_string(),
+            cloexec,
+        })
+    };
+    match call.nr {
+        nr::OPEN => Some(FdOp::Open {
+            fd: ret,
+            dirfd: AT_FDCWD,
+            path: path(),
+            cloexec: flag(a[1], O_CLOEXEC),
+        }),
+        // creat is open(O_CREAT|O_WRONLY|O_TRUNC): never CLOEXEC.
+        nr::CREAT => Some(FdOp::Open {
+            fd: ret,
+            dirfd: AT_FDCWD,
+            path: path(),
+            cloexec: false,
+        }),
+        nr::OPENAT => Some(FdOp::Open {
+            fd: ret,
+            dirfd: fd_arg(a[0]),
+            path: path(),
+            cloexec: flag(a[2], O_CLOEXEC),
+        }),
+        // openat2's flags live in a struct we don't capture; assuming "not CLOEXEC" keeps the
+        // fd alive across exec, which can only over-report, never hide a leak.
+        nr::OPENAT2 => Some(FdOp::Open {
+            fd: ret,
+            dirfd: fd_arg(a[0]),
+            path: path(),
+            cloexec: false,
+        }),
+        nr::OPEN_BY_HANDLE_AT => new("file by handle", flag(a[2], O_CLOEXEC)),
+        nr::CLOSE => Some(FdOp::Close { fd: fd_arg(a[0]) }),
+        nr::CLOSE_RANGE => Some(FdOp::CloseRange {
+            first: a[0] as u32,
+            last: a[1] as u32,
+            cloexec_only: flag(a[2], CLOSE_RANGE_CLOEXEC),
+        }),
+        nr::DUP => Some(FdOp::Dup {
+            old: fd_arg(a[0]),
+            new: ret,
+            cloexec: false,
+        }),
+        nr::DUP2 => Some(FdOp::Dup {
+            old: fd_arg(a[0]),
+            new: ret,
+            cloexec: false,
+        }),
+        nr::DUP3 => Some(FdOp::Dup {
+            old: fd_arg(a[0]),
+            new: ret,
+            cloexec: flag(a[2], O_CLOEXEC),
+        }),
+        nr::FCNTL => match a[1] {
+            F_DUPFD => Some(FdOp::Dup {
+                old: fd_arg(a[0]),
+                new: ret,
+                cloexec: false,
+            }),
+            F_DUPFD_CLOEXEC => Some(FdOp::Dup {
+                old: fd_arg(a[0]),
+                new: ret,
+                cloexec: true,
+            }),
+            F_SETFD => Some(FdOp::SetCloexec {
+                fd: fd_arg(a[0]),
+                on: flag(a[2], FD_CLOEXEC),
+            }),
+            _ => None,
+        },
+        nr::SOCKET => new("socket", flag(a[1], O_CLOEXEC)),
+        nr::ACCEPT => new("socket", false),
+        nr::ACCEPT4 => new("socket", flag(a[3], O_CLOEXEC)),
+        nr::SOCKETPAIR => pair(call, "socket", flag(a[1], O_CLOEXEC)),
+        nr::PIPE => pair(call, "pipe", false),
+        nr::PIPE2 => pair(call, "pipe", flag(a[1], O_CLOEXEC)),
+        nr::EVENTFD => new("anon:eventfd", false),
+        nr::EVENTFD2 => new("anon:eventfd", flag(a[1], O_CLOEXEC)),
+        nr::EPOLL_CREATE => new("anon:eventpoll", false),
+        nr::EPOLL_CREATE1 => new("anon:eventpoll", flag(a[0], O_CLOEXEC)),
+        // signalfd on an existing fd (arg0 != -1) only changes its mask: no new fd.
+        nr::SIGNALFD if fd_arg(a[0]) == -1 => new("anon:signalfd", false),
+        nr::SIGNALFD4 if fd_arg(a[0]) == -1 => new("anon:signalfd", flag(a[3], O_CLOEXEC)),
+        nr::TIMERFD_CREATE => new("anon:timerfd", flag(a[1], O_CLOEXEC)),
+        nr::INOTIFY_INIT => new("anon:inotify", false),
+        nr::INOTIFY_INIT1 => new("anon:inotify", flag(a[0], O_CLOEXEC)),
+        nr::FANOTIFY_INIT => new("anon:fanotify", flag(a[0], FAN_CLOEXEC)),
+        nr::USERFAULTFD => new("anon:userfaultfd", flag(a[0], O_CLOEXEC)),
+        nr::PERF_EVENT_OPEN => new("anon:perf_event", flag(a[4], PERF_FLAG_FD_CLOEXEC)),
+        // The kernel always creates these CLOEXEC.
+        nr::IO_URING_SETUP => new("anon:io_uring", true),
+        nr::PIDFD_OPEN => new("anon:pidfd", true),
+        nr::PIDFD_GETFD => new("fd from another process", true),
+        nr::MEMFD_CREATE => new(&format!("memfd:{}", path()), flag(a[1], MFD_CLOEXEC)),
+        _ => None,
+    }
+}
+
+fn pair(call: &Syscall, kind: &'static str, cloexec: bool) -> Option<FdOp> {
+    call.fd_pair.map(|fds| FdOp::Pair { fds, kind, cloexec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::test_support::call;
+
+    #[test]
+    fn openat_reads_dirfd_and_cloexec() {
+        let op = decode(&call(nr::OPENAT, 5, [3, 0, O_CLOEXEC, 0, 0, 0]).with_path("x")).unwrap();
+        assert_eq!(
+            op,
+            FdOp::Open {
+                fd: 5,
+                dirfd: 3,
+                path: "x".into(),
+                cloexec: true
+            }
+        );
+    }
+
+    #[test]
+    fn creat_and_openat2_are_not_cloexec() {
+        let creat = decode(&call(nr::CREAT, 4, [0, 0o777, 0, 0, 0, 0]).with_path("/f")).unwrap();
+        assert!(matches!(
+            creat,
+            FdOp::Open {
+                cloexec: false,
+                dirfd: AT_FDCWD,
+                ..
+            }
+        ));
+        let openat2 =
+            decode(&call(nr::OPENAT2, 4, [AT_FDCWD as u64, 0, 0, 0, 0, 0]).with_path("/f"))
+                .unwrap();
+        assert!(matches!(
+            openat2,
+            FdOp::Open {
+                cloexec: false,
+                dirfd: AT_FDCWD,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn flag_arguments_per_call() {
+        let cases = [
+            (nr::SOCKET, [2, 1 | O_CLOEXEC, 0, 0, 0, 0], "socket", true),
+            (nr::ACCEPT4, [3, 0, 0, O_CLOEXEC, 0, 0], "socket", true),
+            (
+                nr::EVENTFD2,
+                [0, O_CLOEXEC, 0, 0, 0, 0],
+                "anon:eventfd",
+                true,
+            ),
+            (
+                nr::EPOLL_CREATE1,
+                [O_CLOEXEC, 0, 0, 0, 0, 0],
+                "anon:eventpoll",
+                true,
+            ),
+            (
+                nr::TIMERFD_CREATE,
+                [1, 0, 0, 0, 0, 0],
+                "anon:timerfd",
+                false,
+            ),
+            (
+                nr::INOTIFY_INIT1,
+                [O_CLOEXEC, 0, 0, 0, 0, 0],
+                "anon:inotify",
+                true,
+            ),
+            (
+                nr::SIGNALFD4,
+                [u64::MAX, 0, 8, O_CLOEXEC, 0, 0],
+                "anon:signalfd",
+                true,
+            ),
+        ];
+        for (number, args, kind, cloexec) in cases {
+            let op = decode(&call(number, 9, args)).unwrap();
+            assert_eq!(
+                op,
+                FdOp::New {
+                    fd: 9,
+                    kind: kind.into(),
+                    cloexec
+                },
+                "syscall {number}"
+            );
+        }
+        let memfd =
+            decode(&call(nr::MEMFD_CREATE, 7, [0, 1, 0, 0, 0, 0]).with_path("cache")).unwrap();
+        assert_eq!(
+            memfd,
+            FdOp::New {
+                fd: 7,
+                kind: "memfd:cache".into(),
+                cloexec: true
+            }
+        );
+    }
+
+    #[test]
+    fn signalfd_on_existing_fd_creates_nothing() {
+        assert_eq!(decode(&call(nr::SIGNALFD4, 5, [5, 0, 8, 0, 0, 0])), None);
+    }
+
+    #[test]
+    fn fcntl_commands() {
+        assert_eq!(
+            decode(&call(nr::FCNTL, 8, [3, 1030, 0, 0, 0, 0])),
+            Some(FdOp::Dup {
+                old: 3,
+                new: 8,
+                cloexec: true
+            })
+        );
+        assert_eq!(
+            decode(&call(nr::FCNTL, 8, [3, 0, 0, 0, 0, 0])),
+            Some(FdOp::Dup {
+                old: 3,
+                new: 8,
+                cloexec: false
+            })
+        );
+        assert_eq!(
+            decode(&call(nr::FCNTL, 0, [3, 2, 1, 0, 0, 0])),
+            Some(FdOp::SetCloexec { fd: 3, on: true })
+        );
+        assert_eq!(
+            decode(&call(nr::FCNTL, 0, [3, 4, 0, 0, 0, 0])),
+            None,
+            "F_SETFL changes nothing"
+        );
+    }
+
+    #[test]
+    fn close_range_flags() {
+        let op = decode(&call(
+            nr::CLOSE_RANGE,
+            0,
+            [3, u32::MAX as u64, 4 | 2, 0, 0, 0],
+        ))
+        .unwrap();
+        assert_eq!(
+            op,
+            FdOp::CloseRange {
+                first: 3,
+                last: u32::MAX,
+                cloexec_only: true
+            }
+        );
+    }
+}

@@ -1,0 +1,690 @@
+//! The ledger: every resource each traced process acquired and released, replayed from
+//! the event stream.
+//!
+//! It keeps three kinds of facts:
+//! - resource records (fds and mappings) with acquisition and release times, so the
+//!   analysis can tell what was live at any iteration boundary;
+//! - byte-change logs for mappings and the brk heap, so byte totals can be replayed too;
+//! - raw series the iteration detector needs: markers, opened paths, rss samples.
+//!
+//! Fd tables and address spaces belong to a process (tgid), shared by its threads. The
+//! ledger never looks at `tid` except to tell a thread's exit from its process's.
+
+pub mod brk;
+pub mod fd_calls;
+pub mod fd_table;
+pub mod map_calls;
+pub mod mappings;
+pub mod paths;
+pub mod records;
+pub mod sites;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::event::{Event, Syscall, What};
+use crate::units;
+use brk::Break;
+use fd_calls::{AT_FDCWD, FdOp};
+use fd_table::{FdEntry, FdTable};
+use map_calls::{MAP_ANONYMOUS, MAP_SHARED, MapOp};
+use mappings::{Cut, MappingSet};
+use records::{Cause, Origin, RecordId, Records};
+use sites::{SiteId, Sites};
+
+/// A change of mapped or heap bytes at a point in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteChange {
+    pub time_ns: u64,
+    pub bytes: i64,
+    /// The mapping record it belongs to ([`NO_RECORD`] for the heap).
+    pub record: RecordId,
+}
+
+pub const NO_RECORD: RecordId = RecordId::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RssSample {
+    pub time_ns: u64,
+    pub tgid: u32,
+    pub bytes: u64,
+}
+
+/// A successful open of a path (the `--iteration-path` and auto-detection input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenedPath {
+    pub time_ns: u64,
+    pub path: SiteId,
+}
+
+/// What one process holds now.
+#[derive(Clone, Debug, Default)]
+struct Process {
+    fds: FdTable,
+    maps: MappingSet,
+    heap: Break,
+    cwd: Option<Arc<str>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    processes: HashMap<u32, Process>,
+    sites: Sites,
+    fds: Records,
+    maps: Records,
+    map_bytes: Vec<ByteChange>,
+    heap_bytes: Vec<ByteChange>,
+    rss: Vec<RssSample>,
+    markers: Vec<u64>,
+    opens: Vec<OpenedPath>,
+    counts: BTreeMap<&'static str, u64>,
+    unknown_releases: u64,
+    exits: HashMap<u32, u64>,
+    span: Option<(u64, u64)>,
+}
+
+impl Ledger {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the working directory relative paths of `tgid` resolve against (unknown by
+    /// default: relative paths then stay relative). Forks inherit it.
+    pub fn set_cwd(&mut self, tgid: u32, path: &str) {
+        self.processes.entry(tgid).or_default().cwd = Some(Arc::from(paths::normalize(path)));
+    }
+
+    /// Records an fd that existed before tracing. `description` is a path or what
+    /// `/proc/PID/fd/N` links to ("socket:[123]", "pipe:[4]", "anon_inode:[eventfd]").
+    pub fn seed_fd(&mut self, tgid: u32, fd: i32, description: &str, cloexec: bool) {
+        let (site_name, is_path) = describe_proc_link(description);
+        let site = self.sites.intern(&site_name);
+        let record = self.fds.add(tgid, site, Origin::Seeded, 0, 0);
+        let process = self.processes.entry(tgid).or_default();
+        if let Some(displaced) = process.fds.insert(
+            fd,
+            FdEntry {
+                record,
+                cloexec,
+                is_path,
+            },
+        ) {
+            self.fds.release(displaced.record, 0, Cause::Implicit);
+        }
+    }
+
+    /// Records a mapping that existed before tracing (from `/proc/PID/maps`).
+    pub fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &str) {
+        let len = mappings::page_round(len);
+        let site = self.sites.intern(description);
+        let process = self.processes.entry(tgid).or_default();
+        unmap(
+            process,
+            &mut self.maps,
+            &mut self.map_bytes,
+            start,
+            len,
+            0,
+            Cause::Implicit,
+        );
+        let record = self.maps.add(tgid, site, Origin::Seeded, 0, 0);
+        map(process, &mut self.map_bytes, start, len, record, 0);
+    }
+
+    /// Records the break of a process that existed before tracing; heap growth is
+    /// measured from it.
+    pub fn seed_brk(&mut self, tgid: u32, brk: u64) {
+        self.processes.entry(tgid).or_default().heap = Break::seeded(brk);
+    }
+
+    /// Applies one event. Events must arrive in time order per process.
+    pub fn apply(&mut self, event: &Event) {
+        let (t, tgid) = (event.time_ns, event.tgid);
+        self.span = Some(match self.span {
+            None => (t, t),
+            Some((first, last)) => (first.min(t), last.max(t)),
+        });
+        if let Some(bytes) = event.rss_bytes {
+            self.rss.push(RssSample {
+                time_ns: t,
+                tgid,
+                bytes,
+            });
+        }
+        match &event.what {
+            What::Syscall(call) => {
+                self.count(call.name);
+                self.apply_syscall(tgid, t, call);
+            }
+            What::Fork { child } => {
+                self.count("fork");
+                self.fork(tgid, *child, t);
+            }
+            What::Exec => {
+                self.count("exec");
+                self.exec(tgid, t);
+            }
+            // A thread's exit releases nothing: its process still holds the table. The
+            // process is gone when its leader (tid == tgid) exits.
+            What::Exit if event.tid == tgid => {
+                self.count("exit");
+                self.exit(tgid, t);
+            }
+            What::Exit => {}
+            What::Marker { .. } => self.markers.push(t),
+        }
+    }
+
+    fn count(&mut self, name: &'static str) {
+        *self.counts.entry(name).or_default() += 1;
+    }
+
+    fn apply_syscall(&mut self, tgid: u32, t: u64, call: &Syscall) {
+        if let Some(op) = fd_calls::decode(call) {
+            self.apply_fd(tgid, t, op);
+        } else if let Some(op) = map_calls::decode(call) {
+            self.apply_map(tgid, t, op, call);
+        }
+    }
+
+    fn apply_fd(&mut self, tgid: u32, t: u64, op: FdOp) {
+        let process = self.processes.entry(tgid).or_default();
+        match op {
+            FdOp::Open {
+                fd,
+                dirfd,
+                path,
+                cloexec,
+            } => {
+                let base = if path.starts_with('/') {
+                    None
+                } else if dirfd == AT_FDCWD {
+                    process.cwd.as_deref().map(str::to_string)
+                } else {
+                    process
+                        .fds
+                        .get(dirfd)
+                        .filter(|entry| entry.is_path)
+                        .map(|entry| self.sites.name(self.fds.get(entry.record).site).to_string())
+                };
+                let site = self.sites.intern(&paths::resolve(&path, base.as_deref()));
+                self.opens.push(OpenedPath {
+                    time_ns: t,
+                    path: site,
+                });
+                install(process, &mut self.fds, tgid, fd, site, true, cloexec, t);
+            }
+            FdOp::New { fd, kind, cloexec } => {
+                let site = self.sites.intern(&kind);
+                install(process, &mut self.fds, tgid, fd, site, false, cloexec, t);
+            }
+            FdOp::Pair { fds, kind, cloexec } => {
+                let site = self.sites.intern(kind);
+                for fd in fds {
+                    install(process, &mut self.fds, tgid, fd, site, false, cloexec, t);
+                }
+            }
+            FdOp::Close { fd } => match process.fds.remove(fd) {
+                Some(entry) => self.fds.release(entry.record, t, Cause::Explicit),
+                None => self.unknown_releases += 1,
+            },
+            FdOp::CloseRange {
+                first,
+                last,
+                cloexec_only: true,
+            } => process.fds.mark_cloexec_range(first, last),
+            FdOp::CloseRange {
+                first,
+                last,
+                cloexec_only: false,
+            } => {
+                for entry in process.fds.remove_range(first, last) {
+                    self.fds.release(entry.record, t, Cause::Explicit);
+                }
+            }
+            // dup2(x, x) is a no-op: nothing is closed, nothing created.
+            FdOp::Dup { old, new, .. } if old == new => {}
+            FdOp::Dup { old, new, cloexec } => {
+                let (site, is_path) = match process.fds.get(old) {
+                    Some(entry) => (self.fds.get(entry.record).site, entry.is_path),
+                    None => (self.sites.intern("dup of an fd from before tracing"), false),
+                };
+                install(process, &mut self.fds, tgid, new, site, is_path, cloexec, t);
+            }
+            FdOp::SetCloexec { fd, on } => {
+                process.fds.set_cloexec(fd, on);
+            }
+        }
+    }
+
+    fn apply_map(&mut self, tgid: u32, t: u64, op: MapOp, call: &Syscall) {
+        let process = self.processes.entry(tgid).or_default();
+        match op {
+            MapOp::Map {
+                start,
+                len,
+                prot,
+                flags,
+                fd,
+            } => {
+                let what = if flags & MAP_ANONYMOUS != 0 {
+                    "anon".to_string()
+                } else {
+                    match process.fds.get(fd) {
+                        Some(entry) => self.sites.name(self.fds.get(entry.record).site).to_string(),
+                        None => format!("file (fd {fd})"),
+                    }
+                };
+                let sharing = if flags & MAP_SHARED != 0 {
+                    "shared"
+                } else {
+                    "private"
+                };
+                let name = format!(
+                    "{what} {} {} {sharing}{}",
+                    units::bytes(len as f64),
+                    map_calls::prot_text(prot),
+                    frames_suffix(call)
+                );
+                let site = self.sites.intern(&name);
+                unmap(
+                    process,
+                    &mut self.maps,
+                    &mut self.map_bytes,
+                    start,
+                    len,
+                    t,
+                    Cause::Implicit,
+                );
+                let record = self.maps.add(tgid, site, Origin::Acquired, t, t);
+                map(process, &mut self.map_bytes, start, len, record, t);
+            }
+            MapOp::Unmap { start, len } => {
+                if unmap(
+                    process,
+                    &mut self.maps,
+                    &mut self.map_bytes,
+                    start,
+                    len,
+                    t,
+                    Cause::Explicit,
+                ) == 0
+                {
+                    self.unknown_releases += 1;
+                }
+            }
+            MapOp::Remap {
+                old,
+                old_len,
+                new,
+                new_len,
+                keep_old,
+            } => {
+                let source = process.maps.record_at(old);
+                match source {
+                    // An in-place resize or a move: the same resource, still live, so its
+                    // acquisition time (and lifetime) carries over.
+                    Some(record) if !keep_old && old_len > 0 => {
+                        let mut cuts = process.maps.remove(old, old_len);
+                        cuts.extend(process.maps.remove(new, new_len));
+                        log_cuts(&mut self.map_bytes, &cuts, t);
+                        map(process, &mut self.map_bytes, new, new_len, record, t);
+                        for gone in process
+                            .maps
+                            .collect_empty(cuts.iter().map(|cut| cut.record))
+                        {
+                            self.maps.release(gone, t, Cause::Implicit);
+                        }
+                    }
+                    // MREMAP_DONTUNMAP or old_len 0 leave the old range mapped: the new range
+                    // is a new resource of the same site.
+                    _ => {
+                        let site = match source {
+                            Some(record) => self.maps.get(record).site,
+                            None => {
+                                self.unknown_releases += 1;
+                                self.sites.intern("mremap of a mapping from before tracing")
+                            }
+                        };
+                        unmap(
+                            process,
+                            &mut self.maps,
+                            &mut self.map_bytes,
+                            new,
+                            new_len,
+                            t,
+                            Cause::Implicit,
+                        );
+                        let record = self.maps.add(tgid, site, Origin::Acquired, t, t);
+                        map(process, &mut self.map_bytes, new, new_len, record, t);
+                    }
+                }
+            }
+            MapOp::Brk { new_break } => {
+                let delta = process.heap.update(new_break);
+                if delta != 0 {
+                    self.heap_bytes.push(ByteChange {
+                        time_ns: t,
+                        bytes: delta,
+                        record: NO_RECORD,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The child starts with a copy of the parent's fds, mappings, heap and cwd. The
+    /// copies keep the parent's acquisition times, so lifetimes stay attributed to the
+    /// iteration that created the resource.
+    fn fork(&mut self, parent: u32, child: u32, t: u64) {
+        let Some(source) = self.processes.get(&parent).cloned() else {
+            self.processes.entry(child).or_default();
+            return;
+        };
+        let target = self.processes.entry(child).or_default();
+        for (fd, entry) in source.fds.iter() {
+            let original = *self.fds.get(entry.record);
+            let record = self.fds.add(
+                child,
+                original.site,
+                Origin::ForkCopy,
+                original.origin_ns,
+                t,
+            );
+            if let Some(displaced) = target.fds.insert(fd, FdEntry { record, ..*entry }) {
+                self.fds.release(displaced.record, t, Cause::Implicit);
+            }
+        }
+        let mut copies: HashMap<RecordId, RecordId> = HashMap::new();
+        for (start, len, parent_record) in source.maps.pieces() {
+            let record = *copies.entry(parent_record).or_insert_with(|| {
+                let original = *self.maps.get(parent_record);
+                self.maps.add(
+                    child,
+                    original.site,
+                    Origin::ForkCopy,
+                    original.origin_ns,
+                    t,
+                )
+            });
+            unmap(
+                target,
+                &mut self.maps,
+                &mut self.map_bytes,
+                start,
+                len,
+                t,
+                Cause::Implicit,
+            );
+            map(target, &mut self.map_bytes, start, len, record, t);
+        }
+        let heap = source.heap.heap_bytes();
+        if heap != 0 {
+            self.heap_bytes.push(ByteChange {
+                time_ns: t,
+                bytes: heap,
+                record: NO_RECORD,
+            });
+        }
+        target.heap = source.heap;
+        if target.cwd.is_none() {
+            target.cwd = source.cwd;
+        }
+    }
+
+    /// Exec closes the CLOEXEC fds and replaces the whole address space and heap.
+    fn exec(&mut self, tgid: u32, t: u64) {
+        let process = self.processes.entry(tgid).or_default();
+        for entry in process.fds.take_cloexec() {
+            self.fds.release(entry.record, t, Cause::Exec);
+        }
+        drop_address_space(
+            process,
+            &mut self.maps,
+            &mut self.map_bytes,
+            &mut self.heap_bytes,
+            t,
+            Cause::Exec,
+        );
+    }
+
+    fn exit(&mut self, tgid: u32, t: u64) {
+        if let Some(mut process) = self.processes.remove(&tgid) {
+            for entry in process.fds.take_all() {
+                self.fds.release(entry.record, t, Cause::Exit);
+            }
+            drop_address_space(
+                &mut process,
+                &mut self.maps,
+                &mut self.map_bytes,
+                &mut self.heap_bytes,
+                t,
+                Cause::Exit,
+            );
+        }
+        self.exits.insert(tgid, t);
+    }
+
+    // ---- read access for the analysis ----
+
+    pub fn sites(&self) -> &Sites {
+        &self.sites
+    }
+    pub fn fd_records(&self) -> &Records {
+        &self.fds
+    }
+    pub fn map_records(&self) -> &Records {
+        &self.maps
+    }
+    /// Every change of mapped bytes, in apply order (time order).
+    pub fn map_byte_changes(&self) -> &[ByteChange] {
+        &self.map_bytes
+    }
+    /// Every change of brk heap bytes, in apply order.
+    pub fn heap_byte_changes(&self) -> &[ByteChange] {
+        &self.heap_bytes
+    }
+    pub fn rss_samples(&self) -> &[RssSample] {
+        &self.rss
+    }
+    pub fn markers(&self) -> &[u64] {
+        &self.markers
+    }
+    pub fn opened_paths(&self) -> &[OpenedPath] {
+        &self.opens
+    }
+    /// Successful calls by syscall name, plus "fork", "exec", "exit".
+    pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.counts
+    }
+    /// Closes of unknown fds and unmaps of unmapped ranges: counted, otherwise ignored.
+    pub fn unknown_releases(&self) -> u64 {
+        self.unknown_releases
+    }
+    /// When process `tgid` exited, if it did.
+    pub fn exit_time(&self, tgid: u32) -> Option<u64> {
+        self.exits.get(&tgid).copied()
+    }
+    /// The first and last event times.
+    pub fn span(&self) -> Option<(u64, u64)> {
+        self.span
+    }
+    /// Open fds of a live process, by number, with their site names (for tests and
+    /// debugging).
+    pub fn open_fds(&self, tgid: u32) -> Vec<(i32, &str)> {
+        self.processes.get(&tgid).map_or_else(Vec::new, |process| {
+            process
+                .fds
+                .iter()
+                .map(|(fd, entry)| (fd, self.sites.name(self.fds.get(entry.record).site)))
+                .collect()
+        })
+    }
+    /// Whether `fd` of `tgid` is open and CLOEXEC.
+    pub fn is_cloexec(&self, tgid: u32, fd: i32) -> Option<bool> {
+        self.processes
+            .get(&tgid)?
+            .fds
+            .get(fd)
+            .map(|entry| entry.cloexec)
+    }
+    /// Mapped ranges of a live process: (start, len, site name).
+    pub fn mapped_ranges(&self, tgid: u32) -> Vec<(u64, u64, &str)> {
+        self.processes.get(&tgid).map_or_else(Vec::new, |process| {
+            process
+                .maps
+                .pieces()
+                .map(|(start, len, record)| {
+                    (start, len, self.sites.name(self.maps.get(record).site))
+                })
+                .collect()
+        })
+    }
+    /// Heap bytes of a live process above its first break.
+    pub fn heap_bytes(&self, tgid: u32) -> i64 {
+        self.processes
+            .get(&tgid)
+            .map_or(0, |process| process.heap.heap_bytes())
+    }
+}
+
+/// Installs a new fd, releasing whatever the number held (dup2/dup3's implicit close).
+#[allow(clippy::too_many_arguments)]
+fn install(
+    process: &mut Process,
+    records: &mut Records,
+    tgid: u32,
+    fd: i32,
+    site: SiteId,
+    is_path: bool,
+    cloexec: bool,
+    t: u64,
+) {
+    let record = records.add(tgid, site, Origin::Acquired, t, t);
+    if let Some(displaced) = process.fds.insert(
+        fd,
+        FdEntry {
+            record,
+            cloexec,
+            is_path,
+        },
+    ) {
+        records.release(displaced.record, t, Cause::Implicit);
+    }
+}
+
+fn map(
+    process: &mut Process,
+    log: &mut Vec<ByteChange>,
+    start: u64,
+    len: u64,
+    record: RecordId,
+    t: u64,
+) {
+    if len > 0 {
+        process.maps.insert(start, len, record);
+        log.push(ByteChange {
+            time_ns: t,
+            bytes: len as i64,
+            record,
+        });
+    }
+}
+
+/// Unmaps a range; records left with no bytes are released with `cause`. Returns the
+/// bytes unmapped.
+fn unmap(
+    process: &mut Process,
+    records: &mut Records,
+    log: &mut Vec<ByteChange>,
+    start: u64,
+    len: u64,
+    t: u64,
+    cause: Cause,
+) -> u64 {
+    let cuts = process.maps.remove(start, len);
+    log_cuts(log, &cuts, t);
+    for gone in process
+        .maps
+        .collect_empty(cuts.iter().map(|cut| cut.record))
+    {
+        records.release(gone, t, cause);
+    }
+    cuts.iter().map(|cut| cut.bytes).sum()
+}
+
+fn log_cuts(log: &mut Vec<ByteChange>, cuts: &[Cut], t: u64) {
+    log.extend(cuts.iter().map(|cut| ByteChange {
+        time_ns: t,
+        bytes: -(cut.bytes as i64),
+        record: cut.record,
+    }));
+}
+
+fn drop_address_space(
+    process: &mut Process,
+    records: &mut Records,
+    map_log: &mut Vec<ByteChange>,
+    heap_log: &mut Vec<ByteChange>,
+    t: u64,
+    cause: Cause,
+) {
+    let cuts = process.maps.take_all();
+    log_cuts(map_log, &cuts, t);
+    for cut in cuts {
+        records.release(cut.record, t, cause);
+    }
+    let heap = process.heap.heap_bytes();
+    if heap != 0 {
+        heap_log.push(ByteChange {
+            time_ns: t,
+            bytes: -heap,
+            record: NO_RECORD,
+        });
+    }
+    process.heap = Break::default();
+}
+
+/// " ← f ← g ← h" for the innermost frames of a mapping call, when symbolized.
+fn frames_suffix(call: &Syscall) -> String {
+    const SHOWN: usize = 3;
+    match &call.frames {
+        Some(frames) if !frames.is_empty() => frames
+            .iter()
+            .take(SHOWN)
+            .map(|frame| format!(" ← {frame}"))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// Turns a `/proc/PID/fd` link target into the site names traced fds get, so a seeded
+/// socket and a traced one group together. Returns (site, is_path).
+fn describe_proc_link(link: &str) -> (String, bool) {
+    let bracketed = |prefix: &str| {
+        link.strip_prefix(prefix)
+            .map(|rest| rest.trim_matches(|c| c == '[' || c == ']'))
+    };
+    if link.starts_with("socket:") {
+        ("socket".into(), false)
+    } else if link.starts_with("pipe:") {
+        ("pipe".into(), false)
+    } else if let Some(name) = bracketed("anon_inode:") {
+        (format!("anon:{name}"), false)
+    } else if let Some(name) = link.strip_prefix("/memfd:") {
+        (
+            format!("memfd:{}", name.trim_end_matches(" (deleted)")),
+            false,
+        )
+    } else if link.starts_with('/') {
+        (paths::normalize(link), true)
+    } else {
+        (link.to_string(), false)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! Builders for synthetic events, shared by the ledger, iteration and analysis tests.
+
+use crate::event::{CapturedPath, Event, Syscall, What};
+use leakscope_common::syscalls;
+
+/// A successful syscall `nr` returning `ret`.
+pub fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
+    Syscall {
+        nr,
+        name: syscalls::info(nr).expect("a traced syscall").name,
+        ret,
+        args,
+        fd_pair: None,
+        path: None,
+        stack_id: None,
+        user_return_address: 0,
+        frames: None,
+    }
+}
+
+impl Syscall {
+    pub fn with_path(mut self, path: &str) -> Self {
+        self.path = Some(CapturedPath {
+            bytes: path.as_bytes().to_vec(),
+            truncated: false,
+        });
+        self
+    }
+
+    pub fn with_pair(mut self, fds: [i32; 2]) -> Self {
+        self.fd_pair = Some(fds);
+        self
+    }
+
+    pub fn with_frames(mut self, frames: &[&str]) -> Self {
+        self.frames = Some(
+            frames
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        self
+    }
+}
+
+/// Builds a time-ordered event stream for one main process; each event gets the next
+/// microsecond unless a time is set explicitly.
+pub struct Stream {
+    pub events: Vec<Event>,
+    pub now: u64,
+    pub tgid: u32,
+}
+
+impl Stream {
+    pub fn new(tgid: u32) -> Self {
+        Stream {
+            events: Vec::new(),
+            now: 1_000_000,
+            tgid,
+        }
+    }
+
+    pub fn push(&mut self, tgid: u32, tid: u32, what: What, rss: Option<u64>) -> &mut Self {
+        self.now += 1_000;
+        self.events.push(Event {
+            time_ns: self.now,
+            tgid,
+            tid,
+            rss_bytes: rss,
+            what,
+        });
+        self
+    }
+
+    pub fn sys(&mut self, call: Syscall) -> &mut Self {
+        let tgid = self.tgid;
+        self.push(tgid, tgid, What::Syscall(call), None)
+    }
+
+    pub fn open(&mut self, path: &str, fd: i32) -> &mut Self {
+        self.sys(call(syscalls::OPENAT, fd as i64, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path(path))
+    }
+
+    pub fn open_cloexec(&mut self, path: &str, fd: i32) -> &mut Self {
+        self.sys(
+            call(
+                syscalls::OPENAT,
+                fd as i64,
+                [-100i64 as u64, 0, 0o2000000, 0, 0, 0],
+            )
+            .with_path(path),
+        )
+    }
+
+    pub fn close(&mut self, fd: i32) -> &mut Self {
+        self.sys(call(syscalls::CLOSE, 0, [fd as u64, 0, 0, 0, 0, 0]))
+    }
+
+    pub fn mmap_anon(&mut self, addr: u64, len: u64) -> &mut Self {
+        self.sys(call(
+            syscalls::MMAP,
+            addr as i64,
+            [0, len, 3, 0x22, u64::MAX, 0],
+        ))
+    }
+
+    pub fn munmap(&mut self, addr: u64, len: u64) -> &mut Self {
+        self.sys(call(syscalls::MUNMAP, 0, [addr, len, 0, 0, 0, 0]))
+    }
+
+    pub fn brk(&mut self, new_break: u64) -> &mut Self {
+        self.sys(call(
+            syscalls::BRK,
+            new_break as i64,
+            [new_break, 0, 0, 0, 0, 0],
+        ))
+    }
+
+    pub fn marker(&mut self) -> &mut Self {
+        let tgid = self.tgid;
+        self.push(tgid, tgid, What::Marker { arg: 0 }, None)
+    }
+
+    pub fn marker_with_rss(&mut self, rss: u64) -> &mut Self {
+        let tgid = self.tgid;
+        self.push(tgid, tgid, What::Marker { arg: 0 }, Some(rss))
+    }
+
+    pub fn exit(&mut self) -> &mut Self {
+        let tgid = self.tgid;
+        self.push(tgid, tgid, What::Exit, None)
+    }
+
+    pub fn ledger(&self) -> crate::ledger::Ledger {
+        let mut ledger = crate::ledger::Ledger::new();
+        for event in &self.events {
+            ledger.apply(event);
+        }
+        ledger
+    }
+}
