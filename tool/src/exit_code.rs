@@ -1,0 +1,64 @@
+//! The contract's exit statuses, decided from an error's chain in one place.
+
+use crate::{
+    proc_snapshot::SnapshotError,
+    session::TraceError,
+    symbols::SymbolError,
+    target::TargetError,
+};
+
+/// The report was written.
+pub const OK: u8 = 0;
+/// Any failure not listed below.
+pub const FAILURE: u8 = 1;
+/// Bad usage: flags, an unknown pid, user or symbol, a command that does not exist.
+pub const USAGE: u8 = 2;
+/// `--fail-on-leak` and a leak was found.
+pub const LEAK_FOUND: u8 = 3;
+/// Not enough privilege, or the kernel lacks a needed feature.
+pub const NO_PRIVILEGE_OR_FEATURE: u8 = 4;
+
+/// An error the user caused with the command line (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn for_error(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.is::<UsageError>() || cause.is::<SymbolError>() {
+            return USAGE;
+        }
+        if let Some(SnapshotError::NoSuchProcess(_)) = cause.downcast_ref() {
+            return USAGE;
+        }
+        if let Some(TargetError::Spawn { source, .. }) = cause.downcast_ref() {
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) {
+                return USAGE;
+            }
+        }
+        if let Some(trace) = cause.downcast_ref::<TraceError>() {
+            match trace {
+                TraceError::Privilege(_) => return NO_PRIVILEGE_OR_FEATURE,
+                TraceError::Probe(probe) if probe.is_kernel_refusal() => return NO_PRIVILEGE_OR_FEATURE,
+                TraceError::Probe(crate::probes::ProbeError::Marker { .. }) => return USAGE,
+                _ => {}
+            }
+        }
+    }
+    FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn classifies_through_context() {
+        let privilege = anyhow::Error::from(TraceError::Privilege("root")).context("tracing");
+        assert_eq!(for_error(&privilege), NO_PRIVILEGE_OR_FEATURE);
+        let pid: anyhow::Result<()> = Err(TraceError::Snapshot(SnapshotError::NoSuchProcess(9))).context("attach");
+        assert_eq!(for_error(&pid.unwrap_err()), USAGE);
+        assert_eq!(for_error(&anyhow::anyhow!("disk full")), FAILURE);
+    }
+}
