@@ -91,11 +91,13 @@ impl InjectLeak {
         if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur >= needed {
             return Ok(());
         }
-        if limit.rlim_max != libc::RLIM_INFINITY && limit.rlim_max < needed {
+        // An unlimited hard limit is still capped by the kernel's fs.nr_open.
+        let ceiling = limit.rlim_max.min(kernel_fd_ceiling());
+        if ceiling < needed {
             return Err(ExtractError::FdBudget {
                 needed: total_iterations,
-                hard_limit: limit.rlim_max,
-                usable: limit.rlim_max.saturating_sub(FD_HEADROOM),
+                hard_limit: ceiling,
+                usable: ceiling.saturating_sub(FD_HEADROOM),
             });
         }
         limit.rlim_cur = needed;
@@ -120,6 +122,14 @@ impl InjectLeak {
             source,
         })
     }
+}
+
+/// The most fds any process may have (fs.nr_open); "no ceiling known" if it cannot be read.
+fn kernel_fd_ceiling() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 fn fd_setup_error(source: io::Error) -> ExtractError {
@@ -333,10 +343,9 @@ mod tests {
             unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
             0
         );
-        if limit.rlim_max == libc::RLIM_INFINITY {
-            return;
-        }
-        let err = InjectLeak::Fd.prepare(limit.rlim_max + 1).unwrap_err();
+        let err = InjectLeak::Fd
+            .prepare(limit.rlim_max.saturating_add(1))
+            .unwrap_err();
         assert!(matches!(err, ExtractError::FdBudget { .. }), "{err:?}");
         assert!(err.to_string().contains("lower --rounds or --iterations"));
         InjectLeak::None.prepare(u64::MAX).unwrap();

@@ -25,8 +25,9 @@ pub struct ExtractWorkspace {
 }
 
 impl ExtractWorkspace {
-    /// Builds (or reads and checks) the archive, writes it to a new temporary directory, and
-    /// creates the extraction directory next to it.
+    /// Builds (or reads and checks) the archive, checks that the run's deliberate leaks fit
+    /// the process limits, writes the archive to a new temporary directory, and creates the
+    /// extraction directory next to it.
     ///
     /// `owner` (uid, gid) is the user the worker will run as (`--user`). The directories are
     /// created by the tracer, usually root, with mode 0700; without handing them over, the
@@ -36,6 +37,10 @@ impl ExtractWorkspace {
         owner: Option<(u32, u32)>,
     ) -> Result<ExtractWorkspace, ExtractError> {
         let bytes = args.archive_bytes()?;
+        // The worker checks its fd budget too, but failing here is before anything is traced.
+        // Raising the soft fd limit here also hands the raised limit down to the worker.
+        args.inject_leak
+            .prepare(args.rounds.saturating_mul(args.iterations))?;
         let root = tempfile::Builder::new()
             .prefix("leakscope-extract-")
             .tempdir()
@@ -123,5 +128,16 @@ mod tests {
             matches!(err, ExtractError::InvalidArchive { .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn an_fd_budget_beyond_the_limit_fails_before_the_run() {
+        let args = ExtractArgs {
+            rounds: u64::MAX / 2,
+            inject_leak: InjectLeak::Fd,
+            ..ExtractArgs::default()
+        };
+        let err = ExtractWorkspace::create(&args, None).unwrap_err();
+        assert!(matches!(err, ExtractError::FdBudget { .. }), "{err:?}");
     }
 }
