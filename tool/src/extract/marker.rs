@@ -54,4 +54,43 @@ mod tests {
         assert!(name.ends_with(MARKER_SYMBOL), "{name}");
         let _ = &KEEP_MARKER;
     }
+
+    #[test]
+    fn the_symbol_is_a_function_in_the_binarys_symbol_table() {
+        // What the uprobe loader does: look the name up in the ELF symbol table of the binary.
+        let elf = std::fs::read("/proc/self/exe").unwrap();
+        let symbol = find_function_symbol(&elf, MARKER_SYMBOL.as_bytes());
+        let (value, size) = symbol.expect("the marker symbol is in .symtab");
+        assert!(value != 0 && size != 0, "value {value:#x}, size {size}");
+        assert_eq!(
+            find_function_symbol(&elf, b"leakscope_no_such_marker"),
+            None
+        );
+    }
+
+    /// A minimal ELF64 little-endian .symtab lookup: (st_value, st_size) of a FUNC symbol.
+    fn find_function_symbol(elf: &[u8], name: &[u8]) -> Option<(u64, u64)> {
+        const SHT_SYMTAB: u32 = 2;
+        const STT_FUNC: u8 = 2;
+        let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
+        let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+        assert_eq!(&elf[..5], b"\x7fELF\x02", "an ELF64 file");
+        let (shoff, shentsize, shnum) = (u64_at(0x28) as usize, u16_at(0x3a), u16_at(0x3c));
+        let section = |index: usize| shoff + index * shentsize;
+        let symtab = (0..shnum).find(|&i| u32_at(section(i) + 4) == SHT_SYMTAB)?;
+        let (sym_off, sym_size) = (
+            u64_at(section(symtab) + 0x18) as usize,
+            u64_at(section(symtab) + 0x20) as usize,
+        );
+        let strtab = section(u32_at(section(symtab) + 0x28) as usize);
+        let str_off = u64_at(strtab + 0x18) as usize;
+        (sym_off..sym_off + sym_size).step_by(24).find_map(|sym| {
+            let name_start = str_off + u32_at(sym) as usize;
+            let name_len = elf[name_start..].iter().position(|&b| b == 0)?;
+            let is_function = elf[sym + 4] & 0xf == STT_FUNC;
+            (is_function && &elf[name_start..name_start + name_len] == name)
+                .then(|| (u64_at(sym + 8), u64_at(sym + 16)))
+        })
+    }
 }

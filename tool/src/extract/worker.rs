@@ -47,6 +47,11 @@ pub struct WorkerSummary {
 
 /// Runs the workload and prints one line per round to stdout (flushed at once, so a parent
 /// reading a pipe sees progress while the run goes on).
+///
+/// Call it on the worker process's main thread with no other threads running (no async
+/// runtime, no thread pool): `--inject-leak heap` moves the break with `sbrk`, which must not
+/// race a malloc on another thread, and the per-round fd and mapping counts are the whole
+/// process's.
 pub fn run_worker(config: &WorkerConfig) -> Result<WorkerSummary, ExtractError> {
     run_worker_to(config, &mut io::stdout().lock())
 }
