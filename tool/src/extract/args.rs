@@ -38,10 +38,11 @@ After every round the child prints a line like the report's:
 in the report and check that leakscope finds it:
   fd    the fd class grows by 1 per iteration; its site is <dir>/.leakscope-injected-fd.
         Needs rounds x iterations fds: lower --rounds/--iterations if the fd limit is smaller.
-  mmap  the mmap class grows by 64 KiB per iteration, at leakscope::extract::inject::injected_mmap_leak.
+  mmap  the mmap class grows by 64 KiB per iteration; a stack, when one is available, shows
+        leakscope::extract::inject::injected_mmap_leak.
         Only the first page of each mapping is touched, so RSS grows by 4 KiB per iteration.
         The kernel merges adjacent anonymous mappings, so the mappings count may stay flat.
-  heap  brk grows by 4096 bytes per iteration (sbrk, all bytes touched), at
+  heap  brk grows by 4096 bytes per iteration (sbrk, all bytes touched), made in
         leakscope::extract::inject::injected_heap_leak.
 
 Examples:
