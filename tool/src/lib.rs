@@ -16,3 +16,5 @@ pub mod cli;
 pub mod extract;
 pub mod ledger;
 pub mod units;
+pub mod iterations;
+pub mod analysis;

@@ -505,6 +505,10 @@ impl Ledger {
     pub fn exit_time(&self, tgid: u32) -> Option<u64> {
         self.exits.get(&tgid).copied()
     }
+    /// Every process exit seen, as (tgid, time).
+    pub fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.exits.iter().map(|(&tgid, &t)| (tgid, t))
+    }
     /// The first and last event times.
     pub fn span(&self) -> Option<(u64, u64)> {
         self.span

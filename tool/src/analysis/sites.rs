@@ -1,0 +1,109 @@
+//! Where the retained resources came from: resources acquired during the iterations and
+//! still held at the last boundary, grouped by site, the most-leaking first.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::trend::{self, Verdict};
+use crate::iterations::Iterations;
+use crate::ledger::records::{Origin, RecordId, Records};
+use crate::ledger::sites::{SiteId, Sites};
+use crate::ledger::{ByteChange, NO_RECORD};
+
+/// How many sites a class reports.
+pub const MAX_SITES: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Site {
+    pub site: String,
+    /// Retained resources from this site.
+    pub leaked: u64,
+    pub leaked_per_iteration: f64,
+    /// Bytes they still held at the last boundary (mappings only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_leaked: Option<u64>,
+    /// The trend of this site's retained count: "leak" if it kept growing, "plateau" for a
+    /// bounded cache.
+    pub verdict: Verdict,
+}
+
+/// Whether a record was retained across iterations: acquired from the first boundary on,
+/// before the last one, and not released before the last one.
+pub fn retained(born_ns: u64, released_ns: u64, iterations: &Iterations) -> bool {
+    match (iterations.first(), iterations.last()) {
+        (Some(first), Some(last)) => born_ns >= first && born_ns < last && released_ns >= last,
+        _ => false,
+    }
+}
+
+/// Groups retained records by site. `bytes` (for mappings) gives each record's live bytes at
+/// the last boundary.
+pub fn retained_sites(
+    records: &Records,
+    sites: &Sites,
+    iterations: &Iterations,
+    bytes: Option<&HashMap<RecordId, u64>>,
+    lost_events: u64,
+) -> Vec<Site> {
+    let intervals = iterations.count().saturating_sub(1);
+    if intervals == 0 {
+        return Vec::new();
+    }
+    let mut by_site: HashMap<SiteId, (Vec<u64>, u64)> = HashMap::new();
+    for (id, record) in records.all().iter().enumerate() {
+        if record.origin != Origin::Seeded
+            && retained(record.born_ns, record.released_ns, iterations)
+        {
+            let entry = by_site.entry(record.site).or_default();
+            entry.0.push(record.born_ns);
+            entry.1 += bytes
+                .and_then(|b| b.get(&(id as RecordId)))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+    let mut result: Vec<Site> = by_site
+        .into_iter()
+        .map(|(site, (mut births, site_bytes))| {
+            births.sort_unstable();
+            // Retained count by boundary: a bounded cache levels off, a leak keeps rising.
+            let cumulative: Vec<f64> = iterations
+                .boundaries
+                .iter()
+                .map(|&b| births.partition_point(|&t| t < b) as f64)
+                .collect();
+            Site {
+                site: sites.name(site).to_string(),
+                leaked: births.len() as u64,
+                leaked_per_iteration: births.len() as f64 / intervals as f64,
+                bytes_leaked: bytes.map(|_| site_bytes),
+                verdict: trend::judge(&cumulative, 2.0, lost_events).verdict,
+            }
+        })
+        .collect();
+    result.sort_by(|a, b| {
+        b.leaked
+            .cmp(&a.leaked)
+            .then(b.bytes_leaked.cmp(&a.bytes_leaked))
+            .then(a.site.cmp(&b.site))
+    });
+    result.truncate(MAX_SITES);
+    result
+}
+
+/// Each mapping record's live bytes just before `at`.
+pub fn bytes_by_record(changes: &[ByteChange], at: u64) -> HashMap<RecordId, u64> {
+    let mut totals: HashMap<RecordId, i64> = HashMap::new();
+    for change in changes
+        .iter()
+        .filter(|c| c.time_ns < at && c.record != NO_RECORD)
+    {
+        *totals.entry(change.record).or_default() += change.bytes;
+    }
+    totals
+        .into_iter()
+        .filter(|&(_, bytes)| bytes > 0)
+        .map(|(id, bytes)| (id, bytes as u64))
+        .collect()
+}
