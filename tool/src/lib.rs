@@ -18,3 +18,5 @@ pub mod ledger;
 pub mod units;
 pub mod iterations;
 pub mod analysis;
+pub mod diagnosis;
+pub mod report;

@@ -1,0 +1,57 @@
+//! The top-level entry point: a finished ledger plus what is known about the run, in; a
+//! report out.
+
+use crate::analysis;
+use crate::iterations::{self, IterationRequest};
+use crate::ledger::Ledger;
+use crate::report::Report;
+use crate::report::model::{Classes, IterationsReport, SCHEMA, Target};
+
+/// How the traced program ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetExit {
+    Code(i32),
+    Signal(i32),
+    /// Tracing stopped first (attach with a duration, or the user interrupted).
+    StillRunning,
+}
+
+/// What the CLI knows about the run besides the events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunInfo {
+    pub command: Vec<String>,
+    pub pid: u32,
+    pub exit: TargetExit,
+    /// Events the kernel could not deliver (ring buffer full).
+    pub lost_events: u64,
+    pub iteration_request: IterationRequest,
+}
+
+pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
+    let iterations = iterations::detect(&ledger, &info.iteration_request);
+    let analysis = analysis::analyze(&ledger, &iterations, info.lost_events);
+    let (exit_code, exit_signal) = match info.exit {
+        TargetExit::Code(code) => (Some(code), None),
+        TargetExit::Signal(signal) => (None, Some(signal)),
+        TargetExit::StillRunning => (None, None),
+    };
+    Report {
+        schema: SCHEMA,
+        target: Target {
+            command: info.command.clone(),
+            pid: info.pid,
+            exit_code,
+            exit_signal,
+            still_running: info.exit == TargetExit::StillRunning,
+        },
+        iterations: IterationsReport::new(&iterations),
+        lost_events: info.lost_events,
+        counts: ledger
+            .counts()
+            .iter()
+            .map(|(&name, &n)| (name.to_string(), n))
+            .collect(),
+        classes: Classes::new(&analysis),
+        unknown_releases: ledger.unknown_releases(),
+    }
+}

@@ -1,0 +1,27 @@
+//! The report: the diagnosis as data ([`model`]), as JSON ([`json`]) and as a one-screen
+//! text summary ([`text`]).
+
+pub mod json;
+pub mod model;
+pub mod text;
+
+pub use model::Report;
+
+use crate::analysis::trend::Verdict;
+
+impl Report {
+    /// Whether any class (fd, mmap, brk, rss) was judged a leak (`--fail-on-leak`).
+    pub fn has_leak(&self) -> bool {
+        let classes = &self.classes;
+        [
+            classes.fd.verdict,
+            classes.mmap.verdict,
+            classes.brk.verdict,
+            classes.rss.verdict,
+        ]
+        .contains(&Verdict::Leak)
+    }
+}
+
+#[cfg(test)]
+mod tests;

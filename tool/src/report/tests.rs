@@ -1,0 +1,188 @@
+//! Rendering: every contract key in the JSON, and the text report's parts.
+
+use crate::diagnosis::{RunInfo, TargetExit, diagnose};
+use crate::iterations::IterationRequest;
+use crate::ledger::test_support::Stream;
+
+use super::Report;
+
+fn leaking_run(exit: TargetExit) -> Report {
+    let mut s = Stream::new(42);
+    s.brk(0x100_0000);
+    for i in 0..200 {
+        s.marker_with_rss(10_000_000 + 65536 * i as u64);
+        s.open("/tmp/work/a.txt", 3).close(3);
+        s.open("/tmp/work/kept.txt", 10 + i);
+        s.mmap_anon(0x1_0000_0000 + i as u64 * 0x10_0000, 65536);
+    }
+    s.exit();
+    let info = RunInfo {
+        command: vec!["./prog".into(), "--fast".into()],
+        pid: 42,
+        exit,
+        lost_events: 0,
+        iteration_request: IterationRequest::Symbol("tick".into()),
+    };
+    diagnose(s.ledger(), &info)
+}
+
+fn keys(value: &serde_json::Value) -> Vec<&str> {
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn assert_has(value: &serde_json::Value, wanted: &[&str]) {
+    let present = keys(value);
+    for key in wanted {
+        assert!(present.contains(key), "missing {key:?} in {present:?}");
+    }
+}
+
+#[test]
+fn json_has_every_contract_key() {
+    let json = leaking_run(TargetExit::Code(0)).to_json();
+    assert_has(
+        &json,
+        &[
+            "schema",
+            "target",
+            "iterations",
+            "lost_events",
+            "counts",
+            "classes",
+        ],
+    );
+    assert_eq!(json["schema"], 1);
+    assert_has(&json["target"], &["command", "pid", "exit_code"]);
+    assert_eq!(
+        json["target"]["command"],
+        serde_json::json!(["./prog", "--fast"])
+    );
+    assert_eq!(json["target"]["exit_code"], 0);
+    assert_has(&json["iterations"], &["count", "source"]);
+    assert_eq!(
+        (
+            json["iterations"]["count"].as_u64(),
+            json["iterations"]["source"].as_str()
+        ),
+        (Some(200), Some("symbol"))
+    );
+    assert_has(&json["counts"], &["openat", "close", "mmap", "brk", "exit"]);
+    assert_eq!(json["counts"]["openat"], 400);
+    assert_has(&json["classes"], &["fd", "mmap", "brk", "rss"]);
+    let resource_keys = [
+        "acquired",
+        "released",
+        "live_at_end",
+        "leaked_per_iteration",
+        "verdict",
+        "lifetime_ns",
+        "lifetime_iterations",
+        "sites",
+    ];
+    for class in ["fd", "mmap"] {
+        let class = &json["classes"][class];
+        assert_has(class, &resource_keys);
+        assert_has(&class["lifetime_ns"], &["p50", "p90", "p99", "max"]);
+        assert_has(&class["lifetime_iterations"], &["p50", "p90", "p99", "max"]);
+        assert_has(
+            &class["sites"][0],
+            &["site", "leaked", "leaked_per_iteration"],
+        );
+    }
+    assert_has(&json["classes"]["mmap"], &["bytes_leaked_per_iteration"]);
+    assert_has(&json["classes"]["brk"], &["bytes_per_iteration", "verdict"]);
+    assert_has(
+        &json["classes"]["rss"],
+        &[
+            "bytes_per_iteration",
+            "verdict",
+            "unexplained_bytes_per_iteration",
+        ],
+    );
+}
+
+#[test]
+fn json_values_match_the_run() {
+    let json = leaking_run(TargetExit::Code(0)).to_json();
+    let fd = &json["classes"]["fd"];
+    assert_eq!(
+        (fd["verdict"].as_str(), fd["leaked_per_iteration"].as_f64()),
+        (Some("leak"), Some(1.0))
+    );
+    assert_eq!(fd["sites"][0]["site"], "/tmp/work/kept.txt");
+    assert_eq!(fd["sites"][0]["leaked"], 199);
+    let mmap = &json["classes"]["mmap"];
+    assert_eq!(mmap["bytes_leaked_per_iteration"].as_f64(), Some(65536.0));
+    assert_eq!(json["classes"]["rss"]["verdict"], "leak");
+    assert_eq!(json["classes"]["rss"]["unexplained_verdict"], "no-leak");
+    assert_eq!(json["classes"]["brk"]["verdict"], "no-leak");
+}
+
+#[test]
+fn exit_code_is_null_when_killed_or_still_running() {
+    let killed = leaking_run(TargetExit::Signal(9)).to_json();
+    assert!(killed["target"]["exit_code"].is_null());
+    assert_eq!(killed["target"]["exit_signal"], 9);
+    let running = leaking_run(TargetExit::StillRunning).to_json();
+    assert!(running["target"]["exit_code"].is_null());
+    assert_eq!(running["target"]["still_running"], true);
+}
+
+#[test]
+fn has_leak_follows_the_verdicts() {
+    assert!(leaking_run(TargetExit::Code(0)).has_leak());
+    let mut s = Stream::new(1);
+    for _ in 0..50 {
+        s.marker().open("/tmp/a", 3).close(3);
+    }
+    let info = RunInfo {
+        command: vec!["true".into()],
+        pid: 1,
+        exit: TargetExit::Code(0),
+        lost_events: 0,
+        iteration_request: IterationRequest::Auto,
+    };
+    let report = diagnose(s.ledger(), &info);
+    assert!(!report.has_leak());
+    assert_eq!(report.to_json()["iterations"]["source"], "auto");
+    assert_eq!(report.to_json()["iterations"]["path"], "/tmp/a");
+}
+
+#[test]
+fn text_report_shows_table_sites_lifetimes_and_exit() {
+    let report = leaking_run(TargetExit::Code(3));
+    let mut out = Vec::new();
+    report.write_text(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    for needle in [
+        "./prog --fast",
+        "exited with status 3",
+        "iterations: 200 from symbol",
+        "confidence 1.00",
+        "lost events: 0",
+        "fd    LEAK          1.00 fds",
+        "64 KiB",
+        "199 × /tmp/work/kept.txt",
+        "anon 64 KiB rw- private",
+        "lifetimes of released resources",
+        "█",
+        "not explained by mmap/brk",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(text.lines().count() <= 50, "one screen:\n{text}");
+}
+
+#[test]
+fn bars_scale_in_eighths() {
+    use super::text::bar;
+    assert_eq!(bar(0, 10), "");
+    assert_eq!(bar(10, 10).chars().count(), 32);
+    assert_eq!(bar(1, 1000), "▏", "a nonzero count is never invisible");
+    assert_eq!(bar(5, 10), "█".repeat(16));
+}

@@ -1,0 +1,211 @@
+//! The one-screen text report: verdict table, top sites, lifetime bars, iteration source,
+//! lost events and the target's exit.
+
+use std::io::{self, Write};
+
+use super::model::{Report, ResourceReport};
+use crate::analysis::lifetimes::DECADE_LABELS;
+use crate::analysis::trend::Verdict;
+use crate::units;
+
+/// Width of the longest lifetime bar, in character cells.
+const BAR_WIDTH: usize = 32;
+/// Sites shown per class.
+const SITES_SHOWN: usize = 3;
+
+fn verdict_text(verdict: Verdict) -> &'static str {
+    // Upper case so a leak stands out in a wall of text.
+    match verdict {
+        Verdict::Leak => "LEAK",
+        other => other.as_str(),
+    }
+}
+
+/// A horizontal bar of `value / max` of [`BAR_WIDTH`], in eighth-cell unicode blocks.
+pub fn bar(value: u64, max: u64) -> String {
+    const PARTS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+    if value == 0 || max == 0 {
+        return String::new();
+    }
+    let eighths = ((value as f64 / max as f64) * (BAR_WIDTH * 8) as f64)
+        .round()
+        .max(1.0) as usize;
+    let mut text = "█".repeat(eighths / 8);
+    if eighths % 8 != 0 {
+        text.push(PARTS[eighths % 8 - 1]);
+    }
+    text
+}
+
+fn exit_text(report: &Report) -> String {
+    let target = &report.target;
+    match (target.exit_code, target.exit_signal) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "still running when tracing stopped".into(),
+    }
+}
+
+impl Report {
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let iterations = &self.iterations;
+        writeln!(
+            out,
+            "leakscope: {}  (pid {}, {})",
+            self.target.command.join(" "),
+            self.target.pid,
+            exit_text(self)
+        )?;
+        writeln!(
+            out,
+            "iterations: {} from {} ({}), confidence {:.2}",
+            iterations.count,
+            iterations.source.as_str(),
+            iterations.detail,
+            iterations.confidence
+        )?;
+        if self.lost_events > 0 {
+            writeln!(
+                out,
+                "LOST EVENTS: {} (verdicts are inconclusive)",
+                self.lost_events
+            )?;
+        } else {
+            writeln!(out, "lost events: 0")?;
+        }
+        writeln!(out)?;
+        self.write_table(out)?;
+        writeln!(out)?;
+        self.write_sites(out)?;
+        self.write_lifetimes(out)
+    }
+
+    fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let c = &self.classes;
+        writeln!(
+            out,
+            "  {:<5} {:<13} {:<24} {}",
+            "class", "verdict", "per iteration", "live at end"
+        )?;
+        writeln!(
+            out,
+            "  {:<5} {:<13} {:<24} {}",
+            "fd",
+            verdict_text(c.fd.verdict),
+            format!("{:.2} fds", c.fd.leaked_per_iteration),
+            c.fd.live_at_end
+        )?;
+        let map_bytes = c.mmap.bytes_leaked_per_iteration.unwrap_or(0.0);
+        let live_bytes = c.mmap.live_bytes_at_end.unwrap_or(0) as f64;
+        writeln!(
+            out,
+            "  {:<5} {:<13} {:<24} {}",
+            "mmap",
+            verdict_text(c.mmap.verdict),
+            format!(
+                "{:.2} maps, {}",
+                c.mmap.leaked_per_iteration,
+                units::bytes(map_bytes)
+            ),
+            format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes))
+        )?;
+        writeln!(
+            out,
+            "  {:<5} {:<13} {:<24} {}",
+            "brk",
+            verdict_text(c.brk.verdict),
+            units::bytes(c.brk.bytes_per_iteration),
+            units::bytes(c.brk.live_bytes_at_end as f64)
+        )?;
+        writeln!(
+            out,
+            "  {:<5} {:<13} {:<24} {}",
+            "rss",
+            verdict_text(c.rss.verdict),
+            units::bytes(c.rss.bytes_per_iteration),
+            c.rss
+                .bytes_at_end
+                .map_or("not sampled".into(), |b| units::bytes(b as f64))
+        )?;
+        writeln!(
+            out,
+            "        rss growth not explained by mmap/brk: {}/iter ({})",
+            units::bytes(c.rss.unexplained_bytes_per_iteration),
+            c.rss.unexplained_verdict.as_str()
+        )?;
+        for (name, why) in [
+            ("fd", &c.fd.why),
+            ("mmap", &c.mmap.why),
+            ("brk", &c.brk.why),
+            ("rss", &c.rss.why),
+        ] {
+            writeln!(out, "  why {name}: {why}")?;
+        }
+        Ok(())
+    }
+
+    fn write_sites(&self, out: &mut dyn Write) -> io::Result<()> {
+        let classes = [("fd", &self.classes.fd), ("mmap", &self.classes.mmap)];
+        if classes.iter().all(|(_, class)| class.sites.is_empty()) {
+            return writeln!(out, "no resource was retained across iterations");
+        }
+        writeln!(out, "retained across iterations (top sites):")?;
+        for (name, class) in classes {
+            for site in class.sites.iter().take(SITES_SHOWN) {
+                let bytes = site
+                    .bytes_leaked
+                    .map_or(String::new(), |b| format!(", {}", units::bytes(b as f64)));
+                writeln!(
+                    out,
+                    "  {name:<5} {:>7} × {}  ({:.2}/iter{bytes}, {})",
+                    site.leaked,
+                    site.site,
+                    site.leaked_per_iteration,
+                    site.verdict.as_str()
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_lifetimes(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out)?;
+        writeln!(out, "lifetimes of released resources:")?;
+        for (name, class) in [("fd", &self.classes.fd), ("mmap", &self.classes.mmap)] {
+            write_histogram(out, name, class)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_histogram(out: &mut dyn Write, name: &str, class: &ResourceReport) -> io::Result<()> {
+    let (ns, its) = (&class.lifetime_ns, &class.lifetime_iterations);
+    if ns.count == 0 {
+        return writeln!(out, "  {name:<5} none released");
+    }
+    writeln!(
+        out,
+        "  {name:<5} n={}  p50 {}  p90 {}  p99 {}  max {}   in iterations: p50 {} p99 {} max {}",
+        ns.count,
+        units::duration_ns(ns.p50),
+        units::duration_ns(ns.p90),
+        units::duration_ns(ns.p99),
+        units::duration_ns(ns.max),
+        its.p50,
+        its.p99,
+        its.max
+    )?;
+    let decades = &class.lifetime_decades;
+    let max = decades.iter().copied().max().unwrap_or(0);
+    let first = decades.iter().position(|&n| n > 0).unwrap_or(0);
+    let last = decades.iter().rposition(|&n| n > 0).unwrap_or(0);
+    for (label, &count) in DECADE_LABELS.iter().zip(decades).take(last + 1).skip(first) {
+        writeln!(
+            out,
+            "        {label:>7} {:<width$} {count}",
+            bar(count, max),
+            width = BAR_WIDTH + 1
+        )?;
+    }
+    Ok(())
+}
