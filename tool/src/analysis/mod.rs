@@ -85,7 +85,7 @@ pub fn analyze(ledger: &Ledger, iterations: &Iterations, lost_events: u64) -> An
         Some(&map_bytes),
     );
     let brk = HeapClass {
-        bytes: trend::judge(&heap_bytes, HEAP_BYTES_FLOOR, lost_events),
+        bytes: trend::judge_bytes(&heap_bytes, HEAP_BYTES_FLOOR, lost_events),
         live_bytes_at_end: heap_bytes.last().copied().unwrap_or(0.0) as i64,
     };
     let explained_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate) + brk.bytes.rate;
@@ -110,7 +110,7 @@ fn resource_class(
     let traced = || records.all().iter().filter(|r| r.origin != Origin::Seeded);
     let live_counts = series::live_counts(records, &iterations.boundaries);
     let count = trend::judge(&live_counts, COUNT_FLOOR, lost_events);
-    let bytes = map_bytes.map(|series| trend::judge(series, MAP_BYTES_FLOOR, lost_events));
+    let bytes = map_bytes.map(|series| trend::judge_bytes(series, MAP_BYTES_FLOOR, lost_events));
     let verdict = bytes
         .as_ref()
         .map_or(count.verdict, |b| count.verdict.worst(b.verdict));
@@ -174,8 +174,8 @@ fn rss_class(
         .map(|((r, m), h)| r - m - h)
         .collect();
     RssClass {
-        bytes: trend::judge(&rss, RSS_BYTES_FLOOR, lost_events),
-        unexplained: trend::judge(&unexplained, RSS_BYTES_FLOOR, lost_events),
+        bytes: trend::judge_bytes(&rss, RSS_BYTES_FLOOR, lost_events),
+        unexplained: trend::judge_bytes(&unexplained, RSS_BYTES_FLOOR, lost_events),
         explained_rate,
         samples: ledger.rss_samples().len(),
         bytes_at_end: rss.last().map(|&v| v as u64),

@@ -97,6 +97,15 @@ fn chunk_means(ys: &[f64], chunks: usize) -> Vec<f64> {
 /// may count (2 resources, a few pages). `lost_events > 0` makes the verdict inconclusive:
 /// a lost close looks exactly like a leak.
 pub fn judge(series: &[f64], floor: f64, lost_events: u64) -> Judgement {
+    judge_in(series, floor, lost_events, |amount| format!("{amount:.0}"))
+}
+
+/// [`judge`] for a series of bytes, so its reasons read "rose 5.6 MiB".
+pub fn judge_bytes(series: &[f64], floor: f64, lost_events: u64) -> Judgement {
+    judge_in(series, floor, lost_events, crate::units::bytes)
+}
+
+fn judge_in(series: &[f64], floor: f64, lost_events: u64, amount: fn(f64) -> String) -> Judgement {
     let n = series.len();
     if n < 2 {
         return Judgement {
@@ -143,7 +152,8 @@ pub fn judge(series: &[f64], floor: f64, lost_events: u64) -> Judgement {
             verdict: Verdict::Leak,
             rate: window_slope,
             why: format!(
-                "rose {rise:.0} over the last {} iterations, in {rising} of {} stretches",
+                "rose {} over the last {} iterations, in {rising} of {} stretches",
+                amount(rise),
                 window.len(),
                 steps.len()
             ),
@@ -161,13 +171,16 @@ pub fn judge(series: &[f64], floor: f64, lost_events: u64) -> Judgement {
         Judgement {
             verdict: Verdict::Plateau,
             rate: recent_rate,
-            why: format!("grew by {total_rise:.0}, then stopped growing"),
+            why: format!("grew by {}, then stopped growing", amount(total_rise)),
         }
     } else if total_rise >= needed && total_rise > 0.0 {
         Judgement {
             verdict: Verdict::NoLeak,
             rate: recent_rate,
-            why: format!("grew by {total_rise:.0} in a single step (a one-time allocation)"),
+            why: format!(
+                "grew by {} in a single step (a one-time allocation)",
+                amount(total_rise)
+            ),
         }
     } else {
         Judgement {

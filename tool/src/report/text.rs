@@ -31,7 +31,7 @@ pub fn bar(value: u64, max: u64) -> String {
         .round()
         .max(1.0) as usize;
     let mut text = "█".repeat(eighths / 8);
-    if eighths % 8 != 0 {
+    if !eighths.is_multiple_of(8) {
         text.push(PARTS[eighths % 8 - 1]);
     }
     text
@@ -82,24 +82,27 @@ impl Report {
 
     fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
         let c = &self.classes;
-        writeln!(
+        let row = |out: &mut dyn Write, class: &str, verdict: &str, rate: String, live: String| {
+            writeln!(out, "  {class:<5} {verdict:<13} {rate:<24} {live}")
+        };
+        row(
             out,
-            "  {:<5} {:<13} {:<24} {}",
-            "class", "verdict", "per iteration", "live at end"
+            "class",
+            "verdict",
+            "per iteration".into(),
+            "live at end".into(),
         )?;
-        writeln!(
+        row(
             out,
-            "  {:<5} {:<13} {:<24} {}",
             "fd",
             verdict_text(c.fd.verdict),
             format!("{:.2} fds", c.fd.leaked_per_iteration),
-            c.fd.live_at_end
+            c.fd.live_at_end.to_string(),
         )?;
         let map_bytes = c.mmap.bytes_leaked_per_iteration.unwrap_or(0.0);
         let live_bytes = c.mmap.live_bytes_at_end.unwrap_or(0) as f64;
-        writeln!(
+        row(
             out,
-            "  {:<5} {:<13} {:<24} {}",
             "mmap",
             verdict_text(c.mmap.verdict),
             format!(
@@ -107,25 +110,23 @@ impl Report {
                 c.mmap.leaked_per_iteration,
                 units::bytes(map_bytes)
             ),
-            format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes))
+            format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes)),
         )?;
-        writeln!(
+        row(
             out,
-            "  {:<5} {:<13} {:<24} {}",
             "brk",
             verdict_text(c.brk.verdict),
             units::bytes(c.brk.bytes_per_iteration),
-            units::bytes(c.brk.live_bytes_at_end as f64)
+            units::bytes(c.brk.live_bytes_at_end as f64),
         )?;
-        writeln!(
+        row(
             out,
-            "  {:<5} {:<13} {:<24} {}",
             "rss",
             verdict_text(c.rss.verdict),
             units::bytes(c.rss.bytes_per_iteration),
             c.rss
                 .bytes_at_end
-                .map_or("not sampled".into(), |b| units::bytes(b as f64))
+                .map_or("not sampled".into(), |b| units::bytes(b as f64)),
         )?;
         writeln!(
             out,
