@@ -63,9 +63,21 @@ pub fn retained_sites(
                 .unwrap_or(0);
         }
     }
-    let mut result: Vec<Site> = by_site
+    // Rank first and judge only the sites shown: a run leaking a uniquely named file per
+    // iteration has as many sites as iterations.
+    let mut ranked: Vec<(SiteId, Vec<u64>, u64)> = by_site
         .into_iter()
-        .map(|(site, (mut births, site_bytes))| {
+        .map(|(site, (births, bytes))| (site, births, bytes))
+        .collect();
+    ranked.sort_by(|a, b| {
+        (b.1.len().cmp(&a.1.len()))
+            .then(b.2.cmp(&a.2))
+            .then_with(|| sites.name(a.0).cmp(sites.name(b.0)))
+    });
+    ranked.truncate(MAX_SITES);
+    ranked
+        .into_iter()
+        .map(|(site, mut births, site_bytes)| {
             births.sort_unstable();
             // Retained count by boundary: a bounded cache levels off, a leak keeps rising.
             let cumulative: Vec<f64> = iterations
@@ -81,15 +93,7 @@ pub fn retained_sites(
                 verdict: trend::judge(&cumulative, 2.0, lost_events).verdict,
             }
         })
-        .collect();
-    result.sort_by(|a, b| {
-        b.leaked
-            .cmp(&a.leaked)
-            .then(b.bytes_leaked.cmp(&a.bytes_leaked))
-            .then(a.site.cmp(&b.site))
-    });
-    result.truncate(MAX_SITES);
-    result
+        .collect()
 }
 
 /// Each mapping record's live bytes just before `at`.

@@ -260,3 +260,14 @@ fn forked_worker_per_iteration_is_no_leak() {
     assert_eq!(analysis.fd.verdict, Verdict::NoLeak);
     assert_eq!(analysis.mmap.verdict, Verdict::NoLeak);
 }
+
+#[test]
+fn uniquely_named_leaks_are_ranked_without_judging_every_site() {
+    let s = run(20_000, |s, i| {
+        s.open(&format!("/tmp/out/{i}.log"), 10 + i as i32);
+    });
+    let analysis = analyze_stream(&s, 0);
+    assert_eq!(analysis.fd.verdict, Verdict::Leak);
+    assert_eq!(analysis.fd.sites.len(), sites::MAX_SITES);
+    assert!(analysis.fd.sites.iter().all(|site| site.leaked == 1));
+}
