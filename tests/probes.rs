@@ -9,14 +9,24 @@ const N: i64 = 1000;
 fn openat_and_close() {
     let target = tempfile::NamedTempFile::new().unwrap();
     let path = target.path().to_str().unwrap();
-    assert_eq!(counts_beyond_baseline("open_close", N as u64, &[path]), expect(&[("openat", N), ("close", N)]));
+    assert_eq!(
+        counts_beyond_baseline("open_close", N as u64, &[path]),
+        expect(&[("openat", N), ("close", N)])
+    );
 }
 
 #[test]
 fn dup_family_onto_open_fds() {
     assert_eq!(
         counts_beyond_baseline("dup", N as u64, &[]),
-        expect(&[("openat", N), ("dup", N), ("dup2", N), ("dup3", N), ("fcntl", N), ("close", 3 * N)])
+        expect(&[
+            ("openat", N),
+            ("dup", N),
+            ("dup2", N),
+            ("dup3", N),
+            ("fcntl", N),
+            ("close", 3 * N)
+        ])
     );
 }
 
@@ -38,17 +48,26 @@ fn mmap_partial_munmap_and_mremap() {
 
 #[test]
 fn brk_growth() {
-    assert_eq!(counts_beyond_baseline("brk", N as u64, &[]), expect(&[("brk", N)]));
+    assert_eq!(
+        counts_beyond_baseline("brk", N as u64, &[]),
+        expect(&[("brk", N)])
+    );
 }
 
 #[test]
 fn io_on_a_second_thread() {
-    assert_eq!(counts_beyond_baseline("thread", N as u64, &[]), expect(&[("openat", N), ("close", N)]));
+    assert_eq!(
+        counts_beyond_baseline("thread", N as u64, &[]),
+        expect(&[("openat", N), ("close", N)])
+    );
 }
 
 #[test]
 fn io_in_a_forked_child() {
-    assert_eq!(counts_beyond_baseline("fork", N as u64, &[]), expect(&[("openat", N), ("close", N)]));
+    assert_eq!(
+        counts_beyond_baseline("fork", N as u64, &[]),
+        expect(&[("openat", N), ("close", N)])
+    );
 }
 
 #[test]

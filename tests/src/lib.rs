@@ -15,7 +15,9 @@ use serde_json::Value;
 pub fn leakscope() -> PathBuf {
     std::env::var_os("LEAKSCOPE_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/leakscope"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/leakscope")
+        })
 }
 
 /// A compiled C fixture (see fixtures/).
@@ -25,7 +27,9 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// A fixture script shipped as source (Python, JavaScript).
 pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 pub struct Traced {
@@ -44,14 +48,23 @@ impl Traced {
     pub fn counts(&self) -> BTreeMap<String, i64> {
         self.report["counts"]
             .as_object()
-            .map(|counts| counts.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect())
+            .map(|counts| {
+                counts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
 
 /// `leakscope <subcommand> --json FILE <options> [-- command]`, returning the report.
 /// Panics with leakscope's stderr if it wrote no report.
-pub fn leakscope_json<S: AsRef<OsStr>>(subcommand: &str, options: &[&str], command: &[S]) -> Traced {
+pub fn leakscope_json<S: AsRef<OsStr>>(
+    subcommand: &str,
+    options: &[&str],
+    command: &[S],
+) -> Traced {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let mut cmd = Command::new(leakscope());
@@ -68,7 +81,10 @@ pub fn leakscope_json<S: AsRef<OsStr>>(subcommand: &str, options: &[&str], comma
             String::from_utf8_lossy(&output.stderr)
         );
     };
-    Traced { output, report: serde_json::from_str(&text).expect("the report is not JSON") }
+    Traced {
+        output,
+        report: serde_json::from_str(&text).expect("the report is not JSON"),
+    }
 }
 
 /// `leakscope run` on a fixture with the given arguments.
@@ -86,22 +102,35 @@ pub fn counts_beyond_baseline(name: &str, n: u64, extra: &[&str]) -> BTreeMap<St
     let baseline = run_fixture(name, &zero.iter().map(String::as_str).collect::<Vec<_>>());
     let traced = run_fixture(name, &many.iter().map(String::as_str).collect::<Vec<_>>());
     for run in [&baseline, &traced] {
-        assert_eq!(run.report["lost_events"], 0, "events were lost: {}", run.stderr());
-        assert_eq!(run.report["target"]["exit_code"], 0, "the fixture failed: {}", run.stderr());
+        assert_eq!(
+            run.report["lost_events"],
+            0,
+            "events were lost: {}",
+            run.stderr()
+        );
+        assert_eq!(
+            run.report["target"]["exit_code"],
+            0,
+            "the fixture failed: {}",
+            run.stderr()
+        );
     }
     let (base, counts) = (baseline.counts(), traced.counts());
     let names: std::collections::BTreeSet<_> = base.keys().chain(counts.keys()).cloned().collect();
     names
         .into_iter()
         .filter_map(|name| {
-            let diff = counts.get(&name).copied().unwrap_or(0) - base.get(&name).copied().unwrap_or(0);
+            let diff =
+                counts.get(&name).copied().unwrap_or(0) - base.get(&name).copied().unwrap_or(0);
             (diff != 0).then_some((name, diff))
         })
         .collect()
 }
 
 fn n_args(n: &str, extra: &[&str]) -> Vec<String> {
-    std::iter::once(n.to_string()).chain(extra.iter().map(|a| a.to_string())).collect()
+    std::iter::once(n.to_string())
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect()
 }
 
 /// Builds an expected-counts map: `expect(&[("openat", 1000), ...])`.

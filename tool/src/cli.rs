@@ -4,7 +4,10 @@ use std::{ffi::OsString, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::session::MarkerSpec;
+use crate::{
+    extract::{ExtractArgs, WorkerConfig},
+    session::MarkerSpec,
+};
 
 const ABOUT: &str = "Which resource leaks when a program repeats an operation?";
 
@@ -36,6 +39,20 @@ pub enum Command {
     Run(RunArgs),
     /// Trace a running process; what it already holds is read from /proc first.
     Attach(AttachArgs),
+    /// The built-in scenario: extract a tar archive N times per round, R rounds, traced.
+    #[command(long_about = crate::extract::args::EXTRACT_ABOUT, after_long_help = crate::extract::args::EXTRACT_AFTER_HELP)]
+    Extract(ExtractCommand),
+    /// The traced child of `extract` (internal).
+    #[command(name = crate::extract::WORKER_SUBCOMMAND, hide = true)]
+    ExtractWorker(WorkerConfig),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractCommand {
+    #[command(flatten)]
+    pub extract: ExtractArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -87,19 +104,28 @@ pub struct CommonArgs {
 fn parse_marker(text: &str) -> Result<MarkerSpec, String> {
     let (binary, symbol) = match text.rsplit_once(':') {
         // Rust and C++ symbols contain "::"; only a single colon separates a binary.
-        Some((binary, symbol)) if !binary.ends_with(':') && !binary.is_empty() => (Some(PathBuf::from(binary)), symbol),
+        Some((binary, symbol)) if !binary.ends_with(':') && !binary.is_empty() => {
+            (Some(PathBuf::from(binary)), symbol)
+        }
         _ => (None, text),
     };
     if symbol.is_empty() {
         return Err("the symbol name is empty".into());
     }
-    Ok(MarkerSpec { binary, symbol: symbol.into() })
+    Ok(MarkerSpec {
+        binary,
+        symbol: symbol.into(),
+    })
 }
 
 fn parse_ring_mib(text: &str) -> Result<u32, String> {
-    let mib: u32 = text.parse().map_err(|_| format!("`{text}` is not a whole number of MiB"))?;
+    let mib: u32 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number of MiB"))?;
     if !mib.is_power_of_two() || mib > 1024 {
-        return Err(format!("{mib} MiB: the ring size must be a power of two between 1 and 1024"));
+        return Err(format!(
+            "{mib} MiB: the ring size must be a power of two between 1 and 1024"
+        ));
     }
     Ok(mib)
 }
@@ -110,10 +136,19 @@ mod tests {
 
     #[test]
     fn marker_forms() {
-        assert_eq!(parse_marker("step").unwrap(), MarkerSpec { binary: None, symbol: "step".into() });
+        assert_eq!(
+            parse_marker("step").unwrap(),
+            MarkerSpec {
+                binary: None,
+                symbol: "step".into()
+            }
+        );
         assert_eq!(
             parse_marker("/lib/x.so:step").unwrap(),
-            MarkerSpec { binary: Some("/lib/x.so".into()), symbol: "step".into() }
+            MarkerSpec {
+                binary: Some("/lib/x.so".into()),
+                symbol: "step".into()
+            }
         );
         assert_eq!(parse_marker("a::b::c").unwrap().binary, None);
         assert!(parse_marker("/bin/x:").is_err());
@@ -129,8 +164,14 @@ mod tests {
     #[test]
     fn run_needs_a_command() {
         assert!(Cli::try_parse_from(["leakscope", "run"]).is_err());
-        let cli = Cli::try_parse_from(["leakscope", "run", "--json", "-", "--", "ls", "-l"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!() };
-        assert_eq!(run.command, vec![OsString::from("ls"), OsString::from("-l")]);
+        let cli =
+            Cli::try_parse_from(["leakscope", "run", "--json", "-", "--", "ls", "-l"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            run.command,
+            vec![OsString::from("ls"), OsString::from("-l")]
+        );
     }
 }

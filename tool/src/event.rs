@@ -4,9 +4,7 @@
 //! into [`Event`], the type every later stage (ledger, analysis, report) consumes. It is
 //! pure so it can be tested from hand-made records without root.
 
-use leakscope_common::{
-    self as wire, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, kind, syscalls,
-};
+use leakscope_common::{self as wire, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, kind, syscalls};
 use thiserror::Error;
 
 /// One decoded event of a traced process.
@@ -93,17 +91,28 @@ pub fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
     let rss_bytes = (header.rss_pages != RSS_NOT_SAMPLED).then(|| header.rss_pages * page_size);
     let what = match header.kind {
         kind::SYSCALL => What::Syscall(decode_syscall(&header, record)?),
-        kind::FORK => What::Fork { child: header.aux as u32 },
+        kind::FORK => What::Fork {
+            child: header.aux as u32,
+        },
         kind::EXEC => What::Exec,
         kind::EXIT => What::Exit,
-        kind::MARKER => What::Marker { arg: header.args[0] },
+        kind::MARKER => What::Marker {
+            arg: header.args[0],
+        },
         other => return Err(DecodeError::UnknownKind(other)),
     };
-    Ok(Event { time_ns: header.ktime_ns, tgid: header.tgid, tid: header.tid, rss_bytes, what })
+    Ok(Event {
+        time_ns: header.ktime_ns,
+        tgid: header.tgid,
+        tid: header.tid,
+        rss_bytes,
+        what,
+    })
 }
 
 fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, DecodeError> {
-    let info = syscalls::info(header.syscall_nr).ok_or(DecodeError::UnknownSyscall(header.syscall_nr))?;
+    let info =
+        syscalls::info(header.syscall_nr).ok_or(DecodeError::UnknownSyscall(header.syscall_nr))?;
     let path = if info.path_arg.is_some() {
         let with_path = read_struct::<PathEvent>(record).ok_or(DecodeError::Short(record.len()))?;
         let len = (with_path.path_len & !PATH_TRUNCATED) as usize;
@@ -160,29 +169,48 @@ pub(crate) mod tests {
 
     fn bytes_of<T: aya::Pod>(value: &T) -> Vec<u8> {
         // SAFETY: Pod types have no padding-dependent invariants; reading their bytes is fine.
-        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+            .to_vec()
     }
 
     #[test]
     fn decodes_close() {
-        let event = decode(&bytes_of(&wire_event(kind::SYSCALL, syscalls::CLOSE, 0)), 4096).unwrap();
-        let What::Syscall(call) = event.what else { panic!("not a syscall") };
-        assert_eq!((call.name, call.ret, call.path, call.stack_id), ("close", 0, None, None));
+        let event = decode(
+            &bytes_of(&wire_event(kind::SYSCALL, syscalls::CLOSE, 0)),
+            4096,
+        )
+        .unwrap();
+        let What::Syscall(call) = event.what else {
+            panic!("not a syscall")
+        };
+        assert_eq!(
+            (call.name, call.ret, call.path, call.stack_id),
+            ("close", 0, None, None)
+        );
         assert_eq!((event.tgid, event.tid, event.rss_bytes), (100, 101, None));
     }
 
     #[test]
     fn decodes_open_path_and_truncation() {
-        let mut record = PathEvent { event: wire_event(kind::SYSCALL, syscalls::OPENAT, 3), path_len: 5, _pad: 0, path: [0; PATH_CAP] };
+        let mut record = PathEvent {
+            event: wire_event(kind::SYSCALL, syscalls::OPENAT, 3),
+            path_len: 5,
+            _pad: 0,
+            path: [0; PATH_CAP],
+        };
         record.event.rss_pages = 10;
         record.path[..5].copy_from_slice(b"a.txt");
         let event = decode(&bytes_of(&record), 4096).unwrap();
         assert_eq!(event.rss_bytes, Some(40960));
-        let What::Syscall(call) = event.what else { panic!() };
+        let What::Syscall(call) = event.what else {
+            panic!()
+        };
         assert_eq!(call.path.as_ref().unwrap().display(), "a.txt");
 
         record.path_len = (PATH_CAP as u32 - 1) | PATH_TRUNCATED;
-        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else { panic!() };
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+            panic!()
+        };
         let path = call.path.unwrap();
         assert!(path.truncated);
         assert!(path.display().ends_with('…'));
@@ -192,18 +220,26 @@ pub(crate) mod tests {
     fn decodes_fd_pair_and_fork() {
         let mut pipe = wire_event(kind::SYSCALL, syscalls::PIPE2, 0);
         pipe.aux = (7u64 << 32) | 6;
-        let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else { panic!() };
+        let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else {
+            panic!()
+        };
         assert_eq!(call.fd_pair, Some([6, 7]));
 
         let mut fork = wire_event(kind::FORK, 0, 0);
         fork.aux = 555;
-        assert_eq!(decode(&bytes_of(&fork), 4096).unwrap().what, What::Fork { child: 555 });
+        assert_eq!(
+            decode(&bytes_of(&fork), 4096).unwrap().what,
+            What::Fork { child: 555 }
+        );
     }
 
     #[test]
     fn rejects_garbage() {
         assert_eq!(decode(&[0; 8], 4096), Err(DecodeError::Short(8)));
-        assert_eq!(decode(&bytes_of(&wire_event(99, 0, 0)), 4096), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            decode(&bytes_of(&wire_event(99, 0, 0)), 4096),
+            Err(DecodeError::UnknownKind(99))
+        );
         assert_eq!(
             decode(&bytes_of(&wire_event(kind::SYSCALL, 0, 0)), 4096),
             Err(DecodeError::UnknownSyscall(0))

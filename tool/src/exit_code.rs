@@ -1,10 +1,8 @@
 //! The contract's exit statuses, decided from an error's chain in one place.
 
 use crate::{
-    proc_snapshot::SnapshotError,
-    session::TraceError,
-    symbols::SymbolError,
-    target::TargetError,
+    extract::ExtractError, probes::ProbeError, proc_snapshot::SnapshotError, session::TraceError,
+    symbols::SymbolError, target::TargetError,
 };
 
 /// The report was written.
@@ -28,20 +26,34 @@ pub fn for_error(error: &anyhow::Error) -> u8 {
         if cause.is::<UsageError>() || cause.is::<SymbolError>() {
             return USAGE;
         }
-        if let Some(SnapshotError::NoSuchProcess(_)) = cause.downcast_ref() {
+        if let Some(extract) = cause.downcast_ref::<ExtractError>() {
+            return extract.exit_code() as u8;
+        }
+        // TraceError wraps transparently, which hides the wrapped error from the chain:
+        // look inside it as well as at a bare one.
+        let (snapshot, target) = match cause.downcast_ref::<TraceError>() {
+            Some(TraceError::Privilege(_)) => return NO_PRIVILEGE_OR_FEATURE,
+            Some(TraceError::Symbol(_)) => return USAGE,
+            Some(TraceError::Probe(probe)) if probe.is_kernel_refusal() => {
+                return NO_PRIVILEGE_OR_FEATURE;
+            }
+            Some(TraceError::Probe(ProbeError::Marker { .. })) => return USAGE,
+            Some(TraceError::Snapshot(snapshot)) => (Some(snapshot), None),
+            Some(TraceError::Target(target)) => (None, Some(target)),
+            _ => (
+                cause.downcast_ref::<SnapshotError>(),
+                cause.downcast_ref::<TargetError>(),
+            ),
+        };
+        if let Some(SnapshotError::NoSuchProcess(_)) = snapshot {
             return USAGE;
         }
-        if let Some(TargetError::Spawn { source, .. }) = cause.downcast_ref() {
-            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) {
+        if let Some(TargetError::Spawn { source, .. }) = target {
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) {
                 return USAGE;
-            }
-        }
-        if let Some(trace) = cause.downcast_ref::<TraceError>() {
-            match trace {
-                TraceError::Privilege(_) => return NO_PRIVILEGE_OR_FEATURE,
-                TraceError::Probe(probe) if probe.is_kernel_refusal() => return NO_PRIVILEGE_OR_FEATURE,
-                TraceError::Probe(crate::probes::ProbeError::Marker { .. }) => return USAGE,
-                _ => {}
             }
         }
     }
@@ -57,7 +69,8 @@ mod tests {
     fn classifies_through_context() {
         let privilege = anyhow::Error::from(TraceError::Privilege("root")).context("tracing");
         assert_eq!(for_error(&privilege), NO_PRIVILEGE_OR_FEATURE);
-        let pid: anyhow::Result<()> = Err(TraceError::Snapshot(SnapshotError::NoSuchProcess(9))).context("attach");
+        let pid: anyhow::Result<()> =
+            Err(TraceError::Snapshot(SnapshotError::NoSuchProcess(9))).context("attach");
         assert_eq!(for_error(&pid.unwrap_err()), USAGE);
         assert_eq!(for_error(&anyhow::anyhow!("disk full")), FAILURE);
     }

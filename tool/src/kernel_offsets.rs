@@ -35,7 +35,10 @@ pub fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
         ..Default::default()
     };
     if let Ok(rss) = rss_offsets(&btf) {
-        offsets = KernelOffsets { task_tgid: offsets.task_tgid, ..rss };
+        offsets = KernelOffsets {
+            task_tgid: offsets.task_tgid,
+            ..rss
+        };
     }
     Ok(offsets)
 }
@@ -52,7 +55,9 @@ fn rss_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
 }
 
 fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, OffsetsError> {
-    let types = btf.resolve_types_by_name(name).map_err(|_| OffsetsError::Missing(name.into()))?;
+    let types = btf
+        .resolve_types_by_name(name)
+        .map_err(|_| OffsetsError::Missing(name.into()))?;
     types
         .into_iter()
         .find_map(|t| match t {
@@ -109,7 +114,11 @@ mod tests {
         let offsets = from_running_kernel().unwrap();
         let btf = Btf::from_file(VMLINUX_BTF).unwrap();
         let pid = member_offset(&btf, "task_struct", "pid").unwrap();
-        assert_eq!(offsets.task_tgid, pid + 4, "tgid directly follows pid in task_struct");
+        assert_eq!(
+            offsets.task_tgid,
+            pid + 4,
+            "tgid directly follows pid in task_struct"
+        );
         assert_eq!(offsets.rss_available, 1);
         assert!(offsets.percpu_counter_size >= 8);
     }

@@ -4,19 +4,24 @@
 //! report. Each stage is a module with one job; the ledger, analysis and report are pure and
 //! unit-tested from synthetic event streams.
 
+pub mod analysis;
+pub mod cli;
+pub mod commands;
+pub mod diagnosis;
 pub mod event;
+pub mod exit_code;
+pub mod extract;
+pub mod iterations;
 pub mod kernel_offsets;
+pub mod ledger;
+pub mod privilege;
 pub mod probes;
 pub mod proc_snapshot;
-pub mod target;
-pub mod privilege;
-pub mod symbolize;
-pub mod session;
-pub mod cli;
-pub mod extract;
-pub mod ledger;
-pub mod units;
-pub mod iterations;
-pub mod analysis;
-pub mod diagnosis;
+pub mod progress;
 pub mod report;
+pub mod run_as;
+pub mod session;
+pub mod symbolize;
+pub mod symbols;
+pub mod target;
+pub mod units;

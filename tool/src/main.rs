@@ -1,34 +1,60 @@
-use std::{collections::BTreeMap, process::ExitCode};
+//! The `leakscope` binary: parse the command line, run the command, map the outcome to the
+//! contract's exit status with one clear line on failure.
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::Parser as _;
 use leakscope::{
     cli::{Cli, Command},
-    event::{Event, What},
-    proc_snapshot::Snapshot,
-    session::{self, EventSink, Target, TraceConfig},
+    commands, exit_code,
+    extract::run_worker,
 };
 
-#[derive(Default)]
-struct Counts(BTreeMap<&'static str, u64>);
-impl EventSink for Counts {
-    fn seed(&mut self, _: u32, _: &Snapshot) {}
-    fn apply(&mut self, e: &Event) {
-        let name = match &e.what { What::Syscall(c) => c.name, What::Fork{..} => "fork", What::Exec => "exec", What::Exit => "exit", What::Marker{..} => "marker" };
-        *self.0.entry(name).or_default() += 1;
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // bad usage exits 2 with clap's message
+
+    // The extract worker must stay single-threaded (its heap leak moves the break with
+    // sbrk behind malloc's back), so it runs before any async runtime exists.
+    if let Command::ExtractWorker(config) = &cli.command {
+        return match run_worker(config) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("leakscope extract: {error}");
+                ExitCode::from(error.exit_code() as u8)
+            }
+        };
+    }
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("leakscope: cannot start the async runtime: {error}");
+            return ExitCode::from(exit_code::FAILURE);
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(status) => ExitCode::from(status),
+        Err(error) => {
+            eprintln!("leakscope: {}", one_line(&error));
+            ExitCode::from(exit_code::for_error(&error))
+        }
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (target, common) = match cli.command {
-        Command::Run(run) => (Target::Spawn { argv: run.command, run_as: None }, run.common),
-        Command::Attach(a) => (Target::Attach { pid: a.pid, duration: a.duration.map(std::time::Duration::from_secs_f64) }, a.common),
-    };
-    let config = TraceConfig { ring_bytes: common.ring_mib << 20, marker: common.iteration_symbol };
-    let mut counts = Counts::default();
-    match session::trace(target, &config, &mut counts).await {
-        Ok(o) => { println!("{:?} lost={} events={} {:?}", o.end, o.lost_events, o.events, counts.0); ExitCode::SUCCESS }
-        Err(e) => { eprintln!("leakscope: {e}"); ExitCode::from(1) }
+/// The error chain on one line. A kernel verifier log can run to hundreds of lines; it is
+/// shown only with LEAKSCOPE_VERBOSE=1.
+fn one_line(error: &anyhow::Error) -> String {
+    let full = format!("{error:#}");
+    let mut lines = full.lines();
+    let first = lines.next().unwrap_or_default().to_string();
+    if lines.next().is_none() {
+        return first;
     }
+    if std::env::var_os("LEAKSCOPE_VERBOSE").is_some() {
+        return full;
+    }
+    format!("{first} (set LEAKSCOPE_VERBOSE=1 for the kernel's full answer)")
 }

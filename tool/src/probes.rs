@@ -19,26 +19,43 @@ use crate::kernel_offsets::{self, OffsetsError};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leakscope"));
 
 /// Raw tracepoints, attached by name; none needs tracefs.
-const TRACEPOINTS: [&str; 4] = ["sys_exit", "sched_process_fork", "sched_process_exec", "sched_process_exit"];
+const TRACEPOINTS: [&str; 4] = [
+    "sys_exit",
+    "sched_process_fork",
+    "sched_process_exec",
+    "sched_process_exit",
+];
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`")]
+    #[error(
+        "this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
+    )]
     NoObject,
     #[error("{0}")]
     Offsets(#[from] OffsetsError),
     #[error("loading the eBPF programs was refused: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("the kernel refused eBPF program `{program}`: {source}")]
-    Program { program: &'static str, source: aya::programs::ProgramError },
+    Program {
+        program: &'static str,
+        source: aya::programs::ProgramError,
+    },
     #[error("eBPF program `{0}` is missing from the object: the build is inconsistent")]
     MissingProgram(&'static str),
     #[error("eBPF map `{0}` is missing from the object: the build is inconsistent")]
     MissingMap(&'static str),
     #[error("eBPF map `{map}`: {source}")]
-    Map { map: &'static str, source: aya::maps::MapError },
+    Map {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("cannot attach the iteration marker to `{symbol}` in {binary}: {source}")]
-    Marker { symbol: String, binary: String, source: aya::programs::ProgramError },
+    Marker {
+        symbol: String,
+        binary: String,
+        source: aya::programs::ProgramError,
+    },
 }
 
 impl ProbeError {
@@ -47,7 +64,9 @@ impl ProbeError {
     pub fn is_kernel_refusal(&self) -> bool {
         match self {
             ProbeError::Offsets(_) | ProbeError::Load(_) | ProbeError::Program { .. } => true,
-            ProbeError::Map { source, .. } => matches!(source, aya::maps::MapError::CreateError { .. }),
+            ProbeError::Map { source, .. } => {
+                matches!(source, aya::maps::MapError::CreateError { .. })
+            }
             _ => false,
         }
     }
@@ -81,30 +100,65 @@ impl Probes {
             .map_err(ProbeError::Load)?;
         for name in TRACEPOINTS {
             let program: &mut RawTracePoint = program(&mut ebpf, name)?;
-            program.load().map_err(|source| ProbeError::Program { program: name, source })?;
-            program.attach(name).map_err(|source| ProbeError::Program { program: name, source })?;
+            program.load().map_err(|source| ProbeError::Program {
+                program: name,
+                source,
+            })?;
+            program.attach(name).map_err(|source| ProbeError::Program {
+                program: name,
+                source,
+            })?;
         }
         let marker: &mut UProbe = program(&mut ebpf, "iteration_marker")?;
-        marker
-            .load()
-            .map_err(|source| ProbeError::Program { program: "iteration_marker", source })?;
+        marker.load().map_err(|source| ProbeError::Program {
+            program: "iteration_marker",
+            source,
+        })?;
 
-        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?)
-            .map_err(|source| ProbeError::Map { map: "EVENTS", source })?;
-        let tracked = HashMap::try_from(take_map(&mut ebpf, "TRACKED")?)
-            .map_err(|source| ProbeError::Map { map: "TRACKED", source })?;
-        let lost = PerCpuArray::try_from(take_map(&mut ebpf, "LOST")?)
-            .map_err(|source| ProbeError::Map { map: "LOST", source })?;
-        let stacks = StackTraceMap::try_from(take_map(&mut ebpf, "STACKS")?)
-            .map_err(|source| ProbeError::Map { map: "STACKS", source })?;
-        Ok((Probes { ebpf, tracked, lost, stacks, offsets }, ring))
+        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|source| {
+            ProbeError::Map {
+                map: "EVENTS",
+                source,
+            }
+        })?;
+        let tracked = HashMap::try_from(take_map(&mut ebpf, "TRACKED")?).map_err(|source| {
+            ProbeError::Map {
+                map: "TRACKED",
+                source,
+            }
+        })?;
+        let lost = PerCpuArray::try_from(take_map(&mut ebpf, "LOST")?).map_err(|source| {
+            ProbeError::Map {
+                map: "LOST",
+                source,
+            }
+        })?;
+        let stacks = StackTraceMap::try_from(take_map(&mut ebpf, "STACKS")?).map_err(|source| {
+            ProbeError::Map {
+                map: "STACKS",
+                source,
+            }
+        })?;
+        Ok((
+            Probes {
+                ebpf,
+                tracked,
+                lost,
+                stacks,
+                offsets,
+            },
+            ring,
+        ))
     }
 
     /// Starts tracing process `tgid` (and, from then on, the processes it forks).
     pub fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
         self.tracked
             .insert(tgid, 0, 0)
-            .map_err(|source| ProbeError::Map { map: "TRACKED", source })
+            .map_err(|source| ProbeError::Map {
+                map: "TRACKED",
+                source,
+            })
     }
 
     /// Attaches the iteration marker to `symbol` in `binary`, for the processes traced.
@@ -147,8 +201,13 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, P
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let program = ebpf.program_mut(name).ok_or(ProbeError::MissingProgram(name))?;
-    program.try_into().map_err(|source| ProbeError::Program { program: name, source })
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(ProbeError::MissingProgram(name))?;
+    program.try_into().map_err(|source| ProbeError::Program {
+        program: name,
+        source,
+    })
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {

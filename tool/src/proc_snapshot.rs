@@ -6,7 +6,7 @@
 
 use std::{fs, path::PathBuf};
 
-use procfs::process::{FDTarget, MMapPath, Process};
+use procfs::process::{MMapPath, Process};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -20,7 +20,9 @@ pub enum SnapshotError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FdSnapshot {
     pub fd: i32,
-    pub description: String,
+    /// The `/proc/PID/fd/N` link as the kernel writes it ("/path", "socket:[123]", ...);
+    /// the ledger names the site from it.
+    pub link: String,
     pub cloexec: bool,
 }
 
@@ -49,10 +51,13 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
         .fd()
         .map_err(proc_err)?
         .filter_map(Result::ok) // an fd closed while we list them is simply not there
-        .map(|info| FdSnapshot {
-            fd: info.fd,
-            description: describe_fd(&info.target),
-            cloexec: fd_is_cloexec(pid, info.fd),
+        .filter_map(|info| {
+            let link = fs::read_link(format!("/proc/{pid}/fd/{}", info.fd)).ok()?;
+            Some(FdSnapshot {
+                fd: info.fd,
+                link: link.to_string_lossy().into_owned(),
+                cloexec: fd_is_cloexec(pid, info.fd),
+            })
         })
         .collect();
     let mappings = process
@@ -65,19 +70,12 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
             description: describe_mapping(&map.pathname),
         })
         .collect();
-    Ok(Snapshot { fds, mappings, cwd: process.cwd().ok(), exe: process.exe().ok() })
-}
-
-/// The same vocabulary the ledger uses for fd sites.
-fn describe_fd(target: &FDTarget) -> String {
-    match target {
-        FDTarget::Path(path) => path.display().to_string(),
-        FDTarget::Socket(_) | FDTarget::Net(_) => "socket".into(),
-        FDTarget::Pipe(_) => "pipe".into(),
-        FDTarget::AnonInode(name) => format!("anon:{}", name.trim_start_matches('[').trim_end_matches(']')),
-        FDTarget::MemFD(name) => format!("memfd:{name}"),
-        FDTarget::Other(kind, _) | FDTarget::Unknown(kind, _) => kind.clone(),
-    }
+    Ok(Snapshot {
+        fds,
+        mappings,
+        cwd: process.cwd().ok(),
+        exe: process.exe().ok(),
+    })
 }
 
 fn describe_mapping(path: &MMapPath) -> String {
@@ -92,7 +90,9 @@ fn describe_mapping(path: &MMapPath) -> String {
 
 /// `/proc/PID/fdinfo/FD` has the open flags in octal; O_CLOEXEC is 0o2000000.
 fn fd_is_cloexec(pid: u32, fd: i32) -> bool {
-    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else { return false };
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+        return false;
+    };
     text.lines()
         .find_map(|line| line.strip_prefix("flags:"))
         .and_then(|flags| u64::from_str_radix(flags.trim(), 8).ok())
@@ -108,15 +108,22 @@ mod tests {
     fn sees_own_cloexec_file() {
         let file = tempfile::tempfile().unwrap(); // std opens with O_CLOEXEC
         let snapshot = take(std::process::id()).unwrap();
-        let entry = snapshot.fds.iter().find(|f| f.fd == file.as_raw_fd()).unwrap();
+        let entry = snapshot
+            .fds
+            .iter()
+            .find(|f| f.fd == file.as_raw_fd())
+            .unwrap();
         assert!(entry.cloexec);
-        assert!(entry.description.contains("(deleted)") || entry.description.starts_with('/'));
+        assert!(entry.link.starts_with('/'), "{}", entry.link);
         assert!(snapshot.mappings.iter().any(|m| m.description == "[stack]"));
         assert_eq!(snapshot.cwd, std::env::current_dir().ok());
     }
 
     #[test]
     fn unknown_pid_is_named() {
-        assert!(matches!(take(u32::MAX / 2), Err(SnapshotError::NoSuchProcess(_))));
+        assert!(matches!(
+            take(u32::MAX / 2),
+            Err(SnapshotError::NoSuchProcess(_))
+        ));
     }
 }

@@ -4,11 +4,20 @@
 use crate::{exit_code::UsageError, target::RunAs};
 
 pub fn resolve(requested: Option<&str>) -> Result<Option<RunAs>, UsageError> {
-    let from_sudo = std::env::var("SUDO_USER").ok().filter(|user| !user.is_empty() && user != "root");
-    let Some(name) = requested.map(str::to_owned).or(from_sudo) else { return Ok(None) };
+    let from_sudo = std::env::var("SUDO_USER")
+        .ok()
+        .filter(|user| !user.is_empty() && user != "root");
+    let Some(name) = requested.map(str::to_owned).or(from_sudo) else {
+        return Ok(None);
+    };
     match nix::unistd::User::from_name(&name) {
-        Ok(Some(user)) => Ok(Some(RunAs { uid: user.uid.as_raw(), gid: user.gid.as_raw() })),
+        Ok(Some(user)) => Ok(Some(RunAs {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })),
         Ok(None) => Err(UsageError(format!("--user {name}: no such user"))),
-        Err(error) => Err(UsageError(format!("--user {name}: cannot look the user up: {error}"))),
+        Err(error) => Err(UsageError(format!(
+            "--user {name}: cannot look the user up: {error}"
+        ))),
     }
 }

@@ -31,11 +31,21 @@ pub trait EventSink {
     fn apply(&mut self, event: &Event);
 }
 
+pub type LineSink = Box<dyn FnMut(String) + Send>;
+
 pub enum Target {
-    /// Start this command under tracing.
-    Spawn { argv: Vec<OsString>, run_as: Option<RunAs> },
+    /// Start this command under tracing. With `stdout_lines`, each line the command prints
+    /// goes there instead of to our stdout (so a progress display can print it cleanly).
+    Spawn {
+        argv: Vec<OsString>,
+        run_as: Option<RunAs>,
+        stdout_lines: Option<LineSink>,
+    },
     /// Trace a running process, until it exits, `duration` passes, or Ctrl-C.
-    Attach { pid: u32, duration: Option<Duration> },
+    Attach {
+        pid: u32,
+        duration: Option<Duration>,
+    },
 }
 
 /// `--iteration-symbol [BINARY:]SYMBOL`.
@@ -84,21 +94,52 @@ pub enum TraceError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Symbol(#[from] crate::symbols::SymbolError),
     #[error("cannot find the target's executable `{0}` for the iteration marker")]
     MarkerBinary(String),
     #[error("waiting for the target failed: {0}")]
     Wait(std::io::Error),
 }
 
-pub async fn trace(target: Target, config: &TraceConfig, sink: &mut dyn EventSink) -> Result<Outcome, TraceError> {
+pub async fn trace(
+    target: Target,
+    config: &TraceConfig,
+    sink: &mut dyn EventSink,
+) -> Result<Outcome, TraceError> {
     if let Some(missing) = privilege::missing_privilege() {
         return Err(TraceError::Privilege(missing));
     }
-    let (mut probes, ring) = Probes::load(&ProbeOptions { ring_bytes: config.ring_bytes })?;
-    let mut drain = Drainer { ring, namer: StackNamer::default(), page_size: page_size(), undecodable: 0, events: 0 };
+    let (mut probes, ring) = Probes::load(&ProbeOptions {
+        ring_bytes: config.ring_bytes,
+    })?;
+    let mut drain = Drainer {
+        ring,
+        namer: StackNamer::default(),
+        page_size: page_size(),
+        undecodable: 0,
+        events: 0,
+    };
     match target {
-        Target::Spawn { argv, run_as } => spawn_and_trace(&mut probes, &mut drain, argv, run_as, config, sink).await,
-        Target::Attach { pid, duration } => attach_and_trace(&mut probes, &mut drain, pid, duration, config, sink).await,
+        Target::Spawn {
+            argv,
+            run_as,
+            stdout_lines,
+        } => {
+            spawn_and_trace(
+                &mut probes,
+                &mut drain,
+                argv,
+                run_as,
+                stdout_lines,
+                config,
+                sink,
+            )
+            .await
+        }
+        Target::Attach { pid, duration } => {
+            attach_and_trace(&mut probes, &mut drain, pid, duration, config, sink).await
+        }
     }
 }
 
@@ -107,6 +148,7 @@ async fn spawn_and_trace(
     drain: &mut Drainer,
     argv: Vec<OsString>,
     run_as: Option<RunAs>,
+    stdout_lines: Option<LineSink>,
     config: &TraceConfig,
     sink: &mut dyn EventSink,
 ) -> Result<Outcome, TraceError> {
@@ -114,11 +156,13 @@ async fn spawn_and_trace(
     if let Some(marker) = &config.marker {
         let binary = match &marker.binary {
             Some(binary) => binary.clone(),
-            None => which_program(&argv[0]).ok_or_else(|| TraceError::MarkerBinary(argv[0].to_string_lossy().into()))?,
+            None => which_program(&argv[0])
+                .ok_or_else(|| TraceError::MarkerBinary(argv[0].to_string_lossy().into()))?,
         };
+        crate::symbols::check_function(&binary, &marker.symbol)?;
         probes.attach_marker(&binary, &marker.symbol)?;
     }
-    let gated = target::spawn_gated(&argv, run_as)?;
+    let gated = target::spawn_gated(&argv, run_as, stdout_lines.is_some())?;
     let pid = gated.pid;
     probes.track(pid)?;
     // What the forked child holds before exec (stdio, mostly) is the target's too.
@@ -126,6 +170,18 @@ async fn spawn_and_trace(
         sink.seed(pid, &snapshot);
     }
     let mut child = gated.release()?;
+    let forwarder = match (child.stdout.take(), stdout_lines) {
+        (Some(stdout), Some(mut forward)) => Some(std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                forward(line);
+            }
+        })),
+        _ => None,
+    };
 
     let mut waiter = tokio::task::spawn_blocking(move || child.wait());
     let mut interrupted = false;
@@ -143,12 +199,18 @@ async fn spawn_and_trace(
     };
     // The exit tracepoint fired before wait() returned, so the ring now holds everything.
     drain.drain(probes, sink);
+    if let Some(forwarder) = forwarder {
+        let _ = forwarder.join(); // the last lines, printed before the report
+    }
     let end = match (status.code(), status.signal()) {
         (Some(code), _) => TargetEnd::Exited(code),
         (None, Some(signal)) => TargetEnd::Signaled(signal),
         (None, None) => TargetEnd::ExitedUnknownStatus,
     };
-    let command = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let command = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     Ok(drain.outcome(probes, pid, command, end, interrupted))
 }
 
@@ -168,6 +230,7 @@ async fn attach_and_trace(
             .clone()
             .or_else(|| first_look.exe.clone())
             .ok_or_else(|| TraceError::MarkerBinary(format!("/proc/{pid}/exe")))?;
+        crate::symbols::check_function(&binary, &marker.symbol)?;
         probes.attach_marker(&binary, &marker.symbol)?;
     }
     probes.track(pid)?;
@@ -222,9 +285,12 @@ impl Drainer {
             self.events += 1;
             if let What::Syscall(call) = &mut event.what {
                 if call.stack_id.is_some() || call.user_return_address != 0 {
-                    call.frames = self.namer.frames(event.tgid, call.stack_id, call.user_return_address, |id| {
-                        probes.user_stack(id)
-                    });
+                    call.frames = self.namer.frames(
+                        event.tgid,
+                        call.stack_id,
+                        call.user_return_address,
+                        |id| probes.user_stack(id),
+                    );
                 }
             }
             if event.what == What::Exit {
@@ -235,7 +301,14 @@ impl Drainer {
         exited
     }
 
-    fn outcome(&self, probes: &Probes, pid: u32, command: Vec<String>, end: TargetEnd, interrupted: bool) -> Outcome {
+    fn outcome(
+        &self,
+        probes: &Probes,
+        pid: u32,
+        command: Vec<String>,
+        end: TargetEnd,
+        interrupted: bool,
+    ) -> Outcome {
         Outcome {
             pid,
             command,
@@ -249,7 +322,10 @@ impl Drainer {
 }
 
 fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64
 }
 
 /// The program `argv0` names, found the way exec will find it.

@@ -3,7 +3,10 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use blazesym::symbolize::{Input, Symbolized, Symbolizer, source::{Process, Source}};
+use blazesym::symbolize::{
+    Input, Symbolized, Symbolizer,
+    source::{Process, Source},
+};
 
 /// How many frames a site keeps: enough to see past allocator wrappers.
 const MAX_FRAMES: usize = 6;
@@ -15,7 +18,10 @@ pub struct StackNamer {
 
 impl Default for StackNamer {
     fn default() -> Self {
-        Self { symbolizer: Symbolizer::new(), cache: HashMap::new() }
+        Self {
+            symbolizer: Symbolizer::new(),
+            cache: HashMap::new(),
+        }
     }
 }
 

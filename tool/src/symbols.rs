@@ -11,7 +11,11 @@ pub enum SymbolError {
     #[error("cannot read {binary}: {reason}")]
     Unreadable { binary: String, reason: String },
     #[error("{binary} has no function `{symbol}`{}", suggestions(.near))]
-    NotFound { binary: String, symbol: String, near: Vec<String> },
+    NotFound {
+        binary: String,
+        symbol: String,
+        near: Vec<String>,
+    },
 }
 
 fn suggestions(near: &[String]) -> String {
@@ -24,7 +28,10 @@ fn suggestions(near: &[String]) -> String {
 
 /// Succeeds when `binary` defines function `symbol` (in .symtab or .dynsym).
 pub fn check_function(binary: &Path, symbol: &str) -> Result<(), SymbolError> {
-    let unreadable = |reason: String| SymbolError::Unreadable { binary: binary.display().to_string(), reason };
+    let unreadable = |reason: String| SymbolError::Unreadable {
+        binary: binary.display().to_string(),
+        reason,
+    };
     let data = std::fs::read(binary).map_err(|e| unreadable(e.to_string()))?;
     let file = object::File::parse(&*data).map_err(|e| unreadable(e.to_string()))?;
     let names: Vec<String> = file
@@ -62,7 +69,11 @@ fn near_matches(symbol: &str, names: &[String]) -> Vec<String> {
         .collect();
     scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.len().cmp(&b.1.len())));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(5).map(|(_, name)| name.clone()).collect()
+    scored
+        .into_iter()
+        .take(5)
+        .map(|(_, name)| name.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -71,10 +82,15 @@ mod tests {
 
     #[test]
     fn near_matches_prefer_containment_then_distance() {
-        let names: Vec<String> = ["process_request", "process_requests_loop", "main", "proces_request"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names: Vec<String> = [
+            "process_request",
+            "process_requests_loop",
+            "main",
+            "proces_request",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let near = near_matches("process_request", &names);
         assert_eq!(near[0], "process_request");
         assert!(near.contains(&"proces_request".to_string()));
@@ -83,13 +99,19 @@ mod tests {
 
     #[test]
     fn finds_libc_function_and_suggests_for_typo() {
-        let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| p.exists())
-            .expect("libc");
+        let libc = [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("libc");
         check_function(libc, "malloc").unwrap();
         let err = check_function(libc, "mallocc").unwrap_err().to_string();
-        assert!(err.contains("near matches") && err.contains("malloc"), "{err}");
+        assert!(
+            err.contains("near matches") && err.contains("malloc"),
+            "{err}"
+        );
     }
 }

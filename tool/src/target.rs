@@ -22,7 +22,10 @@ pub enum TargetError {
     #[error("cannot create a pipe to start the target: {0}")]
     Pipe(#[source] std::io::Error),
     #[error("cannot start `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("the target process did not report its pid before exec")]
     NoPid,
 }
@@ -44,13 +47,24 @@ pub struct GatedChild {
 
 /// Forks `argv` and stops it before exec. Nothing of the target runs until
 /// [`GatedChild::release`].
-pub fn spawn_gated(argv: &[OsString], run_as: Option<RunAs>) -> Result<GatedChild, TargetError> {
+pub fn spawn_gated(
+    argv: &[OsString],
+    run_as: Option<RunAs>,
+    pipe_stdout: bool,
+) -> Result<GatedChild, TargetError> {
     let (mut pid_reader, pid_writer) = pipe()?;
     let (gate_reader, gate) = pipe()?;
-    let command_text = argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let command_text = argv
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
 
     let mut command = Command::new(&argv[0]);
     command.args(&argv[1..]);
+    if pipe_stdout {
+        command.stdout(std::process::Stdio::piped());
+    }
     if let Some(RunAs { uid, gid }) = run_as {
         command.uid(uid).gid(gid);
         // SAFETY: setgroups is async-signal-safe; it drops root's supplementary groups.
@@ -85,11 +99,19 @@ pub fn spawn_gated(argv: &[OsString], run_as: Option<RunAs>) -> Result<GatedChil
     if pid_reader.read_exact(&mut pid).is_err() {
         // The child never got as far as pre_exec; spawn tells why.
         return Err(match spawner.join() {
-            Ok(Err(source)) => TargetError::Spawn { command: command_text, source },
+            Ok(Err(source)) => TargetError::Spawn {
+                command: command_text,
+                source,
+            },
             _ => TargetError::NoPid,
         });
     }
-    Ok(GatedChild { pid: i32::from_ne_bytes(pid) as u32, gate: File::from(gate), spawner, command: command_text })
+    Ok(GatedChild {
+        pid: i32::from_ne_bytes(pid) as u32,
+        gate: File::from(gate),
+        spawner,
+        command: command_text,
+    })
 }
 
 impl GatedChild {
@@ -99,7 +121,10 @@ impl GatedChild {
         drop(self.gate);
         match self.spawner.join() {
             Ok(Ok(child)) => Ok(child),
-            Ok(Err(source)) => Err(TargetError::Spawn { command: self.command, source }),
+            Ok(Err(source)) => Err(TargetError::Spawn {
+                command: self.command,
+                source,
+            }),
             Err(_) => Err(TargetError::NoPid),
         }
     }
@@ -112,7 +137,11 @@ fn pipe() -> Result<(File, OwnedFd), TargetError> {
 }
 
 fn cvt(ret: libc::c_int) -> std::io::Result<()> {
-    if ret == -1 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    if ret == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +154,7 @@ mod tests {
         let path = marker.path().to_owned();
         std::fs::remove_file(&path).unwrap();
         let argv: Vec<OsString> = vec!["touch".into(), path.clone().into()];
-        let gated = spawn_gated(&argv, None).unwrap();
+        let gated = spawn_gated(&argv, None, false).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(!path.exists(), "the target ran before the gate opened");
         let mut child = gated.release().unwrap();
@@ -136,7 +165,9 @@ mod tests {
     #[test]
     fn missing_program_is_a_spawn_error() {
         let argv: Vec<OsString> = vec!["/nonexistent/leakscope-test".into()];
-        let err = spawn_gated(&argv, None).and_then(GatedChild::release).unwrap_err();
+        let err = spawn_gated(&argv, None, false)
+            .and_then(GatedChild::release)
+            .unwrap_err();
         assert!(matches!(err, TargetError::Spawn { .. }), "{err}");
     }
 }

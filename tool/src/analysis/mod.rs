@@ -49,6 +49,47 @@ pub struct ResourceClass {
 pub struct HeapClass {
     pub bytes: Judgement,
     pub live_bytes_at_end: i64,
+    /// Where the heap grew during the iterations, most bytes first.
+    pub sites: Vec<HeapSite>,
+}
+
+/// Heap growth attributed to one call site (brk has no records, so growth is summed by
+/// the stack that asked for it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeapSite {
+    pub site: String,
+    pub bytes: u64,
+    pub bytes_per_iteration: f64,
+}
+
+/// Sites whose heap growth is shown; enough to see the one that matters.
+const HEAP_SITES_SHOWN: usize = 5;
+
+fn heap_sites(ledger: &Ledger, iterations: &Iterations) -> Vec<HeapSite> {
+    let (Some(first), Some(last)) = (iterations.first(), iterations.last()) else {
+        return Vec::new();
+    };
+    let mut by_site: std::collections::HashMap<crate::ledger::sites::SiteId, u64> =
+        Default::default();
+    for growth in ledger
+        .heap_growth()
+        .iter()
+        .filter(|g| g.time_ns >= first && g.time_ns < last)
+    {
+        *by_site.entry(growth.site).or_default() += growth.bytes;
+    }
+    let spanned = iterations.count().saturating_sub(1).max(1) as f64;
+    let mut sites: Vec<HeapSite> = by_site
+        .into_iter()
+        .map(|(site, bytes)| HeapSite {
+            site: ledger.sites().name(site).to_string(),
+            bytes,
+            bytes_per_iteration: bytes as f64 / spanned,
+        })
+        .collect();
+    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.site.cmp(&b.site)));
+    sites.truncate(HEAP_SITES_SHOWN);
+    sites
 }
 
 /// Resident memory, and the part of its growth that fds, mappings and the heap do not
@@ -87,6 +128,7 @@ pub fn analyze(ledger: &Ledger, iterations: &Iterations, lost_events: u64) -> An
     let brk = HeapClass {
         bytes: trend::judge_bytes(&heap_bytes, HEAP_BYTES_FLOOR, lost_events),
         live_bytes_at_end: heap_bytes.last().copied().unwrap_or(0.0) as i64,
+        sites: heap_sites(ledger, iterations),
     };
     let explained_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate) + brk.bytes.rate;
     let rss = rss_class(

@@ -121,6 +121,32 @@ fn heap_growth_is_a_brk_leak_and_explains_rss() {
     assert_rate(analysis.rss.bytes.rate, 4096.0);
     assert_eq!(analysis.rss.unexplained.verdict, Verdict::NoLeak);
     assert_rate(analysis.rss.explained_rate, 4096.0);
+    assert!(
+        analysis.brk.sites.iter().all(|site| site.site == "brk"),
+        "no frames were captured"
+    );
+}
+
+#[test]
+fn heap_growth_is_attributed_to_the_stack_that_grew_the_break() {
+    use crate::ledger::test_support::call;
+    use leakscope_common::syscalls::BRK;
+    let s = run(100, |s, i| {
+        // A churning allocator grows and shrinks the break from one place...
+        s.sys(
+            call(BRK, 0x100_8000, [0x100_8000, 0, 0, 0, 0, 0])
+                .with_frames(&["sbrk", "arena_refill"]),
+        );
+        s.sys(call(BRK, 0x100_0000, [0x100_0000, 0, 0, 0, 0, 0]));
+        // ...while the leak keeps growing it from another.
+        let top = 0x200_0000 + 4096 * (i as u64 + 1);
+        s.sys(call(BRK, top as i64, [top, 0, 0, 0, 0, 0]).with_frames(&["sbrk", "leak_heap"]));
+        s.sys(call(BRK, 0x100_0000, [0x100_0000, 0, 0, 0, 0, 0]));
+    });
+    let analysis = analyze_stream(&s, 0);
+    let top = &analysis.brk.sites[0];
+    assert!(top.site.contains("leak_heap"), "{:?}", analysis.brk.sites);
+    assert!(top.bytes > analysis.brk.sites[1].bytes);
 }
 
 #[test]

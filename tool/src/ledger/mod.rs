@@ -50,6 +50,15 @@ pub struct RssSample {
     pub bytes: u64,
 }
 
+/// A growth of the brk heap and the call site that asked for it (heap bytes have no
+/// records to hang a site on, so growth is kept with its stack).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapGrowth {
+    pub time_ns: u64,
+    pub bytes: u64,
+    pub site: SiteId,
+}
+
 /// A successful open of a path (the `--iteration-path` and auto-detection input).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenedPath {
@@ -74,6 +83,7 @@ pub struct Ledger {
     maps: Records,
     map_bytes: Vec<ByteChange>,
     heap_bytes: Vec<ByteChange>,
+    heap_growth: Vec<HeapGrowth>,
     rss: Vec<RssSample>,
     markers: Vec<u64>,
     opens: Vec<OpenedPath>,
@@ -369,6 +379,14 @@ impl Ledger {
                         record: NO_RECORD,
                     });
                 }
+                if delta > 0 {
+                    let site = self.sites.intern(&format!("brk{}", frames_suffix(call)));
+                    self.heap_growth.push(HeapGrowth {
+                        time_ns: t,
+                        bytes: delta as u64,
+                        site,
+                    });
+                }
             }
         }
     }
@@ -480,6 +498,10 @@ impl Ledger {
     pub fn map_byte_changes(&self) -> &[ByteChange] {
         &self.map_bytes
     }
+    /// Every growth of a brk heap with its call site, in apply order.
+    pub fn heap_growth(&self) -> &[HeapGrowth] {
+        &self.heap_growth
+    }
     /// Every change of brk heap bytes, in apply order.
     pub fn heap_byte_changes(&self) -> &[ByteChange] {
         &self.heap_bytes
@@ -512,6 +534,18 @@ impl Ledger {
     /// The first and last event times.
     pub fn span(&self) -> Option<(u64, u64)> {
         self.span
+    }
+    /// Fds open and ranges mapped right now, summed over the live processes (for a
+    /// progress display: no allocation).
+    pub fn live_totals(&self) -> (usize, usize) {
+        self.processes
+            .values()
+            .fold((0, 0), |(fds, maps), process| {
+                (
+                    fds + process.fds.iter().count(),
+                    maps + process.maps.pieces().count(),
+                )
+            })
     }
     /// Open fds of a live process, by number, with their site names (for tests and
     /// debugging).

@@ -87,12 +87,28 @@ pub struct BrkReport {
     pub why: String,
     /// Heap growth at the last iteration boundary.
     pub live_bytes_at_end: i64,
+    /// Where the heap grew during the iterations, most bytes first.
+    pub sites: Vec<HeapSiteReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeapSiteReport {
+    pub site: String,
+    /// Bytes the break grew by from this site during the iterations.
+    pub bytes: u64,
+    pub bytes_per_iteration: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RssReport {
+    /// Growth of the whole resident set per iteration.
     pub bytes_per_iteration: f64,
+    /// The rss class stands for resident memory that no fd, mapping or brk change explains:
+    /// this is the verdict on that unexplained part. RSS that grows because the heap or a
+    /// mapping leaks is that class's leak, not a second one.
     pub verdict: Verdict,
+    /// The verdict on the whole resident set, explained or not.
+    pub total_verdict: Verdict,
     pub why: String,
     /// RSS growth per iteration that mapped and heap bytes do not account for.
     pub unexplained_bytes_per_iteration: f64,
@@ -170,17 +186,41 @@ impl BrkReport {
             verdict: heap.bytes.verdict,
             why: heap.bytes.why.clone(),
             live_bytes_at_end: heap.live_bytes_at_end,
+            sites: heap
+                .sites
+                .iter()
+                .map(|site| HeapSiteReport {
+                    site: site.site.clone(),
+                    bytes: site.bytes,
+                    bytes_per_iteration: round_bytes(site.bytes_per_iteration),
+                })
+                .collect(),
         }
     }
 }
 
 impl RssReport {
     fn new(rss: &RssClass) -> Self {
-        let Judgement { verdict, rate, why } = &rss.bytes;
+        let Judgement {
+            verdict: total_verdict,
+            rate,
+            why: total_why,
+        } = &rss.bytes;
+        let verdict = rss.unexplained.verdict;
+        let why = if verdict == *total_verdict {
+            total_why.clone()
+        } else {
+            format!(
+                "whole RSS: {total_why} ({}); after mmap/brk growth is taken out: {}",
+                total_verdict.as_str(),
+                rss.unexplained.why
+            )
+        };
         RssReport {
             bytes_per_iteration: round_bytes(*rate),
-            verdict: *verdict,
-            why: why.clone(),
+            verdict,
+            total_verdict: *total_verdict,
+            why,
             unexplained_bytes_per_iteration: round_bytes(rss.unexplained.rate),
             unexplained_verdict: rss.unexplained.verdict,
             explained_bytes_per_iteration: round_bytes(rss.explained_rate),

@@ -147,7 +147,9 @@ impl Report {
 
     fn write_sites(&self, out: &mut dyn Write) -> io::Result<()> {
         let classes = [("fd", &self.classes.fd), ("mmap", &self.classes.mmap)];
-        if classes.iter().all(|(_, class)| class.sites.is_empty()) {
+        let heap_grew =
+            self.classes.brk.verdict != Verdict::NoLeak && !self.classes.brk.sites.is_empty();
+        if classes.iter().all(|(_, class)| class.sites.is_empty()) && !heap_grew {
             return writeln!(out, "no resource was retained across iterations");
         }
         writeln!(out, "retained across iterations (top sites):")?;
@@ -163,6 +165,17 @@ impl Report {
                     site.site,
                     site.leaked_per_iteration,
                     site.verdict.as_str()
+                )?;
+            }
+        }
+        if heap_grew {
+            for site in self.classes.brk.sites.iter().take(SITES_SHOWN) {
+                writeln!(
+                    out,
+                    "  brk   {:>9} grown at {}  ({}/iter)",
+                    units::bytes(site.bytes as f64),
+                    site.site,
+                    units::bytes(site.bytes_per_iteration)
                 )?;
             }
         }

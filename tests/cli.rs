@@ -1,0 +1,106 @@
+//! Bad input gets one clear line and the contract's exit status, never a panic; data already
+//! collected is still reported.
+
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
+
+use leakscope_tests::{fixture, leakscope, leakscope_json};
+
+fn leakscope_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(leakscope())
+        .args(args)
+        .output()
+        .expect("cannot run leakscope")
+}
+
+fn assert_one_clear_line(stderr: &str, needle: &str) {
+    assert!(
+        !stderr.contains("panicked"),
+        "leakscope panicked:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got:\n{stderr}"
+    );
+    assert!(lines[0].starts_with("leakscope: "), "{stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "expected `{needle}` in: {stderr}"
+    );
+}
+
+#[test]
+fn non_root_gets_exit_4_and_one_clear_line() {
+    let output = Command::new(leakscope())
+        .args(["run", "--", "/bin/true"])
+        .uid(65534) // nobody: no CAP_BPF, no CAP_PERFMON
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert_one_clear_line(&stderr, "root");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let output = leakscope_cmd(&["run", "--no-such-flag", "--", "/bin/true"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = leakscope_cmd(&["run", "--ring-mib", "3", "--", "/bin/true"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("power of two"));
+}
+
+#[test]
+fn unknown_pid_is_a_usage_error() {
+    let output = leakscope_cmd(&["attach", "--pid", "999999999"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_clear_line(
+        &String::from_utf8_lossy(&output.stderr),
+        "no process with pid 999999999",
+    );
+}
+
+#[test]
+fn missing_command_is_a_usage_error() {
+    let output = leakscope_cmd(&["run", "--", "/nonexistent/program"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_clear_line(
+        &String::from_utf8_lossy(&output.stderr),
+        "/nonexistent/program",
+    );
+}
+
+#[test]
+fn unknown_iteration_symbol_lists_near_matches() {
+    let brk = fixture("brk");
+    let output = leakscope_cmd(&[
+        "run",
+        "--iteration-symbol",
+        "mian",
+        "--",
+        brk.to_str().unwrap(),
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_one_clear_line(&stderr, "near matches: main");
+}
+
+#[test]
+fn a_crashing_target_is_still_reported() {
+    let traced = leakscope_json("run", &[], &["sh", "-c", "exec 3</dev/null; kill -SEGV $$"]);
+    assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+    assert!(traced.report["target"]["exit_code"].is_null());
+    assert!(
+        traced.counts()["exec"] >= 1,
+        "what happened before the crash is reported"
+    );
+    assert!(
+        traced.stderr().contains("killed by signal 11 (SIGSEGV)"),
+        "{}",
+        traced.stderr()
+    );
+}

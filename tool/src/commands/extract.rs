@@ -1,0 +1,92 @@
+//! `leakscope extract`: the original report's scenario, built in. A child process extracts
+//! a tar archive N times per round into one directory, marking each iteration through a
+//! uprobe'd function, and the parent traces it and answers the report's question.
+
+use crate::{
+    cli::ExtractCommand,
+    extract::{
+        ClassGrowth, DEFAULT_PROJECTION_POINTS, ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND,
+        project,
+    },
+    progress::Progress,
+    report::Report,
+    run_as,
+    session::{MarkerSpec, Target},
+};
+
+use super::trace::{json_on_stdout, trace_and_diagnose, write_report};
+
+pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
+    let ExtractCommand {
+        extract: args,
+        common,
+    } = command;
+    let run_as = run_as::resolve(common.user.as_deref())?;
+    // Checks the archive, the fd budget and makes the directory before anything is traced.
+    let workspace = ExtractWorkspace::create(&args, run_as.map(|r| (r.uid, r.gid)))?;
+    let config = workspace.worker_config().clone();
+
+    // The worker is this very binary, so the marker lives in it.
+    let exe = std::env::current_exe()?;
+    let mut argv = vec![exe.clone().into_os_string(), WORKER_SUBCOMMAND.into()];
+    argv.extend(config.to_args());
+    let user_marked = common.iteration_symbol.is_some() || common.iteration_path.is_some();
+    let marker = (!user_marked).then(|| MarkerSpec {
+        binary: Some(exe),
+        symbol: MARKER_SYMBOL.into(),
+    });
+
+    eprintln!(
+        "leakscope extract: {} rounds x {} extractions into {} (inject-leak: {})",
+        config.rounds,
+        config.iterations,
+        workspace.extract_dir().display(),
+        config.inject_leak
+    );
+    let progress = Progress::iterations(config.total_iterations());
+    // Round lines go above the progress bar, or to stderr when stdout carries the JSON.
+    let lines = if json_on_stdout(&common) {
+        Box::new(|line: String| eprintln!("{line}"))
+    } else {
+        progress.line_sink()
+    };
+    let target = Target::Spawn {
+        argv,
+        run_as,
+        stdout_lines: Some(lines),
+    };
+    let diagnosed = trace_and_diagnose(target, &common, marker, Some(progress)).await?;
+
+    let projection = project(&growth_rates(&diagnosed.report), &DEFAULT_PROJECTION_POINTS);
+    let text = format!("\n{projection}");
+    let status = write_report(
+        &diagnosed,
+        &common,
+        &text,
+        Some(("projection", serde_json::to_value(&projection)?)),
+    )?;
+    workspace.remove()?;
+
+    if let crate::session::TargetEnd::Exited(code) = diagnosed.outcome.end {
+        if code != 0 {
+            // The worker printed its own error above; the report still shows what it did.
+            anyhow::bail!(
+                "the extraction worker failed (exit status {code}); its message is above"
+            );
+        }
+    }
+    Ok(status)
+}
+
+/// The classes the original report cared about, as measured.
+fn growth_rates(report: &Report) -> Vec<ClassGrowth> {
+    let classes = &report.classes;
+    vec![
+        ClassGrowth::new("rss", classes.rss.bytes_per_iteration),
+        ClassGrowth::new(
+            "mmap",
+            classes.mmap.bytes_leaked_per_iteration.unwrap_or(0.0),
+        ),
+        ClassGrowth::new("brk", classes.brk.bytes_per_iteration),
+    ]
+}

@@ -1,0 +1,21 @@
+//! One module per subcommand; `trace` holds what they share (tracing, diagnosing and writing
+//! the report).
+
+pub mod attach;
+pub mod extract;
+pub mod run;
+mod trace;
+
+use crate::cli::{Cli, Command};
+
+/// Runs a parsed command line; returns the process exit status.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Attach(args) => attach::attach(args).await,
+        Command::Extract(args) => extract::extract(args).await,
+        Command::ExtractWorker(_) => {
+            unreachable!("the worker runs before any runtime exists (main.rs)")
+        }
+    }
+}

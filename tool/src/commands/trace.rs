@@ -1,0 +1,167 @@
+//! Trace a target into a ledger, diagnose it, and write the report where the user asked.
+
+use std::{fs, io::Write as _, path::Path};
+
+use anyhow::Context as _;
+
+use crate::{
+    cli::CommonArgs,
+    diagnosis::{self, RunInfo, TargetExit},
+    event::Event,
+    exit_code,
+    iterations::IterationRequest,
+    ledger::Ledger,
+    proc_snapshot::Snapshot,
+    progress::{Progress, ProgressSink},
+    report::Report,
+    session::{self, EventSink, MarkerSpec, Outcome, Target, TargetEnd, TraceConfig},
+};
+
+impl EventSink for Ledger {
+    fn seed(&mut self, tgid: u32, snapshot: &Snapshot) {
+        if let Some(cwd) = &snapshot.cwd {
+            self.set_cwd(tgid, &cwd.to_string_lossy());
+        }
+        for fd in &snapshot.fds {
+            self.seed_fd(tgid, fd.fd, &fd.link, fd.cloexec);
+        }
+        for mapping in &snapshot.mappings {
+            self.seed_mapping(tgid, mapping.start, mapping.len, &mapping.description);
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        Ledger::apply(self, event);
+    }
+}
+
+pub struct Diagnosed {
+    pub report: Report,
+    pub outcome: Outcome,
+}
+
+/// Traces `target` and diagnoses it. `marker` overrides the user's `--iteration-symbol`
+/// (the built-in extract job marks its own iterations).
+pub async fn trace_and_diagnose(
+    target: Target,
+    common: &CommonArgs,
+    marker: Option<MarkerSpec>,
+    progress: Option<Progress>,
+) -> anyhow::Result<Diagnosed> {
+    let marker = marker.or_else(|| common.iteration_symbol.clone());
+    let iteration_request = match (&marker, &common.iteration_path) {
+        (Some(marker), _) => IterationRequest::Symbol(marker.symbol.clone()),
+        (None, Some(path)) => IterationRequest::Path(path.clone()),
+        (None, None) => IterationRequest::Auto,
+    };
+    let config = TraceConfig {
+        ring_bytes: common.ring_mib << 20,
+        marker,
+    };
+    let mut ledger = Ledger::new();
+    let outcome = match progress {
+        Some(progress) => {
+            let mut sink = ProgressSink {
+                inner: &mut ledger,
+                progress: progress.clone(),
+                live: Ledger::live_totals,
+            };
+            let outcome = session::trace(target, &config, &mut sink).await;
+            progress.finish();
+            outcome?
+        }
+        None => session::trace(target, &config, &mut ledger).await?,
+    };
+    let exit = match outcome.end {
+        TargetEnd::Exited(code) => TargetExit::Code(code),
+        TargetEnd::Signaled(signal) => TargetExit::Signal(signal),
+        TargetEnd::StillRunning | TargetEnd::ExitedUnknownStatus => TargetExit::StillRunning,
+    };
+    let info = RunInfo {
+        command: outcome.command.clone(),
+        pid: outcome.pid,
+        exit,
+        lost_events: outcome.lost_events,
+        iteration_request,
+    };
+    Ok(Diagnosed {
+        report: diagnosis::diagnose(ledger, &info),
+        outcome,
+    })
+}
+
+/// Where the text report goes: stdout, unless the JSON goes there.
+pub fn json_on_stdout(common: &CommonArgs) -> bool {
+    common.json.as_deref() == Some(Path::new("-"))
+}
+
+/// Writes the text report (and `extra` text after it) and the JSON, warns about anything
+/// that makes the report partial, and returns the exit status.
+pub fn write_report(
+    diagnosed: &Diagnosed,
+    common: &CommonArgs,
+    extra_text: &str,
+    extra_json: Option<(&str, serde_json::Value)>,
+) -> anyhow::Result<u8> {
+    let Diagnosed { report, outcome } = diagnosed;
+    let mut text = Vec::new();
+    report.write_text(&mut text)?;
+    text.extend_from_slice(extra_text.as_bytes());
+    if json_on_stdout(common) {
+        std::io::stderr().write_all(&text)?;
+    } else {
+        std::io::stdout().write_all(&text)?;
+    }
+    if let Some(path) = &common.json {
+        let mut json = report.to_json();
+        if let Some((key, value)) = extra_json {
+            json[key] = value;
+        }
+        let mut rendered = serde_json::to_string_pretty(&json)?;
+        rendered.push('\n');
+        if json_on_stdout(common) {
+            std::io::stdout().write_all(rendered.as_bytes())?;
+        } else {
+            fs::write(path, rendered)
+                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        }
+    }
+    for warning in warnings(outcome) {
+        eprintln!("leakscope: {warning}");
+    }
+    Ok(if common.fail_on_leak && report.has_leak() {
+        exit_code::LEAK_FOUND
+    } else {
+        exit_code::OK
+    })
+}
+
+/// Everything that makes the report partial, one line each.
+fn warnings(outcome: &Outcome) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let TargetEnd::Signaled(signal) = outcome.end {
+        let name = nix::sys::signal::Signal::try_from(signal)
+            .map(|s| s.as_str())
+            .unwrap_or("unknown");
+        warnings.push(format!(
+            "the target was killed by signal {signal} ({name}); the report covers what it did until then"
+        ));
+    }
+    if outcome.lost_events > 0 {
+        warnings.push(format!(
+            "{} events were lost (the ring buffer was full), so the ledger is incomplete and verdicts are \
+             inconclusive: rerun with a larger --ring-mib",
+            outcome.lost_events
+        ));
+    }
+    if outcome.undecodable > 0 {
+        warnings.push(format!(
+            "{} records could not be decoded: the eBPF object and the binary disagree; rebuild with `cargo xtask build`",
+            outcome.undecodable
+        ));
+    }
+    if outcome.interrupted {
+        warnings.push("interrupted: the report covers the run until Ctrl-C".into());
+    }
+    warnings
+}

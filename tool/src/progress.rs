@@ -1,0 +1,83 @@
+//! A progress display for long traced runs: iterations done and what the target holds now.
+//! Drawn on stderr only when stderr is a terminal; otherwise nothing is drawn at all.
+
+use std::{
+    io::IsTerminal as _,
+    sync::{Arc, Mutex},
+};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::{
+    event::{Event, What},
+    proc_snapshot::Snapshot,
+    session::{EventSink, LineSink},
+};
+
+#[derive(Clone)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// A bar over `total` iterations, or no display when stderr is not a terminal.
+    pub fn iterations(total: u64) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {human_pos}/{human_len} iterations  {msg}  [{elapsed}]",
+            )
+            .expect("static template"),
+        );
+        Progress { bar: Some(bar) }
+    }
+
+    /// Prints the target's own output lines above the bar, so the two never mangle each other.
+    pub fn line_sink(&self) -> LineSink {
+        let bar = self.bar.clone();
+        let stdout = Arc::new(Mutex::new(std::io::stdout()));
+        Box::new(move |line| match &bar {
+            Some(bar) => bar.println(line),
+            None => {
+                use std::io::Write as _;
+                let mut out = stdout.lock().expect("stdout lock");
+                let _ = writeln!(out, "{line}");
+            }
+        })
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Passes events through to `inner` and moves the bar on every iteration marker.
+pub struct ProgressSink<'a, S: EventSink> {
+    pub inner: &'a mut S,
+    pub progress: Progress,
+    /// What the target holds now, for the bar's message: `(fds, mappings)`.
+    pub live: fn(&S) -> (usize, usize),
+}
+
+impl<S: EventSink> EventSink for ProgressSink<'_, S> {
+    fn seed(&mut self, tgid: u32, snapshot: &Snapshot) {
+        self.inner.seed(tgid, snapshot);
+    }
+
+    fn apply(&mut self, event: &Event) {
+        self.inner.apply(event);
+        if let (What::Marker { .. }, Some(bar)) = (&event.what, &self.progress.bar) {
+            bar.inc(1);
+            // Formatting the message on every marker would cost more than the event itself.
+            if bar.position() % 256 == 0 {
+                let (fds, mappings) = (self.live)(self.inner);
+                bar.set_message(format!("fds {fds}  mappings {mappings}"));
+            }
+        }
+    }
+}
