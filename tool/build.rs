@@ -7,7 +7,8 @@ use anyhow::Context as _;
 fn main() -> anyhow::Result<()> {
     // `AYA_BUILD_SKIP=1` lets pure-logic work build without nightly or bpf-linker; the
     // binary then reports at run time that it has no probes.
-    let skipped = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let skipped =
+        env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skipped {
         let out = PathBuf::from(env::var("OUT_DIR")?).join("leakscope");
         if !out.exists() {
@@ -22,6 +23,7 @@ fn main() -> anyhow::Result<()> {
         root_dir: metadata_root.to_str().context("non-UTF-8 path to ebpf/")?,
         ..Default::default()
     };
-    aya_build::build_ebpf([ebpf], aya_build::Toolchain::default())
-        .context("building the eBPF programs failed; run `cargo xtask build` to see the compiler's errors")
+    aya_build::build_ebpf([ebpf], aya_build::Toolchain::default()).context(
+        "building the eBPF programs failed; run `cargo xtask build` to see the compiler's errors",
+    )
 }

@@ -12,6 +12,9 @@ pub mod syscalls;
 /// Longer paths are cut and flagged (`PATH_TRUNCATED`), never silently.
 pub const PATH_CAP: usize = 256;
 
+/// Words of user stack copied with a memory-mapping call (see [`StackEvent`]).
+pub const STACK_SCAN_WORDS: usize = 16;
+
 /// Set in [`PathEvent::path_len`] when the path did not fit in [`PATH_CAP`].
 pub const PATH_TRUNCATED: u32 = 1 << 31;
 
@@ -60,10 +63,20 @@ pub struct Event {
     pub rss_pages: u64,
     /// Id in the user-stack map, or [`NO_STACK`]. Taken for memory-mapping syscalls.
     pub stack_id: i64,
-    /// The word at the user stack pointer when the syscall returned. libc's syscall
-    /// wrappers have no frame pointer, so a frame-pointer walk skips their caller; this
-    /// word is usually that caller's return address and fills the gap.
-    pub user_return_address: u64,
+}
+
+/// A memory-mapping syscall with the top of the user stack.
+///
+/// The kernel's frame-pointer walk stops inside libc, which is built without frame
+/// pointers (malloc -> sbrk -> brk loses everything above libc). The raw words at the
+/// stack pointer still hold the return addresses into the caller; userspace picks out
+/// the ones that point into the program's own code.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackEvent {
+    pub event: Event,
+    /// Words from the user stack pointer up; zero where they could not be read.
+    pub words: [u64; STACK_SCAN_WORDS],
 }
 
 /// An open-family syscall with the path (or memfd name) it was given.
@@ -101,10 +114,12 @@ mod pod {
     // SAFETY: all three are repr(C), Copy, with no implicit padding and no pointers.
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::PathEvent {}
+    unsafe impl aya::Pod for super::StackEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
 // Layout guards: a change here is a wire-format change and must be deliberate.
-const _: () = assert!(core::mem::size_of::<Event>() == 112);
-const _: () = assert!(core::mem::size_of::<PathEvent>() == 112 + 8 + PATH_CAP);
+const _: () = assert!(core::mem::size_of::<Event>() == 104);
+const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 8 + PATH_CAP);
+const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);

@@ -19,16 +19,33 @@ pub struct SyscallInfo {
 }
 
 const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
-    SyscallInfo { nr, name, path_arg: None, fd_pair_arg: None, take_stack: false, returns_address: false }
+    SyscallInfo {
+        nr,
+        name,
+        path_arg: None,
+        fd_pair_arg: None,
+        take_stack: false,
+        returns_address: false,
+    }
 }
 const fn with_path(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
-    SyscallInfo { path_arg: Some(arg), ..plain(nr, name) }
+    SyscallInfo {
+        path_arg: Some(arg),
+        ..plain(nr, name)
+    }
 }
 const fn with_fd_pair(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
-    SyscallInfo { fd_pair_arg: Some(arg), ..plain(nr, name) }
+    SyscallInfo {
+        fd_pair_arg: Some(arg),
+        ..plain(nr, name)
+    }
 }
 const fn mapping(nr: u32, name: &'static str, returns_address: bool) -> SyscallInfo {
-    SyscallInfo { take_stack: true, returns_address, ..plain(nr, name) }
+    SyscallInfo {
+        take_stack: true,
+        returns_address,
+        ..plain(nr, name)
+    }
 }
 
 pub const OPEN: u32 = 2;
@@ -163,7 +180,11 @@ pub const fn info(nr: u32) -> Option<SyscallInfo> {
 /// address returns; any negative value otherwise).
 #[inline(always)]
 pub const fn succeeded(info: &SyscallInfo, ret: i64) -> bool {
-    if info.returns_address { !(ret < 0 && ret >= -4095) } else { ret >= 0 }
+    if info.returns_address {
+        !(ret < 0 && ret >= -4095)
+    } else {
+        ret >= 0
+    }
 }
 
 #[cfg(test)]

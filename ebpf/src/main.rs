@@ -11,16 +11,16 @@ use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
     },
     macros::{map, raw_tracepoint, uprobe},
     maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::{ProbeContext, RawTracePointContext},
     programs::tracing::StackIdContext,
+    programs::{ProbeContext, RawTracePointContext},
 };
 use leakscope_common::{
-    Event, KernelOffsets, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, kind,
-    syscalls,
+    Event, KernelOffsets, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED,
+    STACK_SCAN_WORDS, StackEvent, kind, syscalls,
 };
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
@@ -88,7 +88,8 @@ fn current_rss_pages() -> u64 {
         return RSS_NOT_SAMPLED;
     }
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let Ok(mm) = (unsafe { bpf_probe_read_kernel(task.add(off.task_mm as usize) as *const u64) }) else {
+    let Ok(mm) = (unsafe { bpf_probe_read_kernel(task.add(off.task_mm as usize) as *const u64) })
+    else {
         return RSS_NOT_SAMPLED;
     };
     if mm == 0 {
@@ -120,7 +121,6 @@ fn header(kind: u32, tgid: u32, tid: u32) -> Event {
         aux: 0,
         rss_pages: RSS_NOT_SAMPLED,
         stack_id: NO_STACK,
-        user_return_address: 0,
     }
 }
 
@@ -144,9 +144,13 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let regs_ptr: *const pt_regs = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     // raw_tp gives an untyped pointer, so the verifier wants a probe read (toolchain notes).
-    let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs_ptr) }) else { return 0 };
+    let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs_ptr) }) else {
+        return 0;
+    };
     let nr = regs.orig_rax as u32;
-    let Some(info) = syscalls::info(nr) else { return 0 };
+    let Some(info) = syscalls::info(nr) else {
+        return 0;
+    };
     if !syscalls::succeeded(&info, ret) {
         return 0; // a failed call changes no resource
     }
@@ -170,9 +174,8 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             Ok(id) => id,
             Err(_) => NO_STACK,
         };
-        if let Ok(word) = unsafe { bpf_probe_read_user(regs.rsp as *const u64) } {
-            event.user_return_address = word;
-        }
+        emit_with_stack_words(event, regs.rsp);
+        return 0;
     }
 
     match info.path_arg {
@@ -184,6 +187,29 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         None => emit(event),
     }
     0
+}
+
+#[inline(always)]
+fn emit_with_stack_words(event: Event, user_sp: u64) {
+    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
+        count_lost();
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        let words = &mut (*record).words;
+        let bytes =
+            core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, STACK_SCAN_WORDS * 8);
+        if bpf_probe_read_user_buf(user_sp as *const u8, bytes).is_err() {
+            // Near the top of the stack: fall back to the one word that matters most.
+            *words = [0; STACK_SCAN_WORDS];
+            if let Ok(word) = bpf_probe_read_user(user_sp as *const u64) {
+                words[0] = word;
+            }
+        }
+    }
+    entry.submit(SUBMIT_FLAGS);
 }
 
 /// Indexing `args` directly would compile a bounds check with a panic path, and the
@@ -236,7 +262,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     }
     let child: *const u8 = ctx.arg(1);
     let off = offsets();
-    let Ok(child_tgid) = (unsafe { bpf_probe_read_kernel(child.add(off.task_tgid as usize) as *const u32) }) else {
+    let Ok(child_tgid) =
+        (unsafe { bpf_probe_read_kernel(child.add(off.task_tgid as usize) as *const u32) })
+    else {
         return 0;
     };
     if child_tgid == tgid {

@@ -4,7 +4,9 @@
 //! into [`Event`], the type every later stage (ledger, analysis, report) consumes. It is
 //! pure so it can be tested from hand-made records without root.
 
-use leakscope_common::{self as wire, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, kind, syscalls};
+use leakscope_common::{
+    self as wire, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent, kind, syscalls,
+};
 use thiserror::Error;
 
 /// One decoded event of a traced process.
@@ -48,10 +50,10 @@ pub struct Syscall {
     pub path: Option<CapturedPath>,
     /// User stack id for mapping calls (resolve with the loader's stack map).
     pub stack_id: Option<u32>,
-    /// The word at the user stack pointer at syscall return: usually the return address
-    /// into the libc wrapper's caller (see `leakscope_common::Event`).
-    pub user_return_address: u64,
-    /// Symbolized frames (innermost first) for `stack_id`/`user_return_address`, filled in
+    /// The top of the user stack for mapping calls (see `leakscope_common::StackEvent`);
+    /// empty for other calls.
+    pub stack_words: Vec<u64>,
+    /// Symbolized frames (innermost first) for `stack_id`/`stack_words`, filled in
     /// by the loader while the process is still alive to be symbolized. Shared, because
     /// many calls come from the same few stacks.
     pub frames: Option<std::sync::Arc<[String]>>,
@@ -123,6 +125,14 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
     } else {
         None
     };
+    let stack_words = if info.take_stack {
+        read_struct::<StackEvent>(record)
+            .ok_or(DecodeError::Short(record.len()))?
+            .words
+            .to_vec()
+    } else {
+        Vec::new()
+    };
     let fd_pair = info
         .fd_pair_arg
         .map(|_| [header.aux as u32 as i32, (header.aux >> 32) as u32 as i32]);
@@ -134,7 +144,7 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         fd_pair,
         path,
         stack_id: u32::try_from(header.stack_id).ok(),
-        user_return_address: header.user_return_address,
+        stack_words,
         frames: None,
     })
 }
@@ -163,7 +173,6 @@ pub(crate) mod tests {
             aux: 0,
             rss_pages: RSS_NOT_SAMPLED,
             stack_id: NO_STACK,
-            user_return_address: 0,
         }
     }
 
@@ -231,6 +240,22 @@ pub(crate) mod tests {
             decode(&bytes_of(&fork), 4096).unwrap().what,
             What::Fork { child: 555 }
         );
+    }
+
+    #[test]
+    fn decodes_mapping_stack_words() {
+        let mut record = leakscope_common::StackEvent {
+            event: wire_event(kind::SYSCALL, syscalls::MMAP, 0x7f00_0000_0000),
+            words: [0; leakscope_common::STACK_SCAN_WORDS],
+        };
+        record.event.stack_id = 7;
+        record.words[0] = 0x5555_0000_1234;
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(call.stack_id, Some(7));
+        assert_eq!(call.stack_words[0], 0x5555_0000_1234);
+        assert_eq!(call.stack_words.len(), leakscope_common::STACK_SCAN_WORDS);
     }
 
     #[test]

@@ -170,6 +170,8 @@ async fn spawn_and_trace(
         sink.seed(pid, &snapshot);
     }
     let mut child = gated.release()?;
+    // The exec has happened: copy its mappings now, in case it is gone before the first drain.
+    drain.namer.remember(pid);
     let forwarder = match (child.stdout.take(), stdout_lines) {
         (Some(stdout), Some(mut forward)) => Some(std::thread::spawn(move || {
             use std::io::BufRead as _;
@@ -237,6 +239,7 @@ async fn attach_and_trace(
     // Read what it holds only after the filter is set, so nothing falls in between.
     let snapshot = proc_snapshot::take(pid)?;
     sink.seed(pid, &snapshot);
+    drain.namer.remember(pid);
     let command = proc_command(pid);
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
@@ -284,17 +287,19 @@ impl Drainer {
             };
             self.events += 1;
             if let What::Syscall(call) = &mut event.what {
-                if call.stack_id.is_some() || call.user_return_address != 0 {
-                    call.frames = self.namer.frames(
-                        event.tgid,
-                        call.stack_id,
-                        call.user_return_address,
-                        |id| probes.user_stack(id),
-                    );
+                if call.stack_id.is_some() || !call.stack_words.is_empty() {
+                    call.frames =
+                        self.namer
+                            .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
+                                probes.user_stack(id)
+                            });
                 }
             }
-            if event.what == What::Exit {
-                exited.push(event.tgid);
+            match event.what {
+                What::Exit => exited.push(event.tgid),
+                What::Fork { child } => self.namer.inherit(event.tgid, child),
+                What::Exec => self.namer.exec(event.tgid, event.time_ns),
+                _ => {}
             }
             sink.apply(&event);
         }

@@ -13,7 +13,7 @@ pub fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
         fd_pair: None,
         path: None,
         stack_id: None,
-        user_return_address: 0,
+        stack_words: Vec::new(),
         frames: None,
     }
 }
