@@ -171,7 +171,7 @@ async fn spawn_and_trace(
     }
     let mut child = gated.release()?;
     // The exec has happened: copy its mappings now, in case it is gone before the first drain.
-    drain.namer.remember(pid);
+    drain.namer.remember_after_exec(pid);
     let forwarder = match (child.stdout.take(), stdout_lines) {
         (Some(stdout), Some(mut forward)) => Some(std::thread::spawn(move || {
             use std::io::BufRead as _;

@@ -34,6 +34,9 @@ struct FileRange {
 struct MapsCopy {
     taken_ns: u64,
     ranges: Arc<Vec<FileRange>>,
+    /// Taken by the spawner right after the target's first exec: it already describes the
+    /// program that exec's event (drained later) announces.
+    covers_next_exec: bool,
 }
 
 pub struct StackNamer {
@@ -54,6 +57,25 @@ impl Default for StackNamer {
 }
 
 impl StackNamer {
+    /// Copies the file mappings of a target that has just exec'd. The spawner learns of
+    /// the exec when the close-on-exec pipe closes, which is before the kernel maps the new
+    /// program; so wait (briefly) until its code is mapped.
+    pub fn remember_after_exec(&mut self, tgid: u32) {
+        const WAIT: std::time::Duration = std::time::Duration::from_micros(200);
+        for _ in 0..100 {
+            let exe = std::fs::read_link(format!("/proc/{tgid}/exe"));
+            self.remember(tgid);
+            let Some(copy) = self.maps.get_mut(&tgid) else {
+                return;
+            }; // gone already
+            if exe.is_ok_and(|exe| copy.ranges.iter().any(|r| r.executable && r.path == exe)) {
+                copy.covers_next_exec = true;
+                return;
+            }
+            std::thread::sleep(WAIT);
+        }
+    }
+
     /// Copies the file mappings of `tgid` now, while it is alive.
     pub fn remember(&mut self, tgid: u32) {
         let taken_ns = monotonic_ns();
@@ -78,6 +100,7 @@ impl StackNamer {
             MapsCopy {
                 taken_ns,
                 ranges: Arc::new(ranges),
+                covers_next_exec: false,
             },
         );
     }
@@ -88,6 +111,7 @@ impl StackNamer {
             let copy = MapsCopy {
                 taken_ns: copy.taken_ns,
                 ranges: copy.ranges.clone(),
+                covers_next_exec: false,
             };
             self.maps.insert(child, copy);
         }
@@ -96,6 +120,12 @@ impl StackNamer {
     /// `tgid` exec'd at `time_ns`: copy its new mappings, or forget a copy that predates
     /// the exec (it describes the old program).
     pub fn exec(&mut self, tgid: u32, time_ns: u64) {
+        if let Some(copy) = self.maps.get_mut(&tgid) {
+            if copy.covers_next_exec {
+                copy.covers_next_exec = false;
+                return;
+            }
+        }
         self.remember(tgid);
         if self
             .maps
@@ -105,9 +135,7 @@ impl StackNamer {
             self.maps.remove(&tgid);
         }
     }
-}
 
-impl StackNamer {
     /// Frames for a mapping call in process `tgid`, innermost first: the kernel's
     /// frame-pointer walk (`stack_id`, fetched by `read_stack`), with the word at the stack
     /// pointer as the libc wrapper's caller. When that yields nothing but libc, the

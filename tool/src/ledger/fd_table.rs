@@ -5,14 +5,16 @@
 use std::collections::BTreeMap;
 
 use super::records::RecordId;
+use super::sites::SiteId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdEntry {
     pub record: RecordId,
     pub cloexec: bool,
-    /// The record's site is a path (usable as a dirfd base or a file-mapping name), not a
-    /// kind such as "socket".
-    pub is_path: bool,
+    /// The resolved path the fd refers to (a dirfd base, or a file mapping's name), when it
+    /// refers to a path at all. Kept apart from the record's site, which may also say how
+    /// the fd was kept ("PATH (kept by dup)").
+    pub path: Option<SiteId>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -104,7 +106,7 @@ mod tests {
         FdEntry {
             record,
             cloexec,
-            is_path: false,
+            path: None,
         }
     }
 

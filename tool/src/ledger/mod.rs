@@ -109,6 +109,7 @@ impl Ledger {
     pub fn seed_fd(&mut self, tgid: u32, fd: i32, description: &str, cloexec: bool) {
         let (site_name, is_path) = describe_proc_link(description);
         let site = self.sites.intern(&site_name);
+        let path = is_path.then_some(site);
         let record = self.fds.add(tgid, site, Origin::Seeded, 0, 0);
         let process = self.processes.entry(tgid).or_default();
         if let Some(displaced) = process.fds.insert(
@@ -116,7 +117,7 @@ impl Ledger {
             FdEntry {
                 record,
                 cloexec,
-                is_path,
+                path,
             },
         ) {
             self.fds.release(displaced.record, 0, Cause::Implicit);
@@ -191,13 +192,13 @@ impl Ledger {
 
     fn apply_syscall(&mut self, tgid: u32, t: u64, call: &Syscall) {
         if let Some(op) = fd_calls::decode(call) {
-            self.apply_fd(tgid, t, op);
+            self.apply_fd(tgid, t, op, call.name);
         } else if let Some(op) = map_calls::decode(call) {
             self.apply_map(tgid, t, op, call);
         }
     }
 
-    fn apply_fd(&mut self, tgid: u32, t: u64, op: FdOp) {
+    fn apply_fd(&mut self, tgid: u32, t: u64, op: FdOp, syscall: &'static str) {
         let process = self.processes.entry(tgid).or_default();
         match op {
             FdOp::Open {
@@ -214,24 +215,33 @@ impl Ledger {
                     process
                         .fds
                         .get(dirfd)
-                        .filter(|entry| entry.is_path)
-                        .map(|entry| self.sites.name(self.fds.get(entry.record).site).to_string())
+                        .and_then(|entry| entry.path)
+                        .map(|path| self.sites.name(path).to_string())
                 };
                 let site = self.sites.intern(&paths::resolve(&path, base.as_deref()));
                 self.opens.push(OpenedPath {
                     time_ns: t,
                     path: site,
                 });
-                install(process, &mut self.fds, tgid, fd, site, true, cloexec, t);
+                install(
+                    process,
+                    &mut self.fds,
+                    tgid,
+                    fd,
+                    site,
+                    Some(site),
+                    cloexec,
+                    t,
+                );
             }
             FdOp::New { fd, kind, cloexec } => {
                 let site = self.sites.intern(&kind);
-                install(process, &mut self.fds, tgid, fd, site, false, cloexec, t);
+                install(process, &mut self.fds, tgid, fd, site, None, cloexec, t);
             }
             FdOp::Pair { fds, kind, cloexec } => {
                 let site = self.sites.intern(kind);
                 for fd in fds {
-                    install(process, &mut self.fds, tgid, fd, site, false, cloexec, t);
+                    install(process, &mut self.fds, tgid, fd, site, None, cloexec, t);
                 }
             }
             FdOp::Close { fd } => match process.fds.remove(fd) {
@@ -255,11 +265,21 @@ impl Ledger {
             // dup2(x, x) is a no-op: nothing is closed, nothing created.
             FdOp::Dup { old, new, .. } if old == new => {}
             FdOp::Dup { old, new, cloexec } => {
-                let (site, is_path) = match process.fds.get(old) {
-                    Some(entry) => (self.fds.get(entry.record).site, entry.is_path),
-                    None => (self.sites.intern("dup of an fd from before tracing"), false),
+                // The copy's site says what it refers to and which call kept it: a leak
+                // "kept by dup" is fixed somewhere else than one kept by the open.
+                let (site, path) = match process.fds.get(old) {
+                    Some(entry) => {
+                        let original = entry.path.unwrap_or(self.fds.get(entry.record).site);
+                        let name = self.sites.name(original);
+                        let name = name.split(" (kept by ").next().unwrap_or(name);
+                        (
+                            self.sites.intern(&format!("{name} (kept by {syscall})")),
+                            entry.path,
+                        )
+                    }
+                    None => (self.sites.intern("dup of an fd from before tracing"), None),
                 };
-                install(process, &mut self.fds, tgid, new, site, is_path, cloexec, t);
+                install(process, &mut self.fds, tgid, new, site, path, cloexec, t);
             }
             FdOp::SetCloexec { fd, on } => {
                 process.fds.set_cloexec(fd, on);
@@ -281,7 +301,10 @@ impl Ledger {
                     "anon".to_string()
                 } else {
                     match process.fds.get(fd) {
-                        Some(entry) => self.sites.name(self.fds.get(entry.record).site).to_string(),
+                        Some(entry) => {
+                            let named = entry.path.unwrap_or(self.fds.get(entry.record).site);
+                            self.sites.name(named).to_string()
+                        }
                         None => format!("file (fd {fd})"),
                     }
                 };
@@ -594,7 +617,7 @@ fn install(
     tgid: u32,
     fd: i32,
     site: SiteId,
-    is_path: bool,
+    path: Option<SiteId>,
     cloexec: bool,
     t: u64,
 ) {
@@ -604,7 +627,7 @@ fn install(
         FdEntry {
             record,
             cloexec,
-            is_path,
+            path,
         },
     ) {
         records.release(displaced.record, t, Cause::Implicit);

@@ -43,9 +43,26 @@ fn dup2_onto_an_open_fd_closes_it_implicitly() {
     let ledger = s.ledger();
     assert_eq!(
         live_fds(&ledger),
-        vec![(3, "/tmp/a".into()), (4, "/tmp/a".into())]
+        vec![(3, "/tmp/a".into()), (4, "/tmp/a (kept by dup2)".into())]
     );
     assert_eq!(causes(&ledger), vec![None, Some(Cause::Implicit), None]);
+}
+
+#[test]
+fn a_dup_of_a_directory_still_resolves_relative_opens() {
+    let mut s = Stream::new(PID);
+    s.open("/srv/data", 3);
+    s.sys(call(nr::DUP, 4, [3, 0, 0, 0, 0, 0]));
+    s.sys(call(nr::DUP, 5, [4, 0, 0, 0, 0, 0]));
+    s.sys(call(nr::OPENAT, 6, [5, 0, 0, 0, 0, 0]).with_path("x.txt"));
+    let ledger = s.ledger();
+    let fds = live_fds(&ledger);
+    assert_eq!(
+        fds[2],
+        (5, "/srv/data (kept by dup)".to_string()),
+        "no doubled suffix on a dup of a dup"
+    );
+    assert_eq!(fds[3], (6, "/srv/data/x.txt".to_string()));
 }
 
 #[test]
@@ -69,7 +86,7 @@ fn dup3_closes_implicitly_and_sets_cloexec() {
 }
 
 #[test]
-fn dup_and_fcntl_dupfd_create_entries_of_the_same_site() {
+fn dup_and_fcntl_dupfd_create_entries_named_by_what_kept_them() {
     let mut s = Stream::new(PID);
     s.sys(call(nr::SOCKET, 3, [2, 1, 0, 0, 0, 0]));
     s.sys(call(nr::DUP, 4, [3, 0, 0, 0, 0, 0]));
@@ -79,8 +96,8 @@ fn dup_and_fcntl_dupfd_create_entries_of_the_same_site() {
         live_fds(&ledger),
         vec![
             (3, "socket".into()),
-            (4, "socket".into()),
-            (9, "socket".into())
+            (4, "socket (kept by dup)".into()),
+            (9, "socket (kept by fcntl)".into())
         ]
     );
     assert_eq!(ledger.is_cloexec(PID, 9), Some(true));
