@@ -145,17 +145,26 @@ struct Candidate {
     path: SiteId,
     times: Vec<u64>,
     score: f64,
+    rank: f64,
     gap_variation: f64,
 }
 
-/// Score = coverage × regularity × repeats, each in 0..=1:
-/// - coverage: the opens span the run (not a burst at start-up);
+/// Score = coverage^(1/3) × regularity × repeats, each in 0..=1:
+/// - coverage: the opens span the life of the processes that made them (not a burst at
+///   start-up). Measured against those processes, not the whole run, so a loop behind a
+///   long set-up (a shell shim, an interpreter's start-up, other processes) still counts;
+///   and weighted by its cube root, because a loop is often a small part of a run;
 /// - regularity: 1 / (1 + coefficient of variation of the gaps), so a path opened once per
 ///   iteration beats one opened twice at uneven points of each iteration;
 /// - repeats: more repeats, up to [`CONFIDENT_REPEATS`], give a better-founded trend.
-fn score(times: &[u64], run: (u64, u64)) -> (f64, f64) {
-    let run_len = (run.1 - run.0).max(1) as f64;
-    let coverage = ((times[times.len() - 1] - times[0]) as f64 / run_len).min(1.0);
+///
+/// Returns (score, rank, gap variation). The score is the reported confidence; candidates
+/// are ranked by score × n / (n + [`CONFIDENT_REPEATS`]), so that past the confident
+/// number, more repeats still count as more evidence (a path opened 1000 times in a loop
+/// beats one opened 40 times by 40 short-lived helper processes).
+fn score(times: &[u64], lifetime: (u64, u64)) -> (f64, f64, f64) {
+    let lifetime_len = (lifetime.1 - lifetime.0).max(1) as f64;
+    let coverage = ((times[times.len() - 1] - times[0]) as f64 / lifetime_len).min(1.0);
     let gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
     let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
     let variance = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
@@ -165,33 +174,38 @@ fn score(times: &[u64], run: (u64, u64)) -> (f64, f64) {
         f64::INFINITY
     };
     let regularity = 1.0 / (1.0 + variation);
-    let repeats = (times.len() as f64 / CONFIDENT_REPEATS).min(1.0);
-    (coverage * regularity * repeats, variation)
+    let n = times.len() as f64;
+    let score = coverage.cbrt() * regularity * (n / CONFIDENT_REPEATS).min(1.0);
+    (score, score * n / (n + CONFIDENT_REPEATS), variation)
 }
 
 fn auto_detect(ledger: &Ledger) -> Iterations {
     let Some(run) = ledger.span() else {
         return time_windows(ledger, "nothing was traced".into());
     };
-    let mut by_path: HashMap<SiteId, Vec<u64>> = HashMap::new();
+    let mut by_path: HashMap<SiteId, (Vec<u64>, (u64, u64))> = HashMap::new();
     for open in ledger.opened_paths() {
-        by_path.entry(open.path).or_default().push(open.time_ns);
+        let opener = ledger.process_span(open.tgid).unwrap_or(run);
+        let (times, lifetime) = by_path.entry(open.path).or_insert((Vec::new(), opener));
+        times.push(open.time_ns);
+        *lifetime = (lifetime.0.min(opener.0), lifetime.1.max(opener.1));
     }
     let mut candidates: Vec<Candidate> = by_path
         .into_iter()
-        .filter(|(_, times)| times.len() >= MIN_REPEATS)
-        .map(|(path, mut times)| {
+        .filter(|(_, (times, _))| times.len() >= MIN_REPEATS)
+        .map(|(path, (mut times, lifetime))| {
             times.sort_unstable();
-            let (score, gap_variation) = score(&times, run);
+            let (score, rank, gap_variation) = score(&times, lifetime);
             Candidate {
                 path,
                 times,
                 score,
+                rank,
                 gap_variation,
             }
         })
         .collect();
-    let Some(best_score) = candidates.iter().map(|c| c.score).reduce(f64::max) else {
+    let Some(best_rank) = candidates.iter().map(|c| c.rank).reduce(f64::max) else {
         return time_windows(
             ledger,
             format!("no opened path recurred {MIN_REPEATS} times or more"),
@@ -199,7 +213,7 @@ fn auto_detect(ledger: &Ledger) -> Iterations {
     };
     // Paths opened together once per iteration score alike; the one opened first in the
     // iteration marks its start best.
-    candidates.retain(|c| c.score >= best_score * 0.99);
+    candidates.retain(|c| c.rank >= best_rank * 0.99);
     candidates.sort_by_key(|c| (c.times[0], c.path));
     let chosen = candidates.swap_remove(0);
     let path = ledger.sites().name(chosen.path).to_string();
@@ -272,7 +286,17 @@ fn time_windows(ledger: &Ledger, why: String) -> Iterations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::test_support::Stream;
+    use crate::event::What;
+    use crate::ledger::test_support::{Stream, call};
+    use leakscope_common::syscalls::{CLOSE, OPENAT};
+
+    fn open_call(path: &str, fd: i64) -> crate::event::Syscall {
+        call(OPENAT, fd, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path(path)
+    }
+
+    fn close_call(fd: u64) -> crate::event::Syscall {
+        call(CLOSE, 0, [fd, 0, 0, 0, 0, 0])
+    }
 
     fn looped(iterations: usize) -> Stream {
         let mut s = Stream::new(1);
@@ -319,6 +343,35 @@ mod tests {
         assert_eq!(iterations.count(), 50);
         assert!(iterations.confidence > 0.8, "{}", iterations.confidence);
         assert!(iterations.detail.contains("a.txt"));
+    }
+
+    #[test]
+    fn auto_prefers_a_long_loop_behind_a_set_up_of_many_short_processes() {
+        // 40 short-lived helper processes (a shell shim, say) each open one config file,
+        // evenly over a long set-up; then one process runs the real loop, briefly.
+        let mut s = Stream::new(1);
+        for helper in 0..40u32 {
+            s.push(
+                100 + helper,
+                100 + helper,
+                What::Syscall(open_call("/etc/shim.conf", 3)),
+                None,
+            );
+            s.push(100 + helper, 100 + helper, What::Exit, None);
+            s.now += 1_000_000;
+        }
+        for _ in 0..1000 {
+            s.push(2, 2, What::Syscall(open_call("/tmp/work/tick", 3)), None);
+            s.push(2, 2, What::Syscall(close_call(3)), None);
+        }
+        let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+        assert_eq!(
+            iterations.auto_path.as_deref(),
+            Some("/tmp/work/tick"),
+            "{}",
+            iterations.detail
+        );
+        assert_eq!(iterations.count(), 1000);
     }
 
     #[test]

@@ -44,10 +44,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error chain on one line. A kernel verifier log can run to hundreds of lines; it is
-/// shown only with LEAKSCOPE_VERBOSE=1.
+/// The error chain on one line, each cause once (many errors quote their source in their
+/// own message). A kernel verifier log can run to hundreds of lines; it is shown only with
+/// LEAKSCOPE_VERBOSE=1.
 fn one_line(error: &anyhow::Error) -> String {
-    let full = format!("{error:#}");
+    let mut full = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !full.contains(&text) {
+            if !full.is_empty() {
+                full.push_str(": ");
+            }
+            full.push_str(&text);
+        }
+    }
     let mut lines = full.lines();
     let first = lines.next().unwrap_or_default().to_string();
     if lines.next().is_none() {

@@ -189,6 +189,15 @@ impl StackNamer {
             }
         }
         frames.dedup();
+        // Unresolved addresses below the named frames (libc's thread and process start-up,
+        // mapped after the copy was taken) add nothing a reader can use.
+        while frames.len() > 1
+            && frames
+                .last()
+                .is_some_and(|(name, _)| name.starts_with("0x"))
+        {
+            frames.pop();
+        }
         let names: Vec<String> = frames
             .into_iter()
             .map(|(name, _)| name)

@@ -65,7 +65,11 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         &text,
         Some(("projection", serde_json::to_value(&projection)?)),
     )?;
-    workspace.remove()?;
+    if args.keep {
+        eprintln!("leakscope extract: kept {}", workspace.keep().display());
+    } else {
+        workspace.remove()?;
+    }
 
     if let crate::session::TargetEnd::Exited(code) = diagnosed.outcome.end {
         if code != 0 {

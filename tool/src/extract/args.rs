@@ -79,6 +79,11 @@ pub struct ExtractArgs {
     #[arg(long = "file", value_name = "NAME=CONTENT", conflicts_with = "archive",
           value_parser = parse_file_spec_arg)]
     pub files: Vec<ArchiveEntry>,
+
+    /// Keep the extraction directory after the run (its path is printed), to inspect what
+    /// was extracted. By default it is removed.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 impl Default for ExtractArgs {
@@ -89,6 +94,7 @@ impl Default for ExtractArgs {
             inject_leak: InjectLeak::None,
             archive: None,
             files: Vec::new(),
+            keep: false,
         }
     }
 }

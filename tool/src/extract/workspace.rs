@@ -97,6 +97,7 @@ mod tests {
             inject_leak: InjectLeak::None,
             archive: None,
             files: vec![ArchiveEntry::new("only.txt", "one")],
+            keep: false,
         };
         let workspace = ExtractWorkspace::create(&args, None).unwrap();
         let root = workspace.root().to_owned();

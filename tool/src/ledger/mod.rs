@@ -64,6 +64,8 @@ pub struct HeapGrowth {
 pub struct OpenedPath {
     pub time_ns: u64,
     pub path: SiteId,
+    /// The process that opened it.
+    pub tgid: u32,
 }
 
 /// What one process holds now.
@@ -91,6 +93,8 @@ pub struct Ledger {
     unknown_releases: u64,
     exits: HashMap<u32, u64>,
     span: Option<(u64, u64)>,
+    /// When each process was first seen.
+    first_seen: HashMap<u32, u64>,
 }
 
 impl Ledger {
@@ -155,6 +159,7 @@ impl Ledger {
             None => (t, t),
             Some((first, last)) => (first.min(t), last.max(t)),
         });
+        self.first_seen.entry(tgid).or_insert(t);
         if let Some(bytes) = event.rss_bytes {
             self.rss.push(RssSample {
                 time_ns: t,
@@ -222,6 +227,7 @@ impl Ledger {
                 self.opens.push(OpenedPath {
                     time_ns: t,
                     path: site,
+                    tgid,
                 });
                 install(
                     process,
@@ -549,6 +555,12 @@ impl Ledger {
     /// When process `tgid` exited, if it did.
     pub fn exit_time(&self, tgid: u32) -> Option<u64> {
         self.exits.get(&tgid).copied()
+    }
+    /// The span of process `tgid`: first event to exit (or the run's end if it lived on).
+    pub fn process_span(&self, tgid: u32) -> Option<(u64, u64)> {
+        let first = *self.first_seen.get(&tgid)?;
+        let last = self.exit_time(tgid).or(self.span.map(|(_, end)| end))?;
+        Some((first, last))
     }
     /// Every process exit seen, as (tgid, time).
     pub fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
