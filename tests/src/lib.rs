@@ -137,3 +137,60 @@ fn n_args(n: &str, extra: &[&str]) -> Vec<String> {
 pub fn expect(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
+
+/// How a diagnosis run marks its iterations.
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    /// `--iteration-symbol iteration_marker` (the C fixtures export it).
+    Symbol,
+    /// `--iteration-path DIR/tick` (every fixture opens it once per iteration).
+    Path,
+    /// Neither: automatic detection.
+    Auto,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Symbol, Source::Path, Source::Auto];
+
+    pub fn options(self, dir: &std::path::Path) -> Vec<String> {
+        match self {
+            Source::Symbol => vec!["--iteration-symbol".into(), "iteration_marker".into()],
+            Source::Path => vec!["--iteration-path".into(), format!("{}/tick", dir.display())],
+            Source::Auto => Vec::new(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Symbol => "symbol",
+            Source::Path => "path",
+            Source::Auto => "auto",
+        }
+    }
+}
+
+/// `leakscope run` with an iteration source on `command`; the report must come from that
+/// source, with no lost events.
+pub fn diagnose(source: Source, dir: &std::path::Path, command: &[String]) -> Traced {
+    let options = source.options(dir);
+    let traced = leakscope_json("run", &options.iter().map(String::as_str).collect::<Vec<_>>(), command);
+    assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
+    assert_eq!(traced.report["iterations"]["source"], source.name(), "{}", traced.report["iterations"]);
+    traced
+}
+
+/// The JSON of one class.
+pub fn class<'a>(traced: &'a Traced, name: &str) -> &'a Value {
+    &traced.report["classes"][name]
+}
+
+/// `actual` within ±5 % of `expected`.
+pub fn assert_rate(actual: &Value, expected: f64, what: &str) {
+    let actual = actual.as_f64().unwrap_or_else(|| panic!("{what}: no number in {actual}"));
+    assert!((actual - expected).abs() <= expected.abs() * 0.05, "{what}: {actual}, expected {expected} ±5 %");
+}
+
+/// The verdicts of all four classes, in the order fd, mmap, brk, rss.
+pub fn verdicts(traced: &Traced) -> [String; 4] {
+    ["fd", "mmap", "brk", "rss"].map(|name| class(traced, name)["verdict"].as_str().unwrap_or("?").to_string())
+}
