@@ -29,13 +29,23 @@ fn ensure_nightly() -> Result<()> {
 }
 
 fn ensure_rust_src() -> Result<()> {
-    let installed = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"]).unwrap_or_default();
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
     if installed.lines().any(|line| line.starts_with("rust-src")) {
         return Ok(());
     }
     step("installing rust-src for nightly (build-std compiles core for the BPF target)");
-    shell::status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
-        .context("fix: `rustup component add rust-src --toolchain nightly`")
+    shell::status(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))
+    .context("fix: `rustup component add rust-src --toolchain nightly`")
 }
 
 /// The LLVM major version of the nightly compiler, e.g. 22.
@@ -45,13 +55,21 @@ fn nightly_llvm_major() -> Result<u32> {
         .lines()
         .find_map(|line| line.strip_prefix("LLVM version: "))
         .context("`rustc +nightly -vV` printed no LLVM version")?;
-    version.split('.').next().unwrap_or_default().trim().parse().context("unreadable LLVM version")
+    version
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .context("unreadable LLVM version")
 }
 
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        })
 }
 
 fn ensure_bpf_linker() -> Result<()> {
@@ -60,7 +78,8 @@ fn ensure_bpf_linker() -> Result<()> {
         return Ok(());
     }
     let llvm_major = nightly_llvm_major()?;
-    let sysroot = output("rustc", &["+nightly", "--print", "sysroot"]).context("`rustc +nightly --print sysroot` failed")?;
+    let sysroot = output("rustc", &["+nightly", "--print", "sysroot"])
+        .context("`rustc +nightly --print sysroot` failed")?;
     let lib_dir = PathBuf::from(sysroot.trim()).join("lib");
     let libllvm = std::fs::read_dir(&lib_dir)
         .with_context(|| format!("cannot list {}", lib_dir.display()))?
@@ -70,15 +89,25 @@ fn ensure_bpf_linker() -> Result<()> {
                 .and_then(|name| name.to_str())
                 .is_some_and(|name| name.starts_with("libLLVM.so.") && name.contains("-rust-"))
         })
-        .with_context(|| format!("nightly ships no libLLVM in {}; bpf-linker needs one", lib_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "nightly ships no libLLVM in {}; bpf-linker needs one",
+                lib_dir.display()
+            )
+        })?;
 
     // bpf-linker's RUNPATH points here, so it must outlive this build: under CARGO_HOME.
     let prefix = cargo_home().join("leakscope-llvm");
     let prefix_lib = prefix.join("lib");
-    std::fs::create_dir_all(&prefix_lib).with_context(|| format!("cannot create {}", prefix_lib.display()))?;
-    for link in [prefix_lib.join("libLLVM.so"), prefix_lib.join(libllvm.file_name().unwrap())] {
+    std::fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("cannot create {}", prefix_lib.display()))?;
+    for link in [
+        prefix_lib.join("libLLVM.so"),
+        prefix_lib.join(libllvm.file_name().unwrap()),
+    ] {
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&libllvm, &link).with_context(|| format!("cannot link {}", link.display()))?;
+        std::os::unix::fs::symlink(&libllvm, &link)
+            .with_context(|| format!("cannot link {}", link.display()))?;
     }
     step(&format!(
         "installing bpf-linker against nightly's own LLVM {llvm_major} ({}); takes about a minute",
@@ -87,7 +116,14 @@ fn ensure_bpf_linker() -> Result<()> {
     let feature = format!("llvm-{llvm_major}");
     let result = shell::status(
         Command::new("cargo")
-            .args(["install", "bpf-linker", "--no-default-features", "--features", &feature, "--locked"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+                &feature,
+                "--locked",
+            ])
             .env("LLVM_PREFIX", &prefix),
     );
     if let Err(error) = result {
@@ -97,18 +133,28 @@ fn ensure_bpf_linker() -> Result<()> {
         );
     }
     if output("bpf-linker", &["--version"]).is_none() {
-        bail!("bpf-linker was installed but does not run; is {} on PATH?", cargo_home().join("bin").display());
+        bail!(
+            "bpf-linker was installed but does not run; is {} on PATH?",
+            cargo_home().join("bin").display()
+        );
     }
     Ok(())
 }
 
 /// The integration tests compile C fixtures and run Python and Node ones.
 pub fn ensure_fixture_tools() -> Result<()> {
-    for (program, package) in [("cc", "gcc"), ("python3", "python3"), ("node", "nodejs"), ("strace", "strace")] {
+    for (program, package) in [
+        ("cc", "gcc"),
+        ("python3", "python3"),
+        ("node", "nodejs"),
+        ("strace", "strace"),
+    ] {
         if output("which", &[program]).is_some() {
             continue;
         }
-        step(&format!("installing {package} (the integration tests and the bench use `{program}`)"));
+        step(&format!(
+            "installing {package} (the integration tests and the bench use `{program}`)"
+        ));
         let _ = shell::status(Command::new("apt-get").args(["update", "-qq"]));
         shell::status(Command::new("apt-get").args(["install", "-y", "-qq", package]))
             .with_context(|| format!("fix: install `{package}` with your package manager"))?;

@@ -9,7 +9,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "leakscope's build, test, run and bench tasks")]
+#[command(
+    name = "cargo xtask",
+    about = "leakscope's build, test, run and bench tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -47,7 +50,11 @@ fn main() -> Result<()> {
         }
         Task::Run { args } => {
             let binary = build()?;
-            let args = if args.is_empty() { vec!["extract".to_string()] } else { args };
+            let args = if args.is_empty() {
+                vec!["extract".to_string()]
+            } else {
+                args
+            };
             shell::step(&format!("running leakscope {}", args.join(" ")));
             shell::run_as_root(&binary, &args)?;
         }
@@ -71,7 +78,18 @@ fn test(unit_only: bool) -> Result<()> {
     bootstrap::ensure_toolchain()?;
     bootstrap::ensure_fixture_tools()?;
     shell::step("unit tests (ledger, analysis, report, decoding: no root needed)");
-    shell::cargo(&["test", "--package", "leakscope-common", "--package", "leakscope", "--package", "xtask"], &[])?;
+    shell::cargo(
+        &[
+            "test",
+            "--package",
+            "leakscope-common",
+            "--package",
+            "leakscope",
+            "--package",
+            "xtask",
+        ],
+        &[],
+    )?;
     if unit_only {
         return Ok(());
     }
@@ -85,8 +103,14 @@ fn test(unit_only: bool) -> Result<()> {
     shell::step("integration tests (real probes, real fixture programs; one at a time)");
     let binary_env = binary.to_string_lossy().into_owned();
     shell::cargo(
-        &["test", "--release", "--package", "leakscope-tests", "--", "--test-threads=1"],
+        &[
+            "test",
+            "--release",
+            "--package",
+            "leakscope-tests",
+            "--",
+            "--test-threads=1",
+        ],
         &[("LEAKSCOPE_BIN", binary_env.as_str())],
     )
 }
-

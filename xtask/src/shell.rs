@@ -12,7 +12,10 @@ pub fn step(what: &str) {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
@@ -28,7 +31,9 @@ pub fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
 /// Runs a command inheriting stdio; a failure names the command.
 pub fn status(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
-    let status = command.status().with_context(|| format!("cannot start {shown}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed ({status})");
     }
@@ -38,7 +43,9 @@ pub fn status(command: &mut Command) -> Result<()> {
 /// Runs a command and returns its stdout, or None if it cannot run or fails.
 pub fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// leakscope needs root; through sudo when we are not root already.
@@ -51,7 +58,9 @@ pub fn run_as_root(binary: &Path, args: &[String]) -> Result<()> {
         sudo
     };
     command.args(args);
-    let status = command.status().with_context(|| format!("cannot start {}", binary.display()))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
     if !status.success() {
         bail!("leakscope exited with {status}");
     }
