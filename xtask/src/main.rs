@@ -75,21 +75,27 @@ fn build() -> Result<std::path::PathBuf> {
 }
 
 fn test(unit_only: bool) -> Result<()> {
+    let mut tally = shell::TestTally::default();
+    let result = run_tests(unit_only, &mut tally);
+    // One closing line for the whole run, whatever cargo's last block happened to be.
+    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
+    result
+}
+
+fn run_tests(unit_only: bool, tally: &mut shell::TestTally) -> Result<()> {
     bootstrap::ensure_toolchain()?;
     bootstrap::ensure_fixture_tools()?;
     shell::step("unit tests (ledger, analysis, report, decoding: no root needed)");
-    shell::cargo(
-        &[
-            "test",
-            "--package",
-            "leakscope-common",
-            "--package",
-            "leakscope",
-            "--package",
-            "xtask",
-        ],
-        &[],
-    )?;
+    let unit = [
+        "test",
+        "--package",
+        "leakscope-common",
+        "--package",
+        "leakscope",
+        "--package",
+        "xtask",
+    ];
+    shell::cargo_test(&unit, &[], tally)?;
     if unit_only {
         return Ok(());
     }
@@ -102,15 +108,17 @@ fn test(unit_only: bool) -> Result<()> {
     let binary = build()?;
     shell::step("integration tests (real probes, real fixture programs; one at a time)");
     let binary_env = binary.to_string_lossy().into_owned();
-    shell::cargo(
+    shell::cargo_test(
         &[
             "test",
             "--release",
             "--package",
             "leakscope-tests",
+            "--tests",
             "--",
             "--test-threads=1",
         ],
         &[("LEAKSCOPE_BIN", binary_env.as_str())],
+        tally,
     )
 }

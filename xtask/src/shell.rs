@@ -28,6 +28,65 @@ pub fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     status(&mut command)
 }
 
+/// Passed and failed test counts, summed over cargo's `test result:` lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TestTally {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl TestTally {
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(count) = count.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += count,
+                "failed" => self.failed += count,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `cargo test ...` with its output shown as it comes, and its results tallied.
+pub fn cargo_test(args: &[&str], envs: &[(&str, &str)], tally: &mut TestTally) -> Result<()> {
+    use std::io::{BufRead as _, Write as _};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let shown = format!("{command:?}");
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        tally.add_line(&line);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
 /// Runs a command inheriting stdio; a failure names the command.
 pub fn status(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
@@ -69,4 +128,26 @@ pub fn run_as_root(binary: &Path, args: &[String]) -> Result<()> {
 
 pub fn is_root() -> bool {
     output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tallies_cargo_result_lines() {
+        let mut tally = TestTally::default();
+        tally.add_line("test result: ok. 141 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.17s");
+        tally.add_line(
+            "test result: FAILED. 6 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        tally.add_line("running 7 tests");
+        assert_eq!(
+            tally,
+            TestTally {
+                passed: 147,
+                failed: 2
+            }
+        );
+    }
 }
