@@ -1,6 +1,7 @@
 //! The report: the diagnosis as data ([`model`]), as JSON ([`json`]) and as a one-screen
 //! text summary ([`text`]).
 
+pub mod answer;
 pub mod json;
 pub mod model;
 pub mod text;

@@ -188,3 +188,69 @@ fn bars_scale_in_eighths() {
     assert_eq!(bar(1, 1000), "▏", "a nonzero count is never invisible");
     assert_eq!(bar(5, 10), "█".repeat(16));
 }
+
+#[test]
+fn the_answer_names_each_leak_with_rate_and_site() {
+    let report = leaking_run(TargetExit::Code(0));
+    let answer = report.answer();
+    assert!(
+        answer.contains("fd leak: 1.00 per iteration, all at /tmp/work/kept.txt"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("mapping leak: 1.00 per iteration (64 KiB/iteration)"),
+        "{answer}"
+    );
+    assert!(!answer.contains("brk"), "{answer}");
+    assert_eq!(report.to_json()["answer"], answer.as_str());
+    let mut text = Vec::new();
+    report.write_text(&mut text).unwrap();
+    assert!(
+        String::from_utf8(text)
+            .unwrap()
+            .contains(&format!("answer: {answer}"))
+    );
+}
+
+#[test]
+fn the_answer_says_no_leak_and_what_was_bounded() {
+    let mut s = Stream::new(1);
+    for i in 0..100 {
+        s.marker_with_rss(10_000_000).open("/tmp/a", 3).close(3);
+        if i < 20 {
+            s.open("/tmp/cache", 10 + i); // a cache that fills up, then stays
+        }
+    }
+    let info = RunInfo {
+        command: vec!["prog".into()],
+        pid: 1,
+        exit: TargetExit::Code(0),
+        lost_events: 0,
+        iteration_request: IterationRequest::Symbol("tick".into()),
+    };
+    let answer = diagnose(s.ledger(), &info).answer();
+    assert_eq!(
+        answer,
+        "no leak in 100 iterations: fds grew, then stopped (bounded); mappings, brk heap and RSS stay flat"
+    );
+}
+
+#[test]
+fn the_answer_with_lost_events_is_inconclusive_and_says_why() {
+    let mut s = Stream::new(1);
+    for _ in 0..100 {
+        s.marker_with_rss(10_000_000).open("/tmp/a", 3).close(3);
+    }
+    let info = RunInfo {
+        command: vec!["prog".into()],
+        pid: 1,
+        exit: TargetExit::Code(0),
+        lost_events: 7,
+        iteration_request: IterationRequest::Symbol("tick".into()),
+    };
+    let answer = diagnose(s.ledger(), &info).answer();
+    assert!(
+        answer.starts_with("inconclusive in 100 iterations: fds inconclusive ("),
+        "{answer}"
+    );
+}

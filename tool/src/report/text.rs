@@ -74,6 +74,8 @@ impl Report {
             writeln!(out, "lost events: 0")?;
         }
         writeln!(out)?;
+        writeln!(out, "answer: {}", self.answer())?;
+        writeln!(out)?;
         self.write_table(out)?;
         writeln!(out)?;
         self.write_sites(out)?;
