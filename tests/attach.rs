@@ -14,23 +14,41 @@ fn attach_sees_the_leak_of_a_running_process_and_knows_what_it_held_before() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300)); // it leaks ~150 fds before we attach
     let pid = target.id().to_string();
-    let traced = leakscope_json("attach", &["--pid", &pid, "--duration", "2"], &[] as &[&str]);
+    let traced = leakscope_json(
+        "attach",
+        &["--pid", &pid, "--duration", "2"],
+        &[] as &[&str],
+    );
     target.kill().unwrap();
     target.wait().unwrap();
 
     assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
-    assert_eq!(traced.report["target"]["pid"].as_u64(), Some(target.id() as u64));
+    assert_eq!(
+        traced.report["target"]["pid"].as_u64(),
+        Some(target.id() as u64)
+    );
     assert_eq!(traced.report["target"]["still_running"], true);
     assert!(traced.report["target"]["exit_code"].is_null());
     let iterations = traced.report["iterations"]["count"].as_u64().unwrap();
-    assert!(iterations > 300, "about 2 s / 2 ms iterations, got {iterations}");
+    assert!(
+        iterations > 300,
+        "about 2 s / 2 ms iterations, got {iterations}"
+    );
     let fd = class(&traced, "fd");
     assert_eq!(fd["verdict"], "leak");
     assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
-    assert!(fd["sites"][0]["site"].as_str().unwrap().ends_with("/data.txt (kept by dup)"));
+    assert!(
+        fd["sites"][0]["site"]
+            .as_str()
+            .unwrap()
+            .ends_with("/data.txt (kept by dup)")
+    );
     // What it held before the attach (~150 leaked fds) was read from /proc: live at the
     // end beside the traced leak, and never mistaken for the release of something unknown.
     let traced_leak = fd["sites"][0]["leaked"].as_u64().unwrap();
-    assert!(fd["live_at_exit"].as_u64().unwrap() >= traced_leak + 100, "{fd}");
+    assert!(
+        fd["live_at_exit"].as_u64().unwrap() >= traced_leak + 100,
+        "{fd}"
+    );
     assert_eq!(traced.report["unknown_releases"], 0);
 }

@@ -15,7 +15,11 @@ fn leaky(mode: &str, source: Source, k: usize) -> (tempfile::TempDir, leakscope_
         k.to_string(),
     ];
     let traced = diagnose(source, dir.path(), &command);
-    assert_eq!(traced.report["iterations"]["count"], N, "{}", traced.report["iterations"]);
+    assert_eq!(
+        traced.report["iterations"]["count"], N,
+        "{}",
+        traced.report["iterations"]
+    );
     (dir, traced)
 }
 
@@ -24,11 +28,19 @@ fn fd_leak_of_k_per_iteration_through_dup() {
     for source in Source::ALL {
         let (dir, traced) = leaky("fd", source, 3);
         let fd = class(&traced, "fd");
-        assert_eq!(verdicts(&traced), ["leak", "no-leak", "no-leak", "no-leak"], "{source:?}");
+        assert_eq!(
+            verdicts(&traced),
+            ["leak", "no-leak", "no-leak", "no-leak"],
+            "{source:?}"
+        );
         assert_rate(&fd["leaked_per_iteration"], 3.0, "fd leaked per iteration");
         let site = format!("{}/data.txt (kept by dup)", dir.path().display());
         assert_eq!(fd["sites"][0]["site"], site.as_str(), "{source:?}");
-        assert_rate(&fd["sites"][0]["leaked_per_iteration"], 3.0, "top site rate");
+        assert_rate(
+            &fd["sites"][0]["leaked_per_iteration"],
+            3.0,
+            "top site rate",
+        );
     }
 }
 
@@ -37,12 +49,23 @@ fn mapping_leak_on_a_worker_thread() {
     for source in Source::ALL {
         let (_dir, traced) = leaky("mmap-thread", source, 1);
         let mmap = class(&traced, "mmap");
-        assert_eq!(verdicts(&traced), ["no-leak", "leak", "no-leak", "no-leak"], "{source:?}");
+        assert_eq!(
+            verdicts(&traced),
+            ["no-leak", "leak", "no-leak", "no-leak"],
+            "{source:?}"
+        );
         assert_rate(&mmap["leaked_per_iteration"], 1.0, "mappings per iteration");
-        assert_rate(&mmap["bytes_leaked_per_iteration"], 65536.0, "mapped bytes per iteration");
+        assert_rate(
+            &mmap["bytes_leaked_per_iteration"],
+            65536.0,
+            "mapped bytes per iteration",
+        );
         let site = mmap["sites"][0]["site"].as_str().unwrap();
         assert!(site.starts_with("anon 64 KiB rw- private"), "{site}");
-        assert!(site.contains("leak_mapping") && site.contains("mapping_worker"), "{site}");
+        assert!(
+            site.contains("leak_mapping") && site.contains("mapping_worker"),
+            "{site}"
+        );
     }
 }
 
@@ -51,10 +74,21 @@ fn heap_growth_through_brk() {
     for source in Source::ALL {
         let (_dir, traced) = leaky("brk", source, 1);
         let brk = class(&traced, "brk");
-        assert_eq!(verdicts(&traced), ["no-leak", "no-leak", "leak", "no-leak"], "{source:?}");
-        assert_rate(&brk["bytes_per_iteration"], 4096.0, "brk bytes per iteration");
+        assert_eq!(
+            verdicts(&traced),
+            ["no-leak", "no-leak", "leak", "no-leak"],
+            "{source:?}"
+        );
+        assert_rate(
+            &brk["bytes_per_iteration"],
+            4096.0,
+            "brk bytes per iteration",
+        );
         let site = brk["sites"][0]["site"].as_str().unwrap();
-        assert!(site.contains("main"), "the brk site names the caller: {site}");
+        assert!(
+            site.contains("main"),
+            "the brk site names the caller: {site}"
+        );
     }
 }
 
@@ -63,10 +97,20 @@ fn a_bounded_cache_is_a_plateau_not_a_leak() {
     for source in Source::ALL {
         let (_dir, traced) = leaky("cache", source, 1);
         let [fd, mmap, brk, rss] = verdicts(&traced);
-        assert_eq!((fd.as_str(), mmap.as_str()), ("plateau", "plateau"), "{source:?}");
-        assert!(brk != "leak" && rss != "leak", "{source:?}: brk {brk}, rss {rss}");
+        assert_eq!(
+            (fd.as_str(), mmap.as_str()),
+            ("plateau", "plateau"),
+            "{source:?}"
+        );
+        assert!(
+            brk != "leak" && rss != "leak",
+            "{source:?}: brk {brk}, rss {rss}"
+        );
         let cached = class(&traced, "fd")["sites"][0]["leaked"].as_u64().unwrap();
-        assert!((31..=32).contains(&cached), "the cache holds 32 fds: {cached}");
+        assert!(
+            (31..=32).contains(&cached),
+            "the cache holds 32 fds: {cached}"
+        );
     }
 }
 
@@ -74,7 +118,11 @@ fn a_bounded_cache_is_a_plateau_not_a_leak() {
 fn clean_churn_with_fd_number_reuse_is_no_leak_everywhere() {
     for source in Source::ALL {
         let (_dir, traced) = leaky("churn", source, 1);
-        assert_eq!(verdicts(&traced), ["no-leak"; 4].map(String::from), "{source:?}");
+        assert_eq!(
+            verdicts(&traced),
+            ["no-leak"; 4].map(String::from),
+            "{source:?}"
+        );
         // 8 opens + the tick per iteration, all released: heavy reuse of the same numbers.
         assert!(class(&traced, "fd")["acquired"].as_u64().unwrap() >= 9 * N as u64);
     }
@@ -93,11 +141,18 @@ fn interpreted(interpreter: &str, script_name: &str) {
             dir.path().to_string_lossy().into_owned(),
         ];
         let traced = diagnose(source, dir.path(), &command);
-        assert_eq!(traced.report["iterations"]["count"], N, "{source:?}: {}", traced.report["iterations"]);
+        assert_eq!(
+            traced.report["iterations"]["count"], N,
+            "{source:?}: {}",
+            traced.report["iterations"]
+        );
         let fd = class(&traced, "fd");
         assert_eq!(fd["verdict"], "leak", "{source:?}");
         assert_rate(&fd["leaked_per_iteration"], 1.0, "fd leaked per iteration");
-        assert_eq!(fd["sites"][0]["site"], format!("{}/data.txt", dir.path().display()).as_str());
+        assert_eq!(
+            fd["sites"][0]["site"],
+            format!("{}/data.txt", dir.path().display()).as_str()
+        );
     }
 }
 

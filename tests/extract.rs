@@ -25,9 +25,16 @@ fn clean_extraction_has_no_leak_in_any_class() {
     // The original report's per-round lines, and its projection table.
     let rounds = traced.stdout() + &traced.stderr();
     for round in 1..=3 {
-        assert!(rounds.contains(&format!("Round {round}/3: RSS = ")), "{rounds}");
+        assert!(
+            rounds.contains(&format!("Round {round}/3: RSS = ")),
+            "{rounds}"
+        );
     }
-    assert!(traced.stdout().contains("at 1M extractions"), "{}", traced.stdout());
+    assert!(
+        traced.stdout().contains("at 1M extractions"),
+        "{}",
+        traced.stdout()
+    );
     assert!(traced.report["projection"].is_object());
 }
 
@@ -46,7 +53,11 @@ fn injected_mmap_leak_is_64_kib_per_iteration_at_the_injected_code() {
     let traced = extract(&["--inject-leak", "mmap"]);
     assert_eq!(verdicts(&traced), ["no-leak", "leak", "no-leak", "no-leak"]);
     let mmap = class(&traced, "mmap");
-    assert_rate(&mmap["bytes_leaked_per_iteration"], 65536.0, "mapped bytes per iteration");
+    assert_rate(
+        &mmap["bytes_leaked_per_iteration"],
+        65536.0,
+        "mapped bytes per iteration",
+    );
     let site = mmap["sites"][0]["site"].as_str().unwrap();
     assert!(site.contains("injected_mmap_leak"), "{site}");
 }
@@ -56,7 +67,11 @@ fn injected_heap_leak_is_4_kib_of_brk_per_iteration_at_the_injected_code() {
     let traced = extract(&["--inject-leak", "heap"]);
     assert_eq!(verdicts(&traced), ["no-leak", "no-leak", "leak", "no-leak"]);
     let brk = class(&traced, "brk");
-    assert_rate(&brk["bytes_per_iteration"], 4096.0, "brk bytes per iteration");
+    assert_rate(
+        &brk["bytes_per_iteration"],
+        4096.0,
+        "brk bytes per iteration",
+    );
     let site = brk["sites"][0]["site"].as_str().unwrap();
     assert!(site.contains("injected_heap_leak"), "{site}");
 }
@@ -66,18 +81,31 @@ fn a_real_tar_file_is_extracted_with_its_real_entries() {
     let scratch = tempfile::tempdir().unwrap();
     let archive = scratch.path().join("real.tar");
     let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
-    for (name, content) in [("docs/readme.md", "# hi\n"), ("data/numbers.csv", "1,2,3\n")] {
+    for (name, content) in [
+        ("docs/readme.md", "# hi\n"),
+        ("data/numbers.csv", "1,2,3\n"),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
-        builder.append_data(&mut header, name, content.as_bytes()).unwrap();
+        builder
+            .append_data(&mut header, name, content.as_bytes())
+            .unwrap();
     }
     builder.finish().unwrap();
     drop(builder);
 
     let output = Command::new(leakscope())
-        .args(["extract", "--rounds", "1", "--iterations", "20", "--keep", "--archive"])
+        .args([
+            "extract",
+            "--rounds",
+            "1",
+            "--iterations",
+            "20",
+            "--keep",
+            "--archive",
+        ])
         .arg(&archive)
         .output()
         .unwrap();
@@ -88,8 +116,14 @@ fn a_real_tar_file_is_extracted_with_its_real_entries() {
         .find_map(|line| line.strip_prefix("leakscope extract: kept "))
         .unwrap_or_else(|| panic!("no kept directory in:\n{stderr}"));
     let extracted = std::path::Path::new(kept).join("extract");
-    assert_eq!(std::fs::read_to_string(extracted.join("docs/readme.md")).unwrap(), "# hi\n");
-    assert_eq!(std::fs::read_to_string(extracted.join("data/numbers.csv")).unwrap(), "1,2,3\n");
+    assert_eq!(
+        std::fs::read_to_string(extracted.join("docs/readme.md")).unwrap(),
+        "# hi\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(extracted.join("data/numbers.csv")).unwrap(),
+        "1,2,3\n"
+    );
     std::fs::remove_dir_all(kept).unwrap();
 }
 
@@ -98,7 +132,10 @@ fn assert_fails_cleanly(output: &std::process::Output, needle: &str) {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.starts_with("leakscope: ") && last.contains(needle), "{stderr}");
+    assert!(
+        last.starts_with("leakscope: ") && last.contains(needle),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -106,7 +143,11 @@ fn a_corrupt_archive_is_a_clear_error() {
     let scratch = tempfile::tempdir().unwrap();
     let archive = scratch.path().join("corrupt.tar");
     std::fs::write(&archive, b"this is not a tar archive").unwrap();
-    let output = Command::new(leakscope()).args(["extract", "--archive"]).arg(&archive).output().unwrap();
+    let output = Command::new(leakscope())
+        .args(["extract", "--archive"])
+        .arg(&archive)
+        .output()
+        .unwrap();
     assert_fails_cleanly(&output, "is not a usable tar archive");
 }
 

@@ -69,7 +69,7 @@ fn current_ids() -> (u32, u32) {
 
 #[inline(always)]
 fn is_tracked(tgid: u32) -> bool {
-    unsafe { TRACKED.get(&tgid) }.is_some()
+    unsafe { TRACKED.get(tgid) }.is_some()
 }
 
 #[inline(always)]
@@ -239,12 +239,11 @@ fn emit_with_path(event: Event, user_path: *const u8) {
         };
         // A full buffer may hold the whole string or a cut one: the byte after decides.
         let mut flags = 0;
-        if len as usize == PATH_CAP - 1 {
-            if let Ok(next) = bpf_probe_read_user(user_path.add(PATH_CAP - 1)) {
-                if next != 0u8 {
-                    flags = PATH_TRUNCATED;
-                }
-            }
+        if len as usize == PATH_CAP - 1
+            && let Ok(next) = bpf_probe_read_user(user_path.add(PATH_CAP - 1))
+            && next != 0u8
+        {
+            flags = PATH_TRUNCATED;
         }
         (*record).path_len = len | flags;
     }
@@ -270,7 +269,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if child_tgid == tgid {
         return 0; // a new thread: it shares the process's resources, nothing to record
     }
-    if TRACKED.insert(&child_tgid, &0, 0).is_err() {
+    if TRACKED.insert(child_tgid, 0, 0).is_err() {
         count_lost(); // the filter is full; the child's events would be lost
     }
     let mut event = header(kind::FORK, tgid, tid);
@@ -299,7 +298,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     if tid != tgid || !is_tracked(tgid) {
         return 0;
     }
-    let _ = TRACKED.remove(&tgid);
+    let _ = TRACKED.remove(tgid);
     emit(header(kind::EXIT, tgid, tid));
     0
 }

@@ -173,9 +173,18 @@ impl Source {
 /// source, with no lost events.
 pub fn diagnose(source: Source, dir: &std::path::Path, command: &[String]) -> Traced {
     let options = source.options(dir);
-    let traced = leakscope_json("run", &options.iter().map(String::as_str).collect::<Vec<_>>(), command);
+    let traced = leakscope_json(
+        "run",
+        &options.iter().map(String::as_str).collect::<Vec<_>>(),
+        command,
+    );
     assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
-    assert_eq!(traced.report["iterations"]["source"], source.name(), "{}", traced.report["iterations"]);
+    assert_eq!(
+        traced.report["iterations"]["source"],
+        source.name(),
+        "{}",
+        traced.report["iterations"]
+    );
     traced
 }
 
@@ -186,11 +195,21 @@ pub fn class<'a>(traced: &'a Traced, name: &str) -> &'a Value {
 
 /// `actual` within ±5 % of `expected`.
 pub fn assert_rate(actual: &Value, expected: f64, what: &str) {
-    let actual = actual.as_f64().unwrap_or_else(|| panic!("{what}: no number in {actual}"));
-    assert!((actual - expected).abs() <= expected.abs() * 0.05, "{what}: {actual}, expected {expected} ±5 %");
+    let actual = actual
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: no number in {actual}"));
+    assert!(
+        (actual - expected).abs() <= expected.abs() * 0.05,
+        "{what}: {actual}, expected {expected} ±5 %"
+    );
 }
 
 /// The verdicts of all four classes, in the order fd, mmap, brk, rss.
 pub fn verdicts(traced: &Traced) -> [String; 4] {
-    ["fd", "mmap", "brk", "rss"].map(|name| class(traced, name)["verdict"].as_str().unwrap_or("?").to_string())
+    ["fd", "mmap", "brk", "rss"].map(|name| {
+        class(traced, name)["verdict"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    })
 }

@@ -48,13 +48,13 @@ pub fn for_error(error: &anyhow::Error) -> u8 {
         if let Some(SnapshotError::NoSuchProcess(_)) = snapshot {
             return USAGE;
         }
-        if let Some(TargetError::Spawn { source, .. }) = target {
-            if matches!(
+        if let Some(TargetError::Spawn { source, .. }) = target
+            && matches!(
                 source.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ) {
-                return USAGE;
-            }
+            )
+        {
+            return USAGE;
         }
     }
     FAILURE

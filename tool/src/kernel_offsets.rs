@@ -88,10 +88,10 @@ fn find_member_bits(btf: &Btf, ty: &btf_rs::Struct, field: &str) -> Option<u32> 
         }
         if name.is_empty() {
             // An anonymous struct or union: its members live at its offset plus theirs.
-            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(member) {
-                if let Some(bits) = find_member_bits(btf, &inner, field) {
-                    return Some(member.bit_offset() + bits);
-                }
+            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(member)
+                && let Some(bits) = find_member_bits(btf, &inner, field)
+            {
+                return Some(member.bit_offset() + bits);
             }
         }
     }

@@ -39,7 +39,8 @@ pub enum ProbeError {
     #[error("the kernel refused eBPF program `{program}`: {source}")]
     Program {
         program: &'static str,
-        source: aya::programs::ProgramError,
+        // Boxed: aya's error is large, and every fallible loader call returns this type.
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("eBPF program `{0}` is missing from the object: the build is inconsistent")]
     MissingProgram(&'static str),
@@ -54,7 +55,7 @@ pub enum ProbeError {
     Marker {
         symbol: String,
         binary: String,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
 }
 
@@ -102,17 +103,17 @@ impl Probes {
             let program: &mut RawTracePoint = program(&mut ebpf, name)?;
             program.load().map_err(|source| ProbeError::Program {
                 program: name,
-                source,
+                source: Box::new(source),
             })?;
             program.attach(name).map_err(|source| ProbeError::Program {
                 program: name,
-                source,
+                source: Box::new(source),
             })?;
         }
         let marker: &mut UProbe = program(&mut ebpf, "iteration_marker")?;
         marker.load().map_err(|source| ProbeError::Program {
             program: "iteration_marker",
-            source,
+            source: Box::new(source),
         })?;
 
         let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|source| {
@@ -170,7 +171,7 @@ impl Probes {
             .map_err(|source| ProbeError::Marker {
                 symbol: symbol.into(),
                 binary: binary.display().to_string(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -206,7 +207,7 @@ where
         .ok_or(ProbeError::MissingProgram(name))?;
     program.try_into().map_err(|source| ProbeError::Program {
         program: name,
-        source,
+        source: Box::new(source),
     })
 }
 

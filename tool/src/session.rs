@@ -286,14 +286,14 @@ impl Drainer {
                 continue;
             };
             self.events += 1;
-            if let What::Syscall(call) = &mut event.what {
-                if call.stack_id.is_some() || !call.stack_words.is_empty() {
-                    call.frames =
-                        self.namer
-                            .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
-                                probes.user_stack(id)
-                            });
-                }
+            if let What::Syscall(call) = &mut event.what
+                && (call.stack_id.is_some() || !call.stack_words.is_empty())
+            {
+                call.frames =
+                    self.namer
+                        .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
+                            probes.user_stack(id)
+                        });
             }
             match event.what {
                 What::Exit => exited.push(event.tgid),

@@ -120,11 +120,11 @@ impl StackNamer {
     /// `tgid` exec'd at `time_ns`: copy its new mappings, or forget a copy that predates
     /// the exec (it describes the old program).
     pub fn exec(&mut self, tgid: u32, time_ns: u64) {
-        if let Some(copy) = self.maps.get_mut(&tgid) {
-            if copy.covers_next_exec {
-                copy.covers_next_exec = false;
-                return;
-            }
+        if let Some(copy) = self.maps.get_mut(&tgid)
+            && copy.covers_next_exec
+        {
+            copy.covers_next_exec = false;
+            return;
         }
         self.remember(tgid);
         if self

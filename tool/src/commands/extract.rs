@@ -71,13 +71,11 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         workspace.remove()?;
     }
 
-    if let crate::session::TargetEnd::Exited(code) = diagnosed.outcome.end {
-        if code != 0 {
-            // The worker printed its own error above; the report still shows what it did.
-            anyhow::bail!(
-                "the extraction worker failed (exit status {code}); its message is above"
-            );
-        }
+    if let crate::session::TargetEnd::Exited(code) = diagnosed.outcome.end
+        && code != 0
+    {
+        // The worker printed its own error above; the report still shows what it did.
+        anyhow::bail!("the extraction worker failed (exit status {code}); its message is above");
     }
     Ok(status)
 }
