@@ -133,17 +133,20 @@ impl Ledger {
         let len = mappings::page_round(len);
         let site = self.sites.intern(description);
         let process = self.processes.entry(tgid).or_default();
-        unmap(
+        let range = Range {
+            tgid,
+            start,
+            len,
+            site,
+        };
+        map_over(
             process,
             &mut self.maps,
             &mut self.map_bytes,
-            start,
-            len,
+            range,
+            Origin::Seeded,
             0,
-            Cause::Implicit,
         );
-        let record = self.maps.add(tgid, site, Origin::Seeded, 0, 0);
-        map(process, &mut self.map_bytes, start, len, record, 0);
     }
 
     /// Records the break of a process that existed before tracing; heap growth is
@@ -326,17 +329,20 @@ impl Ledger {
                     frames_suffix(call)
                 );
                 let site = self.sites.intern(&name);
-                unmap(
+                let range = Range {
+                    tgid,
+                    start,
+                    len,
+                    site,
+                };
+                map_over(
                     process,
                     &mut self.maps,
                     &mut self.map_bytes,
-                    start,
-                    len,
+                    range,
+                    Origin::Acquired,
                     t,
-                    Cause::Implicit,
                 );
-                let record = self.maps.add(tgid, site, Origin::Acquired, t, t);
-                map(process, &mut self.map_bytes, start, len, record, t);
             }
             MapOp::Unmap { start, len } => {
                 if unmap(
@@ -385,17 +391,20 @@ impl Ledger {
                                 self.sites.intern("mremap of a mapping from before tracing")
                             }
                         };
-                        unmap(
+                        let range = Range {
+                            tgid,
+                            start: new,
+                            len: new_len,
+                            site,
+                        };
+                        map_over(
                             process,
                             &mut self.maps,
                             &mut self.map_bytes,
-                            new,
-                            new_len,
+                            range,
+                            Origin::Acquired,
                             t,
-                            Cause::Implicit,
                         );
-                        let record = self.maps.add(tgid, site, Origin::Acquired, t, t);
-                        map(process, &mut self.map_bytes, new, new_len, record, t);
                     }
                 }
             }
@@ -662,6 +671,35 @@ fn map(
             record,
         });
     }
+}
+
+/// A new mapping record over `[start, start + len)` of process `tgid`.
+struct Range {
+    tgid: u32,
+    start: u64,
+    len: u64,
+    site: SiteId,
+}
+
+/// Maps `range` as a new record at `t`, first releasing whatever it overlays (MAP_FIXED
+/// semantics; seeded ranges and moved-to ranges enter the same way).
+fn map_over(
+    process: &mut Process,
+    records: &mut Records,
+    map_bytes: &mut Vec<ByteChange>,
+    range: Range,
+    origin: Origin,
+    t: u64,
+) {
+    let Range {
+        tgid,
+        start,
+        len,
+        site,
+    } = range;
+    unmap(process, records, map_bytes, start, len, t, Cause::Implicit);
+    let record = records.add(tgid, site, origin, t, t);
+    map(process, map_bytes, start, len, record, t);
 }
 
 /// Unmaps a range; records left with no bytes are released with `cause`. Returns the
