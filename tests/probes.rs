@@ -77,3 +77,41 @@ fn pipe2_and_socket() {
         expect(&[("pipe2", N), ("socket", N), ("close", 3 * N)])
     );
 }
+
+/// A ring too small for a fast loop drops records. Every one of them is counted (delivered
+/// + lost = what a lossless run delivers), the report says so, and the verdicts are
+/// inconclusive rather than wrong.
+#[test]
+fn lost_events_are_counted_exactly_and_reported() {
+    let target = tempfile::NamedTempFile::new().unwrap();
+    let fixture = leakscope_tests::fixture("open_close")
+        .to_string_lossy()
+        .into_owned();
+    let command = [
+        fixture,
+        "300000".into(),
+        target.path().to_string_lossy().into_owned(),
+    ];
+    let lossy = leakscope_tests::leakscope_json("run", &["--ring-mib", "1"], &command);
+    let lossless = leakscope_tests::leakscope_json("run", &["--ring-mib", "64"], &command);
+    assert_eq!(
+        lossless.report["lost_events"], 0,
+        "64 MiB holds the whole run"
+    );
+    let delivered = |traced: &leakscope_tests::Traced| traced.counts().values().sum::<i64>();
+    let lost = lossy.report["lost_events"].as_i64().unwrap();
+    assert_eq!(delivered(&lossy) + lost, delivered(&lossless));
+    assert_eq!(
+        lossy.output.status.code(),
+        Some(0),
+        "the report is still written"
+    );
+    if lost > 0 {
+        assert!(
+            lossy.stderr().contains(&format!("{lost} events were lost")),
+            "{}",
+            lossy.stderr()
+        );
+        assert_eq!(lossy.report["classes"]["fd"]["verdict"], "inconclusive");
+    }
+}

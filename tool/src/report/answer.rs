@@ -70,11 +70,19 @@ impl Report {
         if !flat.is_empty() {
             parts.push(format!("{} stay flat", join(&flat)));
         }
+        // Classes inconclusive for the same reason (lost events, usually) are named together.
+        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
         for (name, _, why) in verdicts
             .iter()
             .filter(|(_, v, _)| *v == Verdict::Inconclusive)
         {
-            parts.push(format!("{name} inconclusive ({why})"));
+            match reasons.iter_mut().find(|(reason, _)| reason == why) {
+                Some((_, names)) => names.push(name),
+                None => reasons.push((why, vec![name])),
+            }
+        }
+        for (why, names) in reasons {
+            parts.push(format!("{} inconclusive ({why})", join(&names)));
         }
         let judged = verdicts.iter().any(|(_, v, _)| *v != Verdict::Inconclusive);
         let head = if judged { "no leak" } else { "inconclusive" };
