@@ -104,3 +104,28 @@ fn a_crashing_target_is_still_reported() {
         traced.stderr()
     );
 }
+
+#[test]
+fn fail_on_leak_exits_3_only_when_something_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let leaky = fixture("leaky");
+    let leaky = leaky.to_str().unwrap();
+    let leaking = leakscope_json("run", &["--fail-on-leak"], &[leaky, "fd", "200", dir_arg]);
+    assert_eq!(
+        leaking.output.status.code(),
+        Some(3),
+        "{}",
+        leaking.stderr()
+    );
+    assert_eq!(
+        leaking.report["classes"]["fd"]["verdict"], "leak",
+        "the report is still written"
+    );
+    let clean = leakscope_json(
+        "run",
+        &["--fail-on-leak"],
+        &[leaky, "churn", "200", dir_arg],
+    );
+    assert_eq!(clean.output.status.code(), Some(0), "{}", clean.stderr());
+}

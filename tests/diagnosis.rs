@@ -165,3 +165,36 @@ fn python_leaking_file_objects() {
 fn node_leaking_file_descriptors() {
     interpreted("node", "leak_files.js");
 }
+
+/// A real runtime that only warms up: its RSS rises at start and then stays flat. That is
+/// never a leak, in any class.
+fn runtime_warm_up_is_not_a_leak(interpreter: &str, script_name: &str) {
+    for source in [Source::Path, Source::Auto] {
+        let dir = tempfile::tempdir().unwrap();
+        let command = vec![
+            interpreter.to_string(),
+            script(script_name).to_string_lossy().into_owned(),
+            (5 * N).to_string(),
+            dir.path().to_string_lossy().into_owned(),
+            "clean".into(),
+        ];
+        let traced = diagnose(source, dir.path(), &command);
+        for (class, verdict) in ["fd", "mmap", "brk", "rss"].iter().zip(verdicts(&traced)) {
+            assert!(
+                verdict == "no-leak" || verdict == "plateau",
+                "{interpreter} {source:?}: {class} is {verdict}: {}",
+                traced.report["classes"][class]
+            );
+        }
+    }
+}
+
+#[test]
+fn python_warming_up_is_not_a_leak() {
+    runtime_warm_up_is_not_a_leak("python3", "leak_files.py");
+}
+
+#[test]
+fn node_warming_up_is_not_a_leak() {
+    runtime_warm_up_is_not_a_leak("node", "leak_files.js");
+}

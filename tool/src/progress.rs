@@ -17,22 +17,35 @@ use crate::{
 #[derive(Clone)]
 pub struct Progress {
     bar: Option<ProgressBar>,
+    rounds: u64,
+    per_round: u64,
 }
 
 impl Progress {
-    /// A bar over `total` iterations, or no display when stderr is not a terminal.
-    pub fn iterations(total: u64) -> Self {
+    /// A bar over `rounds` x `per_round` iterations, or no display when stderr is not a
+    /// terminal.
+    pub fn rounds(rounds: u64, per_round: u64) -> Self {
+        let (rounds, per_round) = (rounds.max(1), per_round.max(1));
         if !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
+            return Progress {
+                bar: None,
+                rounds,
+                per_round,
+            };
         }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let bar =
+            ProgressBar::with_draw_target(Some(rounds * per_round), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
                 "{bar:30.cyan/blue} {human_pos}/{human_len} iterations  {msg}  [{elapsed}]",
             )
             .expect("static template"),
         );
-        Progress { bar: Some(bar) }
+        Progress {
+            bar: Some(bar),
+            rounds,
+            per_round,
+        }
     }
 
     /// Prints the target's own output lines above the bar, so the two never mangle each other.
@@ -76,7 +89,12 @@ impl<S: EventSink> EventSink for ProgressSink<'_, S> {
             // Formatting the message on every marker would cost more than the event itself.
             if bar.position() % 256 == 0 {
                 let (fds, mappings) = (self.live)(self.inner);
-                bar.set_message(format!("fds {fds}  mappings {mappings}"));
+                let round =
+                    (bar.position() / self.progress.per_round + 1).min(self.progress.rounds);
+                bar.set_message(format!(
+                    "round {round}/{}  fds {fds}  mappings {mappings}",
+                    self.progress.rounds
+                ));
             }
         }
     }

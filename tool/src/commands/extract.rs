@@ -43,7 +43,7 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         workspace.extract_dir().display(),
         config.inject_leak
     );
-    let progress = Progress::iterations(config.total_iterations());
+    let progress = Progress::rounds(config.rounds, config.iterations);
     // Round lines go above the progress bar, or to stderr when stdout carries the JSON.
     let lines = if json_on_stdout(&common) {
         Box::new(|line: String| eprintln!("{line}"))
