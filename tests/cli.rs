@@ -129,3 +129,25 @@ fn fail_on_leak_exits_3_only_when_something_leaks() {
     );
     assert_eq!(clean.output.status.code(), Some(0), "{}", clean.stderr());
 }
+
+#[test]
+fn user_runs_the_target_as_that_user() {
+    let traced = leakscope_json(
+        "run",
+        &["--user", "nobody"],
+        &[
+            "sh",
+            "-c",
+            "test \"$(id -u)\" = 65534 && test \"$(id -G)\" = 65534",
+        ],
+    );
+    assert_eq!(
+        traced.report["target"]["exit_code"],
+        0,
+        "the target did not run as nobody: {}",
+        traced.stderr()
+    );
+    let unknown = leakscope_cmd(&["run", "--user", "no-such-user-here", "--", "/bin/true"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_one_clear_line(&String::from_utf8_lossy(&unknown.stderr), "no such user");
+}

@@ -66,9 +66,8 @@ pub fn spawn_gated(
         command.stdout(std::process::Stdio::piped());
     }
     if let Some(RunAs { uid, gid }) = run_as {
+        // std also drops root's supplementary groups (setgroups) before the setuid.
         command.uid(uid).gid(gid);
-        // SAFETY: setgroups is async-signal-safe; it drops root's supplementary groups.
-        unsafe { command.pre_exec(|| cvt(libc::setgroups(0, std::ptr::null()))) };
     }
     {
         use std::os::fd::AsRawFd;
@@ -134,14 +133,6 @@ fn pipe() -> Result<(File, OwnedFd), TargetError> {
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| TargetError::Pipe(e.into()))?;
     Ok((File::from(reader), writer))
-}
-
-fn cvt(ret: libc::c_int) -> std::io::Result<()> {
-    if ret == -1 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
