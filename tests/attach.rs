@@ -52,3 +52,25 @@ fn attach_sees_the_leak_of_a_running_process_and_knows_what_it_held_before() {
     );
     assert_eq!(traced.report["unknown_releases"], 0);
 }
+
+#[test]
+fn attach_ends_when_the_process_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Command::new(fixture("leaky"))
+        .args(["fd-slow", "400"])
+        .arg(dir.path())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = target.id().to_string();
+    // No --duration: tracing lasts until the process is gone (about 0.7 s more).
+    let traced = leakscope_json("attach", &["--pid", &pid], &[] as &[&str]);
+    target.wait().unwrap();
+    assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+    assert_eq!(traced.report["target"]["still_running"], false);
+    assert!(
+        traced.report["target"]["exit_code"].is_null(),
+        "only the parent learns it"
+    );
+    assert_eq!(traced.report["counts"]["exit"], 1);
+}

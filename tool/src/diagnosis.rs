@@ -14,6 +14,8 @@ pub enum TargetExit {
     Signal(i32),
     /// Tracing stopped first (attach with a duration, or the user interrupted).
     StillRunning,
+    /// Attach mode: the process exited, but only its parent can learn the status.
+    ExitedUnknownStatus,
 }
 
 /// What the CLI knows about the run besides the events.
@@ -33,7 +35,7 @@ pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
     let (exit_code, exit_signal) = match info.exit {
         TargetExit::Code(code) => (Some(code), None),
         TargetExit::Signal(signal) => (None, Some(signal)),
-        TargetExit::StillRunning => (None, None),
+        TargetExit::StillRunning | TargetExit::ExitedUnknownStatus => (None, None),
     };
     Report {
         schema: SCHEMA,

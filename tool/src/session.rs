@@ -12,6 +12,7 @@ use aya::maps::{MapData, RingBuf};
 use thiserror::Error;
 
 use crate::{
+    diagnosis::TargetExit,
     event::{self, Event, What},
     privilege,
     probes::{ProbeError, ProbeOptions, Probes},
@@ -61,20 +62,10 @@ pub struct TraceConfig {
     pub marker: Option<MarkerSpec>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetEnd {
-    Exited(i32),
-    Signaled(i32),
-    /// Attach mode: the process was still running when tracing stopped.
-    StillRunning,
-    /// Attach mode: the process exited; a non-parent cannot learn its status.
-    ExitedUnknownStatus,
-}
-
 pub struct Outcome {
     pub pid: u32,
     pub command: Vec<String>,
-    pub end: TargetEnd,
+    pub end: TargetExit,
     /// Records the kernel could not deliver: the ledger misses them.
     pub lost_events: u64,
     /// Records that arrived but could not be decoded (a build mismatch; should be 0).
@@ -205,9 +196,9 @@ async fn spawn_and_trace(
         let _ = forwarder.join(); // the last lines, printed before the report
     }
     let end = match (status.code(), status.signal()) {
-        (Some(code), _) => TargetEnd::Exited(code),
-        (None, Some(signal)) => TargetEnd::Signaled(signal),
-        (None, None) => TargetEnd::ExitedUnknownStatus,
+        (Some(code), _) => TargetExit::Code(code),
+        (None, Some(signal)) => TargetExit::Signal(signal),
+        (None, None) => TargetExit::ExitedUnknownStatus,
     };
     let command = argv
         .iter()
@@ -246,11 +237,11 @@ async fn attach_and_trace(
     let mut interrupted = false;
     let end = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => { interrupted = true; break TargetEnd::StillRunning; }
-            _ = sleep_until(deadline) => break TargetEnd::StillRunning,
+            _ = tokio::signal::ctrl_c() => { interrupted = true; break TargetExit::StillRunning; }
+            _ = sleep_until(deadline) => break TargetExit::StillRunning,
             _ = tokio::time::sleep(POLL_INTERVAL) => {
                 if drain.drain(probes, sink).contains(&pid) {
-                    break TargetEnd::ExitedUnknownStatus;
+                    break TargetExit::ExitedUnknownStatus;
                 }
             }
         }
@@ -311,7 +302,7 @@ impl Drainer {
         probes: &Probes,
         pid: u32,
         command: Vec<String>,
-        end: TargetEnd,
+        end: TargetExit,
         interrupted: bool,
     ) -> Outcome {
         Outcome {

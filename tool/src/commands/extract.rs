@@ -71,7 +71,7 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         workspace.remove()?;
     }
 
-    if let crate::session::TargetEnd::Exited(code) = diagnosed.outcome.end
+    if let crate::diagnosis::TargetExit::Code(code) = diagnosed.outcome.end
         && code != 0
     {
         // The worker printed its own error above; the report still shows what it did.

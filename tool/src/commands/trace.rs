@@ -14,7 +14,7 @@ use crate::{
     proc_snapshot::Snapshot,
     progress::{Progress, ProgressSink},
     report::Report,
-    session::{self, EventSink, MarkerSpec, Outcome, Target, TargetEnd, TraceConfig},
+    session::{self, EventSink, MarkerSpec, Outcome, Target, TraceConfig},
 };
 
 impl EventSink for Ledger {
@@ -72,11 +72,7 @@ pub async fn trace_and_diagnose(
         }
         None => session::trace(target, &config, &mut ledger).await?,
     };
-    let exit = match outcome.end {
-        TargetEnd::Exited(code) => TargetExit::Code(code),
-        TargetEnd::Signaled(signal) => TargetExit::Signal(signal),
-        TargetEnd::StillRunning | TargetEnd::ExitedUnknownStatus => TargetExit::StillRunning,
-    };
+    let exit = outcome.end;
     let info = RunInfo {
         command: outcome.command.clone(),
         pid: outcome.pid,
@@ -139,7 +135,7 @@ pub fn write_report(
 /// Everything that makes the report partial, one line each.
 fn warnings(outcome: &Outcome) -> Vec<String> {
     let mut warnings = Vec::new();
-    if let TargetEnd::Signaled(signal) = outcome.end {
+    if let TargetExit::Signal(signal) = outcome.end {
         let name = nix::sys::signal::Signal::try_from(signal)
             .map(|s| s.as_str())
             .unwrap_or("unknown");

@@ -133,6 +133,18 @@ fn exit_code_is_null_when_killed_or_still_running() {
     let running = leaking_run(TargetExit::StillRunning).to_json();
     assert!(running["target"]["exit_code"].is_null());
     assert_eq!(running["target"]["still_running"], true);
+    // An attached process that exited: gone, status unknown.
+    let gone = leaking_run(TargetExit::ExitedUnknownStatus);
+    let json = gone.to_json();
+    assert!(json["target"]["exit_code"].is_null() && json["target"]["exit_signal"].is_null());
+    assert_eq!(json["target"]["still_running"], false);
+    let mut text = Vec::new();
+    gone.write_text(&mut text).unwrap();
+    assert!(
+        String::from_utf8(text)
+            .unwrap()
+            .contains("exited; its status is only visible to its parent")
+    );
 }
 
 #[test]

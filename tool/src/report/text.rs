@@ -42,7 +42,8 @@ fn exit_text(report: &Report) -> String {
     match (target.exit_code, target.exit_signal) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => "still running when tracing stopped".into(),
+        (None, None) if target.still_running => "still running when tracing stopped".into(),
+        (None, None) => "exited; its status is only visible to its parent".into(),
     }
 }
 
