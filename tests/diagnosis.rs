@@ -198,3 +198,15 @@ fn python_warming_up_is_not_a_leak() {
 fn node_warming_up_is_not_a_leak() {
     runtime_warm_up_is_not_a_leak("node", "leak_files.js");
 }
+
+/// Programs with no loop at all: start-up (a dynamic loader mapping libraries) must never
+/// read as a leak.
+#[test]
+fn a_program_without_a_loop_is_never_a_leak() {
+    for command in [vec!["/bin/true"], vec!["sleep", "0.2"], vec!["ls", "/"]] {
+        let traced = leakscope_tests::leakscope_json("run", &[], &command);
+        for verdict in verdicts(&traced) {
+            assert_ne!(verdict, "leak", "{command:?}: {}", traced.report["answer"]);
+        }
+    }
+}

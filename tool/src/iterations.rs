@@ -17,6 +17,8 @@ use crate::ledger::sites::SiteId;
 pub const MIN_REPEATS: usize = 10;
 /// How many windows the time fallback cuts the run into.
 pub const TIME_WINDOWS: usize = 100;
+/// The shortest time window worth judging a trend on.
+pub const MIN_TIME_WINDOW_NS: u64 = 10_000_000;
 /// Repeats at which an auto-detected period earns full confidence for its count alone.
 const CONFIDENT_REPEATS: f64 = 30.0;
 
@@ -266,16 +268,24 @@ fn time_windows(ledger: &Ledger, why: String) -> Iterations {
     .filter(|&t| t > start)
     .unwrap_or(end);
     let span = last_acquisition - start;
+    // Windows shorter than MIN_TIME_WINDOW_NS cut one start-up burst (a dynamic loader
+    // mapping libraries) into slices that look like steady growth. A run too short for
+    // enough windows gets fewer, and then too few to judge: inconclusive, not a false leak.
+    let windows = ((span / MIN_TIME_WINDOW_NS) as usize).clamp(1, TIME_WINDOWS - 1) + 1;
     let boundaries: Vec<u64> = if span == 0 {
         vec![start]
     } else {
-        let step = span as f64 / (TIME_WINDOWS - 1) as f64;
-        (0..TIME_WINDOWS)
+        let step = span as f64 / (windows - 1) as f64;
+        (0..windows)
             .map(|k| start + (k as f64 * step).round() as u64)
             .collect()
     };
     Iterations {
-        detail: format!("{why}; {} equal time windows instead", boundaries.len()),
+        detail: format!(
+            "{why}; {} time windows of {:.1} ms instead",
+            boundaries.len(),
+            span as f64 / (boundaries.len().max(2) - 1) as f64 / 1e6
+        ),
         boundaries,
         source: IterationSource::Time,
         confidence: 0.0,
@@ -378,6 +388,7 @@ mod tests {
     fn missing_marker_falls_back_to_time_windows() {
         let mut s = Stream::new(1);
         for i in 0..30 {
+            s.now += 100_000_000; // a run of 3 s: long enough for every window
             s.open("/tmp/unique", 3 + i);
         }
         s.exit();
@@ -391,6 +402,20 @@ mod tests {
         // The windows end at the last acquisition, before the exit.
         assert!(iterations.last().unwrap() < s.events.last().unwrap().time_ns);
         assert_eq!(iterations.confidence, 0.0);
+    }
+
+    #[test]
+    fn a_start_up_burst_is_not_cut_into_meaningless_windows() {
+        // A program that maps its libraries in 1 ms and exits: 10 µs windows would make
+        // that burst look like steady growth.
+        let mut s = Stream::new(1);
+        for i in 0..200u64 {
+            s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
+        }
+        s.exit();
+        let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+        assert_eq!(iterations.source, IterationSource::Time);
+        assert!(iterations.count() < 10, "{}", iterations.detail);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! evidence that matters (rate and where), or why nothing does.
 
 use super::model::{Report, ResourceReport};
-use crate::{analysis::trend::Verdict, units};
+use crate::{analysis::trend::Verdict, iterations::IterationSource, units};
 
 impl Report {
     /// E.g. "fd leak: 1.00 per iteration, all at /data/x.txt (kept by dup)", or
@@ -86,8 +86,14 @@ impl Report {
         }
         let judged = verdicts.iter().any(|(_, v, _)| *v != Verdict::Inconclusive);
         let head = if judged { "no leak" } else { "inconclusive" };
+        // Time windows are the fallback when no loop was found: say how to mark one.
+        let hint = if !judged && self.iterations.source == IterationSource::Time {
+            "; mark the repeated operation with --iteration-symbol or --iteration-path"
+        } else {
+            ""
+        };
         format!(
-            "{head} in {} iterations: {}",
+            "{head} in {} iterations: {}{hint}",
             self.iterations.count,
             parts.join("; ")
         )
