@@ -2,10 +2,11 @@
 times per round into one directory, ROUNDS rounds, forcing a GC between rounds, and print
 RSS after each round.
 
-    sudo leakscope run --iteration-path loop-archive.tar -- python3 scripts/extract_loop.py [ROUNDS] [ITERATIONS]
+    sudo leakscope run --iteration-path out/a.txt -- python3 scripts/extract_loop.py [ROUNDS] [ITERATIONS]
 
-Each extraction opens the archive file, so `--iteration-path loop-archive.tar` marks the
-iterations exactly (automatic detection usually finds it too).
+Each extraction writes out/a.txt exactly once, so `--iteration-path out/a.txt` marks the
+iterations exactly; automatic detection finds the same path. (The archive itself is no good
+marker: tarfile opens it once per compression format it tries.)
 """
 import gc
 import io
