@@ -1,10 +1,7 @@
 //! A progress display for long traced runs: iterations done and what the target holds now.
 //! Drawn on stderr only when stderr is a terminal; otherwise nothing is drawn at all.
 
-use std::{
-    io::IsTerminal as _,
-    sync::{Arc, Mutex},
-};
+use std::io::IsTerminal as _;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -51,13 +48,12 @@ impl Progress {
     /// Prints the target's own output lines above the bar, so the two never mangle each other.
     pub fn line_sink(&self) -> LineSink {
         let bar = self.bar.clone();
-        let stdout = Arc::new(Mutex::new(std::io::stdout()));
         Box::new(move |line| match &bar {
             Some(bar) => bar.println(line),
             None => {
                 use std::io::Write as _;
-                let mut out = stdout.lock().expect("stdout lock");
-                let _ = writeln!(out, "{line}");
+                // A closed stdout (e.g. piped into `head`) must not panic the tracer.
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
         })
     }
