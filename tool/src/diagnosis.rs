@@ -26,6 +26,10 @@ pub struct RunInfo {
     pub exit: TargetExit,
     /// Events the kernel could not deliver (ring buffer full).
     pub lost_events: u64,
+    /// Of those, iteration-marker events (they make the iteration count itself short).
+    pub lost_markers: u64,
+    /// The target's RLIMIT_NOFILE soft limit, when it could be read.
+    pub fd_limit: Option<u64>,
     pub iteration_request: IterationRequest,
 }
 

@@ -33,6 +33,18 @@ pub enum What {
     Exit,
     /// The iteration-marker uprobe fired; `arg` is the marker function's first argument.
     Marker { arg: u64 },
+    /// A call that would have acquired a resource failed (EMFILE, ENOMEM, ...): evidence
+    /// that the process hit a limit, not a change of any resource.
+    Failed(FailedCall),
+}
+
+/// A failed acquiring syscall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedCall {
+    pub nr: u32,
+    pub name: &'static str,
+    /// The positive errno (EMFILE = 24, ...).
+    pub errno: i32,
 }
 
 /// A successful syscall with its raw arguments. The ledger gives them meaning.

@@ -15,6 +15,9 @@ pub const USAGE: u8 = 2;
 pub const LEAK_FOUND: u8 = 3;
 /// Not enough privilege, or the kernel lacks a needed feature.
 pub const NO_PRIVILEGE_OR_FEATURE: u8 = 4;
+/// `--fail-on-leak`, no leak was found, but events were lost: the ledger is incomplete, so
+/// "no leak" cannot be trusted. A CI run must never pass on it.
+pub const INCOMPLETE: u8 = 5;
 
 /// An error the user caused with the command line (exit 2).
 #[derive(Debug, thiserror::Error)]

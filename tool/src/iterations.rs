@@ -65,6 +65,24 @@ pub struct Iterations {
     pub confidence: f64,
     /// The path auto-detection picked, if it did.
     pub auto_path: Option<String>,
+    /// Share (0..=1) of the run's acquisitions that fall between the first and last
+    /// boundary: how much of what the program did the iterations describe.
+    pub coverage: Option<f64>,
+    /// Other recurring paths that could mark the loop, best first, ready to paste as
+    /// `--iteration-path` (auto detection only).
+    pub candidates: Vec<MarkerCandidate>,
+    /// Set when the boundaries are not good enough to judge on: every verdict is then
+    /// inconclusive, with this reason.
+    pub unconvincing: Option<String>,
+}
+
+/// A path that recurs often enough to be an iteration marker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MarkerCandidate {
+    pub path: String,
+    pub count: usize,
+    /// How well it marks a steady loop, 0..=1 (the confidence it would get).
+    pub score: f64,
 }
 
 impl Iterations {
@@ -103,6 +121,9 @@ pub fn detect(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 detail: format!("{n} calls of `{symbol}`"),
                 confidence: repeat_confidence(n),
                 auto_path: None,
+                coverage: None,
+                candidates: Vec::new(),
+                unconvincing: None,
             }
         }
         IterationRequest::Path(needle) => {
@@ -126,6 +147,9 @@ pub fn detect(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 detail: format!("{n} opens of paths containing \"{needle}\""),
                 confidence: repeat_confidence(n),
                 auto_path: None,
+                coverage: None,
+                candidates: Vec::new(),
+                unconvincing: None,
             }
         }
         IterationRequest::Auto => auto_detect(ledger),
@@ -229,6 +253,9 @@ fn auto_detect(ledger: &Ledger) -> Iterations {
         source: IterationSource::Auto,
         confidence: chosen.score,
         auto_path: Some(path),
+        coverage: None,
+        candidates: Vec::new(),
+        unconvincing: None,
     }
 }
 
@@ -242,6 +269,9 @@ fn time_windows(ledger: &Ledger, why: String) -> Iterations {
             detail: format!("{why}; no events"),
             confidence: 0.0,
             auto_path: None,
+                coverage: None,
+                candidates: Vec::new(),
+                unconvincing: None,
         };
     };
     let acquired = |records: &crate::ledger::records::Records| {
@@ -290,6 +320,9 @@ fn time_windows(ledger: &Ledger, why: String) -> Iterations {
         source: IterationSource::Time,
         confidence: 0.0,
         auto_path: None,
+                coverage: None,
+                candidates: Vec::new(),
+                unconvincing: None,
     }
 }
 

@@ -78,6 +78,8 @@ pub async fn trace_and_diagnose(
         pid: outcome.pid,
         exit,
         lost_events: outcome.lost_events,
+        lost_markers: 0,
+        fd_limit: None,
         iteration_request,
     };
     Ok(Diagnosed {
@@ -125,8 +127,16 @@ pub fn write_report(
     for warning in warnings(outcome) {
         eprintln!("leakscope: {warning}");
     }
-    Ok(if common.fail_on_leak && report.has_leak() {
+    Ok(if !common.fail_on_leak {
+        exit_code::OK
+    } else if report.has_leak() {
         exit_code::LEAK_FOUND
+    } else if outcome.lost_events > 0 {
+        eprintln!(
+            "leakscope: --fail-on-leak: events were lost, so \"no leak\" is not proven (exit {})",
+            exit_code::INCOMPLETE
+        );
+        exit_code::INCOMPLETE
     } else {
         exit_code::OK
     })

@@ -67,6 +67,18 @@ fn fd_arg(value: u64) -> i32 {
     value as u32 as i32
 }
 
+/// The class a failed call of `nr` was trying to acquire: fd-returning calls are fds,
+/// mmap/mremap are mappings, brk is the heap. `None` for calls that acquire nothing.
+pub fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
+    use crate::ledger::ClassKind;
+    match syscall {
+        nr::MMAP | nr::MREMAP => Some(ClassKind::Mapping),
+        nr::BRK => Some(ClassKind::Heap),
+        nr::CLOSE | nr::MUNMAP | nr::CLOSE_RANGE => None,
+        other => nr::info(other).map(|_| ClassKind::Fd),
+    }
+}
+
 /// Decodes a successful syscall; `None` for calls that do not touch the fd table.
 pub fn decode(call: &Syscall) -> Option<FdOp> {
     let a = &call.args;

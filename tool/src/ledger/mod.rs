@@ -68,6 +68,25 @@ pub struct OpenedPath {
     pub tgid: u32,
 }
 
+/// The resource class a failed acquisition was after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClassKind {
+    Fd,
+    Mapping,
+    Heap,
+}
+
+/// A call that would have acquired a resource and failed (see [`What::Failed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailedAcquisition {
+    pub time_ns: u64,
+    pub tgid: u32,
+    pub class: ClassKind,
+    pub syscall: &'static str,
+    /// Positive errno: EMFILE, ENFILE, ENOMEM, ...
+    pub errno: i32,
+}
+
 /// What one process holds now.
 #[derive(Clone, Debug, Default)]
 struct Process {
@@ -90,6 +109,7 @@ pub struct Ledger {
     markers: Vec<u64>,
     opens: Vec<OpenedPath>,
     counts: BTreeMap<&'static str, u64>,
+    failures: Vec<FailedAcquisition>,
     unknown_releases: u64,
     exits: HashMap<u32, u64>,
     span: Option<(u64, u64)>,
@@ -191,6 +211,17 @@ impl Ledger {
             }
             What::Exit => {}
             What::Marker { .. } => self.markers.push(t),
+            What::Failed(failed) => {
+                if let Some(class) = fd_calls::failure_class(failed.nr) {
+                    self.failures.push(FailedAcquisition {
+                        time_ns: t,
+                        tgid,
+                        class,
+                        syscall: failed.name,
+                        errno: failed.errno,
+                    });
+                }
+            }
         }
     }
 
@@ -556,6 +587,10 @@ impl Ledger {
     /// Successful calls by syscall name, plus "fork", "exec", "exit".
     pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
         &self.counts
+    }
+    /// Failed acquisitions, in apply order (time order).
+    pub fn failed_acquisitions(&self) -> &[FailedAcquisition] {
+        &self.failures
     }
     /// Closes of unknown fds and unmaps of unmapped ranges: counted, otherwise ignored.
     pub fn unknown_releases(&self) -> u64 {

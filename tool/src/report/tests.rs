@@ -21,6 +21,8 @@ fn leaking_run(exit: TargetExit) -> Report {
         pid: 42,
         exit,
         lost_events: 0,
+        lost_markers: 0,
+        fd_limit: None,
         iteration_request: IterationRequest::Symbol("tick".into()),
     };
     diagnose(s.ledger(), &info)
@@ -159,6 +161,8 @@ fn has_leak_follows_the_verdicts() {
         pid: 1,
         exit: TargetExit::Code(0),
         lost_events: 0,
+        lost_markers: 0,
+        fd_limit: None,
         iteration_request: IterationRequest::Auto,
     };
     let report = diagnose(s.ledger(), &info);
@@ -238,6 +242,8 @@ fn the_answer_says_no_leak_and_what_was_bounded() {
         pid: 1,
         exit: TargetExit::Code(0),
         lost_events: 0,
+        lost_markers: 0,
+        fd_limit: None,
         iteration_request: IterationRequest::Symbol("tick".into()),
     };
     let answer = diagnose(s.ledger(), &info).answer();
@@ -258,6 +264,8 @@ fn the_answer_with_lost_events_is_inconclusive_and_says_why() {
         pid: 1,
         exit: TargetExit::Code(0),
         lost_events: 7,
+        lost_markers: 0,
+        fd_limit: None,
         iteration_request: IterationRequest::Symbol("tick".into()),
     };
     let answer = diagnose(s.ledger(), &info).answer();
