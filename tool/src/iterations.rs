@@ -269,9 +269,9 @@ fn time_windows(ledger: &Ledger, why: String) -> Iterations {
             detail: format!("{why}; no events"),
             confidence: 0.0,
             auto_path: None,
-                coverage: None,
-                candidates: Vec::new(),
-                unconvincing: None,
+            coverage: None,
+            candidates: Vec::new(),
+            unconvincing: None,
         };
     };
     let acquired = |records: &crate::ledger::records::Records| {
@@ -320,9 +320,9 @@ fn time_windows(ledger: &Ledger, why: String) -> Iterations {
         source: IterationSource::Time,
         confidence: 0.0,
         auto_path: None,
-                coverage: None,
-                candidates: Vec::new(),
-                unconvincing: None,
+        coverage: None,
+        candidates: Vec::new(),
+        unconvincing: None,
     }
 }
 

@@ -113,6 +113,8 @@ pub struct Analysis {
 }
 
 pub fn analyze(ledger: &Ledger, iterations: &Iterations, lost_events: u64) -> Analysis {
+    let doubt = doubt(iterations, lost_events);
+    let lost_events = doubt.as_deref();
     let boundaries = &iterations.boundaries;
     let map_bytes = series::byte_totals(ledger.map_byte_changes(), boundaries);
     let heap_bytes = series::byte_totals(ledger.heap_byte_changes(), boundaries);
@@ -142,11 +144,22 @@ pub fn analyze(ledger: &Ledger, iterations: &Iterations, lost_events: u64) -> An
     Analysis { fd, mmap, brk, rss }
 }
 
+/// Why no verdict of this run can be trusted, if one cannot: every class is then
+/// inconclusive with this reason.
+fn doubt(iterations: &Iterations, lost_events: u64) -> Option<String> {
+    if lost_events > 0 {
+        return Some(format!(
+            "{lost_events} events were lost; a lost release looks like a leak"
+        ));
+    }
+    iterations.unconvincing.clone()
+}
+
 fn resource_class(
     ledger: &Ledger,
     records: &Records,
     iterations: &Iterations,
-    lost_events: u64,
+    lost_events: Option<&str>,
     map_bytes: Option<&[f64]>,
 ) -> ResourceClass {
     let traced = || records.all().iter().filter(|r| r.origin != Origin::Seeded);
@@ -199,7 +212,7 @@ fn rss_class(
     map_bytes: &[f64],
     heap_bytes: &[f64],
     explained_rate: f64,
-    lost_events: u64,
+    lost_events: Option<&str>,
 ) -> RssClass {
     let exits: Vec<(u32, u64)> = ledger.exits().collect();
     let totals = series::rss_totals(ledger.rss_samples(), &exits, &iterations.boundaries);

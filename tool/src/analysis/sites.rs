@@ -44,7 +44,7 @@ pub fn retained_sites(
     sites: &Sites,
     iterations: &Iterations,
     bytes: Option<&HashMap<RecordId, u64>>,
-    lost_events: u64,
+    lost_events: Option<&str>,
 ) -> Vec<Site> {
     let intervals = iterations.count().saturating_sub(1);
     if intervals == 0 {

@@ -94,18 +94,24 @@ fn chunk_means(ys: &[f64], chunks: usize) -> Vec<f64> {
 }
 
 /// Judges `series` (one value per iteration boundary). `floor` is the smallest rise that
-/// may count (2 resources, a few pages). `lost_events > 0` makes the verdict inconclusive:
-/// a lost close looks exactly like a leak.
-pub fn judge(series: &[f64], floor: f64, lost_events: u64) -> Judgement {
-    judge_in(series, floor, lost_events, |amount| format!("{amount:.0}"))
+/// may count (2 resources, a few pages). A `doubt` (lost events: a lost close looks exactly
+/// like a leak; iterations that could not be trusted) makes the verdict inconclusive, with
+/// the doubt as its reason.
+pub fn judge(series: &[f64], floor: f64, doubt: Option<&str>) -> Judgement {
+    judge_in(series, floor, doubt, |amount| format!("{amount:.0}"))
 }
 
 /// [`judge`] for a series of bytes, so its reasons read "rose 5.6 MiB".
-pub fn judge_bytes(series: &[f64], floor: f64, lost_events: u64) -> Judgement {
-    judge_in(series, floor, lost_events, crate::units::bytes)
+pub fn judge_bytes(series: &[f64], floor: f64, doubt: Option<&str>) -> Judgement {
+    judge_in(series, floor, doubt, crate::units::bytes)
 }
 
-fn judge_in(series: &[f64], floor: f64, lost_events: u64, amount: fn(f64) -> String) -> Judgement {
+fn judge_in(
+    series: &[f64],
+    floor: f64,
+    doubt: Option<&str>,
+    amount: fn(f64) -> String,
+) -> Judgement {
     let n = series.len();
     if n < 2 {
         return Judgement {
@@ -140,11 +146,11 @@ fn judge_in(series: &[f64], floor: f64, lost_events: u64, amount: fn(f64) -> Str
             why: format!("only {n} iterations (at least {MIN_ITERATIONS} are needed)"),
         };
     }
-    if lost_events > 0 {
+    if let Some(doubt) = doubt {
         return Judgement {
             verdict: Verdict::Inconclusive,
             rate: if sustained { window_slope } else { recent_rate },
-            why: format!("{lost_events} events were lost; a lost release looks like a leak"),
+            why: doubt.to_string(),
         };
     }
     if sustained {
@@ -209,7 +215,7 @@ mod tests {
 
     #[test]
     fn steady_growth_is_a_leak_with_the_exact_rate() {
-        let judgement = judge(&linear(1000, 1.0), 2.0, 0);
+        let judgement = judge(&linear(1000, 1.0), 2.0, None);
         assert_eq!(judgement.verdict, Verdict::Leak);
         assert!((judgement.rate - 1.0).abs() < 1e-9, "{}", judgement.rate);
     }
@@ -217,7 +223,7 @@ mod tests {
     #[test]
     fn slow_stepwise_leak_is_still_a_leak() {
         let series: Vec<f64> = (0..1000).map(|i| (i / 100) as f64).collect();
-        let judgement = judge(&series, 2.0, 0);
+        let judgement = judge(&series, 2.0, None);
         assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
         assert!((judgement.rate - 0.01).abs() < 0.002, "{}", judgement.rate);
     }
@@ -225,12 +231,12 @@ mod tests {
     #[test]
     fn bounded_cache_is_a_plateau() {
         let series: Vec<f64> = (0..1000).map(|i| i.min(50) as f64).collect();
-        let judgement = judge(&series, 2.0, 0);
+        let judgement = judge(&series, 2.0, None);
         assert_eq!(judgement.verdict, Verdict::Plateau, "{}", judgement.why);
         assert_eq!(judgement.rate, 0.0);
         // Also when the cache fills well past warm-up.
         let series: Vec<f64> = (0..1000).map(|i| (i.min(600) / 10) as f64).collect();
-        assert_eq!(judge(&series, 2.0, 0).verdict, Verdict::Plateau);
+        assert_eq!(judge(&series, 2.0, None).verdict, Verdict::Plateau);
     }
 
     #[test]
@@ -238,13 +244,13 @@ mod tests {
         for at in [500, 700, 900, 990] {
             let series: Vec<f64> = (0..1000).map(|i| if i >= at { 4.0 } else { 3.0 }).collect();
             assert_eq!(
-                judge(&series, 2.0, 0).verdict,
+                judge(&series, 2.0, None).verdict,
                 Verdict::NoLeak,
                 "step at {at}"
             );
             let big: Vec<f64> = (0..1000).map(|i| if i >= at { 1e6 } else { 0.0 }).collect();
             assert_eq!(
-                judge(&big, 8192.0, 0).verdict,
+                judge(&big, 8192.0, None).verdict,
                 Verdict::NoLeak,
                 "big step at {at}"
             );
@@ -254,9 +260,12 @@ mod tests {
     #[test]
     fn noise_is_no_leak() {
         let series: Vec<f64> = (0..1000).map(|i| 50e6 + 2e6 * jitter(i)).collect();
-        assert_eq!(judge(&series, 256.0 * 1024.0, 0).verdict, Verdict::NoLeak);
+        assert_eq!(
+            judge(&series, 256.0 * 1024.0, None).verdict,
+            Verdict::NoLeak
+        );
         let churn: Vec<f64> = (0..1000).map(|i| 3.0 + (i % 3) as f64).collect();
-        assert_eq!(judge(&churn, 2.0, 0).verdict, Verdict::NoLeak);
+        assert_eq!(judge(&churn, 2.0, None).verdict, Verdict::NoLeak);
     }
 
     #[test]
@@ -264,7 +273,7 @@ mod tests {
         let series: Vec<f64> = (0..1000)
             .map(|i| 50e6 + 65536.0 * i as f64 + 1e6 * jitter(i))
             .collect();
-        let judgement = judge(&series, 256.0 * 1024.0, 0);
+        let judgement = judge(&series, 256.0 * 1024.0, None);
         assert_eq!(judgement.verdict, Verdict::Leak);
         assert!(
             (judgement.rate / 65536.0 - 1.0).abs() < 0.05,
@@ -276,22 +285,22 @@ mod tests {
     #[test]
     fn leak_starting_mid_run_is_a_leak() {
         let series: Vec<f64> = (0..1000u32).map(|i| i.saturating_sub(400) as f64).collect();
-        let judgement = judge(&series, 2.0, 0);
+        let judgement = judge(&series, 2.0, None);
         assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
         assert!((judgement.rate - 1.0).abs() < 0.05);
     }
 
     #[test]
     fn too_few_iterations_or_lost_events_are_inconclusive() {
-        let judgement = judge(&linear(5, 1.0), 2.0, 0);
+        let judgement = judge(&linear(5, 1.0), 2.0, None);
         assert_eq!(judgement.verdict, Verdict::Inconclusive);
         assert!((judgement.rate - 1.0).abs() < 1e-9);
         assert_eq!(
-            judge(&linear(1000, 1.0), 2.0, 3).verdict,
+            judge(&linear(1000, 1.0), 2.0, Some("3 events were lost")).verdict,
             Verdict::Inconclusive
         );
-        assert_eq!(judge(&[], 2.0, 0).verdict, Verdict::Inconclusive);
-        assert_eq!(judge(&linear(10, 1.0), 2.0, 0).verdict, Verdict::Leak);
+        assert_eq!(judge(&[], 2.0, None).verdict, Verdict::Inconclusive);
+        assert_eq!(judge(&linear(10, 1.0), 2.0, None).verdict, Verdict::Leak);
     }
 
     #[test]
