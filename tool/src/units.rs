@@ -69,13 +69,13 @@ fn two_significant(value: f64) -> u64 {
     ((value / scale).round() * scale) as u64
 }
 
-/// A rate from [`count_rate`] or [`bytes_rate`] with its "per iteration": "0.25/iteration",
-/// but "1 per 300 iterations" as it is.
+/// A rate from [`count_rate`] or [`bytes_rate`] with its "per iteration": "0.25 per
+/// iteration", but "1 per 300 iterations" as it is.
 pub fn per_iteration(rate: String) -> String {
     if rate.contains(" per ") {
         rate
     } else {
-        format!("{rate}/iteration")
+        format!("{rate} per iteration")
     }
 }
 

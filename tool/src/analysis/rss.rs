@@ -115,9 +115,9 @@ fn unexplained(total: &Judgement, explained_rate: f64) -> Judgement {
             verdict: Verdict::Leak,
             rate,
             why: format!(
-                "resident memory rose {}/iteration, of which mapping and heap growth explain at most {}",
-                crate::units::bytes_rate(total.rate),
-                crate::units::bytes_rate(explained_rate)
+                "resident memory rose {}, of which mapping and heap growth explain at most {}",
+                per_iteration(total.rate),
+                per_iteration(explained_rate)
             ),
             limit: total.limit,
             iterations_needed: None,
@@ -127,12 +127,16 @@ fn unexplained(total: &Judgement, explained_rate: f64) -> Judgement {
             verdict: Verdict::NoLeak,
             rate: rate.max(0.0),
             why: format!(
-                "resident growth of {}/iteration is explained by mapping and heap growth of {}/iteration",
-                crate::units::bytes_rate(total.rate),
-                crate::units::bytes_rate(explained_rate)
+                "resident growth of {} is explained by mapping and heap growth of {}",
+                per_iteration(total.rate),
+                per_iteration(explained_rate)
             ),
             limit: total.limit,
             iterations_needed: None,
         }
     }
+}
+
+fn per_iteration(bytes: f64) -> String {
+    crate::units::per_iteration(crate::units::bytes_rate(bytes))
 }

@@ -69,8 +69,14 @@ pub fn retained_sites(
     let mut by_site: HashMap<SiteId, (Vec<u64>, u64)> = HashMap::new();
     let mut members: HashMap<SiteId, Vec<RecordId>> = HashMap::new();
     for (id, record) in records.all().iter().enumerate() {
+        // A mapping from before the iterations that mremap grows during them is where the
+        // leaked bytes are, although the mapping itself is older than the loop.
+        let grown = site_bytes.is_some_and(|b| b.resized.contains(&(id as RecordId)))
+            && iterations
+                .last()
+                .is_some_and(|last| record.released_ns >= last && record.born_ns < last);
         if record.origin != Origin::Seeded
-            && retained(record.born_ns, record.released_ns, iterations)
+            && (retained(record.born_ns, record.released_ns, iterations) || grown)
         {
             let entry = by_site.entry(record.site).or_default();
             entry.0.push(record.born_ns);

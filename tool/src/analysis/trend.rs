@@ -61,7 +61,7 @@ impl Unit {
         }
     }
 
-    /// "0.25/iteration", "48 B/iteration", "1 per 300 iterations".
+    /// "0.25 per iteration", "48 B per iteration", "1 per 300 iterations".
     pub fn rate(self, value: f64) -> String {
         let rate = match self {
             Unit::Count => crate::units::count_rate(value),

@@ -95,8 +95,8 @@ impl Report {
         let mut leaks = Vec::new();
         if classes.fd.verdict == Verdict::Leak {
             leaks.push(format!(
-                "fd leak: {} per iteration{}{}",
-                units::count_rate(classes.fd.leaked_per_iteration),
+                "fd leak: {}{}{}",
+                units::per_iteration(units::count_rate(classes.fd.leaked_per_iteration)),
                 top_site(&classes.fd, false),
                 limit_text(classes.fd.limit_hit.as_ref(), self.target.fd_limit)
             ));
@@ -107,13 +107,17 @@ impl Report {
             // A mapping grown by mremap leaks bytes while the count stays flat: lead with
             // what actually grows.
             let count = if classes.mmap.count_verdict == Verdict::Leak {
-                format!("{} mappings and ", units::count_rate(mappings))
+                let rate = units::count_rate(mappings);
+                match rate.strip_prefix("1 per ") {
+                    Some(every) => format!("1 mapping per {every} and "),
+                    None => format!("{rate} mappings and "),
+                }
             } else {
                 String::new()
             };
             leaks.push(format!(
-                "mapping leak: {count}{} per iteration{}{}",
-                units::bytes_rate(bytes),
+                "mapping leak: {count}{}{}{}",
+                units::per_iteration(units::bytes_rate(bytes)),
                 top_site(&classes.mmap, classes.mmap.count_verdict != Verdict::Leak),
                 limit_text(classes.mmap.limit_hit.as_ref(), None)
             ));
@@ -125,16 +129,18 @@ impl Report {
                 .first()
                 .map_or(String::new(), |s| format!(", grown at {}", s.site));
             leaks.push(format!(
-                "brk heap leak: {} per iteration{site}{}",
-                units::bytes_rate(classes.brk.bytes_per_iteration),
+                "brk heap leak: {}{site}{}",
+                units::per_iteration(units::bytes_rate(classes.brk.bytes_per_iteration)),
                 limit_text(classes.brk.limit_hit.as_ref(), None)
             ));
         }
         if classes.rss.verdict == Verdict::Leak {
             leaks.push(format!(
-                "resident memory leak: {} per iteration that no fd, mapping or brk change explains \
+                "resident memory leak: {} that no fd, mapping or brk change explains \
                  (growth inside an allocator's existing memory)",
-                units::bytes_rate(classes.rss.unexplained_bytes_per_iteration)
+                units::per_iteration(units::bytes_rate(
+                    classes.rss.unexplained_bytes_per_iteration
+                ))
             ));
         }
         leaks
@@ -145,7 +151,7 @@ impl Report {
         let count_limit =
             |class: &ResourceReport| class.detection_limit_per_iteration.map(units::count_rate);
         let bytes_limit =
-            |limit: Option<f64>| limit.map(|l| format!("{}/iteration", units::bytes_rate(l)));
+            |limit: Option<f64>| limit.map(|l| units::per_iteration(units::bytes_rate(l)));
         let mmap_limit = match (
             count_limit(&c.mmap),
             bytes_limit(c.mmap.detection_limit_bytes_per_iteration),

@@ -264,11 +264,11 @@ fn the_answer_says_no_leak_and_what_was_bounded() {
     assert_eq!(
         answer,
         "no fd or mapping leak in 100 iterations: fds grew, then stopped (bounded); \
-         mappings stay flat; it would have seen a leak of mappings from 0.111/iteration or \
-         455 B/iteration; brk heap inconclusive (no sustained growth, but a leak below \
-         14.7 KiB/iteration could not show in 100 iterations: it moves in steps of 132 KiB; \
+         mappings stay flat; it would have seen a leak of mappings from 0.111 per iteration or \
+         455 B per iteration; brk heap inconclusive (no sustained growth, but a leak below \
+         14.7 KiB per iteration could not show in 100 iterations: it moves in steps of 132 KiB; \
          run at least 23,467 iterations to settle it); RSS inconclusive (no sustained growth, but a leak \
-         below 5.7 KiB/iteration could not show in 100 iterations; run at least 9,103 \
+         below 5.7 KiB per iteration could not show in 100 iterations; run at least 9,103 \
          iterations to settle it)"
     );
 }

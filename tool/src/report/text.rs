@@ -109,9 +109,9 @@ impl Report {
             [
                 "fd",
                 verdict_text(c.fd.verdict),
-                &format!("{} fds", units::count_rate(c.fd.leaked_per_iteration)),
+                &with_unit(units::count_rate(c.fd.leaked_per_iteration), "fds"),
                 &c.fd.live_at_end.to_string(),
-                &count_limit(c.fd.detection_limit_per_iteration),
+                &with_unit(count_limit(c.fd.detection_limit_per_iteration), "fds"),
             ],
         )?;
         let map_bytes = c.mmap.bytes_leaked_per_iteration.unwrap_or(0.0);
@@ -122,14 +122,14 @@ impl Report {
                 "mmap",
                 verdict_text(c.mmap.verdict),
                 &format!(
-                    "{} maps, {}",
-                    units::count_rate(c.mmap.leaked_per_iteration),
+                    "{}, {}",
+                    with_unit(units::count_rate(c.mmap.leaked_per_iteration), "maps"),
                     units::bytes_rate(map_bytes)
                 ),
                 &format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes)),
                 &format!(
-                    "{} maps, {}",
-                    count_limit(c.mmap.detection_limit_per_iteration),
+                    "{}, {}",
+                    with_unit(count_limit(c.mmap.detection_limit_per_iteration), "maps"),
                     bytes_limit(c.mmap.detection_limit_bytes_per_iteration)
                 ),
             ],
@@ -200,13 +200,13 @@ impl Report {
                 let bytes = site
                     .bytes_leaked
                     .map_or(String::new(), |b| format!(", {}", units::bytes(b as f64)));
+                let count = units::per_iteration(units::count_rate(site.leaked_per_iteration));
                 let rate = match site.bytes_leaked_per_iteration {
                     Some(bytes) => format!(
-                        "{}/iter, {}/iter",
-                        units::count_rate(site.leaked_per_iteration),
-                        units::bytes_rate(bytes)
+                        "{count}, {}",
+                        units::per_iteration(units::bytes_rate(bytes))
                     ),
-                    None => format!("{}/iter", units::count_rate(site.leaked_per_iteration)),
+                    None => count,
                 };
                 writeln!(
                     out,
@@ -238,6 +238,15 @@ impl Report {
             write_histogram(out, name, class)?;
         }
         Ok(())
+    }
+}
+
+/// "0.25 fds", but "1 per 300 iterations" as it is (the unit is the class's).
+fn with_unit(rate: String, unit: &str) -> String {
+    if rate.contains(" per ") || rate == "-" {
+        rate
+    } else {
+        format!("{rate} {unit}")
     }
 }
 
