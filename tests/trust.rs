@@ -119,10 +119,11 @@ fn slow_leaks_in_python_and_node_print_at_their_own_precision() {
         let fd = class(&traced, "fd");
         assert_eq!(fd["verdict"], "leak", "{interpreter}: {fd}");
         assert_rate(&fd["leaked_per_iteration"], 0.01, "fd per iteration");
+        let answer = answer(&traced);
         assert!(
-            answer(&traced).starts_with("fd leak: 0.0100 per iteration"),
-            "{}",
-            answer(&traced)
+            answer.starts_with("fd leak: 0.0100 per iteration")
+                || answer.starts_with("fd leak: 1 per 100 iterations"),
+            "{interpreter}: {answer}"
         );
     }
 }
