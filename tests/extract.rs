@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use leakscope_tests::{Traced, assert_rate, class, leakscope, leakscope_json, verdicts};
+use leakscope_tests::{
+    Traced, assert_rate, assert_verdicts, class, leakscope, leakscope_json, verdicts,
+};
 
 const SHORT_RUN: [&str; 4] = ["--rounds", "3", "--iterations", "500"];
 
@@ -41,7 +43,7 @@ fn clean_extraction_has_no_leak_in_any_class() {
 #[test]
 fn injected_fd_leak_is_one_fd_per_iteration_at_the_injected_file() {
     let traced = extract(&["--inject-leak", "fd"]);
-    assert_eq!(verdicts(&traced), ["leak", "no-leak", "no-leak", "no-leak"]);
+    assert_verdicts(&traced, ["leak", "no-leak", "flat", "flat"], "inject fd");
     let fd = class(&traced, "fd");
     assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
     let site = fd["sites"][0]["site"].as_str().unwrap();
@@ -51,7 +53,7 @@ fn injected_fd_leak_is_one_fd_per_iteration_at_the_injected_file() {
 #[test]
 fn injected_mmap_leak_is_64_kib_per_iteration_at_the_injected_code() {
     let traced = extract(&["--inject-leak", "mmap"]);
-    assert_eq!(verdicts(&traced), ["no-leak", "leak", "no-leak", "no-leak"]);
+    assert_verdicts(&traced, ["no-leak", "leak", "flat", "flat"], "inject mmap");
     let mmap = class(&traced, "mmap");
     assert_rate(
         &mmap["bytes_leaked_per_iteration"],
@@ -65,7 +67,11 @@ fn injected_mmap_leak_is_64_kib_per_iteration_at_the_injected_code() {
 #[test]
 fn injected_heap_leak_is_4_kib_of_brk_per_iteration_at_the_injected_code() {
     let traced = extract(&["--inject-leak", "heap"]);
-    assert_eq!(verdicts(&traced), ["no-leak", "no-leak", "leak", "no-leak"]);
+    assert_verdicts(
+        &traced,
+        ["no-leak", "no-leak", "leak", "flat"],
+        "inject heap",
+    );
     let brk = class(&traced, "brk");
     assert_rate(
         &brk["bytes_per_iteration"],
