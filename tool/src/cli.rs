@@ -24,7 +24,12 @@ Examples:
   sudo leakscope attach --pid 4242 --duration 30
 
 Exit status: 0 report written, 2 bad usage, 3 --fail-on-leak and a leak was found,
-4 not enough privilege or a missing kernel feature, 1 anything else.";
+4 not enough privilege or a missing kernel feature, 5 --fail-on-leak and no leak but events
+were lost (the ledger is incomplete), 1 anything else.
+
+Every \"no leak\" comes with the smallest rate per iteration the run could have seen; a
+class that could not see a small leak (the brk heap grows in ~132 KiB steps) is
+\"inconclusive\" and names the number of iterations that would settle it.";
 
 #[derive(Debug, Parser)]
 #[command(name = "leakscope", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -89,7 +94,8 @@ pub struct CommonArgs {
     /// Write the report as JSON to FILE ('-' = stdout; the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Exit with status 3 when any class is judged "leak".
+    /// Exit with status 3 when any class is judged "leak", and with 5 when none is but
+    /// events were lost (an incomplete ledger cannot prove "no leak").
     #[arg(long)]
     pub fail_on_leak: bool,
     /// Run the target as USER (default: $SUDO_USER when run through sudo).
