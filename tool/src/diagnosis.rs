@@ -49,9 +49,11 @@ pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
             exit_code,
             exit_signal,
             still_running: info.exit == TargetExit::StillRunning,
+            fd_limit: info.fd_limit,
         },
         iterations: IterationsReport::new(&iterations),
         lost_events: info.lost_events,
+        lost_by_reason: Default::default(),
         counts: ledger
             .counts()
             .iter()

@@ -1,18 +1,20 @@
 //! The analysis: from a ledger and iteration boundaries to per-class facts (counts, rates,
 //! verdicts, sites, lifetimes). Pure; the report only formats what this computes.
 
+pub mod failures;
 pub mod lifetimes;
 pub mod series;
 pub mod sites;
 pub mod trend;
 
+use failures::Failures;
 use lifetimes::Lifetimes;
 use sites::Site;
 use trend::{Judgement, Verdict};
 
 use crate::iterations::Iterations;
-use crate::ledger::Ledger;
 use crate::ledger::records::{NEVER, Origin, Records};
+use crate::ledger::{ClassKind, Ledger};
 
 /// The smallest rise over the judged window that may count as growth, per unit. One
 /// resource or one page is too little to call sustained.
@@ -42,6 +44,8 @@ pub struct ResourceClass {
     /// Lifetimes of released resources that were not retained across iterations.
     pub lifetimes: Lifetimes,
     pub sites: Vec<Site>,
+    /// Calls that tried to acquire one and failed (EMFILE, ENOMEM, ...).
+    pub failures: Failures,
 }
 
 /// The brk heap.
@@ -51,6 +55,8 @@ pub struct HeapClass {
     pub live_bytes_at_end: i64,
     /// Where the heap grew during the iterations, most bytes first.
     pub sites: Vec<HeapSite>,
+    /// brk calls that could not grow the heap (ENOMEM).
+    pub failures: Failures,
 }
 
 /// Heap growth attributed to one call site (brk has no records, so growth is summed by
@@ -119,18 +125,25 @@ pub fn analyze(ledger: &Ledger, iterations: &Iterations, lost_events: u64) -> An
     let map_bytes = series::byte_totals(ledger.map_byte_changes(), boundaries);
     let heap_bytes = series::byte_totals(ledger.heap_byte_changes(), boundaries);
 
-    let fd = resource_class(ledger, ledger.fd_records(), iterations, lost_events, None);
-    let mmap = resource_class(
-        ledger,
-        ledger.map_records(),
-        iterations,
-        lost_events,
-        Some(&map_bytes),
-    );
+    let fd = ResourceClass {
+        failures: failures::of_class(ledger, iterations, ClassKind::Fd),
+        ..resource_class(ledger, ledger.fd_records(), iterations, lost_events, None)
+    };
+    let mmap = ResourceClass {
+        failures: failures::of_class(ledger, iterations, ClassKind::Mapping),
+        ..resource_class(
+            ledger,
+            ledger.map_records(),
+            iterations,
+            lost_events,
+            Some(&map_bytes),
+        )
+    };
     let brk = HeapClass {
         bytes: trend::judge_bytes(&heap_bytes, HEAP_BYTES_FLOOR, lost_events),
         live_bytes_at_end: heap_bytes.last().copied().unwrap_or(0.0) as i64,
         sites: heap_sites(ledger, iterations),
+        failures: failures::of_class(ledger, iterations, ClassKind::Heap),
     };
     let explained_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate) + brk.bytes.rate;
     let rss = rss_class(
@@ -203,6 +216,7 @@ fn resource_class(
             record_bytes.as_ref(),
             lost_events,
         ),
+        failures: Failures::default(), // filled by the caller, which knows the class
     }
 }
 

@@ -27,7 +27,10 @@ fn failed_calls_are_filed_by_class() {
         .collect();
     assert_eq!(
         filed,
-        [(ClassKind::Fd, "openat", 24), (ClassKind::Mapping, "mmap", 12)]
+        [
+            (ClassKind::Fd, "openat", 24),
+            (ClassKind::Mapping, "mmap", 12)
+        ]
     );
     assert!(ledger.open_fds(10).is_empty(), "a failure installs nothing");
 }
@@ -51,7 +54,11 @@ fn brk_left_below_its_request_is_a_failed_heap_acquisition() {
             errno: 12,
         }]
     );
-    assert_eq!(ledger.heap_bytes(10), 0x2000, "the failed brk changed nothing");
+    assert_eq!(
+        ledger.heap_bytes(10),
+        0x2000,
+        "the failed brk changed nothing"
+    );
 }
 
 #[test]
