@@ -271,7 +271,11 @@ async fn attach_and_trace(
         }
     };
     drain.drain(probes, sink);
-    let fd_limit = proc_snapshot::fd_limit(pid).or(start_fd_limit);
+    // Only a process still running is surely the same one: an exited pid may be reused.
+    let end_fd_limit = (end == TargetExit::StillRunning)
+        .then(|| proc_snapshot::fd_limit(pid))
+        .flatten();
+    let fd_limit = end_fd_limit.or(start_fd_limit);
     Ok(drain.outcome(probes, pid, command, end, interrupted, fd_limit))
 }
 
