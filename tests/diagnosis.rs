@@ -1,7 +1,9 @@
 //! The diagnosis on fixture programs with known behaviour, under every iteration source:
 //! the right class, the rate within ±5 % and the top site.
 
-use leakscope_tests::{Source, assert_rate, class, diagnose, fixture, script, verdicts};
+use leakscope_tests::{
+    Source, assert_rate, assert_verdicts, class, diagnose, fixture, script, verdicts,
+};
 
 const N: usize = 1000;
 
@@ -28,10 +30,10 @@ fn fd_leak_of_k_per_iteration_through_dup() {
     for source in Source::ALL {
         let (dir, traced) = leaky("fd", source, 3);
         let fd = class(&traced, "fd");
-        assert_eq!(
-            verdicts(&traced),
-            ["leak", "no-leak", "no-leak", "no-leak"],
-            "{source:?}"
+        assert_verdicts(
+            &traced,
+            ["leak", "no-leak", "flat", "flat"],
+            &format!("{source:?}"),
         );
         assert_rate(&fd["leaked_per_iteration"], 3.0, "fd leaked per iteration");
         let site = format!("{}/data.txt (kept by dup)", dir.path().display());
@@ -49,10 +51,10 @@ fn mapping_leak_on_a_worker_thread() {
     for source in Source::ALL {
         let (_dir, traced) = leaky("mmap-thread", source, 1);
         let mmap = class(&traced, "mmap");
-        assert_eq!(
-            verdicts(&traced),
-            ["no-leak", "leak", "no-leak", "no-leak"],
-            "{source:?}"
+        assert_verdicts(
+            &traced,
+            ["no-leak", "leak", "flat", "flat"],
+            &format!("{source:?}"),
         );
         assert_rate(&mmap["leaked_per_iteration"], 1.0, "mappings per iteration");
         assert_rate(
@@ -74,10 +76,10 @@ fn heap_growth_through_brk() {
     for source in Source::ALL {
         let (_dir, traced) = leaky("brk", source, 1);
         let brk = class(&traced, "brk");
-        assert_eq!(
-            verdicts(&traced),
-            ["no-leak", "no-leak", "leak", "no-leak"],
-            "{source:?}"
+        assert_verdicts(
+            &traced,
+            ["no-leak", "no-leak", "leak", "flat"],
+            &format!("{source:?}"),
         );
         assert_rate(
             &brk["bytes_per_iteration"],
@@ -118,10 +120,10 @@ fn a_bounded_cache_is_a_plateau_not_a_leak() {
 fn clean_churn_with_fd_number_reuse_is_no_leak_everywhere() {
     for source in Source::ALL {
         let (_dir, traced) = leaky("churn", source, 1);
-        assert_eq!(
-            verdicts(&traced),
-            ["no-leak"; 4].map(String::from),
-            "{source:?}"
+        assert_verdicts(
+            &traced,
+            ["no-leak", "no-leak", "flat", "flat"],
+            &format!("{source:?}"),
         );
         // 8 opens + the tick per iteration, all released: heavy reuse of the same numbers.
         assert!(class(&traced, "fd")["acquired"].as_u64().unwrap() >= 9 * N as u64);
@@ -180,8 +182,11 @@ fn runtime_warm_up_is_not_a_leak(interpreter: &str, script_name: &str) {
         ];
         let traced = diagnose(source, dir.path(), &command);
         for (class, verdict) in ["fd", "mmap", "brk", "rss"].iter().zip(verdicts(&traced)) {
+            let settled_later = traced.report["classes"][class]["iterations_needed"].is_u64();
             assert!(
-                verdict == "no-leak" || verdict == "plateau",
+                verdict == "no-leak"
+                    || verdict == "plateau"
+                    || (verdict == "inconclusive" && settled_later),
                 "{interpreter} {source:?}: {class} is {verdict}: {}",
                 traced.report["classes"][class]
             );

@@ -213,3 +213,35 @@ pub fn verdicts(traced: &Traced) -> [String; 4] {
             .to_string()
     })
 }
+
+/// Asserts the four classes' verdicts (fd, mmap, brk, rss). `"flat"` accepts "no-leak" and
+/// an "inconclusive" that only says the run was too short to rule out a small leak (it
+/// names the iterations that would settle it): a short run of a coarse class must not
+/// claim more than it saw.
+pub fn assert_verdicts(traced: &Traced, expected: [&str; 4], context: &str) {
+    for (name, wanted) in ["fd", "mmap", "brk", "rss"].into_iter().zip(expected) {
+        let class = class(traced, name);
+        let verdict = class["verdict"].as_str().unwrap_or("?");
+        let ok = match wanted {
+            "flat" => {
+                verdict == "no-leak"
+                    || (verdict == "inconclusive" && class["iterations_needed"].as_u64().is_some())
+            }
+            exact => verdict == exact,
+        };
+        assert!(
+            ok,
+            "{context}: {name} is {verdict}, expected {wanted}: {class}\nanswer: {}",
+            traced.report["answer"]
+        );
+        if verdict == "no-leak" {
+            let limit = class
+                .get("detection_limit_per_iteration")
+                .or_else(|| class.get("detection_limit_bytes_per_iteration"));
+            assert!(
+                limit.and_then(Value::as_f64).is_some(),
+                "{context}: {name} says no-leak without a detection limit: {class}"
+            );
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! report out.
 
 use crate::analysis;
-use crate::iterations::{self, IterationRequest};
+use crate::iterations::{self, IterationRequest, Iterations};
 use crate::ledger::Ledger;
 use crate::report::Report;
 use crate::report::model::{Classes, IterationsReport, SCHEMA, Target};
@@ -34,8 +34,12 @@ pub struct RunInfo {
 }
 
 pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
-    let iterations = iterations::detect(&ledger, &info.iteration_request);
-    let analysis = analysis::analyze(&ledger, &iterations, info.lost_events);
+    let mut iterations = iterations::detect(&ledger, &info.iteration_request);
+    account_lost_markers(&mut iterations, info.lost_markers);
+    let facts = analysis::RunFacts {
+        lost_events: info.lost_events,
+    };
+    let analysis = analysis::analyze(&ledger, &iterations, &facts);
     let (exit_code, exit_signal) = match info.exit {
         TargetExit::Code(code) => (Some(code), None),
         TargetExit::Signal(signal) => (None, Some(signal)),
@@ -62,4 +66,18 @@ pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
         classes: Classes::new(&analysis),
         unknown_releases: ledger.unknown_releases(),
     }
+}
+
+/// Marker events the kernel could not deliver are iterations the boundaries miss: the
+/// confidence in the count falls with the share that was lost.
+fn account_lost_markers(iterations: &mut Iterations, lost_markers: u64) {
+    if lost_markers == 0 {
+        return;
+    }
+    let seen = iterations.count() as f64;
+    iterations.confidence *= seen / (seen + lost_markers as f64);
+    iterations.detail = format!(
+        "{}; {lost_markers} marker events were lost",
+        iterations.detail
+    );
 }

@@ -1,28 +1,34 @@
 //! The analysis: from a ledger and iteration boundaries to per-class facts (counts, rates,
-//! verdicts, sites, lifetimes). Pure; the report only formats what this computes.
+//! verdicts with their detection limits, sites, lifetimes). Pure; the report only formats
+//! what this computes.
 
 pub mod failures;
+pub mod heap;
 pub mod lifetimes;
+pub mod limits;
+pub mod rss;
+pub mod scales;
 pub mod series;
 pub mod sites;
 pub mod trend;
 
 use failures::Failures;
+pub use heap::{HeapClass, HeapSite};
 use lifetimes::Lifetimes;
+pub use rss::RssClass;
 use sites::Site;
-use trend::{Judgement, Verdict};
+use trend::{Judgement, Scale, Verdict};
 
 use crate::iterations::Iterations;
 use crate::ledger::records::{NEVER, Origin, Records};
 use crate::ledger::{ClassKind, Ledger};
 
-/// The smallest rise over the judged window that may count as growth, per unit. One
-/// resource or one page is too little to call sustained.
-pub const COUNT_FLOOR: f64 = 2.0;
-pub const MAP_BYTES_FLOOR: f64 = 8192.0;
-pub const HEAP_BYTES_FLOOR: f64 = 8192.0;
-/// Resident memory jitters by allocator and page-cache effects; less than this is noise.
-pub const RSS_BYTES_FLOOR: f64 = 256.0 * 1024.0;
+/// What the analysis needs to know about the run besides the ledger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFacts {
+    /// Events the kernel could not deliver: the ledger misses them.
+    pub lost_events: u64,
+}
 
 /// fds or mappings.
 #[derive(Debug)]
@@ -41,73 +47,13 @@ pub struct ResourceClass {
     pub bytes: Option<Judgement>,
     pub live_bytes_at_end: Option<u64>,
     pub verdict: Verdict,
+    /// Set when the class ran into its limit (EMFILE, ENOMEM) during the iterations.
+    pub limit_hit: Option<limits::LimitHit>,
     /// Lifetimes of released resources that were not retained across iterations.
     pub lifetimes: Lifetimes,
     pub sites: Vec<Site>,
-    /// Calls that tried to acquire one and failed (EMFILE, ENOMEM, ...).
+    /// Calls that tried to acquire one and failed (EMFILE, ENOMEM, ...), by errno.
     pub failures: Failures,
-}
-
-/// The brk heap.
-#[derive(Debug)]
-pub struct HeapClass {
-    pub bytes: Judgement,
-    pub live_bytes_at_end: i64,
-    /// Where the heap grew during the iterations, most bytes first.
-    pub sites: Vec<HeapSite>,
-    /// brk calls that could not grow the heap (ENOMEM).
-    pub failures: Failures,
-}
-
-/// Heap growth attributed to one call site (brk has no records, so growth is summed by
-/// the stack that asked for it).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeapSite {
-    pub site: String,
-    pub bytes: u64,
-    pub bytes_per_iteration: f64,
-}
-
-/// Sites whose heap growth is shown; enough to see the one that matters.
-const HEAP_SITES_SHOWN: usize = 5;
-
-fn heap_sites(ledger: &Ledger, iterations: &Iterations) -> Vec<HeapSite> {
-    let (Some(first), Some(last)) = (iterations.first(), iterations.last()) else {
-        return Vec::new();
-    };
-    let mut by_site: std::collections::HashMap<crate::ledger::sites::SiteId, u64> =
-        Default::default();
-    for growth in ledger
-        .heap_growth()
-        .iter()
-        .filter(|g| g.time_ns >= first && g.time_ns < last)
-    {
-        *by_site.entry(growth.site).or_default() += growth.bytes;
-    }
-    let spanned = iterations.count().saturating_sub(1).max(1) as f64;
-    let mut sites: Vec<HeapSite> = by_site
-        .into_iter()
-        .map(|(site, bytes)| HeapSite {
-            site: ledger.sites().name(site).to_string(),
-            bytes,
-            bytes_per_iteration: bytes as f64 / spanned,
-        })
-        .collect();
-    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.site.cmp(&b.site)));
-    sites.truncate(HEAP_SITES_SHOWN);
-    sites
-}
-
-/// Resident memory, and the part of its growth that fds, mappings and the heap do not
-/// explain (e.g. leaks inside an allocator's existing arenas).
-#[derive(Debug)]
-pub struct RssClass {
-    pub bytes: Judgement,
-    pub unexplained: Judgement,
-    /// The mmap and brk classes' bytes per iteration, summed.
-    pub explained_rate: f64,
-    pub samples: usize,
-    pub bytes_at_end: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -118,42 +64,31 @@ pub struct Analysis {
     pub rss: RssClass,
 }
 
-pub fn analyze(ledger: &Ledger, iterations: &Iterations, lost_events: u64) -> Analysis {
-    let doubt = doubt(iterations, lost_events);
-    let lost_events = doubt.as_deref();
+pub fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts) -> Analysis {
+    let doubt = doubt(iterations, facts.lost_events);
+    let doubt = doubt.as_deref();
     let boundaries = &iterations.boundaries;
     let map_bytes = series::byte_totals(ledger.map_byte_changes(), boundaries);
-    let heap_bytes = series::byte_totals(ledger.heap_byte_changes(), boundaries);
 
-    let fd = ResourceClass {
-        failures: failures::of_class(ledger, iterations, ClassKind::Fd),
-        ..resource_class(ledger, ledger.fd_records(), iterations, lost_events, None)
-    };
-    let mmap = ResourceClass {
-        failures: failures::of_class(ledger, iterations, ClassKind::Mapping),
-        ..resource_class(
-            ledger,
-            ledger.map_records(),
-            iterations,
-            lost_events,
-            Some(&map_bytes),
-        )
-    };
-    let brk = HeapClass {
-        bytes: trend::judge_bytes(&heap_bytes, HEAP_BYTES_FLOOR, lost_events),
-        live_bytes_at_end: heap_bytes.last().copied().unwrap_or(0.0) as i64,
-        sites: heap_sites(ledger, iterations),
-        failures: failures::of_class(ledger, iterations, ClassKind::Heap),
-    };
-    let explained_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate) + brk.bytes.rate;
-    let rss = rss_class(
+    let fd = resource_class(
         ledger,
+        Kind::Fd,
+        ledger.fd_records(),
         iterations,
-        &map_bytes,
-        &heap_bytes,
-        explained_rate,
-        lost_events,
+        doubt,
+        None,
     );
+    let mmap = resource_class(
+        ledger,
+        Kind::Mapping,
+        ledger.map_records(),
+        iterations,
+        doubt,
+        Some(&map_bytes),
+    );
+    let brk = heap::heap_class(ledger, iterations, doubt);
+    let mapped_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate);
+    let rss = rss::rss_class(ledger, iterations, mapped_rate, brk.bytes.rate, doubt);
     Analysis { fd, mmap, brk, rss }
 }
 
@@ -168,17 +103,41 @@ fn doubt(iterations: &Iterations, lost_events: u64) -> Option<String> {
     iterations.unconvincing.clone()
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fd,
+    Mapping,
+}
+
 fn resource_class(
     ledger: &Ledger,
+    kind: Kind,
     records: &Records,
     iterations: &Iterations,
-    lost_events: Option<&str>,
+    doubt: Option<&str>,
     map_bytes: Option<&[f64]>,
 ) -> ResourceClass {
     let traced = || records.all().iter().filter(|r| r.origin != Origin::Seeded);
     let live_counts = series::live_counts(records, &iterations.boundaries);
-    let count = trend::judge(&live_counts, COUNT_FLOOR, lost_events);
-    let bytes = map_bytes.map(|series| trend::judge_bytes(series, MAP_BYTES_FLOOR, lost_events));
+    let class = match kind {
+        Kind::Fd => ClassKind::Fd,
+        Kind::Mapping => ClassKind::Mapping,
+    };
+    let limit_hit = limits::first_hit(
+        ledger.failed_acquisitions(),
+        class,
+        iterations,
+        &live_counts,
+    );
+    let pinned = |series: &[f64], scale: &Scale| {
+        let plain = trend::judge(series, scale, doubt);
+        match &limit_hit {
+            Some(hit) => limits::judge_pinned(series, scale, hit, &plain, doubt),
+            None => plain,
+        }
+    };
+    let count = pinned(&live_counts, &scales::COUNT);
+    let bytes = map_bytes.map(|series| pinned(series, &scales::mapped_bytes()));
     let verdict = bytes
         .as_ref()
         .map_or(count.verdict, |b| count.verdict.worst(b.verdict));
@@ -194,6 +153,11 @@ fn resource_class(
     }
     let last = iterations.last().unwrap_or(u64::MAX);
     let record_bytes = map_bytes.map(|_| sites::bytes_by_record(ledger.map_byte_changes(), last));
+    let site_bytes = map_bytes.map(|_| sites::SiteBytes {
+        changes: ledger.map_byte_changes(),
+        at_last_boundary: record_bytes.as_ref().expect("set together"),
+        resized: ledger.resized_mappings(),
+    });
     ResourceClass {
         acquired: traced().count() as u64,
         released: traced().filter(|r| r.released_ns != NEVER).count() as u64,
@@ -208,48 +172,20 @@ fn resource_class(
             .and_then(|series| series.last())
             .map(|&v| v.max(0.0) as u64),
         verdict,
+        limit_hit,
         lifetimes,
         sites: sites::retained_sites(
             records,
             ledger.sites(),
             iterations,
-            record_bytes.as_ref(),
-            lost_events,
+            site_bytes.as_ref(),
+            doubt,
         ),
-        failures: Failures::default(), // filled by the caller, which knows the class
-    }
-}
-
-fn rss_class(
-    ledger: &Ledger,
-    iterations: &Iterations,
-    map_bytes: &[f64],
-    heap_bytes: &[f64],
-    explained_rate: f64,
-    lost_events: Option<&str>,
-) -> RssClass {
-    let exits: Vec<(u32, u64)> = ledger.exits().collect();
-    let totals = series::rss_totals(ledger.rss_samples(), &exits, &iterations.boundaries);
-    // Judge from the first boundary with a sample on; rss is sampled, not replayed.
-    let start = totals
-        .iter()
-        .position(Option::is_some)
-        .unwrap_or(totals.len());
-    let rss: Vec<f64> = totals[start..].iter().map(|v| v.unwrap_or(0.0)).collect();
-    let unexplained: Vec<f64> = rss
-        .iter()
-        .zip(&map_bytes[start..])
-        .zip(&heap_bytes[start..])
-        .map(|((r, m), h)| r - m - h)
-        .collect();
-    RssClass {
-        bytes: trend::judge_bytes(&rss, RSS_BYTES_FLOOR, lost_events),
-        unexplained: trend::judge_bytes(&unexplained, RSS_BYTES_FLOOR, lost_events),
-        explained_rate,
-        samples: ledger.rss_samples().len(),
-        bytes_at_end: rss.last().map(|&v| v as u64),
+        failures: failures::of_class(ledger, iterations, class),
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

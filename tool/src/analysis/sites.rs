@@ -1,10 +1,11 @@
 //! Where the retained resources came from: resources acquired during the iterations and
 //! still held at the last boundary, grouped by site, the most-leaking first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::scales;
 use super::trend::{self, Verdict};
 use crate::iterations::Iterations;
 use crate::ledger::records::{Origin, RecordId, Records};
@@ -23,6 +24,10 @@ pub struct Site {
     /// Bytes they still held at the last boundary (mappings only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_leaked: Option<u64>,
+    /// Growth of those bytes per iteration (mappings only): a mapping grown by mremap
+    /// leaks bytes while its count stays one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_leaked_per_iteration: Option<f64>,
     /// The trend of this site's retained count: "leak" if it kept growing, "plateau" for a
     /// bounded cache.
     pub verdict: Verdict,
@@ -37,20 +42,32 @@ pub fn retained(born_ns: u64, released_ns: u64, iterations: &Iterations) -> bool
     }
 }
 
-/// Groups retained records by site. `bytes` (for mappings) gives each record's live bytes at
-/// the last boundary.
+/// What a mapping site's bytes are judged from.
+pub struct SiteBytes<'a> {
+    /// Every change of mapped bytes, in time order.
+    pub changes: &'a [ByteChange],
+    /// Each record's live bytes at the last boundary.
+    pub at_last_boundary: &'a HashMap<RecordId, u64>,
+    /// Records an mremap resized in place.
+    pub resized: &'a HashSet<RecordId>,
+}
+
+/// Groups retained records by site. `site_bytes` (for mappings) judges each site's bytes
+/// as well as its count.
 pub fn retained_sites(
     records: &Records,
     sites: &Sites,
     iterations: &Iterations,
-    bytes: Option<&HashMap<RecordId, u64>>,
-    lost_events: Option<&str>,
+    site_bytes: Option<&SiteBytes>,
+    doubt: Option<&str>,
 ) -> Vec<Site> {
+    let bytes = site_bytes.map(|b| b.at_last_boundary);
     let intervals = iterations.count().saturating_sub(1);
     if intervals == 0 {
         return Vec::new();
     }
     let mut by_site: HashMap<SiteId, (Vec<u64>, u64)> = HashMap::new();
+    let mut members: HashMap<SiteId, Vec<RecordId>> = HashMap::new();
     for (id, record) in records.all().iter().enumerate() {
         if record.origin != Origin::Seeded
             && retained(record.born_ns, record.released_ns, iterations)
@@ -61,6 +78,9 @@ pub fn retained_sites(
                 .and_then(|b| b.get(&(id as RecordId)))
                 .copied()
                 .unwrap_or(0);
+            if site_bytes.is_some() {
+                members.entry(record.site).or_default().push(id as RecordId);
+            }
         }
     }
     // Rank first and judge only the sites shown: a run leaking a uniquely named file per
@@ -77,7 +97,7 @@ pub fn retained_sites(
     ranked.truncate(MAX_SITES);
     ranked
         .into_iter()
-        .map(|(site, mut births, site_bytes)| {
+        .map(|(site, mut births, bytes_of_site)| {
             births.sort_unstable();
             // Retained count by boundary: a bounded cache levels off, a leak keeps rising.
             let cumulative: Vec<f64> = iterations
@@ -85,15 +105,49 @@ pub fn retained_sites(
                 .iter()
                 .map(|&b| births.partition_point(|&t| t < b) as f64)
                 .collect();
+            let count_verdict = trend::judge(&cumulative, &scales::COUNT, doubt).verdict;
+            let mut name = sites.name(site).to_string();
+            let (bytes_rate, verdict) = match site_bytes {
+                Some(judged) => {
+                    let ids = members.get(&site).map_or(&[][..], Vec::as_slice);
+                    if ids.iter().any(|id| judged.resized.contains(id)) {
+                        name.push_str(&format!(
+                            " (resized by mremap to {})",
+                            crate::units::bytes(bytes_of_site as f64)
+                        ));
+                    }
+                    let series = site_byte_series(judged.changes, ids, &iterations.boundaries);
+                    let judgement = trend::judge(&series, &scales::mapped_bytes(), doubt);
+                    let rate = if judgement.verdict == Verdict::Leak {
+                        judgement.rate
+                    } else {
+                        bytes_of_site as f64 / intervals as f64
+                    };
+                    (Some(rate), count_verdict.worst(judgement.verdict))
+                }
+                None => (None, count_verdict),
+            };
             Site {
-                site: sites.name(site).to_string(),
+                site: name,
                 leaked: births.len() as u64,
                 leaked_per_iteration: births.len() as f64 / intervals as f64,
-                bytes_leaked: bytes.map(|_| site_bytes),
-                verdict: trend::judge(&cumulative, 2.0, lost_events).verdict,
+                bytes_leaked: bytes.map(|_| bytes_of_site),
+                bytes_leaked_per_iteration: bytes_rate,
+                verdict,
             }
         })
         .collect()
+}
+
+/// The live bytes of `records` just before each boundary.
+fn site_byte_series(changes: &[ByteChange], records: &[RecordId], boundaries: &[u64]) -> Vec<f64> {
+    let wanted: HashSet<RecordId> = records.iter().copied().collect();
+    let mine: Vec<ByteChange> = changes
+        .iter()
+        .filter(|c| wanted.contains(&c.record))
+        .copied()
+        .collect();
+    super::series::byte_totals(&mine, boundaries)
 }
 
 /// Each mapping record's live bytes just before `at`.

@@ -33,7 +33,7 @@ fn run_sampled(
 fn analyze_stream(s: &Stream, lost: u64) -> Analysis {
     let ledger = s.ledger();
     let iterations = iterations::detect(&ledger, &IterationRequest::Symbol("tick".into()));
-    analyze(&ledger, &iterations, lost)
+    analyze(&ledger, &iterations, &RunFacts { lost_events: lost })
 }
 
 fn assert_rate(actual: f64, expected: f64) {
@@ -76,7 +76,13 @@ fn steady_fd_leak_is_a_leak_of_exactly_one_per_iteration() {
     assert_rate(top.leaked_per_iteration, 1.0);
     assert_eq!(analysis.fd.sites.len(), 1, "churned fds are not sites");
     assert_eq!(analysis.mmap.verdict, Verdict::NoLeak);
-    assert_eq!(analysis.brk.bytes.verdict, Verdict::NoLeak);
+    // The heap churns in 32 KiB steps: 1000 iterations cannot rule out a small leak there.
+    assert_eq!(analysis.brk.bytes.verdict, Verdict::Inconclusive);
+    assert!(
+        analysis.brk.bytes.why.contains("steps of 32 KiB"),
+        "{}",
+        analysis.brk.bytes.why
+    );
     assert_eq!(
         (
             analysis.fd.acquired,

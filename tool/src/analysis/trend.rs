@@ -1,13 +1,21 @@
 //! Judging a series of live amounts sampled at iteration boundaries: leak, plateau,
-//! no-leak or inconclusive, and the per-iteration rate.
+//! no-leak or inconclusive, the per-iteration rate, and the smallest rate the run could
+//! have detected.
 //!
 //! A positive slope alone proves nothing: a cache filling up, one late allocation or noise
-//! all have one. "Leak" demands sustained growth: over the judged window (the latter 60% of
-//! the run after warm-up), cut into up to six stretches, the level must rise in all but at
-//! most one stretch, no single stretch may carry most of the rise, and the whole rise must
-//! clear both a floor (the smallest amount worth calling a leak) and three times the noise
-//! around the fitted line. A material rise that is not sustained is a "plateau" unless it
-//! came in one step (a one-time allocation), which is "no-leak".
+//! all have one. "Leak" demands sustained, significant growth: over the judged window (the
+//! latter 60% of the run after warm-up), cut into up to six stretches, the level must rise
+//! in all but at most one stretch, no single stretch may carry most of the rise, the whole
+//! rise must clear both a floor (the smallest amount worth calling a leak) and three times
+//! the noise around the fitted line, and the fitted slope must stand [`T_CRITICAL`]
+//! standard errors above zero. A material rise that is not sustained is a "plateau" unless
+//! it came in one step (a one-time allocation), which is "no-leak".
+//!
+//! "No leak" is only ever said together with its detection limit: the smallest
+//! per-iteration rate that would have passed those tests in this run. A class that moves in
+//! coarse steps (the brk heap grows ~132 KiB at a time) cannot show a small leak in a short
+//! run; when the limit is above what is worth ruling out ([`Scale::meaningful`]), the honest
+//! verdict is "inconclusive", with the number of iterations that would settle it.
 
 use serde::Serialize;
 
@@ -19,6 +27,49 @@ const STRETCHES: usize = 6;
 /// No single stretch (or, for plateaus, iteration) may carry more than this of the rise.
 const MAX_SHARE_OF_ONE_STEP: f64 = 0.6;
 const NOISE_MULTIPLE: f64 = 3.0;
+/// How many standard errors the window's slope must stand above zero to count as growth.
+/// Series sampled at boundaries are autocorrelated, so the stretch rules above do the
+/// heavy lifting; this test removes growth that is within the fit's own uncertainty.
+pub const T_CRITICAL: f64 = 3.0;
+
+/// What one unit of a series means for judging it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scale {
+    /// The smallest rise over the judged window that may count as growth.
+    pub floor: f64,
+    /// The smallest step the series can move by (1 fd, a page, a brk increment): a leak
+    /// slower than one step per stretch cannot rise in every stretch.
+    pub resolution: f64,
+    /// The largest detection limit (per iteration) at which "no leak" is still a useful
+    /// answer. Above it, a flat series is "inconclusive".
+    pub meaningful: f64,
+    /// How amounts of this unit are written in reasons.
+    pub unit: Unit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Bytes,
+}
+
+impl Unit {
+    pub fn amount(self, value: f64) -> String {
+        match self {
+            Unit::Count => crate::units::count(value),
+            Unit::Bytes => crate::units::bytes(value),
+        }
+    }
+
+    /// "0.25/iteration", "48 B/iteration", "1 per 300 iterations".
+    pub fn rate(self, value: f64) -> String {
+        let rate = match self {
+            Unit::Count => crate::units::count_rate(value),
+            Unit::Bytes => crate::units::bytes_rate(value),
+        };
+        crate::units::per_iteration(rate)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -53,18 +104,34 @@ pub struct Judgement {
     pub rate: f64,
     /// One sentence saying why.
     pub why: String,
+    /// The smallest per-iteration rate this run could have detected; `None` when the run
+    /// was too short to judge at all.
+    pub limit: Option<f64>,
+    /// Iterations that would bring the limit down to [`Scale::meaningful`], when it is above.
+    pub iterations_needed: Option<u64>,
 }
 
 /// Least-squares slope of `ys` against 0, 1, 2, ...
 pub fn slope(ys: &[f64]) -> f64 {
-    fit(ys).0
+    fit(ys).slope
 }
 
-/// (slope, residual standard deviation).
-fn fit(ys: &[f64]) -> (f64, f64) {
+struct Fit {
+    slope: f64,
+    /// Residual standard deviation around the line.
+    noise: f64,
+    /// Standard error of the slope.
+    slope_error: f64,
+}
+
+fn fit(ys: &[f64]) -> Fit {
     let n = ys.len() as f64;
     if ys.len() < 2 {
-        return (0.0, 0.0);
+        return Fit {
+            slope: 0.0,
+            noise: 0.0,
+            slope_error: 0.0,
+        };
     }
     let mean_x = (n - 1.0) / 2.0;
     let mean_y = ys.iter().sum::<f64>() / n;
@@ -75,13 +142,17 @@ fn fit(ys: &[f64]) -> (f64, f64) {
         sxx += dx * dx;
     }
     let slope = sxy / sxx;
-    let residual = ys
+    let squares = ys
         .iter()
         .enumerate()
         .map(|(i, y)| (y - (mean_y + slope * (i as f64 - mean_x))).powi(2))
-        .sum::<f64>()
-        / n;
-    (slope, residual.sqrt())
+        .sum::<f64>();
+    let dof = (n - 2.0).max(1.0);
+    Fit {
+        slope,
+        noise: (squares / n).sqrt(),
+        slope_error: (squares / dof / sxx).sqrt(),
+    }
 }
 
 fn chunk_means(ys: &[f64], chunks: usize) -> Vec<f64> {
@@ -93,77 +164,96 @@ fn chunk_means(ys: &[f64], chunks: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Judges `series` (one value per iteration boundary). `floor` is the smallest rise that
-/// may count (2 resources, a few pages). A `doubt` (lost events: a lost close looks exactly
-/// like a leak; iterations that could not be trusted) makes the verdict inconclusive, with
-/// the doubt as its reason.
-pub fn judge(series: &[f64], floor: f64, doubt: Option<&str>) -> Judgement {
-    judge_in(series, floor, doubt, |amount| format!("{amount:.0}"))
+/// Iterations of warm-up left out of the judgement of a series of `n` boundaries.
+pub fn warm_up(n: usize) -> usize {
+    (n / 10).max(1).min(n.saturating_sub(1))
 }
 
-/// [`judge`] for a series of bytes, so its reasons read "rose 5.6 MiB".
-pub fn judge_bytes(series: &[f64], floor: f64, doubt: Option<&str>) -> Judgement {
-    judge_in(series, floor, doubt, crate::units::bytes)
-}
-
-fn judge_in(
-    series: &[f64],
-    floor: f64,
-    doubt: Option<&str>,
-    amount: fn(f64) -> String,
-) -> Judgement {
-    let n = series.len();
-    if n < 2 {
-        return Judgement {
-            verdict: Verdict::Inconclusive,
-            rate: 0.0,
-            why: format!("only {n} iteration(s)"),
-        };
-    }
-    let warm_up = (n / 10).max(1).min(n - 1);
+/// Where the judged window of a series of `n` boundaries starts.
+pub fn window_start(n: usize) -> usize {
+    let warm_up = warm_up(n);
     let steady = n - warm_up;
-    let window_start =
-        n - ((steady as f64 * WINDOW_FRACTION).ceil() as usize).clamp(2.min(steady), steady);
-    let window = &series[window_start..];
-    let (window_slope, noise) = fit(window);
+    n - ((steady as f64 * WINDOW_FRACTION).ceil() as usize).clamp(2.min(steady), steady)
+}
+
+/// The smallest slope the window tests would accept, for a window of `len` boundaries
+/// whose fit has `slope_error` and whose rise must reach `needed`.
+fn detection_limit(len: usize, needed: f64, slope_error: f64, scale: &Scale) -> f64 {
+    let stretches = STRETCHES.min(len).max(1);
+    // First to last stretch mean: (stretches - 1) stretch lengths apart.
+    let span = len as f64 * (stretches - 1).max(1) as f64 / stretches as f64;
+    let per_stretch = len as f64 / stretches as f64;
+    (needed / span)
+        .max(scale.resolution / per_stretch)
+        .max(T_CRITICAL * slope_error)
+}
+
+/// Judges `series` (one value per iteration boundary) on `scale`. A `doubt` (lost events:
+/// a lost close looks exactly like a leak; iterations that could not be trusted) makes the
+/// verdict inconclusive, with the doubt as its reason.
+pub fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
+    let n = series.len();
+    let inconclusive = |rate: f64, why: String, limit: Option<f64>| Judgement {
+        verdict: Verdict::Inconclusive,
+        rate,
+        why,
+        limit,
+        iterations_needed: None,
+    };
+    if n < 2 {
+        return inconclusive(0.0, format!("only {n} iteration(s)"), None);
+    }
+    let window = &series[window_start(n)..];
+    let Fit {
+        slope: window_slope,
+        noise,
+        slope_error,
+    } = fit(window);
     let stretches = STRETCHES.min(window.len());
     let means = chunk_means(window, stretches);
     let rise = means[stretches - 1] - means[0];
-    let needed = floor.max(NOISE_MULTIPLE * noise);
+    let needed = scale.floor.max(NOISE_MULTIPLE * noise);
     let steps: Vec<f64> = means.windows(2).map(|w| w[1] - w[0]).collect();
     let rising = steps.iter().filter(|&&d| d > 0.0).count();
     let biggest = steps.iter().copied().fold(0.0, f64::max);
+    let significant = window_slope > T_CRITICAL * slope_error;
     let sustained = rise > 0.0
         && rise >= needed
+        && significant
         && rising + 1 >= steps.len()
         && (steps.len() < 2 || biggest <= MAX_SHARE_OF_ONE_STEP * rise);
+    let limit = detection_limit(window.len(), needed, slope_error, scale);
 
     let recent_rate = slope(&series[n - (n / 3).max(2).min(n)..]);
     if n < MIN_ITERATIONS {
-        return Judgement {
-            verdict: Verdict::Inconclusive,
-            rate: slope(series),
-            why: format!("only {n} iterations (at least {MIN_ITERATIONS} are needed)"),
-        };
+        return inconclusive(
+            slope(series),
+            format!("only {n} iterations (at least {MIN_ITERATIONS} are needed)"),
+            None,
+        );
     }
     if let Some(doubt) = doubt {
-        return Judgement {
-            verdict: Verdict::Inconclusive,
-            rate: if sustained { window_slope } else { recent_rate },
-            why: doubt.to_string(),
-        };
+        let rate = if sustained { window_slope } else { recent_rate };
+        return inconclusive(rate, doubt.to_string(), Some(limit));
     }
+    let judgement = |verdict, rate, why| Judgement {
+        verdict,
+        rate,
+        why,
+        limit: Some(limit),
+        iterations_needed: None,
+    };
     if sustained {
-        return Judgement {
-            verdict: Verdict::Leak,
-            rate: window_slope,
-            why: format!(
+        return judgement(
+            Verdict::Leak,
+            window_slope,
+            format!(
                 "rose {} over the last {} iterations, in {rising} of {} stretches",
-                amount(rise),
+                scale.unit.amount(rise),
                 window.len(),
                 steps.len()
             ),
-        };
+        );
     }
 
     let head_len = (n / 20).max(1);
@@ -174,32 +264,80 @@ fn judge_in(
         && total_rise > 0.0
         && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise
     {
-        Judgement {
-            verdict: Verdict::Plateau,
-            rate: recent_rate,
-            why: format!("grew by {}, then stopped growing", amount(total_rise)),
-        }
-    } else if total_rise >= needed && total_rise > 0.0 {
-        Judgement {
-            verdict: Verdict::NoLeak,
-            rate: recent_rate,
-            why: format!(
-                "grew by {} in a single step (a one-time allocation)",
-                amount(total_rise)
+        return judgement(
+            Verdict::Plateau,
+            recent_rate,
+            format!(
+                "grew by {}, then stopped growing",
+                scale.unit.amount(total_rise)
             ),
-        }
+        );
+    }
+    let what = if total_rise >= needed && total_rise > 0.0 {
+        format!(
+            "grew by {} in a single step (a one-time allocation)",
+            scale.unit.amount(total_rise)
+        )
     } else {
-        Judgement {
-            verdict: Verdict::NoLeak,
-            rate: recent_rate,
-            why: "no sustained growth".into(),
-        }
+        "no sustained growth".to_string()
+    };
+    if limit > scale.meaningful {
+        // The limit falls roughly with the window's length: this many iterations bring it
+        // down to what is worth ruling out.
+        let needed_iterations = (n as f64 * limit / scale.meaningful).ceil() as u64;
+        let mut verdict = judgement(
+            Verdict::Inconclusive,
+            recent_rate,
+            format!(
+                "{what}, but a leak below {} could not show in {n} iterations{}; \
+                 run at least {} iterations to settle it",
+                scale.unit.rate(limit),
+                resolution_note(scale, window.len(), limit),
+                crate::units::grouped(needed_iterations)
+            ),
+        );
+        verdict.iterations_needed = Some(needed_iterations);
+        return verdict;
+    }
+    judgement(
+        Verdict::NoLeak,
+        recent_rate,
+        format!("{what}: no leak above {}", scale.unit.rate(limit)),
+    )
+}
+
+/// Says when the class's step size is what limits the run.
+fn resolution_note(scale: &Scale, window: usize, limit: f64) -> String {
+    let per_stretch = window as f64 / STRETCHES.min(window).max(1) as f64;
+    if scale.resolution / per_stretch >= limit * 0.999 && scale.resolution > 1.0 {
+        format!(
+            ": it moves in steps of {}",
+            scale.unit.amount(scale.resolution)
+        )
+    } else {
+        String::new()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const COUNT: Scale = Scale {
+        floor: 2.0,
+        resolution: 1.0,
+        meaningful: 0.5,
+        unit: Unit::Count,
+    };
+
+    fn bytes(floor: f64) -> Scale {
+        Scale {
+            floor,
+            resolution: 4096.0,
+            meaningful: 1e9,
+            unit: Unit::Bytes,
+        }
+    }
 
     fn linear(n: usize, per: f64) -> Vec<f64> {
         (0..n).map(|i| 3.0 + per * i as f64).collect()
@@ -215,7 +353,7 @@ mod tests {
 
     #[test]
     fn steady_growth_is_a_leak_with_the_exact_rate() {
-        let judgement = judge(&linear(1000, 1.0), 2.0, None);
+        let judgement = judge(&linear(1000, 1.0), &COUNT, None);
         assert_eq!(judgement.verdict, Verdict::Leak);
         assert!((judgement.rate - 1.0).abs() < 1e-9, "{}", judgement.rate);
     }
@@ -223,7 +361,7 @@ mod tests {
     #[test]
     fn slow_stepwise_leak_is_still_a_leak() {
         let series: Vec<f64> = (0..1000).map(|i| (i / 100) as f64).collect();
-        let judgement = judge(&series, 2.0, None);
+        let judgement = judge(&series, &COUNT, None);
         assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
         assert!((judgement.rate - 0.01).abs() < 0.002, "{}", judgement.rate);
     }
@@ -231,12 +369,12 @@ mod tests {
     #[test]
     fn bounded_cache_is_a_plateau() {
         let series: Vec<f64> = (0..1000).map(|i| i.min(50) as f64).collect();
-        let judgement = judge(&series, 2.0, None);
+        let judgement = judge(&series, &COUNT, None);
         assert_eq!(judgement.verdict, Verdict::Plateau, "{}", judgement.why);
         assert_eq!(judgement.rate, 0.0);
         // Also when the cache fills well past warm-up.
         let series: Vec<f64> = (0..1000).map(|i| (i.min(600) / 10) as f64).collect();
-        assert_eq!(judge(&series, 2.0, None).verdict, Verdict::Plateau);
+        assert_eq!(judge(&series, &COUNT, None).verdict, Verdict::Plateau);
     }
 
     #[test]
@@ -244,13 +382,13 @@ mod tests {
         for at in [500, 700, 900, 990] {
             let series: Vec<f64> = (0..1000).map(|i| if i >= at { 4.0 } else { 3.0 }).collect();
             assert_eq!(
-                judge(&series, 2.0, None).verdict,
+                judge(&series, &COUNT, None).verdict,
                 Verdict::NoLeak,
                 "step at {at}"
             );
             let big: Vec<f64> = (0..1000).map(|i| if i >= at { 1e6 } else { 0.0 }).collect();
             assert_eq!(
-                judge(&big, 8192.0, None).verdict,
+                judge(&big, &bytes(8192.0), None).verdict,
                 Verdict::NoLeak,
                 "big step at {at}"
             );
@@ -261,11 +399,11 @@ mod tests {
     fn noise_is_no_leak() {
         let series: Vec<f64> = (0..1000).map(|i| 50e6 + 2e6 * jitter(i)).collect();
         assert_eq!(
-            judge(&series, 256.0 * 1024.0, None).verdict,
+            judge(&series, &bytes(256.0 * 1024.0), None).verdict,
             Verdict::NoLeak
         );
         let churn: Vec<f64> = (0..1000).map(|i| 3.0 + (i % 3) as f64).collect();
-        assert_eq!(judge(&churn, 2.0, None).verdict, Verdict::NoLeak);
+        assert_eq!(judge(&churn, &COUNT, None).verdict, Verdict::NoLeak);
     }
 
     #[test]
@@ -273,7 +411,7 @@ mod tests {
         let series: Vec<f64> = (0..1000)
             .map(|i| 50e6 + 65536.0 * i as f64 + 1e6 * jitter(i))
             .collect();
-        let judgement = judge(&series, 256.0 * 1024.0, None);
+        let judgement = judge(&series, &bytes(256.0 * 1024.0), None);
         assert_eq!(judgement.verdict, Verdict::Leak);
         assert!(
             (judgement.rate / 65536.0 - 1.0).abs() < 0.05,
@@ -285,22 +423,22 @@ mod tests {
     #[test]
     fn leak_starting_mid_run_is_a_leak() {
         let series: Vec<f64> = (0..1000u32).map(|i| i.saturating_sub(400) as f64).collect();
-        let judgement = judge(&series, 2.0, None);
+        let judgement = judge(&series, &COUNT, None);
         assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
         assert!((judgement.rate - 1.0).abs() < 0.05);
     }
 
     #[test]
     fn too_few_iterations_or_lost_events_are_inconclusive() {
-        let judgement = judge(&linear(5, 1.0), 2.0, None);
+        let judgement = judge(&linear(5, 1.0), &COUNT, None);
         assert_eq!(judgement.verdict, Verdict::Inconclusive);
         assert!((judgement.rate - 1.0).abs() < 1e-9);
         assert_eq!(
-            judge(&linear(1000, 1.0), 2.0, Some("3 events were lost")).verdict,
+            judge(&linear(1000, 1.0), &COUNT, Some("3 events were lost")).verdict,
             Verdict::Inconclusive
         );
-        assert_eq!(judge(&[], 2.0, None).verdict, Verdict::Inconclusive);
-        assert_eq!(judge(&linear(10, 1.0), 2.0, None).verdict, Verdict::Leak);
+        assert_eq!(judge(&[], &COUNT, None).verdict, Verdict::Inconclusive);
+        assert_eq!(judge(&linear(10, 1.0), &COUNT, None).verdict, Verdict::Leak);
     }
 
     #[test]

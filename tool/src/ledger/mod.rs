@@ -19,7 +19,7 @@ pub mod paths;
 pub mod records;
 pub mod sites;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::event::{Event, Syscall, What};
@@ -110,6 +110,8 @@ pub struct Ledger {
     opens: Vec<OpenedPath>,
     counts: BTreeMap<&'static str, u64>,
     failures: Vec<FailedAcquisition>,
+    /// Mapping records an mremap resized in place (their site names the first size).
+    resized: HashSet<RecordId>,
     unknown_releases: u64,
     unknown_fd_pairs: u64,
     exits: HashMap<u32, u64>,
@@ -403,6 +405,9 @@ impl Ledger {
                     // An in-place resize or a move: the same resource, still live, so its
                     // acquisition time (and lifetime) carries over.
                     Some(record) if !keep_old && old_len > 0 => {
+                        if new_len != old_len {
+                            self.resized.insert(record);
+                        }
                         let mut cuts = process.maps.remove(old, old_len);
                         cuts.extend(process.maps.remove(new, new_len));
                         log_cuts(&mut self.map_bytes, &cuts, t);
@@ -603,6 +608,10 @@ impl Ledger {
     /// Successful calls by syscall name, plus "fork", "exec", "exit".
     pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
         &self.counts
+    }
+    /// Mapping records an mremap resized in place.
+    pub fn resized_mappings(&self) -> &HashSet<RecordId> {
+        &self.resized
     }
     /// Failed acquisitions, in apply order (time order).
     pub fn failed_acquisitions(&self) -> &[FailedAcquisition] {

@@ -1,29 +1,121 @@
 //! The report's first line: the answer to "which resource leaks?", in words, with the
-//! evidence that matters (rate and where), or why nothing does.
+//! evidence that matters (rate and where), or how small a leak the run could have seen.
 
-use super::model::{Report, ResourceReport};
+use super::model::{LimitHitReport, Report, ResourceReport};
 use crate::{analysis::trend::Verdict, iterations::IterationSource, units};
+
+/// One class as the answer speaks of it.
+struct Spoken<'a> {
+    /// "fds", "mappings", ...
+    name: &'static str,
+    /// "fd", "mapping", ... as in "no fd leak".
+    adjective: &'static str,
+    verdict: Verdict,
+    why: &'a str,
+    /// "1 per 18,000 iterations", "7.5 B/iteration".
+    limit: Option<String>,
+}
 
 impl Report {
     /// E.g. "fd leak: 1.00 per iteration, all at /data/x.txt (kept by dup)", or
-    /// "no leak in 200000 iterations: fds, mappings, brk heap and RSS stay flat".
+    /// "no leak in 200000 iterations: fds, mappings, brk heap and RSS stay flat; ...".
     pub fn answer(&self) -> String {
+        let leaks = self.leaks();
+        if !leaks.is_empty() {
+            return leaks.join("; ");
+        }
+        let classes = self.spoken();
+        let flat: Vec<&Spoken> = classes
+            .iter()
+            .filter(|c| c.verdict == Verdict::NoLeak)
+            .collect();
+        let bounded: Vec<&Spoken> = classes
+            .iter()
+            .filter(|c| c.verdict == Verdict::Plateau)
+            .collect();
+        let open: Vec<&Spoken> = classes
+            .iter()
+            .filter(|c| c.verdict == Verdict::Inconclusive)
+            .collect();
+
+        let mut parts = Vec::new();
+        if !bounded.is_empty() {
+            parts.push(format!(
+                "{} grew, then stopped (bounded)",
+                join(&bounded.iter().map(|c| c.name).collect::<Vec<_>>())
+            ));
+        }
+        if !flat.is_empty() {
+            let limits: Vec<String> = flat
+                .iter()
+                .filter_map(|c| c.limit.as_ref().map(|l| format!("{} from {l}", c.name)))
+                .collect();
+            parts.push(format!(
+                "{} stay flat; it would have seen a leak of {}",
+                join(&flat.iter().map(|c| c.name).collect::<Vec<_>>()),
+                join(&limits.iter().map(String::as_str).collect::<Vec<_>>())
+            ));
+        }
+        // Classes inconclusive for the same reason (lost events, usually) are named together.
+        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+        for class in &open {
+            match reasons.iter_mut().find(|(reason, _)| *reason == class.why) {
+                Some((_, names)) => names.push(class.name),
+                None => reasons.push((class.why, vec![class.name])),
+            }
+        }
+        for (why, names) in reasons {
+            parts.push(format!("{} inconclusive ({why})", join(&names)));
+        }
+
+        let judged: Vec<&str> = classes
+            .iter()
+            .filter(|c| c.verdict != Verdict::Inconclusive)
+            .map(|c| c.adjective)
+            .collect();
+        let count = units::grouped(self.iterations.count as u64);
+        let head = if judged.is_empty() {
+            format!("inconclusive in {count} iterations")
+        } else if open.is_empty() {
+            format!("no leak in {count} iterations")
+        } else {
+            format!("no {} leak in {count} iterations", join_or(&judged))
+        };
+        // Time windows are the fallback when no loop was found: say how to mark one.
+        let hint = if judged.is_empty() && self.iterations.source == IterationSource::Time {
+            "; mark the repeated operation with --iteration-symbol or --iteration-path"
+        } else {
+            ""
+        };
+        format!("{head}: {}{hint}", parts.join("; "))
+    }
+
+    fn leaks(&self) -> Vec<String> {
         let classes = &self.classes;
         let mut leaks = Vec::new();
         if classes.fd.verdict == Verdict::Leak {
             leaks.push(format!(
-                "fd leak: {:.2} per iteration{}",
-                classes.fd.leaked_per_iteration,
-                top_site(&classes.fd)
+                "fd leak: {} per iteration{}{}",
+                units::count_rate(classes.fd.leaked_per_iteration),
+                top_site(&classes.fd, false),
+                limit_text(classes.fd.limit_hit.as_ref(), self.target.fd_limit)
             ));
         }
         if classes.mmap.verdict == Verdict::Leak {
             let bytes = classes.mmap.bytes_leaked_per_iteration.unwrap_or(0.0);
+            let mappings = classes.mmap.leaked_per_iteration;
+            // A mapping grown by mremap leaks bytes while the count stays flat: lead with
+            // what actually grows.
+            let count = if classes.mmap.count_verdict == Verdict::Leak {
+                format!("{} mappings and ", units::count_rate(mappings))
+            } else {
+                String::new()
+            };
             leaks.push(format!(
-                "mapping leak: {:.2} per iteration ({}/iteration){}",
-                classes.mmap.leaked_per_iteration,
-                units::bytes(bytes),
-                top_site(&classes.mmap)
+                "mapping leak: {count}{} per iteration{}{}",
+                units::bytes_rate(bytes),
+                top_site(&classes.mmap, classes.mmap.count_verdict != Verdict::Leak),
+                limit_text(classes.mmap.limit_hit.as_ref(), None)
             ));
         }
         if classes.brk.verdict == Verdict::Leak {
@@ -33,83 +125,103 @@ impl Report {
                 .first()
                 .map_or(String::new(), |s| format!(", grown at {}", s.site));
             leaks.push(format!(
-                "brk heap leak: {}/iteration{site}",
-                units::bytes(classes.brk.bytes_per_iteration)
+                "brk heap leak: {} per iteration{site}{}",
+                units::bytes_rate(classes.brk.bytes_per_iteration),
+                limit_text(classes.brk.limit_hit.as_ref(), None)
             ));
         }
         if classes.rss.verdict == Verdict::Leak {
             leaks.push(format!(
-                "resident memory leak: {}/iteration that no fd, mapping or brk change explains \
+                "resident memory leak: {} per iteration that no fd, mapping or brk change explains \
                  (growth inside an allocator's existing memory)",
-                units::bytes(classes.rss.unexplained_bytes_per_iteration)
+                units::bytes_rate(classes.rss.unexplained_bytes_per_iteration)
             ));
         }
-        if !leaks.is_empty() {
-            return leaks.join("; ");
-        }
+        leaks
+    }
 
-        let verdicts = [
-            ("fds", classes.fd.verdict, classes.fd.why.as_str()),
-            ("mappings", classes.mmap.verdict, classes.mmap.why.as_str()),
-            ("brk heap", classes.brk.verdict, classes.brk.why.as_str()),
-            ("RSS", classes.rss.verdict, classes.rss.why.as_str()),
-        ];
-        let named = |wanted: Verdict| -> Vec<&str> {
-            verdicts
-                .iter()
-                .filter(|(_, v, _)| *v == wanted)
-                .map(|(name, _, _)| *name)
-                .collect()
+    fn spoken(&self) -> [Spoken<'_>; 4] {
+        let c = &self.classes;
+        let count_limit =
+            |class: &ResourceReport| class.detection_limit_per_iteration.map(units::count_rate);
+        let bytes_limit =
+            |limit: Option<f64>| limit.map(|l| format!("{}/iteration", units::bytes_rate(l)));
+        let mmap_limit = match (
+            count_limit(&c.mmap),
+            bytes_limit(c.mmap.detection_limit_bytes_per_iteration),
+        ) {
+            (Some(count), Some(bytes)) => Some(format!("{} or {bytes}", per_iteration(&count))),
+            (count, bytes) => count.map(|c| per_iteration(&c)).or(bytes),
         };
-        let mut parts = Vec::new();
-        let bounded = named(Verdict::Plateau);
-        if !bounded.is_empty() {
-            parts.push(format!("{} grew, then stopped (bounded)", join(&bounded)));
-        }
-        let flat = named(Verdict::NoLeak);
-        if !flat.is_empty() {
-            parts.push(format!("{} stay flat", join(&flat)));
-        }
-        // Classes inconclusive for the same reason (lost events, usually) are named together.
-        let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
-        for (name, _, why) in verdicts
-            .iter()
-            .filter(|(_, v, _)| *v == Verdict::Inconclusive)
-        {
-            match reasons.iter_mut().find(|(reason, _)| reason == why) {
-                Some((_, names)) => names.push(name),
-                None => reasons.push((why, vec![name])),
-            }
-        }
-        for (why, names) in reasons {
-            parts.push(format!("{} inconclusive ({why})", join(&names)));
-        }
-        let judged = verdicts.iter().any(|(_, v, _)| *v != Verdict::Inconclusive);
-        let head = if judged { "no leak" } else { "inconclusive" };
-        // Time windows are the fallback when no loop was found: say how to mark one.
-        let hint = if !judged && self.iterations.source == IterationSource::Time {
-            "; mark the repeated operation with --iteration-symbol or --iteration-path"
-        } else {
-            ""
-        };
-        format!(
-            "{head} in {} iterations: {}{hint}",
-            self.iterations.count,
-            parts.join("; ")
-        )
+        [
+            Spoken {
+                name: "fds",
+                adjective: "fd",
+                verdict: c.fd.verdict,
+                why: &c.fd.why,
+                limit: count_limit(&c.fd).map(|l| per_iteration(&l)),
+            },
+            Spoken {
+                name: "mappings",
+                adjective: "mapping",
+                verdict: c.mmap.verdict,
+                why: &c.mmap.why,
+                limit: mmap_limit,
+            },
+            Spoken {
+                name: "brk heap",
+                adjective: "brk heap",
+                verdict: c.brk.verdict,
+                why: &c.brk.why,
+                limit: bytes_limit(c.brk.detection_limit_bytes_per_iteration),
+            },
+            Spoken {
+                name: "RSS",
+                adjective: "RSS",
+                verdict: c.rss.verdict,
+                why: &c.rss.why,
+                limit: bytes_limit(c.rss.detection_limit_bytes_per_iteration),
+            },
+        ]
     }
 }
 
+fn per_iteration(rate: &str) -> String {
+    units::per_iteration(rate.to_string())
+}
+
+/// "; it hit EMFILE at iteration 251 (RLIMIT_NOFILE 256), and 1,749 calls failed after it".
+fn limit_text(hit: Option<&LimitHitReport>, fd_limit: Option<u64>) -> String {
+    let Some(hit) = hit else {
+        return String::new();
+    };
+    let rlimit = match fd_limit {
+        Some(limit) if hit.errno == "EMFILE" => format!(" (RLIMIT_NOFILE {limit})"),
+        _ => String::new(),
+    };
+    format!(
+        "; it hit {} at iteration {}{rlimit}, and {} calls failed after it",
+        hit.errno,
+        units::grouped(hit.iteration as u64),
+        units::grouped(hit.failures)
+    )
+}
+
 /// ", all at SITE" when one site holds (nearly) the whole leak, ", most at SITE" otherwise.
-fn top_site(class: &ResourceReport) -> String {
+/// `by_bytes` compares bytes (a mapping that grows) instead of counts.
+fn top_site(class: &ResourceReport, by_bytes: bool) -> String {
     let Some(site) = class.sites.first() else {
         return String::new();
     };
-    let share = if site.leaked_per_iteration >= class.leaked_per_iteration * 0.95 {
-        "all"
+    let (top, all) = if by_bytes {
+        (
+            site.bytes_leaked_per_iteration.unwrap_or(0.0),
+            class.bytes_leaked_per_iteration.unwrap_or(0.0),
+        )
     } else {
-        "most"
+        (site.leaked_per_iteration, class.leaked_per_iteration)
     };
+    let share = if top >= all * 0.95 { "all" } else { "most" };
     format!(", {share} at {}", site.site)
 }
 
@@ -118,5 +230,13 @@ fn join(names: &[&str]) -> String {
         [] => String::new(),
         [one] => (*one).to_string(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+fn join_or(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }

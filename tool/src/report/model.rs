@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use crate::analysis::failures::{self, Failures};
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
+use crate::analysis::limits::{self, LimitHit};
 use crate::analysis::sites::Site;
 use crate::analysis::trend::{Judgement, Verdict};
-use crate::analysis::{Analysis, HeapClass, ResourceClass, RssClass};
+use crate::analysis::{Analysis, HeapClass, HeapSite, ResourceClass, RssClass};
 use crate::iterations::{IterationSource, Iterations};
 
 pub const SCHEMA: u32 = 1;
@@ -39,7 +40,8 @@ pub struct Target {
     pub exit_code: Option<i32>,
     pub exit_signal: Option<i32>,
     pub still_running: bool,
-    /// The soft RLIMIT_NOFILE the target ran under (`null` when unreadable).
+    /// The target's RLIMIT_NOFILE soft limit, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fd_limit: Option<u64>,
 }
 
@@ -77,11 +79,25 @@ pub struct ResourceReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live_bytes_at_end: Option<u64>,
     pub verdict: Verdict,
+    /// The verdict on the count alone (a mapping grown by mremap leaks bytes, not mappings).
+    #[serde(skip)]
+    pub count_verdict: Verdict,
     pub why: String,
+    /// The smallest leak per iteration this run could have detected (`null`: too short).
+    pub detection_limit_per_iteration: Option<f64>,
+    /// The same for mapped bytes (mappings only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detection_limit_bytes_per_iteration: Option<f64>,
+    /// Iterations that would make an inconclusive flat class conclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations_needed: Option<u64>,
+    /// The class ran into its limit (EMFILE, ENOMEM) during the iterations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_hit: Option<LimitHitReport>,
     pub lifetime_ns: Percentiles,
     pub lifetime_iterations: Percentiles,
     pub sites: Vec<Site>,
-    /// Failed acquisitions by errno name ("EMFILE"); empty when none failed.
+    /// Failed acquisitions by errno name ("EMFILE"), the whole run; empty when none failed.
     pub failures: FailuresReport,
     /// Counts of released lifetimes per decade (see `DECADE_LABELS`), for the text bars.
     #[serde(skip)]
@@ -93,10 +109,17 @@ pub struct BrkReport {
     pub bytes_per_iteration: f64,
     pub verdict: Verdict,
     pub why: String,
+    pub detection_limit_bytes_per_iteration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations_needed: Option<u64>,
+    /// The step the break moves by in this run (glibc's default when it never moved).
+    pub step_bytes: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_hit: Option<LimitHitReport>,
     /// Heap growth at the last iteration boundary.
     pub live_bytes_at_end: i64,
     /// Where the heap grew during the iterations, most bytes first.
-    pub sites: Vec<HeapSiteReport>,
+    pub sites: Vec<HeapSite>,
     /// brk calls that could not grow the heap, as "ENOMEM".
     pub failures: FailuresReport,
 }
@@ -134,14 +157,6 @@ fn failures_report(failures: &Failures) -> FailuresReport {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HeapSiteReport {
-    pub site: String,
-    /// Bytes the break grew by from this site during the iterations.
-    pub bytes: u64,
-    pub bytes_per_iteration: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RssReport {
     /// Growth of the whole resident set per iteration.
     pub bytes_per_iteration: f64,
@@ -159,15 +174,35 @@ pub struct RssReport {
     pub explained_bytes_per_iteration: f64,
     pub samples: usize,
     pub bytes_at_end: Option<u64>,
+    pub detection_limit_bytes_per_iteration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations_needed: Option<u64>,
+    /// Processes whose resident memory was judged: those alive through the iterations.
+    pub processes: usize,
 }
 
-/// Rates are least-squares fits: keep the digits that mean something.
-fn round_count(rate: f64) -> f64 {
-    (rate * 1e4).round() / 1e4
+/// When a class ran into its limit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LimitHitReport {
+    /// "EMFILE", "ENFILE", "ENOMEM".
+    pub errno: String,
+    /// The iteration the first failure fell in.
+    pub iteration: usize,
+    /// Calls that failed with it from then on.
+    pub failures: u64,
+    /// The class's live amount when it hit the limit.
+    pub live: f64,
 }
 
-fn round_bytes(rate: f64) -> f64 {
-    (rate * 10.0).round() / 10.0
+impl LimitHitReport {
+    fn new(hit: &LimitHit) -> Self {
+        LimitHitReport {
+            errno: limits::errno_name(hit.errno),
+            iteration: hit.iteration,
+            failures: hit.failures,
+            live: hit.level,
+        }
+    }
 }
 
 impl IterationsReport {
@@ -199,23 +234,30 @@ impl ResourceReport {
             Some(bytes) if bytes.verdict > class.count.verdict => format!("bytes {}", bytes.why),
             _ => class.count.why.clone(),
         };
-        let mut sites = class.sites.clone();
-        for site in &mut sites {
-            site.leaked_per_iteration = round_count(site.leaked_per_iteration);
-        }
+        // A flat count with inconclusive bytes (or the reverse) is as inconclusive as its
+        // worse half: name the limit that decided it.
+        let deciding = match &class.bytes {
+            Some(bytes) if bytes.verdict > class.count.verdict => bytes,
+            _ => &class.count,
+        };
         ResourceReport {
             acquired: class.acquired,
             released: class.released,
             live_at_end: class.live_at_end,
             live_at_exit: class.live_at_exit,
-            leaked_per_iteration: round_count(class.count.rate),
-            bytes_leaked_per_iteration: class.bytes.as_ref().map(|b| round_bytes(b.rate)),
+            leaked_per_iteration: class.count.rate,
+            bytes_leaked_per_iteration: class.bytes.as_ref().map(|b| b.rate),
             live_bytes_at_end: class.live_bytes_at_end,
             verdict: class.verdict,
+            count_verdict: class.count.verdict,
             why,
+            detection_limit_per_iteration: class.count.limit,
+            detection_limit_bytes_per_iteration: class.bytes.as_ref().and_then(|b| b.limit),
+            iterations_needed: deciding.iterations_needed,
+            limit_hit: class.limit_hit.as_ref().map(LimitHitReport::new),
             lifetime_ns: class.lifetimes.ns(),
             lifetime_iterations: class.lifetimes.iterations(),
-            sites,
+            sites: class.sites.clone(),
             failures: failures_report(&class.failures),
             lifetime_decades: class.lifetimes.decades(),
         }
@@ -225,19 +267,15 @@ impl ResourceReport {
 impl BrkReport {
     fn new(heap: &HeapClass) -> Self {
         BrkReport {
-            bytes_per_iteration: round_bytes(heap.bytes.rate),
+            bytes_per_iteration: heap.bytes.rate,
             verdict: heap.bytes.verdict,
             why: heap.bytes.why.clone(),
+            detection_limit_bytes_per_iteration: heap.bytes.limit,
+            iterations_needed: heap.bytes.iterations_needed,
+            step_bytes: heap.step,
+            limit_hit: heap.limit_hit.as_ref().map(LimitHitReport::new),
             live_bytes_at_end: heap.live_bytes_at_end,
-            sites: heap
-                .sites
-                .iter()
-                .map(|site| HeapSiteReport {
-                    site: site.site.clone(),
-                    bytes: site.bytes,
-                    bytes_per_iteration: round_bytes(site.bytes_per_iteration),
-                })
-                .collect(),
+            sites: heap.sites.clone(),
             failures: failures_report(&heap.failures),
         }
     }
@@ -249,6 +287,8 @@ impl RssReport {
             verdict: total_verdict,
             rate,
             why: total_why,
+            limit,
+            iterations_needed,
         } = &rss.bytes;
         let verdict = rss.unexplained.verdict;
         let why = if verdict == *total_verdict {
@@ -261,15 +301,18 @@ impl RssReport {
             )
         };
         RssReport {
-            bytes_per_iteration: round_bytes(*rate),
+            bytes_per_iteration: *rate,
             verdict,
             total_verdict: *total_verdict,
             why,
-            unexplained_bytes_per_iteration: round_bytes(rss.unexplained.rate),
+            unexplained_bytes_per_iteration: rss.unexplained.rate,
             unexplained_verdict: rss.unexplained.verdict,
-            explained_bytes_per_iteration: round_bytes(rss.explained_rate),
+            explained_bytes_per_iteration: rss.explained_rate,
             samples: rss.samples,
             bytes_at_end: rss.bytes_at_end,
+            detection_limit_bytes_per_iteration: *limit,
+            iterations_needed: *iterations_needed,
+            processes: rss.processes,
         }
     }
 }

@@ -93,56 +93,81 @@ impl Report {
 
     fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
         let c = &self.classes;
-        let row = |out: &mut dyn Write, class: &str, verdict: &str, rate: String, live: String| {
-            writeln!(out, "  {class:<5} {verdict:<13} {rate:<24} {live}")
+        let row = |out: &mut dyn Write, cells: [&str; 5]| {
+            let [class, verdict, rate, live, limit] = cells;
+            writeln!(
+                out,
+                "  {class:<5} {verdict:<13} {rate:<28} {live:<16} {limit}"
+            )
         };
+        let count_limit = |limit: Option<f64>| limit.map_or("-".into(), units::count_rate);
+        let bytes_limit = |limit: Option<f64>| limit.map_or("-".into(), units::bytes_rate);
         row(
             out,
-            "class",
-            "verdict",
-            "per iteration".into(),
-            "live at end".into(),
+            [
+                "class",
+                "verdict",
+                "per iteration",
+                "live at end",
+                "detects leaks from",
+            ],
         )?;
         row(
             out,
-            "fd",
-            verdict_text(c.fd.verdict),
-            format!("{:.2} fds", c.fd.leaked_per_iteration),
-            c.fd.live_at_end.to_string(),
+            [
+                "fd",
+                verdict_text(c.fd.verdict),
+                &format!("{} fds", units::count_rate(c.fd.leaked_per_iteration)),
+                &c.fd.live_at_end.to_string(),
+                &count_limit(c.fd.detection_limit_per_iteration),
+            ],
         )?;
         let map_bytes = c.mmap.bytes_leaked_per_iteration.unwrap_or(0.0);
         let live_bytes = c.mmap.live_bytes_at_end.unwrap_or(0) as f64;
         row(
             out,
-            "mmap",
-            verdict_text(c.mmap.verdict),
-            format!(
-                "{:.2} maps, {}",
-                c.mmap.leaked_per_iteration,
-                units::bytes(map_bytes)
-            ),
-            format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes)),
+            [
+                "mmap",
+                verdict_text(c.mmap.verdict),
+                &format!(
+                    "{} maps, {}",
+                    units::count_rate(c.mmap.leaked_per_iteration),
+                    units::bytes_rate(map_bytes)
+                ),
+                &format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes)),
+                &format!(
+                    "{} maps, {}",
+                    count_limit(c.mmap.detection_limit_per_iteration),
+                    bytes_limit(c.mmap.detection_limit_bytes_per_iteration)
+                ),
+            ],
         )?;
         row(
             out,
-            "brk",
-            verdict_text(c.brk.verdict),
-            units::bytes(c.brk.bytes_per_iteration),
-            units::bytes(c.brk.live_bytes_at_end as f64),
+            [
+                "brk",
+                verdict_text(c.brk.verdict),
+                &units::bytes_rate(c.brk.bytes_per_iteration),
+                &units::bytes(c.brk.live_bytes_at_end as f64),
+                &bytes_limit(c.brk.detection_limit_bytes_per_iteration),
+            ],
         )?;
         row(
             out,
-            "rss",
-            verdict_text(c.rss.verdict),
-            units::bytes(c.rss.bytes_per_iteration),
-            c.rss
-                .bytes_at_end
-                .map_or("not sampled".into(), |b| units::bytes(b as f64)),
+            [
+                "rss",
+                verdict_text(c.rss.verdict),
+                &units::bytes_rate(c.rss.bytes_per_iteration),
+                &c.rss
+                    .bytes_at_end
+                    .map_or("not sampled".into(), |b| units::bytes(b as f64)),
+                &bytes_limit(c.rss.detection_limit_bytes_per_iteration),
+            ],
         )?;
         writeln!(
             out,
             "        rss growth not explained by mmap/brk: {}/iter ({})",
-            units::bytes(c.rss.unexplained_bytes_per_iteration),
+            units::bytes_rate(c.rss.unexplained_bytes_per_iteration),
             c.rss.unexplained_verdict.as_str()
         )?;
         for (name, why) in [
@@ -152,6 +177,20 @@ impl Report {
             ("rss", &c.rss.why),
         ] {
             writeln!(out, "  why {name}: {why}")?;
+        }
+        for (name, needed) in [
+            ("fd", c.fd.iterations_needed),
+            ("mmap", c.mmap.iterations_needed),
+            ("brk", c.brk.iterations_needed),
+            ("rss", c.rss.iterations_needed),
+        ] {
+            if let Some(needed) = needed {
+                writeln!(
+                    out,
+                    "  to settle {name}: run at least {} iterations",
+                    units::grouped(needed)
+                )?;
+            }
         }
         self.write_failures(out)
     }
@@ -199,12 +238,19 @@ impl Report {
                 let bytes = site
                     .bytes_leaked
                     .map_or(String::new(), |b| format!(", {}", units::bytes(b as f64)));
+                let rate = match site.bytes_leaked_per_iteration {
+                    Some(bytes) => format!(
+                        "{}/iter, {}/iter",
+                        units::count_rate(site.leaked_per_iteration),
+                        units::bytes_rate(bytes)
+                    ),
+                    None => format!("{}/iter", units::count_rate(site.leaked_per_iteration)),
+                };
                 writeln!(
                     out,
-                    "  {name:<5} {:>7} × {}  ({:.2}/iter{bytes}, {})",
+                    "  {name:<5} {:>7} × {}  ({rate}{bytes}, {})",
                     site.leaked,
                     site.site,
-                    site.leaked_per_iteration,
                     site.verdict.as_str()
                 )?;
             }
@@ -216,7 +262,7 @@ impl Report {
                     "  brk   {:>9} grown at {}  ({}/iter)",
                     units::bytes(site.bytes as f64),
                     site.site,
-                    units::bytes(site.bytes_per_iteration)
+                    units::bytes_rate(site.bytes_per_iteration)
                 )?;
             }
         }

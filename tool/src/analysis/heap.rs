@@ -1,0 +1,87 @@
+//! The brk heap: bytes the break grew by, judged per iteration, and the call sites that
+//! grew it. brk has no records, so growth is summed by the stack that asked for it.
+
+use std::collections::HashMap;
+
+use super::failures::{self, Failures};
+use super::limits::{self, LimitHit};
+use super::trend::{self, Judgement};
+use super::{scales, series};
+use crate::iterations::Iterations;
+use crate::ledger::sites::SiteId;
+use crate::ledger::{ClassKind, Ledger};
+
+/// Sites whose heap growth is shown; enough to see the one that matters.
+const HEAP_SITES_SHOWN: usize = 5;
+
+#[derive(Debug)]
+pub struct HeapClass {
+    pub bytes: Judgement,
+    pub live_bytes_at_end: i64,
+    /// The step the break moved by (what limits the detection of small leaks).
+    pub step: f64,
+    pub limit_hit: Option<LimitHit>,
+    /// Where the heap grew during the iterations, most bytes first.
+    pub sites: Vec<HeapSite>,
+    /// brk calls that could not grow the heap (ENOMEM).
+    pub failures: Failures,
+}
+
+/// Heap growth attributed to one call site.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct HeapSite {
+    pub site: String,
+    /// Bytes the break grew by from this site during the iterations.
+    pub bytes: u64,
+    pub bytes_per_iteration: f64,
+}
+
+pub fn heap_class(ledger: &Ledger, iterations: &Iterations, doubt: Option<&str>) -> HeapClass {
+    let heap_bytes = series::byte_totals(ledger.heap_byte_changes(), &iterations.boundaries);
+    let scale = scales::heap_bytes(ledger);
+    let plain = trend::judge(&heap_bytes, &scale, doubt);
+    let limit_hit = limits::first_hit(
+        ledger.failed_acquisitions(),
+        ClassKind::Heap,
+        iterations,
+        &heap_bytes,
+    );
+    let bytes = match &limit_hit {
+        Some(hit) => limits::judge_pinned(&heap_bytes, &scale, hit, &plain, doubt),
+        None => plain,
+    };
+    HeapClass {
+        bytes,
+        live_bytes_at_end: heap_bytes.last().copied().unwrap_or(0.0) as i64,
+        step: scale.resolution,
+        limit_hit,
+        sites: heap_sites(ledger, iterations),
+        failures: failures::of_class(ledger, iterations, ClassKind::Heap),
+    }
+}
+
+fn heap_sites(ledger: &Ledger, iterations: &Iterations) -> Vec<HeapSite> {
+    let (Some(first), Some(last)) = (iterations.first(), iterations.last()) else {
+        return Vec::new();
+    };
+    let mut by_site: HashMap<SiteId, u64> = HashMap::new();
+    for growth in ledger
+        .heap_growth()
+        .iter()
+        .filter(|g| g.time_ns >= first && g.time_ns < last)
+    {
+        *by_site.entry(growth.site).or_default() += growth.bytes;
+    }
+    let spanned = iterations.count().saturating_sub(1).max(1) as f64;
+    let mut sites: Vec<HeapSite> = by_site
+        .into_iter()
+        .map(|(site, bytes)| HeapSite {
+            site: ledger.sites().name(site).to_string(),
+            bytes,
+            bytes_per_iteration: bytes as f64 / spanned,
+        })
+        .collect();
+    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.site.cmp(&b.site)));
+    sites.truncate(HEAP_SITES_SHOWN);
+    sites
+}

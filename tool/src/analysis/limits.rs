@@ -1,0 +1,102 @@
+//! A class pinned at a limit. A program that leaks an fd per iteration stops leaking when
+//! it reaches RLIMIT_NOFILE: every later open fails with EMFILE and the live count stays
+//! flat. Judged on the count alone that is "grew, then stopped": a plateau. It is a leak
+//! that ran into a wall, and the failed calls are the evidence.
+
+use super::trend::{self, Judgement, Scale, Verdict};
+use crate::iterations::Iterations;
+use crate::ledger::{ClassKind, FailedAcquisition};
+
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+const ENOMEM: i32 = 12;
+
+/// Whether `errno` means "this class is out of room" rather than a bad argument.
+pub fn is_limit(class: ClassKind, errno: i32) -> bool {
+    match class {
+        ClassKind::Fd => errno == EMFILE || errno == ENFILE,
+        ClassKind::Mapping | ClassKind::Heap => errno == ENOMEM,
+    }
+}
+
+/// When the class first hit its limit during the iterations, and how often it failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitHit {
+    pub errno: i32,
+    /// The iteration the first limit failure fell in.
+    pub iteration: usize,
+    /// Limit failures from then on.
+    pub failures: u64,
+    /// The class's live amount at the boundary before the first failure.
+    pub level: f64,
+}
+
+pub fn first_hit(
+    failures: &[FailedAcquisition],
+    class: ClassKind,
+    iterations: &Iterations,
+    series: &[f64],
+) -> Option<LimitHit> {
+    let first_boundary = iterations.first()?;
+    let mut hits = failures
+        .iter()
+        .filter(|f| f.class == class && is_limit(class, f.errno) && f.time_ns >= first_boundary);
+    let first = hits.next()?;
+    let iteration = usize::try_from(iterations.index_at(first.time_ns)).ok()?;
+    Some(LimitHit {
+        errno: first.errno,
+        iteration,
+        failures: 1 + hits.count() as u64,
+        level: series.get(iteration).copied().unwrap_or(0.0),
+    })
+}
+
+/// Re-judges a class that hit its limit: the growth before the first failure decides. A
+/// sustained rise up to the wall is a leak at the rate it rose; anything else keeps the
+/// plain verdict.
+pub fn judge_pinned(
+    series: &[f64],
+    scale: &Scale,
+    hit: &LimitHit,
+    plain: &Judgement,
+    doubt: Option<&str>,
+) -> Judgement {
+    if plain.verdict == Verdict::Leak || doubt.is_some() {
+        return plain.clone();
+    }
+    let before = &series[..=hit.iteration.min(series.len().saturating_sub(1))];
+    let growth = trend::judge(before, scale, None);
+    let from = trend::warm_up(before.len());
+    let rose = before.last().copied().unwrap_or(0.0) - before.get(from).copied().unwrap_or(0.0);
+    // A short climb (the limit came early) is too few boundaries for the stretch tests;
+    // it still counts when it rose steadily by more than the floor.
+    let steady_climb =
+        before.len() >= 3 && rose >= scale.floor && before.windows(2).all(|w| w[1] >= w[0]);
+    if growth.verdict != Verdict::Leak && !steady_climb {
+        return plain.clone();
+    }
+    let rate = if growth.verdict == Verdict::Leak {
+        growth.rate
+    } else {
+        rose / (before.len() - 1 - from).max(1) as f64
+    };
+    Judgement {
+        verdict: Verdict::Leak,
+        rate,
+        why: format!(
+            "rose {} until it hit the limit at iteration {} ({} live); {} calls failed with {} after it",
+            scale.unit.rate(rate),
+            hit.iteration,
+            scale.unit.amount(hit.level),
+            crate::units::grouped(hit.failures),
+            errno_name(hit.errno)
+        ),
+        limit: plain.limit,
+        iterations_needed: None,
+    }
+}
+
+/// "EMFILE", "ENOMEM", ...
+pub fn errno_name(errno: i32) -> String {
+    super::failures::errno_name(errno)
+}

@@ -1,0 +1,138 @@
+//! Resident memory: the whole resident set's trend, and the part of its growth that no
+//! fd, mapping or brk change explains (e.g. a leak inside an allocator's existing arenas).
+//!
+//! Two rules keep this class honest:
+//! - Only processes that live through the judged window count. Memory a short-lived child
+//!   held is returned when it exits, so it cannot accumulate across iterations; summing
+//!   children that come and go only adds sampling noise (and, once in a while, a false leak).
+//! - Resident growth is explained only by *growth* of its possible causes. Mapped and heap
+//!   bytes are virtual sizes: a mapping that was never touched is not resident, so freeing
+//!   it must not read as resident growth, and a virtual leak can explain at most its own rate.
+
+use super::scales;
+use super::series;
+use super::trend::{self, Judgement, Verdict};
+use crate::iterations::Iterations;
+use crate::ledger::Ledger;
+
+#[derive(Debug)]
+pub struct RssClass {
+    pub bytes: Judgement,
+    pub unexplained: Judgement,
+    /// The mmap and brk classes' growth per iteration (positive rates only), summed.
+    pub explained_rate: f64,
+    pub samples: usize,
+    pub bytes_at_end: Option<u64>,
+    /// Processes whose resident memory was judged (those alive through the window).
+    pub processes: usize,
+}
+
+pub fn rss_class(
+    ledger: &Ledger,
+    iterations: &Iterations,
+    mapped_rate: f64,
+    heap_rate: f64,
+    doubt: Option<&str>,
+) -> RssClass {
+    let boundaries = &iterations.boundaries;
+    let lasting = lasting_processes(ledger, boundaries);
+    let samples: Vec<_> = ledger
+        .rss_samples()
+        .iter()
+        .filter(|s| lasting.contains(&s.tgid))
+        .copied()
+        .collect();
+    let exits: Vec<(u32, u64)> = ledger.exits().collect();
+    let totals = series::rss_totals(&samples, &exits, boundaries);
+    // Judge from the first boundary with a sample on; rss is sampled, not replayed.
+    let start = totals
+        .iter()
+        .position(Option::is_some)
+        .unwrap_or(totals.len());
+    let rss: Vec<f64> = totals[start..].iter().map(|v| v.unwrap_or(0.0)).collect();
+    let explained_rate = mapped_rate.max(0.0) + heap_rate.max(0.0);
+    let scale = scales::resident_bytes();
+    let bytes = if rss.len() < 2 && boundaries.len() >= 2 {
+        Judgement {
+            verdict: Verdict::Inconclusive,
+            rate: 0.0,
+            why: if ledger.rss_samples().is_empty() {
+                "resident memory was not sampled".into()
+            } else {
+                "no traced process lived through the iterations to sample".into()
+            },
+            limit: None,
+            iterations_needed: None,
+        }
+    } else {
+        trend::judge(&rss, &scale, doubt)
+    };
+    let unexplained = unexplained(&bytes, explained_rate);
+    RssClass {
+        bytes,
+        unexplained,
+        explained_rate,
+        samples: ledger.rss_samples().len(),
+        bytes_at_end: rss.last().map(|&v| v as u64),
+        processes: lasting.len(),
+    }
+}
+
+/// The processes alive from the end of warm-up to the last boundary.
+fn lasting_processes(ledger: &Ledger, boundaries: &[u64]) -> std::collections::HashSet<u32> {
+    let (Some(&last), Some(&from)) = (
+        boundaries.last(),
+        boundaries.get(trend::warm_up(boundaries.len())),
+    ) else {
+        return Default::default();
+    };
+    ledger
+        .rss_samples()
+        .iter()
+        .map(|s| s.tgid)
+        .filter(|&tgid| {
+            ledger
+                .process_span(tgid)
+                .is_some_and(|(first, _)| first <= from)
+                && ledger.exit_time(tgid).is_none_or(|exit| exit >= last)
+        })
+        .collect()
+}
+
+/// Resident growth beyond what mapped and heap growth can explain. Only a resident leak can
+/// have an unexplained leak; anything else keeps the whole set's verdict.
+fn unexplained(total: &Judgement, explained_rate: f64) -> Judgement {
+    if total.verdict != Verdict::Leak {
+        return Judgement {
+            rate: (total.rate - explained_rate).max(0.0),
+            ..total.clone()
+        };
+    }
+    let rate = total.rate - explained_rate;
+    let limit = total.limit.unwrap_or(0.0);
+    if rate > limit {
+        Judgement {
+            verdict: Verdict::Leak,
+            rate,
+            why: format!(
+                "resident memory rose {}/iteration, of which mapping and heap growth explain at most {}",
+                crate::units::bytes_rate(total.rate),
+                crate::units::bytes_rate(explained_rate)
+            ),
+            limit: total.limit,
+            iterations_needed: None,
+        }
+    } else {
+        Judgement {
+            verdict: Verdict::NoLeak,
+            rate: rate.max(0.0),
+            why: format!(
+                "resident growth of {}/iteration is explained by mapping and heap growth of {}/iteration",
+                crate::units::bytes_rate(total.rate),
+                crate::units::bytes_rate(explained_rate)
+            ),
+            limit: total.limit,
+            iterations_needed: None,
+        }
+    }
+}
