@@ -59,6 +59,15 @@ fn emfile_failures_are_counted_exactly_with_the_fd_limit() {
         "first EMFILE at iteration {first_seen}, the fixture says {first}"
     );
     assert_eq!(emfile["first_syscall"], "openat");
+    // Pinned at its limit after a steady climb: a leak, not a plateau.
+    let fd = class(&traced, "fd");
+    assert_eq!(fd["verdict"], "leak", "{}", fd["why"]);
+    assert_eq!(fd["limit_hit"]["errno"], "EMFILE");
+    let hit = fd["limit_hit"]["iteration"].as_i64().unwrap();
+    assert!(
+        (hit - first).abs() <= 1,
+        "limit hit at {hit}, first failure at {first}"
+    );
     // The ledger knew every fd the process held, stdio included: the table was full.
     assert_eq!(emfile["live_at_first"], 256);
     assert_eq!(class(&traced, "mmap")["failures"], serde_json::json!({}));
@@ -71,8 +80,15 @@ fn emfile_failures_are_counted_exactly_with_the_fd_limit() {
     );
 }
 
+/// Failures without growth are no leak: five runs, so a flipping verdict is caught.
 #[test]
 fn mmap_and_brk_refused_by_rlimit_as_are_enomem_counted_exactly() {
+    for _ in 0..5 {
+        enomem_run();
+    }
+}
+
+fn enomem_run() {
     let traced = run_with_marker("enomem");
     let [mmap_failed, brk_failed] = fixture_numbers(&traced, &["mmap_failed", "brk_failed"])[..]
     else {
@@ -88,6 +104,14 @@ fn mmap_and_brk_refused_by_rlimit_as_are_enomem_counted_exactly() {
         (&brk["first_iteration"], &brk["first_syscall"]),
         (&0.into(), &"brk".into())
     );
+    for name in ["mmap", "brk"] {
+        assert_ne!(
+            class(&traced, name)["verdict"],
+            "leak",
+            "{name}: {}",
+            class(&traced, name)["why"]
+        );
+    }
     assert!(
         class(&traced, "fd")["failures"].get("EMFILE").is_none(),
         "{}",
