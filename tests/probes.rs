@@ -78,9 +78,9 @@ fn pipe2_and_socket() {
     );
 }
 
-/// A ring too small for a fast loop drops records. Every one of them is counted (delivered
-/// + lost = what a lossless run delivers), the report says so, and the verdicts are
-/// inconclusive rather than wrong.
+/// A ring too small for a fast loop drops records. Every one of them is counted, with its
+/// reason (delivered plus lost is what a lossless run delivers), the report says so, and
+/// the verdicts are inconclusive rather than wrong.
 #[test]
 fn lost_events_are_counted_exactly_and_reported() {
     let target = tempfile::NamedTempFile::new().unwrap();
