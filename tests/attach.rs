@@ -29,6 +29,16 @@ fn attach_sees_the_leak_of_a_running_process_and_knows_what_it_held_before() {
     );
     assert_eq!(traced.report["target"]["still_running"], true);
     assert!(traced.report["target"]["exit_code"].is_null());
+    // The target inherited this test's fd limit; attach reads it from /proc.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    assert_eq!(traced.report["target"]["fd_limit"], limit.rlim_cur);
     let iterations = traced.report["iterations"]["count"].as_u64().unwrap();
     assert!(
         iterations > 300,

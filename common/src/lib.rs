@@ -6,7 +6,10 @@
 //! layout byte for byte.
 #![no_std]
 
+pub mod drops;
 pub mod syscalls;
+
+pub use drops::DropReason;
 
 /// Capacity of the path captured with an open-family event, including the NUL.
 /// Longer paths are cut and flagged (`PATH_TRUNCATED`), never silently.
@@ -36,7 +39,15 @@ pub mod kind {
     pub const EXIT: u32 = 4;
     /// The iteration-marker uprobe fired.
     pub const MARKER: u32 = 5;
+    /// A traced syscall that acquires a resource failed: `syscall_nr` says which, `ret` is
+    /// the negative errno. Only the header is sent (no path, no stack): failures can come
+    /// in floods (EMFILE in a loop), and the errno is what matters.
+    pub const FAILED: u32 = 6;
 }
+
+/// `aux` of a pipe/pipe2/socketpair record whose `int[2]` could not be read: the pair
+/// is unknown. (0 would read as fds 0 and 0; two fds of -1 cannot be a real pair.)
+pub const FD_PAIR_UNKNOWN: u64 = u64::MAX;
 
 /// One record of the ring buffer. Open-family syscalls arrive as a [`PathEvent`] instead,
 /// which starts with this struct, so a reader can always look at the header first.
@@ -56,7 +67,8 @@ pub struct Event {
     /// The six syscall argument registers (rdi, rsi, rdx, r10, r8, r9).
     pub args: [u64; 6],
     /// Extra data read in the kernel: for pipe/pipe2/socketpair the two new fds
-    /// (low 32 bits = first, high = second); for FORK the child's tgid.
+    /// (low 32 bits = first, high = second), or [`FD_PAIR_UNKNOWN`]; for FORK the child's
+    /// tgid.
     pub aux: u64,
     /// Resident set of the process in pages (file + anon + shmem), or [`RSS_NOT_SAMPLED`].
     /// Sampled on markers, opens and process exit, where iteration boundaries can fall.

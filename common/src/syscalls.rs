@@ -187,6 +187,23 @@ pub const fn succeeded(info: &SyscallInfo, ret: i64) -> bool {
     }
 }
 
+/// fcntl commands that create an fd (the others only read or set flags).
+const F_DUPFD: u64 = 0;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// Whether a *failure* of syscall `nr` is a failed acquisition, worth a `kind::FAILED`
+/// record: every traced call that would have created an fd, a mapping or heap, but not the
+/// releases (close, munmap, close_range), nor the fcntl commands that only read or set
+/// flags. `arg1` is the second argument register (fcntl's command).
+#[inline(always)]
+pub const fn failure_is_acquisition(nr: u32, arg1: u64) -> bool {
+    match nr {
+        CLOSE | MUNMAP | CLOSE_RANGE => false,
+        FCNTL => arg1 == F_DUPFD || arg1 == F_DUPFD_CLOEXEC,
+        _ => info(nr).is_some(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +227,17 @@ mod tests {
         let close = info(CLOSE).unwrap();
         assert!(succeeded(&close, 0));
         assert!(!succeeded(&close, -9));
+    }
+
+    #[test]
+    fn releases_and_flag_fcntls_are_not_acquisitions() {
+        assert!(failure_is_acquisition(OPENAT, 0));
+        assert!(failure_is_acquisition(MMAP, 0));
+        assert!(failure_is_acquisition(FCNTL, F_DUPFD_CLOEXEC));
+        assert!(!failure_is_acquisition(FCNTL, 2)); // F_SETFD
+        for release in [CLOSE, MUNMAP, CLOSE_RANGE] {
+            assert!(!failure_is_acquisition(release, 0));
+        }
+        assert!(!failure_is_acquisition(0, 0), "read is not traced");
     }
 }

@@ -1,5 +1,6 @@
 //! leakscope's kernel side: report every successful resource-changing syscall of the traced
-//! processes, plus their forks, execs, exits and iteration markers, through one ring buffer.
+//! processes, their failed acquisitions, their forks, execs and exits, and iteration
+//! markers, through one ring buffer.
 //!
 //! Only raw tracepoints and uprobes are used: they need neither tracefs nor kprobes (this
 //! project's kernels build without CONFIG_KPROBES), just BTF for the struct offsets the
@@ -19,8 +20,8 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext},
 };
 use leakscope_common::{
-    Event, KernelOffsets, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED,
-    STACK_SCAN_WORDS, StackEvent, kind, syscalls,
+    DropReason, Event, FD_PAIR_UNKNOWN, KernelOffsets, NO_STACK, PATH_CAP, PATH_TRUNCATED,
+    PathEvent, RSS_NOT_SAMPLED, STACK_SCAN_WORDS, StackEvent, kind, syscalls,
 };
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
@@ -43,10 +44,11 @@ static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
-/// Records that did not fit in [`EVENTS`], per CPU. Userspace reports the sum, so a lossy
-/// run is always visible.
+/// Records that were dropped or only half-recorded, per CPU, one slot per [`DropReason`].
+/// Userspace reports the sum and the breakdown, so a lossy run is always visible and says
+/// what it lost. Every early return on a traced process's path counts here.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(DropReason::COUNT as u32, 0);
 
 /// User stacks of memory-mapping calls.
 #[map]
@@ -73,8 +75,8 @@ fn is_tracked(tgid: u32) -> bool {
 }
 
 #[inline(always)]
-fn count_lost() {
-    if let Some(counter) = LOST.get_ptr_mut(0) {
+fn count_lost(reason: DropReason) {
+    if let Some(counter) = LOST.get_ptr_mut(reason.slot()) {
         unsafe { *counter += 1 };
     }
 }
@@ -131,7 +133,7 @@ fn emit(event: Event) {
             entry.write(event);
             entry.submit(SUBMIT_FLAGS);
         }
-        None => count_lost(),
+        None => count_lost(DropReason::ring_full(event.kind)),
     }
 }
 
@@ -145,6 +147,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let ret: i64 = ctx.arg(1);
     // raw_tp gives an untyped pointer, so the verifier wants a probe read (toolchain notes).
     let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs_ptr) }) else {
+        count_lost(DropReason::RegsRead);
         return 0;
     };
     let nr = regs.orig_rax as u32;
@@ -152,7 +155,15 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     if !syscalls::succeeded(&info, ret) {
-        return 0; // a failed call changes no resource
+        // A failed call changes no resource, but a failed acquisition is evidence (EMFILE
+        // means the table is full): send the header alone, with the errno in `ret`.
+        if syscalls::failure_is_acquisition(nr, regs.rsi) {
+            let mut event = header(kind::FAILED, tgid, tid);
+            event.syscall_nr = nr;
+            event.ret = ret;
+            emit(event);
+        }
+        return 0;
     }
 
     // The argument registers still hold the caller's values at sys_exit: the syscall
@@ -165,9 +176,13 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 
     if let Some(arg) = info.fd_pair_arg {
         let ptr = arg_at(&event.args, arg) as *const u64;
-        if let Ok(pair) = unsafe { bpf_probe_read_user(ptr) } {
-            event.aux = pair;
-        }
+        event.aux = match unsafe { bpf_probe_read_user(ptr) } {
+            Ok(pair) => pair,
+            Err(_) => {
+                count_lost(DropReason::FdPairRead);
+                FD_PAIR_UNKNOWN
+            }
+        };
     }
     if info.take_stack {
         event.stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
@@ -192,7 +207,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn emit_with_stack_words(event: Event, user_sp: u64) {
     let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
-        count_lost();
+        count_lost(DropReason::RingFullStack);
         return;
     };
     let record = entry.as_mut_ptr();
@@ -225,7 +240,7 @@ fn arg_at(args: &[u64; 6], index: u8) -> u64 {
 #[inline(always)]
 fn emit_with_path(event: Event, user_path: *const u8) {
     let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) else {
-        count_lost();
+        count_lost(DropReason::RingFullPath);
         return;
     };
     let record = entry.as_mut_ptr();
@@ -264,13 +279,14 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let Ok(child_tgid) =
         (unsafe { bpf_probe_read_kernel(child.add(off.task_tgid as usize) as *const u32) })
     else {
+        count_lost(DropReason::ChildTgidRead); // the child will run untraced
         return 0;
     };
     if child_tgid == tgid {
         return 0; // a new thread: it shares the process's resources, nothing to record
     }
     if TRACKED.insert(child_tgid, 0, 0).is_err() {
-        count_lost(); // the filter is full; the child's events would be lost
+        count_lost(DropReason::TrackedFull); // the child's events will be lost
     }
     let mut event = header(kind::FORK, tgid, tid);
     event.aux = child_tgid as u64;

@@ -57,6 +57,7 @@ pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
         },
         iterations: IterationsReport::new(&iterations),
         lost_events: info.lost_events,
+        lost_by_reason: Default::default(),
         counts: ledger
             .counts()
             .iter()

@@ -5,7 +5,8 @@
 //! pure so it can be tested from hand-made records without root.
 
 use leakscope_common::{
-    self as wire, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent, kind, syscalls,
+    self as wire, FD_PAIR_UNKNOWN, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent, kind,
+    syscalls,
 };
 use thiserror::Error;
 
@@ -56,7 +57,8 @@ pub struct Syscall {
     pub name: &'static str,
     pub ret: i64,
     pub args: [u64; 6],
-    /// The two fds that pipe/pipe2/socketpair created.
+    /// The two fds that pipe/pipe2/socketpair created. `None` for those calls means the
+    /// kernel could not read the pair (it counted that as a drop); always `None` for others.
     pub fd_pair: Option<[i32; 2]>,
     /// The path (or memfd name) for open-family calls, as given, not yet resolved.
     pub path: Option<CapturedPath>,
@@ -113,6 +115,7 @@ pub fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
         kind::MARKER => What::Marker {
             arg: header.args[0],
         },
+        kind::FAILED => What::Failed(decode_failed(&header)?),
         other => return Err(DecodeError::UnknownKind(other)),
     };
     Ok(Event {
@@ -147,6 +150,7 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
     };
     let fd_pair = info
         .fd_pair_arg
+        .filter(|_| header.aux != FD_PAIR_UNKNOWN)
         .map(|_| [header.aux as u32 as i32, (header.aux >> 32) as u32 as i32]);
     Ok(Syscall {
         nr: header.syscall_nr,
@@ -158,6 +162,17 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         stack_id: u32::try_from(header.stack_id).ok(),
         stack_words,
         frames: None,
+    })
+}
+
+fn decode_failed(header: &wire::Event) -> Result<FailedCall, DecodeError> {
+    let info =
+        syscalls::info(header.syscall_nr).ok_or(DecodeError::UnknownSyscall(header.syscall_nr))?;
+    Ok(FailedCall {
+        nr: header.syscall_nr,
+        name: info.name,
+        // The kernel returns -errno; keep the errno positive, as errno(3) does.
+        errno: header.ret.unsigned_abs().min(i32::MAX as u64) as i32,
     })
 }
 
@@ -251,6 +266,34 @@ pub(crate) mod tests {
         assert_eq!(
             decode(&bytes_of(&fork), 4096).unwrap().what,
             What::Fork { child: 555 }
+        );
+    }
+
+    #[test]
+    fn unreadable_fd_pair_decodes_as_unknown_not_as_fds_0_and_0() {
+        let mut pipe = wire_event(kind::SYSCALL, syscalls::PIPE2, 0);
+        pipe.aux = FD_PAIR_UNKNOWN;
+        let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(call.fd_pair, None);
+    }
+
+    #[test]
+    fn decodes_failed_acquisition_header_only() {
+        // The kernel sends a bare header: no path even for openat, no stack even for mmap.
+        for (nr, errno, name) in [
+            (syscalls::OPENAT, 24, "openat"),
+            (syscalls::MMAP, 12, "mmap"),
+        ] {
+            let record = wire_event(kind::FAILED, nr, -(errno as i64));
+            let event = decode(&bytes_of(&record), 4096).unwrap();
+            assert_eq!(event.what, What::Failed(FailedCall { nr, name, errno }));
+            assert_eq!((event.tgid, event.time_ns), (100, 42));
+        }
+        assert_eq!(
+            decode(&bytes_of(&wire_event(kind::FAILED, 0, -24)), 4096),
+            Err(DecodeError::UnknownSyscall(0))
         );
     }
 

@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{RawTracePoint, UProbe, uprobe::UProbeScope},
 };
-use leakscope_common::KernelOffsets;
+use leakscope_common::{DropReason, KernelOffsets};
 use thiserror::Error;
 
 use crate::kernel_offsets::{self, OffsetsError};
@@ -175,13 +175,25 @@ impl Probes {
             })
     }
 
-    /// Records the kernel could not deliver (ring buffer full or filter full), summed over
-    /// CPUs. Nonzero means the ledger is incomplete, and the report says so.
+    /// Records the kernel dropped or could only half-record, every reason together,
+    /// summed over CPUs. Nonzero means the ledger is incomplete, and the report says so.
     pub fn lost_events(&self) -> u64 {
-        self.lost
-            .get(&0, 0)
-            .map(|per_cpu| per_cpu.iter().sum())
-            .unwrap_or(0)
+        self.lost_by_reason().iter().map(|(_, n)| n).sum()
+    }
+
+    /// The same, by reason (nonzero reasons only, in slot order).
+    pub fn lost_by_reason(&self) -> Vec<(DropReason, u64)> {
+        DropReason::ALL
+            .iter()
+            .filter_map(|&reason| {
+                let n: u64 = self
+                    .lost
+                    .get(&reason.slot(), 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .unwrap_or(0);
+                (n > 0).then_some((reason, n))
+            })
+            .collect()
     }
 
     /// The user-stack instruction pointers recorded under `stack_id`, innermost first.

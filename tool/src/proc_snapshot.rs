@@ -6,7 +6,7 @@
 
 use std::{fs, path::PathBuf};
 
-use procfs::process::{MMapPath, Process};
+use procfs::process::{LimitValue, MMapPath, Process};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -39,6 +39,21 @@ pub struct Snapshot {
     pub mappings: Vec<MappingSnapshot>,
     pub cwd: Option<PathBuf>,
     pub exe: Option<PathBuf>,
+}
+
+/// The soft RLIMIT_NOFILE of `pid`: where its opens start failing with EMFILE. `None` when
+/// it cannot be read (the process is gone) or is unlimited.
+pub fn fd_limit(pid: u32) -> Option<u64> {
+    match Process::new(pid as i32)
+        .ok()?
+        .limits()
+        .ok()?
+        .max_open_files
+        .soft_limit
+    {
+        LimitValue::Value(limit) => Some(limit),
+        LimitValue::Unlimited => None,
+    }
 }
 
 pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {

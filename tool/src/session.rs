@@ -9,6 +9,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+use leakscope_common::DropReason;
 use thiserror::Error;
 
 use crate::{
@@ -68,6 +69,13 @@ pub struct Outcome {
     pub end: TargetExit,
     /// Records the kernel could not deliver: the ledger misses them.
     pub lost_events: u64,
+    /// The same, by reason (nonzero reasons only); they sum to `lost_events`.
+    pub lost_by_reason: Vec<(DropReason, u64)>,
+    /// Of those, iteration-marker records: the iteration count itself is short by this.
+    pub lost_markers: u64,
+    /// The target's soft RLIMIT_NOFILE: read when tracing ends if the target can still be
+    /// read then (a program may set its own limit), else as it started.
+    pub fd_limit: Option<u64>,
     /// Records that arrived but could not be decoded (a build mismatch; should be 0).
     pub undecodable: u64,
     pub events: u64,
@@ -163,6 +171,7 @@ async fn spawn_and_trace(
     let mut child = gated.release()?;
     // The exec has happened: copy its mappings now, in case it is gone before the first drain.
     drain.namer.remember_after_exec(pid);
+    let start_fd_limit = proc_snapshot::fd_limit(pid);
     let forwarder = match (child.stdout.take(), stdout_lines) {
         (Some(stdout), Some(mut forward)) => Some(std::thread::spawn(move || {
             use std::io::BufRead as _;
@@ -176,11 +185,24 @@ async fn spawn_and_trace(
         _ => None,
     };
 
-    let mut waiter = tokio::task::spawn_blocking(move || child.wait());
+    let mut waiter = tokio::task::spawn_blocking(move || {
+        // Wait without reaping first: until it is reaped, the exited target's
+        // /proc/PID/limits still shows the limit it ran under at its end, which may be one
+        // it set itself (setrlimit) after the start.
+        let exited = nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+        );
+        let end_fd_limit = exited.ok().and_then(|_| proc_snapshot::fd_limit(pid));
+        (child.wait(), end_fd_limit)
+    });
     let mut interrupted = false;
-    let status = loop {
+    let (status, end_fd_limit) = loop {
         tokio::select! {
-            status = &mut waiter => break status.expect("waiting thread panicked").map_err(TraceError::Wait)?,
+            waited = &mut waiter => {
+                let (status, limit) = waited.expect("waiting thread panicked");
+                break (status.map_err(TraceError::Wait)?, limit);
+            }
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 // A terminal's Ctrl-C reaches the target too; a `kill -INT` of leakscope
                 // alone does not, so pass it on. Either way, report what was collected.
@@ -204,7 +226,8 @@ async fn spawn_and_trace(
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    Ok(drain.outcome(probes, pid, command, end, interrupted))
+    let fd_limit = end_fd_limit.or(start_fd_limit);
+    Ok(drain.outcome(probes, pid, command, end, interrupted, fd_limit))
 }
 
 async fn attach_and_trace(
@@ -232,6 +255,7 @@ async fn attach_and_trace(
     sink.seed(pid, &snapshot);
     drain.namer.remember(pid);
     let command = proc_command(pid);
+    let start_fd_limit = proc_snapshot::fd_limit(pid);
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut interrupted = false;
@@ -247,7 +271,12 @@ async fn attach_and_trace(
         }
     };
     drain.drain(probes, sink);
-    Ok(drain.outcome(probes, pid, command, end, interrupted))
+    // Only a process still running is surely the same one: an exited pid may be reused.
+    let end_fd_limit = (end == TargetExit::StillRunning)
+        .then(|| proc_snapshot::fd_limit(pid))
+        .flatten();
+    let fd_limit = end_fd_limit.or(start_fd_limit);
+    Ok(drain.outcome(probes, pid, command, end, interrupted, fd_limit))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -304,12 +333,23 @@ impl Drainer {
         command: Vec<String>,
         end: TargetExit,
         interrupted: bool,
+        fd_limit: Option<u64>,
     ) -> Outcome {
+        let lost_by_reason = probes.lost_by_reason();
+        let lost = |reason| {
+            lost_by_reason
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map_or(0, |(_, n)| *n)
+        };
         Outcome {
             pid,
             command,
             end,
-            lost_events: probes.lost_events(),
+            lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
+            lost_markers: lost(DropReason::RingFullMarker),
+            lost_by_reason,
+            fd_limit,
             undecodable: self.undecodable,
             events: self.events,
             interrupted,

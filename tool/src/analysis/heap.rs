@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::failures::{self, Failures};
 use super::limits::{self, LimitHit};
 use super::trend::{self, Judgement};
 use super::{scales, series};
@@ -22,6 +23,8 @@ pub struct HeapClass {
     pub limit_hit: Option<LimitHit>,
     /// Where the heap grew during the iterations, most bytes first.
     pub sites: Vec<HeapSite>,
+    /// brk calls that could not grow the heap (ENOMEM).
+    pub failures: Failures,
 }
 
 /// Heap growth attributed to one call site.
@@ -53,6 +56,7 @@ pub fn heap_class(ledger: &Ledger, iterations: &Iterations, doubt: Option<&str>)
         step: scale.resolution,
         limit_hit,
         sites: heap_sites(ledger, iterations),
+        failures: failures::of_class(ledger, iterations, ClassKind::Heap),
     }
 }
 

@@ -98,5 +98,5 @@ pub fn judge_pinned(
 
 /// "EMFILE", "ENOMEM", ...
 pub fn errno_name(errno: i32) -> String {
-    format!("{:?}", nix::errno::Errno::from_raw(errno))
+    super::failures::errno_name(errno)
 }

@@ -2,6 +2,7 @@
 //! verdicts with their detection limits, sites, lifetimes). Pure; the report only formats
 //! what this computes.
 
+pub mod failures;
 pub mod heap;
 pub mod lifetimes;
 pub mod limits;
@@ -11,6 +12,7 @@ pub mod series;
 pub mod sites;
 pub mod trend;
 
+use failures::Failures;
 pub use heap::{HeapClass, HeapSite};
 use lifetimes::Lifetimes;
 pub use rss::RssClass;
@@ -50,6 +52,8 @@ pub struct ResourceClass {
     /// Lifetimes of released resources that were not retained across iterations.
     pub lifetimes: Lifetimes,
     pub sites: Vec<Site>,
+    /// Calls that tried to acquire one and failed (EMFILE, ENOMEM, ...), by errno.
+    pub failures: Failures,
 }
 
 #[derive(Debug)]
@@ -177,6 +181,7 @@ fn resource_class(
             site_bytes.as_ref(),
             doubt,
         ),
+        failures: failures::of_class(ledger, iterations, class),
     }
 }
 

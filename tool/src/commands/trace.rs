@@ -78,14 +78,18 @@ pub async fn trace_and_diagnose(
         pid: outcome.pid,
         exit,
         lost_events: outcome.lost_events,
-        lost_markers: 0,
-        fd_limit: None,
+        lost_markers: outcome.lost_markers,
+        fd_limit: outcome.fd_limit,
         iteration_request,
     };
-    Ok(Diagnosed {
-        report: diagnosis::diagnose(ledger, &info),
-        outcome,
-    })
+    let mut report = diagnosis::diagnose(ledger, &info);
+    // How the kernel side lost records is transport detail the diagnosis does not use.
+    report.lost_by_reason = outcome
+        .lost_by_reason
+        .iter()
+        .map(|(reason, n)| (reason.name().to_string(), *n))
+        .collect();
+    Ok(Diagnosed { report, outcome })
 }
 
 /// Where the text report goes: stdout, unless the JSON goes there.

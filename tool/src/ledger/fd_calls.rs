@@ -37,6 +37,9 @@ pub enum FdOp {
         kind: &'static str,
         cloexec: bool,
     },
+    /// pipe/pipe2/socketpair succeeded, but the kernel could not read which two fds it
+    /// made (counted as a drop there). Nothing can be installed: guessing would be wrong.
+    PairUnknown,
     Close {
         fd: i32,
     },
@@ -187,7 +190,10 @@ pub fn decode(call: &Syscall) -> Option<FdOp> {
 }
 
 fn pair(call: &Syscall, kind: &'static str, cloexec: bool) -> Option<FdOp> {
-    call.fd_pair.map(|fds| FdOp::Pair { fds, kind, cloexec })
+    Some(match call.fd_pair {
+        Some(fds) => FdOp::Pair { fds, kind, cloexec },
+        None => FdOp::PairUnknown,
+    })
 }
 
 #[cfg(test)]

@@ -33,8 +33,10 @@ pub enum MapOp {
         new_len: u64,
         keep_old: bool,
     },
-    /// The break is now `new_break`.
+    /// The break is now `new_break`. `requested` is the argument: 0 only asks for the
+    /// break; a break left below a nonzero request means the heap could not grow.
     Brk {
+        requested: u64,
         new_break: u64,
     },
 }
@@ -61,7 +63,10 @@ pub fn decode(call: &Syscall) -> Option<MapOp> {
             new_len: page_round(a[2]),
             keep_old: a[3] & MREMAP_DONTUNMAP != 0,
         }),
-        nr::BRK => Some(MapOp::Brk { new_break: ret }),
+        nr::BRK => Some(MapOp::Brk {
+            requested: a[0],
+            new_break: ret,
+        }),
         _ => None,
     }
 }

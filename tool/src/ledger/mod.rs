@@ -113,6 +113,7 @@ pub struct Ledger {
     /// Mapping records an mremap resized in place (their site names the first size).
     resized: HashSet<RecordId>,
     unknown_releases: u64,
+    unknown_fd_pairs: u64,
     exits: HashMap<u32, u64>,
     span: Option<(u64, u64)>,
     /// When each process was first seen.
@@ -286,6 +287,7 @@ impl Ledger {
                     install(process, &mut self.fds, tgid, fd, site, None, cloexec, t);
                 }
             }
+            FdOp::PairUnknown => self.unknown_fd_pairs += 1,
             FdOp::Close { fd } => match process.fds.remove(fd) {
                 Some(entry) => self.fds.release(entry.record, t, Cause::Explicit),
                 None => self.unknown_releases += 1,
@@ -444,7 +446,21 @@ impl Ledger {
                     }
                 }
             }
-            MapOp::Brk { new_break } => {
+            MapOp::Brk {
+                requested,
+                new_break,
+            } => {
+                // brk never returns an error: when it cannot grow (RLIMIT_DATA, no memory)
+                // it returns the old break. That is the heap's ENOMEM.
+                if requested != 0 && new_break < requested {
+                    self.failures.push(FailedAcquisition {
+                        time_ns: t,
+                        tgid,
+                        class: ClassKind::Heap,
+                        syscall: call.name,
+                        errno: nix::errno::Errno::ENOMEM as i32,
+                    });
+                }
                 let delta = process.heap.update(new_break);
                 if delta != 0 {
                     self.heap_bytes.push(ByteChange {
@@ -604,6 +620,11 @@ impl Ledger {
     /// Closes of unknown fds and unmaps of unmapped ranges: counted, otherwise ignored.
     pub fn unknown_releases(&self) -> u64 {
         self.unknown_releases
+    }
+    /// pipe/pipe2/socketpair calls whose two fds the kernel could not read: their fds are
+    /// missing from the tables (the kernel's drop counter reports them too).
+    pub fn unknown_fd_pairs(&self) -> u64 {
+        self.unknown_fd_pairs
     }
     /// When process `tgid` exited, if it did.
     pub fn exit_time(&self, tgid: u32) -> Option<u64> {
@@ -843,3 +864,6 @@ pub(crate) mod test_support;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod failure_tests;

@@ -26,3 +26,6 @@ impl Report {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod failure_tests;

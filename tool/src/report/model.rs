@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::analysis::failures::{self, Failures};
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::limits::{self, LimitHit};
 use crate::analysis::sites::Site;
@@ -21,6 +22,9 @@ pub struct Report {
     pub target: Target,
     pub iterations: IterationsReport,
     pub lost_events: u64,
+    /// `lost_events` by reason (`ring_full_syscall`, `ring_full_marker`, ...), nonzero
+    /// reasons only; they sum to `lost_events`. Filled from the probes after the diagnosis.
+    pub lost_by_reason: BTreeMap<String, u64>,
     /// Successful calls by syscall name, plus "fork", "exec" and "exit".
     pub counts: BTreeMap<String, u64>,
     pub classes: Classes,
@@ -93,6 +97,8 @@ pub struct ResourceReport {
     pub lifetime_ns: Percentiles,
     pub lifetime_iterations: Percentiles,
     pub sites: Vec<Site>,
+    /// Failed acquisitions by errno name ("EMFILE"), the whole run; empty when none failed.
+    pub failures: FailuresReport,
     /// Counts of released lifetimes per decade (see `DECADE_LABELS`), for the text bars.
     #[serde(skip)]
     pub lifetime_decades: [u64; DECADE_LABELS.len()],
@@ -114,6 +120,40 @@ pub struct BrkReport {
     pub live_bytes_at_end: i64,
     /// Where the heap grew during the iterations, most bytes first.
     pub sites: Vec<HeapSite>,
+    /// brk calls that could not grow the heap, as "ENOMEM".
+    pub failures: FailuresReport,
+}
+
+/// Failed acquisitions of one class, keyed by errno name.
+pub type FailuresReport = BTreeMap<String, FailureReport>;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureReport {
+    pub count: u64,
+    /// The iteration of the first failure; `null` when it came before the first boundary.
+    pub first_iteration: Option<i64>,
+    /// The call that failed first.
+    pub first_syscall: String,
+    /// Resources of the class the failing process held at the first failure (fd and mmap
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_at_first: Option<u64>,
+}
+
+fn failures_report(failures: &Failures) -> FailuresReport {
+    failures
+        .by_errno
+        .iter()
+        .map(|(&errno, f)| {
+            let report = FailureReport {
+                count: f.count,
+                first_iteration: (f.first_iteration >= 0).then_some(f.first_iteration),
+                first_syscall: f.first_syscall.to_string(),
+                live_at_first: f.live_at_first,
+            };
+            (failures::errno_name(errno), report)
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -218,6 +258,7 @@ impl ResourceReport {
             lifetime_ns: class.lifetimes.ns(),
             lifetime_iterations: class.lifetimes.iterations(),
             sites: class.sites.clone(),
+            failures: failures_report(&class.failures),
             lifetime_decades: class.lifetimes.decades(),
         }
     }
@@ -235,6 +276,7 @@ impl BrkReport {
             limit_hit: heap.limit_hit.as_ref().map(LimitHitReport::new),
             live_bytes_at_end: heap.live_bytes_at_end,
             sites: heap.sites.clone(),
+            failures: failures_report(&heap.failures),
         }
     }
 }

@@ -71,6 +71,14 @@ impl Report {
                 "LOST EVENTS: {} (verdicts are inconclusive)",
                 self.lost_events
             )?;
+            if !self.lost_by_reason.is_empty() {
+                let reasons: Vec<String> = self
+                    .lost_by_reason
+                    .iter()
+                    .map(|(reason, n)| format!("{reason} {n}"))
+                    .collect();
+                writeln!(out, "  lost by reason: {}", reasons.join(", "))?;
+            }
         } else {
             writeln!(out, "lost events: 0")?;
         }
@@ -183,6 +191,36 @@ impl Report {
                     units::grouped(needed)
                 )?;
             }
+        }
+        self.write_failures(out)
+    }
+
+    /// One line per class whose acquisitions failed, every errno on it.
+    fn write_failures(&self, out: &mut dyn Write) -> io::Result<()> {
+        let c = &self.classes;
+        for (name, failures) in [
+            ("fd", &c.fd.failures),
+            ("mmap", &c.mmap.failures),
+            ("brk", &c.brk.failures),
+        ] {
+            if failures.is_empty() {
+                continue;
+            }
+            let parts: Vec<String> = failures
+                .iter()
+                .map(|(errno, f)| {
+                    let first = f
+                        .first_iteration
+                        .map_or("before the first iteration".into(), |i| {
+                            format!("first at iteration {i}")
+                        });
+                    let live = f
+                        .live_at_first
+                        .map_or(String::new(), |n| format!(", {n} held then"));
+                    format!("{} calls failed with {errno} ({first}{live})", f.count)
+                })
+                .collect();
+            writeln!(out, "  {name}: {}", parts.join("; "))?;
         }
         Ok(())
     }

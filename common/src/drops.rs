@@ -1,0 +1,113 @@
+//! Why the kernel side dropped (or could only half-record) an event. Each reason has its own
+//! slot in the per-CPU `LOST` array, so a lossy run says what it lost, not only how much:
+//! a lost marker shortens the iteration count, a lost syscall record may hide a release,
+//! a lost failure record only understates the failure counts.
+
+/// One slot of the `LOST` array. The values are the slot indexes: part of the wire format.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// The ring buffer was full for a plain syscall record.
+    RingFullSyscall = 0,
+    /// ... for an open-family record with its path.
+    RingFullPath = 1,
+    /// ... for a memory-mapping record with its stack words.
+    RingFullStack = 2,
+    /// ... for a fork record.
+    RingFullFork = 3,
+    /// ... for an exec record.
+    RingFullExec = 4,
+    /// ... for a process-exit record.
+    RingFullExit = 5,
+    /// ... for an iteration-marker record.
+    RingFullMarker = 6,
+    /// ... for a failed-acquisition record.
+    RingFullFailed = 7,
+    /// The filter map of traced processes was full: a forked child is not traced at all.
+    TrackedFull = 8,
+    /// The syscall's registers could not be read at sys_exit: the call is unknown.
+    RegsRead = 9,
+    /// A fork's child tgid could not be read: the child is not traced.
+    ChildTgidRead = 10,
+    /// The two fds of pipe/pipe2/socketpair could not be read: the record arrives with
+    /// [`crate::FD_PAIR_UNKNOWN`] and the ledger misses two fds.
+    FdPairRead = 11,
+}
+
+impl DropReason {
+    /// Slots in the `LOST` array.
+    pub const COUNT: usize = 12;
+
+    /// Every reason, in slot order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::RingFullSyscall,
+        DropReason::RingFullPath,
+        DropReason::RingFullStack,
+        DropReason::RingFullFork,
+        DropReason::RingFullExec,
+        DropReason::RingFullExit,
+        DropReason::RingFullMarker,
+        DropReason::RingFullFailed,
+        DropReason::TrackedFull,
+        DropReason::RegsRead,
+        DropReason::ChildTgidRead,
+        DropReason::FdPairRead,
+    ];
+
+    /// The slot in the `LOST` array.
+    pub const fn slot(self) -> u32 {
+        self as u32
+    }
+
+    /// The name used in reports (`lost_by_reason` keys).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::RingFullSyscall => "ring_full_syscall",
+            DropReason::RingFullPath => "ring_full_path",
+            DropReason::RingFullStack => "ring_full_stack",
+            DropReason::RingFullFork => "ring_full_fork",
+            DropReason::RingFullExec => "ring_full_exec",
+            DropReason::RingFullExit => "ring_full_exit",
+            DropReason::RingFullMarker => "ring_full_marker",
+            DropReason::RingFullFailed => "ring_full_failed",
+            DropReason::TrackedFull => "tracked_map_full",
+            DropReason::RegsRead => "register_read_failed",
+            DropReason::ChildTgidRead => "child_tgid_read_failed",
+            DropReason::FdPairRead => "fd_pair_read_failed",
+        }
+    }
+
+    /// The reason a full ring gives for a plain header record of `kind` (see [`crate::kind`]).
+    #[inline(always)]
+    pub const fn ring_full(kind: u32) -> DropReason {
+        match kind {
+            crate::kind::FORK => DropReason::RingFullFork,
+            crate::kind::EXEC => DropReason::RingFullExec,
+            crate::kind::EXIT => DropReason::RingFullExit,
+            crate::kind::MARKER => DropReason::RingFullMarker,
+            crate::kind::FAILED => DropReason::RingFullFailed,
+            _ => DropReason::RingFullSyscall,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_dense_and_in_order() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.slot() as usize, i, "{}", reason.name());
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: [&str; DropReason::COUNT] = DropReason::ALL.map(DropReason::name);
+        names.sort_unstable();
+        for pair in names.windows(2) {
+            assert_ne!(pair[0], pair[1]);
+        }
+    }
+}
