@@ -6,6 +6,7 @@
 //! layout byte for byte.
 #![no_std]
 
+pub mod fd_arrival;
 pub mod syscalls;
 
 /// Capacity of the path captured with an open-family event, including the NUL.
@@ -90,6 +91,44 @@ pub struct PathEvent {
     pub path: [u8; PATH_CAP],
 }
 
+/// Bytes of a received message's control data copied with a [`ControlEvent`]: room for one
+/// SCM_RIGHTS message of 60 fds. More is cut and flagged ([`CONTROL_TRUNCATED`]).
+pub const CONTROL_CAP: usize = 256;
+
+/// Messages of one recvmmsg whose control data is copied; fds in later messages are
+/// counted in [`ControlEvent::uncopied_messages`] instead.
+pub const MMSG_COPY_CAP: u32 = 8;
+
+/// [`ControlEvent::flags`]: the control data was longer than [`CONTROL_CAP`] and was cut.
+pub const CONTROL_TRUNCATED: u32 = 1 << 0;
+/// [`ControlEvent::flags`]: the control data could not be read from user memory.
+pub const CONTROL_UNREADABLE: u32 = 1 << 1;
+
+/// `Event::aux` of a call whose fd is written to user memory (clone's pidfd, ...) when
+/// that memory could not be read.
+pub const FD_UNREADABLE: u64 = u64::MAX;
+
+/// Control data a recvmsg/recvmmsg delivered, which may hold fds (SCM_RIGHTS, SCM_PIDFD).
+///
+/// Sent only for messages with control data, one record per message. A record with
+/// `control_len == 0` and `uncopied_messages > 0` only reports messages of a recvmmsg whose
+/// control data was not copied.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ControlEvent {
+    pub event: Event,
+    /// `msg_controllen` as the kernel wrote it back: bytes of control data delivered.
+    pub control_len: u32,
+    /// [`CONTROL_TRUNCATED`], [`CONTROL_UNREADABLE`].
+    pub flags: u32,
+    /// Which message of a recvmmsg this is (0 for recvmsg).
+    pub message_index: u32,
+    /// recvmmsg: messages with control data beyond [`MMSG_COPY_CAP`] (or beyond what could
+    /// be read), whose fds are therefore not in any record.
+    pub uncopied_messages: u32,
+    pub control: [u8; CONTROL_CAP],
+}
+
 /// Byte offsets inside kernel structs, found in the running kernel's BTF by the loader and
 /// handed to the kernel programs as globals, so one object works on every kernel layout.
 #[repr(C)]
@@ -115,6 +154,7 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::PathEvent {}
     unsafe impl aya::Pod for super::StackEvent {}
+    unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
@@ -123,3 +163,4 @@ const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 8 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);

@@ -19,8 +19,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext},
 };
 use leakscope_common::{
-    Event, KernelOffsets, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED,
-    STACK_SCAN_WORDS, StackEvent, kind, syscalls,
+    CONTROL_CAP, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent, Event, FD_UNREADABLE,
+    KernelOffsets, MMSG_COPY_CAP, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED,
+    STACK_SCAN_WORDS, StackEvent, fd_arrival, kind, syscalls, syscalls::Delivery,
 };
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
@@ -162,6 +163,44 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     event.syscall_nr = nr;
     event.ret = ret;
     event.args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+    if !fd_arrival::wanted(nr, &event.args, ret) {
+        return 0; // e.g. a bpf command or a clone that installs no fd
+    }
+    match info.delivery {
+        Delivery::None => {}
+        Delivery::IntAt(arg) => {
+            event.aux = read_user_fd(arg_at(&event.args, arg));
+        }
+        Delivery::Clone3Pidfd => {
+            let clone_args = event.args[0];
+            let flags = unsafe {
+                bpf_probe_read_user((clone_args + fd_arrival::CLONE_ARGS_FLAGS) as *const u64)
+            };
+            match flags {
+                Ok(flags) if flags & fd_arrival::CLONE_PIDFD == 0 => return 0,
+                Ok(_) => {
+                    event.aux = match unsafe {
+                        bpf_probe_read_user(
+                            (clone_args + fd_arrival::CLONE_ARGS_PIDFD) as *const u64,
+                        )
+                    } {
+                        Ok(pidfd_ptr) => read_user_fd(pidfd_ptr),
+                        Err(_) => FD_UNREADABLE,
+                    };
+                }
+                // The flags cannot be read: say so rather than guess "no pidfd".
+                Err(_) => event.aux = FD_UNREADABLE,
+            }
+        }
+        Delivery::ControlMessage => {
+            emit_message_control(event, event.args[1], 0);
+            return 0;
+        }
+        Delivery::ControlMessages => {
+            emit_mmsg_controls(event, event.args[1], ret as u64);
+            return 0;
+        }
+    }
 
     if let Some(arg) = info.fd_pair_arg {
         let ptr = arg_at(&event.args, arg) as *const u64;
@@ -246,6 +285,125 @@ fn emit_with_path(event: Event, user_path: *const u8) {
             flags = PATH_TRUNCATED;
         }
         (*record).path_len = len | flags;
+    }
+    entry.submit(SUBMIT_FLAGS);
+}
+
+/// The `int` fd the kernel wrote at a user pointer, or [`FD_UNREADABLE`].
+#[inline(always)]
+fn read_user_fd(ptr: u64) -> u64 {
+    match unsafe { bpf_probe_read_user(ptr as *const i32) } {
+        Ok(fd) => fd as u32 as u64,
+        Err(_) => FD_UNREADABLE,
+    }
+}
+
+/// `msg_control` and `msg_controllen` of the user `struct msghdr` at `msghdr`.
+#[inline(always)]
+fn read_control_fields(msghdr: u64) -> Option<(u64, u64)> {
+    let control =
+        unsafe { bpf_probe_read_user((msghdr + fd_arrival::MSGHDR_CONTROL) as *const u64) }.ok()?;
+    let len =
+        unsafe { bpf_probe_read_user((msghdr + fd_arrival::MSGHDR_CONTROLLEN) as *const u64) }
+            .ok()?;
+    Some((control, len))
+}
+
+/// Whether `len` bytes of control data at `control` may hold fds (see
+/// [`fd_arrival::control_may_carry_fds`]); unreadable data may.
+#[inline(always)]
+fn control_may_carry_fds(control: u64, len: u64) -> bool {
+    match unsafe { bpf_probe_read_user(control as *const [u32; 4]) } {
+        Ok(h) => {
+            fd_arrival::control_may_carry_fds(len, h[0] as u64 | (h[1] as u64) << 32, h[2], h[3])
+        }
+        Err(_) => true,
+    }
+}
+
+/// recvmsg: one [`ControlEvent`] if the message at `msghdr` delivered control data that
+/// may hold fds; nothing otherwise (most recvmsg calls carry none).
+#[inline(always)]
+fn emit_message_control(event: Event, msghdr: u64, index: u32) {
+    match read_control_fields(msghdr) {
+        Some((_, 0)) => {}
+        Some((control, len)) => {
+            if control_may_carry_fds(control, len) {
+                emit_control(event, control, len, index, 0, 0);
+            }
+        }
+        // The header cannot be read back: fds may have arrived unseen.
+        None => emit_control(event, 0, 0, index, 0, CONTROL_UNREADABLE),
+    }
+}
+
+/// recvmmsg: the first [`MMSG_COPY_CAP`] messages as recvmsg; later ones are only checked
+/// for control data, and those that have some are counted in one extra record, so a
+/// recvmmsg that delivered fds beyond the cap never looks complete.
+#[inline(always)]
+fn emit_mmsg_controls(event: Event, vector: u64, messages: u64) {
+    for i in 0..MMSG_COPY_CAP {
+        if i as u64 >= messages {
+            return;
+        }
+        emit_message_control(event, vector + i as u64 * fd_arrival::MMSGHDR_SIZE, i);
+    }
+    let mut uncopied: u32 = 0;
+    for i in MMSG_COPY_CAP..fd_arrival::MMSG_MAX {
+        if i as u64 >= messages {
+            break;
+        }
+        match read_control_fields(vector + i as u64 * fd_arrival::MMSGHDR_SIZE) {
+            Some((_, 0)) => {}
+            Some((control, len)) => {
+                if control_may_carry_fds(control, len) {
+                    uncopied += 1;
+                }
+            }
+            None => uncopied += 1,
+        }
+    }
+    if uncopied > 0 {
+        emit_control(event, 0, 0, MMSG_COPY_CAP, uncopied, 0);
+    }
+}
+
+/// One [`ControlEvent`]: up to [`CONTROL_CAP`] bytes of the `len` bytes at `control`.
+#[inline(always)]
+fn emit_control(event: Event, control: u64, len: u64, index: u32, uncopied: u32, flags: u32) {
+    let Some(mut entry) = EVENTS.reserve::<ControlEvent>(0) else {
+        count_lost();
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        (*record).control_len = len as u32;
+        (*record).message_index = index;
+        (*record).uncopied_messages = uncopied;
+        let mut flags = flags;
+        if len > CONTROL_CAP as u64 {
+            flags |= CONTROL_TRUNCATED;
+        }
+        // Bounded for the verifier: at most CONTROL_CAP bytes into the record's buffer.
+        let copy = if len >= CONTROL_CAP as u64 {
+            CONTROL_CAP as u32
+        } else {
+            (len as u32) & (CONTROL_CAP as u32 - 1)
+        };
+        // Not zeroed (a 256-byte memset is not worth it): userspace reads only the first
+        // `control_len` bytes, and none of an unreadable record.
+        let buffer = &mut (*record).control;
+        if copy > 0
+            && aya_ebpf::helpers::generated::bpf_probe_read_user(
+                buffer.as_mut_ptr() as *mut core::ffi::c_void,
+                copy,
+                control as *const core::ffi::c_void,
+            ) != 0
+        {
+            flags |= CONTROL_UNREADABLE;
+        }
+        (*record).flags = flags;
     }
     entry.submit(SUBMIT_FLAGS);
 }
