@@ -111,6 +111,7 @@ pub struct Ledger {
     counts: BTreeMap<&'static str, u64>,
     failures: Vec<FailedAcquisition>,
     unknown_releases: u64,
+    unread_deliveries: u64,
     exits: HashMap<u32, u64>,
     span: Option<(u64, u64)>,
     /// When each process was first seen.
@@ -323,6 +324,22 @@ impl Ledger {
             }
             FdOp::SetCloexec { fd, on } => {
                 process.fds.set_cloexec(fd, on);
+            }
+            FdOp::Received { fds, unread } => {
+                self.unread_deliveries += u64::from(unread);
+                for received in fds {
+                    let site = self.sites.intern(received.site);
+                    install(
+                        process,
+                        &mut self.fds,
+                        tgid,
+                        received.fd,
+                        site,
+                        None,
+                        received.cloexec,
+                        t,
+                    );
+                }
             }
         }
     }
@@ -593,6 +610,12 @@ impl Ledger {
         &self.failures
     }
     /// Closes of unknown fds and unmaps of unmapped ranges: counted, otherwise ignored.
+    /// Fd deliveries (received control messages, pidfds written to user memory) whose fds
+    /// could not be read: nonzero means fds may be missing from the ledger.
+    pub fn unread_deliveries(&self) -> u64 {
+        self.unread_deliveries
+    }
+
     pub fn unknown_releases(&self) -> u64 {
         self.unknown_releases
     }
@@ -834,3 +857,9 @@ pub(crate) mod test_support;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fd_coverage;
+
+#[cfg(test)]
+mod received_tests;
