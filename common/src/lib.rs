@@ -104,6 +104,10 @@ pub const CONTROL_TRUNCATED: u32 = 1 << 0;
 /// [`ControlEvent::flags`]: the control data could not be read from user memory.
 pub const CONTROL_UNREADABLE: u32 = 1 << 1;
 
+/// [`ControlEvent::flags`]: a later record of a recvmmsg call whose first record was
+/// already sent, so the call is counted once.
+pub const CONTROL_CONTINUED: u32 = 1 << 2;
+
 /// `Event::aux` of a call whose fd is written to user memory (clone's pidfd, ...) when
 /// that memory could not be read.
 pub const FD_UNREADABLE: u64 = u64::MAX;
@@ -119,12 +123,13 @@ pub struct ControlEvent {
     pub event: Event,
     /// `msg_controllen` as the kernel wrote it back: bytes of control data delivered.
     pub control_len: u32,
-    /// [`CONTROL_TRUNCATED`], [`CONTROL_UNREADABLE`].
+    /// [`CONTROL_TRUNCATED`], [`CONTROL_UNREADABLE`], [`CONTROL_CONTINUED`].
     pub flags: u32,
     /// Which message of a recvmmsg this is (0 for recvmsg).
     pub message_index: u32,
-    /// recvmmsg: messages with control data beyond [`MMSG_COPY_CAP`] (or beyond what could
-    /// be read), whose fds are therefore not in any record.
+    /// recvmmsg: when messages beyond [`MMSG_COPY_CAP`] had control data (or could not be
+    /// read), how many messages there were beyond the cap (an upper bound of those whose
+    /// fds are in no record); 0 when none had any.
     pub uncopied_messages: u32,
     pub control: [u8; CONTROL_CAP],
 }

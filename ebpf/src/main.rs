@@ -19,9 +19,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext},
 };
 use leakscope_common::{
-    CONTROL_CAP, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent, Event, FD_UNREADABLE,
-    KernelOffsets, MMSG_COPY_CAP, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED,
-    STACK_SCAN_WORDS, StackEvent, fd_arrival, kind, syscalls, syscalls::Delivery,
+    CONTROL_CAP, CONTROL_CONTINUED, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent, Event,
+    FD_UNREADABLE, KernelOffsets, MMSG_COPY_CAP, NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent,
+    RSS_NOT_SAMPLED, STACK_SCAN_WORDS, StackEvent, fd_arrival, kind, syscalls, syscalls::Delivery,
 };
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
@@ -193,7 +193,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             }
         }
         Delivery::ControlMessage => {
-            emit_message_control(event, event.args[1], 0);
+            emit_message_control(event, event.args[1], 0, 0);
             return 0;
         }
         Delivery::ControlMessages => {
@@ -322,49 +322,72 @@ fn control_may_carry_fds(control: u64, len: u64) -> bool {
 }
 
 /// recvmsg: one [`ControlEvent`] if the message at `msghdr` delivered control data that
-/// may hold fds; nothing otherwise (most recvmsg calls carry none).
+/// may hold fds; nothing otherwise (most recvmsg calls carry none). Returns whether a
+/// record was sent.
 #[inline(always)]
-fn emit_message_control(event: Event, msghdr: u64, index: u32) {
+fn emit_message_control(event: Event, msghdr: u64, index: u32, flags: u32) -> bool {
     match read_control_fields(msghdr) {
-        Some((_, 0)) => {}
+        Some((_, 0)) => false,
         Some((control, len)) => {
-            if control_may_carry_fds(control, len) {
-                emit_control(event, control, len, index, 0, 0);
+            let send = control_may_carry_fds(control, len);
+            if send {
+                emit_control(event, control, len, index, 0, flags);
             }
+            send
         }
         // The header cannot be read back: fds may have arrived unseen.
-        None => emit_control(event, 0, 0, index, 0, CONTROL_UNREADABLE),
+        None => {
+            emit_control(event, 0, 0, index, 0, flags | CONTROL_UNREADABLE);
+            true
+        }
     }
 }
 
 /// recvmmsg: the first [`MMSG_COPY_CAP`] messages as recvmsg; later ones are only checked
-/// for control data, and those that have some are counted in one extra record, so a
-/// recvmmsg that delivered fds beyond the cap never looks complete.
+/// for control data (of any kind: the cmsg filter would need branches), and those that
+/// have some are counted in one extra record, so a recvmmsg that delivered fds beyond the
+/// cap never looks complete.
 #[inline(always)]
 fn emit_mmsg_controls(event: Event, vector: u64, messages: u64) {
+    // Records after the first say so, so that the call is counted once.
+    let mut continued = 0;
     for i in 0..MMSG_COPY_CAP {
         if i as u64 >= messages {
             return;
         }
-        emit_message_control(event, vector + i as u64 * fd_arrival::MMSGHDR_SIZE, i);
+        let msghdr = vector + i as u64 * fd_arrival::MMSGHDR_SIZE;
+        if emit_message_control(event, msghdr, i, continued) {
+            continued = CONTROL_CONTINUED;
+        }
     }
-    let mut uncopied: u32 = 0;
+    // Branch-free on purpose, and without a count: a loop of up to 1016 messages whose
+    // state differs per path (a counter the verifier must track exactly) is too much for
+    // it (E2BIG). `any` is nonzero when some message had control data, or when a header
+    // could not be read.
+    let mut any: u64 = 0;
     for i in MMSG_COPY_CAP..fd_arrival::MMSG_MAX {
         if i as u64 >= messages {
             break;
         }
-        match read_control_fields(vector + i as u64 * fd_arrival::MMSGHDR_SIZE) {
-            Some((_, 0)) => {}
-            Some((control, len)) => {
-                if control_may_carry_fds(control, len) {
-                    uncopied += 1;
-                }
-            }
-            None => uncopied += 1,
-        }
+        let field = vector + i as u64 * fd_arrival::MMSGHDR_SIZE + fd_arrival::MSGHDR_CONTROLLEN;
+        let mut len: u64 = 0;
+        let status = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user(
+                &mut len as *mut u64 as *mut core::ffi::c_void,
+                8,
+                field as *const core::ffi::c_void,
+            )
+        } as u64;
+        any |= len | status;
     }
+    // Which of them had it is unknown: all messages past the cap are counted, an upper bound.
+    let uncopied = if any != 0 {
+        (messages - MMSG_COPY_CAP as u64) as u32
+    } else {
+        0
+    };
     if uncopied > 0 {
-        emit_control(event, 0, 0, MMSG_COPY_CAP, uncopied, 0);
+        emit_control(event, 0, 0, MMSG_COPY_CAP, uncopied, continued);
     }
 }
 

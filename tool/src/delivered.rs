@@ -16,6 +16,9 @@ pub struct Delivered {
     /// or unreadable, recvmmsg messages beyond the cap, an unreadable pidfd pointer).
     /// Nonzero means the ledger may miss fds: the run's verdicts cannot be trusted.
     pub unread: u32,
+    /// A later record of one recvmmsg call (one record per message with control data):
+    /// the call was already counted.
+    pub continues_call: bool,
 }
 
 impl Delivered {

@@ -6,8 +6,8 @@
 
 use crate::delivered::{self, Delivered};
 use leakscope_common::{
-    self as wire, CONTROL_CAP, CONTROL_UNREADABLE, ControlEvent, FD_UNREADABLE, PATH_TRUNCATED,
-    PathEvent, RSS_NOT_SAMPLED, StackEvent, kind, syscalls, syscalls::Delivery,
+    self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent, FD_UNREADABLE,
+    PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent, kind, syscalls, syscalls::Delivery,
 };
 use thiserror::Error;
 
@@ -168,6 +168,7 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
                 delivered::decode_control(&record.control[..len.min(CONTROL_CAP)], len)
             };
             delivered.unread += record.uncopied_messages;
+            delivered.continues_call = record.flags & CONTROL_CONTINUED != 0;
             Some(delivered)
         }
     };

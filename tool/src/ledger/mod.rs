@@ -193,7 +193,10 @@ impl Ledger {
         }
         match &event.what {
             What::Syscall(call) => {
-                self.count(call.name);
+                // recvmmsg sends a record per message with fds; count the call once.
+                if !call.delivered.as_ref().is_some_and(|d| d.continues_call) {
+                    self.count(call.name);
+                }
                 self.apply_syscall(tgid, t, call);
             }
             What::Fork { child } => {

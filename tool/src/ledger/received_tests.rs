@@ -113,3 +113,20 @@ fn unread_deliveries_make_every_verdict_inconclusive() {
         "{fd:?}"
     );
 }
+
+#[test]
+fn a_recvmmsg_with_several_fd_messages_is_counted_once() {
+    let mut s = Stream::new(PID);
+    for (index, fd) in [5, 6].into_iter().enumerate() {
+        s.sys(
+            call(nr::RECVMMSG, 2, [3, 0x7ff0, 2, 0, 0, 0]).with_delivered(Delivered {
+                rights: vec![fd],
+                continues_call: index > 0,
+                ..Default::default()
+            }),
+        );
+    }
+    let ledger = s.ledger();
+    assert_eq!(ledger.counts().get("recvmmsg"), Some(&1));
+    assert_eq!(live(&ledger).len(), 2);
+}
