@@ -148,3 +148,29 @@ fn each_newer_fd_source_leaks_one_per_iteration() {
         "fds leaked per iteration",
     );
 }
+
+/// More control data than the kernel side copies (64 fds in one message), or more
+/// messages than it copies (9 in one recvmmsg): the ledger misses fds, so every verdict
+/// must be inconclusive with that reason, never a confident answer.
+#[test]
+fn fds_past_the_copy_caps_make_the_run_inconclusive() {
+    for mode in ["wide", "batch"] {
+        let traced = fd_pass(mode);
+        assert_eq!(
+            verdicts(&traced),
+            ["inconclusive"; 4].map(String::from),
+            "{mode}"
+        );
+        let why = class(&traced, "fd")["why"].as_str().unwrap();
+        assert!(why.contains("could not be read in full"), "{mode}: {why}");
+    }
+}
+
+/// Control data without fds (SCM_CREDENTIALS on every message) is dropped in the kernel:
+/// no record, and nothing leaks.
+#[test]
+fn control_data_without_fds_sends_nothing() {
+    let traced = fd_pass("credentials");
+    assert_eq!(traced.counts().get("recvmsg"), None);
+    assert_eq!(verdicts(&traced)[0], "no-leak", "{}", class(&traced, "fd"));
+}
