@@ -78,6 +78,20 @@ pub const fn wanted(syscall: u32, args: &[u64; 6], ret: i64) -> bool {
     }
 }
 
+/// Whether a *failed* call (`ret < 0`) of a traced syscall was an attempt to install an
+/// fd, judged from its registers: for the kernel's failure records, so that a recvmsg
+/// that would block (EAGAIN, constantly on non-blocking sockets) or a failed bpf lookup
+/// is not taken for an fd-limit failure. recvmsg/recvmmsg never fail for want of an fd
+/// (the kernel cuts the control data and sets MSG_CTRUNC instead); clone3's flags are in
+/// user memory.
+#[inline(always)]
+pub const fn failure_was_fd_attempt(syscall: u32, args: &[u64; 6]) -> bool {
+    match syscall {
+        nr::RECVMSG | nr::RECVMMSG | nr::CLONE3 => false,
+        _ => wanted(syscall, args, 1),
+    }
+}
+
 #[inline(always)]
 pub const fn bpf_returns_fd(cmd: u64) -> bool {
     use bpf_cmd::*;
@@ -186,6 +200,26 @@ mod tests {
             "another level"
         );
         assert!(wanted(nr::OPENAT, &[0; 6], 3), "unconditional calls pass");
+    }
+
+    #[test]
+    fn failures_count_only_fd_attempts() {
+        assert!(failure_was_fd_attempt(nr::OPENAT, &[0; 6]));
+        assert!(!failure_was_fd_attempt(nr::RECVMSG, &[3, 0, 0, 0, 0, 0]));
+        assert!(!failure_was_fd_attempt(nr::RECVMMSG, &[3, 0, 8, 0, 0, 0]));
+        assert!(
+            !failure_was_fd_attempt(nr::BPF, &[1, 0, 0, 0, 0, 0]),
+            "a lookup"
+        );
+        assert!(
+            failure_was_fd_attempt(nr::BPF, &[0, 0, 0, 0, 0, 0]),
+            "MAP_CREATE"
+        );
+        assert!(!failure_was_fd_attempt(nr::CLONE, &[17, 0, 0, 0, 0, 0]));
+        assert!(failure_was_fd_attempt(
+            nr::CLONE,
+            &[CLONE_PIDFD | 17, 0, 0, 0, 0, 0]
+        ));
     }
 
     #[test]

@@ -298,13 +298,13 @@ fn read_user_fd(ptr: u64) -> u64 {
     }
 }
 
-/// `msg_control` and `msg_controllen` of the user `struct msghdr` at `msghdr`.
+/// `msg_control` and `msg_controllen` of the user `struct msghdr` at `msghdr`: adjacent
+/// fields, so one read (this runs on every recvmsg of the target).
 #[inline(always)]
 fn read_control_fields(msghdr: u64) -> Option<(u64, u64)> {
-    let control =
-        unsafe { bpf_probe_read_user((msghdr + fd_arrival::MSGHDR_CONTROL) as *const u64) }.ok()?;
-    let len =
-        unsafe { bpf_probe_read_user((msghdr + fd_arrival::MSGHDR_CONTROLLEN) as *const u64) }
+    const _: () = assert!(fd_arrival::MSGHDR_CONTROLLEN == fd_arrival::MSGHDR_CONTROL + 8);
+    let [control, len] =
+        unsafe { bpf_probe_read_user((msghdr + fd_arrival::MSGHDR_CONTROL) as *const [u64; 2]) }
             .ok()?;
     Some((control, len))
 }
