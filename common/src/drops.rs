@@ -32,11 +32,13 @@ pub enum DropReason {
     /// The two fds of pipe/pipe2/socketpair could not be read: the record arrives with
     /// [`crate::FD_PAIR_UNKNOWN`] and the ledger misses two fds.
     FdPairRead = 11,
+    /// The ring buffer was full for a record of received control data (SCM_RIGHTS).
+    RingFullControl = 12,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -52,6 +54,7 @@ impl DropReason {
         DropReason::RegsRead,
         DropReason::ChildTgidRead,
         DropReason::FdPairRead,
+        DropReason::RingFullControl,
     ];
 
     /// The slot in the `LOST` array.
@@ -74,6 +77,7 @@ impl DropReason {
             DropReason::RegsRead => "register_read_failed",
             DropReason::ChildTgidRead => "child_tgid_read_failed",
             DropReason::FdPairRead => "fd_pair_read_failed",
+            DropReason::RingFullControl => "ring_full_control",
         }
     }
 

@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod drops;
+pub mod fd_arrival;
 pub mod syscalls;
 
 pub use drops::DropReason;
@@ -102,6 +103,49 @@ pub struct PathEvent {
     pub path: [u8; PATH_CAP],
 }
 
+/// Bytes of a received message's control data copied with a [`ControlEvent`]: room for one
+/// SCM_RIGHTS message of 60 fds. More is cut and flagged ([`CONTROL_TRUNCATED`]).
+pub const CONTROL_CAP: usize = 256;
+
+/// Messages of one recvmmsg whose control data is copied; fds in later messages are
+/// counted in [`ControlEvent::uncopied_messages`] instead.
+pub const MMSG_COPY_CAP: u32 = 8;
+
+/// [`ControlEvent::flags`]: the control data was longer than [`CONTROL_CAP`] and was cut.
+pub const CONTROL_TRUNCATED: u32 = 1 << 0;
+/// [`ControlEvent::flags`]: the control data could not be read from user memory.
+pub const CONTROL_UNREADABLE: u32 = 1 << 1;
+
+/// [`ControlEvent::flags`]: a later record of a recvmmsg call whose first record was
+/// already sent, so the call is counted once.
+pub const CONTROL_CONTINUED: u32 = 1 << 2;
+
+/// `Event::aux` of a call whose fd is written to user memory (clone's pidfd, ...) when
+/// that memory could not be read.
+pub const FD_UNREADABLE: u64 = u64::MAX;
+
+/// Control data a recvmsg/recvmmsg delivered, which may hold fds (SCM_RIGHTS, SCM_PIDFD).
+///
+/// Sent only for messages with control data, one record per message. A record with
+/// `control_len == 0` and `uncopied_messages > 0` only reports messages of a recvmmsg whose
+/// control data was not copied.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ControlEvent {
+    pub event: Event,
+    /// `msg_controllen` as the kernel wrote it back: bytes of control data delivered.
+    pub control_len: u32,
+    /// [`CONTROL_TRUNCATED`], [`CONTROL_UNREADABLE`], [`CONTROL_CONTINUED`].
+    pub flags: u32,
+    /// Which message of a recvmmsg this is (0 for recvmsg).
+    pub message_index: u32,
+    /// recvmmsg: when messages beyond [`MMSG_COPY_CAP`] had control data (or could not be
+    /// read), how many messages there were beyond the cap (an upper bound of those whose
+    /// fds are in no record); 0 when none had any.
+    pub uncopied_messages: u32,
+    pub control: [u8; CONTROL_CAP],
+}
+
 /// Byte offsets inside kernel structs, found in the running kernel's BTF by the loader and
 /// handed to the kernel programs as globals, so one object works on every kernel layout.
 #[repr(C)]
@@ -127,6 +171,7 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::PathEvent {}
     unsafe impl aya::Pod for super::StackEvent {}
+    unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
 }
 
@@ -135,3 +180,4 @@ const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 8 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);

@@ -16,6 +16,29 @@ pub struct SyscallInfo {
     /// Whether the return value is an address (mmap, mremap, brk), where errors are
     /// `-4095..=-1` and everything else, even "negative" high addresses, is success.
     pub returns_address: bool,
+    /// Fds the call installs somewhere other than its return value, which the kernel side
+    /// must read from user memory at sys_exit (see [`Delivery`]).
+    pub delivery: Delivery,
+}
+
+/// Where a call puts fds that are not its return value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Nowhere: the return value (or `fd_pair_arg`) says everything.
+    None,
+    /// recvmsg: SCM_RIGHTS / SCM_PIDFD control messages in the `struct msghdr` at `args[1]`.
+    /// Sent as a [`crate::ControlEvent`], and only when control data arrived.
+    ControlMessage,
+    /// recvmmsg: the same for each `struct mmsghdr` of the array at `args[1]`; the return
+    /// value is the number of messages.
+    ControlMessages,
+    /// An `int` the kernel wrote to the user pointer in this argument (clone's
+    /// `parent_tid` with CLONE_PIDFD, getsockopt's `optval` with SO_PEERPIDFD); read into
+    /// `aux`, or [`crate::FD_UNREADABLE`].
+    IntAt(u8),
+    /// clone3: the `int` at `clone_args.pidfd` (a u64 pointer at offset 8 of the struct at
+    /// `args[0]`), when `clone_args.flags` (offset 0) has CLONE_PIDFD.
+    Clone3Pidfd,
 }
 
 const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
@@ -26,6 +49,7 @@ const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
         fd_pair_arg: None,
         take_stack: false,
         returns_address: false,
+        delivery: Delivery::None,
     }
 }
 const fn with_path(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
@@ -37,6 +61,12 @@ const fn with_path(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
 const fn with_fd_pair(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
     SyscallInfo {
         fd_pair_arg: Some(arg),
+        ..plain(nr, name)
+    }
+}
+const fn delivering(nr: u32, name: &'static str, delivery: Delivery) -> SyscallInfo {
+    SyscallInfo {
+        delivery,
         ..plain(nr, name)
     }
 }
@@ -59,10 +89,14 @@ pub const DUP: u32 = 32;
 pub const DUP2: u32 = 33;
 pub const SOCKET: u32 = 41;
 pub const ACCEPT: u32 = 43;
+pub const RECVMSG: u32 = 47;
 pub const SOCKETPAIR: u32 = 53;
+pub const GETSOCKOPT: u32 = 55;
+pub const CLONE: u32 = 56;
 pub const FCNTL: u32 = 72;
 pub const CREAT: u32 = 85;
 pub const EPOLL_CREATE: u32 = 213;
+pub const MQ_OPEN: u32 = 240;
 pub const INOTIFY_INIT: u32 = 253;
 pub const OPENAT: u32 = 257;
 pub const SIGNALFD: u32 = 282;
@@ -76,15 +110,26 @@ pub const DUP3: u32 = 292;
 pub const PIPE2: u32 = 293;
 pub const INOTIFY_INIT1: u32 = 294;
 pub const PERF_EVENT_OPEN: u32 = 298;
+pub const RECVMMSG: u32 = 299;
 pub const FANOTIFY_INIT: u32 = 300;
 pub const OPEN_BY_HANDLE_AT: u32 = 304;
+pub const SECCOMP: u32 = 317;
 pub const MEMFD_CREATE: u32 = 319;
+pub const BPF: u32 = 321;
 pub const USERFAULTFD: u32 = 323;
 pub const IO_URING_SETUP: u32 = 425;
+pub const OPEN_TREE: u32 = 428;
+pub const FSOPEN: u32 = 430;
+pub const FSMOUNT: u32 = 432;
+pub const FSPICK: u32 = 433;
 pub const PIDFD_OPEN: u32 = 434;
+pub const CLONE3: u32 = 435;
 pub const CLOSE_RANGE: u32 = 436;
 pub const OPENAT2: u32 = 437;
 pub const PIDFD_GETFD: u32 = 438;
+pub const LANDLOCK_CREATE_RULESET: u32 = 444;
+pub const MEMFD_SECRET: u32 = 447;
+pub const OPEN_TREE_ATTR: u32 = 467;
 
 /// Every traced syscall, in number order.
 pub const ALL: &[SyscallInfo] = &[
@@ -99,10 +144,14 @@ pub const ALL: &[SyscallInfo] = &[
     plain(DUP2, "dup2"),
     plain(SOCKET, "socket"),
     plain(ACCEPT, "accept"),
+    delivering(RECVMSG, "recvmsg", Delivery::ControlMessage),
     with_fd_pair(SOCKETPAIR, "socketpair", 3),
+    delivering(GETSOCKOPT, "getsockopt", Delivery::IntAt(3)),
+    delivering(CLONE, "clone", Delivery::IntAt(2)),
     plain(FCNTL, "fcntl"),
     with_path(CREAT, "creat", 0),
     plain(EPOLL_CREATE, "epoll_create"),
+    with_path(MQ_OPEN, "mq_open", 0),
     plain(INOTIFY_INIT, "inotify_init"),
     with_path(OPENAT, "openat", 1),
     plain(SIGNALFD, "signalfd"),
@@ -116,15 +165,26 @@ pub const ALL: &[SyscallInfo] = &[
     with_fd_pair(PIPE2, "pipe2", 0),
     plain(INOTIFY_INIT1, "inotify_init1"),
     plain(PERF_EVENT_OPEN, "perf_event_open"),
+    delivering(RECVMMSG, "recvmmsg", Delivery::ControlMessages),
     plain(FANOTIFY_INIT, "fanotify_init"),
     plain(OPEN_BY_HANDLE_AT, "open_by_handle_at"),
+    plain(SECCOMP, "seccomp"),
     with_path(MEMFD_CREATE, "memfd_create", 0),
+    plain(BPF, "bpf"),
     plain(USERFAULTFD, "userfaultfd"),
     plain(IO_URING_SETUP, "io_uring_setup"),
+    with_path(OPEN_TREE, "open_tree", 1),
+    with_path(FSOPEN, "fsopen", 0),
+    plain(FSMOUNT, "fsmount"),
+    with_path(FSPICK, "fspick", 1),
     plain(PIDFD_OPEN, "pidfd_open"),
+    delivering(CLONE3, "clone3", Delivery::Clone3Pidfd),
     plain(CLOSE_RANGE, "close_range"),
     with_path(OPENAT2, "openat2", 1),
     plain(PIDFD_GETFD, "pidfd_getfd"),
+    plain(LANDLOCK_CREATE_RULESET, "landlock_create_ruleset"),
+    plain(MEMFD_SECRET, "memfd_secret"),
+    with_path(OPEN_TREE_ATTR, "open_tree_attr", 1),
 ];
 
 /// Looks a syscall up by number. `None` means leakscope does not trace it.
@@ -145,32 +205,47 @@ pub const fn info(nr: u32) -> Option<SyscallInfo> {
         DUP2 => 8,
         SOCKET => 9,
         ACCEPT => 10,
-        SOCKETPAIR => 11,
-        FCNTL => 12,
-        CREAT => 13,
-        EPOLL_CREATE => 14,
-        INOTIFY_INIT => 15,
-        OPENAT => 16,
-        SIGNALFD => 17,
-        TIMERFD_CREATE => 18,
-        EVENTFD => 19,
-        ACCEPT4 => 20,
-        SIGNALFD4 => 21,
-        EVENTFD2 => 22,
-        EPOLL_CREATE1 => 23,
-        DUP3 => 24,
-        PIPE2 => 25,
-        INOTIFY_INIT1 => 26,
-        PERF_EVENT_OPEN => 27,
-        FANOTIFY_INIT => 28,
-        OPEN_BY_HANDLE_AT => 29,
-        MEMFD_CREATE => 30,
-        USERFAULTFD => 31,
-        IO_URING_SETUP => 32,
-        PIDFD_OPEN => 33,
-        CLOSE_RANGE => 34,
-        OPENAT2 => 35,
-        PIDFD_GETFD => 36,
+        RECVMSG => 11,
+        SOCKETPAIR => 12,
+        GETSOCKOPT => 13,
+        CLONE => 14,
+        FCNTL => 15,
+        CREAT => 16,
+        EPOLL_CREATE => 17,
+        MQ_OPEN => 18,
+        INOTIFY_INIT => 19,
+        OPENAT => 20,
+        SIGNALFD => 21,
+        TIMERFD_CREATE => 22,
+        EVENTFD => 23,
+        ACCEPT4 => 24,
+        SIGNALFD4 => 25,
+        EVENTFD2 => 26,
+        EPOLL_CREATE1 => 27,
+        DUP3 => 28,
+        PIPE2 => 29,
+        INOTIFY_INIT1 => 30,
+        PERF_EVENT_OPEN => 31,
+        RECVMMSG => 32,
+        FANOTIFY_INIT => 33,
+        OPEN_BY_HANDLE_AT => 34,
+        SECCOMP => 35,
+        MEMFD_CREATE => 36,
+        BPF => 37,
+        USERFAULTFD => 38,
+        IO_URING_SETUP => 39,
+        OPEN_TREE => 40,
+        FSOPEN => 41,
+        FSMOUNT => 42,
+        FSPICK => 43,
+        PIDFD_OPEN => 44,
+        CLONE3 => 45,
+        CLOSE_RANGE => 46,
+        OPENAT2 => 47,
+        PIDFD_GETFD => 48,
+        LANDLOCK_CREATE_RULESET => 49,
+        MEMFD_SECRET => 50,
+        OPEN_TREE_ATTR => 51,
         _ => return None,
     };
     Some(ALL[i])

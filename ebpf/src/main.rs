@@ -20,8 +20,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RawTracePointContext},
 };
 use leakscope_common::{
-    DropReason, Event, FD_PAIR_UNKNOWN, KernelOffsets, NO_STACK, PATH_CAP, PATH_TRUNCATED,
-    PathEvent, RSS_NOT_SAMPLED, STACK_SCAN_WORDS, StackEvent, kind, syscalls,
+    CONTROL_CAP, CONTROL_CONTINUED, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent,
+    DropReason, Event, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, MMSG_COPY_CAP, NO_STACK,
+    PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, STACK_SCAN_WORDS, StackEvent, fd_arrival,
+    kind, syscalls, syscalls::Delivery,
 };
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
@@ -157,7 +159,12 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     if !syscalls::succeeded(&info, ret) {
         // A failed call changes no resource, but a failed acquisition is evidence (EMFILE
         // means the table is full): send the header alone, with the errno in `ret`.
-        if syscalls::failure_is_acquisition(nr, regs.rsi) {
+        // recvmsg's EAGAIN or a failed bpf lookup is no attempt at an fd: leave them out, or
+        // a non-blocking server would flood the ring with them.
+        let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+        if syscalls::failure_is_acquisition(nr, regs.rsi)
+            && fd_arrival::failure_was_fd_attempt(nr, &args)
+        {
             let mut event = header(kind::FAILED, tgid, tid);
             event.syscall_nr = nr;
             event.ret = ret;
@@ -173,6 +180,44 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     event.syscall_nr = nr;
     event.ret = ret;
     event.args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+    if !fd_arrival::wanted(nr, &event.args, ret) {
+        return 0; // e.g. a bpf command or a clone that installs no fd
+    }
+    match info.delivery {
+        Delivery::None => {}
+        Delivery::IntAt(arg) => {
+            event.aux = read_user_fd(arg_at(&event.args, arg));
+        }
+        Delivery::Clone3Pidfd => {
+            let clone_args = event.args[0];
+            let flags = unsafe {
+                bpf_probe_read_user((clone_args + fd_arrival::CLONE_ARGS_FLAGS) as *const u64)
+            };
+            match flags {
+                Ok(flags) if flags & fd_arrival::CLONE_PIDFD == 0 => return 0,
+                Ok(_) => {
+                    event.aux = match unsafe {
+                        bpf_probe_read_user(
+                            (clone_args + fd_arrival::CLONE_ARGS_PIDFD) as *const u64,
+                        )
+                    } {
+                        Ok(pidfd_ptr) => read_user_fd(pidfd_ptr),
+                        Err(_) => FD_UNREADABLE,
+                    };
+                }
+                // The flags cannot be read: say so rather than guess "no pidfd".
+                Err(_) => event.aux = FD_UNREADABLE,
+            }
+        }
+        Delivery::ControlMessage => {
+            emit_message_control(event, event.args[1], 0, 0);
+            return 0;
+        }
+        Delivery::ControlMessages => {
+            emit_mmsg_controls(event, event.args[1], ret as u64);
+            return 0;
+        }
+    }
 
     if let Some(arg) = info.fd_pair_arg {
         let ptr = arg_at(&event.args, arg) as *const u64;
@@ -261,6 +306,148 @@ fn emit_with_path(event: Event, user_path: *const u8) {
             flags = PATH_TRUNCATED;
         }
         (*record).path_len = len | flags;
+    }
+    entry.submit(SUBMIT_FLAGS);
+}
+
+/// The `int` fd the kernel wrote at a user pointer, or [`FD_UNREADABLE`].
+#[inline(always)]
+fn read_user_fd(ptr: u64) -> u64 {
+    match unsafe { bpf_probe_read_user(ptr as *const i32) } {
+        Ok(fd) => fd as u32 as u64,
+        Err(_) => FD_UNREADABLE,
+    }
+}
+
+/// `msg_control` and `msg_controllen` of the user `struct msghdr` at `msghdr`: adjacent
+/// fields, so one read (this runs on every recvmsg of the target).
+#[inline(always)]
+fn read_control_fields(msghdr: u64) -> Option<(u64, u64)> {
+    const _: () = assert!(fd_arrival::MSGHDR_CONTROLLEN == fd_arrival::MSGHDR_CONTROL + 8);
+    let [control, len] =
+        unsafe { bpf_probe_read_user((msghdr + fd_arrival::MSGHDR_CONTROL) as *const [u64; 2]) }
+            .ok()?;
+    Some((control, len))
+}
+
+/// Whether `len` bytes of control data at `control` may hold fds (see
+/// [`fd_arrival::control_may_carry_fds`]); unreadable data may.
+#[inline(always)]
+fn control_may_carry_fds(control: u64, len: u64) -> bool {
+    match unsafe { bpf_probe_read_user(control as *const [u32; 4]) } {
+        Ok(h) => {
+            fd_arrival::control_may_carry_fds(len, h[0] as u64 | (h[1] as u64) << 32, h[2], h[3])
+        }
+        Err(_) => true,
+    }
+}
+
+/// recvmsg: one [`ControlEvent`] if the message at `msghdr` delivered control data that
+/// may hold fds; nothing otherwise (most recvmsg calls carry none). Returns whether a
+/// record was sent.
+#[inline(always)]
+fn emit_message_control(event: Event, msghdr: u64, index: u32, flags: u32) -> bool {
+    match read_control_fields(msghdr) {
+        Some((_, 0)) => false,
+        Some((control, len)) => {
+            let send = control_may_carry_fds(control, len);
+            if send {
+                emit_control(event, control, len, index, 0, flags);
+            }
+            send
+        }
+        // The header cannot be read back: fds may have arrived unseen.
+        None => {
+            emit_control(event, 0, 0, index, 0, flags | CONTROL_UNREADABLE);
+            true
+        }
+    }
+}
+
+/// recvmmsg: the first [`MMSG_COPY_CAP`] messages as recvmsg; later ones are only checked
+/// for control data (of any kind: the cmsg filter would need branches), and those that
+/// have some are counted in one extra record, so a recvmmsg that delivered fds beyond the
+/// cap never looks complete.
+#[inline(always)]
+fn emit_mmsg_controls(event: Event, vector: u64, messages: u64) {
+    // Records after the first say so, so that the call is counted once.
+    let mut continued = 0;
+    for i in 0..MMSG_COPY_CAP {
+        if i as u64 >= messages {
+            return;
+        }
+        let msghdr = vector + i as u64 * fd_arrival::MMSGHDR_SIZE;
+        if emit_message_control(event, msghdr, i, continued) {
+            continued = CONTROL_CONTINUED;
+        }
+    }
+    // Branch-free on purpose, and without a count: a loop of up to 1016 messages whose
+    // state differs per path (a counter the verifier must track exactly) is too much for
+    // it (E2BIG). `any` is nonzero when some message had control data, or when a header
+    // could not be read.
+    let mut any: u64 = 0;
+    for i in MMSG_COPY_CAP..fd_arrival::MMSG_MAX {
+        if i as u64 >= messages {
+            break;
+        }
+        let field = vector + i as u64 * fd_arrival::MMSGHDR_SIZE + fd_arrival::MSGHDR_CONTROLLEN;
+        let mut len: u64 = 0;
+        let status = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user(
+                &mut len as *mut u64 as *mut core::ffi::c_void,
+                8,
+                field as *const core::ffi::c_void,
+            )
+        } as u64;
+        any |= len | status;
+    }
+    // Which of them had it is unknown: all messages past the cap are counted, an upper bound.
+    let uncopied = if any != 0 {
+        (messages - MMSG_COPY_CAP as u64) as u32
+    } else {
+        0
+    };
+    if uncopied > 0 {
+        emit_control(event, 0, 0, MMSG_COPY_CAP, uncopied, continued);
+    }
+}
+
+/// One [`ControlEvent`]: up to [`CONTROL_CAP`] bytes of the `len` bytes at `control`.
+#[inline(always)]
+fn emit_control(event: Event, control: u64, len: u64, index: u32, uncopied: u32, flags: u32) {
+    let Some(mut entry) = EVENTS.reserve::<ControlEvent>(0) else {
+        count_lost(DropReason::RingFullControl);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        (*record).control_len = len as u32;
+        (*record).message_index = index;
+        (*record).uncopied_messages = uncopied;
+        let mut flags = flags;
+        if len > CONTROL_CAP as u64 {
+            flags |= CONTROL_TRUNCATED;
+        }
+        // Bounded for the verifier: at most CONTROL_CAP bytes into the record's buffer.
+        let copy = if len >= CONTROL_CAP as u64 {
+            CONTROL_CAP as u32
+        } else {
+            (len as u32) & (CONTROL_CAP as u32 - 1)
+        };
+        // Not zeroed (a 256-byte memset is not worth it): userspace reads only the first
+        // `control_len` bytes, and none of an unreadable record.
+        let buffer = &mut (*record).control;
+        if copy > 0
+            && aya_ebpf::helpers::generated::bpf_probe_read_user(
+                buffer.as_mut_ptr() as *mut core::ffi::c_void,
+                copy,
+                control as *const core::ffi::c_void,
+            ) != 0
+        {
+            flags |= CONTROL_UNREADABLE;
+        }
+        (*record).flags = flags;
     }
     entry.submit(SUBMIT_FLAGS);
 }

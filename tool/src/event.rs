@@ -4,9 +4,11 @@
 //! into [`Event`], the type every later stage (ledger, analysis, report) consumes. It is
 //! pure so it can be tested from hand-made records without root.
 
+use crate::delivered::{self, Delivered};
 use leakscope_common::{
-    self as wire, FD_PAIR_UNKNOWN, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent, kind,
-    syscalls,
+    self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent,
+    FD_PAIR_UNKNOWN, FD_UNREADABLE, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent, kind,
+    syscalls, syscalls::Delivery,
 };
 use thiserror::Error;
 
@@ -71,6 +73,9 @@ pub struct Syscall {
     /// by the loader while the process is still alive to be symbolized. Shared, because
     /// many calls come from the same few stacks.
     pub frames: Option<std::sync::Arc<[String]>>,
+    /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
+    /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
+    pub delivered: Option<Delivered>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,6 +153,28 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
     } else {
         Vec::new()
     };
+    let delivered = match info.delivery {
+        Delivery::None => None,
+        Delivery::IntAt(_) | Delivery::Clone3Pidfd => Some(Delivered::pidfd(
+            (header.aux != FD_UNREADABLE).then_some(header.aux as u32 as i32),
+        )),
+        Delivery::ControlMessage | Delivery::ControlMessages => {
+            let record =
+                read_struct::<ControlEvent>(record).ok_or(DecodeError::Short(record.len()))?;
+            let len = record.control_len as usize;
+            let mut delivered = if record.flags & CONTROL_UNREADABLE != 0 {
+                Delivered {
+                    unread: 1,
+                    ..Default::default()
+                }
+            } else {
+                delivered::decode_control(&record.control[..len.min(CONTROL_CAP)], len)
+            };
+            delivered.unread += record.uncopied_messages;
+            delivered.continues_call = record.flags & CONTROL_CONTINUED != 0;
+            Some(delivered)
+        }
+    };
     let fd_pair = info
         .fd_pair_arg
         .filter(|_| header.aux != FD_PAIR_UNKNOWN)
@@ -162,6 +189,7 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         stack_id: u32::try_from(header.stack_id).ok(),
         stack_words,
         frames: None,
+        delivered,
     })
 }
 
@@ -311,6 +339,50 @@ pub(crate) mod tests {
         assert_eq!(call.stack_id, Some(7));
         assert_eq!(call.stack_words[0], 0x5555_0000_1234);
         assert_eq!(call.stack_words.len(), leakscope_common::STACK_SCAN_WORDS);
+    }
+
+    #[test]
+    fn decodes_received_fds_and_pidfds() {
+        let mut record = ControlEvent {
+            event: wire_event(kind::SYSCALL, syscalls::RECVMSG, 1),
+            control_len: 24,
+            flags: 0,
+            message_index: 0,
+            uncopied_messages: 0,
+            control: [0; CONTROL_CAP],
+        };
+        record.control[..8].copy_from_slice(&24u64.to_ne_bytes());
+        record.control[8..12].copy_from_slice(&1i32.to_ne_bytes());
+        record.control[12..16].copy_from_slice(&1u32.to_ne_bytes());
+        record.control[16..20].copy_from_slice(&5i32.to_ne_bytes());
+        record.control[20..24].copy_from_slice(&6i32.to_ne_bytes());
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+            panic!()
+        };
+        let delivered = call.delivered.unwrap();
+        assert_eq!((delivered.rights, delivered.unread), (vec![5, 6], 0));
+
+        // Messages beyond recvmmsg's copy cap, and unreadable control data, are unread.
+        record.event.syscall_nr = syscalls::RECVMMSG;
+        record.uncopied_messages = 3;
+        record.flags = CONTROL_UNREADABLE;
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+            panic!()
+        };
+        let delivered = call.delivered.unwrap();
+        assert_eq!((delivered.rights.len(), delivered.unread), (0, 4));
+
+        let mut clone = wire_event(kind::SYSCALL, syscalls::CLONE, 4321);
+        clone.aux = 9;
+        let What::Syscall(call) = decode(&bytes_of(&clone), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(call.delivered.unwrap().pidfds, vec![9]);
+        clone.aux = FD_UNREADABLE;
+        let What::Syscall(call) = decode(&bytes_of(&clone), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(call.delivered.unwrap().unread, 1);
     }
 
     #[test]

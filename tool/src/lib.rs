@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod commands;
+pub mod delivered;
 pub mod diagnosis;
 pub mod event;
 pub mod exit_code;

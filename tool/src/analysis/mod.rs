@@ -65,7 +65,7 @@ pub struct Analysis {
 }
 
 pub fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts) -> Analysis {
-    let doubt = doubt(iterations, facts.lost_events);
+    let doubt = doubt(iterations, facts.lost_events).or_else(|| unread_deliveries(ledger));
     let doubt = doubt.as_deref();
     let boundaries = &iterations.boundaries;
     let map_bytes = series::byte_totals(ledger.map_byte_changes(), boundaries);
@@ -101,6 +101,15 @@ fn doubt(iterations: &Iterations, lost_events: u64) -> Option<String> {
         ));
     }
     iterations.unconvincing.clone()
+}
+
+/// Received fds the kernel could not copy (control data past its cap, recvmmsg messages
+/// past its cap) are fds the ledger never saw: a leak of them would pass unseen.
+fn unread_deliveries(ledger: &Ledger) -> Option<String> {
+    let unread = ledger.unread_deliveries();
+    (unread > 0).then(|| {
+        format!("{unread} fd deliveries (received control messages or pidfds) could not be read in full; fds may be missing from the ledger")
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! registers. Pure: the ledger applies the resulting [`FdOp`].
 
 use crate::event::Syscall;
+use leakscope_common::fd_arrival::{self, MSG_CMSG_CLOEXEC, bpf_cmd};
 use leakscope_common::syscalls as nr;
 
 pub const O_CLOEXEC: u64 = 0o2000000;
@@ -14,6 +15,12 @@ const FD_CLOEXEC: u64 = 1;
 const MFD_CLOEXEC: u64 = 1;
 const FAN_CLOEXEC: u64 = 1;
 const PERF_FLAG_FD_CLOEXEC: u64 = 8;
+/// FSOPEN_CLOEXEC, FSPICK_CLOEXEC and FSMOUNT_CLOEXEC are all 1 (linux/mount.h);
+/// OPEN_TREE_CLOEXEC is O_CLOEXEC.
+const FS_CLOEXEC: u64 = 1;
+
+/// The site of fds received in SCM_RIGHTS control messages.
+pub const RECEIVED_SITE: &str = "fd received over a socket (SCM_RIGHTS)";
 
 /// The effect of one successful fd syscall.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +67,21 @@ pub enum FdOp {
         fd: i32,
         on: bool,
     },
+    /// Fds installed beyond the return value: received in control messages, or a pidfd
+    /// written to user memory. `unread` deliveries could not be read (see
+    /// [`crate::delivered::Delivered::unread`]).
+    Received {
+        fds: Vec<ReceivedFd>,
+        unread: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedFd {
+    pub fd: i32,
+    /// What it is and how it arrived: the site of its record.
+    pub site: &'static str,
+    pub cloexec: bool,
 }
 
 fn flag(value: u64, bit: u64) -> bool {
@@ -78,6 +100,17 @@ pub fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
         nr::MMAP | nr::MREMAP => Some(ClassKind::Mapping),
         nr::BRK => Some(ClassKind::Heap),
         nr::CLOSE | nr::MUNMAP | nr::CLOSE_RANGE => None,
+        // Whether a failed call of these was after an fd depends on arguments a failure
+        // record does not keep (a bpf lookup, a clone without CLONE_PIDFD, a recvmsg that
+        // would block): counting them would drown the real fd failures.
+        nr::RECVMSG
+        | nr::RECVMMSG
+        | nr::GETSOCKOPT
+        | nr::CLONE
+        | nr::CLONE3
+        | nr::BPF
+        | nr::SECCOMP
+        | nr::LANDLOCK_CREATE_RULESET => None,
         other => nr::info(other).map(|_| ClassKind::Fd),
     }
 }
@@ -185,8 +218,86 @@ pub fn decode(call: &Syscall) -> Option<FdOp> {
         nr::PIDFD_OPEN => new("anon:pidfd", true),
         nr::PIDFD_GETFD => new("fd from another process", true),
         nr::MEMFD_CREATE => new(&format!("memfd:{}", path()), flag(a[1], MFD_CLOEXEC)),
+        _ => decode_newer(call),
+    }
+}
+
+/// The fd sources added with fd-arrival tracking: conditional ones (by argument), calls
+/// that deliver fds beyond their return value, and the mount API.
+fn decode_newer(call: &Syscall) -> Option<FdOp> {
+    let a = &call.args;
+    if !fd_arrival::wanted(call.nr, a, call.ret) {
+        return None;
+    }
+    let ret = call.ret as i32;
+    let path = || call.path.as_ref().map(|p| p.display()).unwrap_or_default();
+    let new = |kind: String, cloexec: bool| {
+        Some(FdOp::New {
+            fd: ret,
+            kind,
+            cloexec,
+        })
+    };
+    match call.nr {
+        // POSIX: message queue descriptors close on exec; Linux installs them O_CLOEXEC.
+        nr::MQ_OPEN => new(format!("mqueue:{}", path()), true),
+        // Every bpf fd is created O_CLOEXEC.
+        nr::BPF => new(bpf_kind(a[0]).to_string(), true),
+        nr::SECCOMP => new("anon:seccomp notify".into(), true),
+        nr::LANDLOCK_CREATE_RULESET => new("anon:landlock-ruleset".into(), true),
+        nr::MEMFD_SECRET => new("anon:secretmem".into(), flag(a[0], O_CLOEXEC)),
+        nr::OPEN_TREE | nr::OPEN_TREE_ATTR => {
+            new(format!("mount tree:{}", path()), flag(a[2], O_CLOEXEC))
+        }
+        nr::FSOPEN => new(format!("fs context:{}", path()), flag(a[1], FS_CLOEXEC)),
+        nr::FSPICK => new(format!("fs context:{}", path()), flag(a[2], FS_CLOEXEC)),
+        nr::FSMOUNT => new("anon:mount".into(), flag(a[1], FS_CLOEXEC)),
+        nr::RECVMSG => received(call, flag(a[2], MSG_CMSG_CLOEXEC)),
+        nr::RECVMMSG => received(call, flag(a[3], MSG_CMSG_CLOEXEC)),
+        nr::CLONE | nr::CLONE3 | nr::GETSOCKOPT => received(call, true),
         _ => None,
     }
+}
+
+fn bpf_kind(cmd: u64) -> &'static str {
+    match cmd {
+        bpf_cmd::MAP_CREATE | bpf_cmd::MAP_GET_FD_BY_ID => "anon:bpf-map",
+        bpf_cmd::PROG_LOAD | bpf_cmd::PROG_GET_FD_BY_ID => "anon:bpf-prog",
+        bpf_cmd::BTF_LOAD | bpf_cmd::BTF_GET_FD_BY_ID => "anon:btf",
+        bpf_cmd::LINK_CREATE | bpf_cmd::LINK_GET_FD_BY_ID | bpf_cmd::RAW_TRACEPOINT_OPEN => {
+            "anon:bpf-link"
+        }
+        bpf_cmd::OBJ_GET => "bpf object (pinned)",
+        bpf_cmd::ENABLE_STATS => "anon:bpf-stats",
+        bpf_cmd::ITER_CREATE => "bpf iterator",
+        bpf_cmd::TOKEN_CREATE => "anon:bpf-token",
+        _ => "bpf fd",
+    }
+}
+
+/// SCM_RIGHTS fds are CLOEXEC when the call asked (`rights_cloexec`); pidfds always are.
+fn received(call: &Syscall, rights_cloexec: bool) -> Option<FdOp> {
+    let delivered = call.delivered.as_ref()?;
+    let pidfd_site = match call.nr {
+        nr::CLONE => "anon:pidfd (clone CLONE_PIDFD)",
+        nr::CLONE3 => "anon:pidfd (clone3 CLONE_PIDFD)",
+        nr::GETSOCKOPT => "anon:pidfd (getsockopt SO_PEERPIDFD)",
+        _ => "anon:pidfd (received over a socket, SCM_PIDFD)",
+    };
+    let rights = delivered.rights.iter().map(|&fd| ReceivedFd {
+        fd,
+        site: RECEIVED_SITE,
+        cloexec: rights_cloexec,
+    });
+    let pidfds = delivered.pidfds.iter().map(|&fd| ReceivedFd {
+        fd,
+        site: pidfd_site,
+        cloexec: true,
+    });
+    Some(FdOp::Received {
+        fds: rights.chain(pidfds).collect(),
+        unread: delivered.unread,
+    })
 }
 
 fn pair(call: &Syscall, kind: &'static str, cloexec: bool) -> Option<FdOp> {

@@ -114,6 +114,7 @@ pub struct Ledger {
     resized: HashSet<RecordId>,
     unknown_releases: u64,
     unknown_fd_pairs: u64,
+    unread_deliveries: u64,
     exits: HashMap<u32, u64>,
     span: Option<(u64, u64)>,
     /// When each process was first seen.
@@ -195,7 +196,10 @@ impl Ledger {
         }
         match &event.what {
             What::Syscall(call) => {
-                self.count(call.name);
+                // recvmmsg sends a record per message with fds; count the call once.
+                if !call.delivered.as_ref().is_some_and(|d| d.continues_call) {
+                    self.count(call.name);
+                }
                 self.apply_syscall(tgid, t, call);
             }
             What::Fork { child } => {
@@ -327,6 +331,22 @@ impl Ledger {
             }
             FdOp::SetCloexec { fd, on } => {
                 process.fds.set_cloexec(fd, on);
+            }
+            FdOp::Received { fds, unread } => {
+                self.unread_deliveries += u64::from(unread);
+                for received in fds {
+                    let site = self.sites.intern(received.site);
+                    install(
+                        process,
+                        &mut self.fds,
+                        tgid,
+                        received.fd,
+                        site,
+                        None,
+                        received.cloexec,
+                        t,
+                    );
+                }
             }
         }
     }
@@ -618,6 +638,12 @@ impl Ledger {
         &self.failures
     }
     /// Closes of unknown fds and unmaps of unmapped ranges: counted, otherwise ignored.
+    /// Fd deliveries (received control messages, pidfds written to user memory) whose fds
+    /// could not be read: nonzero means fds may be missing from the ledger.
+    pub fn unread_deliveries(&self) -> u64 {
+        self.unread_deliveries
+    }
+
     pub fn unknown_releases(&self) -> u64 {
         self.unknown_releases
     }
@@ -867,3 +893,9 @@ mod tests;
 
 #[cfg(test)]
 mod failure_tests;
+
+#[cfg(test)]
+mod fd_coverage;
+
+#[cfg(test)]
+mod received_tests;

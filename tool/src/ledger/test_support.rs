@@ -15,6 +15,7 @@ pub fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
         stack_id: None,
         stack_words: Vec::new(),
         frames: None,
+        delivered: None,
     }
 }
 
@@ -29,6 +30,11 @@ impl Syscall {
 
     pub fn with_pair(mut self, fds: [i32; 2]) -> Self {
         self.fd_pair = Some(fds);
+        self
+    }
+
+    pub fn with_delivered(mut self, delivered: crate::delivered::Delivered) -> Self {
+        self.delivered = Some(delivered);
         self
     }
 
