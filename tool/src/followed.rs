@@ -92,7 +92,7 @@ impl Followed {
 }
 
 fn is_running(tgid: u32) -> bool {
-    use procfs::process::{Process, ProcState};
+    use procfs::process::{ProcState, Process};
     Process::new(tgid as i32)
         .and_then(|process| process.stat())
         .ok()
@@ -102,13 +102,15 @@ fn is_running(tgid: u32) -> bool {
 
 /// `/proc/PID/cmdline` as arguments; `None` when the process is gone.
 pub fn proc_command(pid: u32) -> Option<Vec<String>> {
-    std::fs::read(format!("/proc/{pid}/cmdline")).ok().map(|bytes| {
-        bytes
-            .split(|b| *b == 0)
-            .filter(|part| !part.is_empty())
-            .map(|part| String::from_utf8_lossy(part).into_owned())
-            .collect()
-    })
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|bytes| {
+            bytes
+                .split(|b| *b == 0)
+                .filter(|part| !part.is_empty())
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect()
+        })
 }
 
 #[cfg(test)]
@@ -143,8 +145,17 @@ mod tests {
     fn a_process_gone_without_an_exit_event_can_be_forgotten() {
         let me = std::process::id();
         let mut followed = Followed::new(me, Vec::new());
-        followed.observe(&event(me, What::Fork { child: u32::MAX / 2 }));
-        assert_eq!(followed.not_running(), vec![u32::MAX / 2], "only the one not in /proc");
+        followed.observe(&event(
+            me,
+            What::Fork {
+                child: u32::MAX / 2,
+            },
+        ));
+        assert_eq!(
+            followed.not_running(),
+            vec![u32::MAX / 2],
+            "only the one not in /proc"
+        );
         followed.forget(&followed.not_running());
         assert_eq!(followed.live(), &BTreeSet::from([me]));
     }

@@ -178,9 +178,8 @@ async fn spawn_and_trace(
     drain.followed = Followed::new(pid, command.clone());
     // The ledger starts at the target's exec: of what the gated child holds now (our own
     // fds and mappings, copied by the fork), only the fds the exec keeps are the target's.
-    if let Ok(snapshot) = proc_snapshot::take(pid) {
-        sink.begin(pid, since_ns, &survives_exec(snapshot));
-    }
+    let held = proc_snapshot::take(pid).map_or_else(|_| Snapshot::default(), survives_exec);
+    sink.begin(pid, since_ns, &held);
     let mut child = gated.release()?;
     // The exec has happened: copy its mappings now, in case it is gone before the first drain.
     drain.namer.remember_after_exec(pid);

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::{
     cli::CommonArgs,
-    diagnosis::{self, RunInfo, TargetExit},
+    diagnosis::{self, FollowedProcesses, RunInfo, TargetExit},
     event::Event,
     exit_code,
     iterations::IterationRequest,
@@ -84,7 +84,14 @@ pub async fn trace_and_diagnose(
         iteration_request,
     };
     Ok(Diagnosed {
-        report: diagnosis::diagnose(ledger, &info),
+        report: diagnosis::diagnose_followed(
+            ledger,
+            &info,
+            &FollowedProcesses {
+                commands: outcome.commands.clone(),
+                running_at_end: Some(outcome.running_at_end.clone()),
+            },
+        ),
         outcome,
     })
 }
