@@ -347,3 +347,7 @@ fn more(out: &mut dyn Write, total: usize, what: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "held_tests.rs"]
+mod tests;
