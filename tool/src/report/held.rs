@@ -153,12 +153,14 @@ pub fn one_shot_reason(count: usize, source: IterationSource) -> String {
 
 impl Classes {
     /// A one-shot run has no per-iteration numbers: every rate is 0 (the keys stay, they
-    /// are the contract's) and every verdict inconclusive, with `why`.
+    /// are the contract's), no detection limit per iteration, and every verdict
+    /// inconclusive, with `why`.
     pub fn one_shot(&mut self, why: &str) {
         for class in [&mut self.fd, &mut self.mmap] {
             no_rates(class, why);
         }
         self.brk.bytes_per_iteration = 0.0;
+        self.brk.detection_limit_bytes_per_iteration = None;
         self.brk.verdict = Verdict::Inconclusive;
         self.brk.why = why.to_string();
         for site in &mut self.brk.sites {
@@ -168,6 +170,7 @@ impl Classes {
         rss.bytes_per_iteration = 0.0;
         rss.unexplained_bytes_per_iteration = 0.0;
         rss.explained_bytes_per_iteration = 0.0;
+        rss.detection_limit_bytes_per_iteration = None;
         rss.verdict = Verdict::Inconclusive;
         rss.total_verdict = Verdict::Inconclusive;
         rss.unexplained_verdict = Verdict::Inconclusive;
@@ -180,10 +183,16 @@ fn no_rates(class: &mut ResourceReport, why: &str) {
     if let Some(bytes) = &mut class.bytes_leaked_per_iteration {
         *bytes = 0.0;
     }
+    class.detection_limit_per_iteration = None;
+    class.detection_limit_bytes_per_iteration = None;
     class.verdict = Verdict::Inconclusive;
+    class.count_verdict = Verdict::Inconclusive;
     class.why = why.to_string();
     for site in &mut class.sites {
         site.leaked_per_iteration = 0.0;
+        if let Some(bytes) = &mut site.bytes_leaked_per_iteration {
+            *bytes = 0.0;
+        }
         site.verdict = Verdict::Inconclusive;
     }
 }

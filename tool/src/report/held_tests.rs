@@ -81,6 +81,7 @@ fn a_one_shot_run_lists_what_it_held_at_exit_and_no_rates() {
     for class in ["fd", "mmap"] {
         assert_eq!(json["classes"][class]["leaked_per_iteration"], 0.0);
         assert_eq!(json["classes"][class]["verdict"], "inconclusive");
+        assert!(json["classes"][class]["detection_limit_per_iteration"].is_null());
     }
     assert_eq!(json["classes"]["mmap"]["bytes_leaked_per_iteration"], 0.0);
     assert_eq!(json["classes"]["brk"]["bytes_per_iteration"], 0.0);
