@@ -3,7 +3,7 @@
 //! Tracing lasts while any of them lives, so a daemon that double-forks and lets its first
 //! process exit is still traced. Also keeps each process's command line, for the report.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::event::{Event, What};
 
@@ -11,6 +11,9 @@ use crate::event::{Event, What};
 pub struct Followed {
     target: u32,
     live: BTreeSet<u32>,
+    /// Every process ever followed, so that one whose fork event was lost is still picked
+    /// up by its first event.
+    seen: HashSet<u32>,
     target_exited: bool,
     commands: BTreeMap<u32, Vec<String>>,
 }
@@ -20,6 +23,7 @@ impl Followed {
         Followed {
             target,
             live: BTreeSet::from([target]),
+            seen: HashSet::from([target]),
             target_exited: false,
             commands: BTreeMap::from([(target, command)]),
         }
@@ -28,8 +32,13 @@ impl Followed {
     /// Follows one event of the stream: forks add a process, exits remove one, an exec
     /// changes its command line (read from /proc, while the process is there to read).
     pub fn observe(&mut self, event: &Event) {
+        if self.seen.insert(event.tgid) && event.what != What::Exit {
+            self.live.insert(event.tgid);
+        }
         match event.what {
+            // A fork is a new process even if its pid was used before.
             What::Fork { child } => {
+                self.seen.insert(child);
                 self.live.insert(child);
                 if let Some(command) = self.commands.get(&event.tgid).cloned() {
                     self.commands.insert(child, command);
@@ -139,6 +148,16 @@ mod tests {
         followed.observe(&event(12, What::Exit));
         assert!(followed.is_empty());
         assert_eq!(followed.into_commands()[&12], vec!["daemon".to_string()]);
+    }
+
+    #[test]
+    fn a_process_whose_fork_event_was_lost_is_followed_from_its_first_event() {
+        let mut followed = Followed::new(10, Vec::new());
+        followed.observe(&event(10, What::Exit));
+        followed.observe(&event(11, What::Marker { arg: 0 }));
+        assert_eq!(followed.live(), &BTreeSet::from([11]));
+        followed.observe(&event(11, What::Exit));
+        assert!(followed.is_empty());
     }
 
     #[test]
