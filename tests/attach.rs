@@ -67,13 +67,14 @@ fn attach_sees_the_leak_of_a_running_process_and_knows_what_it_held_before() {
 fn attach_ends_when_the_process_exits() {
     let dir = tempfile::tempdir().unwrap();
     let mut target = Command::new(fixture("leaky"))
-        .args(["fd-slow", "400"])
+        .args(["fd-slow", "1500"])
         .arg(dir.path())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let pid = target.id().to_string();
-    // No --duration: tracing lasts until the process is gone (about 0.7 s more).
+    // No --duration: tracing lasts until the process is gone (about 3 s more: long enough
+    // that it is still running once the probes are loaded, even on a busy machine).
     let traced = leakscope_json("attach", &["--pid", &pid], &[] as &[&str]);
     target.wait().unwrap();
     assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());

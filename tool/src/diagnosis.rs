@@ -1,10 +1,13 @@
 //! The top-level entry point: a finished ledger plus what is known about the run, in; a
 //! report out.
 
-use crate::analysis;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::analysis::{self, trend};
 use crate::iterations::{self, IterationRequest, Iterations};
 use crate::ledger::Ledger;
 use crate::report::Report;
+use crate::report::held::{self, HeldAtExit};
 use crate::report::model::{Classes, IterationsReport, SCHEMA, Target};
 
 /// How the traced program ended.
@@ -33,13 +36,48 @@ pub struct RunInfo {
     pub iteration_request: IterationRequest,
 }
 
+/// What the session saw of the processes it followed (the target and all it forked).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FollowedProcesses {
+    /// Command lines by pid, as far as they are known.
+    pub commands: BTreeMap<u32, Vec<String>>,
+    /// Still running when tracing stopped; `None`: not known (the ledger decides).
+    pub running_at_end: Option<BTreeSet<u32>>,
+}
+
 pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
+    diagnose_followed(ledger, info, &FollowedProcesses::default())
+}
+
+pub fn diagnose_followed(ledger: Ledger, info: &RunInfo, followed: &FollowedProcesses) -> Report {
     let mut iterations = iterations::detect(&ledger, &info.iteration_request);
     account_lost_markers(&mut iterations, info.lost_markers);
     let facts = analysis::RunFacts {
         lost_events: info.lost_events,
     };
     let analysis = analysis::analyze(&ledger, &iterations, &facts);
+    let mut classes = Classes::new(&analysis);
+    // Too few iterations for a rate (a one-shot program): no per-iteration numbers, but
+    // what the target held at exit, as valgrind --track-fds reports it.
+    let one_shot = iterations.count() < trend::MIN_ITERATIONS;
+    let target = ledger.target().unwrap_or(info.pid);
+    let held_at_exit = if one_shot {
+        classes.one_shot(&held::one_shot_reason(
+            iterations.count(),
+            iterations.source,
+        ));
+        ledger
+            .holdings(target)
+            .map(|held| HeldAtExit::new(&held, ledger.sites()))
+    } else {
+        None
+    };
+    let outlived_target = held::outlived(
+        &ledger.outlived_target(),
+        ledger.sites(),
+        &followed.commands,
+        followed.running_at_end.as_ref(),
+    );
     let (exit_code, exit_signal) = match info.exit {
         TargetExit::Code(code) => (Some(code), None),
         TargetExit::Signal(signal) => (None, Some(signal)),
@@ -63,8 +101,10 @@ pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
             .iter()
             .map(|(&name, &n)| (name.to_string(), n))
             .collect(),
-        classes: Classes::new(&analysis),
+        classes,
         unknown_releases: ledger.unknown_releases(),
+        held_at_exit,
+        outlived_target,
     }
 }
 

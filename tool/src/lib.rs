@@ -12,6 +12,7 @@ pub mod diagnosis;
 pub mod event;
 pub mod exit_code;
 pub mod extract;
+pub mod followed;
 pub mod iterations;
 pub mod kernel_offsets;
 pub mod ledger;

@@ -74,8 +74,8 @@ pub struct ProgressSink<'a, S: EventSink> {
 }
 
 impl<S: EventSink> EventSink for ProgressSink<'_, S> {
-    fn seed(&mut self, tgid: u32, snapshot: &Snapshot) {
-        self.inner.seed(tgid, snapshot);
+    fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
+        self.inner.begin(target, since_ns, held);
     }
 
     fn apply(&mut self, event: &Event) {

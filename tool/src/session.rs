@@ -1,7 +1,9 @@
 //! One tracing session: load the probes, start or attach to the target, drain the ring
-//! buffer into an [`EventSink`] until the target is done, and say how it ended.
+//! buffer into an [`EventSink`] until every traced process is done (the target and all it
+//! forked, like `strace -f`), and say how it ended.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     ffi::OsString,
     os::unix::process::ExitStatusExt,
     path::{Path, PathBuf},
@@ -15,6 +17,7 @@ use thiserror::Error;
 use crate::{
     diagnosis::TargetExit,
     event::{self, Event, What},
+    followed::{self, Followed},
     privilege,
     probes::{ProbeError, ProbeOptions, Probes},
     proc_snapshot::{self, Snapshot, SnapshotError},
@@ -25,11 +28,15 @@ use crate::{
 /// How often the ring buffer is drained. The kernel side submits without wakeups (they
 /// cost more than the events themselves), so userspace polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// Every this many polls, followed processes that are no longer running but whose exit
+/// event never came (it was lost) are let go, so tracing cannot wait for them forever.
+const LIVENESS_EVERY: u32 = 50;
 
 /// Where the events go: in practice the ledger.
 pub trait EventSink {
-    /// Resources process `tgid` held before tracing started.
-    fn seed(&mut self, tgid: u32, snapshot: &Snapshot);
+    /// Tracing of `target` begins at `since_ns` (CLOCK_MONOTONIC, the events' clock), and
+    /// `held` is what the target holds then (for a launched target: what survives its exec).
+    fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot);
     fn apply(&mut self, event: &Event);
 }
 
@@ -66,7 +73,12 @@ pub struct TraceConfig {
 pub struct Outcome {
     pub pid: u32,
     pub command: Vec<String>,
+    /// How the target (the launched or attached process) ended.
     pub end: TargetExit,
+    /// Command lines of the traced processes, by pid, as far as they are known.
+    pub commands: BTreeMap<u32, Vec<String>>,
+    /// Traced processes still running when tracing stopped.
+    pub running_at_end: BTreeSet<u32>,
     /// Records the kernel could not deliver: the ledger misses them.
     pub lost_events: u64,
     /// The same, by reason (nonzero reasons only); they sum to `lost_events`.
@@ -118,6 +130,8 @@ pub async fn trace(
         page_size: page_size(),
         undecodable: 0,
         events: 0,
+        followed: Followed::default(),
+        polls: 0,
     };
     match target {
         Target::Spawn {
@@ -161,13 +175,19 @@ async fn spawn_and_trace(
         crate::symbols::check_function(&binary, &marker.symbol)?;
         probes.attach_marker(&binary, &marker.symbol)?;
     }
+    let command: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let gated = target::spawn_gated(&argv, run_as, stdout_lines.is_some())?;
     let pid = gated.pid;
+    let since_ns = monotonic_now_ns();
     probes.track(pid)?;
-    // What the forked child holds before exec (stdio, mostly) is the target's too.
-    if let Ok(snapshot) = proc_snapshot::take(pid) {
-        sink.seed(pid, &snapshot);
-    }
+    drain.followed = Followed::new(pid, command.clone());
+    // The ledger starts at the target's exec: of what the gated child holds now (our own
+    // fds and mappings, copied by the fork), only the fds the exec keeps are the target's.
+    let held = proc_snapshot::take(pid).map_or_else(|_| Snapshot::default(), survives_exec);
+    sink.begin(pid, since_ns, &held);
     let mut child = gated.release()?;
     // The exec has happened: copy its mappings now, in case it is gone before the first drain.
     drain.namer.remember_after_exec(pid);
@@ -197,35 +217,48 @@ async fn spawn_and_trace(
         (child.wait(), end_fd_limit)
     });
     let mut interrupted = false;
-    let (status, end_fd_limit) = loop {
+    let mut status = None;
+    let mut end_fd_limit = None;
+    loop {
         tokio::select! {
-            waited = &mut waiter => {
-                let (status, limit) = waited.expect("waiting thread panicked");
-                break (status.map_err(TraceError::Wait)?, limit);
+            done = &mut waiter, if status.is_none() => {
+                let (waited, limit) = done.expect("waiting thread panicked");
+                end_fd_limit = limit;
+                status = Some(waited.map_err(TraceError::Wait)?);
             }
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 // A terminal's Ctrl-C reaches the target too; a `kill -INT` of leakscope
                 // alone does not, so pass it on. Either way, report what was collected.
                 interrupted = true;
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT);
+                if status.is_none() {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT);
+                }
             }
-            _ = tokio::time::sleep(POLL_INTERVAL) => { drain.drain(probes, sink); }
+            _ = tokio::time::sleep(POLL_INTERVAL) => drain.poll(probes, sink),
         }
-    };
-    // The exit tracepoint fired before wait() returned, so the ring now holds everything.
-    drain.drain(probes, sink);
-    if let Some(forwarder) = forwarder {
-        let _ = forwarder.join(); // the last lines, printed before the report
+        if status.is_some() {
+            // The exit tracepoint fired before wait() returned, so the ring now holds it.
+            drain.drain(probes, sink);
+            // Processes the target left running (a daemon) are followed until they exit
+            // too, unless the user interrupted.
+            if interrupted || drain.followed.is_empty() {
+                break;
+            }
+        }
+    }
+    let status = status.expect("the loop ends only once the target was waited for");
+    if let Some(forwarder) = forwarder
+        && drain.followed.is_empty()
+    {
+        // The last lines, printed before the report. (A process still running may hold
+        // the pipe open for ever: then they are not waited for.)
+        let _ = forwarder.join();
     }
     let end = match (status.code(), status.signal()) {
         (Some(code), _) => TargetExit::Code(code),
         (None, Some(signal)) => TargetExit::Signal(signal),
         (None, None) => TargetExit::ExitedUnknownStatus,
     };
-    let command = argv
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
     let fd_limit = end_fd_limit.or(start_fd_limit);
     Ok(drain.outcome(probes, pid, command, end, interrupted, fd_limit))
 }
@@ -249,34 +282,59 @@ async fn attach_and_trace(
         crate::symbols::check_function(&binary, &marker.symbol)?;
         probes.attach_marker(&binary, &marker.symbol)?;
     }
+    let since_ns = monotonic_now_ns();
     probes.track(pid)?;
     // Read what it holds only after the filter is set, so nothing falls in between.
     let snapshot = proc_snapshot::take(pid)?;
-    sink.seed(pid, &snapshot);
+    let command = followed::proc_command(pid).unwrap_or_default();
+    drain.followed = Followed::new(pid, command.clone());
+    sink.begin(pid, since_ns, &snapshot);
     drain.namer.remember(pid);
-    let command = proc_command(pid);
     let start_fd_limit = proc_snapshot::fd_limit(pid);
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut interrupted = false;
-    let end = loop {
+    loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => { interrupted = true; break TargetExit::StillRunning; }
-            _ = sleep_until(deadline) => break TargetExit::StillRunning,
+            _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
+            _ = sleep_until(deadline) => break,
             _ = tokio::time::sleep(POLL_INTERVAL) => {
-                if drain.drain(probes, sink).contains(&pid) {
-                    break TargetExit::ExitedUnknownStatus;
+                drain.poll(probes, sink);
+                if drain.followed.is_empty() {
+                    break;
                 }
             }
         }
-    };
+    }
     drain.drain(probes, sink);
+    let end = if drain.followed.target_exited() {
+        TargetExit::ExitedUnknownStatus
+    } else {
+        TargetExit::StillRunning
+    };
     // Only a process still running is surely the same one: an exited pid may be reused.
     let end_fd_limit = (end == TargetExit::StillRunning)
         .then(|| proc_snapshot::fd_limit(pid))
         .flatten();
     let fd_limit = end_fd_limit.or(start_fd_limit);
     Ok(drain.outcome(probes, pid, command, end, interrupted, fd_limit))
+}
+
+/// What of a gated child's holdings is the target's after its exec: the fds without
+/// CLOEXEC (stdio, usually). The mappings are all replaced by the exec.
+fn survives_exec(snapshot: Snapshot) -> Snapshot {
+    Snapshot {
+        fds: snapshot.fds.into_iter().filter(|fd| !fd.cloexec).collect(),
+        mappings: Vec::new(),
+        ..snapshot
+    }
+}
+
+/// CLOCK_MONOTONIC now, the clock of `bpf_ktime_get_ns` and so of every event.
+fn monotonic_now_ns() -> u64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available");
+    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -288,6 +346,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 struct Drainer {
     ring: RingBuf<MapData>,
+    followed: Followed,
+    polls: u32,
     namer: StackNamer,
     page_size: u64,
     undecodable: u64,
@@ -295,9 +355,23 @@ struct Drainer {
 }
 
 impl Drainer {
-    /// Moves everything in the ring into the sink. Returns the processes that exited.
-    fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) -> Vec<u32> {
-        let mut exited = Vec::new();
+    /// One periodic drain; now and then, also lets go of followed processes that are gone
+    /// but whose exit event was lost.
+    fn poll(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
+        self.polls += 1;
+        if self.polls.is_multiple_of(LIVENESS_EVERY) {
+            // Looked up before the drain: an exit event sent before a process was gone
+            // is in the ring by now, so whichever is still listed after it was lost.
+            let gone = self.followed.not_running();
+            self.drain(probes, sink);
+            self.followed.forget(&gone);
+        } else {
+            self.drain(probes, sink);
+        }
+    }
+
+    /// Moves everything in the ring into the sink.
+    fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
         while let Some(item) = self.ring.next() {
             let decoded = event::decode(&item, self.page_size);
             drop(item); // hand the slot back to the kernel before the slower work below
@@ -315,19 +389,18 @@ impl Drainer {
                             probes.user_stack(id)
                         });
             }
+            self.followed.observe(&event);
             match event.what {
-                What::Exit => exited.push(event.tgid),
                 What::Fork { child } => self.namer.inherit(event.tgid, child),
                 What::Exec => self.namer.exec(event.tgid, event.time_ns),
                 _ => {}
             }
             sink.apply(&event);
         }
-        exited
     }
 
     fn outcome(
-        &self,
+        &mut self,
         probes: &Probes,
         pid: u32,
         command: Vec<String>,
@@ -346,6 +419,8 @@ impl Drainer {
             pid,
             command,
             end,
+            running_at_end: self.followed.live().clone(),
+            commands: std::mem::take(&mut self.followed).into_commands(),
             lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
             lost_markers: lost(DropReason::RingFullMarker),
             lost_by_reason,
@@ -377,14 +452,40 @@ fn which_program(argv0: &OsString) -> Option<PathBuf> {
         .and_then(|found| found.canonicalize().ok())
 }
 
-fn proc_command(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|bytes| {
-            bytes
-                .split(|b| *b == 0)
-                .filter(|part| !part.is_empty())
-                .map(|part| String::from_utf8_lossy(part).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proc_snapshot::{FdSnapshot, MappingSnapshot};
+
+    #[test]
+    fn only_fds_without_cloexec_survive_the_exec() {
+        let fd = |fd, cloexec| FdSnapshot {
+            fd,
+            link: "/dev/null".into(),
+            cloexec,
+        };
+        let snapshot = Snapshot {
+            fds: vec![fd(0, false), fd(1, false), fd(7, true), fd(9, false)],
+            mappings: vec![MappingSnapshot {
+                start: 0x1000,
+                len: 0x1000,
+                description: "/usr/bin/leakscope".into(),
+            }],
+            cwd: Some("/tmp".into()),
+            exe: None,
+        };
+        let kept = survives_exec(snapshot);
+        let fds: Vec<i32> = kept.fds.iter().map(|fd| fd.fd).collect();
+        assert_eq!(fds, vec![0, 1, 9]);
+        assert!(kept.mappings.is_empty());
+        assert_eq!(kept.cwd.as_deref(), Some(Path::new("/tmp")));
+    }
+
+    #[test]
+    fn the_monotonic_clock_is_the_events_clock() {
+        // bpf_ktime_get_ns counts from boot without suspend: CLOCK_MONOTONIC, far below
+        // the wall clock's nanoseconds since 1970.
+        let (a, b) = (monotonic_now_ns(), monotonic_now_ns());
+        assert!(a > 0 && b >= a && a < 1_000_000_000_000_000_000);
+    }
 }

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::{
     cli::CommonArgs,
-    diagnosis::{self, RunInfo, TargetExit},
+    diagnosis::{self, FollowedProcesses, RunInfo, TargetExit},
     event::Event,
     exit_code,
     iterations::IterationRequest,
@@ -18,15 +18,16 @@ use crate::{
 };
 
 impl EventSink for Ledger {
-    fn seed(&mut self, tgid: u32, snapshot: &Snapshot) {
-        if let Some(cwd) = &snapshot.cwd {
-            self.set_cwd(tgid, &cwd.to_string_lossy());
+    fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
+        Ledger::begin(self, target, since_ns);
+        if let Some(cwd) = &held.cwd {
+            self.set_cwd(target, &cwd.to_string_lossy());
         }
-        for fd in &snapshot.fds {
-            self.seed_fd(tgid, fd.fd, &fd.link, fd.cloexec);
+        for fd in &held.fds {
+            self.seed_fd(target, fd.fd, &fd.link, fd.cloexec);
         }
-        for mapping in &snapshot.mappings {
-            self.seed_mapping(tgid, mapping.start, mapping.len, &mapping.description);
+        for mapping in &held.mappings {
+            self.seed_mapping(target, mapping.start, mapping.len, &mapping.description);
         }
     }
 
@@ -82,7 +83,14 @@ pub async fn trace_and_diagnose(
         fd_limit: outcome.fd_limit,
         iteration_request,
     };
-    let mut report = diagnosis::diagnose(ledger, &info);
+    let mut report = diagnosis::diagnose_followed(
+        ledger,
+        &info,
+        &FollowedProcesses {
+            commands: outcome.commands.clone(),
+            running_at_end: Some(outcome.running_at_end.clone()),
+        },
+    );
     // How the kernel side lost records is transport detail the diagnosis does not use.
     report.lost_by_reason = outcome
         .lost_by_reason

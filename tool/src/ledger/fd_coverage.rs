@@ -217,7 +217,7 @@ fn installed(op: &FdOp) -> Vec<i32> {
         FdOp::Close { .. }
         | FdOp::CloseRange { .. }
         | FdOp::SetCloexec { .. }
-        | FdOp::PairUnknown { .. } => Vec::new(),
+        | FdOp::PairUnknown => Vec::new(),
     }
 }
 

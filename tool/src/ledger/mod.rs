@@ -13,6 +13,8 @@
 pub mod brk;
 pub mod fd_calls;
 pub mod fd_table;
+pub mod holdings;
+mod lifecycle;
 pub mod map_calls;
 pub mod mappings;
 pub mod paths;
@@ -27,6 +29,7 @@ use crate::units;
 use brk::Break;
 use fd_calls::{AT_FDCWD, FdOp};
 use fd_table::{FdEntry, FdTable};
+use holdings::Holdings;
 use map_calls::{MAP_ANONYMOUS, MAP_SHARED, MapOp};
 use mappings::{Cut, MappingSet};
 use records::{Cause, Origin, RecordId, Records};
@@ -119,6 +122,13 @@ pub struct Ledger {
     span: Option<(u64, u64)>,
     /// When each process was first seen.
     first_seen: HashMap<u32, u64>,
+    /// The process leakscope launched or attached to (see [`Ledger::begin`]).
+    target: Option<u32>,
+    /// When tracing began (CLOCK_MONOTONIC ns): what was held before starts here.
+    traced_since_ns: u64,
+    /// What processes held when they exited: the target, and every process that
+    /// outlived it (see [`Ledger::outlived_target`]).
+    final_holdings: BTreeMap<u32, Holdings>,
 }
 
 impl Ledger {
@@ -130,53 +140,6 @@ impl Ledger {
     /// default: relative paths then stay relative). Forks inherit it.
     pub fn set_cwd(&mut self, tgid: u32, path: &str) {
         self.processes.entry(tgid).or_default().cwd = Some(Arc::from(paths::normalize(path)));
-    }
-
-    /// Records an fd that existed before tracing. `description` is a path or what
-    /// `/proc/PID/fd/N` links to ("socket:[123]", "pipe:[4]", "anon_inode:[eventfd]").
-    pub fn seed_fd(&mut self, tgid: u32, fd: i32, description: &str, cloexec: bool) {
-        let (site_name, is_path) = describe_proc_link(description);
-        let site = self.sites.intern(&site_name);
-        let path = is_path.then_some(site);
-        let record = self.fds.add(tgid, site, Origin::Seeded, 0, 0);
-        let process = self.processes.entry(tgid).or_default();
-        if let Some(displaced) = process.fds.insert(
-            fd,
-            FdEntry {
-                record,
-                cloexec,
-                path,
-            },
-        ) {
-            self.fds.release(displaced.record, 0, Cause::Implicit);
-        }
-    }
-
-    /// Records a mapping that existed before tracing (from `/proc/PID/maps`).
-    pub fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &str) {
-        let len = mappings::page_round(len);
-        let site = self.sites.intern(description);
-        let process = self.processes.entry(tgid).or_default();
-        let range = Range {
-            tgid,
-            start,
-            len,
-            site,
-        };
-        map_over(
-            process,
-            &mut self.maps,
-            &mut self.map_bytes,
-            range,
-            Origin::Seeded,
-            0,
-        );
-    }
-
-    /// Records the break of a process that existed before tracing; heap growth is
-    /// measured from it.
-    pub fn seed_brk(&mut self, tgid: u32, brk: u64) {
-        self.processes.entry(tgid).or_default().heap = Break::seeded(brk);
     }
 
     /// Applies one event. Events must arrive in time order per process.
@@ -501,98 +464,6 @@ impl Ledger {
         }
     }
 
-    /// The child starts with a copy of the parent's fds, mappings, heap and cwd. The
-    /// copies keep the parent's acquisition times, so lifetimes stay attributed to the
-    /// iteration that created the resource.
-    fn fork(&mut self, parent: u32, child: u32, t: u64) {
-        let Some(source) = self.processes.get(&parent).cloned() else {
-            self.processes.entry(child).or_default();
-            return;
-        };
-        let target = self.processes.entry(child).or_default();
-        for (fd, entry) in source.fds.iter() {
-            let original = *self.fds.get(entry.record);
-            let record = self.fds.add(
-                child,
-                original.site,
-                Origin::ForkCopy,
-                original.origin_ns,
-                t,
-            );
-            if let Some(displaced) = target.fds.insert(fd, FdEntry { record, ..*entry }) {
-                self.fds.release(displaced.record, t, Cause::Implicit);
-            }
-        }
-        let mut copies: HashMap<RecordId, RecordId> = HashMap::new();
-        for (start, len, parent_record) in source.maps.pieces() {
-            let record = *copies.entry(parent_record).or_insert_with(|| {
-                let original = *self.maps.get(parent_record);
-                self.maps.add(
-                    child,
-                    original.site,
-                    Origin::ForkCopy,
-                    original.origin_ns,
-                    t,
-                )
-            });
-            unmap(
-                target,
-                &mut self.maps,
-                &mut self.map_bytes,
-                start,
-                len,
-                t,
-                Cause::Implicit,
-            );
-            map(target, &mut self.map_bytes, start, len, record, t);
-        }
-        let heap = source.heap.heap_bytes();
-        if heap != 0 {
-            self.heap_bytes.push(ByteChange {
-                time_ns: t,
-                bytes: heap,
-                record: NO_RECORD,
-            });
-        }
-        target.heap = source.heap;
-        if target.cwd.is_none() {
-            target.cwd = source.cwd;
-        }
-    }
-
-    /// Exec closes the CLOEXEC fds and replaces the whole address space and heap.
-    fn exec(&mut self, tgid: u32, t: u64) {
-        let process = self.processes.entry(tgid).or_default();
-        for entry in process.fds.take_cloexec() {
-            self.fds.release(entry.record, t, Cause::Exec);
-        }
-        drop_address_space(
-            process,
-            &mut self.maps,
-            &mut self.map_bytes,
-            &mut self.heap_bytes,
-            t,
-            Cause::Exec,
-        );
-    }
-
-    fn exit(&mut self, tgid: u32, t: u64) {
-        if let Some(mut process) = self.processes.remove(&tgid) {
-            for entry in process.fds.take_all() {
-                self.fds.release(entry.record, t, Cause::Exit);
-            }
-            drop_address_space(
-                &mut process,
-                &mut self.maps,
-                &mut self.map_bytes,
-                &mut self.heap_bytes,
-                t,
-                Cause::Exit,
-            );
-        }
-        self.exits.insert(tgid, t);
-    }
-
     // ---- read access for the analysis ----
 
     pub fn sites(&self) -> &Sites {
@@ -857,31 +728,6 @@ fn frames_suffix(call: &Syscall) -> String {
             .map(|frame| format!(" ← {frame}"))
             .collect(),
         _ => String::new(),
-    }
-}
-
-/// Turns a `/proc/PID/fd` link target into the site names traced fds get, so a seeded
-/// socket and a traced one group together. Returns (site, is_path).
-fn describe_proc_link(link: &str) -> (String, bool) {
-    let bracketed = |prefix: &str| {
-        link.strip_prefix(prefix)
-            .map(|rest| rest.trim_matches(|c| c == '[' || c == ']'))
-    };
-    if link.starts_with("socket:") {
-        ("socket".into(), false)
-    } else if link.starts_with("pipe:") {
-        ("pipe".into(), false)
-    } else if let Some(name) = bracketed("anon_inode:") {
-        (format!("anon:{name}"), false)
-    } else if let Some(name) = link.strip_prefix("/memfd:") {
-        (
-            format!("memfd:{}", name.trim_end_matches(" (deleted)")),
-            false,
-        )
-    } else if link.starts_with('/') {
-        (paths::normalize(link), true)
-    } else {
-        (link.to_string(), false)
     }
 }
 

@@ -16,9 +16,11 @@ pub const NEVER: u64 = u64::MAX;
 pub enum Origin {
     /// A traced call created it.
     Acquired,
-    /// It existed before tracing began (seeded from /proc or inherited stdio).
+    /// It existed before tracing began (seeded from /proc, or stdio inherited across the
+    /// target's exec). Its record starts when tracing began: when it was really acquired
+    /// is unknown.
     Seeded,
-    /// A fork copied it from the parent; it keeps the parent's acquisition time.
+    /// A fork copied it from the parent: a new table entry, starting at the fork.
     ForkCopy,
 }
 
@@ -37,8 +39,8 @@ pub enum Cause {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// When the resource was first acquired (for a fork copy: in the parent). Lifetimes
-    /// start here.
+    /// When the resource was acquired (a fork copy: the fork; a seeded one: when tracing
+    /// began). Lifetimes start here.
     pub origin_ns: u64,
     /// When this record became live in its process (a fork copy: the fork). Live counts
     /// start here.

@@ -212,8 +212,8 @@ fn fork_copies_fds_mappings_heap_and_cwd() {
         .mmap_anon(0x10000, 4096)
         .brk(0x100_0000)
         .brk(0x100_4000);
-    let acquired_at = s.events[0].time_ns;
     s.push(PID, PID, What::Fork { child: CHILD }, None);
+    let forked_at = s.now;
     s.push(
         CHILD,
         CHILD,
@@ -240,7 +240,8 @@ fn fork_copies_fds_mappings_heap_and_cwd() {
     let copy = ledger.fd_records().get(1);
     assert_eq!(
         (copy.origin, copy.origin_ns, copy.tgid),
-        (Origin::ForkCopy, acquired_at, CHILD)
+        (Origin::ForkCopy, forked_at, CHILD),
+        "a copy's lifetime starts at the fork"
     );
     assert_eq!(copy.cause, Some(Cause::Explicit));
     assert_eq!(ledger.mapped_ranges(CHILD).len(), 1);

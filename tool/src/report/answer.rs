@@ -20,6 +20,19 @@ impl Report {
     /// E.g. "fd leak: 1.00 per iteration, all at /data/x.txt (kept by dup)", or
     /// "no leak in 200000 iterations: fds, mappings, brk heap and RSS stay flat; ...".
     pub fn answer(&self) -> String {
+        if let Some(held) = &self.held_at_exit {
+            return format!(
+                "inconclusive: {}; pid {} held {} {}",
+                self.classes.fd.why,
+                held.pid,
+                held.summary(),
+                if held.exited {
+                    "at exit"
+                } else {
+                    "when tracing stopped"
+                }
+            );
+        }
         let leaks = self.leaks();
         if !leaks.is_empty() {
             return leaks.join("; ");

@@ -2,6 +2,7 @@
 //! text summary ([`text`]).
 
 pub mod answer;
+pub mod held;
 pub mod json;
 pub mod model;
 pub mod text;

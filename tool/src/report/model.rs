@@ -14,6 +14,8 @@ use crate::analysis::trend::{Judgement, Verdict};
 use crate::analysis::{Analysis, HeapClass, HeapSite, ResourceClass, RssClass};
 use crate::iterations::{IterationSource, Iterations};
 
+use super::held::{HeldAtExit, OutlivedProcess};
+
 pub const SCHEMA: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -30,6 +32,11 @@ pub struct Report {
     pub classes: Classes,
     /// Closes of fds and unmaps of ranges the ledger did not know (counted, ignored).
     pub unknown_releases: u64,
+    /// A one-shot run (fewer iterations than a rate needs): what the target held at exit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_at_exit: Option<HeldAtExit>,
+    /// Traced processes still alive when the target exited, with what each held at its end.
+    pub outlived_target: Vec<OutlivedProcess>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -85,9 +85,20 @@ impl Report {
         writeln!(out)?;
         writeln!(out, "answer: {}", self.answer())?;
         writeln!(out)?;
-        self.write_table(out)?;
-        writeln!(out)?;
-        self.write_sites(out)?;
+        match &self.held_at_exit {
+            // A one-shot run: no per-iteration numbers, what it held at exit instead.
+            Some(held) => {
+                self.write_one_shot_table(out, held)?;
+                writeln!(out)?;
+                self.write_held_at_exit(out, held)?;
+            }
+            None => {
+                self.write_table(out)?;
+                writeln!(out)?;
+                self.write_sites(out)?;
+            }
+        }
+        self.write_outlived(out)?;
         self.write_lifetimes(out)
     }
 
