@@ -221,3 +221,49 @@ fn lost_events_fail_ci_with_their_own_status() {
         assert_eq!(verdict(&traced, name), "inconclusive");
     }
 }
+
+/// `bash leak_files.sh N DIR [clean]`, with no marker: automatic detection.
+fn shell(mode: &str) -> (tempfile::TempDir, Traced) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = vec![
+        "bash".to_string(),
+        script("leak_files.sh").to_string_lossy().into_owned(),
+        "1000".into(),
+        dir.path().to_string_lossy().into_owned(),
+    ];
+    if mode == "clean" {
+        command.push("clean".into());
+    }
+    let traced = leakscope_json("run", &[], &command);
+    assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
+    (dir, traced)
+}
+
+#[test]
+fn a_shell_loop_leaking_fds_is_found_without_a_marker() {
+    let (dir, traced) = shell("leak");
+    let fd = class(&traced, "fd");
+    assert_eq!(fd["verdict"], "leak", "{}", answer(&traced));
+    assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
+    let site = format!("{}/data.txt (kept by fcntl)", dir.path().display());
+    assert_eq!(
+        fd["sites"][0]["site"],
+        site.as_str(),
+        "bash dups the fd above 10"
+    );
+}
+
+#[test]
+fn a_clean_shell_loop_is_never_a_leak() {
+    for run in 0..5 {
+        let (_dir, traced) = shell("clean");
+        for name in ["fd", "mmap", "brk", "rss"] {
+            assert_ne!(
+                verdict(&traced, name),
+                "leak",
+                "run {run}: {name}: {}",
+                answer(&traced)
+            );
+        }
+    }
+}
