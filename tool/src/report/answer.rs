@@ -86,18 +86,56 @@ impl Report {
         }
         let judged = verdicts.iter().any(|(_, v, _)| *v != Verdict::Inconclusive);
         let head = if judged { "no leak" } else { "inconclusive" };
-        // Time windows are the fallback when no loop was found: say how to mark one.
-        let hint = if !judged && self.iterations.source == IterationSource::Time {
-            "; mark the repeated operation with --iteration-symbol or --iteration-path"
+        let candidates = &self.iterations.candidates;
+        // Time windows are the fallback when no loop was found: say how to mark one, with
+        // the recurring paths that came closest, ready to paste.
+        let hint = if judged {
+            String::new()
+        } else if !candidates.is_empty() {
+            let tries: Vec<String> = candidates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "--iteration-path {} ({} opens)",
+                        shell_quote(&c.path),
+                        c.count
+                    )
+                })
+                .collect();
+            format!("; try {}", tries.join(" or "))
+        } else if self.iterations.source == IterationSource::Time {
+            "; mark the repeated operation with --iteration-symbol or --iteration-path".into()
         } else {
-            ""
+            String::new()
         };
+        // No convincing loop, and that alone made every class inconclusive: say so once.
+        if let Some(reason) = &self.iterations.unconvincing
+            && verdicts
+                .iter()
+                .all(|(_, v, why)| *v == Verdict::Inconclusive && why == reason)
+        {
+            return format!("inconclusive: {reason}{hint}");
+        }
         format!(
             "{head} in {} iterations: {}{hint}",
             self.iterations.count,
             parts.join("; ")
         )
     }
+}
+
+/// `path` in double quotes, so that it can be pasted into a shell as one word.
+pub fn shell_quote(path: &str) -> String {
+    let mut quoted = String::with_capacity(path.len() + 2);
+    quoted.push('"');
+    for c in path.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// ", all at SITE" when one site holds (nearly) the whole leak, ", most at SITE" otherwise.

@@ -1,0 +1,270 @@
+//! Automatic detection: which recurring opened path marks the loop, and whether any marks
+//! it well enough to judge on.
+//!
+//! A path that recurs is not yet a loop. A version-manager shim (pyenv, asdf, nvm, rbenv)
+//! runs helper processes that open one config file dozens of times, evenly, and then execs
+//! the real program: those opens are start-up, and iterations cut from them see none of the
+//! program's work. So a candidate is convincing only if
+//! - it recurs in the process that does the work (the program image with the most
+//!   acquisitions), [`MIN_REPEATS`] times or more;
+//! - it recurs until the work stops: at most [`MAX_TAIL_SHARE`] of the run's acquisitions
+//!   come after its last iteration;
+//! - the iterations it marks hold at least [`MIN_COVERAGE`] of the run's acquisitions;
+//! - no gap between its opens is more than [`MAX_GAP_SHARE`] of their span (a path opened
+//!   in a burst at start-up and another at exit would make one giant iteration).
+//!
+//! When recurring paths exist and none is convincing, the verdicts are inconclusive and
+//! the best are named, ready to paste as `--iteration-path`: a guess is never judged as
+//! if it were a loop.
+
+use std::collections::HashMap;
+
+use super::work::{Image, Work, coverage, median_gap};
+use super::{IterationSource, Iterations, MIN_REPEATS, MarkerCandidate, time_windows};
+use crate::ledger::Ledger;
+use crate::ledger::sites::SiteId;
+
+/// The iterations must hold at least this share of the run's acquisitions.
+pub const MIN_COVERAGE: f64 = 0.25;
+/// At most this share of the run's acquisitions may come after the last iteration.
+pub const MAX_TAIL_SHARE: f64 = 0.10;
+/// No gap between two opens may be more than this share of their span.
+pub const MAX_GAP_SHARE: f64 = 0.25;
+/// Repeats at which a period earns full confidence for its count alone.
+const CONFIDENT_REPEATS: f64 = 30.0;
+/// Candidates named in the report.
+const CANDIDATES_SHOWN: usize = 5;
+
+/// One recurring path and how well it marks the loop.
+#[derive(Clone, Debug)]
+struct Candidate {
+    path: SiteId,
+    /// Opens by every process.
+    count: usize,
+    /// The opens that would be the boundaries: those of the working image, or every open
+    /// when that image makes none.
+    times: Vec<u64>,
+    score: f64,
+    rank: f64,
+    regularity: f64,
+    coverage: Option<f64>,
+    /// Why it does not mark the loop, if it does not.
+    flaw: Option<String>,
+}
+
+pub fn detect(ledger: &Ledger) -> Iterations {
+    if ledger.span().is_none() {
+        return time_windows(ledger, "nothing was traced".into());
+    }
+    let work = Work::new(ledger);
+    let busiest = work.busiest();
+    let mut opens: HashMap<SiteId, Vec<(u64, Image)>> = HashMap::new();
+    for open in ledger.opened_paths() {
+        let image = Image::at(ledger, open.tgid, open.time_ns);
+        opens
+            .entry(open.path)
+            .or_default()
+            .push((open.time_ns, image));
+    }
+    let mut candidates: Vec<Candidate> = opens
+        .into_iter()
+        .filter(|(_, opens)| opens.len() >= MIN_REPEATS)
+        .map(|(path, opens)| judge(ledger, &work, busiest, path, opens))
+        .collect();
+    if candidates.is_empty() {
+        return time_windows(
+            ledger,
+            format!("no opened path recurred {MIN_REPEATS} times or more"),
+        );
+    }
+    candidates.sort_by(|a, b| b.rank.total_cmp(&a.rank).then(a.path.cmp(&b.path)));
+    // Of paths opened in lockstep (a runtime's start-up files, a loop's two files), the one
+    // opened first stands for them all.
+    let mut distinct: Vec<&Candidate> = Vec::new();
+    for candidate in &candidates {
+        match distinct
+            .iter_mut()
+            .find(|kept| lockstep(&kept.times, &candidate.times))
+        {
+            Some(kept) if candidate.times[0] < kept.times[0] => *kept = candidate,
+            Some(_) => {}
+            None => distinct.push(candidate),
+        }
+    }
+    let named: Vec<MarkerCandidate> = distinct
+        .iter()
+        .take(CANDIDATES_SHOWN)
+        .map(|c| MarkerCandidate {
+            path: ledger.sites().name(c.path).to_string(),
+            count: c.count,
+            score: (c.score * 100.0).round() / 100.0,
+        })
+        .collect();
+
+    let convincing: Vec<&Candidate> = candidates.iter().filter(|c| c.flaw.is_none()).collect();
+    let Some(best_rank) = convincing.iter().map(|c| c.rank).reduce(f64::max) else {
+        let best = distinct[0];
+        let reason = format!(
+            "no loop found: \"{}\" ({} opens) {}",
+            ledger.sites().name(best.path),
+            best.count,
+            best.flaw.as_deref().unwrap_or_default()
+        );
+        let mut iterations = time_windows(ledger, reason.clone());
+        iterations.candidates = named;
+        iterations.unconvincing = Some(reason);
+        return iterations;
+    };
+    // Paths opened together once per iteration score alike; the one opened first in the
+    // iteration marks its start best.
+    let chosen = convincing
+        .into_iter()
+        .filter(|c| c.rank >= best_rank * 0.99)
+        .min_by_key(|c| (c.times[0], c.path))
+        .expect("the best is among them");
+    let path = ledger.sites().name(chosen.path).to_string();
+    Iterations {
+        detail: format!(
+            "auto: \"{path}\" opened {} times, {:.0} % of gaps regular",
+            chosen.times.len(),
+            chosen.regularity * 100.0
+        ),
+        boundaries: chosen.times.clone(),
+        source: IterationSource::Auto,
+        confidence: chosen.score,
+        auto_path: Some(path),
+        coverage: chosen.coverage,
+        candidates: named,
+        unconvincing: None,
+    }
+}
+
+fn judge(
+    ledger: &Ledger,
+    work: &Work,
+    busiest: Option<(Image, usize)>,
+    path: SiteId,
+    opens: Vec<(u64, Image)>,
+) -> Candidate {
+    let count = opens.len();
+    let worker = busiest.map(|(image, _)| image);
+    let mut in_work: Vec<(u64, Image)> = opens
+        .iter()
+        .copied()
+        .filter(|(_, image)| Some(*image) == worker)
+        .collect();
+    if in_work.is_empty() {
+        in_work = opens;
+    }
+    in_work.sort_unstable();
+    let times: Vec<u64> = in_work.iter().map(|(t, _)| *t).collect();
+    let lifetime = in_work
+        .iter()
+        .filter_map(|(_, image)| image.life(ledger))
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+        .unwrap_or((times[0], times[times.len() - 1]));
+    let (score, rank, regularity) = score(&times, lifetime);
+    let coverage = coverage(work, &times);
+    let flaw = flaw(work, busiest, &in_work, &times, coverage);
+    Candidate {
+        path,
+        count,
+        times,
+        score,
+        rank,
+        regularity,
+        coverage,
+        flaw,
+    }
+}
+
+/// Why these opens do not mark the loop of the run's work, or `None` if they do.
+fn flaw(
+    work: &Work,
+    busiest: Option<(Image, usize)>,
+    opens: &[(u64, Image)],
+    times: &[u64],
+    coverage: Option<f64>,
+) -> Option<String> {
+    if let Some((worker, acquisitions)) = busiest {
+        let in_work = opens.iter().filter(|(_, image)| *image == worker).count();
+        if in_work < MIN_REPEATS {
+            return Some(format!(
+                "is not a loop of the process that does the work (pid {}, which made the most \
+                 acquisitions, {acquisitions}, opened it {in_work} times)",
+                worker.tgid
+            ));
+        }
+    }
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let end = last + median_gap(times);
+    let tail = work.after(end);
+    if work.total() > 0 && tail as f64 > MAX_TAIL_SHARE * work.total() as f64 {
+        return Some(format!(
+            "stops before the work does: {} of the run's {} acquisitions come after its last open",
+            percent(tail as f64 / work.total() as f64),
+            work.total()
+        ));
+    }
+    if let Some(coverage) = coverage.filter(|&c| c < MIN_COVERAGE) {
+        return Some(format!(
+            "marks iterations that hold only {} of the run's acquisitions",
+            percent(coverage)
+        ));
+    }
+    let span = (last - first).max(1) as f64;
+    let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64;
+    if widest > MAX_GAP_SHARE * span {
+        return Some(format!(
+            "is opened in bursts: one gap between its opens is {} of their span",
+            percent(widest / span)
+        ));
+    }
+    None
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.0} %", share * 100.0)
+}
+
+/// Score = coverage^(1/3) × regularity × repeats, each in 0..=1:
+/// - coverage: the opens span the life of the program images that made them (not a burst
+///   at start-up), weighted by its cube root, because a loop is often a small part of a
+///   run;
+/// - regularity: the share of gaps within a factor [`TYPICAL_GAP_FACTOR`] of the median
+///   gap, so a path opened once per iteration beats one opened twice at uneven points of
+///   each iteration, while a loop's rare long gaps (a garbage collection, a heap growth) do
+///   not make it irregular;
+/// - repeats: more repeats, up to [`CONFIDENT_REPEATS`], give a better-founded trend.
+///
+/// Returns (score, rank, regularity). The score is the reported confidence; candidates
+/// are ranked by score × n / (n + [`CONFIDENT_REPEATS`]), so that past the confident
+/// number, more repeats still count as more evidence.
+fn score(times: &[u64], lifetime: (u64, u64)) -> (f64, f64, f64) {
+    let lifetime_len = (lifetime.1 - lifetime.0).max(1) as f64;
+    let coverage = ((times[times.len() - 1] - times[0]) as f64 / lifetime_len).min(1.0);
+    let regularity = regularity(times);
+    let n = times.len() as f64;
+    let score = coverage.cbrt() * regularity * (n / CONFIDENT_REPEATS).min(1.0);
+    (score, score * n / (n + CONFIDENT_REPEATS), regularity)
+}
+
+/// A gap is typical when it is within this factor of the median gap.
+const TYPICAL_GAP_FACTOR: f64 = 3.0;
+
+fn regularity(times: &[u64]) -> f64 {
+    let median = median_gap(times).max(1) as f64;
+    let gaps = times.windows(2).map(|w| (w[1] - w[0]) as f64);
+    let typical = gaps
+        .clone()
+        .filter(|&g| g <= median * TYPICAL_GAP_FACTOR && g * TYPICAL_GAP_FACTOR >= median)
+        .count();
+    typical as f64 / gaps.len().max(1) as f64
+}
+
+/// Whether two paths are opened in lockstep (each open of one next to the same-numbered
+/// open of the other): they mark the same iterations, so only one of them is named.
+fn lockstep(a: &[u64], b: &[u64]) -> bool {
+    let tolerance = median_gap(a).min(median_gap(b)) / 2;
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.abs_diff(*y) <= tolerance)
+}
