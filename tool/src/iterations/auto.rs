@@ -10,8 +10,9 @@
 //! - it recurs until the work stops: at most [`MAX_TAIL_SHARE`] of the run's acquisitions
 //!   come after its last iteration;
 //! - the iterations it marks hold at least [`MIN_COVERAGE`] of the run's acquisitions;
-//! - no gap between its opens is more than [`MAX_GAP_SHARE`] of their span (a path opened
-//!   in a burst at start-up and another at exit would make one giant iteration).
+//! - after warm-up, no single iteration holds more than [`MAX_ITERATION_SHARE`] of the work (a
+//!   path opened in a burst at start-up and another at exit would make one giant
+//!   iteration).
 //!
 //! When recurring paths exist and none is convincing, the verdicts are inconclusive and
 //! the best are named, ready to paste as `--iteration-path`: a guess is never judged as
@@ -28,8 +29,8 @@ use crate::ledger::sites::SiteId;
 pub const MIN_COVERAGE: f64 = 0.25;
 /// At most this share of the run's acquisitions may come after the last iteration.
 pub const MAX_TAIL_SHARE: f64 = 0.10;
-/// No gap between two opens may be more than this share of their span.
-pub const MAX_GAP_SHARE: f64 = 0.25;
+/// No iteration after warm-up may hold more than this share of the acquisitions.
+pub const MAX_ITERATION_SHARE: f64 = 0.25;
 /// Repeats at which a period earns full confidence for its count alone.
 const CONFIDENT_REPEATS: f64 = 30.0;
 /// Candidates named in the report.
@@ -196,7 +197,7 @@ fn flaw(
             ));
         }
     }
-    let (first, last) = (times[0], times[times.len() - 1]);
+    let last = times[times.len() - 1];
     let end = last + median_gap(times);
     let tail = work.after(end);
     if work.total() > 0 && tail as f64 > MAX_TAIL_SHARE * work.total() as f64 {
@@ -212,12 +213,22 @@ fn flaw(
             percent(coverage)
         ));
     }
-    let span = (last - first).max(1) as f64;
-    let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0) as f64;
-    if widest > MAX_GAP_SHARE * span {
+    // Judged after warm-up, as the analysis judges: one iteration that holds a big share of
+    // the work means the path was opened in bursts around it, not once per iteration. (A
+    // long gap with little work in it, the process waiting or descheduled, is harmless:
+    // the analysis counts iterations, not time.)
+    let steady = &times[times.len() / 10..];
+    let steady_work = work.between(steady[0], last);
+    let heaviest = steady
+        .windows(2)
+        .map(|w| work.between(w[0], w[1]))
+        .max()
+        .unwrap_or(0);
+    if steady_work > 0 && heaviest as f64 > MAX_ITERATION_SHARE * steady_work as f64 {
         return Some(format!(
-            "is opened in bursts: one gap between its opens is {} of their span",
-            percent(widest / span)
+            "is opened in bursts: one of its iterations holds {} of the acquisitions after \
+             warm-up",
+            percent(heaviest as f64 / steady_work as f64)
         ));
     }
     None
@@ -251,6 +262,11 @@ fn score(times: &[u64], lifetime: (u64, u64)) -> (f64, f64, f64) {
 
 /// A gap is typical when it is within this factor of the median gap.
 const TYPICAL_GAP_FACTOR: f64 = 3.0;
+
+#[cfg(test)]
+pub(super) fn regularity_of(times: &[u64]) -> f64 {
+    regularity(times)
+}
 
 fn regularity(times: &[u64]) -> f64 {
     let median = median_gap(times).max(1) as f64;

@@ -136,3 +136,203 @@ fn auto_without_recurring_paths_uses_time() {
         0
     );
 }
+
+/// A version-manager shim: helper processes forked by process 1 each open `config` once,
+/// evenly over a long set-up; then process 1 execs the real program, which maps its
+/// libraries and runs `iterations` iterations opening `tick` and keeping `data.txt` open.
+fn shim_then_program(helpers: u32, iterations: usize) -> Stream {
+    let mut s = Stream::new(1);
+    for helper in 0..helpers {
+        let child = 100 + helper;
+        s.push(1, 1, What::Fork { child }, None);
+        s.push(child, child, What::Exec, None);
+        s.push(
+            child,
+            child,
+            What::Syscall(open_call("/srv/shim/config", 3)),
+            None,
+        );
+        s.push(child, child, What::Syscall(close_call(3)), None);
+        s.push(child, child, What::Exit, None);
+        s.now += 1_000_000;
+    }
+    s.push(1, 1, What::Exec, None);
+    for i in 0..100u64 {
+        s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
+    }
+    for i in 0..iterations {
+        s.open("/srv/app/tick", 3).close(3);
+        s.open("/srv/app/data.txt", 4 + i as i32);
+        s.now += 20_000;
+    }
+    s.exit();
+    s
+}
+
+#[test]
+fn a_shim_set_up_is_not_the_loop_of_the_program_it_execs() {
+    let iterations = detect(
+        &shim_then_program(40, 200).ledger(),
+        &IterationRequest::Auto,
+    );
+    assert_eq!(
+        (iterations.source, iterations.auto_path.as_deref()),
+        (IterationSource::Auto, Some("/srv/app/tick")),
+        "{}",
+        iterations.detail
+    );
+    assert_eq!(iterations.count(), 200);
+    assert_eq!(iterations.unconvincing, None);
+    // The 40 config opens and the 100 start-up mappings are outside the loop.
+    let coverage = iterations.coverage.unwrap();
+    assert!((coverage - 400.0 / 540.0).abs() < 0.01, "{coverage}");
+    assert_eq!(iterations.candidates[0].path, "/srv/app/tick");
+    // data.txt is opened in lockstep with tick: not named twice.
+    assert!(
+        iterations
+            .candidates
+            .iter()
+            .all(|c| c.path != "/srv/app/data.txt")
+    );
+    assert!(
+        iterations
+            .candidates
+            .iter()
+            .any(|c| c.path == "/srv/shim/config")
+    );
+}
+
+#[test]
+fn a_loop_before_an_exec_belongs_to_the_image_that_ran_it() {
+    // The shim itself (pid 1, before its exec) reads the config 40 times; the program it
+    // execs into keeps pid 1 but never opens it, and does the work without any recurring
+    // open: its memory grows.
+    let mut s = Stream::new(1);
+    for _ in 0..40 {
+        s.open("/srv/shim/config", 3).close(3);
+        s.now += 1_000_000;
+    }
+    s.push(1, 1, What::Exec, None);
+    for i in 0..300u64 {
+        s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
+        s.now += 20_000;
+    }
+    s.exit();
+    let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+    assert_eq!(iterations.source, IterationSource::Time);
+    let reason = iterations.unconvincing.as_deref().unwrap();
+    assert!(
+        reason.starts_with("no loop found: \"/srv/shim/config\" (40 opens)")
+            && reason.contains("opened it 0 times"),
+        "{reason}"
+    );
+    assert_eq!(
+        iterations.candidates,
+        [MarkerCandidate {
+            path: "/srv/shim/config".into(),
+            count: 40,
+            score: iterations.candidates[0].score
+        }]
+    );
+}
+
+#[test]
+fn a_path_that_stops_before_the_work_does_is_not_the_loop() {
+    // One process opens its config 40 times at start-up, then works: 500 unique files.
+    let mut s = Stream::new(1);
+    for _ in 0..40 {
+        s.open("/srv/app/config", 3).close(3);
+    }
+    for i in 0..500 {
+        s.open(&format!("/srv/app/out/{i}"), 3).close(3);
+    }
+    s.exit();
+    let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+    assert_eq!(iterations.source, IterationSource::Time);
+    let reason = iterations.unconvincing.as_deref().unwrap();
+    assert!(reason.contains("stops before the work does"), "{reason}");
+    assert_eq!(iterations.candidates[0].path, "/srv/app/config");
+    assert_eq!(iterations.candidates[0].count, 40);
+}
+
+#[test]
+fn a_path_that_recurs_only_at_the_end_covers_too_little() {
+    // 1000 unique files first (the real work), then a config read 40 times evenly at exit.
+    let mut s = Stream::new(1);
+    for i in 0..1000 {
+        s.open(&format!("/srv/app/out/{i}"), 3 + i);
+    }
+    for _ in 0..40 {
+        s.open("/srv/app/config", 2000).close(2000);
+    }
+    s.exit();
+    let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+    let reason = iterations.unconvincing.as_deref().unwrap();
+    assert!(reason.contains("hold only 4 %"), "{reason}");
+}
+
+#[test]
+fn a_path_opened_in_bursts_is_not_the_loop() {
+    // 20 opens at start-up and 20 at exit, the work in between: one giant "iteration".
+    let mut s = Stream::new(1);
+    for _ in 0..20 {
+        s.open("/srv/app/config", 3).close(3);
+    }
+    for i in 0..30 {
+        s.open(&format!("/srv/app/out/{i}"), 4 + i);
+    }
+    for _ in 0..20 {
+        s.open("/srv/app/config", 3).close(3);
+    }
+    s.exit();
+    let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+    let reason = iterations.unconvincing.as_deref().unwrap();
+    assert!(reason.contains("is opened in bursts"), "{reason}");
+}
+
+#[test]
+fn the_best_convincing_candidate_wins_over_a_better_ranked_start_up_burst() {
+    // The shim's config (40 evenly spaced opens by helpers) ranks high on its own, but
+    // it is not a loop of the working process; the loop behind it is chosen.
+    let ledger = shim_then_program(40, 50).ledger();
+    let iterations = detect(&ledger, &IterationRequest::Auto);
+    assert_eq!(iterations.auto_path.as_deref(), Some("/srv/app/tick"));
+}
+
+#[test]
+fn coverage_is_stated_for_every_source() {
+    let mut s = Stream::new(1);
+    for i in 0..100 {
+        s.open(&format!("/srv/start/{i}"), 3).close(3);
+    }
+    for _ in 0..100 {
+        s.marker();
+        s.open("/srv/app/tick", 3).close(3);
+    }
+    let ledger = s.ledger();
+    for request in [
+        IterationRequest::Symbol("tick".into()),
+        IterationRequest::Path("/srv/app/tick".into()),
+        IterationRequest::Auto,
+    ] {
+        let iterations = detect(&ledger, &request);
+        assert_eq!(iterations.count(), 100, "{request:?}");
+        assert_eq!(iterations.coverage, Some(0.5), "{request:?}");
+    }
+    let time = detect(&ledger, &IterationRequest::Path("never".into()));
+    assert_eq!(time.source, IterationSource::Time);
+    assert!(time.coverage.unwrap() > 0.99, "{:?}", time.coverage);
+}
+
+#[test]
+fn regularity_ignores_rare_long_gaps() {
+    let mut times: Vec<u64> = (0..1000).map(|i| i * 10_000).collect();
+    for t in times.iter_mut().skip(500) {
+        *t += 5_000_000; // one garbage collection of 500 iterations' length
+    }
+    assert!(super::auto::regularity_of(&times) > 0.99);
+    let uneven: Vec<u64> = (0..1000)
+        .map(|i| (i / 2) * 60_000 + (i % 2) * 5_000)
+        .collect();
+    assert!(super::auto::regularity_of(&uneven) < 0.6);
+}

@@ -84,6 +84,13 @@ impl Work {
         self.times.partition_point(|&t| t <= to) - self.times.partition_point(|&t| t < from)
     }
 
+    /// Acquisitions at `from..to`.
+    pub fn between(&self, from: u64, to: u64) -> usize {
+        self.times
+            .partition_point(|&t| t < to)
+            .saturating_sub(self.times.partition_point(|&t| t < from))
+    }
+
     /// Acquisitions after `t`.
     pub fn after(&self, t: u64) -> usize {
         self.times.len() - self.times.partition_point(|&t2| t2 <= t)
