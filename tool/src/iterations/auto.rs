@@ -126,9 +126,9 @@ pub fn detect(ledger: &Ledger) -> Iterations {
     let path = ledger.sites().name(chosen.path).to_string();
     Iterations {
         detail: format!(
-            "auto: \"{path}\" opened {} times, {:.0} % of gaps regular",
+            "auto: \"{path}\" opened {} times, regularity {:.2}",
             chosen.times.len(),
-            chosen.regularity * 100.0
+            chosen.regularity
         ),
         boundaries: chosen.times.clone(),
         source: IterationSource::Auto,
@@ -243,7 +243,8 @@ fn percent(share: f64) -> String {
 ///   at start-up), weighted by its cube root, because a loop is often a small part of a
 ///   run;
 /// - regularity: the share of gaps within a factor [`TYPICAL_GAP_FACTOR`] of the median
-///   gap, so a path opened once per iteration beats one opened twice at uneven points of
+///   gap, divided by 1 + the coefficient of variation of those typical gaps. So a path
+///   opened once per iteration beats one opened twice or three times at uneven points of
 ///   each iteration, while a loop's rare long gaps (a garbage collection, a heap growth) do
 ///   not make it irregular;
 /// - repeats: more repeats, up to [`CONFIDENT_REPEATS`], give a better-founded trend.
@@ -271,11 +272,17 @@ pub(super) fn regularity_of(times: &[u64]) -> f64 {
 fn regularity(times: &[u64]) -> f64 {
     let median = median_gap(times).max(1) as f64;
     let gaps = times.windows(2).map(|w| (w[1] - w[0]) as f64);
-    let typical = gaps
+    let typical: Vec<f64> = gaps
         .clone()
         .filter(|&g| g <= median * TYPICAL_GAP_FACTOR && g * TYPICAL_GAP_FACTOR >= median)
-        .count();
-    typical as f64 / gaps.len().max(1) as f64
+        .collect();
+    if typical.is_empty() {
+        return 0.0;
+    }
+    let mean = typical.iter().sum::<f64>() / typical.len() as f64;
+    let variance = typical.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / typical.len() as f64;
+    let share = typical.len() as f64 / gaps.len().max(1) as f64;
+    share / (1.0 + variance.sqrt() / mean)
 }
 
 /// Whether two paths are opened in lockstep (each open of one next to the same-numbered

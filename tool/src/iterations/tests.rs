@@ -336,3 +336,19 @@ fn regularity_ignores_rare_long_gaps() {
         .collect();
     assert!(super::auto::regularity_of(&uneven) < 0.6);
 }
+
+#[test]
+fn a_path_opened_once_per_iteration_beats_one_opened_three_times() {
+    // The real fixture's pattern: tick once, then data.txt three times close together.
+    let mut s = Stream::new(1);
+    for i in 0..300 {
+        s.open("/srv/app/tick", 3).close(3);
+        for j in 0..3 {
+            s.open("/srv/app/data.txt", 4).close(4);
+            s.open(&format!("/srv/unique/{i}-{j}"), 4).close(4);
+        }
+    }
+    let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+    assert_eq!(iterations.auto_path.as_deref(), Some("/srv/app/tick"));
+    assert_eq!(iterations.count(), 300);
+}

@@ -108,11 +108,11 @@ impl Report {
         } else {
             String::new()
         };
-        // No convincing loop, and that alone made every class inconclusive: say so once.
+        // No convincing loop made every class inconclusive (short time windows may add
+        // their own reason): say so once. Lost events are named as they always are.
         if let Some(reason) = &self.iterations.unconvincing
-            && verdicts
-                .iter()
-                .all(|(_, v, why)| *v == Verdict::Inconclusive && why == reason)
+            && !judged
+            && self.lost_events == 0
         {
             return format!("inconclusive: {reason}{hint}");
         }
