@@ -25,4 +25,6 @@ impl Report {
 }
 
 #[cfg(test)]
+mod iteration_tests;
+#[cfg(test)]
 mod tests;
