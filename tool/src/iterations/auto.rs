@@ -7,9 +7,11 @@
 //! program's work. So a candidate is convincing only if
 //! - it recurs in the process that does the work (the program image with the most
 //!   acquisitions), [`MIN_REPEATS`] times or more;
-//! - it recurs until the work stops: at most [`MAX_TAIL_SHARE`] of the run's acquisitions
-//!   come after its last iteration;
-//! - the iterations it marks hold at least [`MIN_COVERAGE`] of the run's acquisitions;
+//! - it recurs until the work stops: at most [`MAX_TAIL_SHARE`] of that image's
+//!   acquisitions come after its last iteration;
+//! - the iterations it marks hold at least [`MIN_COVERAGE`] of that image's acquisitions
+//!   (what the run's other processes did, a shim's helpers say, is reported as the
+//!   iterations' coverage, but a loop is no less a loop for them);
 //! - after warm-up, no single iteration holds more than [`MAX_ITERATION_SHARE`] of the work (a
 //!   path opened in a burst at start-up and another at exit would make one giant
 //!   iteration).
@@ -25,11 +27,13 @@ use super::{IterationSource, Iterations, MIN_REPEATS, MarkerCandidate, time_wind
 use crate::ledger::Ledger;
 use crate::ledger::sites::SiteId;
 
-/// The iterations must hold at least this share of the run's acquisitions.
+/// The iterations must hold at least this share of the working image's acquisitions.
 pub const MIN_COVERAGE: f64 = 0.25;
-/// At most this share of the run's acquisitions may come after the last iteration.
+/// At most this share of the working image's acquisitions may come after the last
+/// iteration.
 pub const MAX_TAIL_SHARE: f64 = 0.10;
-/// No iteration after warm-up may hold more than this share of the acquisitions.
+/// No iteration after warm-up may hold more than this share of the working image's
+/// acquisitions.
 pub const MAX_ITERATION_SHARE: f64 = 0.25;
 /// Repeats at which a period earns full confidence for its count alone.
 const CONFIDENT_REPEATS: f64 = 30.0;
@@ -166,7 +170,7 @@ fn judge(
         .unwrap_or((times[0], times[times.len() - 1]));
     let (score, rank, regularity) = score(&times, lifetime);
     let coverage = coverage(work, &times);
-    let flaw = flaw(work, busiest, &in_work, &times, coverage);
+    let flaw = flaw(work, busiest, &in_work, &times);
     Candidate {
         path,
         count,
@@ -179,38 +183,42 @@ fn judge(
     }
 }
 
-/// Why these opens do not mark the loop of the run's work, or `None` if they do.
+/// Why these opens do not mark the loop of the run's work, or `None` if they do. The work
+/// is the working image's: other processes (a shim's helpers, a runtime's own start-up
+/// shims) may do more in all, before the loop, without making the loop less of one.
 fn flaw(
     work: &Work,
     busiest: Option<(Image, usize)>,
     opens: &[(u64, Image)],
     times: &[u64],
-    coverage: Option<f64>,
 ) -> Option<String> {
-    if let Some((worker, acquisitions)) = busiest {
-        let in_work = opens.iter().filter(|(_, image)| *image == worker).count();
-        if in_work < MIN_REPEATS {
-            return Some(format!(
-                "is not a loop of the process that does the work (pid {}, which made the most \
-                 acquisitions, {acquisitions}, opened it {in_work} times)",
-                worker.tgid
-            ));
-        }
-    }
-    let last = times[times.len() - 1];
-    let end = last + median_gap(times);
-    let tail = work.after(end);
-    if work.total() > 0 && tail as f64 > MAX_TAIL_SHARE * work.total() as f64 {
+    let (worker, acquisitions) = busiest?;
+    let in_work = opens.iter().filter(|(_, image)| *image == worker).count();
+    if in_work < MIN_REPEATS {
         return Some(format!(
-            "stops before the work does: {} of the run's {} acquisitions come after its last open",
-            percent(tail as f64 / work.total() as f64),
-            work.total()
+            "is not a loop of the process that does the work (pid {}, which made the most \
+             acquisitions, {acquisitions}, opened it {in_work} times)",
+            worker.tgid
         ));
     }
-    if let Some(coverage) = coverage.filter(|&c| c < MIN_COVERAGE) {
+    let timeline = work.of(worker)?;
+    let (first, last) = (times[0], times[times.len() - 1]);
+    let end = last + median_gap(times);
+    let tail = timeline.after(end);
+    if tail as f64 > MAX_TAIL_SHARE * acquisitions as f64 {
         return Some(format!(
-            "marks iterations that hold only {} of the run's acquisitions",
-            percent(coverage)
+            "stops before the work does: {} of the {acquisitions} acquisitions of pid {} come \
+             after its last open",
+            percent(tail as f64 / acquisitions as f64),
+            worker.tgid
+        ));
+    }
+    let inside = timeline.within(first, end) as f64 / acquisitions as f64;
+    if inside < MIN_COVERAGE {
+        return Some(format!(
+            "marks iterations that hold only {} of the acquisitions of pid {}",
+            percent(inside),
+            worker.tgid
         ));
     }
     // Judged after warm-up, as the analysis judges: one iteration that holds a big share of
@@ -218,10 +226,10 @@ fn flaw(
     // long gap with little work in it, the process waiting or descheduled, is harmless:
     // the analysis counts iterations, not time.)
     let steady = &times[times.len() / 10..];
-    let steady_work = work.between(steady[0], last);
+    let steady_work = timeline.between(steady[0], last);
     let heaviest = steady
         .windows(2)
-        .map(|w| work.between(w[0], w[1]))
+        .map(|w| timeline.between(w[0], w[1]))
         .max()
         .unwrap_or(0);
     if steady_work > 0 && heaviest as f64 > MAX_ITERATION_SHARE * steady_work as f64 {
@@ -285,9 +293,10 @@ fn regularity(times: &[u64]) -> f64 {
     share / (1.0 + variance.sqrt() / mean)
 }
 
-/// Whether two paths are opened in lockstep (each open of one next to the same-numbered
-/// open of the other): they mark the same iterations, so only one of them is named.
+/// Whether two paths are opened in lockstep: as often, and alternately (each open of one
+/// falls between two opens of the other). They mark the same iterations, so only one of
+/// them is named.
 fn lockstep(a: &[u64], b: &[u64]) -> bool {
-    let tolerance = median_gap(a).min(median_gap(b)) / 2;
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.abs_diff(*y) <= tolerance)
+    let alternate = |a: &[u64], b: &[u64]| a.iter().zip(&b[1..]).all(|(x, next_y)| x <= next_y);
+    a.len() == b.len() && alternate(a, b) && alternate(b, a)
 }

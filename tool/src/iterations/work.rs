@@ -41,35 +41,16 @@ impl Image {
     }
 }
 
-pub struct Work {
-    /// Every acquisition time, sorted.
+/// Sorted acquisition times.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
     times: Vec<u64>,
-    /// fd and mapping acquisitions per image (heap growth carries no process, so it counts
-    /// only in the totals over time).
-    by_image: HashMap<Image, usize>,
 }
 
-impl Work {
-    pub fn new(ledger: &Ledger) -> Work {
-        let mut times = Vec::new();
-        let mut by_image: HashMap<Image, usize> = HashMap::new();
-        let mut records = |records: &Records| {
-            for record in records
-                .all()
-                .iter()
-                .filter(|r| r.origin == Origin::Acquired)
-            {
-                times.push(record.born_ns);
-                *by_image
-                    .entry(Image::at(ledger, record.tgid, record.born_ns))
-                    .or_default() += 1;
-            }
-        };
-        records(ledger.fd_records());
-        records(ledger.map_records());
-        times.extend(ledger.heap_growth().iter().map(|g| g.time_ns));
+impl Timeline {
+    fn new(mut times: Vec<u64>) -> Timeline {
         times.sort_unstable();
-        Work { times, by_image }
+        Timeline { times }
     }
 
     pub fn total(&self) -> usize {
@@ -96,9 +77,52 @@ impl Work {
         self.times.len() - self.times.partition_point(|&t2| t2 <= t)
     }
 
-    /// The share of all acquisitions at `from..=to`; `None` for a run that acquired nothing.
+    /// The share of all acquisitions at `from..=to`; `None` when there are none.
     pub fn share(&self, from: u64, to: u64) -> Option<f64> {
         (self.total() > 0).then(|| self.within(from, to) as f64 / self.total() as f64)
+    }
+}
+
+pub struct Work {
+    /// Every acquisition of the run.
+    pub all: Timeline,
+    /// fd and mapping acquisitions per image (heap growth carries no process, so it counts
+    /// only in `all`).
+    by_image: HashMap<Image, Timeline>,
+}
+
+impl Work {
+    pub fn new(ledger: &Ledger) -> Work {
+        let mut all = Vec::new();
+        let mut by_image: HashMap<Image, Vec<u64>> = HashMap::new();
+        let mut records = |records: &Records| {
+            for record in records
+                .all()
+                .iter()
+                .filter(|r| r.origin == Origin::Acquired)
+            {
+                all.push(record.born_ns);
+                by_image
+                    .entry(Image::at(ledger, record.tgid, record.born_ns))
+                    .or_default()
+                    .push(record.born_ns);
+            }
+        };
+        records(ledger.fd_records());
+        records(ledger.map_records());
+        all.extend(ledger.heap_growth().iter().map(|g| g.time_ns));
+        Work {
+            all: Timeline::new(all),
+            by_image: by_image
+                .into_iter()
+                .map(|(image, times)| (image, Timeline::new(times)))
+                .collect(),
+        }
+    }
+
+    /// The fd and mapping acquisitions of one image.
+    pub fn of(&self, image: Image) -> Option<&Timeline> {
+        self.by_image.get(&image)
     }
 
     /// The image that made the most fd and mapping acquisitions: the process that does the
@@ -106,7 +130,7 @@ impl Work {
     pub fn busiest(&self) -> Option<(Image, usize)> {
         self.by_image
             .iter()
-            .map(|(&image, &n)| (image, n))
+            .map(|(&image, timeline)| (image, timeline.total()))
             .max_by_key(|&(image, n)| (n, image.epoch, image.tgid))
     }
 }
@@ -126,5 +150,5 @@ pub fn median_gap(times: &[u64]) -> u64 {
 /// the end of the last iteration, taken to be one typical iteration past its start.
 pub fn coverage(work: &Work, boundaries: &[u64]) -> Option<f64> {
     let (&first, &last) = (boundaries.first()?, boundaries.last()?);
-    work.share(first, last + median_gap(boundaries))
+    work.all.share(first, last + median_gap(boundaries))
 }
