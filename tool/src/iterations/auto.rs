@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use super::work::{Image, Work, coverage, median_gap};
+use super::work::{Image, Timeline, Work, coverage, median_gap};
 use super::{IterationSource, Iterations, MIN_REPEATS, MarkerCandidate, time_windows};
 use crate::ledger::Ledger;
 use crate::ledger::sites::SiteId;
@@ -168,7 +168,11 @@ fn judge(
         .filter_map(|(_, image)| image.life(ledger))
         .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
         .unwrap_or((times[0], times[times.len() - 1]));
-    let (score, rank, regularity) = score(&times, lifetime);
+    let timeline = busiest
+        .and_then(|(worker, _)| work.of(worker))
+        .filter(|_| in_work.iter().all(|(_, image)| Some(*image) == worker))
+        .unwrap_or(&work.all);
+    let (score, rank, regularity) = score(&times, lifetime, timeline);
     let coverage = coverage(work, &times);
     let flaw = flaw(work, busiest, &in_work, &times);
     Candidate {
@@ -250,47 +254,35 @@ fn percent(share: f64) -> String {
 /// - coverage: the opens span the life of the program images that made them (not a burst
 ///   at start-up), weighted by its cube root, because a loop is often a small part of a
 ///   run;
-/// - regularity: the share of gaps within a factor [`TYPICAL_GAP_FACTOR`] of the median
-///   gap, divided by 1 + the coefficient of variation of those typical gaps. So a path
-///   opened once per iteration beats one opened twice or three times at uneven points of
-///   each iteration, while a loop's rare long gaps (a garbage collection, a heap growth) do
-///   not make it irregular;
+/// - regularity: the share of gaps between opens that hold the typical (median) number of
+///   acquisitions. A path opened once per iteration cuts the work into equal parts; one
+///   opened three times per iteration, or twice at uneven points, does not. Counted in
+///   work, not time: the analysis counts iterations, and timing jitters while a loop's
+///   acquisitions repeat exactly;
 /// - repeats: more repeats, up to [`CONFIDENT_REPEATS`], give a better-founded trend.
 ///
 /// Returns (score, rank, regularity). The score is the reported confidence; candidates
 /// are ranked by score × n / (n + [`CONFIDENT_REPEATS`]), so that past the confident
 /// number, more repeats still count as more evidence.
-fn score(times: &[u64], lifetime: (u64, u64)) -> (f64, f64, f64) {
+fn score(times: &[u64], lifetime: (u64, u64), work: &Timeline) -> (f64, f64, f64) {
     let lifetime_len = (lifetime.1 - lifetime.0).max(1) as f64;
     let coverage = ((times[times.len() - 1] - times[0]) as f64 / lifetime_len).min(1.0);
-    let regularity = regularity(times);
+    let regularity = regularity(times, work);
     let n = times.len() as f64;
     let score = coverage.cbrt() * regularity * (n / CONFIDENT_REPEATS).min(1.0);
     (score, score * n / (n + CONFIDENT_REPEATS), regularity)
 }
 
-/// A gap is typical when it is within this factor of the median gap.
-const TYPICAL_GAP_FACTOR: f64 = 3.0;
-
-#[cfg(test)]
-pub(super) fn regularity_of(times: &[u64]) -> f64 {
-    regularity(times)
-}
-
-fn regularity(times: &[u64]) -> f64 {
-    let median = median_gap(times).max(1) as f64;
-    let gaps = times.windows(2).map(|w| (w[1] - w[0]) as f64);
-    let typical: Vec<f64> = gaps
-        .clone()
-        .filter(|&g| g <= median * TYPICAL_GAP_FACTOR && g * TYPICAL_GAP_FACTOR >= median)
-        .collect();
-    if typical.is_empty() {
+/// The share of gaps between `times` that hold the median number of acquisitions.
+pub(super) fn regularity(times: &[u64], work: &Timeline) -> f64 {
+    let mut held: Vec<usize> = times.windows(2).map(|w| work.between(w[0], w[1])).collect();
+    if held.is_empty() {
         return 0.0;
     }
-    let mean = typical.iter().sum::<f64>() / typical.len() as f64;
-    let variance = typical.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / typical.len() as f64;
-    let share = typical.len() as f64 / gaps.len().max(1) as f64;
-    share / (1.0 + variance.sqrt() / mean)
+    let middle = held.len() / 2;
+    let median = *held.clone().select_nth_unstable(middle).1;
+    held.retain(|&n| n == median);
+    held.len() as f64 / (times.len() - 1) as f64
 }
 
 /// Whether two paths are opened in lockstep: as often, and alternately (each open of one
