@@ -196,7 +196,10 @@ fn flaw(
     opens: &[(u64, Image)],
     times: &[u64],
 ) -> Option<String> {
-    let (worker, acquisitions) = busiest?;
+    // A path was opened, so some image acquired an fd: there is a busiest one.
+    let Some((worker, acquisitions)) = busiest else {
+        return Some("was opened, yet no process acquired anything".into());
+    };
     let in_work = opens.iter().filter(|(_, image)| *image == worker).count();
     if in_work < MIN_REPEATS {
         return Some(format!(
@@ -205,7 +208,7 @@ fn flaw(
             worker.tgid
         ));
     }
-    let timeline = work.of(worker)?;
+    let timeline = work.of(worker).expect("the busiest image has acquisitions");
     let (first, last) = (times[0], times[times.len() - 1]);
     let end = last + median_gap(times);
     let tail = timeline.after(end);
