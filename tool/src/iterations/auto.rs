@@ -7,8 +7,8 @@
 //! program's work. So a candidate is convincing only if
 //! - it recurs in the process that does the work (the program image with the most
 //!   acquisitions), [`MIN_REPEATS`] times or more;
-//! - it recurs until the work stops: at most [`MAX_TAIL_SHARE`] of that image's
-//!   acquisitions come after its last iteration;
+//! - it recurs until the work stops: what the run acquires after its last iteration (in
+//!   any process) is at most [`MAX_TAIL_SHARE`] of what the working image acquires;
 //! - the iterations it marks hold at least [`MIN_COVERAGE`] of that image's acquisitions
 //!   (what the run's other processes did, a shim's helpers say, is reported as the
 //!   iterations' coverage, but a loop is no less a loop for them);
@@ -29,8 +29,8 @@ use crate::ledger::sites::SiteId;
 
 /// The iterations must hold at least this share of the working image's acquisitions.
 pub const MIN_COVERAGE: f64 = 0.25;
-/// At most this share of the working image's acquisitions may come after the last
-/// iteration.
+/// What the run acquires after the last iteration may be at most this share of what the
+/// working image acquires.
 pub const MAX_TAIL_SHARE: f64 = 0.10;
 /// No iteration after warm-up may hold more than this share of the working image's
 /// acquisitions.
@@ -211,12 +211,13 @@ fn flaw(
     let timeline = work.of(worker).expect("the busiest image has acquisitions");
     let (first, last) = (times[0], times[times.len() - 1]);
     let end = last + median_gap(times);
-    let tail = timeline.after(end);
+    // Counted over the whole run: a program exec'd or started after a helper's loop is
+    // work after that loop, whichever process made the most acquisitions.
+    let tail = work.all.after(end);
     if tail as f64 > MAX_TAIL_SHARE * acquisitions as f64 {
         return Some(format!(
-            "stops before the work does: {} of the {acquisitions} acquisitions of pid {} come \
-             after its last open",
-            percent(tail as f64 / acquisitions as f64),
+            "stops before the work does: {tail} acquisitions come after its last open, \
+             against {acquisitions} by the process that does the work (pid {})",
             worker.tgid
         ));
     }

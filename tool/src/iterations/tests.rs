@@ -414,3 +414,48 @@ fn regularity_counts_work_not_time() {
     assert_eq!(iterations.auto_path.as_deref(), Some("/srv/app/tick"));
     assert_eq!(iterations.count(), 500);
 }
+
+#[test]
+fn a_busy_helper_with_a_loop_of_its_own_is_not_the_program_s_loop() {
+    // A helper (pid 100) reads its config 40 times and maps 200 regions: it makes the most
+    // fd and mapping acquisitions. The program exec'd after it maps 100 regions and then
+    // grows its heap 150 times: that growth must not be left after the "iterations".
+    let mut s = Stream::new(1);
+    s.push(1, 1, What::Fork { child: 100 }, None);
+    for i in 0..200u64 {
+        let map = call(
+            leakscope_common::syscalls::MMAP,
+            (0x7000_0000 + i * 0x10_0000) as i64,
+            [0, 65536, 3, 0x22, u64::MAX, 0],
+        );
+        s.push(100, 100, What::Syscall(map), None);
+        if i % 5 == 0 {
+            s.push(
+                100,
+                100,
+                What::Syscall(open_call("/srv/helper/conf", 3)),
+                None,
+            );
+            s.push(100, 100, What::Syscall(close_call(3)), None);
+        }
+    }
+    s.push(100, 100, What::Exit, None);
+    s.push(1, 1, What::Exec, None);
+    for i in 0..100u64 {
+        s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
+    }
+    s.brk(0x100_0000);
+    for i in 1..=150u64 {
+        s.brk(0x100_0000 + i * 0x2_1000);
+    }
+    s.exit();
+    let iterations = detect(&s.ledger(), &IterationRequest::Auto);
+    assert_eq!(
+        iterations.source,
+        IterationSource::Time,
+        "{}",
+        iterations.detail
+    );
+    let reason = iterations.unconvincing.as_deref().unwrap();
+    assert!(reason.contains("stops before the work does"), "{reason}");
+}
