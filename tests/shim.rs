@@ -30,21 +30,21 @@ fn through_shim(
     (dir, command)
 }
 
-fn python(dir: &std::path::Path, mode: &str) -> Vec<String> {
+fn python(dir: &std::path::Path, mode: &str, n: usize) -> Vec<String> {
     vec![
         "python3".into(),
         script("loop.py").to_string_lossy().into_owned(),
-        N.to_string(),
+        n.to_string(),
         dir.to_string_lossy().into_owned(),
         mode.into(),
     ]
 }
 
-fn node(dir: &std::path::Path, clean: bool) -> Vec<String> {
+fn node(dir: &std::path::Path, clean: bool, n: usize) -> Vec<String> {
     let mut command = vec![
         "node".into(),
         script("leak_files.js").to_string_lossy().into_owned(),
-        N.to_string(),
+        n.to_string(),
         dir.to_string_lossy().into_owned(),
     ];
     if clean {
@@ -53,23 +53,23 @@ fn node(dir: &std::path::Path, clean: bool) -> Vec<String> {
     command
 }
 
-fn c_fixture(dir: &std::path::Path, mode: &str) -> Vec<String> {
+fn c_fixture(dir: &std::path::Path, mode: &str, n: usize) -> Vec<String> {
     vec![
         fixture("leaky").to_string_lossy().into_owned(),
         mode.into(),
-        N.to_string(),
+        n.to_string(),
         dir.to_string_lossy().into_owned(),
         "1".into(),
     ]
 }
 
 /// Runs `program(dir)` through the shim with automatic detection: the loop must be found
-/// (N iterations from the program's tick, not the shim's config).
-fn diagnose_through_shim(program: impl Fn(&std::path::Path) -> Vec<String>) -> Traced {
+/// (`n` iterations from the program's tick, not the shim's config).
+fn diagnose_through_shim(n: usize, program: impl Fn(&std::path::Path) -> Vec<String>) -> Traced {
     let (dir, command) = through_shim(program);
     let traced = diagnose(Source::Auto, dir.path(), &command);
     let iterations = &traced.report["iterations"];
-    assert_eq!(iterations["count"], N, "{iterations}");
+    assert_eq!(iterations["count"], n, "{iterations}");
     let path = iterations["path"].as_str().unwrap();
     assert!(
         path.starts_with(&dir.path().to_string_lossy().into_owned())
@@ -94,9 +94,11 @@ fn assert_fd_leak(traced: &Traced) {
     assert!(site.contains("/data.txt"), "{site}");
 }
 
-fn assert_never_a_leak(program: impl Fn(&std::path::Path) -> Vec<String>, what: &str) {
+/// Clean loops run 5 N iterations: a runtime warms up over its first thousand or so (its
+/// heap and JIT grow, then level off), as in the diagnosis tests.
+fn assert_never_a_leak(program: impl Fn(&std::path::Path, usize) -> Vec<String>, what: &str) {
     for run in 0..CLEAN_RUNS {
-        let traced = diagnose_through_shim(&program);
+        let traced = diagnose_through_shim(5 * N, |dir| program(dir, 5 * N));
         for (class, verdict) in ["fd", "mmap", "brk", "rss"].iter().zip(verdicts(&traced)) {
             assert_ne!(
                 verdict, "leak",
@@ -109,12 +111,12 @@ fn assert_never_a_leak(program: impl Fn(&std::path::Path) -> Vec<String>, what: 
 
 #[test]
 fn python_fd_leak_behind_a_shim() {
-    assert_fd_leak(&diagnose_through_shim(|dir| python(dir, "fd")));
+    assert_fd_leak(&diagnose_through_shim(N, |dir| python(dir, "fd", N)));
 }
 
 #[test]
 fn python_mapping_leak_behind_a_shim() {
-    let traced = diagnose_through_shim(|dir| python(dir, "mmap"));
+    let traced = diagnose_through_shim(N, |dir| python(dir, "mmap", N));
     let mmap = class(&traced, "mmap");
     assert_eq!(mmap["verdict"], "leak", "{}", traced.report["answer"]);
     assert_rate(&mmap["leaked_per_iteration"], 1.0, "mappings per iteration");
@@ -127,12 +129,12 @@ fn python_mapping_leak_behind_a_shim() {
 
 #[test]
 fn node_fd_leak_behind_a_shim() {
-    assert_fd_leak(&diagnose_through_shim(|dir| node(dir, false)));
+    assert_fd_leak(&diagnose_through_shim(N, |dir| node(dir, false, N)));
 }
 
 #[test]
 fn c_fd_leak_behind_a_shim() {
-    let traced = diagnose_through_shim(|dir| c_fixture(dir, "fd"));
+    let traced = diagnose_through_shim(N, |dir| c_fixture(dir, "fd", N));
     assert_fd_leak(&traced);
     assert_eq!(
         verdicts(&traced),
@@ -144,17 +146,17 @@ fn c_fd_leak_behind_a_shim() {
 
 #[test]
 fn python_clean_loop_behind_a_shim_is_never_a_leak() {
-    assert_never_a_leak(|dir| python(dir, "clean"), "python");
+    assert_never_a_leak(|dir, n| python(dir, "clean", n), "python");
 }
 
 #[test]
 fn node_clean_loop_behind_a_shim_is_never_a_leak() {
-    assert_never_a_leak(|dir| node(dir, true), "node");
+    assert_never_a_leak(|dir, n| node(dir, true, n), "node");
 }
 
 #[test]
 fn c_clean_loop_behind_a_shim_is_never_a_leak() {
-    assert_never_a_leak(|dir| c_fixture(dir, "churn"), "C churn");
+    assert_never_a_leak(|dir, n| c_fixture(dir, "churn", n), "C churn");
 }
 
 /// Inconclusive because no candidate marks a loop: the answer says so and names the
