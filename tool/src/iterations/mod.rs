@@ -69,8 +69,9 @@ pub struct Iterations {
     /// from the first boundary to the end of the last iteration (one typical iteration past
     /// its start): how much of what the program did the iterations describe.
     pub coverage: Option<f64>,
-    /// Other recurring paths that could mark the loop, best first, ready to paste as
-    /// `--iteration-path` (auto detection only).
+    /// Recurring paths that could mark the loop, best first (up to 5; the chosen one among
+    /// them; paths opened in lockstep named once), ready to paste as `--iteration-path`
+    /// (auto detection only).
     pub candidates: Vec<MarkerCandidate>,
     /// Set when the boundaries are not good enough to judge on: every verdict is then
     /// inconclusive, with this reason.
