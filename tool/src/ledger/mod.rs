@@ -129,6 +129,8 @@ pub struct Ledger {
     /// What processes held when they exited: the target, and every process that
     /// outlived it (see [`Ledger::outlived_target`]).
     final_holdings: BTreeMap<u32, Holdings>,
+    /// When each process exec'd, in time order: a new program image starts there.
+    execs: HashMap<u32, Vec<u64>>,
 }
 
 impl Ledger {
@@ -171,6 +173,7 @@ impl Ledger {
             }
             What::Exec => {
                 self.count("exec");
+                self.execs.entry(tgid).or_default().push(t);
                 self.exec(tgid, t);
             }
             // A thread's exit releases nothing: its process still holds the table. The
@@ -532,6 +535,11 @@ impl Ledger {
         let first = *self.first_seen.get(&tgid)?;
         let last = self.exit_time(tgid).or(self.span.map(|(_, end)| end))?;
         Some((first, last))
+    }
+    /// When process `tgid` exec'd, in time order (empty if it never did): each exec
+    /// starts a new program image under the same tgid.
+    pub fn exec_times(&self, tgid: u32) -> &[u64] {
+        self.execs.get(&tgid).map_or(&[], Vec::as_slice)
     }
     /// Every process exit seen, as (tgid, time).
     pub fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {

@@ -94,12 +94,36 @@ impl Report {
         } else {
             format!("no {} leak in {count} iterations", join_or(&judged))
         };
-        // Time windows are the fallback when no loop was found: say how to mark one.
-        let hint = if judged.is_empty() && self.iterations.source == IterationSource::Time {
-            "; mark the repeated operation with --iteration-symbol or --iteration-path"
+        let candidates = &self.iterations.candidates;
+        // Time windows are the fallback when no loop was found: say how to mark one, with
+        // the recurring paths that came closest, ready to paste.
+        let hint = if !judged.is_empty() {
+            String::new()
+        } else if !candidates.is_empty() {
+            let tries: Vec<String> = candidates
+                .iter()
+                .map(|c| {
+                    format!(
+                        "--iteration-path {} ({} opens)",
+                        shell_quote(&c.path),
+                        c.count
+                    )
+                })
+                .collect();
+            format!("; try {}", tries.join(" or "))
+        } else if self.iterations.source == IterationSource::Time {
+            "; mark the repeated operation with --iteration-symbol or --iteration-path".into()
         } else {
-            ""
+            String::new()
         };
+        // No convincing loop made every class inconclusive (short time windows may add
+        // their own reason): say so once. Lost events are named as they always are.
+        if let Some(reason) = &self.iterations.unconvincing
+            && judged.is_empty()
+            && self.lost_events == 0
+        {
+            return format!("inconclusive: {reason}{hint}");
+        }
         format!("{head}: {}{hint}", parts.join("; "))
     }
 
@@ -224,6 +248,20 @@ fn limit_text(hit: Option<&LimitHitReport>, fd_limit: Option<u64>) -> String {
         units::grouped(hit.iteration as u64),
         units::grouped(hit.failures)
     )
+}
+
+/// `path` in double quotes, so that it can be pasted into a shell as one word.
+pub fn shell_quote(path: &str) -> String {
+    let mut quoted = String::with_capacity(path.len() + 2);
+    quoted.push('"');
+    for c in path.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// ", all at SITE" when one site holds (nearly) the whole leak, ", most at SITE" otherwise.

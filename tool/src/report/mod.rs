@@ -26,6 +26,8 @@ impl Report {
 }
 
 #[cfg(test)]
+mod iteration_tests;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

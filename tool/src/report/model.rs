@@ -12,7 +12,7 @@ use crate::analysis::limits::{self, LimitHit};
 use crate::analysis::sites::Site;
 use crate::analysis::trend::{Judgement, Verdict};
 use crate::analysis::{Analysis, HeapClass, HeapSite, ResourceClass, RssClass};
-use crate::iterations::{IterationSource, Iterations};
+use crate::iterations::{IterationSource, Iterations, MarkerCandidate};
 
 use super::held::{HeldAtExit, OutlivedProcess};
 
@@ -61,6 +61,13 @@ pub struct IterationsReport {
     /// The path auto-detection chose.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Share (0..=1) of the run's acquisitions inside the iterations.
+    pub coverage: Option<f64>,
+    /// Recurring paths that could mark the loop, best first (auto detection only).
+    pub candidates: Vec<MarkerCandidate>,
+    /// Why no iteration source was convincing: every verdict is then inconclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unconvincing: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -220,6 +227,9 @@ impl IterationsReport {
             detail: iterations.detail.clone(),
             confidence: (iterations.confidence * 100.0).round() / 100.0,
             path: iterations.auto_path.clone(),
+            coverage: iterations.coverage.map(|c| (c * 1000.0).round() / 1000.0),
+            candidates: iterations.candidates.clone(),
+            unconvincing: iterations.unconvincing.clone(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 
+use super::answer::shell_quote;
 use super::model::{Report, ResourceReport};
 use crate::analysis::lifetimes::DECADE_LABELS;
 use crate::analysis::trend::Verdict;
@@ -57,14 +58,29 @@ impl Report {
             self.target.pid,
             exit_text(self)
         )?;
+        let coverage = iterations.coverage.map_or(String::new(), |c| {
+            format!(", covering {:.0} % of acquisitions", c * 100.0)
+        });
         writeln!(
             out,
-            "iterations: {} from {} ({}), confidence {:.2}",
+            "iterations: {} from {} ({}), confidence {:.2}{coverage}",
             iterations.count,
             iterations.source.as_str(),
             iterations.detail,
             iterations.confidence
         )?;
+        if iterations.unconvincing.is_some() && !iterations.candidates.is_empty() {
+            writeln!(out, "candidate markers (none convincing):")?;
+            for candidate in &iterations.candidates {
+                writeln!(
+                    out,
+                    "  --iteration-path {}  ({} opens, score {:.2})",
+                    shell_quote(&candidate.path),
+                    candidate.count,
+                    candidate.score
+                )?;
+            }
+        }
         if self.lost_events > 0 {
             writeln!(
                 out,

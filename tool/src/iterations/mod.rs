@@ -1,0 +1,247 @@
+//! Iteration boundaries: when each repetition of the program's operation starts.
+//!
+//! Every rate in the report is "per iteration", so the boundaries are the x axis of the
+//! whole analysis. They come from the marker uprobe (`Symbol`), from opens of a path
+//! (`Path`), from the stream itself (`Auto`: the recurring opened path that best splits the
+//! work of the run into even repeats, see [`auto`]), or, when nothing recurs, from equal
+//! time windows. When paths recur but none marks the loop convincingly, the iterations are
+//! time windows too, and `unconvincing` makes every verdict inconclusive.
+
+mod auto;
+pub mod work;
+
+use serde::Serialize;
+
+use crate::ledger::Ledger;
+use crate::ledger::records::Origin;
+
+/// Fewer repeats than this cannot make a period worth trusting.
+pub const MIN_REPEATS: usize = 10;
+/// How many windows the time fallback cuts the run into.
+pub const TIME_WINDOWS: usize = 100;
+/// The shortest time window worth judging a trend on.
+pub const MIN_TIME_WINDOW_NS: u64 = 10_000_000;
+
+/// What the user asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IterationRequest {
+    /// `--iteration-symbol`: the marker uprobe's hits.
+    Symbol(String),
+    /// `--iteration-path`: successful opens whose resolved path contains this.
+    Path(String),
+    Auto,
+}
+
+/// Where the boundaries came from (the JSON "iterations.source").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IterationSource {
+    Symbol,
+    Path,
+    Auto,
+    Time,
+}
+
+impl IterationSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IterationSource::Symbol => "symbol",
+            IterationSource::Path => "path",
+            IterationSource::Auto => "auto",
+            IterationSource::Time => "time",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Iterations {
+    /// Start times of the iterations, sorted. Iteration `k` runs from `boundaries[k]` to
+    /// `boundaries[k+1]`.
+    pub boundaries: Vec<u64>,
+    pub source: IterationSource,
+    /// One sentence on how the boundaries were found.
+    pub detail: String,
+    /// 0..=1: 1 for an explicit marker that fired often enough, lower for guesses.
+    pub confidence: f64,
+    /// The path auto-detection picked, if it did.
+    pub auto_path: Option<String>,
+    /// Share (0..=1) of the run's acquisitions (fds and mappings acquired, heap growths)
+    /// from the first boundary to the end of the last iteration (one typical iteration past
+    /// its start): how much of what the program did the iterations describe.
+    pub coverage: Option<f64>,
+    /// Recurring paths that could mark the loop, best first (up to 5; the chosen one among
+    /// them; paths opened in lockstep named once), ready to paste as `--iteration-path`
+    /// (auto detection only).
+    pub candidates: Vec<MarkerCandidate>,
+    /// Set when the boundaries are not good enough to judge on: every verdict is then
+    /// inconclusive, with this reason.
+    pub unconvincing: Option<String>,
+}
+
+/// A path that recurs often enough to be an iteration marker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MarkerCandidate {
+    pub path: String,
+    pub count: usize,
+    /// How well it marks a steady loop, 0..=1 (the confidence it would get).
+    pub score: f64,
+}
+
+impl Iterations {
+    pub fn count(&self) -> usize {
+        self.boundaries.len()
+    }
+
+    /// The iteration `t` falls in: -1 before the first boundary.
+    pub fn index_at(&self, t: u64) -> i64 {
+        self.boundaries.partition_point(|&b| b <= t) as i64 - 1
+    }
+
+    /// The last boundary: what is retained past it was retained across iterations, whatever
+    /// teardown does afterwards.
+    pub fn last(&self) -> Option<u64> {
+        self.boundaries.last().copied()
+    }
+
+    pub fn first(&self) -> Option<u64> {
+        self.boundaries.first().copied()
+    }
+}
+
+/// The boundaries for `request`, with their coverage of the run's acquisitions.
+pub fn detect(ledger: &Ledger, request: &IterationRequest) -> Iterations {
+    let mut iterations = boundaries(ledger, request);
+    if iterations.coverage.is_none() {
+        iterations.coverage = work::coverage(&work::Work::new(ledger), &iterations.boundaries);
+    }
+    iterations
+}
+
+fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
+    match request {
+        IterationRequest::Symbol(symbol) => {
+            let mut boundaries = ledger.markers().to_vec();
+            boundaries.sort_unstable();
+            let n = boundaries.len();
+            if n < 2 {
+                return time_windows(ledger, format!("the marker `{symbol}` fired {n} time(s)"));
+            }
+            Iterations {
+                boundaries,
+                source: IterationSource::Symbol,
+                detail: format!("{n} calls of `{symbol}`"),
+                confidence: repeat_confidence(n),
+                auto_path: None,
+                coverage: None,
+                candidates: Vec::new(),
+                unconvincing: None,
+            }
+        }
+        IterationRequest::Path(needle) => {
+            let mut boundaries: Vec<u64> = ledger
+                .opened_paths()
+                .iter()
+                .filter(|open| ledger.sites().name(open.path).contains(needle.as_str()))
+                .map(|open| open.time_ns)
+                .collect();
+            boundaries.sort_unstable();
+            let n = boundaries.len();
+            if n < 2 {
+                return time_windows(
+                    ledger,
+                    format!("paths containing \"{needle}\" were opened {n} time(s)"),
+                );
+            }
+            Iterations {
+                boundaries,
+                source: IterationSource::Path,
+                detail: format!("{n} opens of paths containing \"{needle}\""),
+                confidence: repeat_confidence(n),
+                auto_path: None,
+                coverage: None,
+                candidates: Vec::new(),
+                unconvincing: None,
+            }
+        }
+        IterationRequest::Auto => auto::detect(ledger),
+    }
+}
+
+/// An explicit source is fully trusted once it repeats enough to fit a trend.
+fn repeat_confidence(n: usize) -> f64 {
+    if n >= MIN_REPEATS {
+        1.0
+    } else {
+        n as f64 / MIN_REPEATS as f64
+    }
+}
+
+/// [`TIME_WINDOWS`] equal windows. They end at the last acquisition, not the last event:
+/// a teardown that only releases would otherwise look like the program shrinking.
+pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
+    let Some((start, end)) = ledger.span() else {
+        return Iterations {
+            boundaries: Vec::new(),
+            source: IterationSource::Time,
+            detail: format!("{why}; no events"),
+            confidence: 0.0,
+            auto_path: None,
+            coverage: None,
+            candidates: Vec::new(),
+            unconvincing: None,
+        };
+    };
+    let acquired = |records: &crate::ledger::records::Records| {
+        records
+            .all()
+            .iter()
+            .filter(|r| r.origin == Origin::Acquired)
+            .map(|r| r.born_ns)
+            .max()
+    };
+    let last_acquisition = [
+        acquired(ledger.fd_records()),
+        acquired(ledger.map_records()),
+        ledger
+            .heap_byte_changes()
+            .iter()
+            .filter(|c| c.bytes > 0)
+            .map(|c| c.time_ns)
+            .max(),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .filter(|&t| t > start)
+    .unwrap_or(end);
+    let span = last_acquisition - start;
+    // Windows shorter than MIN_TIME_WINDOW_NS cut one start-up burst (a dynamic loader
+    // mapping libraries) into slices that look like steady growth. A run too short for
+    // enough windows gets fewer, and then too few to judge: inconclusive, not a false leak.
+    let windows = ((span / MIN_TIME_WINDOW_NS) as usize).clamp(1, TIME_WINDOWS - 1) + 1;
+    let boundaries: Vec<u64> = if span == 0 {
+        vec![start]
+    } else {
+        let step = span as f64 / (windows - 1) as f64;
+        (0..windows)
+            .map(|k| start + (k as f64 * step).round() as u64)
+            .collect()
+    };
+    Iterations {
+        detail: format!(
+            "{why}; {} time windows of {:.1} ms instead",
+            boundaries.len(),
+            span as f64 / (boundaries.len().max(2) - 1) as f64 / 1e6
+        ),
+        boundaries,
+        source: IterationSource::Time,
+        confidence: 0.0,
+        auto_path: None,
+        coverage: None,
+        candidates: Vec::new(),
+        unconvincing: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! The work a run did, as the iteration detector weighs it: every acquisition (an fd or a
+//! mapping a traced call created, or a growth of a brk heap) with its time and, where the
+//! ledger knows it, the program image that made it.
+//!
+//! An exec keeps the tgid but starts a new program: a shell shim that execs python3 is one
+//! tgid whose life before the exec is the shim's. So work is attributed to images, a tgid
+//! and the number of execs it had made by then, never to a bare tgid.
+
+use std::collections::HashMap;
+
+use crate::ledger::Ledger;
+use crate::ledger::records::{Origin, Records};
+
+/// One program image: process `tgid` after its `epoch`-th exec (0: before any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Image {
+    pub tgid: u32,
+    pub epoch: usize,
+}
+
+impl Image {
+    /// The image `tgid` ran at time `t`.
+    pub fn at(ledger: &Ledger, tgid: u32, t: u64) -> Image {
+        Image {
+            tgid,
+            epoch: ledger.exec_times(tgid).partition_point(|&e| e <= t),
+        }
+    }
+
+    /// From its exec (or the process's first event) to the next exec, the exit, or the end
+    /// of the run.
+    pub fn life(&self, ledger: &Ledger) -> Option<(u64, u64)> {
+        let (first, last) = ledger.process_span(self.tgid)?;
+        let execs = ledger.exec_times(self.tgid);
+        let start = match self.epoch {
+            0 => first,
+            k => execs.get(k - 1).copied().unwrap_or(first),
+        };
+        let end = execs.get(self.epoch).copied().unwrap_or(last);
+        Some((start, end.max(start)))
+    }
+}
+
+/// Sorted acquisition times.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    times: Vec<u64>,
+}
+
+impl Timeline {
+    fn new(mut times: Vec<u64>) -> Timeline {
+        times.sort_unstable();
+        Timeline { times }
+    }
+
+    pub fn total(&self) -> usize {
+        self.times.len()
+    }
+
+    /// Acquisitions at `from..=to`.
+    pub fn within(&self, from: u64, to: u64) -> usize {
+        if to < from {
+            return 0;
+        }
+        self.times.partition_point(|&t| t <= to) - self.times.partition_point(|&t| t < from)
+    }
+
+    /// Acquisitions at `from..to`.
+    pub fn between(&self, from: u64, to: u64) -> usize {
+        self.times
+            .partition_point(|&t| t < to)
+            .saturating_sub(self.times.partition_point(|&t| t < from))
+    }
+
+    /// Acquisitions after `t`.
+    pub fn after(&self, t: u64) -> usize {
+        self.times.len() - self.times.partition_point(|&t2| t2 <= t)
+    }
+
+    /// The share of all acquisitions at `from..=to`; `None` when there are none.
+    pub fn share(&self, from: u64, to: u64) -> Option<f64> {
+        (self.total() > 0).then(|| self.within(from, to) as f64 / self.total() as f64)
+    }
+}
+
+pub struct Work {
+    /// Every acquisition of the run.
+    pub all: Timeline,
+    /// fd and mapping acquisitions per image (heap growth carries no process, so it counts
+    /// only in `all`).
+    by_image: HashMap<Image, Timeline>,
+}
+
+impl Work {
+    pub fn new(ledger: &Ledger) -> Work {
+        let mut all = Vec::new();
+        let mut by_image: HashMap<Image, Vec<u64>> = HashMap::new();
+        let mut records = |records: &Records| {
+            for record in records
+                .all()
+                .iter()
+                .filter(|r| r.origin == Origin::Acquired)
+            {
+                all.push(record.born_ns);
+                by_image
+                    .entry(Image::at(ledger, record.tgid, record.born_ns))
+                    .or_default()
+                    .push(record.born_ns);
+            }
+        };
+        records(ledger.fd_records());
+        records(ledger.map_records());
+        all.extend(ledger.heap_growth().iter().map(|g| g.time_ns));
+        Work {
+            all: Timeline::new(all),
+            by_image: by_image
+                .into_iter()
+                .map(|(image, times)| (image, Timeline::new(times)))
+                .collect(),
+        }
+    }
+
+    /// The fd and mapping acquisitions of one image.
+    pub fn of(&self, image: Image) -> Option<&Timeline> {
+        self.by_image.get(&image)
+    }
+
+    /// The image that made the most fd and mapping acquisitions: the process that does the
+    /// work. Ties go to the later image (a program exec'd after a shim's helpers).
+    pub fn busiest(&self) -> Option<(Image, usize)> {
+        self.by_image
+            .iter()
+            .map(|(&image, timeline)| (image, timeline.total()))
+            .max_by_key(|&(image, n)| (n, image.epoch, image.tgid))
+    }
+}
+
+/// The median gap between sorted times: how long one iteration typically is (0 for fewer
+/// than two times).
+pub fn median_gap(times: &[u64]) -> u64 {
+    let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.is_empty() {
+        return 0;
+    }
+    let middle = gaps.len() / 2;
+    *gaps.select_nth_unstable(middle).1
+}
+
+/// Coverage of boundaries: the share of the run's acquisitions from the first boundary to
+/// the end of the last iteration, taken to be one typical iteration past its start.
+pub fn coverage(work: &Work, boundaries: &[u64]) -> Option<f64> {
+    let (&first, &last) = (boundaries.first()?, boundaries.last()?);
+    work.all.share(first, last + median_gap(boundaries))
+}
