@@ -65,6 +65,7 @@ pub fn diagnose_followed(ledger: Ledger, info: &RunInfo, followed: &FollowedProc
         classes.one_shot(&held::one_shot_reason(
             iterations.count(),
             iterations.source,
+            iterations.unconvincing.as_deref(),
         ));
         ledger
             .holdings(target)

@@ -243,6 +243,26 @@ pub fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
         limit: Some(limit),
         iterations_needed: None,
     };
+    if sustained && let Some(slowing) = slowing_down(window) {
+        // A runtime warming up (a JIT, a garbage-collected heap finding its size) rises
+        // ever more slowly; a leak rises at its own rate. Within one window the two can
+        // look alike, and calling warm-up a leak fails someone's CI for nothing.
+        let mut verdict = judgement(
+            Verdict::Inconclusive,
+            window_slope,
+            format!(
+                "rose {} over the last {} iterations, but ever more slowly ({} in the first \
+                 half, {} in the second): it may level off; run more iterations to tell a \
+                 leak from warm-up",
+                scale.unit.amount(rise),
+                window.len(),
+                scale.unit.rate(slowing.0),
+                scale.unit.rate(slowing.1),
+            ),
+        );
+        verdict.iterations_needed = Some(n as u64 * 4);
+        return verdict;
+    }
     if sustained {
         return judgement(
             Verdict::Leak,
@@ -304,6 +324,23 @@ pub fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
         recent_rate,
         format!("{what}: no leak above {}", scale.unit.rate(limit)),
     )
+}
+
+/// A second half of the window rising at less than this share of the first half's rate
+/// (significantly) is growth that is levelling off.
+const SLOWING_RATIO: f64 = 2.0 / 3.0;
+
+/// (first-half slope, second-half slope) when the second half of the window rises
+/// significantly slower than the first: growth that is levelling off.
+fn slowing_down(window: &[f64]) -> Option<(f64, f64)> {
+    if window.len() < 2 * STRETCHES {
+        return None;
+    }
+    let (first, second) = window.split_at(window.len() / 2);
+    let (a, b) = (fit(first), fit(second));
+    let margin = T_CRITICAL * (a.slope_error.powi(2) + b.slope_error.powi(2)).sqrt();
+    (a.slope > 0.0 && b.slope < SLOWING_RATIO * a.slope && a.slope - b.slope > margin)
+        .then_some((a.slope, b.slope))
 }
 
 /// Says when the class's step size is what limits the run.
@@ -417,6 +454,34 @@ mod tests {
             (judgement.rate / 65536.0 - 1.0).abs() < 0.05,
             "{}",
             judgement.rate
+        );
+    }
+
+    #[test]
+    fn growth_that_levels_off_is_not_called_a_leak() {
+        // Warm-up of a garbage-collected runtime: fast at first, ever slower.
+        let series: Vec<f64> = (0..5000)
+            .map(|i| 50e6 + 2e6 * (1.0 - (-(i as f64) / 2500.0).exp()))
+            .collect();
+        let judgement = judge(&series, &bytes(256.0 * 1024.0), None);
+        assert_eq!(
+            judgement.verdict,
+            Verdict::Inconclusive,
+            "{}",
+            judgement.why
+        );
+        assert!(
+            judgement.why.contains("ever more slowly"),
+            "{}",
+            judgement.why
+        );
+        // A steady leak with the same noise is still a leak.
+        let steady: Vec<f64> = (0..5000)
+            .map(|i| 50e6 + 400.0 * i as f64 + 3e4 * jitter(i))
+            .collect();
+        assert_eq!(
+            judge(&steady, &bytes(256.0 * 1024.0), None).verdict,
+            Verdict::Leak
         );
     }
 

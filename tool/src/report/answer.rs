@@ -22,7 +22,7 @@ impl Report {
     pub fn answer(&self) -> String {
         if let Some(held) = &self.held_at_exit {
             return format!(
-                "inconclusive: {}; pid {} held {} {}",
+                "inconclusive: {}; pid {} held {} {}{}",
                 self.classes.fd.why,
                 held.pid,
                 held.summary(),
@@ -30,7 +30,8 @@ impl Report {
                     "at exit"
                 } else {
                     "when tracing stopped"
-                }
+                },
+                self.marker_hint(false)
             );
         }
         let leaks = self.leaks();
@@ -94,10 +95,23 @@ impl Report {
         } else {
             format!("no {} leak in {count} iterations", join_or(&judged))
         };
+        let hint = self.marker_hint(!judged.is_empty());
+        // No convincing loop made every class inconclusive (short time windows may add
+        // their own reason): say so once. Lost events are named as they always are.
+        if let Some(reason) = &self.iterations.unconvincing
+            && judged.is_empty()
+            && self.lost_events == 0
+        {
+            return format!("inconclusive: {reason}{hint}");
+        }
+        format!("{head}: {}{hint}", parts.join("; "))
+    }
+
+    /// When nothing could be judged: the recurring paths that came closest, ready to paste
+    /// as markers, or how to mark the loop when none recurred.
+    fn marker_hint(&self, judged: bool) -> String {
         let candidates = &self.iterations.candidates;
-        // Time windows are the fallback when no loop was found: say how to mark one, with
-        // the recurring paths that came closest, ready to paste.
-        let hint = if !judged.is_empty() {
+        if judged {
             String::new()
         } else if !candidates.is_empty() {
             let tries: Vec<String> = candidates
@@ -115,16 +129,7 @@ impl Report {
             "; mark the repeated operation with --iteration-symbol or --iteration-path".into()
         } else {
             String::new()
-        };
-        // No convincing loop made every class inconclusive (short time windows may add
-        // their own reason): say so once. Lost events are named as they always are.
-        if let Some(reason) = &self.iterations.unconvincing
-            && judged.is_empty()
-            && self.lost_events == 0
-        {
-            return format!("inconclusive: {reason}{hint}");
         }
-        format!("{head}: {}{hint}", parts.join("; "))
     }
 
     fn leaks(&self) -> Vec<String> {

@@ -136,7 +136,15 @@ pub fn outlived(
 }
 
 /// Why a run with fewer iterations than a rate needs gets no verdict.
-pub fn one_shot_reason(count: usize, source: IterationSource) -> String {
+pub fn one_shot_reason(
+    count: usize,
+    source: IterationSource,
+    unconvincing: Option<&str>,
+) -> String {
+    if let Some(reason) = unconvincing {
+        // Paths recurred, but none marked a loop: that is the reason, not a lack of repeats.
+        return format!("{reason}: see what the program held at exit");
+    }
     match source {
         IterationSource::Time => {
             "no repeated operation was found (a one-shot run): see what the program held at exit"
