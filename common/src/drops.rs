@@ -3,6 +3,8 @@
 //! a lost marker shortens the iteration count, a lost syscall record may hide a release,
 //! a lost failure record only understates the failure counts.
 
+use crate::EventKind;
+
 /// One slot of the `LOST` array. The values are the slot indexes: part of the wire format.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,16 +83,17 @@ impl DropReason {
         }
     }
 
-    /// The reason a full ring gives for a plain header record of `kind` (see [`crate::kind`]).
+    /// The reason a full ring gives for a plain header record of `kind`. A syscall record
+    /// with a path, a stack or control data has its own reason (see the `RingFull*`s).
     #[inline(always)]
-    pub const fn ring_full(kind: u32) -> DropReason {
+    pub const fn ring_full(kind: EventKind) -> DropReason {
         match kind {
-            crate::kind::FORK => DropReason::RingFullFork,
-            crate::kind::EXEC => DropReason::RingFullExec,
-            crate::kind::EXIT => DropReason::RingFullExit,
-            crate::kind::MARKER => DropReason::RingFullMarker,
-            crate::kind::FAILED => DropReason::RingFullFailed,
-            _ => DropReason::RingFullSyscall,
+            EventKind::Syscall => DropReason::RingFullSyscall,
+            EventKind::Fork => DropReason::RingFullFork,
+            EventKind::Exec => DropReason::RingFullExec,
+            EventKind::Exit => DropReason::RingFullExit,
+            EventKind::Marker => DropReason::RingFullMarker,
+            EventKind::Failed => DropReason::RingFullFailed,
         }
     }
 }
@@ -103,6 +106,14 @@ mod tests {
     fn slots_are_dense_and_in_order() {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(reason.slot() as usize, i, "{}", reason.name());
+        }
+    }
+
+    #[test]
+    fn every_kind_has_its_own_ring_full_reason() {
+        let reasons = EventKind::ALL.map(DropReason::ring_full);
+        for (i, reason) in reasons.iter().enumerate() {
+            assert!(!reasons[..i].contains(reason), "{}", reason.name());
         }
     }
 
