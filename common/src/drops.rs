@@ -36,11 +36,14 @@ pub enum DropReason {
     FdPairRead = 11,
     /// The ring buffer was full for a record of received control data (SCM_RIGHTS).
     RingFullControl = 12,
+    /// The path (or memfd name) of an open-family call could not be read: the record
+    /// arrives with an empty path, so the fd is placed at no real site.
+    PathRead = 13,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -57,6 +60,7 @@ impl DropReason {
         DropReason::ChildTgidRead,
         DropReason::FdPairRead,
         DropReason::RingFullControl,
+        DropReason::PathRead,
     ];
 
     /// The slot in the `LOST` array.
@@ -80,6 +84,7 @@ impl DropReason {
             DropReason::ChildTgidRead => "child_tgid_read_failed",
             DropReason::FdPairRead => "fd_pair_read_failed",
             DropReason::RingFullControl => "ring_full_control",
+            DropReason::PathRead => "path_read_failed",
         }
     }
 

@@ -68,7 +68,7 @@ named!(EVENTS, maps::EVENTS);
 /// Records that were dropped or only half-recorded, per CPU, one slot per [`DropReason`].
 /// Userspace reports the sum and the breakdown, so a lossy run is always visible and says
 /// what it lost. Every return on a traced process's path that drops a record, or sends one
-/// without what it should carry (fd pair), counts here. Returns that only filter
+/// without what it should carry (fd pair, path), counts here. Returns that only filter
 /// (an untraced process or syscall, a failure that is no acquisition, a call that installs
 /// no fd, a new thread) lose nothing. Partial reads that the record itself flags are
 /// counted by userspace instead: `FD_UNREADABLE` and `CONTROL_UNREADABLE` (unread
@@ -131,8 +131,10 @@ fn current_rss_pages() -> u64 {
     let mut pages: i64 = 0;
     for member in [0usize, 1, 3] {
         let addr = (base + member * stride) as *const i64;
-        if let Ok(count) = unsafe { bpf_probe_read_kernel(addr) } {
-            pages += count;
+        match unsafe { bpf_probe_read_kernel(addr) } {
+            Ok(count) => pages += count,
+            // A sum without one of its parts would be a wrong sample, not a missing one.
+            Err(_) => return RSS_NOT_SAMPLED,
         }
     }
     if pages < 0 { 0 } else { pages as u64 }
@@ -318,7 +320,14 @@ fn emit_with_path(event: Event, user_path: *const u8) {
         let path = &mut (*record).path;
         let len = match bpf_probe_read_user_str_bytes(user_path, path) {
             Ok(bytes) => bytes.len() as u32,
-            Err(_) => 0,
+            // A NULL path is an empty one (AT_EMPTY_PATH); any other failure leaves the fd
+            // with no real site, so the record is half-recorded and counted.
+            Err(_) => {
+                if !user_path.is_null() {
+                    count_lost(DropReason::PathRead);
+                }
+                0
+            }
         };
         // A full buffer may hold the whole string or a cut one: the byte after decides.
         let mut flags = 0;
