@@ -195,3 +195,23 @@ const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 8 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_header_has_its_kind_and_nothing_sampled_or_read() {
+        let event = Event::new(EventKind::Marker, 7, 100, 101);
+        assert_eq!(event.kind(), Ok(EventKind::Marker));
+        assert_eq!((event.ktime_ns, event.tgid, event.tid), (7, 100, 101));
+        assert_eq!(
+            (event.rss_pages, event.stack_id),
+            (RSS_NOT_SAMPLED, NO_STACK)
+        );
+        assert_eq!(
+            (event.syscall_nr, event.ret, event.aux, event.args),
+            (0, 0, 0, [0; 6])
+        );
+    }
+}
