@@ -3,6 +3,8 @@
 //! a lost marker shortens the iteration count, a lost syscall record may hide a release,
 //! a lost failure record only understates the failure counts.
 
+use crate::EventKind;
+
 /// One slot of the `LOST` array. The values are the slot indexes: part of the wire format.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,11 +36,14 @@ pub enum DropReason {
     FdPairRead = 11,
     /// The ring buffer was full for a record of received control data (SCM_RIGHTS).
     RingFullControl = 12,
+    /// The path (or memfd name) of an open-family call could not be read: the record
+    /// arrives with an empty path, so the fd is placed at no real site.
+    PathRead = 13,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -55,6 +60,7 @@ impl DropReason {
         DropReason::ChildTgidRead,
         DropReason::FdPairRead,
         DropReason::RingFullControl,
+        DropReason::PathRead,
     ];
 
     /// The slot in the `LOST` array.
@@ -78,19 +84,21 @@ impl DropReason {
             DropReason::ChildTgidRead => "child_tgid_read_failed",
             DropReason::FdPairRead => "fd_pair_read_failed",
             DropReason::RingFullControl => "ring_full_control",
+            DropReason::PathRead => "path_read_failed",
         }
     }
 
-    /// The reason a full ring gives for a plain header record of `kind` (see [`crate::kind`]).
+    /// The reason a full ring gives for a plain header record of `kind`. A syscall record
+    /// with a path, a stack or control data has its own reason (see the `RingFull*`s).
     #[inline(always)]
-    pub const fn ring_full(kind: u32) -> DropReason {
+    pub const fn ring_full(kind: EventKind) -> DropReason {
         match kind {
-            crate::kind::FORK => DropReason::RingFullFork,
-            crate::kind::EXEC => DropReason::RingFullExec,
-            crate::kind::EXIT => DropReason::RingFullExit,
-            crate::kind::MARKER => DropReason::RingFullMarker,
-            crate::kind::FAILED => DropReason::RingFullFailed,
-            _ => DropReason::RingFullSyscall,
+            EventKind::Syscall => DropReason::RingFullSyscall,
+            EventKind::Fork => DropReason::RingFullFork,
+            EventKind::Exec => DropReason::RingFullExec,
+            EventKind::Exit => DropReason::RingFullExit,
+            EventKind::Marker => DropReason::RingFullMarker,
+            EventKind::Failed => DropReason::RingFullFailed,
         }
     }
 }
@@ -103,6 +111,14 @@ mod tests {
     fn slots_are_dense_and_in_order() {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(reason.slot() as usize, i, "{}", reason.name());
+        }
+    }
+
+    #[test]
+    fn every_kind_has_its_own_ring_full_reason() {
+        let reasons = EventKind::ALL.map(DropReason::ring_full);
+        for (i, reason) in reasons.iter().enumerate() {
+            assert!(!reasons[..i].contains(reason), "{}", reason.name());
         }
     }
 

@@ -7,10 +7,14 @@
 #![no_std]
 
 pub mod drops;
+mod event_kind;
 pub mod fd_arrival;
+mod object;
 pub mod syscalls;
 
 pub use drops::DropReason;
+pub use event_kind::{EventKind, UnknownKind};
+pub use object::{globals, maps, programs, same_name};
 
 /// Capacity of the path captured with an open-family event, including the NUL.
 /// Longer paths are cut and flagged (`PATH_TRUNCATED`), never silently.
@@ -28,24 +32,6 @@ pub const RSS_NOT_SAMPLED: u64 = u64::MAX;
 /// `stack_id` value meaning "no stack was taken".
 pub const NO_STACK: i64 = -1;
 
-/// What an [`Event`] describes. Fixed numeric values: they are part of the wire format.
-pub mod kind {
-    /// A successful syscall of interest returned; `syscall_nr`, `ret` and `args` say which.
-    pub const SYSCALL: u32 = 1;
-    /// A traced process created a new process (not a thread); `aux` is the child's tgid.
-    pub const FORK: u32 = 2;
-    /// A traced process finished an exec.
-    pub const EXEC: u32 = 3;
-    /// A thread of a traced process exited; `tid == tgid` means the whole process is gone.
-    pub const EXIT: u32 = 4;
-    /// The iteration-marker uprobe fired.
-    pub const MARKER: u32 = 5;
-    /// A traced syscall that acquires a resource failed: `syscall_nr` says which, `ret` is
-    /// the negative errno. Only the header is sent (no path, no stack): failures can come
-    /// in floods (EMFILE in a loop), and the errno is what matters.
-    pub const FAILED: u32 = 6;
-}
-
 /// `aux` of a pipe/pipe2/socketpair record whose `int[2]` could not be read: the pair
 /// is unknown. (0 would read as fds 0 and 0; two fds of -1 cannot be a real pair.)
 pub const FD_PAIR_UNKNOWN: u64 = u64::MAX;
@@ -59,9 +45,11 @@ pub struct Event {
     pub ktime_ns: u64,
     pub tgid: u32,
     pub tid: u32,
-    /// One of [`kind`].
+    /// An [`EventKind`] as its `u32` (a field of a `Pod` struct must accept every bit
+    /// pattern); read it with [`Event::kind`].
     pub kind: u32,
-    /// The x86_64 syscall number for [`kind::SYSCALL`], else 0.
+    /// The x86_64 syscall number for [`EventKind::Syscall`] and [`EventKind::Failed`],
+    /// else 0.
     pub syscall_nr: u32,
     /// The syscall's return value.
     pub ret: i64,
@@ -76,6 +64,32 @@ pub struct Event {
     pub rss_pages: u64,
     /// Id in the user-stack map, or [`NO_STACK`]. Taken for memory-mapping syscalls.
     pub stack_id: i64,
+}
+
+impl Event {
+    /// A record of `kind` with nothing sampled or read yet: no syscall, no RSS sample
+    /// ([`RSS_NOT_SAMPLED`]), no stack ([`NO_STACK`]).
+    #[inline(always)]
+    pub const fn new(kind: EventKind, ktime_ns: u64, tgid: u32, tid: u32) -> Event {
+        Event {
+            ktime_ns,
+            tgid,
+            tid,
+            kind: kind as u32,
+            syscall_nr: 0,
+            ret: 0,
+            args: [0; 6],
+            aux: 0,
+            rss_pages: RSS_NOT_SAMPLED,
+            stack_id: NO_STACK,
+        }
+    }
+
+    /// What the record describes.
+    #[inline(always)]
+    pub fn kind(&self) -> Result<EventKind, UnknownKind> {
+        EventKind::try_from(self.kind)
+    }
 }
 
 /// A memory-mapping syscall with the top of the user stack.
@@ -181,3 +195,23 @@ const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 8 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_header_has_its_kind_and_nothing_sampled_or_read() {
+        let event = Event::new(EventKind::Marker, 7, 100, 101);
+        assert_eq!(event.kind(), Ok(EventKind::Marker));
+        assert_eq!((event.ktime_ns, event.tgid, event.tid), (7, 100, 101));
+        assert_eq!(
+            (event.rss_pages, event.stack_id),
+            (RSS_NOT_SAMPLED, NO_STACK)
+        );
+        assert_eq!(
+            (event.syscall_nr, event.ret, event.aux, event.args),
+            (0, 0, 0, [0; 6])
+        );
+    }
+}

@@ -266,7 +266,7 @@ pub const fn succeeded(info: &SyscallInfo, ret: i64) -> bool {
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 
-/// Whether a *failure* of syscall `nr` is a failed acquisition, worth a `kind::FAILED`
+/// Whether a *failure* of syscall `nr` is a failed acquisition, worth an `EventKind::Failed`
 /// record: every traced call that would have created an fd, a mapping or heap, but not the
 /// releases (close, munmap, close_range), nor the fcntl commands that only read or set
 /// flags. `arg1` is the second argument register (fcntl's command).

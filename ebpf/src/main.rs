@@ -21,10 +21,26 @@ use aya_ebpf::{
 };
 use leakscope_common::{
     CONTROL_CAP, CONTROL_CONTINUED, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent,
-    DropReason, Event, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, MMSG_COPY_CAP, NO_STACK,
-    PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, STACK_SCAN_WORDS, StackEvent, fd_arrival,
-    kind, syscalls, syscalls::Delivery,
+    DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, MMSG_COPY_CAP,
+    NO_STACK, PATH_CAP, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, STACK_SCAN_WORDS, StackEvent,
+    fd_arrival, globals, maps, programs, same_name, syscalls, syscalls::Delivery,
 };
+
+/// Fails the build unless kernel item `$item` has the name `common/` gives the loader for
+/// it: the attribute macros take no constants, so each item is named after its constant
+/// and checked here.
+macro_rules! named {
+    ($item:ident, $name:expr) => {
+        const _: () = assert!(
+            same_name(stringify!($item), $name),
+            concat!(
+                "`",
+                stringify!($item),
+                "` is not the name common/ gives the loader"
+            )
+        );
+    };
+}
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
 #[unsafe(no_mangle)]
@@ -36,25 +52,35 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     percpu_counter_count: 0,
     rss_available: 0,
 };
+named!(OFFSETS, globals::OFFSETS);
 
 /// The processes being traced (tgid -> unused). The loader inserts the target; forks of a
 /// traced process are added here, in the kernel, before the child can run.
 #[map]
-static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(8192, 0);
+static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(maps::TRACKED_MAX_ENTRIES, 0);
+named!(TRACKED, maps::TRACKED);
 
 /// Every record for userspace. The loader resizes it (`--ring-mib`).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(maps::EVENTS_PLACEHOLDER_BYTES, 0);
+named!(EVENTS, maps::EVENTS);
 
 /// Records that were dropped or only half-recorded, per CPU, one slot per [`DropReason`].
 /// Userspace reports the sum and the breakdown, so a lossy run is always visible and says
-/// what it lost. Every early return on a traced process's path counts here.
+/// what it lost. Every return on a traced process's path that drops a record, or sends one
+/// without what it should carry (fd pair, path), counts here. Returns that only filter
+/// (an untraced process or syscall, a failure that is no acquisition, a call that installs
+/// no fd, a new thread) lose nothing. Partial reads that the record itself flags are
+/// counted by userspace instead: `FD_UNREADABLE` and `CONTROL_UNREADABLE` (unread
+/// deliveries), `NO_STACK`, `RSS_NOT_SAMPLED`.
 #[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(DropReason::COUNT as u32, 0);
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(maps::LOST_MAX_ENTRIES, 0);
+named!(LOST, maps::LOST);
 
 /// User stacks of memory-mapping calls.
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
+static STACKS: StackTrace = StackTrace::with_max_entries(maps::STACKS_MAX_ENTRIES, 0);
+named!(STACKS, maps::STACKS);
 
 /// Wakeups cost more than the whole event path (toolchain notes), so userspace polls.
 const SUBMIT_FLAGS: u64 = BPF_RB_NO_WAKEUP as u64;
@@ -105,29 +131,22 @@ fn current_rss_pages() -> u64 {
     let mut pages: i64 = 0;
     for member in [0usize, 1, 3] {
         let addr = (base + member * stride) as *const i64;
-        if let Ok(count) = unsafe { bpf_probe_read_kernel(addr) } {
-            pages += count;
+        match unsafe { bpf_probe_read_kernel(addr) } {
+            Ok(count) => pages += count,
+            // A sum without one of its parts would be a wrong sample, not a missing one.
+            Err(_) => return RSS_NOT_SAMPLED,
         }
     }
     if pages < 0 { 0 } else { pages as u64 }
 }
 
 #[inline(always)]
-fn header(kind: u32, tgid: u32, tid: u32) -> Event {
-    Event {
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
-        tgid,
-        tid,
-        kind,
-        syscall_nr: 0,
-        ret: 0,
-        args: [0; 6],
-        aux: 0,
-        rss_pages: RSS_NOT_SAMPLED,
-        stack_id: NO_STACK,
-    }
+fn header(kind: EventKind, tgid: u32, tid: u32) -> Event {
+    Event::new(kind, unsafe { bpf_ktime_get_ns() }, tgid, tid)
 }
 
+/// Sends a header-only record (a record with a path, a stack or control data goes through
+/// its own `emit_*`, which counts its own ring-full reason).
 #[inline(always)]
 fn emit(event: Event) {
     match EVENTS.reserve::<Event>(0) {
@@ -135,11 +154,16 @@ fn emit(event: Event) {
             entry.write(event);
             entry.submit(SUBMIT_FLAGS);
         }
-        None => count_lost(DropReason::ring_full(event.kind)),
+        // `header` wrote the kind from an `EventKind`, so it always converts back.
+        None => count_lost(
+            event
+                .kind()
+                .map_or(DropReason::RingFullSyscall, DropReason::ring_full),
+        ),
     }
 }
 
-#[raw_tracepoint(tracepoint = "sys_exit")]
+#[raw_tracepoint]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
     if !is_tracked(tgid) {
@@ -165,7 +189,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         if syscalls::failure_is_acquisition(nr, regs.rsi)
             && fd_arrival::failure_was_fd_attempt(nr, &args)
         {
-            let mut event = header(kind::FAILED, tgid, tid);
+            let mut event = header(EventKind::Failed, tgid, tid);
             event.syscall_nr = nr;
             event.ret = ret;
             emit(event);
@@ -176,7 +200,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     // The argument registers still hold the caller's values at sys_exit: the syscall
     // handlers read them from pt_regs and never write them back. That saves a sys_enter
     // probe and a per-thread stash map on every syscall.
-    let mut event = header(kind::SYSCALL, tgid, tid);
+    let mut event = header(EventKind::Syscall, tgid, tid);
     event.syscall_nr = nr;
     event.ret = ret;
     event.args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
@@ -248,6 +272,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     }
     0
 }
+named!(sys_exit, programs::SYS_EXIT);
 
 #[inline(always)]
 fn emit_with_stack_words(event: Event, user_sp: u64) {
@@ -295,7 +320,14 @@ fn emit_with_path(event: Event, user_path: *const u8) {
         let path = &mut (*record).path;
         let len = match bpf_probe_read_user_str_bytes(user_path, path) {
             Ok(bytes) => bytes.len() as u32,
-            Err(_) => 0,
+            // A NULL path is an empty one (AT_EMPTY_PATH); any other failure leaves the fd
+            // with no real site, so the record is half-recorded and counted.
+            Err(_) => {
+                if !user_path.is_null() {
+                    count_lost(DropReason::PathRead);
+                }
+                0
+            }
         };
         // A full buffer may hold the whole string or a cut one: the byte after decides.
         let mut flags = 0;
@@ -455,7 +487,7 @@ fn emit_control(event: Event, control: u64, len: u64, index: u32, uncopied: u32,
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`. It fires in
 /// the parent before the child is woken, so adding the child here means its first
 /// instruction is already traced.
-#[raw_tracepoint(tracepoint = "sched_process_fork")]
+#[raw_tracepoint]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
     if !is_tracked(tgid) {
@@ -475,36 +507,39 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if TRACKED.insert(child_tgid, 0, 0).is_err() {
         count_lost(DropReason::TrackedFull); // the child's events will be lost
     }
-    let mut event = header(kind::FORK, tgid, tid);
+    let mut event = header(EventKind::Fork, tgid, tid);
     event.aux = child_tgid as u64;
     emit(event);
     0
 }
+named!(sched_process_fork, programs::SCHED_PROCESS_FORK);
 
 /// `sched_process_exec`: runs in the task that just exec'd.
-#[raw_tracepoint(tracepoint = "sched_process_exec")]
+#[raw_tracepoint]
 pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
     if is_tracked(tgid) {
-        let mut event = header(kind::EXEC, tgid, tid);
+        let mut event = header(EventKind::Exec, tgid, tid);
         event.rss_pages = current_rss_pages();
         emit(event);
     }
     0
 }
+named!(sched_process_exec, programs::SCHED_PROCESS_EXEC);
 
 /// `sched_process_exit`: runs in each exiting thread. Only the group leader's exit ends the
 /// process for the ledger; other threads' exits change no resource.
-#[raw_tracepoint(tracepoint = "sched_process_exit")]
+#[raw_tracepoint]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
     if tid != tgid || !is_tracked(tgid) {
         return 0;
     }
     let _ = TRACKED.remove(tgid);
-    emit(header(kind::EXIT, tgid, tid));
+    emit(header(EventKind::Exit, tgid, tid));
     0
 }
+named!(sched_process_exit, programs::SCHED_PROCESS_EXIT);
 
 /// The iteration marker (`--iteration-symbol`). Its first argument is passed along, so a
 /// marker function may hand over its own iteration index.
@@ -512,13 +547,14 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
 pub fn iteration_marker(ctx: ProbeContext) -> u32 {
     let (tgid, tid) = current_ids();
     if is_tracked(tgid) {
-        let mut event = header(kind::MARKER, tgid, tid);
+        let mut event = header(EventKind::Marker, tgid, tid);
         event.args[0] = ctx.arg::<u64>(0).unwrap_or(0);
         event.rss_pages = current_rss_pages();
         emit(event);
     }
     0
 }
+named!(iteration_marker, programs::ITERATION_MARKER);
 
 #[cfg(not(test))]
 #[panic_handler]

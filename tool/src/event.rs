@@ -6,9 +6,9 @@
 
 use crate::delivered::{self, Delivered};
 use leakscope_common::{
-    self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent,
-    FD_PAIR_UNKNOWN, FD_UNREADABLE, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent, kind,
-    syscalls, syscalls::Delivery,
+    self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent, EventKind,
+    FD_PAIR_UNKNOWN, FD_UNREADABLE, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent,
+    UnknownKind, syscalls, syscalls::Delivery,
 };
 use thiserror::Error;
 
@@ -100,8 +100,8 @@ impl CapturedPath {
 pub enum DecodeError {
     #[error("ring buffer record of {0} bytes is shorter than an event header")]
     Short(usize),
-    #[error("event kind {0} is unknown: the kernel object and this binary disagree")]
-    UnknownKind(u32),
+    #[error("event kind {} is unknown: the kernel object and this binary disagree", .0.0)]
+    UnknownKind(UnknownKind),
     #[error("syscall {0} is not one leakscope traces")]
     UnknownSyscall(u32),
 }
@@ -110,18 +110,17 @@ pub enum DecodeError {
 pub fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
     let header = read_struct::<wire::Event>(record).ok_or(DecodeError::Short(record.len()))?;
     let rss_bytes = (header.rss_pages != RSS_NOT_SAMPLED).then(|| header.rss_pages * page_size);
-    let what = match header.kind {
-        kind::SYSCALL => What::Syscall(decode_syscall(&header, record)?),
-        kind::FORK => What::Fork {
+    let what = match header.kind().map_err(DecodeError::UnknownKind)? {
+        EventKind::Syscall => What::Syscall(decode_syscall(&header, record)?),
+        EventKind::Fork => What::Fork {
             child: header.aux as u32,
         },
-        kind::EXEC => What::Exec,
-        kind::EXIT => What::Exit,
-        kind::MARKER => What::Marker {
+        EventKind::Exec => What::Exec,
+        EventKind::Exit => What::Exit,
+        EventKind::Marker => What::Marker {
             arg: header.args[0],
         },
-        kind::FAILED => What::Failed(decode_failed(&header)?),
-        other => return Err(DecodeError::UnknownKind(other)),
+        EventKind::Failed => What::Failed(decode_failed(&header)?),
     };
     Ok(Event {
         time_ns: header.ktime_ns,
@@ -214,20 +213,14 @@ fn read_struct<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use leakscope_common::{NO_STACK, PATH_CAP};
+    use leakscope_common::PATH_CAP;
 
-    pub(crate) fn wire_event(kind: u32, nr: u32, ret: i64) -> wire::Event {
+    pub(crate) fn wire_event(kind: EventKind, nr: u32, ret: i64) -> wire::Event {
         wire::Event {
-            ktime_ns: 42,
-            tgid: 100,
-            tid: 101,
-            kind,
             syscall_nr: nr,
             ret,
             args: [1, 2, 3, 4, 5, 6],
-            aux: 0,
-            rss_pages: RSS_NOT_SAMPLED,
-            stack_id: NO_STACK,
+            ..wire::Event::new(kind, 42, 100, 101)
         }
     }
 
@@ -240,7 +233,7 @@ pub(crate) mod tests {
     #[test]
     fn decodes_close() {
         let event = decode(
-            &bytes_of(&wire_event(kind::SYSCALL, syscalls::CLOSE, 0)),
+            &bytes_of(&wire_event(EventKind::Syscall, syscalls::CLOSE, 0)),
             4096,
         )
         .unwrap();
@@ -257,7 +250,7 @@ pub(crate) mod tests {
     #[test]
     fn decodes_open_path_and_truncation() {
         let mut record = PathEvent {
-            event: wire_event(kind::SYSCALL, syscalls::OPENAT, 3),
+            event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
             path_len: 5,
             _pad: 0,
             path: [0; PATH_CAP],
@@ -282,14 +275,14 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_fd_pair_and_fork() {
-        let mut pipe = wire_event(kind::SYSCALL, syscalls::PIPE2, 0);
+        let mut pipe = wire_event(EventKind::Syscall, syscalls::PIPE2, 0);
         pipe.aux = (7u64 << 32) | 6;
         let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else {
             panic!()
         };
         assert_eq!(call.fd_pair, Some([6, 7]));
 
-        let mut fork = wire_event(kind::FORK, 0, 0);
+        let mut fork = wire_event(EventKind::Fork, 0, 0);
         fork.aux = 555;
         assert_eq!(
             decode(&bytes_of(&fork), 4096).unwrap().what,
@@ -298,8 +291,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn decodes_every_header_only_kind() {
+        for (kind, what) in [
+            (EventKind::Exec, What::Exec),
+            (EventKind::Exit, What::Exit),
+            // The marker function's first argument travels in args[0].
+            (EventKind::Marker, What::Marker { arg: 1 }),
+        ] {
+            let event = decode(&bytes_of(&wire_event(kind, 0, 0)), 4096).unwrap();
+            assert_eq!(event.what, what, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn unreadable_fd_pair_decodes_as_unknown_not_as_fds_0_and_0() {
-        let mut pipe = wire_event(kind::SYSCALL, syscalls::PIPE2, 0);
+        let mut pipe = wire_event(EventKind::Syscall, syscalls::PIPE2, 0);
         pipe.aux = FD_PAIR_UNKNOWN;
         let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else {
             panic!()
@@ -314,13 +320,13 @@ pub(crate) mod tests {
             (syscalls::OPENAT, 24, "openat"),
             (syscalls::MMAP, 12, "mmap"),
         ] {
-            let record = wire_event(kind::FAILED, nr, -(errno as i64));
+            let record = wire_event(EventKind::Failed, nr, -(errno as i64));
             let event = decode(&bytes_of(&record), 4096).unwrap();
             assert_eq!(event.what, What::Failed(FailedCall { nr, name, errno }));
             assert_eq!((event.tgid, event.time_ns), (100, 42));
         }
         assert_eq!(
-            decode(&bytes_of(&wire_event(kind::FAILED, 0, -24)), 4096),
+            decode(&bytes_of(&wire_event(EventKind::Failed, 0, -24)), 4096),
             Err(DecodeError::UnknownSyscall(0))
         );
     }
@@ -328,7 +334,7 @@ pub(crate) mod tests {
     #[test]
     fn decodes_mapping_stack_words() {
         let mut record = leakscope_common::StackEvent {
-            event: wire_event(kind::SYSCALL, syscalls::MMAP, 0x7f00_0000_0000),
+            event: wire_event(EventKind::Syscall, syscalls::MMAP, 0x7f00_0000_0000),
             words: [0; leakscope_common::STACK_SCAN_WORDS],
         };
         record.event.stack_id = 7;
@@ -344,7 +350,7 @@ pub(crate) mod tests {
     #[test]
     fn decodes_received_fds_and_pidfds() {
         let mut record = ControlEvent {
-            event: wire_event(kind::SYSCALL, syscalls::RECVMSG, 1),
+            event: wire_event(EventKind::Syscall, syscalls::RECVMSG, 1),
             control_len: 24,
             flags: 0,
             message_index: 0,
@@ -372,7 +378,7 @@ pub(crate) mod tests {
         let delivered = call.delivered.unwrap();
         assert_eq!((delivered.rights.len(), delivered.unread), (0, 4));
 
-        let mut clone = wire_event(kind::SYSCALL, syscalls::CLONE, 4321);
+        let mut clone = wire_event(EventKind::Syscall, syscalls::CLONE, 4321);
         clone.aux = 9;
         let What::Syscall(call) = decode(&bytes_of(&clone), 4096).unwrap().what else {
             panic!()
@@ -388,12 +394,14 @@ pub(crate) mod tests {
     #[test]
     fn rejects_garbage() {
         assert_eq!(decode(&[0; 8], 4096), Err(DecodeError::Short(8)));
+        let mut unknown = wire_event(EventKind::Exit, 0, 0);
+        unknown.kind = 99;
         assert_eq!(
-            decode(&bytes_of(&wire_event(99, 0, 0)), 4096),
-            Err(DecodeError::UnknownKind(99))
+            decode(&bytes_of(&unknown), 4096),
+            Err(DecodeError::UnknownKind(UnknownKind(99)))
         );
         assert_eq!(
-            decode(&bytes_of(&wire_event(kind::SYSCALL, 0, 0)), 4096),
+            decode(&bytes_of(&wire_event(EventKind::Syscall, 0, 0)), 4096),
             Err(DecodeError::UnknownSyscall(0))
         );
     }

@@ -10,21 +10,13 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{RawTracePoint, UProbe, uprobe::UProbeScope},
 };
-use leakscope_common::{DropReason, KernelOffsets};
+use leakscope_common::{DropReason, KernelOffsets, globals, maps, programs};
 use thiserror::Error;
 
 use crate::kernel_offsets::{self, OffsetsError};
 
 /// The eBPF object built by build.rs from ebpf/.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leakscope"));
-
-/// Raw tracepoints, attached by name; none needs tracefs.
-const TRACEPOINTS: [&str; 4] = [
-    "sys_exit",
-    "sched_process_fork",
-    "sched_process_exec",
-    "sched_process_exit",
-];
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
@@ -95,51 +87,34 @@ impl Probes {
         }
         let offsets = kernel_offsets::from_running_kernel()?;
         let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &offsets, true)
-            .map_max_entries("EVENTS", options.ring_bytes)
+            .override_global(globals::OFFSETS, &offsets, true)
+            .map_max_entries(maps::EVENTS, options.ring_bytes)
             .load(OBJECT)
             .map_err(ProbeError::Load)?;
-        for name in TRACEPOINTS {
-            let program: &mut RawTracePoint = program(&mut ebpf, name)?;
+        // Raw tracepoints, attached by name; none needs tracefs.
+        for raw in programs::RAW_TRACEPOINTS {
+            let program: &mut RawTracePoint = program(&mut ebpf, raw.program)?;
             program.load().map_err(|source| ProbeError::Program {
-                program: name,
+                program: raw.program,
                 source: Box::new(source),
             })?;
-            program.attach(name).map_err(|source| ProbeError::Program {
-                program: name,
-                source: Box::new(source),
-            })?;
+            program
+                .attach(raw.tracepoint)
+                .map_err(|source| ProbeError::Program {
+                    program: raw.program,
+                    source: Box::new(source),
+                })?;
         }
-        let marker: &mut UProbe = program(&mut ebpf, "iteration_marker")?;
+        let marker: &mut UProbe = program(&mut ebpf, programs::ITERATION_MARKER)?;
         marker.load().map_err(|source| ProbeError::Program {
-            program: "iteration_marker",
+            program: programs::ITERATION_MARKER,
             source: Box::new(source),
         })?;
 
-        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|source| {
-            ProbeError::Map {
-                map: "EVENTS",
-                source,
-            }
-        })?;
-        let tracked = HashMap::try_from(take_map(&mut ebpf, "TRACKED")?).map_err(|source| {
-            ProbeError::Map {
-                map: "TRACKED",
-                source,
-            }
-        })?;
-        let lost = PerCpuArray::try_from(take_map(&mut ebpf, "LOST")?).map_err(|source| {
-            ProbeError::Map {
-                map: "LOST",
-                source,
-            }
-        })?;
-        let stacks = StackTraceMap::try_from(take_map(&mut ebpf, "STACKS")?).map_err(|source| {
-            ProbeError::Map {
-                map: "STACKS",
-                source,
-            }
-        })?;
+        let ring = typed_map(&mut ebpf, maps::EVENTS, RingBuf::try_from)?;
+        let tracked = typed_map(&mut ebpf, maps::TRACKED, HashMap::try_from)?;
+        let lost = typed_map(&mut ebpf, maps::LOST, PerCpuArray::try_from)?;
+        let stacks = typed_map(&mut ebpf, maps::STACKS, StackTraceMap::try_from)?;
         Ok((
             Probes {
                 ebpf,
@@ -157,14 +132,14 @@ impl Probes {
         self.tracked
             .insert(tgid, 0, 0)
             .map_err(|source| ProbeError::Map {
-                map: "TRACKED",
+                map: maps::TRACKED,
                 source,
             })
     }
 
     /// Attaches the iteration marker to `symbol` in `binary`, for the processes traced.
     pub fn attach_marker(&mut self, binary: &Path, symbol: &str) -> Result<(), ProbeError> {
-        let marker: &mut UProbe = program(&mut self.ebpf, "iteration_marker")?;
+        let marker: &mut UProbe = program(&mut self.ebpf, programs::ITERATION_MARKER)?;
         marker
             .attach(symbol, binary, UProbeScope::AllProcesses)
             .map(drop)
@@ -223,6 +198,113 @@ where
     })
 }
 
-fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, ProbeError> {
-    ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))
+/// Takes map `name` out of the object as the type `convert` makes of it.
+fn typed_map<M>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<M, aya::maps::MapError>,
+) -> Result<M, ProbeError> {
+    let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
+    convert(map).map_err(|source| ProbeError::Map { map: name, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya_obj::{Object, ProgramSection, generated::bpf_map_type};
+
+    /// The object as the loader sees it before anything reaches the kernel.
+    fn parsed_object() -> Option<Object> {
+        if OBJECT.is_empty() {
+            // AYA_BUILD_SKIP: there is no object; `leakscope` itself says so at run time.
+            eprintln!("built with AYA_BUILD_SKIP: no eBPF object to check");
+            return None;
+        }
+        Some(Object::parse(OBJECT).expect("the embedded eBPF object parses"))
+    }
+
+    #[test]
+    fn every_map_is_found_under_its_shared_name_with_its_shared_size() {
+        let Some(object) = parsed_object() else {
+            return;
+        };
+        for (name, map_type, max_entries) in [
+            (
+                maps::TRACKED,
+                bpf_map_type::BPF_MAP_TYPE_HASH,
+                maps::TRACKED_MAX_ENTRIES,
+            ),
+            (
+                maps::EVENTS,
+                bpf_map_type::BPF_MAP_TYPE_RINGBUF,
+                maps::EVENTS_PLACEHOLDER_BYTES,
+            ),
+            (
+                maps::LOST,
+                bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+                maps::LOST_MAX_ENTRIES,
+            ),
+            (
+                maps::STACKS,
+                bpf_map_type::BPF_MAP_TYPE_STACK_TRACE,
+                maps::STACKS_MAX_ENTRIES,
+            ),
+        ] {
+            let map = object
+                .maps
+                .get(name)
+                .unwrap_or_else(|| panic!("map {name} is missing from the object"));
+            assert_eq!(map.map_type(), map_type as u32, "type of {name}");
+            assert_eq!(map.max_entries(), max_entries, "size of {name}");
+        }
+    }
+
+    #[test]
+    fn every_program_is_found_under_its_shared_name() {
+        let Some(object) = parsed_object() else {
+            return;
+        };
+        let section = |name: &str| {
+            &object
+                .programs
+                .get(name)
+                .unwrap_or_else(|| panic!("program {name} is missing from the object"))
+                .section
+        };
+        for raw in programs::RAW_TRACEPOINTS {
+            assert!(
+                matches!(section(raw.program), ProgramSection::RawTracePoint),
+                "{} is no raw tracepoint",
+                raw.program
+            );
+        }
+        assert!(matches!(
+            section(programs::ITERATION_MARKER),
+            ProgramSection::UProbe { sleepable: false }
+        ));
+    }
+
+    #[test]
+    fn the_offsets_global_is_found_under_its_shared_name_with_its_size() {
+        let Some(mut object) = parsed_object() else {
+            return;
+        };
+        let offsets = KernelOffsets::default();
+        // SAFETY: KernelOffsets is repr(C) plain data without padding (a layout guard in
+        // leakscope-common checks its size).
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&offsets as *const KernelOffsets).cast::<u8>(),
+                size_of::<KernelOffsets>(),
+            )
+        };
+        // What `override_global(.., must_exist = true)` does at load: the symbol must exist
+        // and have exactly this size.
+        object
+            .patch_map_data(std::collections::HashMap::from([(
+                globals::OFFSETS,
+                (bytes, true),
+            )]))
+            .expect("the object has the OFFSETS global, of KernelOffsets' size");
+    }
 }

@@ -1,0 +1,85 @@
+//! The kinds of ring-buffer record, typed on both sides: the kernel writes an
+//! [`EventKind`] into [`crate::Event::kind`], and the reader gets it back with
+//! `TryFrom<u32>`, which refuses a value that this build does not know.
+
+/// What an [`crate::Event`] describes. The discriminants are the values of [`crate::Event::kind`] on the
+/// wire: fixed, part of the wire format.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventKind {
+    /// A successful syscall of interest returned; `syscall_nr`, `ret` and `args` say which.
+    Syscall = 1,
+    /// A traced process created a new process (not a thread); `aux` is the child's tgid.
+    Fork = 2,
+    /// A traced process finished an exec.
+    Exec = 3,
+    /// A thread of a traced process exited; `tid == tgid` means the whole process is gone.
+    Exit = 4,
+    /// The iteration-marker uprobe fired.
+    Marker = 5,
+    /// A traced syscall that acquires a resource failed: `syscall_nr` says which, `ret` is
+    /// the negative errno. Only the header is sent (no path, no stack): failures can come
+    /// in floods (EMFILE in a loop), and the errno is what matters.
+    Failed = 6,
+}
+
+impl EventKind {
+    /// Every kind, in wire order.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Syscall,
+        EventKind::Fork,
+        EventKind::Exec,
+        EventKind::Exit,
+        EventKind::Marker,
+        EventKind::Failed,
+    ];
+}
+
+/// A [`crate::Event::kind`] value that is no [`EventKind`]: the kernel object and the reader
+/// were built from different versions of this crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownKind(pub u32);
+
+impl TryFrom<u32> for EventKind {
+    type Error = UnknownKind;
+
+    #[inline(always)]
+    fn try_from(value: u32) -> Result<Self, UnknownKind> {
+        Ok(match value {
+            1 => EventKind::Syscall,
+            2 => EventKind::Fork,
+            3 => EventKind::Exec,
+            4 => EventKind::Exit,
+            5 => EventKind::Marker,
+            6 => EventKind::Failed,
+            other => return Err(UnknownKind(other)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_values_are_fixed() {
+        // A change here is a wire-format change: kernel objects and readers of other
+        // versions would misread each other.
+        let values = EventKind::ALL.map(|kind| kind as u32);
+        assert_eq!(values, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_wire_value() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::try_from(kind as u32), Ok(kind));
+        }
+    }
+
+    #[test]
+    fn values_outside_the_enum_are_refused_with_the_value() {
+        for value in [0, 7, 99, u32::MAX] {
+            assert_eq!(EventKind::try_from(value), Err(UnknownKind(value)));
+        }
+    }
+}

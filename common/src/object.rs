@@ -1,0 +1,149 @@
+//! The names under which the loader finds the kernel object's maps, programs and globals,
+//! and the maps' sizes: the contract between `ebpf/` and the loader, as libbpf-tools'
+//! `memleak.h` is for memleak.
+//!
+//! The attribute macros of `aya-ebpf` take no constants, so the kernel side names its
+//! items after these constants and checks each name at compile time with [`same_name`]
+//! (`stringify!` of the item against the constant): renaming one side alone fails the
+//! kernel build. The loader looks every item up by these constants, and a unit test of the
+//! loader parses the embedded object to check that they are all there.
+
+/// Whether two names are equal, usable in a `const` assertion.
+pub const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Maps, by name, with their sizes.
+pub mod maps {
+    use crate::DropReason;
+
+    /// `HashMap<u32, u8>`: the tgids being traced. The loader inserts the target; the
+    /// kernel adds the children of traced processes when they fork.
+    pub const TRACKED: &str = "TRACKED";
+    /// Processes traced at once. A fork beyond this is counted as
+    /// [`DropReason::TrackedFull`], and the child runs untraced.
+    pub const TRACKED_MAX_ENTRIES: u32 = 8192;
+
+    /// `RingBuf`: every record for userspace.
+    pub const EVENTS: &str = "EVENTS";
+    /// The ring size compiled into the object. The loader always sets its own (a power of
+    /// two, a multiple of the page size: `--ring-mib`), so this is only a placeholder.
+    pub const EVENTS_PLACEHOLDER_BYTES: u32 = 16 * 1024 * 1024;
+
+    /// `PerCpuArray<u64>`: records dropped or half-recorded, one slot per [`DropReason`].
+    pub const LOST: &str = "LOST";
+    /// One slot per reason.
+    pub const LOST_MAX_ENTRIES: u32 = DropReason::COUNT as u32;
+
+    /// `StackTrace`: user stacks of memory-mapping calls.
+    pub const STACKS: &str = "STACKS";
+    /// Distinct stacks kept. A stack that finds no room leaves its record without a stack
+    /// id (`NO_STACK`); the record still carries the raw stack words.
+    pub const STACKS_MAX_ENTRIES: u32 = 16384;
+}
+
+/// Programs, by name (the kernel function's symbol).
+pub mod programs {
+    /// Raw tracepoint `sys_exit`: every syscall of interest, and failed acquisitions.
+    pub const SYS_EXIT: &str = "sys_exit";
+    /// Raw tracepoint `sched_process_fork`: new processes, added to the traced set.
+    pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
+    /// Raw tracepoint `sched_process_exec`.
+    pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
+    /// Raw tracepoint `sched_process_exit`.
+    pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
+    /// Uprobe on the iteration marker (`--iteration-symbol`), attached by the loader.
+    pub const ITERATION_MARKER: &str = "iteration_marker";
+
+    /// A raw-tracepoint program and the tracepoint the loader attaches it to.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct RawTracepoint {
+        pub program: &'static str,
+        pub tracepoint: &'static str,
+    }
+
+    /// Every raw-tracepoint program. Each is named after its tracepoint, but the two names
+    /// are kept apart: one is looked up in the object, the other in the kernel.
+    pub const RAW_TRACEPOINTS: [RawTracepoint; 4] = [
+        RawTracepoint {
+            program: SYS_EXIT,
+            tracepoint: "sys_exit",
+        },
+        RawTracepoint {
+            program: SCHED_PROCESS_FORK,
+            tracepoint: "sched_process_fork",
+        },
+        RawTracepoint {
+            program: SCHED_PROCESS_EXEC,
+            tracepoint: "sched_process_exec",
+        },
+        RawTracepoint {
+            program: SCHED_PROCESS_EXIT,
+            tracepoint: "sched_process_exit",
+        },
+    ];
+}
+
+/// Globals the loader sets before load, by name.
+pub mod globals {
+    /// [`crate::KernelOffsets`]: struct offsets from the running kernel's BTF.
+    pub const OFFSETS: &str = "OFFSETS";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_name_compares_whole_names() {
+        assert!(same_name("LOST", maps::LOST));
+        assert!(!same_name("LOS", "LOST"));
+        assert!(!same_name("LOST", "LOSS"));
+        assert!(same_name("", ""));
+    }
+
+    #[test]
+    fn names_are_distinct() {
+        let names = [
+            maps::TRACKED,
+            maps::EVENTS,
+            maps::LOST,
+            maps::STACKS,
+            programs::SYS_EXIT,
+            programs::SCHED_PROCESS_FORK,
+            programs::SCHED_PROCESS_EXEC,
+            programs::SCHED_PROCESS_EXIT,
+            programs::ITERATION_MARKER,
+            globals::OFFSETS,
+        ];
+        for (i, name) in names.iter().enumerate() {
+            assert!(!names[..i].contains(name), "{name} is used twice");
+        }
+    }
+
+    #[test]
+    fn the_placeholder_ring_is_a_valid_ring_size() {
+        // The kernel refuses a ring that is not a power of two of whole pages.
+        assert!(maps::EVENTS_PLACEHOLDER_BYTES.is_power_of_two());
+        assert_eq!(maps::EVENTS_PLACEHOLDER_BYTES % 4096, 0);
+    }
+
+    #[test]
+    fn lost_has_a_slot_for_every_reason() {
+        assert_eq!(
+            maps::LOST_MAX_ENTRIES as usize,
+            crate::DropReason::ALL.len()
+        );
+    }
+}
