@@ -5,7 +5,8 @@
 //! marks it the verdicts are inconclusive, with the candidates named.
 
 use leakscope_tests::{
-    Source, Traced, assert_rate, class, diagnose, fixture, leakscope_json, script, verdicts,
+    Source, Traced, assert_rate, assert_verdicts, class, diagnose, fixture, leakscope_json, script,
+    verdicts,
 };
 
 const N: usize = 1000;

@@ -280,6 +280,29 @@ pub fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
     let head = series[..head_len].iter().sum::<f64>() / head_len as f64;
     let total_rise = means[stretches - 1] - head;
     let biggest_step = series.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    // Growth that is not sustained by the stretch rules (a garbage-collected heap rises in
+    // a sawtooth) but has not stopped either is neither a plateau nor no leak.
+    let still_rising = rise >= needed
+        && significant
+        && recent_rate > limit
+        && biggest_step <= MAX_SHARE_OF_ONE_STEP * rise;
+    if still_rising {
+        let mut verdict = judgement(
+            Verdict::Inconclusive,
+            recent_rate,
+            format!(
+                "rose {} over the last {} iterations, unevenly (in {rising} of {} stretches), \
+                 and still rises at {}: run more iterations to tell a leak from a cache that \
+                 is still filling",
+                scale.unit.amount(rise),
+                window.len(),
+                steps.len(),
+                scale.unit.rate(recent_rate)
+            ),
+        );
+        verdict.iterations_needed = Some(n as u64 * 4);
+        return verdict;
+    }
     if total_rise >= needed
         && total_rise > 0.0
         && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise
@@ -483,6 +506,26 @@ mod tests {
             judge(&steady, &bytes(256.0 * 1024.0), None).verdict,
             Verdict::Leak
         );
+    }
+
+    #[test]
+    fn a_sawtooth_that_keeps_rising_is_neither_a_plateau_nor_no_leak() {
+        // A collected heap: +3 per iteration, and every 50 iterations a collection gives
+        // back a third of what it gained, unevenly across stretches.
+        let series: Vec<f64> = (0..3000)
+            .map(|i| {
+                let i = i as f64;
+                3.0 * i - 100.0 * (i / 50.0).floor()
+                    + if (i as u64 / 400) % 2 == 0 {
+                        0.0
+                    } else {
+                        -600.0
+                    }
+            })
+            .collect();
+        let judgement = judge(&series, &COUNT, None);
+        assert_ne!(judgement.verdict, Verdict::Plateau, "{}", judgement.why);
+        assert_ne!(judgement.verdict, Verdict::NoLeak, "{}", judgement.why);
     }
 
     #[test]
