@@ -37,6 +37,18 @@ fn answer(traced: &Traced) -> &str {
     traced.report["answer"].as_str().unwrap_or("")
 }
 
+/// No class of `traced` is judged a leak.
+fn assert_never_a_leak(traced: &Traced, context: &str) {
+    for name in ["fd", "mmap", "brk", "rss"] {
+        assert_ne!(
+            verdict(traced, name),
+            "leak",
+            "{context}: {name}: {}",
+            answer(traced)
+        );
+    }
+}
+
 #[test]
 fn a_heap_leak_below_the_brk_step_is_inconclusive_never_no_leak() {
     // 30 bytes × 2000 stay inside glibc's top pad: the break never moves.
@@ -132,14 +144,7 @@ fn slow_leaks_in_python_and_node_print_at_their_own_precision() {
 fn freeing_untouched_address_space_is_never_a_resident_leak() {
     for run in 0..5 {
         let (_dir, traced) = trust("unmap-untouched", 1000);
-        for name in ["fd", "mmap", "brk", "rss"] {
-            assert_ne!(
-                verdict(&traced, name),
-                "leak",
-                "run {run}: {name}: {}",
-                answer(&traced)
-            );
-        }
+        assert_never_a_leak(&traced, &format!("run {run}"));
         assert_ne!(class(&traced, "rss")["unexplained_verdict"], "leak");
         let mmap = class(&traced, "mmap");
         assert!(
@@ -154,14 +159,7 @@ fn forked_children_that_exit_never_make_a_leak() {
     // Each iteration forks a child that keeps 3 fds and exits: what a child holds dies with it.
     for run in 0..5 {
         let (_dir, traced) = trust("fork-children", 50);
-        for name in ["fd", "mmap", "brk", "rss"] {
-            assert_ne!(
-                verdict(&traced, name),
-                "leak",
-                "run {run}: {name}: {}",
-                answer(&traced)
-            );
-        }
+        assert_never_a_leak(&traced, &format!("run {run}"));
     }
 }
 
@@ -257,14 +255,7 @@ fn a_shell_loop_leaking_fds_is_found_without_a_marker() {
 fn a_clean_shell_loop_is_never_a_leak() {
     for run in 0..5 {
         let (_dir, traced) = shell("clean");
-        for name in ["fd", "mmap", "brk", "rss"] {
-            assert_ne!(
-                verdict(&traced, name),
-                "leak",
-                "run {run}: {name}: {}",
-                answer(&traced)
-            );
-        }
+        assert_never_a_leak(&traced, &format!("run {run}"));
     }
 }
 

@@ -13,7 +13,7 @@ fn run(n: usize, body: impl FnMut(&mut Stream, usize)) -> Stream {
 }
 
 /// Like [`run`], with the resident bytes the kernel samples at each marker.
-fn run_sampled(
+pub(super) fn run_sampled(
     n: usize,
     rss: impl Fn(usize) -> Option<u64>,
     mut body: impl FnMut(&mut Stream, usize),

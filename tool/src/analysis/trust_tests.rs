@@ -11,21 +11,13 @@ use leakscope_common::syscalls::{MREMAP, OPENAT};
 
 const PID: u32 = 7;
 
+/// A marked run with resident samples (the analysis tests' builder).
 fn marked(
     n: usize,
     rss: impl Fn(usize) -> Option<u64>,
-    mut body: impl FnMut(&mut Stream, usize),
+    body: impl FnMut(&mut Stream, usize),
 ) -> Stream {
-    let mut s = Stream::new(PID);
-    s.open("/usr/lib/libc.so.6", 3).close(3).brk(0x100_0000);
-    for i in 0..n {
-        match rss(i) {
-            Some(bytes) => s.marker_with_rss(bytes),
-            None => s.marker(),
-        };
-        body(&mut s, i);
-    }
-    s
+    super::tests::run_sampled(n, rss, body)
 }
 
 fn analyze_marked(s: &Stream) -> Analysis {
