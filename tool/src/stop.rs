@@ -12,7 +12,9 @@
 //!   session writes what it has; at any other stage, or at a third signal, leakscope removes
 //!   its temporary directories and exits with [`crate::exit_code::interrupted`].
 //!
-//! Child processes start with an empty signal mask (std resets it between fork and exec).
+//! Child processes get back the mask leakscope started with ([`original_mask`]): std keeps
+//! the parent's mask across fork and exec, and a target with SIGTERM blocked could not be
+//! stopped.
 
 use std::{
     path::PathBuf,
@@ -61,6 +63,8 @@ pub enum Phase {
 #[derive(Debug)]
 struct State {
     received: Vec<Received>,
+    /// When the last one was received.
+    last_at: Option<std::time::Instant>,
     /// The launched target, from its exec until it is reaped (a reaped pid may be reused).
     launched: Option<Pid>,
     /// Signals leakscope sent to the launched target.
@@ -78,10 +82,20 @@ struct Shared {
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
+/// The signal mask leakscope started with, for its children (std keeps the parent's mask
+/// across fork and exec, and ours blocks the stop signals).
+static ORIGINAL_MASK: OnceLock<libc::sigset_t> = OnceLock::new();
+
+/// The mask a child must get back before it execs; `None` when [`install`] never ran.
+pub fn original_mask() -> Option<&'static libc::sigset_t> {
+    ORIGINAL_MASK.get()
+}
+
 fn shared() -> &'static Shared {
     SHARED.get_or_init(|| Shared {
         state: Mutex::new(State {
             received: Vec::new(),
+            last_at: None,
             launched: None,
             sent: Vec::new(),
             phase: Phase::Other,
@@ -106,7 +120,9 @@ pub fn install() -> std::io::Result<()> {
     for signal in STOP_SIGNALS {
         mask.add(signal);
     }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+    let mut original = SigSet::empty();
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut original))?;
+    let _ = ORIGINAL_MASK.set(*original.as_ref());
     let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)?;
     shared();
     std::thread::Builder::new()
@@ -132,14 +148,26 @@ fn watch_signals(fd: SignalFd) {
             sender_pid: (!from_terminal && info.ssi_pid != 0).then_some(info.ssi_pid),
             from_terminal,
         };
-        let count = on_signal(received);
-        shared().count.send_replace(count);
+        if let Some(count) = on_signal(received, std::time::Instant::now()) {
+            shared().count.send_replace(count);
+        }
     }
 }
 
-/// Records one signal and acts on it; returns how many have been received.
-fn on_signal(received: Received) -> usize {
+/// A repeat of the same signal from the same process within this time is one request sent
+/// twice: `timeout` signals its child and then its whole process group.
+const SAME_REQUEST_WITHIN: Duration = Duration::from_millis(300);
+
+/// Records one signal and acts on it; returns how many have been received, or `None` when
+/// it repeats the last one (see [`SAME_REQUEST_WITHIN`]).
+fn on_signal(received: Received, now: std::time::Instant) -> Option<usize> {
     let mut state = state();
+    if let (Some(last), Some(at)) = (state.received.last(), state.last_at)
+        && is_repeat(last, &received, now.duration_since(at))
+    {
+        return None;
+    }
+    state.last_at = Some(now);
     state.received.push(received);
     let count = state.received.len();
     if count == 1 {
@@ -149,7 +177,7 @@ fn on_signal(received: Received) -> usize {
         {
             state.sent.push(received.signal);
         }
-        return count;
+        return Some(count);
     }
     if let Some(pid) = state.launched
         && kill(pid, Signal::SIGKILL).is_ok()
@@ -171,7 +199,14 @@ fn on_signal(received: Received) -> usize {
         );
         std::process::exit(exit_code::interrupted(received.signal).into());
     }
-    count
+    Some(count)
+}
+
+fn is_repeat(last: &Received, new: &Received, since: Duration) -> bool {
+    new.sender_pid.is_some()
+        && last.sender_pid == new.sender_pid
+        && last.signal == new.signal
+        && since < SAME_REQUEST_WITHIN
 }
 
 /// A terminal's signal reached the target already when it shares our process group (the
@@ -266,6 +301,25 @@ pub fn name(signal: Signal) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_double_delivery_is_one_request() {
+        let from = |pid| Received {
+            signal: Signal::SIGTERM,
+            sender_pid: pid,
+            from_terminal: pid.is_none(),
+        };
+        let soon = Duration::from_millis(1);
+        assert!(is_repeat(&from(Some(7)), &from(Some(7)), soon));
+        assert!(!is_repeat(
+            &from(Some(7)),
+            &from(Some(7)),
+            Duration::from_secs(1)
+        ));
+        assert!(!is_repeat(&from(Some(7)), &from(Some(8)), soon));
+        // Two Ctrl-Cs are two presses, however fast.
+        assert!(!is_repeat(&from(None), &from(None), soon));
+    }
 
     #[test]
     fn forwarding_skips_only_a_terminal_signal_the_target_shares() {

@@ -106,10 +106,17 @@ pub fn spawn_gated(
         let mut close_in_child = bpf_fds();
         close_in_child.extend([gate.as_raw_fd(), pid_reader.as_raw_fd()]);
         let parent = std::process::id() as libc::pid_t;
-        // SAFETY: only async-signal-safe calls (close, prctl, getppid, getpid, write, read)
+        let mask = crate::stop::original_mask().copied();
+        // SAFETY: only async-signal-safe calls (pthread_sigmask, close, prctl, getppid,
+        // getpid, write, read)
         // between fork and exec, on memory allocated before the fork.
         unsafe {
             command.pre_exec(move || {
+                // Leakscope blocks its stop signals (a watcher thread reads them); the
+                // target must get them as it would without leakscope, also at the gate.
+                if let Some(mask) = &mask {
+                    libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
+                }
                 for &fd in &close_in_child {
                     libc::close(fd);
                 }
