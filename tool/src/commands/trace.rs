@@ -75,6 +75,7 @@ pub async fn trace_and_diagnose(
         }
         None => session::trace(target, &config, &mut ledger).await?,
     };
+    stop::test_pause("report", "").await;
     let exit = outcome.end;
     let info = RunInfo {
         command: outcome.command.clone(),

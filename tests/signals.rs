@@ -1,0 +1,391 @@
+//! Every way a run can end: a signal to leakscope at each stage (before the probes load, at
+//! the gate, during the run, during the report), twice, under `timeout`, for run, extract
+//! and attach. Each test checks that no process leakscope started is left and that none of
+//! its BPF programs is loaded a second later (listed through the bpf syscall).
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use leakscope_tests::{
+    leakscope,
+    lifecycle::{
+        Watched, assert_gone, assert_unloaded, bpf_fds_of, is_gone, loaded_programs, paused_child,
+        programs_held_by, wait_for_programs,
+    },
+};
+use serde_json::Value;
+
+const PAUSE: &str = "LEAKSCOPE_TEST_PAUSE";
+const LONG: Duration = Duration::from_secs(30);
+const SIGNALS: [(libc::c_int, &str); 4] = [
+    (libc::SIGKILL, "SIGKILL"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGHUP, "SIGHUP"),
+];
+
+fn run_command(json: &Path, pause: Option<&str>, target: &[&str]) -> Command {
+    let mut command = Command::new(leakscope());
+    command
+        .arg("run")
+        .arg("--json")
+        .arg(json)
+        .arg("--")
+        .args(target);
+    if let Some(stage) = pause {
+        command.env(PAUSE, stage);
+    }
+    command
+}
+
+fn read_report(json: &Path, watched: &Watched) -> Value {
+    let text = std::fs::read_to_string(json)
+        .unwrap_or_else(|_| panic!("no report written; stderr:\n{}", watched.stderr_text()));
+    serde_json::from_str(&text).expect("the report is not JSON")
+}
+
+/// The status a catchable stop signal gives when it interrupts: 128 + its number.
+fn interrupted_status(signal: libc::c_int) -> i32 {
+    128 + signal
+}
+
+fn assert_ended_by(status: std::process::ExitStatus, signal: libc::c_int, watched: &Watched) {
+    use std::os::unix::process::ExitStatusExt as _;
+    if signal == libc::SIGKILL {
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{}",
+            watched.stderr_text()
+        );
+    } else {
+        assert_eq!(
+            status.code(),
+            Some(interrupted_status(signal)),
+            "{}",
+            watched.stderr_text()
+        );
+    }
+}
+
+fn pid_in(file: &Path) -> u32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(start.elapsed() < LONG, "the target never wrote its pid");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_signal_at_the_gate_leaves_no_process_and_no_probe_and_the_target_never_runs() {
+    for (signal, name) in SIGNALS {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let ran = dir.path().join("ran");
+        let touch = format!("touch {}", ran.display());
+        let mut watched = Watched::start(
+            run_command(&json, Some("gate"), &["sh", "-c", &touch]),
+            Stdio::null(),
+        );
+        let child = paused_child(&watched.wait_for_line("test pause at gate", LONG));
+        let programs = wait_for_programs(watched.pid(), LONG);
+        // The waiting child holds none of leakscope's BPF fds.
+        assert_eq!(bpf_fds_of(child), Vec::<String>::new(), "{name}");
+        assert!(programs_held_by(child).is_empty(), "{name}");
+
+        watched.signal(signal);
+        let status = watched.wait(LONG);
+        assert_ended_by(status, signal, &watched);
+        if signal != libc::SIGKILL {
+            assert!(
+                watched.stderr_text().contains("before the target started"),
+                "{name}: {}",
+                watched.stderr_text()
+            );
+            assert!(!json.exists(), "{name}: an empty report file was left");
+        }
+        assert_gone(child, Duration::from_secs(1), name);
+        assert_unloaded(&programs, name);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!ran.exists(), "{name}: the target ran untraced");
+    }
+}
+
+#[test]
+fn a_signal_before_the_probes_load_stops_cleanly() {
+    for (signal, name) in [SIGNALS[0], SIGNALS[1]] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let ran = dir.path().join("ran");
+        let touch = format!("touch {}", ran.display());
+        let mut watched = Watched::start(
+            run_command(&json, Some("before-probes"), &["sh", "-c", &touch]),
+            Stdio::null(),
+        );
+        watched.wait_for_line("test pause at before-probes", LONG);
+        assert!(programs_held_by(watched.pid()).is_empty());
+        let pid = watched.pid();
+        watched.signal(signal);
+        let status = watched.wait(LONG);
+        assert_ended_by(status, signal, &watched);
+        assert_gone(pid, Duration::from_secs(1), name);
+        assert!(!ran.exists(), "{name}: the target ran");
+    }
+}
+
+#[test]
+fn sigterm_and_sighup_during_the_run_forward_reap_and_report() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let pid_file = dir.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+        let mut watched = Watched::start(
+            run_command(&json, None, &["sh", "-c", &script]),
+            Stdio::null(),
+        );
+        let target = pid_in(&pid_file);
+        let programs = wait_for_programs(watched.pid(), LONG);
+        // The target runs with the stop signals unblocked, as without leakscope.
+        std::thread::sleep(Duration::from_millis(200));
+        let status_file = std::fs::read_to_string(format!("/proc/{target}/status")).unwrap();
+        let blocked = status_file
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .unwrap()
+            .trim();
+        assert_eq!(u64::from_str_radix(blocked, 16).unwrap(), 0, "{name}");
+
+        watched.signal(signal);
+        let status = watched.wait(LONG);
+        assert_eq!(status.code(), Some(0), "{name}: {}", watched.stderr_text());
+        let report = read_report(&json, &watched);
+        assert_eq!(report["target"]["exit_signal"], signal, "{name}");
+        let ended = &report["ended"];
+        assert_eq!(ended["how"], "target-killed", "{name}: {ended}");
+        assert_eq!(ended["by"], "leakscope", "{name}: {ended}");
+        assert_eq!(ended["signal"], name, "{ended}");
+        assert_eq!(ended["interrupted"]["signal"], name, "{ended}");
+        assert_eq!(ended["interrupted"]["count"], 1, "{ended}");
+        assert_eq!(
+            ended["interrupted"]["sender_pid"],
+            std::process::id(),
+            "{ended}"
+        );
+        assert_eq!(ended["processes_running"], 0, "{ended}");
+        assert!(report["answer"].is_string(), "the full report: {report}");
+        assert_gone(target, Duration::from_secs(1), name);
+        assert_unloaded(&programs, name);
+    }
+}
+
+#[test]
+fn a_second_sigint_kills_a_target_that_ignores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let pid_file = dir.path().join("pid");
+    let script = format!(
+        "trap '' INT; echo $$ > {}; while :; do sleep 0.1; done",
+        pid_file.display()
+    );
+    let mut watched = Watched::start(
+        run_command(&json, None, &["sh", "-c", &script]),
+        Stdio::null(),
+    );
+    let target = pid_in(&pid_file);
+    let programs = wait_for_programs(watched.pid(), LONG);
+    watched.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        watched.child.try_wait().unwrap().is_none(),
+        "the target ignores SIGINT, so the first one only asks"
+    );
+    assert!(!is_gone(target));
+    watched.signal(libc::SIGINT);
+    let status = watched.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "{}", watched.stderr_text());
+    let report = read_report(&json, &watched);
+    let ended = &report["ended"];
+    assert_eq!(ended["how"], "target-killed", "{ended}");
+    assert_eq!(ended["signal"], "SIGKILL", "{ended}");
+    assert_eq!(ended["by"], "leakscope", "{ended}");
+    assert_eq!(ended["interrupted"]["count"], 2, "{ended}");
+    assert!(
+        watched.stderr_text().contains("stopped at once"),
+        "{}",
+        watched.stderr_text()
+    );
+    assert_gone(target, Duration::from_secs(1), "target");
+    assert_unloaded(&programs, "second SIGINT");
+}
+
+#[test]
+fn a_signal_during_the_report_still_gives_the_report_and_sigkill_leaves_no_probe() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let mut watched = Watched::start(
+            run_command(&json, Some("report"), &["sh", "-c", "exec 3</dev/null"]),
+            Stdio::null(),
+        );
+        let programs = wait_for_programs(watched.pid(), LONG);
+        watched.wait_for_line("test pause at report", LONG);
+        watched.signal(signal);
+        let status = watched.wait(LONG);
+        if signal == libc::SIGTERM {
+            // Tracing was over: the report is complete and true, and the status normal.
+            assert_eq!(status.code(), Some(0), "{}", watched.stderr_text());
+            let report = read_report(&json, &watched);
+            assert_eq!(report["ended"]["how"], "target-exited");
+            assert_eq!(report["target"]["exit_code"], 0);
+        } else {
+            assert_ended_by(status, signal, &watched);
+        }
+        assert_unloaded(&programs, name);
+    }
+}
+
+#[test]
+fn sigkill_during_the_run_leaves_no_probe_and_no_frozen_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 2", pid_file.display());
+    let mut watched = Watched::start(
+        run_command(&json, None, &["sh", "-c", &script]),
+        Stdio::null(),
+    );
+    let target = pid_in(&pid_file);
+    let programs = wait_for_programs(watched.pid(), LONG);
+    watched.signal(libc::SIGKILL);
+    watched.wait(LONG);
+    assert_unloaded(&programs, "SIGKILL");
+    // Nothing can catch SIGKILL: the target (already exec'd) runs on untraced and ends by
+    // itself; it is not left frozen.
+    assert_gone(target, Duration::from_secs(5), "target after SIGKILL");
+}
+
+#[test]
+fn timeout_gets_a_report_and_the_target_is_reaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let mut command = Command::new("timeout");
+    command
+        .arg("3")
+        .arg(leakscope())
+        .args(["run", "--json"])
+        .arg(&json)
+        .args(["--", "sh", "-c", &script]);
+    let mut watched = Watched::start(command, Stdio::null());
+    let target = pid_in(&pid_file);
+    let status = watched.wait(LONG);
+    assert_eq!(status.code(), Some(124), "timeout's own status");
+    let report = read_report(&json, &watched);
+    let ended = &report["ended"];
+    // timeout signals its child and then its whole group: one request, not two.
+    assert_eq!(ended["interrupted"]["count"], 1, "{ended}");
+    assert_eq!(ended["how"], "target-killed", "{ended}");
+    assert_eq!(report["target"]["exit_signal"], libc::SIGTERM);
+    assert_gone(target, Duration::from_secs(1), "target");
+    assert!(
+        loaded_programs()
+            .keys()
+            .all(|id| !programs_held_by(target).contains(id)),
+        "the target holds no program"
+    );
+}
+
+#[test]
+fn extract_interrupted_once_or_twice_removes_its_directory() {
+    for times in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("report.json");
+        let mut command = Command::new(leakscope());
+        command
+            .args([
+                "extract",
+                "--rounds",
+                "1000",
+                "--iterations",
+                "1000",
+                "--json",
+            ])
+            .arg(&json);
+        let mut watched = Watched::start(command, Stdio::null());
+        let line = watched.wait_for_line("leakscope extract: ", LONG);
+        let extract_dir = line
+            .split_whitespace()
+            .find(|word| word.contains("/leakscope-extract-"))
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| panic!("no directory in `{line}`"));
+        let root = extract_dir.parent().unwrap().to_owned();
+        let programs = wait_for_programs(watched.pid(), LONG);
+        std::thread::sleep(Duration::from_millis(500)); // the worker is extracting
+        watched.signal(libc::SIGTERM);
+        if times == 2 {
+            std::thread::sleep(Duration::from_millis(400));
+            watched.signal(libc::SIGTERM);
+        }
+        let status = watched.wait(LONG);
+        let expected = if times == 1 { 0 } else { 143 };
+        assert_eq!(status.code(), Some(expected), "{}", watched.stderr_text());
+        assert!(!root.exists(), "{} was left behind", root.display());
+        if times == 1 {
+            let report = read_report(&json, &watched);
+            assert_eq!(
+                report["ended"]["how"], "target-killed",
+                "{}",
+                report["ended"]
+            );
+            assert_eq!(report["ended"]["by"], "leakscope");
+            assert_eq!(report["target"]["exit_signal"], libc::SIGTERM);
+            let worker = report["target"]["pid"].as_u64().unwrap() as u32;
+            assert_gone(worker, Duration::from_secs(1), "worker");
+        }
+        assert_unloaded(&programs, "extract");
+    }
+}
+
+#[test]
+fn attach_stopped_by_sigterm_detaches_and_never_signals_the_target() {
+    let mut target = Command::new("sleep").arg("60").spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let mut command = Command::new(leakscope());
+    command
+        .args(["attach", "--pid", &target.id().to_string(), "--json"])
+        .arg(&json);
+    let mut watched = Watched::start(command, Stdio::null());
+    let programs = wait_for_programs(watched.pid(), LONG);
+    std::thread::sleep(Duration::from_millis(300));
+    watched.signal(libc::SIGTERM);
+    let status = watched.wait(LONG);
+    assert_eq!(status.code(), Some(0), "{}", watched.stderr_text());
+    let report = read_report(&json, &watched);
+    let ended = &report["ended"];
+    assert_eq!(ended["how"], "detached", "{ended}");
+    assert_eq!(
+        ended["interrupted"]["sent_to_target"],
+        serde_json::json!([])
+    );
+    assert_eq!(ended["processes_running"], 1, "{ended}");
+    assert_eq!(report["target"]["still_running"], true);
+    assert!(
+        target.try_wait().unwrap().is_none(),
+        "the target was signalled"
+    );
+    assert_unloaded(&programs, "attach");
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
