@@ -306,22 +306,32 @@ fn timeout_gets_a_report_and_the_target_is_reaped() {
     );
 }
 
+/// How the extract test interrupts: once, twice while tracing, twice while reporting.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Interrupt {
+    Once,
+    TwiceTracing,
+    TwiceReporting,
+}
+
 #[test]
 fn extract_interrupted_once_or_twice_removes_its_directory() {
-    for times in [1, 2] {
+    for interrupt in [
+        Interrupt::Once,
+        Interrupt::TwiceTracing,
+        Interrupt::TwiceReporting,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("report.json");
         let mut command = Command::new(leakscope());
-        command
-            .args([
-                "extract",
-                "--rounds",
-                "1000",
-                "--iterations",
-                "1000",
-                "--json",
-            ])
-            .arg(&json);
+        command.arg("extract").arg("--json").arg(&json);
+        if interrupt == Interrupt::TwiceReporting {
+            // A short run that pauses before its report.
+            command.args(["--rounds", "1", "--iterations", "10"]);
+            command.env(PAUSE, "report");
+        } else {
+            command.args(["--rounds", "1000", "--iterations", "1000"]);
+        }
         let mut watched = Watched::start(command, Stdio::null());
         let line = watched.wait_for_line("leakscope extract: ", LONG);
         let extract_dir = line
@@ -331,25 +341,47 @@ fn extract_interrupted_once_or_twice_removes_its_directory() {
             .unwrap_or_else(|| panic!("no directory in `{line}`"));
         let root = extract_dir.parent().unwrap().to_owned();
         let programs = wait_for_programs(watched.pid(), LONG);
-        std::thread::sleep(Duration::from_millis(500)); // the worker is extracting
+        if interrupt == Interrupt::TwiceReporting {
+            watched.wait_for_line("test pause at report", LONG);
+        } else {
+            std::thread::sleep(Duration::from_millis(500)); // the worker is extracting
+        }
         watched.signal(libc::SIGTERM);
-        if times == 2 {
-            std::thread::sleep(Duration::from_millis(400));
-            watched.signal(libc::SIGTERM);
+        if interrupt != Interrupt::Once {
+            // A different signal straight after: a second request, not a repeat.
+            watched.signal(libc::SIGINT);
         }
         let status = watched.wait(LONG);
-        let expected = if times == 1 { 0 } else { 143 };
-        assert_eq!(status.code(), Some(expected), "{}", watched.stderr_text());
-        assert!(!root.exists(), "{} was left behind", root.display());
-        if times == 1 {
+        // Twice: 128 + the number of whichever of the two the kernel delivered last
+        // (pending signals are read lowest number first).
+        let expected: &[i32] = match interrupt {
+            Interrupt::Once => &[0],
+            _ => &[130, 143],
+        };
+        assert!(
+            status.code().is_some_and(|code| expected.contains(&code)),
+            "{interrupt:?}: {status}: {}",
+            watched.stderr_text()
+        );
+        assert!(
+            !root.exists(),
+            "{interrupt:?}: {} was left behind",
+            root.display()
+        );
+        if interrupt != Interrupt::TwiceReporting {
             let report = read_report(&json, &watched);
-            assert_eq!(
-                report["ended"]["how"], "target-killed",
-                "{}",
-                report["ended"]
-            );
-            assert_eq!(report["ended"]["by"], "leakscope");
-            assert_eq!(report["target"]["exit_signal"], libc::SIGTERM);
+            let ended = &report["ended"];
+            assert_eq!(ended["how"], "target-killed", "{interrupt:?}: {ended}");
+            assert_eq!(ended["by"], "leakscope", "{ended}");
+            let count = if interrupt == Interrupt::Once { 1 } else { 2 };
+            assert_eq!(ended["interrupted"]["count"], count, "{ended}");
+            if interrupt == Interrupt::Once {
+                assert_eq!(report["target"]["exit_signal"], libc::SIGTERM, "{ended}");
+            }
+            // Whatever killed the worker, leakscope sent it (the first signal passed on,
+            // or SIGKILL at the second, whichever came first).
+            let sent = ended["interrupted"]["sent_to_target"].as_array().unwrap();
+            assert!(sent.contains(&ended["signal"]), "{ended}");
             let worker = report["target"]["pid"].as_u64().unwrap() as u32;
             assert_gone(worker, Duration::from_secs(1), "worker");
         }
