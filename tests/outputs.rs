@@ -122,3 +122,38 @@ fn attach_with_user_is_a_usage_error() {
     target.wait().unwrap();
     assert_one_line(&output, "--user");
 }
+
+#[test]
+fn attach_refused_access_to_proc_is_exit_4_with_the_reason() {
+    use std::os::unix::process::CommandExt as _;
+    // Another user's process, and leakscope without CAP_SYS_PTRACE: /proc refuses the
+    // links of its fds.
+    let mut target = Command::new("sleep")
+        .arg("30")
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    let output = Command::new("setpriv")
+        .args(["--bounding-set", "-sys_ptrace"])
+        .arg(leakscope())
+        .args([
+            "attach",
+            "--pid",
+            &target.id().to_string(),
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("permission denied") && lines[0].contains("CAP_SYS_PTRACE"),
+        "{stderr}"
+    );
+}

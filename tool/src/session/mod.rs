@@ -10,30 +10,25 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use leakscope_common::DropReason;
 use nix::sys::signal::Signal;
 use thiserror::Error;
 
 use crate::{
     diagnosis::TargetExit,
-    ending::{self, Ending},
-    event::{self, Event, What},
+    ending::Ending,
+    event::Event,
     followed::{self, Followed},
     privilege,
     probes::{ProbeError, ProbeOptions, Probes},
     proc_snapshot::{self, Snapshot, SnapshotError},
     stop::{self, Phase},
-    symbolize::StackNamer,
     target::{self, RunAs, TargetError, TargetStdout},
 };
 
 /// How often the ring buffer is drained. The kernel side submits without wakeups (they
 /// cost more than the events themselves), so userspace polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// Every this many polls, followed processes that are no longer running but whose exit
-/// event never came (it was lost) are let go, so tracing cannot wait for them forever.
-const LIVENESS_EVERY: u32 = 50;
 
 /// Where the events go: in practice the ledger.
 pub trait EventSink {
@@ -42,6 +37,10 @@ pub trait EventSink {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot);
     fn apply(&mut self, event: &Event);
 }
+
+mod drain;
+
+use drain::{Drainer, Mode};
 
 pub type LineSink = Box<dyn FnMut(String) + Send>;
 
@@ -131,8 +130,8 @@ pub enum TraceError {
     )]
     Interrupted(Signal),
     #[error(
-        "cannot read {path} of pid {pid}: permission denied; leakscope needs root (with \
-         CAP_SYS_PTRACE) to read another user's process, and /proc must not be mounted with hidepid"
+        "cannot read {path} (pid {pid}): permission denied; reading another user's process \
+         needs root with CAP_SYS_PTRACE, and /proc mounted without hidepid"
     )]
     ProcDenied { pid: u32, path: String },
 }
@@ -150,15 +149,7 @@ pub async fn trace(
     let (mut probes, ring) = Probes::load(&ProbeOptions {
         ring_bytes: config.ring_bytes,
     })?;
-    let mut drain = Drainer {
-        ring,
-        namer: StackNamer::default(),
-        page_size: page_size(),
-        undecodable: 0,
-        events: 0,
-        followed: Followed::default(),
-        polls: 0,
-    };
+    let mut drain = Drainer::new(ring);
     match target {
         Target::Spawn {
             argv,
@@ -298,7 +289,7 @@ async fn spawn_and_trace(
         None => TargetExit::StillRunning,
     };
     let fd_limit = end_fd_limit.or(start_fd_limit);
-    Ok(drain.outcome(probes, pid, command, end, false, false, fd_limit))
+    Ok(drain.outcome(probes, pid, command, end, Mode::Launched, fd_limit))
 }
 
 /// After a second stop signal, how long the killed target gets to be reaped before the
@@ -323,6 +314,7 @@ async fn attach_and_trace(
 ) -> Result<Outcome, TraceError> {
     // Fails with a clear "no process" before anything is attached.
     let first_look = snapshot_of(pid)?;
+    check_proc_access(pid)?;
     if let Some(marker) = &config.marker {
         let binary = marker
             .binary
@@ -372,7 +364,40 @@ async fn attach_and_trace(
         .then(|| proc_snapshot::fd_limit(pid))
         .flatten();
     let fd_limit = end_fd_limit.or(start_fd_limit);
-    Ok(drain.outcome(probes, pid, command, end, true, duration_passed, fd_limit))
+    let mode = if duration_passed {
+        Mode::AttachedUntilDuration
+    } else {
+        Mode::Attached
+    };
+    Ok(drain.outcome(probes, pid, command, end, mode, fd_limit))
+}
+
+/// Reading another user's fds and mappings needs ptrace access (root with CAP_SYS_PTRACE).
+/// Without it /proc lists the fds but refuses their links, and a snapshot would silently
+/// miss what the process holds: refuse instead (exit 4).
+fn check_proc_access(pid: u32) -> Result<(), TraceError> {
+    let denied = |path: String| TraceError::ProcDenied { pid, path };
+    let is_denied = |error: &std::io::Error| error.kind() == std::io::ErrorKind::PermissionDenied;
+    let maps = format!("/proc/{pid}/maps");
+    if let Err(error) = std::fs::File::open(&maps)
+        && is_denied(&error)
+    {
+        return Err(denied(maps));
+    }
+    let fd_dir = format!("/proc/{pid}/fd");
+    match std::fs::read_dir(&fd_dir) {
+        Err(error) if is_denied(&error) => return Err(denied(fd_dir)),
+        Err(_) => {}
+        Ok(mut entries) => {
+            if let Some(Ok(entry)) = entries.next()
+                && let Err(error) = std::fs::read_link(entry.path())
+                && is_denied(&error)
+            {
+                return Err(denied(entry.path().display().to_string()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What `pid` holds, with a refusal to read its /proc files told as such (exit 4).
@@ -411,113 +436,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-struct Drainer {
-    ring: RingBuf<MapData>,
-    followed: Followed,
-    polls: u32,
-    namer: StackNamer,
-    page_size: u64,
-    undecodable: u64,
-    events: u64,
-}
-
-impl Drainer {
-    /// One periodic drain; now and then, also lets go of followed processes that are gone
-    /// but whose exit event was lost.
-    fn poll(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
-        self.polls += 1;
-        if self.polls.is_multiple_of(LIVENESS_EVERY) {
-            // Looked up before the drain: an exit event sent before a process was gone
-            // is in the ring by now, so whichever is still listed after it was lost.
-            let gone = self.followed.not_running();
-            self.drain(probes, sink);
-            self.followed.forget(&gone);
-        } else {
-            self.drain(probes, sink);
-        }
-    }
-
-    /// Moves everything in the ring into the sink.
-    fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
-        while let Some(item) = self.ring.next() {
-            let decoded = event::decode(&item, self.page_size);
-            drop(item); // hand the slot back to the kernel before the slower work below
-            let Ok(mut event) = decoded else {
-                self.undecodable += 1;
-                continue;
-            };
-            self.events += 1;
-            if let What::Syscall(call) = &mut event.what
-                && (call.stack_id.is_some() || !call.stack_words.is_empty())
-            {
-                call.frames =
-                    self.namer
-                        .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
-                            probes.user_stack(id)
-                        });
-            }
-            self.followed.observe(&event);
-            match event.what {
-                What::Fork { child } => self.namer.inherit(event.tgid, child),
-                What::Exec => self.namer.exec(event.tgid, event.time_ns),
-                _ => {}
-            }
-            sink.apply(&event);
-        }
-    }
-
-    fn outcome(
-        &mut self,
-        probes: &Probes,
-        pid: u32,
-        command: Vec<String>,
-        end: TargetExit,
-        attached: bool,
-        duration_passed: bool,
-        fd_limit: Option<u64>,
-    ) -> Outcome {
-        let received = stop::received();
-        let running_at_end = self.followed.live().clone();
-        let ending = Ending::new(&ending::Facts {
-            exit: end,
-            attached,
-            duration_passed,
-            received: &received,
-            sent_to_target: &stop::sent_to_target(),
-            processes_running: running_at_end.len(),
-        });
-        let lost_by_reason = probes.lost_by_reason();
-        let lost = |reason| {
-            lost_by_reason
-                .iter()
-                .find(|(r, _)| *r == reason)
-                .map_or(0, |(_, n)| *n)
-        };
-        Outcome {
-            pid,
-            command,
-            end,
-            running_at_end,
-            commands: std::mem::take(&mut self.followed).into_commands(),
-            lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
-            lost_markers: lost(DropReason::RingFullMarker),
-            lost_by_reason,
-            fd_limit,
-            undecodable: self.undecodable,
-            events: self.events,
-            interrupted: !received.is_empty(),
-            ending,
-        }
-    }
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64
 }
 
 /// The program `argv0` names, found the way exec will find it.
