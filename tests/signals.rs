@@ -107,7 +107,7 @@ fn a_signal_at_the_gate_leaves_no_process_and_no_probe_and_the_target_never_runs
         assert_ended_by(status, signal, &watched);
         if signal != libc::SIGKILL {
             assert!(
-                watched.stderr_text().contains("before the target started"),
+                watched.stderr_text().contains("before tracing started"),
                 "{name}: {}",
                 watched.stderr_text()
             );

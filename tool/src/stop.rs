@@ -218,13 +218,16 @@ fn needs_forwarding(received: &Received, target: Pid) -> bool {
 }
 
 /// The launched target exec'd: from now on stop signals are passed on to it. A stop signal
-/// that came before is passed on now.
+/// that came before is passed on now (two: it is killed).
 pub fn set_launched(pid: u32) {
     let pid = Pid::from_raw(pid as i32);
     let mut state = state();
     state.launched = Some(pid);
-    if let Some(first) = state.received.first().copied()
-        && state.sent.is_empty()
+    if state.received.len() >= 2 {
+        if kill(pid, Signal::SIGKILL).is_ok() {
+            state.sent.push(Signal::SIGKILL);
+        }
+    } else if let Some(first) = state.received.first().copied()
         && needs_forwarding(&first, pid)
         && kill(pid, first.signal).is_ok()
     {

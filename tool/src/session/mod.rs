@@ -125,7 +125,7 @@ pub enum TraceError {
     #[error("waiting for the target failed: {0}")]
     Wait(std::io::Error),
     #[error(
-        "interrupted by {} before the target started: nothing was traced",
+        "interrupted by {} before tracing started: nothing was traced",
         .0.as_str()
     )]
     Interrupted(Signal),
