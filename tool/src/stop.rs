@@ -291,8 +291,9 @@ pub async fn test_pause(stage: &str, detail: &str) {
     if std::env::var(TEST_PAUSE_ENV).ok().as_deref() != Some(stage) {
         return;
     }
-    eprintln!("leakscope: test pause at {stage}{detail}");
+    // Counted before saying so: the test sends its signal as soon as it reads the line.
     let seen = count();
+    eprintln!("leakscope: test pause at {stage}{detail}");
     let _ = tokio::time::timeout(Duration::from_secs(60), wait_beyond(seen)).await;
 }
 
