@@ -421,3 +421,32 @@ fn attach_stopped_by_sigterm_detaches_and_never_signals_the_target() {
     target.kill().unwrap();
     target.wait().unwrap();
 }
+
+#[test]
+fn the_directory_of_a_killed_extract_is_removed_by_the_next_one() {
+    let mut command = Command::new(leakscope());
+    command.args(["extract", "--rounds", "1000", "--iterations", "1000"]);
+    let mut watched = Watched::start(command, Stdio::null());
+    let line = watched.wait_for_line("leakscope extract: ", LONG);
+    let root = line
+        .split_whitespace()
+        .find(|word| word.contains("/leakscope-extract-"))
+        .map(|dir| Path::new(dir).parent().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no directory in `{line}`"));
+    let programs = wait_for_programs(watched.pid(), LONG);
+    watched.signal(libc::SIGKILL);
+    watched.wait(LONG);
+    assert_unloaded(&programs, "SIGKILL extract");
+    assert!(root.exists(), "nothing can clean up after SIGKILL");
+    let next = Command::new(leakscope())
+        .args(["extract", "--rounds", "1", "--iterations", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        next.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    assert!(!root.exists(), "{} was left behind", root.display());
+}
