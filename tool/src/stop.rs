@@ -297,11 +297,6 @@ pub async fn test_pause(stage: &str, detail: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(60), wait_beyond(seen)).await;
 }
 
-/// The signal's conventional name.
-pub fn name(signal: Signal) -> &'static str {
-    signal.as_str()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

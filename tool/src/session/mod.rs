@@ -14,6 +14,10 @@ use leakscope_common::DropReason;
 use nix::sys::signal::Signal;
 use thiserror::Error;
 
+mod drain;
+
+use drain::{Drainer, Mode};
+
 use crate::{
     diagnosis::TargetExit,
     ending::Ending,
@@ -38,10 +42,6 @@ pub trait EventSink {
     fn apply(&mut self, event: &Event);
 }
 
-mod drain;
-
-use drain::{Drainer, Mode};
-
 pub type LineSink = Box<dyn FnMut(String) + Send>;
 
 /// Where a launched target's stdout goes.
@@ -61,7 +61,7 @@ pub enum Target {
         run_as: Option<RunAs>,
         stdout: SpawnStdout,
     },
-    /// Trace a running process, until it exits, `duration` passes, or Ctrl-C.
+    /// Trace a running process, until it exits, `duration` passes, or a stop signal.
     Attach {
         pid: u32,
         duration: Option<Duration>,
