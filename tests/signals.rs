@@ -12,8 +12,8 @@ use std::{
 use leakscope_tests::{
     leakscope,
     lifecycle::{
-        Watched, assert_gone, assert_unloaded, bpf_fds_of, is_gone, loaded_programs, paused_child,
-        programs_held_by, wait_for_programs,
+        Watched, assert_gone, assert_unloaded, bpf_fds_of, is_gone, paused_child, programs_held_by,
+        wait_for_programs,
     },
 };
 use serde_json::Value;
@@ -289,6 +289,7 @@ fn timeout_gets_a_report_and_the_target_is_reaped() {
         .args(["--", "sh", "-c", &script]);
     let mut watched = Watched::start(command, Stdio::null());
     let target = pid_in(&pid_file);
+    let programs = wait_for_programs(parent_of(target), LONG);
     let status = watched.wait(LONG);
     assert_eq!(status.code(), Some(124), "timeout's own status");
     let report = read_report(&json, &watched);
@@ -298,12 +299,7 @@ fn timeout_gets_a_report_and_the_target_is_reaped() {
     assert_eq!(ended["how"], "target-killed", "{ended}");
     assert_eq!(report["target"]["exit_signal"], libc::SIGTERM);
     assert_gone(target, Duration::from_secs(1), "target");
-    assert!(
-        loaded_programs()
-            .keys()
-            .all(|id| !programs_held_by(target).contains(id)),
-        "the target holds no program"
-    );
+    assert_unloaded(&programs, "timeout");
 }
 
 /// How the extract test interrupts: once, twice while tracing, twice while reporting.
@@ -449,4 +445,71 @@ fn the_directory_of_a_killed_extract_is_removed_by_the_next_one() {
         String::from_utf8_lossy(&next.stderr)
     );
     assert!(!root.exists(), "{} was left behind", root.display());
+}
+
+#[test]
+fn a_terminals_ctrl_c_reaches_the_target_once_and_is_not_passed_on_again() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let pid_file = dir.path().join("pid");
+    // A target that counts its SIGINTs: each one prints a line; the second exits.
+    let script = format!(
+        "echo $$ > {}; n=0; trap 'n=$((n+1)); echo got-int-$n; [ $n -ge 2 ] && exit 7' INT; \
+         i=0; while [ $i -lt 40 ]; do sleep 0.1; i=$((i+1)); done; exit 3",
+        pid_file.display()
+    );
+    let inner = format!(
+        "{} run --json {} -- sh -c \"{}\"",
+        leakscope().display(),
+        json.display(),
+        script.replace('$', "\\$")
+    );
+    // script(1) gives leakscope a terminal; a ^C written to it is the terminal's SIGINT to
+    // the foreground process group (leakscope and the target).
+    let mut terminal = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let target = pid_in(&pid_file);
+    let leakscope_pid = parent_of(target);
+    let programs = wait_for_programs(leakscope_pid, LONG);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut input = terminal.stdin.take().unwrap();
+    input.write_all(b"\x03").unwrap();
+    let mut transcript = String::new();
+    terminal
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut transcript)
+        .unwrap();
+    drop(input);
+    terminal.wait().unwrap();
+    assert!(
+        transcript.contains("got-int-1") && !transcript.contains("got-int-2"),
+        "the target got one SIGINT per Ctrl-C:\n{transcript}"
+    );
+    let text =
+        std::fs::read_to_string(&json).unwrap_or_else(|_| panic!("no report:\n{transcript}"));
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let ended = &report["ended"];
+    assert_eq!(ended["interrupted"]["from_terminal"], true, "{ended}");
+    assert_eq!(
+        ended["interrupted"]["sent_to_target"],
+        serde_json::json!([])
+    );
+    // One SIGINT: the target goes on counting its loop and exits with 3, traced to its end.
+    assert_eq!(report["target"]["exit_code"], 3, "{transcript}");
+    assert_gone(target, Duration::from_secs(1), "target");
+    assert_gone(leakscope_pid, Duration::from_secs(1), "leakscope");
+    assert_unloaded(&programs, "terminal Ctrl-C");
+}
+
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
