@@ -10,6 +10,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod lifecycle;
+
 /// The leakscope binary under test: `LEAKSCOPE_BIN` (set by `cargo xtask test`), else the
 /// workspace's release build.
 pub fn leakscope() -> PathBuf {

@@ -25,7 +25,12 @@ Examples:
 
 Exit status: 0 report written, 2 bad usage, 3 --fail-on-leak and a leak was found,
 4 not enough privilege or a missing kernel feature, 5 --fail-on-leak and no leak but events
-were lost (the ledger is incomplete), 1 anything else.
+were lost (the ledger is incomplete), 128+N interrupted by signal N before tracing started or
+a second time (130 SIGINT, 143 SIGTERM, 129 SIGHUP), 1 anything else.
+
+SIGINT, SIGTERM and SIGHUP stop tracing: run and extract pass the signal on to their target
+and report once it ended; attach stops and leaves the process alone. A second one kills the
+target and stops at once. The report's `ended` says how tracing ended.
 
 Every \"no leak\" comes with the smallest rate per iteration the run could have seen; a
 class that could not see a small leak (the brk heap grows in ~132 KiB steps) is
@@ -91,14 +96,15 @@ pub struct CommonArgs {
     /// A successful open whose path contains SUBSTRING starts a new iteration.
     #[arg(long, value_name = "SUBSTRING")]
     pub iteration_path: Option<String>,
-    /// Write the report as JSON to FILE ('-' = stdout; the text report then goes to stderr).
+    /// Write the report as JSON to FILE, created before tracing starts ('-' = stdout, which
+    /// then carries only the JSON: the text report and the target's stdout go to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Exit with status 3 when any class is judged "leak", and with 5 when none is but
     /// events were lost (an incomplete ledger cannot prove "no leak").
     #[arg(long)]
     pub fail_on_leak: bool,
-    /// Run the target as USER (default: $SUDO_USER when run through sudo).
+    /// Run the target as USER (default: $SUDO_USER when run through sudo). Not with attach.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// Size of the kernel-to-user ring buffer in MiB (a power of two). Raise it if the

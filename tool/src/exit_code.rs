@@ -19,6 +19,15 @@ pub const NO_PRIVILEGE_OR_FEATURE: u8 = 4;
 /// "no leak" cannot be trusted. A CI run must never pass on it.
 pub const INCOMPLETE: u8 = 5;
 
+/// Tracing was interrupted by a stop signal before it could finish: twice (the target was
+/// killed and the report may be cut short), or before the target started. As shells do,
+/// 128 plus the signal's number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
+pub const INTERRUPTED_BASE: u8 = 128;
+
+pub fn interrupted(signal: nix::sys::signal::Signal) -> u8 {
+    INTERRUPTED_BASE.saturating_add(signal as i32 as u8)
+}
+
 /// An error the user caused with the command line (exit 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -36,6 +45,8 @@ pub fn for_error(error: &anyhow::Error) -> u8 {
         // look inside it as well as at a bare one.
         let (snapshot, target) = match cause.downcast_ref::<TraceError>() {
             Some(TraceError::Privilege(_)) => return NO_PRIVILEGE_OR_FEATURE,
+            Some(TraceError::ProcDenied { .. }) => return NO_PRIVILEGE_OR_FEATURE,
+            Some(TraceError::Interrupted(signal)) => return interrupted(*signal),
             Some(TraceError::Symbol(_)) => return USAGE,
             Some(TraceError::Probe(probe)) if probe.is_kernel_refusal() => {
                 return NO_PRIVILEGE_OR_FEATURE;
@@ -76,5 +87,10 @@ mod tests {
             Err(TraceError::Snapshot(SnapshotError::NoSuchProcess(9))).context("attach");
         assert_eq!(for_error(&pid.unwrap_err()), USAGE);
         assert_eq!(for_error(&anyhow::anyhow!("disk full")), FAILURE);
+        let stopped =
+            anyhow::Error::from(TraceError::Interrupted(nix::sys::signal::Signal::SIGTERM));
+        assert_eq!(for_error(&stopped), 143);
+        assert_eq!(interrupted(nix::sys::signal::Signal::SIGINT), 130);
+        assert_eq!(interrupted(nix::sys::signal::Signal::SIGHUP), 129);
     }
 }

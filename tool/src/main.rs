@@ -8,6 +8,7 @@ use leakscope::{
     cli::{Cli, Command},
     commands, exit_code,
     extract::run_worker,
+    stop,
 };
 
 fn main() -> ExitCode {
@@ -25,6 +26,12 @@ fn main() -> ExitCode {
         };
     }
 
+    // Before any other thread exists, so that every thread has the stop signals blocked
+    // and only the watcher reads them.
+    if let Err(error) = stop::install() {
+        eprintln!("leakscope: cannot set up signal handling: {error}");
+        return ExitCode::from(exit_code::FAILURE);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

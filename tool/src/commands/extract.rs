@@ -11,20 +11,31 @@ use crate::{
     progress::Progress,
     report::Report,
     run_as,
-    session::{MarkerSpec, Target},
+    session::{MarkerSpec, SpawnStdout, Target},
+    stop,
 };
 
-use super::trace::{json_on_stdout, trace_and_diagnose, write_report};
+use super::{
+    output::ReportOutput,
+    trace::{trace_and_diagnose, write_report},
+};
 
 pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     let ExtractCommand {
         extract: args,
         common,
     } = command;
+    // Before anything runs: a bad path must not cost the run.
+    let mut output = ReportOutput::open(&common)?;
     let run_as = run_as::resolve(common.user.as_deref())?;
     // Checks the archive, the fd budget and makes the directory before anything is traced.
     let workspace = ExtractWorkspace::create(&args, run_as.map(|r| (r.uid, r.gid)))?;
     let config = workspace.worker_config().clone();
+    // Removed on every way out: by the drop on an error, by remove() below, and by the
+    // stop-signal watcher when a second signal makes leakscope exit at once.
+    if !args.keep {
+        stop::remove_on_exit(workspace.root().to_owned());
+    }
 
     // The worker is this very binary, so the marker lives in it.
     let exe = std::env::current_exe()?;
@@ -45,7 +56,7 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     );
     let progress = Progress::rounds(config.rounds, config.iterations);
     // Round lines go above the progress bar, or to stderr when stdout carries the JSON.
-    let lines = if json_on_stdout(&common) {
+    let lines = if output.json_on_stdout() {
         Box::new(|line: String| eprintln!("{line}"))
     } else {
         progress.line_sink()
@@ -53,7 +64,7 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     let target = Target::Spawn {
         argv,
         run_as,
-        stdout_lines: Some(lines),
+        stdout: SpawnStdout::Lines(lines),
     };
     let diagnosed = trace_and_diagnose(target, &common, marker, Some(progress)).await?;
 
@@ -62,13 +73,16 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     let status = write_report(
         &diagnosed,
         &common,
+        &mut output,
         &text,
         Some(("projection", serde_json::to_value(&projection)?)),
     )?;
     if args.keep {
         eprintln!("leakscope extract: kept {}", workspace.keep().display());
     } else {
+        let root = workspace.root().to_owned();
         workspace.remove()?;
+        stop::forget_cleanup(&root);
     }
 
     if let crate::diagnosis::TargetExit::Code(code) = diagnosed.outcome.end

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod extract;
+pub mod output;
 pub mod run;
 mod trace;
 

@@ -1,12 +1,11 @@
 //! Trace a target into a ledger, diagnose it, and write the report where the user asked.
 
-use std::{fs, io::Write as _, path::Path};
-
-use anyhow::Context as _;
+use std::io::Write as _;
 
 use crate::{
     cli::CommonArgs,
     diagnosis::{self, FollowedProcesses, RunInfo, TargetExit},
+    ending::{Ending, How, Interruption, KilledBy},
     event::Event,
     exit_code,
     iterations::IterationRequest,
@@ -15,7 +14,10 @@ use crate::{
     progress::{Progress, ProgressSink},
     report::Report,
     session::{self, EventSink, MarkerSpec, Outcome, Target, TraceConfig},
+    stop,
 };
+
+use super::output::ReportOutput;
 
 impl EventSink for Ledger {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
@@ -73,6 +75,7 @@ pub async fn trace_and_diagnose(
         }
         None => session::trace(target, &config, &mut ledger).await?,
     };
+    stop::test_pause("report", "").await;
     let exit = outcome.end;
     let info = RunInfo {
         command: outcome.command.clone(),
@@ -100,44 +103,40 @@ pub async fn trace_and_diagnose(
     Ok(Diagnosed { report, outcome })
 }
 
-/// Where the text report goes: stdout, unless the JSON goes there.
-pub fn json_on_stdout(common: &CommonArgs) -> bool {
-    common.json.as_deref() == Some(Path::new("-"))
-}
-
 /// Writes the text report (and `extra` text after it) and the JSON, warns about anything
 /// that makes the report partial, and returns the exit status.
 pub fn write_report(
     diagnosed: &Diagnosed,
     common: &CommonArgs,
+    output: &mut ReportOutput,
     extra_text: &str,
     extra_json: Option<(&str, serde_json::Value)>,
 ) -> anyhow::Result<u8> {
     let Diagnosed { report, outcome } = diagnosed;
     let mut text = Vec::new();
     report.write_text(&mut text)?;
+    writeln!(text, "ended: {}", outcome.ending.describe())?;
     text.extend_from_slice(extra_text.as_bytes());
-    if json_on_stdout(common) {
+    if output.json_on_stdout() {
         std::io::stderr().write_all(&text)?;
     } else {
         std::io::stdout().write_all(&text)?;
     }
-    if let Some(path) = &common.json {
-        let mut json = report.to_json();
-        if let Some((key, value)) = extra_json {
-            json[key] = value;
-        }
-        let mut rendered = serde_json::to_string_pretty(&json)?;
-        rendered.push('\n');
-        if json_on_stdout(common) {
-            std::io::stdout().write_all(rendered.as_bytes())?;
-        } else {
-            fs::write(path, rendered)
-                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
-        }
+    let mut json = report.to_json();
+    json["ended"] = serde_json::to_value(&outcome.ending)?;
+    if let Some((key, value)) = extra_json {
+        json[key] = value;
     }
+    let mut rendered = serde_json::to_string_pretty(&json)?;
+    rendered.push('\n');
+    output.write_json(&rendered)?;
     for warning in warnings(outcome) {
         eprintln!("leakscope: {warning}");
+    }
+    if outcome.ending.forced() {
+        // Stopped at once: the report may be cut short, whatever it found.
+        let last = stop::received().last().map(|r| r.signal);
+        return Ok(last.map_or(exit_code::FAILURE, exit_code::interrupted));
     }
     Ok(if !common.fail_on_leak {
         exit_code::OK
@@ -161,8 +160,12 @@ fn warnings(outcome: &Outcome) -> Vec<String> {
         let name = nix::sys::signal::Signal::try_from(signal)
             .map(|s| s.as_str())
             .unwrap_or("unknown");
+        let by = match outcome.ending.by {
+            Some(KilledBy::Leakscope) => ", sent by leakscope",
+            _ => "",
+        };
         warnings.push(format!(
-            "the target was killed by signal {signal} ({name}); the report covers what it did until then"
+            "the target was killed by signal {signal} ({name}){by}; the report covers what it did until then"
         ));
     }
     if outcome.lost_events > 0 {
@@ -178,8 +181,32 @@ fn warnings(outcome: &Outcome) -> Vec<String> {
             outcome.undecodable
         ));
     }
-    if outcome.interrupted {
-        warnings.push("interrupted: the report covers the run until Ctrl-C".into());
+    if let Some(interruption) = &outcome.ending.interrupted {
+        warnings.push(interruption_warning(interruption, &outcome.ending));
     }
     warnings
+}
+
+/// What a stop signal did, truthfully for each ending.
+fn interruption_warning(interruption: &Interruption, ending: &Ending) -> String {
+    let signal = interruption.signal;
+    let covers = match ending.how {
+        How::Detached => "tracing stopped and the target was left running, untouched",
+        _ if ending.forced() => {
+            "stopped at once: the target was killed and followed processes were not waited for"
+        }
+        How::TargetExited | How::TargetKilled if interruption.sent_to_target.is_empty() => {
+            "tracing stopped once the target ended (the terminal's signal reached it too)"
+        }
+        How::TargetExited | How::TargetKilled => {
+            "leakscope passed the signal on to the target and stopped tracing once it ended"
+        }
+        How::Duration | How::Interrupted => "tracing stopped",
+    };
+    let again = if ending.forced() {
+        format!(" and {} more", interruption.count - 1)
+    } else {
+        String::new()
+    };
+    format!("interrupted by {signal}{again}: {covers}; the report covers the run until then")
 }

@@ -41,9 +41,12 @@ impl ExtractWorkspace {
         // Raising the soft fd limit here also hands the raised limit down to the worker.
         args.inject_leak
             .prepare(args.rounds.saturating_mul(args.iterations))?;
+        remove_abandoned(&std::env::temp_dir());
         let root = tempfile::Builder::new()
-            .prefix("leakscope-extract-")
+            .prefix(PREFIX)
             .tempdir()
+            .map_err(ExtractError::Workspace)?;
+        fs::write(root.path().join(OWNER_FILE), owner_line(std::process::id()))
             .map_err(ExtractError::Workspace)?;
         let archive_file = root.path().join("archive.tar");
         let dir = root.path().join("extract");
@@ -84,6 +87,53 @@ impl ExtractWorkspace {
     }
 }
 
+const PREFIX: &str = "leakscope-extract-";
+
+/// Names the leakscope process that made the directory: "PID STARTTIME" (the start time
+/// in clock ticks since boot, from /proc/PID/stat, so a reused pid is not mistaken for it).
+const OWNER_FILE: &str = ".leakscope-owner";
+
+fn owner_line(pid: u32) -> String {
+    format!("{pid} {}", start_time(pid).unwrap_or(0))
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    procfs::process::Process::new(pid as i32)
+        .ok()?
+        .stat()
+        .ok()
+        .map(|stat| stat.starttime)
+}
+
+/// Removes the directories of `leakscope extract` runs that were killed outright
+/// (SIGKILL leaves no chance to clean up): those whose owner is no longer running. A
+/// directory without an owner file, or of a run still going, is left alone.
+fn remove_abandoned(temp: &Path) {
+    let Ok(entries) = fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(PREFIX));
+        if is_ours && owner_is_gone(&entry.path()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn owner_is_gone(root: &Path) -> bool {
+    let Ok(owner) = fs::read_to_string(root.join(OWNER_FILE)) else {
+        return false;
+    };
+    let mut fields = owner.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    start_time(pid as u32) != Some(started)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +163,33 @@ mod tests {
 
         workspace.remove().unwrap();
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn only_directories_of_killed_runs_are_removed() {
+        let temp = tempfile::tempdir().unwrap();
+        let make = |name: &str, owner: Option<String>| {
+            let dir = temp.path().join(name);
+            fs::create_dir(&dir).unwrap();
+            if let Some(owner) = owner {
+                fs::write(dir.join(OWNER_FILE), owner).unwrap();
+            }
+            dir
+        };
+        let running = make(
+            "leakscope-extract-running",
+            Some(owner_line(std::process::id())),
+        );
+        let reused_pid = make(
+            "leakscope-extract-reused",
+            Some(format!("{} 1", std::process::id())),
+        );
+        let dead = make("leakscope-extract-dead", Some("999999999 5".into()));
+        let unknown = make("leakscope-extract-unknown", None);
+        let other = make("something-else", Some("999999999 5".into()));
+        remove_abandoned(temp.path());
+        assert!(running.exists() && unknown.exists() && other.exists());
+        assert!(!reused_pid.exists() && !dead.exists());
     }
 
     #[test]

@@ -10,27 +10,29 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
 use leakscope_common::DropReason;
+use nix::sys::signal::Signal;
 use thiserror::Error;
+
+mod drain;
+
+use drain::{Drainer, Mode};
 
 use crate::{
     diagnosis::TargetExit,
-    event::{self, Event, What},
+    ending::Ending,
+    event::Event,
     followed::{self, Followed},
     privilege,
     probes::{ProbeError, ProbeOptions, Probes},
     proc_snapshot::{self, Snapshot, SnapshotError},
-    symbolize::StackNamer,
-    target::{self, RunAs, TargetError},
+    stop::{self, Phase},
+    target::{self, RunAs, TargetError, TargetStdout},
 };
 
 /// How often the ring buffer is drained. The kernel side submits without wakeups (they
 /// cost more than the events themselves), so userspace polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// Every this many polls, followed processes that are no longer running but whose exit
-/// event never came (it was lost) are let go, so tracing cannot wait for them forever.
-const LIVENESS_EVERY: u32 = 50;
 
 /// Where the events go: in practice the ledger.
 pub trait EventSink {
@@ -42,15 +44,24 @@ pub trait EventSink {
 
 pub type LineSink = Box<dyn FnMut(String) + Send>;
 
+/// Where a launched target's stdout goes.
+pub enum SpawnStdout {
+    /// Our stdout.
+    Inherit,
+    /// Our stderr: our stdout carries the JSON report and must stay pure.
+    Stderr,
+    /// Each line it prints goes to the sink (so a progress display can print it cleanly).
+    Lines(LineSink),
+}
+
 pub enum Target {
-    /// Start this command under tracing. With `stdout_lines`, each line the command prints
-    /// goes there instead of to our stdout (so a progress display can print it cleanly).
+    /// Start this command under tracing.
     Spawn {
         argv: Vec<OsString>,
         run_as: Option<RunAs>,
-        stdout_lines: Option<LineSink>,
+        stdout: SpawnStdout,
     },
-    /// Trace a running process, until it exits, `duration` passes, or Ctrl-C.
+    /// Trace a running process, until it exits, `duration` passes, or a stop signal.
     Attach {
         pid: u32,
         duration: Option<Duration>,
@@ -91,8 +102,10 @@ pub struct Outcome {
     /// Records that arrived but could not be decoded (a build mismatch; should be 0).
     pub undecodable: u64,
     pub events: u64,
-    /// Tracing was cut short by Ctrl-C.
+    /// Tracing was cut short by a stop signal (SIGINT, SIGTERM, SIGHUP).
     pub interrupted: bool,
+    /// How tracing ended, for the report.
+    pub ending: Ending,
 }
 
 #[derive(Debug, Error)]
@@ -111,6 +124,16 @@ pub enum TraceError {
     MarkerBinary(String),
     #[error("waiting for the target failed: {0}")]
     Wait(std::io::Error),
+    #[error(
+        "interrupted by {} before tracing started: nothing was traced",
+        .0.as_str()
+    )]
+    Interrupted(Signal),
+    #[error(
+        "cannot read {path} (pid {pid}): permission denied; reading another user's process \
+         needs root with CAP_SYS_PTRACE, and /proc mounted without hidepid"
+    )]
+    ProcDenied { pid: u32, path: String },
 }
 
 pub async fn trace(
@@ -121,35 +144,18 @@ pub async fn trace(
     if let Some(missing) = privilege::missing_privilege() {
         return Err(TraceError::Privilege(missing));
     }
+    stop::test_pause("before-probes", "").await;
+    stop_if_interrupted()?;
     let (mut probes, ring) = Probes::load(&ProbeOptions {
         ring_bytes: config.ring_bytes,
     })?;
-    let mut drain = Drainer {
-        ring,
-        namer: StackNamer::default(),
-        page_size: page_size(),
-        undecodable: 0,
-        events: 0,
-        followed: Followed::default(),
-        polls: 0,
-    };
+    let mut drain = Drainer::new(ring);
     match target {
         Target::Spawn {
             argv,
             run_as,
-            stdout_lines,
-        } => {
-            spawn_and_trace(
-                &mut probes,
-                &mut drain,
-                argv,
-                run_as,
-                stdout_lines,
-                config,
-                sink,
-            )
-            .await
-        }
+            stdout,
+        } => spawn_and_trace(&mut probes, &mut drain, argv, run_as, stdout, config, sink).await,
         Target::Attach { pid, duration } => {
             attach_and_trace(&mut probes, &mut drain, pid, duration, config, sink).await
         }
@@ -161,7 +167,7 @@ async fn spawn_and_trace(
     drain: &mut Drainer,
     argv: Vec<OsString>,
     run_as: Option<RunAs>,
-    stdout_lines: Option<LineSink>,
+    stdout: SpawnStdout,
     config: &TraceConfig,
     sink: &mut dyn EventSink,
 ) -> Result<Outcome, TraceError> {
@@ -179,7 +185,12 @@ async fn spawn_and_trace(
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let gated = target::spawn_gated(&argv, run_as, stdout_lines.is_some())?;
+    let (target_stdout, mut stdout_lines) = match stdout {
+        SpawnStdout::Inherit => (TargetStdout::Inherit, None),
+        SpawnStdout::Stderr => (TargetStdout::Stderr, None),
+        SpawnStdout::Lines(sink) => (TargetStdout::Piped, Some(sink)),
+    };
+    let gated = target::spawn_gated(&argv, run_as, target_stdout)?;
     let pid = gated.pid;
     let since_ns = monotonic_now_ns();
     probes.track(pid)?;
@@ -187,12 +198,18 @@ async fn spawn_and_trace(
     // The ledger starts at the target's exec: of what the gated child holds now (our own
     // fds and mappings, copied by the fork), only the fds the exec keeps are the target's.
     let held = proc_snapshot::take(pid).map_or_else(|_| Snapshot::default(), survives_exec);
+    stop::test_pause("gate", &format!(" (child {pid})")).await;
+    // Stopped before the target ran: it never runs (dropping the gate ends the child).
+    stop_if_interrupted()?;
     sink.begin(pid, since_ns, &held);
+    stop::set_phase(Phase::Tracing);
     let mut child = gated.release()?;
+    // From its exec on, a stop signal is passed on to the target.
+    stop::set_launched(pid);
     // The exec has happened: copy its mappings now, in case it is gone before the first drain.
     drain.namer.remember_after_exec(pid);
     let start_fd_limit = proc_snapshot::fd_limit(pid);
-    let forwarder = match (child.stdout.take(), stdout_lines) {
+    let forwarder = match (child.stdout.take(), stdout_lines.take()) {
         (Some(stdout), Some(mut forward)) => Some(std::thread::spawn(move || {
             use std::io::BufRead as _;
             for line in std::io::BufReader::new(stdout)
@@ -214,11 +231,14 @@ async fn spawn_and_trace(
             nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
         );
         let end_fd_limit = exited.ok().and_then(|_| proc_snapshot::fd_limit(pid));
+        // Once reaped, the pid may be reused: no stop signal may be sent to it any more.
+        stop::target_gone();
         (child.wait(), end_fd_limit)
     });
-    let mut interrupted = false;
+    let mut stops = stop::subscribe();
     let mut status = None;
     let mut end_fd_limit = None;
+    let mut forced_at = None;
     loop {
         tokio::select! {
             done = &mut waiter, if status.is_none() => {
@@ -226,27 +246,33 @@ async fn spawn_and_trace(
                 end_fd_limit = limit;
                 status = Some(waited.map_err(TraceError::Wait)?);
             }
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                // A terminal's Ctrl-C reaches the target too; a `kill -INT` of leakscope
-                // alone does not, so pass it on. Either way, report what was collected.
-                interrupted = true;
-                if status.is_none() {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT);
-                }
-            }
+            // The watcher passes the signal on to the target (or kills it at the second);
+            // here the loop only notices.
+            _ = stops.changed() => {}
             _ = tokio::time::sleep(POLL_INTERVAL) => drain.poll(probes, sink),
+        }
+        let stopped = stop::count();
+        if stopped >= 2 && status.is_none() {
+            // Stop at once: the target was sent SIGKILL; give it a moment to be reaped,
+            // but never wait for it long.
+            let since = *forced_at.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() < FORCED_REAP_WAIT {
+                continue;
+            }
+            drain.drain(probes, sink);
+            break;
         }
         if status.is_some() {
             // The exit tracepoint fired before wait() returned, so the ring now holds it.
             drain.drain(probes, sink);
             // Processes the target left running (a daemon) are followed until they exit
-            // too, unless the user interrupted.
-            if interrupted || drain.followed.is_empty() {
+            // too, unless tracing was stopped by a signal.
+            if stopped > 0 || drain.followed.is_empty() {
                 break;
             }
         }
     }
-    let status = status.expect("the loop ends only once the target was waited for");
+    stop::set_phase(Phase::Other);
     if let Some(forwarder) = forwarder
         && drain.followed.is_empty()
     {
@@ -254,13 +280,28 @@ async fn spawn_and_trace(
         // the pipe open for ever: then they are not waited for.)
         let _ = forwarder.join();
     }
-    let end = match (status.code(), status.signal()) {
-        (Some(code), _) => TargetExit::Code(code),
-        (None, Some(signal)) => TargetExit::Signal(signal),
-        (None, None) => TargetExit::ExitedUnknownStatus,
+    let end = match status {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => TargetExit::Code(code),
+            (None, Some(signal)) => TargetExit::Signal(signal),
+            (None, None) => TargetExit::ExitedUnknownStatus,
+        },
+        None => TargetExit::StillRunning,
     };
     let fd_limit = end_fd_limit.or(start_fd_limit);
-    Ok(drain.outcome(probes, pid, command, end, interrupted, fd_limit))
+    Ok(drain.outcome(probes, pid, command, end, Mode::Launched, fd_limit))
+}
+
+/// After a second stop signal, how long the killed target gets to be reaped before the
+/// report is written without it.
+const FORCED_REAP_WAIT: Duration = Duration::from_secs(2);
+
+/// A stop signal before tracing really started ends the session with nothing to report.
+fn stop_if_interrupted() -> Result<(), TraceError> {
+    match stop::first() {
+        Some(first) => Err(TraceError::Interrupted(first.signal)),
+        None => Ok(()),
+    }
 }
 
 async fn attach_and_trace(
@@ -272,7 +313,8 @@ async fn attach_and_trace(
     sink: &mut dyn EventSink,
 ) -> Result<Outcome, TraceError> {
     // Fails with a clear "no process" before anything is attached.
-    let first_look = proc_snapshot::take(pid)?;
+    let first_look = snapshot_of(pid)?;
+    check_proc_access(pid)?;
     if let Some(marker) = &config.marker {
         let binary = marker
             .binary
@@ -285,19 +327,23 @@ async fn attach_and_trace(
     let since_ns = monotonic_now_ns();
     probes.track(pid)?;
     // Read what it holds only after the filter is set, so nothing falls in between.
-    let snapshot = proc_snapshot::take(pid)?;
+    let snapshot = snapshot_of(pid)?;
     let command = followed::proc_command(pid).unwrap_or_default();
     drain.followed = Followed::new(pid, command.clone());
+    let mut stops = stop::subscribe();
+    stop_if_interrupted()?;
     sink.begin(pid, since_ns, &snapshot);
     drain.namer.remember(pid);
     let start_fd_limit = proc_snapshot::fd_limit(pid);
 
+    // Attach never signals the target: it is not ours. A stop signal only stops tracing.
+    stop::set_phase(Phase::Tracing);
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let mut interrupted = false;
+    let mut duration_passed = false;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => { interrupted = true; break; }
-            _ = sleep_until(deadline) => break,
+            _ = stops.changed() => break,
+            _ = sleep_until(deadline) => { duration_passed = true; break; }
             _ = tokio::time::sleep(POLL_INTERVAL) => {
                 drain.poll(probes, sink);
                 if drain.followed.is_empty() {
@@ -306,6 +352,7 @@ async fn attach_and_trace(
             }
         }
     }
+    stop::set_phase(Phase::Other);
     drain.drain(probes, sink);
     let end = if drain.followed.target_exited() {
         TargetExit::ExitedUnknownStatus
@@ -317,7 +364,54 @@ async fn attach_and_trace(
         .then(|| proc_snapshot::fd_limit(pid))
         .flatten();
     let fd_limit = end_fd_limit.or(start_fd_limit);
-    Ok(drain.outcome(probes, pid, command, end, interrupted, fd_limit))
+    let mode = if duration_passed {
+        Mode::AttachedUntilDuration
+    } else {
+        Mode::Attached
+    };
+    Ok(drain.outcome(probes, pid, command, end, mode, fd_limit))
+}
+
+/// Reading another user's fds and mappings needs ptrace access (root with CAP_SYS_PTRACE).
+/// Without it /proc lists the fds but refuses their links, and a snapshot would silently
+/// miss what the process holds: refuse instead (exit 4).
+fn check_proc_access(pid: u32) -> Result<(), TraceError> {
+    let denied = |path: String| TraceError::ProcDenied { pid, path };
+    let is_denied = |error: &std::io::Error| error.kind() == std::io::ErrorKind::PermissionDenied;
+    let maps = format!("/proc/{pid}/maps");
+    if let Err(error) = std::fs::File::open(&maps)
+        && is_denied(&error)
+    {
+        return Err(denied(maps));
+    }
+    let fd_dir = format!("/proc/{pid}/fd");
+    match std::fs::read_dir(&fd_dir) {
+        Err(error) if is_denied(&error) => return Err(denied(fd_dir)),
+        Err(_) => {}
+        Ok(mut entries) => {
+            if let Some(Ok(entry)) = entries.next()
+                && let Err(error) = std::fs::read_link(entry.path())
+                && is_denied(&error)
+            {
+                return Err(denied(entry.path().display().to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `pid` holds, with a refusal to read its /proc files told as such (exit 4).
+fn snapshot_of(pid: u32) -> Result<Snapshot, TraceError> {
+    proc_snapshot::take(pid).map_err(|error| match error {
+        SnapshotError::Proc {
+            pid,
+            source: procfs::ProcError::PermissionDenied(path),
+        } => TraceError::ProcDenied {
+            pid,
+            path: path.map_or_else(|| format!("/proc/{pid}"), |path| path.display().to_string()),
+        },
+        other => TraceError::Snapshot(other),
+    })
 }
 
 /// What of a gated child's holdings is the target's after its exec: the fds without
@@ -342,101 +436,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-struct Drainer {
-    ring: RingBuf<MapData>,
-    followed: Followed,
-    polls: u32,
-    namer: StackNamer,
-    page_size: u64,
-    undecodable: u64,
-    events: u64,
-}
-
-impl Drainer {
-    /// One periodic drain; now and then, also lets go of followed processes that are gone
-    /// but whose exit event was lost.
-    fn poll(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
-        self.polls += 1;
-        if self.polls.is_multiple_of(LIVENESS_EVERY) {
-            // Looked up before the drain: an exit event sent before a process was gone
-            // is in the ring by now, so whichever is still listed after it was lost.
-            let gone = self.followed.not_running();
-            self.drain(probes, sink);
-            self.followed.forget(&gone);
-        } else {
-            self.drain(probes, sink);
-        }
-    }
-
-    /// Moves everything in the ring into the sink.
-    fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
-        while let Some(item) = self.ring.next() {
-            let decoded = event::decode(&item, self.page_size);
-            drop(item); // hand the slot back to the kernel before the slower work below
-            let Ok(mut event) = decoded else {
-                self.undecodable += 1;
-                continue;
-            };
-            self.events += 1;
-            if let What::Syscall(call) = &mut event.what
-                && (call.stack_id.is_some() || !call.stack_words.is_empty())
-            {
-                call.frames =
-                    self.namer
-                        .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
-                            probes.user_stack(id)
-                        });
-            }
-            self.followed.observe(&event);
-            match event.what {
-                What::Fork { child } => self.namer.inherit(event.tgid, child),
-                What::Exec => self.namer.exec(event.tgid, event.time_ns),
-                _ => {}
-            }
-            sink.apply(&event);
-        }
-    }
-
-    fn outcome(
-        &mut self,
-        probes: &Probes,
-        pid: u32,
-        command: Vec<String>,
-        end: TargetExit,
-        interrupted: bool,
-        fd_limit: Option<u64>,
-    ) -> Outcome {
-        let lost_by_reason = probes.lost_by_reason();
-        let lost = |reason| {
-            lost_by_reason
-                .iter()
-                .find(|(r, _)| *r == reason)
-                .map_or(0, |(_, n)| *n)
-        };
-        Outcome {
-            pid,
-            command,
-            end,
-            running_at_end: self.followed.live().clone(),
-            commands: std::mem::take(&mut self.followed).into_commands(),
-            lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
-            lost_markers: lost(DropReason::RingFullMarker),
-            lost_by_reason,
-            fd_limit,
-            undecodable: self.undecodable,
-            events: self.events,
-            interrupted,
-        }
-    }
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64
 }
 
 /// The program `argv0` names, found the way exec will find it.

@@ -1,0 +1,159 @@
+//! Outputs and refusals checked before anything runs: `--json -` keeps stdout pure JSON, a
+//! bad `--json` path stops the run before the target starts, and attach refuses what it
+//! cannot trace.
+
+use std::process::{Command, Output};
+
+use leakscope_tests::leakscope;
+
+fn assert_one_line(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line:\n{stderr}");
+    assert!(lines[0].starts_with("leakscope: "), "{stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "expected `{needle}` in: {stderr}"
+    );
+}
+
+#[test]
+fn json_on_stdout_is_pure_json_while_the_target_prints_to_stdout() {
+    let output = Command::new(leakscope())
+        .args(["run", "--json", "-", "--", "sh", "-c"])
+        .arg("echo 'not json {'; echo second line; printf 'no newline'")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    assert_eq!(report["target"]["exit_code"], 0);
+    assert_eq!(report["ended"]["how"], "target-exited");
+    // The target's output and the text report went to stderr.
+    assert!(
+        stderr.contains("not json {") && stderr.contains("second line"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("answer:"), "{stderr}");
+}
+
+#[test]
+fn a_bad_json_path_is_a_usage_error_and_the_target_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran");
+    for bad in [
+        dir.path().join("no-such-dir/report.json"),
+        dir.path().to_owned(), // a directory
+    ] {
+        let output = Command::new(leakscope())
+            .args(["run", "--json"])
+            .arg(&bad)
+            .args(["--", "touch"])
+            .arg(&ran)
+            .output()
+            .unwrap();
+        assert_one_line(&output, "--json");
+        assert!(!ran.exists(), "the target ran");
+    }
+    // extract checks it before it prepares anything, too.
+    let output = Command::new(leakscope())
+        .args(["extract", "--json"])
+        .arg(dir.path().join("no-such-dir/r.json"))
+        .output()
+        .unwrap();
+    assert_one_line(&output, "--json");
+}
+
+#[test]
+fn attach_refuses_a_kernel_thread() {
+    let output = Command::new(leakscope())
+        .args(["attach", "--pid", "2"])
+        .output()
+        .unwrap();
+    assert_one_line(&output, "kernel thread");
+}
+
+#[test]
+fn attach_refuses_leakscope_itself_and_its_ancestors() {
+    // `exec` makes leakscope the shell's pid: $$ is leakscope itself.
+    let itself = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {} attach --pid $$", leakscope().display()))
+        .output()
+        .unwrap();
+    assert_one_line(&itself, "leakscope itself");
+    // Without exec, $$ is the shell that waits for leakscope.
+    let parent = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} attach --pid $$; exit $?",
+            leakscope().display()
+        ))
+        .output()
+        .unwrap();
+    assert_one_line(&parent, "ancestor");
+    let own_test = Command::new(leakscope())
+        .args(["attach", "--pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    assert_one_line(&own_test, "ancestor");
+}
+
+#[test]
+fn attach_with_user_is_a_usage_error() {
+    let mut target = Command::new("sleep").arg("30").spawn().unwrap();
+    let output = Command::new(leakscope())
+        .args([
+            "attach",
+            "--pid",
+            &target.id().to_string(),
+            "--user",
+            "nobody",
+        ])
+        .output()
+        .unwrap();
+    target.kill().unwrap();
+    target.wait().unwrap();
+    assert_one_line(&output, "--user");
+}
+
+#[test]
+fn attach_refused_access_to_proc_is_exit_4_with_the_reason() {
+    use std::os::unix::process::CommandExt as _;
+    // Another user's process, and leakscope without CAP_SYS_PTRACE: /proc refuses the
+    // links of its fds.
+    let mut target = Command::new("sleep")
+        .arg("30")
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    let output = Command::new("setpriv")
+        .args(["--bounding-set", "-sys_ptrace"])
+        .arg(leakscope())
+        .args([
+            "attach",
+            "--pid",
+            &target.id().to_string(),
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    target.kill().unwrap();
+    target.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("permission denied") && lines[0].contains("CAP_SYS_PTRACE"),
+        "{stderr}"
+    );
+}

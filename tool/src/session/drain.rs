@@ -1,0 +1,147 @@
+//! The drain: moves the ring buffer's records into the sink, follows the traced processes,
+//! and assembles the session's [`Outcome`].
+
+use aya::maps::{MapData, RingBuf};
+use leakscope_common::DropReason;
+
+use super::{EventSink, Outcome};
+use crate::{
+    diagnosis::TargetExit,
+    ending::{self, Ending},
+    event::{self, What},
+    followed::Followed,
+    probes::Probes,
+    stop,
+    symbolize::StackNamer,
+};
+
+/// Every this many polls, followed processes that are no longer running but whose exit
+/// event never came (it was lost) are let go, so tracing cannot wait for them forever.
+const LIVENESS_EVERY: u32 = 50;
+
+/// How the session traced its target, for the ending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    Launched,
+    Attached,
+    /// Attached, and `--duration` passed.
+    AttachedUntilDuration,
+}
+
+pub(super) struct Drainer {
+    ring: RingBuf<MapData>,
+    pub(super) followed: Followed,
+    polls: u32,
+    pub(super) namer: StackNamer,
+    page_size: u64,
+    undecodable: u64,
+    events: u64,
+}
+
+impl Drainer {
+    pub(super) fn new(ring: RingBuf<MapData>) -> Drainer {
+        Drainer {
+            ring,
+            namer: StackNamer::default(),
+            page_size: page_size(),
+            undecodable: 0,
+            events: 0,
+            followed: Followed::default(),
+            polls: 0,
+        }
+    }
+
+    /// One periodic drain; now and then, also lets go of followed processes that are gone
+    /// but whose exit event was lost.
+    pub(super) fn poll(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
+        self.polls += 1;
+        if self.polls.is_multiple_of(LIVENESS_EVERY) {
+            // Looked up before the drain: an exit event sent before a process was gone
+            // is in the ring by now, so whichever is still listed after it was lost.
+            let gone = self.followed.not_running();
+            self.drain(probes, sink);
+            self.followed.forget(&gone);
+        } else {
+            self.drain(probes, sink);
+        }
+    }
+
+    /// Moves everything in the ring into the sink.
+    pub(super) fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
+        while let Some(item) = self.ring.next() {
+            let decoded = event::decode(&item, self.page_size);
+            drop(item); // hand the slot back to the kernel before the slower work below
+            let Ok(mut event) = decoded else {
+                self.undecodable += 1;
+                continue;
+            };
+            self.events += 1;
+            if let What::Syscall(call) = &mut event.what
+                && (call.stack_id.is_some() || !call.stack_words.is_empty())
+            {
+                call.frames =
+                    self.namer
+                        .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
+                            probes.user_stack(id)
+                        });
+            }
+            self.followed.observe(&event);
+            match event.what {
+                What::Fork { child } => self.namer.inherit(event.tgid, child),
+                What::Exec => self.namer.exec(event.tgid, event.time_ns),
+                _ => {}
+            }
+            sink.apply(&event);
+        }
+    }
+
+    pub(super) fn outcome(
+        &mut self,
+        probes: &Probes,
+        pid: u32,
+        command: Vec<String>,
+        end: TargetExit,
+        mode: Mode,
+        fd_limit: Option<u64>,
+    ) -> Outcome {
+        let received = stop::received();
+        let running_at_end = self.followed.live().clone();
+        let ending = Ending::new(&ending::Facts {
+            exit: end,
+            attached: mode != Mode::Launched,
+            duration_passed: mode == Mode::AttachedUntilDuration,
+            received: &received,
+            sent_to_target: &stop::sent_to_target(),
+            processes_running: running_at_end.len(),
+        });
+        let lost_by_reason = probes.lost_by_reason();
+        let lost = |reason| {
+            lost_by_reason
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map_or(0, |(_, n)| *n)
+        };
+        Outcome {
+            pid,
+            command,
+            end,
+            running_at_end,
+            commands: std::mem::take(&mut self.followed).into_commands(),
+            lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
+            lost_markers: lost(DropReason::RingFullMarker),
+            lost_by_reason,
+            fd_limit,
+            undecodable: self.undecodable,
+            events: self.events,
+            interrupted: !received.is_empty(),
+            ending,
+        }
+    }
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64
+}
