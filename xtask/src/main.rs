@@ -1,5 +1,6 @@
 //! Project tasks. `cargo xtask test|run|build|bench` install what a fresh machine lacks
-//! (rust-src for nightly, bpf-linker) and then do their job, saying each step out loud.
+//! (rust-src for nightly, bpf-linker) and then do their job, saying each step out loud in
+//! one line. Builds are quiet: the compiler's output appears only when a build fails.
 
 mod bench;
 mod bootstrap;
@@ -69,8 +70,8 @@ fn main() -> Result<()> {
 
 fn build() -> Result<std::path::PathBuf> {
     bootstrap::ensure_toolchain()?;
-    shell::step("building target/release/leakscope");
-    shell::cargo(&["build", "--release", "--package", "leakscope"], &[])?;
+    shell::step("building target/release/leakscope (about a minute when nothing is built yet)");
+    shell::cargo_build(&["build", "--release", "--package", "leakscope"], &[])?;
     Ok(shell::workspace_root().join("target/release/leakscope"))
 }
 
@@ -95,7 +96,7 @@ fn run_tests(unit_only: bool, tally: &mut shell::TestTally) -> Result<()> {
         "--package",
         "xtask",
     ];
-    shell::cargo_test(&unit, &[], tally)?;
+    shell::cargo_test(&unit, &[], &[], tally)?;
     if unit_only {
         return Ok(());
     }
@@ -115,9 +116,8 @@ fn run_tests(unit_only: bool, tally: &mut shell::TestTally) -> Result<()> {
             "--package",
             "leakscope-tests",
             "--tests",
-            "--",
-            "--test-threads=1",
         ],
+        &["--test-threads=1"],
         &[("LEAKSCOPE_BIN", binary_env.as_str())],
         tally,
     )

@@ -1,4 +1,5 @@
-//! Running commands with their output visible and failures that say what to do.
+//! Running commands: builds quietly (one announced step, the compiler's output only when it
+//! fails), tests with their output visible, and failures that say what to do.
 
 use std::{
     path::{Path, PathBuf},
@@ -18,14 +19,55 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-pub fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+fn cargo_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.args(args).current_dir(workspace_root());
     for (key, value) in envs {
         command.env(key, value);
     }
-    status(&mut command)
+    command
+}
+
+/// A cargo build as one quiet step (see [`quiet`]). `--quiet` keeps cargo's progress lines out
+/// of the output kept for a failure, and the `cargo:warning` lines that aya-build forwards from
+/// the inner eBPF build: cargo replays those on every build, even when nothing is rebuilt.
+pub fn cargo_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let mut command = cargo_command(args, envs);
+    command.arg("--quiet");
+    quiet(&mut command)
+}
+
+/// Runs a build command with its output held back: a build that works shows nothing but
+/// cargo's one-line warning summaries (`... generated 2 warnings`); one that fails shows all
+/// it printed, then names the command.
+pub fn quiet(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        err.write_all(&output.stdout)?;
+        err.write_all(stderr.as_bytes())?;
+        bail!("{shown} failed ({})", output.status);
+    }
+    for summary in warning_summaries(&stderr) {
+        eprintln!("    {summary} (the same cargo command without --quiet shows them)");
+    }
+    Ok(())
+}
+
+/// Cargo's closing line per crate that had compiler warnings.
+fn warning_summaries(stderr: &str) -> impl Iterator<Item = &str> {
+    stderr.lines().filter(|line| {
+        line.starts_with("warning: `")
+            && line
+                .split_once(" generated ")
+                .is_some_and(|(_, rest)| rest.contains(" warning"))
+    })
 }
 
 /// Passed and failed test counts, summed over cargo's `test result:` lines.
@@ -57,18 +99,28 @@ impl TestTally {
     }
 }
 
-/// `cargo test ...` with its output shown as it comes, and its results tallied.
-pub fn cargo_test(args: &[&str], envs: &[(&str, &str)], tally: &mut TestTally) -> Result<()> {
+/// `cargo test <args> -- <harness_args>` in two steps. The test binaries are built first as
+/// a quiet build step ([`cargo_build`] with `--no-run`); then they run with `--quiet`, so
+/// cargo prints no build lines (nor aya-build's replayed ones), while libtest still prints one
+/// line per test (`--format pretty`) and its `test result:` lines, which are tallied.
+pub fn cargo_test(
+    args: &[&str],
+    harness_args: &[&str],
+    envs: &[(&str, &str)],
+    tally: &mut TestTally,
+) -> Result<()> {
     use std::io::{BufRead as _, Write as _};
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut build = args.to_vec();
+    build.push("--no-run");
+    cargo_build(&build, envs)?;
+
+    let mut command = cargo_command(args, envs);
     command
-        .args(args)
-        .current_dir(workspace_root())
+        .arg("--quiet")
+        .arg("--")
+        .args(["--format", "pretty"])
+        .args(harness_args)
         .stdout(std::process::Stdio::piped());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
     let shown = format!("{command:?}");
     let mut child = command
         .spawn()
@@ -133,6 +185,21 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_only_cargo_warning_summaries() {
+        let stderr = "warning: unused variable: `x`\n --> src/main.rs:1:16\n\
+                      warning: leakscope@0.1.0:    Compiling leakscope-ebpf v0.1.0\n\
+                      warning: `leakscope` (bin \"leakscope\") generated 1 warning (run `cargo fix`)\n\
+                      warning: `xtask` (bin \"xtask\" test) generated 12 warnings\n";
+        assert_eq!(
+            warning_summaries(stderr).collect::<Vec<_>>(),
+            [
+                "warning: `leakscope` (bin \"leakscope\") generated 1 warning (run `cargo fix`)",
+                "warning: `xtask` (bin \"xtask\" test) generated 12 warnings",
+            ]
+        );
+    }
 
     #[test]
     fn tallies_cargo_result_lines() {
