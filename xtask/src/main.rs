@@ -4,6 +4,7 @@
 
 mod bench;
 mod bootstrap;
+mod build_log;
 mod shell;
 
 use anyhow::Result;

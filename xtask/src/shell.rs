@@ -8,6 +8,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::build_log;
+
 pub fn step(what: &str) {
     eprintln!("==> {what}");
 }
@@ -29,18 +31,15 @@ fn cargo_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
     command
 }
 
-/// A cargo build as one quiet step (see [`quiet`]). `--quiet` keeps cargo's progress lines out
-/// of the output kept for a failure, and the `cargo:warning` lines that aya-build forwards from
-/// the inner eBPF build: cargo replays those on every build, even when nothing is rebuilt.
+/// A cargo build as one quiet step (see [`quiet`]).
 pub fn cargo_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
-    let mut command = cargo_command(args, envs);
-    command.arg("--quiet");
-    quiet(&mut command)
+    quiet(&mut cargo_command(args, envs))
 }
 
-/// Runs a build command with its output held back: a build that works shows at most one
-/// line, how many warnings it held back; one that fails shows all it printed, then names the
-/// command.
+/// Runs a build command with its output held back. A build that works shows at most one line:
+/// how many compiler warnings it held back, and the command that shows them. One that fails
+/// shows what it printed (less aya-build's forwarded lines, see [`build_log`]), then names
+/// the command.
 pub fn quiet(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
     let output = command
@@ -51,35 +50,25 @@ pub fn quiet(command: &mut Command) -> Result<()> {
         use std::io::Write as _;
         let mut err = std::io::stderr().lock();
         err.write_all(&output.stdout)?;
-        err.write_all(stderr.as_bytes())?;
+        err.write_all(build_log::without_forwarded(&stderr).as_bytes())?;
         bail!("{shown} failed ({})", output.status);
     }
-    let warnings = count_warnings(&stderr);
+    let warnings = build_log::warnings(&stderr);
     if warnings > 0 {
         // Named as one would type it: `cargo ...`, not the toolchain's full path.
         let program = Path::new(command.get_program())
             .file_name()
             .unwrap_or(command.get_program());
-        let loud: Vec<_> = std::iter::once(program)
-            .chain(command.get_args().filter(|arg| *arg != "--quiet"))
+        let typed: Vec<_> = std::iter::once(program)
+            .chain(command.get_args())
             .map(|arg| arg.to_string_lossy())
             .collect();
         eprintln!(
-            "    {warnings} warning(s) held back; `{}` shows them",
-            loud.join(" ")
+            "    {warnings} compiler warning(s) held back; `{}` shows them",
+            typed.join(" ")
         );
     }
     Ok(())
-}
-
-/// The diagnostics a successful `--quiet` cargo run printed: with `--quiet`, cargo prints
-/// neither progress nor summaries, so each `warning:` header is one compiler (or cargo)
-/// warning.
-fn count_warnings(stderr: &str) -> usize {
-    stderr
-        .lines()
-        .filter(|line| line.starts_with("warning:") || line.starts_with("warning["))
-        .count()
 }
 
 /// Passed and failed test counts, summed over cargo's `test result:` lines.
@@ -197,17 +186,6 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_warning_headers_only() {
-        let stderr = "warning: unused variable: `x`\n --> src/main.rs:1:16\n  |\n\
-                      1 | fn main(){ let x = 1; }\n\
-                      \n\
-                      warning[E0170]: pattern binding named like a variant\n\
-                      note: warning: in a note\n";
-        assert_eq!(count_warnings(stderr), 2);
-        assert_eq!(count_warnings(""), 0);
-    }
 
     #[test]
     fn tallies_cargo_result_lines() {
