@@ -41,8 +41,7 @@ fn forwarded(line: &str) -> Option<&str> {
 /// The first line of a rendered warning (`warning: unused variable`, `warning[E0170]: ...`),
 /// not rustc's closing `N warnings emitted`.
 fn is_warning_header(text: &str) -> bool {
-    (text.starts_with("warning:") || text.starts_with("warning["))
-        && !text.ends_with(" emitted")
+    (text.starts_with("warning:") || text.starts_with("warning[")) && !text.ends_with(" emitted")
 }
 
 /// N of cargo's `` warning: `CRATE` (TARGET) generated N warning(s) ... ``.
