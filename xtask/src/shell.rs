@@ -100,10 +100,17 @@ impl TestTally {
     }
 }
 
-/// `cargo test <args> -- <harness_args>` in two steps. The test binaries are built first as
-/// a quiet build step ([`cargo_build`] with `--no-run`); then they run with `--quiet`, so
-/// cargo prints no build lines (nor aya-build's replayed ones), while libtest still prints one
-/// line per test (`--format pretty`) and its `test result:` lines, which are tallied.
+/// Builds the test binaries of `cargo test <args>` as one quiet step, without running them.
+pub fn cargo_test_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let mut build = args.to_vec();
+    build.push("--no-run");
+    cargo_build(&build, envs)
+}
+
+/// `cargo test <args> -- <harness_args>`, for binaries [`cargo_test_build`] has built: with
+/// `--quiet`, cargo prints no build lines (nor aya-build's replayed ones), while libtest still
+/// prints one line per test (`--format pretty`) and its `test result:` lines, which are
+/// tallied.
 pub fn cargo_test(
     args: &[&str],
     harness_args: &[&str],
@@ -111,10 +118,6 @@ pub fn cargo_test(
     tally: &mut TestTally,
 ) -> Result<()> {
     use std::io::{BufRead as _, Write as _};
-    let mut build = args.to_vec();
-    build.push("--no-run");
-    cargo_build(&build, envs)?;
-
     let mut command = cargo_command(args, envs);
     command
         .arg("--quiet")
