@@ -4,7 +4,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;
 
-use leakscope_tests::{fixture, leakscope, leakscope_json};
+use leakscope_tests::{fixture, leakscope, leakscope_json, world_runnable_copy};
 
 fn leakscope_cmd(args: &[&str]) -> std::process::Output {
     Command::new(leakscope())
@@ -33,7 +33,10 @@ fn assert_one_clear_line(stderr: &str, needle: &str) {
 
 #[test]
 fn non_root_gets_exit_4_and_one_clear_line() {
-    let output = Command::new(leakscope())
+    // nobody could not reach the binary inside a clone in a private directory, nor start in it.
+    let (dir, binary) = world_runnable_copy(&leakscope());
+    let output = Command::new(binary)
+        .current_dir(dir.path())
         .args(["run", "--", "/bin/true"])
         .uid(65534) // nobody: no CAP_BPF, no CAP_PERFMON
         .gid(65534)

@@ -24,6 +24,7 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     aya_build::build_ebpf([ebpf], aya_build::Toolchain::default()).context(
-        "building the eBPF programs failed; run `cargo xtask build` to see the compiler's errors",
+        "building the eBPF programs (ebpf/) failed; the compiler's messages are the \
+         `cargo:warning=` lines above (aya-build forwards the inner nightly build's output so)",
     )
 }

@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     ffi::OsStr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output},
 };
 
@@ -12,14 +12,50 @@ use serde_json::Value;
 
 pub mod lifecycle;
 
-/// The leakscope binary under test: `LEAKSCOPE_BIN` (set by `cargo xtask test`), else the
-/// workspace's release build.
+/// The leakscope binary under test, named by `LEAKSCOPE_BIN`; `cargo xtask test` builds it and
+/// sets that. There is no fallback to a path such as target/release/leakscope: it would
+/// silently test whatever binary an earlier build left there.
 pub fn leakscope() -> PathBuf {
-    std::env::var_os("LEAKSCOPE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/leakscope")
-        })
+    let Some(path) = std::env::var_os("LEAKSCOPE_BIN") else {
+        panic!(
+            "LEAKSCOPE_BIN is not set. Run the integration tests with `cargo xtask test`, or build \
+             with `cargo xtask build` and set LEAKSCOPE_BIN=$PWD/target/release/leakscope"
+        );
+    };
+    let path = PathBuf::from(path);
+    // cargo runs each test from its package directory (tests/), not from where it was started.
+    assert!(
+        path.is_absolute(),
+        "LEAKSCOPE_BIN={} must be an absolute path",
+        path.display()
+    );
+    assert!(
+        path.is_file(),
+        "LEAKSCOPE_BIN={} is not a file; `cargo xtask build` builds it",
+        path.display()
+    );
+    path
+}
+
+/// A copy of `program` that any user can run, for tests that start it as another user: the
+/// clone, and so its target/, may sit in a directory other users cannot enter, such as root's
+/// home (mode 0700). The copy is a mode-0755 file in a new mode-0755 directory under /tmp
+/// (not TMPDIR, which may be private too); it goes away with the returned directory.
+pub fn world_runnable_copy(program: &Path) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::Builder::new()
+        .prefix("leakscope-test-")
+        .tempdir_in("/tmp")
+        .expect("cannot create a directory in /tmp");
+    let everyone = || std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(dir.path(), everyone()).unwrap();
+    let copy = dir
+        .path()
+        .join(program.file_name().expect("a program file"));
+    std::fs::copy(program, &copy)
+        .unwrap_or_else(|error| panic!("cannot copy {}: {error}", program.display()));
+    std::fs::set_permissions(&copy, everyone()).unwrap();
+    (dir, copy)
 }
 
 /// A compiled C fixture (see fixtures/).
@@ -32,6 +68,28 @@ pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(name)
+}
+
+/// The interpreter's own executable, as it reports it (`sys.executable`, `process.execPath`).
+/// `python3` on PATH may be a version manager's shim: pyenv's is a bash script that starts
+/// about 40 processes before the interpreter, and since every traced process is followed,
+/// their opens would be traced too. A test of the interpreter traces the interpreter.
+pub fn real_interpreter(name: &str) -> String {
+    let ask: [&str; 2] = if name == "node" {
+        ["-e", "process.stdout.write(process.execPath)"]
+    } else {
+        ["-c", "import sys; sys.stdout.write(sys.executable)"]
+    };
+    let output = Command::new(name)
+        .args(ask)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {name}: {error}"));
+    assert!(
+        output.status.success() && !output.stdout.is_empty(),
+        "{name} did not say where it is: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("a UTF-8 path")
 }
 
 pub struct Traced {

@@ -114,10 +114,12 @@ fn ensure_bpf_linker() -> Result<()> {
         libllvm.display()
     ));
     let feature = format!("llvm-{llvm_major}");
-    let result = shell::status(
+    // A build step like any other: its compiler output appears only if it fails.
+    let result = shell::quiet(
         Command::new("cargo")
             .args([
                 "install",
+                "--quiet",
                 "bpf-linker",
                 "--no-default-features",
                 "--features",

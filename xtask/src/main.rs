@@ -1,11 +1,13 @@
 //! Project tasks. `cargo xtask test|run|build|bench` install what a fresh machine lacks
-//! (rust-src for nightly, bpf-linker) and then do their job, saying each step out loud.
+//! (rust-src for nightly, bpf-linker) and then do their job, saying each step out loud in
+//! one line. Builds are quiet: the compiler's output appears only when a build fails.
 
 mod bench;
 mod bootstrap;
+mod build_log;
 mod shell;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -69,8 +71,8 @@ fn main() -> Result<()> {
 
 fn build() -> Result<std::path::PathBuf> {
     bootstrap::ensure_toolchain()?;
-    shell::step("building target/release/leakscope");
-    shell::cargo(&["build", "--release", "--package", "leakscope"], &[])?;
+    shell::step("building target/release/leakscope (about a minute when nothing is built yet)");
+    shell::cargo_build(&["build", "--release", "--package", "leakscope"], &[])?;
     Ok(shell::workspace_root().join("target/release/leakscope"))
 }
 
@@ -85,7 +87,6 @@ fn test(unit_only: bool) -> Result<()> {
 fn run_tests(unit_only: bool, tally: &mut shell::TestTally) -> Result<()> {
     bootstrap::ensure_toolchain()?;
     bootstrap::ensure_fixture_tools()?;
-    shell::step("unit tests (ledger, analysis, report, decoding: no root needed)");
     let unit = [
         "test",
         "--package",
@@ -95,7 +96,10 @@ fn run_tests(unit_only: bool, tally: &mut shell::TestTally) -> Result<()> {
         "--package",
         "xtask",
     ];
-    shell::cargo_test(&unit, &[], tally)?;
+    shell::step("building the unit tests");
+    shell::cargo_test_build(&unit, &[])?;
+    shell::step("unit tests (ledger, analysis, report, decoding: no root needed)");
+    shell::cargo_test(&unit, &[], &[], tally)?;
     if unit_only {
         return Ok(());
     }
@@ -106,19 +110,16 @@ fn run_tests(unit_only: bool, tally: &mut shell::TestTally) -> Result<()> {
         );
     }
     let binary = build()?;
+    let integration = [
+        "test",
+        "--release",
+        "--package",
+        "leakscope-tests",
+        "--tests",
+    ];
+    let binary_env = [("LEAKSCOPE_BIN", binary.to_str().context("non-UTF-8 path")?)];
+    shell::step("building the integration tests and their C fixtures");
+    shell::cargo_test_build(&integration, &[])?;
     shell::step("integration tests (real probes, real fixture programs; one at a time)");
-    let binary_env = binary.to_string_lossy().into_owned();
-    shell::cargo_test(
-        &[
-            "test",
-            "--release",
-            "--package",
-            "leakscope-tests",
-            "--tests",
-            "--",
-            "--test-threads=1",
-        ],
-        &[("LEAKSCOPE_BIN", binary_env.as_str())],
-        tally,
-    )
+    shell::cargo_test(&integration, &["--test-threads=1"], &binary_env, tally)
 }

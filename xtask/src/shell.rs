@@ -1,4 +1,5 @@
-//! Running commands with their output visible and failures that say what to do.
+//! Running commands: builds quietly (one announced step, the compiler's output only when it
+//! fails), tests with their output visible, and failures that say what to do.
 
 use std::{
     path::{Path, PathBuf},
@@ -6,6 +7,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+
+use crate::build_log;
 
 pub fn step(what: &str) {
     eprintln!("==> {what}");
@@ -18,14 +21,54 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-pub fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+fn cargo_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.args(args).current_dir(workspace_root());
     for (key, value) in envs {
         command.env(key, value);
     }
-    status(&mut command)
+    command
+}
+
+/// A cargo build as one quiet step (see [`quiet`]).
+pub fn cargo_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    quiet(&mut cargo_command(args, envs))
+}
+
+/// Runs a build command with its output held back. A build that works shows at most one line:
+/// how many compiler warnings it held back, and the command that shows them. One that fails
+/// shows what it printed (less aya-build's forwarded lines, see [`build_log`]), then names
+/// the command.
+pub fn quiet(command: &mut Command) -> Result<()> {
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .with_context(|| format!("cannot start {shown}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        err.write_all(&output.stdout)?;
+        err.write_all(build_log::without_forwarded(&stderr).as_bytes())?;
+        bail!("{shown} failed ({})", output.status);
+    }
+    let warnings = build_log::warnings(&stderr);
+    if warnings > 0 {
+        // Named as one would type it: `cargo ...`, not the toolchain's full path.
+        let program = Path::new(command.get_program())
+            .file_name()
+            .unwrap_or(command.get_program());
+        let typed: Vec<_> = std::iter::once(program)
+            .chain(command.get_args())
+            .map(|arg| arg.to_string_lossy())
+            .collect();
+        eprintln!(
+            "    {warnings} compiler warning(s) held back; `{}` shows them",
+            typed.join(" ")
+        );
+    }
+    Ok(())
 }
 
 /// Passed and failed test counts, summed over cargo's `test result:` lines.
@@ -57,18 +100,31 @@ impl TestTally {
     }
 }
 
-/// `cargo test ...` with its output shown as it comes, and its results tallied.
-pub fn cargo_test(args: &[&str], envs: &[(&str, &str)], tally: &mut TestTally) -> Result<()> {
+/// Builds the test binaries of `cargo test <args>` as one quiet step, without running them.
+pub fn cargo_test_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let mut build = args.to_vec();
+    build.push("--no-run");
+    cargo_build(&build, envs)
+}
+
+/// `cargo test <args> -- <harness_args>`, for binaries [`cargo_test_build`] has built: with
+/// `--quiet`, cargo prints no build lines (nor aya-build's replayed ones), while libtest still
+/// prints one line per test (`--format pretty`) and its `test result:` lines, which are
+/// tallied.
+pub fn cargo_test(
+    args: &[&str],
+    harness_args: &[&str],
+    envs: &[(&str, &str)],
+    tally: &mut TestTally,
+) -> Result<()> {
     use std::io::{BufRead as _, Write as _};
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = cargo_command(args, envs);
     command
-        .args(args)
-        .current_dir(workspace_root())
+        .arg("--quiet")
+        .arg("--")
+        .args(["--format", "pretty"])
+        .args(harness_args)
         .stdout(std::process::Stdio::piped());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
     let shown = format!("{command:?}");
     let mut child = command
         .spawn()
