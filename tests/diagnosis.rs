@@ -2,8 +2,7 @@
 //! the right class, the rate within ±5 % and the top site.
 
 use leakscope_tests::{
-    Source, assert_rate, assert_verdicts, class, diagnose, fixture, real_interpreter, script,
-    verdicts,
+    Source, assert_rate, assert_verdicts, class, diagnose, fixture, script, verdicts,
 };
 
 const N: usize = 1000;
@@ -138,7 +137,7 @@ fn interpreted(interpreter: &str, script_name: &str) {
     for source in [Source::Path, Source::Auto] {
         let dir = tempfile::tempdir().unwrap();
         let command = vec![
-            real_interpreter(interpreter),
+            interpreter.to_string(),
             script(script_name).to_string_lossy().into_owned(),
             N.to_string(),
             dir.path().to_string_lossy().into_owned(),
@@ -175,7 +174,7 @@ fn runtime_warm_up_is_not_a_leak(interpreter: &str, script_name: &str) {
     for source in [Source::Path, Source::Auto] {
         let dir = tempfile::tempdir().unwrap();
         let command = vec![
-            real_interpreter(interpreter),
+            interpreter.to_string(),
             script(script_name).to_string_lossy().into_owned(),
             (5 * N).to_string(),
             dir.path().to_string_lossy().into_owned(),

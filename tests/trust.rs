@@ -2,9 +2,7 @@
 //! honestly inconclusive, and "no leak" always comes with the smallest rate the run could
 //! have seen. Each "must not be a leak" case runs 5 times, so a verdict that flips is caught.
 
-use leakscope_tests::{
-    Traced, assert_rate, class, fixture, leakscope_json, real_interpreter, script,
-};
+use leakscope_tests::{Traced, assert_rate, class, fixture, leakscope_json, script};
 
 /// Runs `trust MODE N DIR` marked by its iteration symbol.
 fn trust(mode: &str, n: usize) -> (tempfile::TempDir, Traced) {
@@ -122,7 +120,7 @@ fn slow_leaks_in_python_and_node_print_at_their_own_precision() {
         };
         let dir = tempfile::tempdir().unwrap();
         let command = vec![
-            real_interpreter(interpreter),
+            interpreter.to_string(),
             script(script_name).to_string_lossy().into_owned(),
             "5000".into(),
             dir.path().to_string_lossy().into_owned(),

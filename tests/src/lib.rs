@@ -70,28 +70,6 @@ pub fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The interpreter's own executable, as it reports it (`sys.executable`, `process.execPath`).
-/// `python3` on PATH may be a version manager's shim: pyenv's is a bash script that starts
-/// about 40 processes before the interpreter, and since every traced process is followed,
-/// their opens would be traced too. A test of the interpreter traces the interpreter.
-pub fn real_interpreter(name: &str) -> String {
-    let ask: [&str; 2] = if name == "node" {
-        ["-e", "process.stdout.write(process.execPath)"]
-    } else {
-        ["-c", "import sys; sys.stdout.write(sys.executable)"]
-    };
-    let output = Command::new(name)
-        .args(ask)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {name}: {error}"));
-    assert!(
-        output.status.success() && !output.stdout.is_empty(),
-        "{name} did not say where it is: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("a UTF-8 path")
-}
-
 pub struct Traced {
     pub output: Output,
     pub report: Value,
