@@ -1,4 +1,5 @@
-//! The contract's exit statuses, decided from an error's chain in one place.
+//! The contract's exit statuses. Each error type says which one it ends with
+//! (`exit_status()`); [`for_error`] finds that type in an error's chain.
 
 use crate::{
     extract::ExtractError, probes::ProbeError, proc_snapshot::SnapshotError, session::TraceError,
@@ -33,45 +34,52 @@ pub fn interrupted(signal: nix::sys::signal::Signal) -> u8 {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-pub fn for_error(error: &anyhow::Error) -> u8 {
-    for cause in error.chain() {
-        if cause.is::<UsageError>() || cause.is::<SymbolError>() {
-            return USAGE;
-        }
-        if let Some(extract) = cause.downcast_ref::<ExtractError>() {
-            return extract.exit_code() as u8;
-        }
-        // TraceError wraps transparently, which hides the wrapped error from the chain:
-        // look inside it as well as at a bare one.
-        let (snapshot, target) = match cause.downcast_ref::<TraceError>() {
-            Some(TraceError::Privilege(_)) => return NO_PRIVILEGE_OR_FEATURE,
-            Some(TraceError::ProcDenied { .. }) => return NO_PRIVILEGE_OR_FEATURE,
-            Some(TraceError::Interrupted(signal)) => return interrupted(*signal),
-            Some(TraceError::Symbol(_)) => return USAGE,
-            Some(TraceError::Probe(probe)) if probe.is_kernel_refusal() => {
-                return NO_PRIVILEGE_OR_FEATURE;
-            }
-            Some(TraceError::Probe(ProbeError::Marker { .. })) => return USAGE,
-            Some(TraceError::Snapshot(snapshot)) => (Some(snapshot), None),
-            Some(TraceError::Target(target)) => (None, Some(target)),
-            _ => (
-                cause.downcast_ref::<SnapshotError>(),
-                cause.downcast_ref::<TargetError>(),
-            ),
-        };
-        if let Some(SnapshotError::NoSuchProcess(_)) = snapshot {
-            return USAGE;
-        }
-        if let Some(TargetError::Spawn { source, .. }) = target
-            && matches!(
-                source.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            )
-        {
-            return USAGE;
+impl UsageError {
+    pub fn exit_status(&self) -> u8 {
+        USAGE
+    }
+}
+
+impl SnapshotError {
+    /// A pid that does not exist is the user's argument; an unreadable /proc fails the run.
+    // Here rather than in proc_snapshot.rs only while that file is being reworked.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            SnapshotError::NoSuchProcess(_) => USAGE,
+            SnapshotError::Proc { .. } => FAILURE,
         }
     }
-    FAILURE
+}
+
+/// The exit status of a failed command: the outermost of leakscope's own errors in the
+/// chain decides, through its `exit_status()`; an error of no such type (an I/O error with
+/// context, say) is a plain failure.
+pub fn for_error(error: &anyhow::Error) -> u8 {
+    error.chain().find_map(own_status).unwrap_or(FAILURE)
+}
+
+fn own_status(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if let Some(error) = cause.downcast_ref::<UsageError>() {
+        return Some(error.exit_status());
+    }
+    if let Some(error) = cause.downcast_ref::<TraceError>() {
+        return Some(error.exit_status());
+    }
+    if let Some(error) = cause.downcast_ref::<ExtractError>() {
+        return Some(error.exit_status());
+    }
+    if let Some(error) = cause.downcast_ref::<ProbeError>() {
+        return Some(error.exit_status());
+    }
+    if let Some(error) = cause.downcast_ref::<TargetError>() {
+        return Some(error.exit_status());
+    }
+    if let Some(error) = cause.downcast_ref::<SnapshotError>() {
+        return Some(error.exit_status());
+    }
+    cause
+        .downcast_ref::<SymbolError>()
+        .map(SymbolError::exit_status)
 }
 
 #[cfg(test)]
@@ -92,5 +100,41 @@ mod tests {
         assert_eq!(for_error(&stopped), 143);
         assert_eq!(interrupted(nix::sys::signal::Signal::SIGINT), 130);
         assert_eq!(interrupted(nix::sys::signal::Signal::SIGHUP), 129);
+    }
+
+    #[test]
+    fn each_error_type_decides_its_status() {
+        let no_btf = TraceError::Probe(ProbeError::Offsets(
+            crate::kernel_offsets::OffsetsError::NoBtf,
+        ));
+        assert_eq!(for_error(&no_btf.into()), NO_PRIVILEGE_OR_FEATURE);
+        let missing = TraceError::Target(TargetError::Spawn {
+            command: "nope".into(),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+        assert_eq!(for_error(&missing.into()), USAGE);
+        let broken_pipe = TargetError::Spawn {
+            command: "x".into(),
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        };
+        assert_eq!(for_error(&broken_pipe.into()), FAILURE);
+        let twice: anyhow::Result<()> =
+            Err(ExtractError::DuplicateEntry { name: "a".into() }).context("preparing the archive");
+        assert_eq!(for_error(&twice.unwrap_err()), USAGE);
+        assert_eq!(for_error(&UsageError("--user x".into()).into()), USAGE);
+    }
+
+    #[test]
+    fn the_chain_names_each_cause_once() {
+        let error = anyhow::Error::from(TraceError::Target(TargetError::Spawn {
+            command: "nope".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        }));
+        assert_eq!(format!("{error:#}"), "cannot start `nope`: no such file");
+        let error = anyhow::Error::from(ExtractError::Workspace(std::io::Error::other("full")));
+        assert_eq!(
+            format!("{error:#}"),
+            "preparing the extraction directory failed: full"
+        );
     }
 }

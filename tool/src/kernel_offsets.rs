@@ -23,6 +23,13 @@ pub enum OffsetsError {
     Missing(String),
 }
 
+impl OffsetsError {
+    /// Every way of not finding the offsets is the kernel lacking a feature leakscope needs.
+    pub fn exit_status(&self) -> u8 {
+        crate::exit_code::NO_PRIVILEGE_OR_FEATURE
+    }
+}
+
 /// Reads the offsets from the running kernel. Fork tracking needs `task_struct.tgid`, so
 /// its absence is an error; the RSS offsets are optional (RSS is then sampled from /proc).
 pub fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {

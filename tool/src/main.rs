@@ -20,8 +20,9 @@ fn main() -> ExitCode {
         return match run_worker(config) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("leakscope extract: {error}");
-                ExitCode::from(error.exit_code() as u8)
+                let status = error.exit_status();
+                eprintln!("leakscope extract: {:#}", anyhow::Error::from(error));
+                ExitCode::from(status)
             }
         };
     }
@@ -51,20 +52,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error chain on one line, each cause once (many errors quote their source in their
-/// own message). A kernel verifier log can run to hundreds of lines; it is shown only with
+/// The error chain on one line, each cause once (`{:#}`: no message quotes its source). A
+/// kernel verifier log can run to hundreds of lines; it is shown only with
 /// LEAKSCOPE_VERBOSE=1.
 fn one_line(error: &anyhow::Error) -> String {
-    let mut full = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if !full.contains(&text) {
-            if !full.is_empty() {
-                full.push_str(": ");
-            }
-            full.push_str(&text);
-        }
-    }
+    let full = format!("{error:#}");
     let mut lines = full.lines();
     let first = lines.next().unwrap_or_default().to_string();
     if lines.next().is_none() {

@@ -13,7 +13,10 @@ use aya::{
 use leakscope_common::{DropReason, KernelOffsets, globals, maps, programs};
 use thiserror::Error;
 
-use crate::kernel_offsets::{self, OffsetsError};
+use crate::{
+    exit_code,
+    kernel_offsets::{self, OffsetsError},
+};
 
 /// The eBPF object built by build.rs from ebpf/.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leakscope"));
@@ -24,11 +27,11 @@ pub enum ProbeError {
         "this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
     )]
     NoObject,
-    #[error("{0}")]
+    #[error(transparent)]
     Offsets(#[from] OffsetsError),
-    #[error("loading the eBPF programs was refused: {0}")]
+    #[error("loading the eBPF programs was refused")]
     Load(#[source] aya::EbpfError),
-    #[error("the kernel refused eBPF program `{program}`: {source}")]
+    #[error("the kernel refused eBPF program `{program}`")]
     Program {
         program: &'static str,
         // Boxed: aya's error is large, and every fallible loader call returns this type.
@@ -38,12 +41,12 @@ pub enum ProbeError {
     MissingProgram(&'static str),
     #[error("eBPF map `{0}` is missing from the object: the build is inconsistent")]
     MissingMap(&'static str),
-    #[error("eBPF map `{map}`: {source}")]
+    #[error("eBPF map `{map}`")]
     Map {
         map: &'static str,
         source: aya::maps::MapError,
     },
-    #[error("cannot attach the iteration marker to `{symbol}` in {binary}: {source}")]
+    #[error("cannot attach the iteration marker to `{symbol}` in {binary}")]
     Marker {
         symbol: String,
         binary: String,
@@ -52,15 +55,21 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
-    /// Whether the failure is the kernel saying no (missing privilege or feature), which
-    /// the contract maps to exit status 4, rather than a bug or a bad argument.
-    pub fn is_kernel_refusal(&self) -> bool {
+    /// The kernel saying no (missing privilege or feature) is exit status 4; a marker that
+    /// cannot be attached is the user's symbol (2); anything else is a bug or a broken build.
+    pub fn exit_status(&self) -> u8 {
         match self {
-            ProbeError::Offsets(_) | ProbeError::Load(_) | ProbeError::Program { .. } => true,
-            ProbeError::Map { source, .. } => {
-                matches!(source, aya::maps::MapError::CreateError { .. })
-            }
-            _ => false,
+            ProbeError::Offsets(offsets) => offsets.exit_status(),
+            ProbeError::Load(_) | ProbeError::Program { .. } => exit_code::NO_PRIVILEGE_OR_FEATURE,
+            ProbeError::Map {
+                source: aya::maps::MapError::CreateError { .. },
+                ..
+            } => exit_code::NO_PRIVILEGE_OR_FEATURE,
+            ProbeError::Marker { .. } => exit_code::USAGE,
+            ProbeError::NoObject
+            | ProbeError::MissingProgram(_)
+            | ProbeError::MissingMap(_)
+            | ProbeError::Map { .. } => exit_code::FAILURE,
         }
     }
 }

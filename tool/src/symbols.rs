@@ -18,6 +18,13 @@ pub enum SymbolError {
     },
 }
 
+impl SymbolError {
+    /// A symbol that cannot be checked or found is the user's argument.
+    pub fn exit_status(&self) -> u8 {
+        crate::exit_code::USAGE
+    }
+}
+
 fn suggestions(near: &[String]) -> String {
     if near.is_empty() {
         "; is it stripped, or the symbol in a shared library? (use BINARY:SYMBOL)".into()

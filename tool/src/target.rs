@@ -22,15 +22,34 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TargetError {
-    #[error("cannot create a pipe to start the target: {0}")]
+    #[error("cannot create a pipe to start the target")]
     Pipe(#[source] std::io::Error),
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`")]
     Spawn {
         command: String,
         source: std::io::Error,
     },
     #[error("the target process did not report its pid before exec")]
     NoPid,
+}
+
+impl TargetError {
+    /// A command that does not exist or cannot be executed is bad usage; the rest fails.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            TargetError::Spawn { source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                crate::exit_code::USAGE
+            }
+            TargetError::Pipe(_) | TargetError::Spawn { .. } | TargetError::NoPid => {
+                crate::exit_code::FAILURE
+            }
+        }
+    }
 }
 
 /// Who the target runs as.

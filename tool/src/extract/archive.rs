@@ -334,7 +334,7 @@ mod tests {
             let message = err.to_string();
             assert!(message.contains(reason), "{spec}: {message}");
             assert!(message.contains(spec), "{spec}: {message}");
-            assert_eq!(err.exit_code(), 2);
+            assert_eq!(err.exit_status(), crate::exit_code::USAGE);
         }
     }
 
@@ -403,7 +403,7 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("bad.tar"), "{err}");
-        assert_eq!(err.exit_code(), 1);
+        assert_eq!(err.exit_status(), crate::exit_code::FAILURE);
 
         let missing = dir.path().join("missing.tar");
         let err = read_archive_file(&missing).unwrap_err();

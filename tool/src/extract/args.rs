@@ -294,7 +294,7 @@ mod tests {
             matches!(err, ExtractError::DuplicateEntry { .. }),
             "{err:?}"
         );
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.exit_status(), crate::exit_code::USAGE);
     }
 
     #[test]

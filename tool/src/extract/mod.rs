@@ -53,7 +53,7 @@ pub enum ExtractError {
     DuplicateEntry { name: String },
 
     /// `--archive PATH` or the worker's `--archive-file` could not be read at all.
-    #[error("cannot read the archive {}: {source}", path.display())]
+    #[error("cannot read the archive {}", path.display())]
     ReadArchive { path: PathBuf, source: io::Error },
 
     /// The bytes are not a tar archive we can extract (corrupt, truncated, empty, or with an
@@ -62,11 +62,11 @@ pub enum ExtractError {
     InvalidArchive { origin: String, reason: String },
 
     /// Building the in-memory archive failed (only on an I/O error of the in-memory writer).
-    #[error("building the in-memory archive failed: {0}")]
+    #[error("building the in-memory archive failed")]
     BuildArchive(#[source] io::Error),
 
     /// Extraction failed, for example because the directory is not writable.
-    #[error("extracting the archive into {} failed at iteration {iteration}: {source}", dir.display())]
+    #[error("extracting the archive into {} failed at iteration {iteration}", dir.display())]
     Extract {
         dir: PathBuf,
         iteration: u64,
@@ -74,7 +74,7 @@ pub enum ExtractError {
     },
 
     /// A deliberate leak could not be made (the fd limit, the mapping limit or brk ran out).
-    #[error("--inject-leak {kind} failed at iteration {iteration}: {source}")]
+    #[error("--inject-leak {kind} failed at iteration {iteration}")]
     Inject {
         kind: InjectLeak,
         iteration: u64,
@@ -94,7 +94,7 @@ pub enum ExtractError {
     },
 
     /// /proc/self could not be read for the per-round numbers.
-    #[error("reading {what} failed: {source}")]
+    #[error("reading {what} failed")]
     ProcStats {
         what: &'static str,
         source: io::Error,
@@ -105,11 +105,11 @@ pub enum ExtractError {
     Verify { mismatches: Vec<String> },
 
     /// Writing a round line failed (for example, the parent closed the pipe).
-    #[error("writing the round statistics failed: {0}")]
+    #[error("writing the round statistics failed")]
     Output(#[source] io::Error),
 
     /// Setting up the parent's temporary directory failed.
-    #[error("preparing the extraction directory failed: {0}")]
+    #[error("preparing the extraction directory failed")]
     Workspace(#[source] io::Error),
 
     /// The worker's command line did not parse (only when it was not built by [`WorkerConfig`]).
@@ -119,12 +119,14 @@ pub enum ExtractError {
 
 impl ExtractError {
     /// The process exit status for this error, following the contract: a malformed `--file` is
-    /// bad usage (2); everything else, including a corrupt archive or an unwritable directory,
-    /// is a failure of the run (1).
-    pub fn exit_code(&self) -> i32 {
+    /// bad usage; everything else, including a corrupt archive or an unwritable directory,
+    /// is a failure of the run.
+    pub fn exit_status(&self) -> u8 {
         match self {
-            ExtractError::InvalidFileSpec { .. } | ExtractError::DuplicateEntry { .. } => 2,
-            _ => 1,
+            ExtractError::InvalidFileSpec { .. } | ExtractError::DuplicateEntry { .. } => {
+                crate::exit_code::USAGE
+            }
+            _ => crate::exit_code::FAILURE,
         }
     }
 }

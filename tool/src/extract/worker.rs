@@ -338,7 +338,7 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("not-a-directory"), "{err}");
-        assert_eq!(err.exit_code(), 1);
+        assert_eq!(err.exit_status(), crate::exit_code::FAILURE);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::{
     diagnosis::TargetExit,
     ending::Ending,
     event::Event,
+    exit_code,
     followed::{self, Followed},
     privilege,
     probes::{ProbeError, ProbeOptions, Probes},
@@ -122,8 +123,8 @@ pub enum TraceError {
     Symbol(#[from] crate::symbols::SymbolError),
     #[error("cannot find the target's executable `{0}` for the iteration marker")]
     MarkerBinary(String),
-    #[error("waiting for the target failed: {0}")]
-    Wait(std::io::Error),
+    #[error("waiting for the target failed")]
+    Wait(#[source] std::io::Error),
     #[error(
         "interrupted by {} before tracing started: nothing was traced",
         .0.as_str()
@@ -134,6 +135,23 @@ pub enum TraceError {
          needs root with CAP_SYS_PTRACE, and /proc mounted without hidepid"
     )]
     ProcDenied { pid: u32, path: String },
+}
+
+impl TraceError {
+    /// The contract's exit status; a wrapped error decides its own.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            TraceError::Privilege(_) | TraceError::ProcDenied { .. } => {
+                exit_code::NO_PRIVILEGE_OR_FEATURE
+            }
+            TraceError::Interrupted(signal) => exit_code::interrupted(*signal),
+            TraceError::Probe(probe) => probe.exit_status(),
+            TraceError::Target(target) => target.exit_status(),
+            TraceError::Snapshot(snapshot) => snapshot.exit_status(),
+            TraceError::Symbol(symbol) => symbol.exit_status(),
+            TraceError::MarkerBinary(_) | TraceError::Wait(_) => exit_code::FAILURE,
+        }
+    }
 }
 
 pub async fn trace(
