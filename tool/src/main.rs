@@ -16,8 +16,8 @@ fn main() -> ExitCode {
 
     // The extract worker must stay single-threaded (its heap leak moves the break with
     // sbrk behind malloc's back), so it runs before any async runtime exists.
-    if let Command::ExtractWorker(config) = &cli.command {
-        return match run_worker(config) {
+    if let Command::ExtractWorker(worker) = &cli.command {
+        return match run_worker(&worker.config()) {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {
                 let status = error.exit_status();

@@ -3,7 +3,11 @@
 //! uprobe'd function, and the parent traces it and answers the report's question.
 
 use crate::{
-    cli::ExtractCommand,
+    cli::{
+        ExtractCommand,
+        extract::{ExtractArgs, WorkerArgs},
+        to_flags,
+    },
     extract::{
         ClassGrowth, DEFAULT_PROJECTION_POINTS, ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND,
         project,
@@ -22,25 +26,30 @@ use super::{
 
 pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     let ExtractCommand {
-        extract: args,
+        extract: ExtractArgs { workload, .. },
         common,
-    } = command;
+    } = &command;
+    let options = command.extract.options();
     // Before anything runs: a bad path must not cost the run.
     let mut output = ReportOutput::open(&common)?;
     let run_as = run_as::resolve(common.user.as_deref())?;
     // Checks the archive, the fd budget and makes the directory before anything is traced.
-    let workspace = ExtractWorkspace::create(&args, run_as.map(|r| (r.uid, r.gid)))?;
+    let workspace = ExtractWorkspace::create(&options, run_as.map(|r| (r.uid, r.gid)))?;
     let config = workspace.worker_config().clone();
     // Removed on every way out: by the drop on an error, by remove() below, and by the
     // stop-signal watcher when a second signal makes leakscope exit at once.
-    if !args.keep {
+    if !options.keep {
         stop::remove_on_exit(workspace.root().to_owned());
     }
 
     // The worker is this very binary, so the marker lives in it.
     let exe = std::env::current_exe()?;
     let mut argv = vec![exe.clone().into_os_string(), WORKER_SUBCOMMAND.into()];
-    argv.extend(config.to_args());
+    argv.extend(to_flags(&WorkerArgs {
+        dir: config.dir.clone(),
+        archive_file: config.archive_file.clone(),
+        workload: workload.clone(),
+    })?);
     let user_marked = common.iteration_symbol.is_some() || common.iteration_path.is_some();
     let marker = (!user_marked).then(|| MarkerSpec {
         binary: Some(exe),
@@ -77,7 +86,7 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         &text,
         Some(("projection", serde_json::to_value(&projection)?)),
     )?;
-    if args.keep {
+    if options.keep {
         eprintln!("leakscope extract: kept {}", workspace.keep().display());
     } else {
         let root = workspace.root().to_owned();

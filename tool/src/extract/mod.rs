@@ -10,13 +10,14 @@
 //! - [`proc_stats`] reads RSS, fds and mappings from /proc for the per-round lines;
 //! - [`worker`] runs the rounds;
 //! - [`projection`] turns a measured growth per extraction into the report's projection table;
-//! - [`args`] holds the clap structs of `leakscope extract` and of the hidden worker command, and
-//!   [`workspace`] the parent's temporary directory that the worker extracts into.
+//! - [`options`] holds what `leakscope extract` and the hidden worker command are asked to do
+//!   (their clap structs live in `crate::cli::extract`), and [`workspace`] the parent's
+//!   temporary directory that the worker extracts into.
 
 pub mod archive;
-pub mod args;
 pub mod inject;
 pub mod marker;
+pub mod options;
 pub mod proc_stats;
 pub mod projection;
 pub mod worker;
@@ -28,9 +29,11 @@ pub use archive::{
     ArchiveEntry, ExpectedContents, build_archive, default_entries, expected_contents,
     parse_file_spec, read_archive_file,
 };
-pub use args::{ExtractArgs, WORKER_SUBCOMMAND, WorkerConfig};
 pub use inject::InjectLeak;
 pub use marker::{MARKER_SYMBOL, leakscope_iteration_marker};
+pub use options::{
+    DEFAULT_ITERATIONS, DEFAULT_ROUNDS, ExtractOptions, WORKER_SUBCOMMAND, WorkerConfig,
+};
 pub use proc_stats::ProcessStats;
 pub use projection::{
     ClassGrowth, DEFAULT_PROJECTION_POINTS, Projection, ProjectionRow, format_bytes, project,
@@ -112,7 +115,8 @@ pub enum ExtractError {
     #[error("preparing the extraction directory failed")]
     Workspace(#[source] io::Error),
 
-    /// The worker's command line did not parse (only when it was not built by [`WorkerConfig`]).
+    /// The worker was given no work: zero rounds or iterations (clap refuses both, so only
+    /// a caller that builds a [`WorkerConfig`] by hand can).
     #[error("invalid worker arguments: {0}")]
     WorkerArgs(String),
 }

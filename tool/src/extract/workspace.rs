@@ -15,7 +15,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use super::{ExtractArgs, ExtractError, WorkerConfig};
+use super::{ExtractError, ExtractOptions, WorkerConfig};
 
 /// A prepared run of `leakscope extract`. Dropping it removes the directory.
 #[derive(Debug)]
@@ -33,14 +33,15 @@ impl ExtractWorkspace {
     /// created by the tracer, usually root, with mode 0700; without handing them over, the
     /// worker could not write into them.
     pub fn create(
-        args: &ExtractArgs,
+        options: &ExtractOptions,
         owner: Option<(u32, u32)>,
     ) -> Result<ExtractWorkspace, ExtractError> {
-        let bytes = args.archive_bytes()?;
+        let bytes = options.archive_bytes()?;
         // The worker checks its fd budget too, but failing here is before anything is traced.
         // Raising the soft fd limit here also hands the raised limit down to the worker.
-        args.inject_leak
-            .prepare(args.rounds.saturating_mul(args.iterations))?;
+        options
+            .inject_leak
+            .prepare(options.rounds.saturating_mul(options.iterations))?;
         remove_abandoned(&std::env::temp_dir());
         let root = tempfile::Builder::new()
             .prefix(PREFIX)
@@ -57,11 +58,11 @@ impl ExtractWorkspace {
                 chown(path, Some(uid), Some(gid)).map_err(ExtractError::Workspace)?;
             }
         }
-        let config = args.worker_config(dir, archive_file);
+        let config = options.worker_config(dir, archive_file);
         Ok(ExtractWorkspace { root, config })
     }
 
-    /// What to pass to `leakscope __extract-worker` (see [`WorkerConfig::to_args`]).
+    /// What to pass to `leakscope __extract-worker` (`crate::cli::extract::WorkerArgs` writes it back as flags).
     pub fn worker_config(&self) -> &WorkerConfig {
         &self.config
     }
@@ -141,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_workspace_runs_the_worker_and_is_removed() {
-        let args = ExtractArgs {
+        let options = ExtractOptions {
             rounds: 1,
             iterations: 3,
             inject_leak: InjectLeak::None,
@@ -149,7 +150,7 @@ mod tests {
             files: vec![ArchiveEntry::new("only.txt", "one")],
             keep: false,
         };
-        let workspace = ExtractWorkspace::create(&args, None).unwrap();
+        let workspace = ExtractWorkspace::create(&options, None).unwrap();
         let root = workspace.root().to_owned();
         assert!(workspace.extract_dir().is_dir());
         assert!(workspace.worker_config().archive_file.is_file());
@@ -197,11 +198,11 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let bad = scratch.path().join("bad.tar");
         fs::write(&bad, "not a tar").unwrap();
-        let args = ExtractArgs {
+        let options = ExtractOptions {
             archive: Some(bad),
-            ..ExtractArgs::default()
+            ..ExtractOptions::default()
         };
-        let err = ExtractWorkspace::create(&args, None).unwrap_err();
+        let err = ExtractWorkspace::create(&options, None).unwrap_err();
         assert!(
             matches!(err, ExtractError::InvalidArchive { .. }),
             "{err:?}"
@@ -210,12 +211,12 @@ mod tests {
 
     #[test]
     fn an_fd_budget_beyond_the_limit_fails_before_the_run() {
-        let args = ExtractArgs {
+        let options = ExtractOptions {
             rounds: u64::MAX / 2,
             inject_leak: InjectLeak::Fd,
-            ..ExtractArgs::default()
+            ..ExtractOptions::default()
         };
-        let err = ExtractWorkspace::create(&args, None).unwrap_err();
+        let err = ExtractWorkspace::create(&options, None).unwrap_err();
         assert!(matches!(err, ExtractError::FdBudget { .. }), "{err:?}");
     }
 }

@@ -1,21 +1,15 @@
 //! The command lines of `leakscope extract` (what the user types) and of the hidden
-//! `leakscope __extract-worker` (what the parent passes to the traced child).
+//! `leakscope __extract-worker` (what the parent passes to the traced child). Both flatten
+//! one [`Workload`]; they become plain [`ExtractOptions`] and [`WorkerConfig`] here.
 
-use std::{ffi::OsString, path::PathBuf};
+use std::path::PathBuf;
 
-use clap::{Args, Parser};
+use clap::Args;
 
-use super::{
-    ExtractError, InjectLeak,
+use crate::extract::{
+    DEFAULT_ITERATIONS, DEFAULT_ROUNDS, ExtractError, ExtractOptions, InjectLeak, WorkerConfig,
     archive::{self, ArchiveEntry},
 };
-
-/// The hidden subcommand the parent runs under tracing; its arguments are [`WorkerConfig`].
-pub const WORKER_SUBCOMMAND: &str = "__extract-worker";
-
-/// The original report's numbers: "10,000 times per round, 20 rounds".
-pub const DEFAULT_ROUNDS: u64 = 20;
-pub const DEFAULT_ITERATIONS: u64 = 10_000;
 
 /// Shown by `leakscope extract --help`.
 pub const EXTRACT_ABOUT: &str = "Run the original report's scenario: extract a small tar archive \
@@ -51,10 +45,10 @@ Examples:
   leakscope extract --file a.txt=hello --file sub/c.txt=again
   leakscope extract --archive ./release.tar";
 
-/// `leakscope extract`: the options of the workload. The CLI adds the common tracing options.
-#[derive(Debug, Clone, PartialEq, Eq, Args)]
-#[command(about = EXTRACT_ABOUT, after_long_help = EXTRACT_AFTER_HELP)]
-pub struct ExtractArgs {
+/// What the traced child repeats: shared by `extract` and its worker, so the parent passes
+/// on exactly what the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Args, serde::Serialize)]
+pub struct Workload {
     /// Rounds to run; RSS, fds and mappings are printed after each one. The default is the
     /// original report's.
     #[arg(long, value_name = "R", default_value_t = DEFAULT_ROUNDS,
@@ -69,6 +63,14 @@ pub struct ExtractArgs {
     /// Add one deliberate leak of this kind per iteration, to see how the report shows it.
     #[arg(long, value_name = "KIND", value_enum, default_value_t = InjectLeak::None)]
     pub inject_leak: InjectLeak,
+}
+
+/// `leakscope extract`: the workload and its archive. The CLI adds the common tracing options.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(about = EXTRACT_ABOUT, after_long_help = EXTRACT_AFTER_HELP)]
+pub struct ExtractArgs {
+    #[command(flatten)]
+    pub workload: Workload,
 
     /// Extract this tar file instead of the built-in archive. It is checked before the run.
     #[arg(long, value_name = "PATH")]
@@ -86,19 +88,6 @@ pub struct ExtractArgs {
     pub keep: bool,
 }
 
-impl Default for ExtractArgs {
-    fn default() -> Self {
-        ExtractArgs {
-            rounds: DEFAULT_ROUNDS,
-            iterations: DEFAULT_ITERATIONS,
-            inject_leak: InjectLeak::None,
-            archive: None,
-            files: Vec::new(),
-            keep: false,
-        }
-    }
-}
-
 /// clap's view of [`archive::parse_file_spec`]: a bad spec is a usage error (exit status 2).
 fn parse_file_spec_arg(spec: &str) -> Result<ArchiveEntry, String> {
     archive::parse_file_spec(spec).map_err(|err| match err {
@@ -108,35 +97,27 @@ fn parse_file_spec_arg(spec: &str) -> Result<ArchiveEntry, String> {
 }
 
 impl ExtractArgs {
-    /// The bytes to extract: `--archive PATH` (read and checked), or the `--file` entries, or
-    /// the default a.txt/b.txt.
-    pub fn archive_bytes(&self) -> Result<Vec<u8>, ExtractError> {
-        if let Some(path) = &self.archive {
-            return archive::read_archive_file(path);
-        }
-        if self.files.is_empty() {
-            archive::build_archive(&archive::default_entries())
-        } else {
-            archive::build_archive(&self.files)
-        }
-    }
-
-    /// The worker's configuration, given where the parent put the directory and the bytes.
-    pub fn worker_config(&self, dir: PathBuf, archive_file: PathBuf) -> WorkerConfig {
-        WorkerConfig {
-            dir,
-            archive_file,
-            rounds: self.rounds,
-            iterations: self.iterations,
-            inject_leak: self.inject_leak,
+    pub fn options(&self) -> ExtractOptions {
+        let Workload {
+            rounds,
+            iterations,
+            inject_leak,
+        } = self.workload;
+        ExtractOptions {
+            rounds,
+            iterations,
+            inject_leak,
+            archive: self.archive.clone(),
+            files: self.files.clone(),
+            keep: self.keep,
         }
     }
 }
 
-/// `leakscope __extract-worker`: everything the traced child needs. The parent builds it,
-/// turns it into arguments with [`WorkerConfig::to_args`], and the child parses it back.
+/// `leakscope __extract-worker`: everything the traced child needs. The parent writes it
+/// back as flags with [`super::to_flags`], and the child parses it like any command line.
 #[derive(Debug, Clone, PartialEq, Eq, Args, serde::Serialize)]
-pub struct WorkerConfig {
+pub struct WorkerArgs {
     /// The directory to extract into, again and again. It must exist; the parent owns it.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
@@ -145,85 +126,54 @@ pub struct WorkerConfig {
     #[arg(long, value_name = "FILE")]
     pub archive_file: PathBuf,
 
-    #[arg(long, value_name = "R", default_value_t = DEFAULT_ROUNDS,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub rounds: u64,
-
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_ITERATIONS,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub iterations: u64,
-
-    #[arg(long, value_name = "KIND", value_enum, default_value_t = InjectLeak::None)]
-    pub inject_leak: InjectLeak,
-}
-
-/// A parser for [`WorkerConfig`] alone, for [`WorkerConfig::from_args`].
-#[derive(Parser)]
-#[command(name = WORKER_SUBCOMMAND, no_binary_name = true)]
-struct WorkerCommandLine {
     #[command(flatten)]
-    config: WorkerConfig,
+    #[serde(flatten)]
+    pub workload: Workload,
 }
 
-impl WorkerConfig {
-    /// The arguments that follow `leakscope __extract-worker`. Every field is spelled out, so
-    /// the child never depends on defaults the parent might not share.
-    pub fn to_args(&self) -> Vec<OsString> {
-        vec![
-            "--dir".into(),
-            self.dir.clone().into_os_string(),
-            "--archive-file".into(),
-            self.archive_file.clone().into_os_string(),
-            "--rounds".into(),
-            self.rounds.to_string().into(),
-            "--iterations".into(),
-            self.iterations.to_string().into(),
-            "--inject-leak".into(),
-            self.inject_leak.as_str().into(),
-        ]
-    }
-
-    /// Parses what [`WorkerConfig::to_args`] produced (without the subcommand name).
-    pub fn from_args<I, T>(args: I) -> Result<WorkerConfig, ExtractError>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<OsString> + Clone,
-    {
-        WorkerCommandLine::try_parse_from(args)
-            .map(|parsed| parsed.config)
-            .map_err(|err| ExtractError::WorkerArgs(err.to_string()))
-    }
-
-    pub fn total_iterations(&self) -> u64 {
-        self.rounds.saturating_mul(self.iterations)
+impl WorkerArgs {
+    pub fn config(&self) -> WorkerConfig {
+        let Workload {
+            rounds,
+            iterations,
+            inject_leak,
+        } = self.workload;
+        WorkerConfig {
+            dir: self.dir.clone(),
+            archive_file: self.archive_file.clone(),
+            rounds,
+            iterations,
+            inject_leak,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
+    use std::ffi::OsString;
+
+    use clap::{CommandFactory, Parser, error::ErrorKind};
 
     use super::*;
-
-    /// Stands in for the real CLI, which nests these under subcommands.
-    #[derive(Parser, Debug)]
-    #[command(name = "leakscope")]
-    struct Cli {
-        #[command(subcommand)]
-        command: Command,
-    }
-
-    #[derive(Subcommand, Debug)]
-    enum Command {
-        Extract(ExtractArgs),
-        #[command(name = WORKER_SUBCOMMAND, hide = true)]
-        ExtractWorker(WorkerConfig),
-    }
+    use crate::{
+        cli::{Cli, Command, to_flags},
+        extract::WORKER_SUBCOMMAND,
+    };
 
     fn parse_extract(args: &[&str]) -> Result<ExtractArgs, clap::Error> {
         let argv = ["leakscope", "extract"].iter().chain(args);
         match Cli::try_parse_from(argv)?.command {
-            Command::Extract(extract) => Ok(extract),
+            Command::Extract(extract) => Ok(extract.extract),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn parse_worker<I: IntoIterator<Item = OsString>>(args: I) -> Result<WorkerArgs, clap::Error> {
+        let argv = ["leakscope".into(), WORKER_SUBCOMMAND.into()]
+            .into_iter()
+            .chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::ExtractWorker(worker) => Ok(worker),
             other => panic!("{other:?}"),
         }
     }
@@ -231,13 +181,7 @@ mod tests {
     #[test]
     fn defaults_are_the_reports() {
         let args = parse_extract(&[]).unwrap();
-        assert_eq!(args, ExtractArgs::default());
-        assert_eq!((args.rounds, args.iterations), (20, 10_000));
-        assert_eq!(args.inject_leak, InjectLeak::None);
-        assert_eq!(
-            args.archive_bytes().unwrap(),
-            archive::build_archive(&archive::default_entries()).unwrap()
-        );
+        assert_eq!(args.options(), ExtractOptions::default());
     }
 
     #[test]
@@ -253,11 +197,14 @@ mod tests {
             "x.txt=1",
             "--file",
             "d/y.txt=a=b",
+            "--keep",
         ])
-        .unwrap();
+        .unwrap()
+        .options();
         assert_eq!(args.rounds, 3);
         assert_eq!(args.iterations, 7);
         assert_eq!(args.inject_leak, InjectLeak::Mmap);
+        assert!(args.keep);
         assert_eq!(
             args.files,
             [
@@ -287,38 +234,45 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_files_fail_when_the_archive_is_built() {
-        let args = parse_extract(&["--file", "x=1", "--file", "x=2"]).unwrap();
-        let err = args.archive_bytes().unwrap_err();
-        assert!(
-            matches!(err, ExtractError::DuplicateEntry { .. }),
-            "{err:?}"
-        );
-        assert_eq!(err.exit_status(), crate::exit_code::USAGE);
-    }
-
-    #[test]
-    fn worker_config_round_trips_through_its_arguments() {
+    fn the_worker_gets_the_users_workload_through_its_flags() {
         let args = parse_extract(&["--rounds", "2", "--inject-leak", "heap"]).unwrap();
-        let config = args.worker_config("/tmp/a dir/x".into(), "/tmp/archive.tar".into());
-        let argv = config.to_args();
-        assert_eq!(WorkerConfig::from_args(argv.clone()).unwrap(), config);
-
-        // And through the real subcommand shape.
-        let full = ["leakscope".into(), WORKER_SUBCOMMAND.into()]
-            .into_iter()
-            .chain(argv);
-        match Cli::try_parse_from(full).unwrap().command {
-            Command::ExtractWorker(parsed) => assert_eq!(parsed, config),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(config.total_iterations(), 20_000);
+        let worker = WorkerArgs {
+            dir: "/tmp/a dir/x".into(),
+            archive_file: "/tmp/archive.tar".into(),
+            workload: args.workload.clone(),
+        };
+        let argv = to_flags(&worker).unwrap();
+        // Every value spelled out, so the child never depends on defaults the parent might
+        // not share; in declaration order, as the report shows the command.
+        assert_eq!(
+            argv,
+            [
+                "--dir",
+                "/tmp/a dir/x",
+                "--archive-file",
+                "/tmp/archive.tar",
+                "--rounds",
+                "2",
+                "--iterations",
+                "10000",
+                "--inject-leak",
+                "heap"
+            ]
+            .map(OsString::from)
+        );
+        let parsed = parse_worker(argv).unwrap();
+        assert_eq!(parsed, worker);
+        assert_eq!(
+            parsed.config(),
+            args.options()
+                .worker_config("/tmp/a dir/x".into(), "/tmp/archive.tar".into())
+        );
     }
 
     #[test]
     fn worker_arguments_need_the_directory_and_archive() {
-        let err = WorkerConfig::from_args(["--rounds", "1"]).unwrap_err();
-        assert!(matches!(err, ExtractError::WorkerArgs(_)), "{err:?}");
+        let err = parse_worker(["--rounds".into(), "1".into()]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
         assert!(err.to_string().contains("--dir"), "{err}");
     }
 

@@ -1,13 +1,15 @@
-//! The command line, as the contract (shared notes) defines it.
+//! The command line, as the contract (shared notes) defines it. The clap structs stop at
+//! `commands/`, which turns them into the plain options the rest of leakscope takes.
+
+pub mod extract;
 
 use std::{ffi::OsString, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
 
-use crate::{
-    extract::{ExtractArgs, WorkerConfig},
-    session::MarkerSpec,
-};
+use crate::session::MarkerSpec;
+use extract::{ExtractArgs, WorkerArgs};
 
 const ABOUT: &str = "Which resource leaks when a program repeats an operation?";
 
@@ -50,11 +52,11 @@ pub enum Command {
     /// Trace a running process; what it already holds is read from /proc first.
     Attach(AttachArgs),
     /// The built-in scenario: extract a tar archive N times per round, R rounds, traced.
-    #[command(long_about = crate::extract::args::EXTRACT_ABOUT, after_long_help = crate::extract::args::EXTRACT_AFTER_HELP)]
+    #[command(long_about = extract::EXTRACT_ABOUT, after_long_help = extract::EXTRACT_AFTER_HELP)]
     Extract(ExtractCommand),
     /// The traced child of `extract` (internal).
     #[command(name = crate::extract::WORKER_SUBCOMMAND, hide = true)]
-    ExtractWorker(WorkerConfig),
+    ExtractWorker(WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +113,43 @@ pub struct CommonArgs {
     /// report shows lost events.
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
     pub ring_mib: u32,
+}
+
+/// The command line that parses back into `args`: each field written as its own flag, in
+/// the order clap declares them, so a field added to `T` is passed on without more code.
+/// Values are written as they serialize: a string or number after the flag, `true` as the
+/// bare flag, `false` and `None` not at all, a list as the flag repeated.
+pub fn to_flags<T: Args + serde::Serialize>(args: &T) -> anyhow::Result<Vec<OsString>> {
+    let Value::Object(mut fields) = serde_json::to_value(args)? else {
+        anyhow::bail!("command-line arguments must serialize as a struct");
+    };
+    let command = T::augment_args(clap::Command::new("flags"));
+    let mut argv = Vec::new();
+    for arg in command.get_arguments() {
+        let (Some(long), Some(value)) = (arg.get_long(), fields.remove(arg.get_id().as_str()))
+        else {
+            continue;
+        };
+        let values = match value {
+            Value::Array(values) => values,
+            value => vec![value],
+        };
+        for value in values {
+            let text = match value {
+                Value::Null | Value::Bool(false) => continue,
+                Value::Bool(true) => None,
+                Value::String(text) => Some(text),
+                Value::Number(number) => Some(number.to_string()),
+                other => anyhow::bail!("--{long}: {other} has no command-line form"),
+            };
+            argv.push(format!("--{long}").into());
+            argv.extend(text.map(OsString::from));
+        }
+    }
+    if let Some(field) = fields.keys().next() {
+        anyhow::bail!("field `{field}` has no flag of its own");
+    }
+    Ok(argv)
 }
 
 fn parse_marker(text: &str) -> Result<MarkerSpec, String> {
@@ -171,6 +210,44 @@ mod tests {
         assert_eq!(parse_ring_mib("64"), Ok(64));
         assert!(parse_ring_mib("3").is_err());
         assert!(parse_ring_mib("x").is_err());
+    }
+
+    #[derive(Debug, PartialEq, Args, serde::Serialize)]
+    struct Sample {
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        quiet: bool,
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long = "file")]
+        files: Vec<String>,
+    }
+
+    #[derive(Parser)]
+    #[command(no_binary_name = true)]
+    struct SampleLine {
+        #[command(flatten)]
+        sample: Sample,
+    }
+
+    #[test]
+    fn flags_parse_back_into_what_wrote_them() {
+        let sample = Sample {
+            keep: true,
+            quiet: false,
+            archive: None,
+            limit: Some(7),
+            files: vec!["a=1".into(), "b=2".into()],
+        };
+        let argv = to_flags(&sample).unwrap();
+        assert_eq!(
+            argv,
+            ["--keep", "--limit", "7", "--file", "a=1", "--file", "b=2"].map(OsString::from)
+        );
+        assert_eq!(SampleLine::try_parse_from(argv).unwrap().sample, sample);
     }
 
     #[test]
