@@ -106,6 +106,8 @@ pub fn diagnose_followed(ledger: Ledger, info: &RunInfo, followed: &FollowedProc
         unknown_releases: ledger.unknown_releases(),
         held_at_exit,
         outlived_target,
+        ended: None,
+        projection: None,
     }
 }
 

@@ -33,7 +33,7 @@ pub async fn attach(args: AttachArgs) -> anyhow::Result<u8> {
         duration,
     };
     let diagnosed = trace_and_diagnose(target, &args.common, None, None).await?;
-    write_report(&diagnosed, &args.common, &mut output, "", None)
+    write_report(&diagnosed, &args.common, &mut output)
 }
 
 /// The kernel's flag for its own threads in /proc/PID/stat.

@@ -8,12 +8,9 @@ use crate::{
         extract::{ExtractArgs, WorkerArgs},
         to_flags,
     },
-    extract::{
-        ClassGrowth, DEFAULT_PROJECTION_POINTS, ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND,
-        project,
-    },
+    extract::{ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND},
     progress::Progress,
-    report::Report,
+    report::projection::DEFAULT_PROJECTION_POINTS,
     run_as,
     session::{MarkerSpec, SpawnStdout, Target},
     stop,
@@ -31,7 +28,7 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     } = &command;
     let options = command.extract.options();
     // Before anything runs: a bad path must not cost the run.
-    let mut output = ReportOutput::open(&common)?;
+    let mut output = ReportOutput::open(common)?;
     let run_as = run_as::resolve(common.user.as_deref())?;
     // Checks the archive, the fd budget and makes the directory before anything is traced.
     let workspace = ExtractWorkspace::create(&options, run_as.map(|r| (r.uid, r.gid)))?;
@@ -75,17 +72,9 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         run_as,
         stdout: SpawnStdout::Lines(lines),
     };
-    let diagnosed = trace_and_diagnose(target, &common, marker, Some(progress)).await?;
-
-    let projection = project(&growth_rates(&diagnosed.report), &DEFAULT_PROJECTION_POINTS);
-    let text = format!("\n{projection}");
-    let status = write_report(
-        &diagnosed,
-        &common,
-        &mut output,
-        &text,
-        Some(("projection", serde_json::to_value(&projection)?)),
-    )?;
+    let mut diagnosed = trace_and_diagnose(target, common, marker, Some(progress)).await?;
+    diagnosed.report.project_growth(&DEFAULT_PROJECTION_POINTS);
+    let status = write_report(&diagnosed, common, &mut output)?;
     if options.keep {
         eprintln!("leakscope extract: kept {}", workspace.keep().display());
     } else {
@@ -101,17 +90,4 @@ pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         anyhow::bail!("the extraction worker failed (exit status {code}); its message is above");
     }
     Ok(status)
-}
-
-/// The classes the original report cared about, as measured.
-fn growth_rates(report: &Report) -> Vec<ClassGrowth> {
-    let classes = &report.classes;
-    vec![
-        ClassGrowth::new("rss", classes.rss.bytes_per_iteration),
-        ClassGrowth::new(
-            "mmap",
-            classes.mmap.bytes_leaked_per_iteration.unwrap_or(0.0),
-        ),
-        ClassGrowth::new("brk", classes.brk.bytes_per_iteration),
-    ]
 }

@@ -63,13 +63,18 @@ impl ReportOutput {
         matches!(self, ReportOutput::Stdout)
     }
 
+    /// Whether `--json` was given at all.
+    pub fn wants_json(&self) -> bool {
+        !matches!(self, ReportOutput::None)
+    }
+
     /// Writes the rendered JSON where it belongs (nowhere without `--json`).
-    pub fn write_json(&mut self, rendered: &str) -> anyhow::Result<()> {
+    pub fn write_json(&mut self, rendered: &[u8]) -> anyhow::Result<()> {
         match self {
             ReportOutput::None => Ok(()),
             ReportOutput::Stdout => {
                 let mut stdout = std::io::stdout().lock();
-                stdout.write_all(rendered.as_bytes())?;
+                stdout.write_all(rendered)?;
                 stdout.flush()?;
                 Ok(())
             }
@@ -82,7 +87,7 @@ impl ReportOutput {
                 } = json;
                 file.set_len(0)
                     .and_then(|()| file.rewind())
-                    .and_then(|()| file.write_all(rendered.as_bytes()))
+                    .and_then(|()| file.write_all(rendered))
                     .with_context(|| {
                         format!("cannot write the JSON report to {}", path.display())
                     })?;
@@ -132,10 +137,10 @@ mod tests {
         drop(ReportOutput::open(&args).unwrap());
         assert!(!path.exists());
         let mut output = ReportOutput::open(&args).unwrap();
-        output.write_json("{\"a\": 1}\n").unwrap();
+        output.write_json(b"{\"a\": 1}\n").unwrap();
         drop(output);
         let mut output = ReportOutput::open(&args).unwrap();
-        output.write_json("{}\n").unwrap();
+        output.write_json(b"{}\n").unwrap();
         drop(output);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
     }

@@ -27,5 +27,5 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         stdout,
     };
     let diagnosed = trace_and_diagnose(target, &args.common, None, None).await?;
-    write_report(&diagnosed, &args.common, &mut output, "", None)
+    write_report(&diagnosed, &args.common, &mut output)
 }

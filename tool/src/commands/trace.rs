@@ -12,7 +12,7 @@ use crate::{
     ledger::Ledger,
     proc_snapshot::Snapshot,
     progress::{Progress, ProgressSink},
-    report::Report,
+    report::{Exporter as _, JsonExporter, Report, TextExporter},
     session::{self, EventSink, MarkerSpec, Outcome, Target, TraceConfig},
     stop,
 };
@@ -100,36 +100,27 @@ pub async fn trace_and_diagnose(
         .iter()
         .map(|(reason, n)| (reason.name().to_string(), *n))
         .collect();
+    report.ended = Some(outcome.ending.clone());
     Ok(Diagnosed { report, outcome })
 }
 
-/// Writes the text report (and `extra` text after it) and the JSON, warns about anything
-/// that makes the report partial, and returns the exit status.
+/// Writes the text report and the JSON, warns about anything that makes the report
+/// partial, and returns the exit status.
 pub fn write_report(
     diagnosed: &Diagnosed,
     common: &CommonArgs,
     output: &mut ReportOutput,
-    extra_text: &str,
-    extra_json: Option<(&str, serde_json::Value)>,
 ) -> anyhow::Result<u8> {
     let Diagnosed { report, outcome } = diagnosed;
-    let mut text = Vec::new();
-    report.write_text(&mut text)?;
-    writeln!(text, "ended: {}", outcome.ending.describe())?;
-    text.extend_from_slice(extra_text.as_bytes());
+    let text = TextExporter.render(report)?;
     if output.json_on_stdout() {
         std::io::stderr().write_all(&text)?;
     } else {
         std::io::stdout().write_all(&text)?;
     }
-    let mut json = report.to_json();
-    json["ended"] = serde_json::to_value(&outcome.ending)?;
-    if let Some((key, value)) = extra_json {
-        json[key] = value;
+    if output.wants_json() {
+        output.write_json(&JsonExporter.render(report)?)?;
     }
-    let mut rendered = serde_json::to_string_pretty(&json)?;
-    rendered.push('\n');
-    output.write_json(&rendered)?;
     for warning in warnings(outcome) {
         eprintln!("leakscope: {warning}");
     }

@@ -9,7 +9,6 @@
 //! - [`inject`] holds the deliberate leaks of `--inject-leak`;
 //! - [`proc_stats`] reads RSS, fds and mappings from /proc for the per-round lines;
 //! - [`worker`] runs the rounds;
-//! - [`projection`] turns a measured growth per extraction into the report's projection table;
 //! - [`options`] holds what `leakscope extract` and the hidden worker command are asked to do
 //!   (their clap structs live in `crate::cli::extract`), and [`workspace`] the parent's
 //!   temporary directory that the worker extracts into.
@@ -19,7 +18,6 @@ pub mod inject;
 pub mod marker;
 pub mod options;
 pub mod proc_stats;
-pub mod projection;
 pub mod worker;
 pub mod workspace;
 
@@ -35,9 +33,6 @@ pub use options::{
     DEFAULT_ITERATIONS, DEFAULT_ROUNDS, ExtractOptions, WORKER_SUBCOMMAND, WorkerConfig,
 };
 pub use proc_stats::ProcessStats;
-pub use projection::{
-    ClassGrowth, DEFAULT_PROJECTION_POINTS, Projection, ProjectionRow, format_bytes, project,
-};
 pub use worker::{RoundStats, WorkerSummary, format_round_line, run_worker, run_worker_to};
 pub use workspace::ExtractWorkspace;
 

@@ -1,12 +1,16 @@
-//! The report: the diagnosis as data ([`model`]), as JSON ([`json`]) and as a one-screen
-//! text summary ([`text`]).
+//! The report: the diagnosis as data ([`model`]), with its answer ([`answer`]) and, for
+//! `extract`, its growth projection ([`projection`]); rendered by the two [`export`]ers, as
+//! JSON ([`json`]) and as a one-screen text summary ([`text`]).
 
 pub mod answer;
+pub mod export;
 pub mod held;
 pub mod json;
 pub mod model;
+pub mod projection;
 pub mod text;
 
+pub use export::{Exporter, JsonExporter, TextExporter};
 pub use model::Report;
 
 use crate::analysis::trend::Verdict;

@@ -14,7 +14,11 @@ use crate::analysis::trend::{Judgement, Verdict};
 use crate::analysis::{Analysis, HeapClass, HeapSite, ResourceClass, RssClass};
 use crate::iterations::{IterationSource, Iterations, MarkerCandidate};
 
-use super::held::{HeldAtExit, OutlivedProcess};
+use super::{
+    held::{HeldAtExit, OutlivedProcess},
+    projection::Projection,
+};
+use crate::ending::Ending;
 
 pub const SCHEMA: u32 = 1;
 
@@ -37,6 +41,12 @@ pub struct Report {
     pub held_at_exit: Option<HeldAtExit>,
     /// Traced processes still alive when the target exited, with what each held at its end.
     pub outlived_target: Vec<OutlivedProcess>,
+    /// How tracing ended; set once tracing is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Ending>,
+    /// `extract`'s memory growth per extraction, multiplied out ([`Report::project_growth`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -115,7 +115,14 @@ impl Report {
             }
         }
         self.write_outlived(out)?;
-        self.write_lifetimes(out)
+        self.write_lifetimes(out)?;
+        if let Some(ended) = &self.ended {
+            writeln!(out, "ended: {}", ended.describe())?;
+        }
+        if let Some(projection) = &self.projection {
+            write!(out, "\n{projection}")?;
+        }
+        Ok(())
     }
 
     fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {

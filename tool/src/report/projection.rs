@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::Report;
+
 /// The report's projection points.
 pub const DEFAULT_PROJECTION_POINTS: [u64; 2] = [100_000, 1_000_000];
 
@@ -127,6 +129,27 @@ impl fmt::Display for Projection {
             writeln!(f, "  {line}")?;
         }
         Ok(())
+    }
+}
+
+impl Report {
+    /// Multiplies the measured growth per iteration out to `points` iterations (`extract`
+    /// calls an iteration an extraction).
+    pub fn project_growth(&mut self, points: &[u64]) {
+        self.projection = Some(project(&self.growth_rates(), points));
+    }
+
+    /// The classes the original report cared about, as measured.
+    fn growth_rates(&self) -> Vec<ClassGrowth> {
+        let classes = &self.classes;
+        vec![
+            ClassGrowth::new("rss", classes.rss.bytes_per_iteration),
+            ClassGrowth::new(
+                "mmap",
+                classes.mmap.bytes_leaked_per_iteration.unwrap_or(0.0),
+            ),
+            ClassGrowth::new("brk", classes.brk.bytes_per_iteration),
+        ]
     }
 }
 
