@@ -296,3 +296,51 @@ fn the_answer_with_lost_events_is_inconclusive_and_says_why() {
         "{answer}"
     );
 }
+
+#[test]
+fn both_exporters_render_the_ending_and_projection_the_report_owns() {
+    use super::{Exporter as _, JsonExporter, TextExporter, projection::DEFAULT_PROJECTION_POINTS};
+    use crate::ending::{Ending, How};
+
+    let render = |report: &Report| {
+        let text = String::from_utf8(TextExporter.render(report).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&JsonExporter.render(report).unwrap()).unwrap();
+        (text, json)
+    };
+    let mut report = leaking_run(TargetExit::Code(0));
+    let (bare_text, bare_json) = render(&report);
+    assert!(bare_json.get("ended").is_none() && bare_json.get("projection").is_none());
+    assert!(!bare_text.contains("ended:"), "{bare_text}");
+
+    report.ended = Some(Ending {
+        how: How::TargetExited,
+        signal: None,
+        by: None,
+        interrupted: None,
+        processes_running: 0,
+    });
+    report.project_growth(&DEFAULT_PROJECTION_POINTS);
+    let (text, json) = render(&report);
+    // The text is the bare report, then the ending, then the projection after a blank line.
+    let tail = text
+        .strip_prefix(&bare_text)
+        .expect("the bare report comes first");
+    let (ended, projection) = tail.split_once("\n\n").expect("a blank line between");
+    assert_eq!(ended, "ended: the target exited");
+    assert!(
+        projection.starts_with("Memory growth per extraction, projected:\n"),
+        "{projection}"
+    );
+    assert_eq!(json["ended"]["how"], "target-exited");
+    let rows = json["projection"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    // The JSON is the bare one plus the two keys.
+    let mut trimmed = json.clone();
+    let object = trimmed.as_object_mut().unwrap();
+    object.remove("ended");
+    object.remove("projection");
+    assert_eq!(trimmed, bare_json);
+    // One model: the JSON's answer is the text's.
+    assert!(text.contains(&format!("answer: {}", json["answer"].as_str().unwrap())));
+}
