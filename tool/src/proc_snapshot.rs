@@ -6,7 +6,7 @@
 
 use std::{fs, path::PathBuf};
 
-use procfs::process::{LimitValue, MMapPath, Process};
+use procfs::process::{FDTarget, LimitValue, MMapPath, Process};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -20,9 +20,9 @@ pub enum SnapshotError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FdSnapshot {
     pub fd: i32,
-    /// The `/proc/PID/fd/N` link as the kernel writes it ("/path", "socket:[123]", ...);
+    /// What the `/proc/PID/fd/N` link points to (a path, a socket, an anon inode, ...);
     /// the ledger names the site from it.
-    pub link: String,
+    pub link: FDTarget,
     pub cloexec: bool,
 }
 
@@ -66,13 +66,10 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
         .fd()
         .map_err(proc_err)?
         .filter_map(Result::ok) // an fd closed while we list them is simply not there
-        .filter_map(|info| {
-            let link = fs::read_link(format!("/proc/{pid}/fd/{}", info.fd)).ok()?;
-            Some(FdSnapshot {
-                fd: info.fd,
-                link: link.to_string_lossy().into_owned(),
-                cloexec: fd_is_cloexec(pid, info.fd),
-            })
+        .map(|info| FdSnapshot {
+            fd: info.fd,
+            cloexec: fd_is_cloexec(pid, info.fd),
+            link: info.target,
         })
         .collect();
     let mappings = process
@@ -129,7 +126,11 @@ mod tests {
             .find(|f| f.fd == file.as_raw_fd())
             .unwrap();
         assert!(entry.cloexec);
-        assert!(entry.link.starts_with('/'), "{}", entry.link);
+        assert!(
+            matches!(&entry.link, FDTarget::Path(path) if path.is_absolute()),
+            "{:?}",
+            entry.link
+        );
         assert!(snapshot.mappings.iter().any(|m| m.description == "[stack]"));
         assert_eq!(snapshot.cwd, std::env::current_dir().ok());
     }

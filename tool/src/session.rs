@@ -461,7 +461,7 @@ mod tests {
     fn only_fds_without_cloexec_survive_the_exec() {
         let fd = |fd, cloexec| FdSnapshot {
             fd,
-            link: "/dev/null".into(),
+            link: procfs::process::FDTarget::Path("/dev/null".into()),
             cloexec,
         };
         let snapshot = Snapshot {

@@ -3,7 +3,7 @@
 
 use super::super::Ledger;
 use super::super::records::{Cause, Origin};
-use super::super::test_support::{Stream, call};
+use super::super::test_support::{Stream, call, link};
 use crate::event::What;
 use leakscope_common::syscalls as nr;
 
@@ -23,13 +23,7 @@ fn fd_sites(ledger: &Ledger, tgid: u32) -> Vec<(i32, String, bool)> {
         .unwrap()
         .fds
         .iter()
-        .map(|fd| {
-            (
-                fd.fd,
-                ledger.sites().name(fd.site).to_string(),
-                fd.inherited,
-            )
-        })
+        .map(|fd| (fd.fd, ledger.site_text(fd.site), fd.inherited))
         .collect()
 }
 
@@ -40,7 +34,7 @@ const SINCE: u64 = 900_000;
 fn seeded_resources_start_when_tracing_began() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
-    ledger.seed_fd(PID, 0, "/dev/pts/3", false);
+    ledger.seed_fd(PID, 0, &link("/dev/pts/3"), false);
     ledger.seed_mapping(PID, 0x40_0000, 8192, "/usr/bin/prog");
     let mut s = Stream::new(PID);
     s.close(0).munmap(0x40_0000, 8192);
@@ -61,7 +55,7 @@ fn seeded_resources_start_when_tracing_began() {
 fn a_fork_copy_of_a_seeded_fd_lives_from_the_fork() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
-    ledger.seed_fd(PID, 1, "/dev/null", false);
+    ledger.seed_fd(PID, 1, &link("/dev/null"), false);
     let mut s = Stream::new(PID);
     s.push(PID, PID, What::Fork { child: CHILD }, None);
     let forked_at = s.now;
@@ -85,7 +79,7 @@ fn what_the_target_held_at_exit_is_kept_with_the_last_fd_it_opened() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
     for fd in 0..3 {
-        ledger.seed_fd(PID, fd, "/dev/pts/0", false);
+        ledger.seed_fd(PID, fd, &link("/dev/pts/0"), false);
     }
     let mut s = Stream::new(PID);
     s.push(PID, PID, What::Exec, None);
@@ -127,7 +121,7 @@ fn what_the_target_held_at_exit_is_kept_with_the_last_fd_it_opened() {
 fn processes_that_outlive_the_target_are_listed_with_what_they_hold() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
-    ledger.seed_fd(PID, 0, "/dev/null", false);
+    ledger.seed_fd(PID, 0, &link("/dev/null"), false);
     let mut s = Stream::new(PID);
     // A helper that ends before the target is not listed.
     s.push(PID, PID, What::Fork { child: 150 }, None);
