@@ -81,14 +81,17 @@ impl Ledger {
             } => {
                 // The copy's site says what it refers to and which call kept it: a leak
                 // "kept by dup" is fixed somewhere else than one kept by the open.
-                let key = match fd_site(history, process, old) {
-                    Some(original) => SiteKey::Fd(FdSite {
+                let site = match fd_site(history, process, old) {
+                    Some(original) => FdSite {
                         source: original.source.clone(),
                         kept_by: Some(syscall),
-                    }),
-                    None => SiteKey::DupOfUntracked,
+                    },
+                    None => FdSite {
+                        source: FdSource::DupOfUntracked,
+                        kept_by: None,
+                    },
                 };
-                let site = history.sites.intern(key);
+                let site = history.sites.intern(SiteKey::Fd(site));
                 history.install(process, new(fd, site, cloexec));
             }
             FdOp::SetCloexec { fd, on } => {
@@ -118,6 +121,6 @@ pub(super) fn fd_site<'a>(history: &'a History, process: &Process, fd: i32) -> O
 fn path_of(history: &History, process: &Process, fd: i32) -> Option<Arc<str>> {
     match &fd_site(history, process, fd)?.source {
         FdSource::Path(path) => Some(path.clone()),
-        FdSource::Kind(_) => None,
+        FdSource::Kind(_) | FdSource::DupOfUntracked => None,
     }
 }

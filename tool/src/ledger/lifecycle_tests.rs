@@ -165,3 +165,51 @@ fn without_a_target_nothing_is_kept_past_an_exit() {
     assert_eq!(ledger.holdings(PID), None);
     assert!(ledger.outlived_target().is_empty());
 }
+
+#[test]
+fn seeded_fds_are_named_like_traced_ones_from_their_proc_link() {
+    let mut ledger = Ledger::new();
+    let links = [
+        "/memfd:jit (deleted)",
+        "anon_inode:inotify",
+        "anon_inode:[eventfd]",
+        "pipe:[77]",
+        "net:[4026531840]",
+        "/tmp/../tmp/a",
+    ];
+    for (fd, text) in links.iter().enumerate() {
+        ledger.seed_fd(PID, fd as i32, &link(text), false);
+    }
+    let names: Vec<String> = ledger.open_fds(PID).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        names,
+        [
+            "memfd:jit",
+            "anon:inotify",
+            "anon:eventfd",
+            "pipe",
+            "net:[4026531840]",
+            "/tmp/a"
+        ]
+    );
+}
+
+#[test]
+fn a_dup_of_an_untracked_fd_says_so_and_its_dup_names_the_call() {
+    let mut s = Stream::new(PID);
+    s.sys(call(nr::DUP, 5, [42, 0, 0, 0, 0, 0]));
+    s.sys(call(nr::DUP2, 6, [5, 6, 0, 0, 0, 0]));
+    let names: Vec<String> = s
+        .ledger()
+        .open_fds(PID)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "dup of an fd from before tracing",
+            "dup of an fd from before tracing (kept by dup2)"
+        ]
+    );
+}

@@ -23,8 +23,6 @@ pub const SITE_FRAMES: usize = 3;
 pub enum SiteKey {
     /// An fd: what it refers to, and the call that kept it if that was a dup.
     Fd(FdSite),
-    /// A dup of an fd that was open before tracing and not in the snapshot.
-    DupOfUntracked,
     /// A mapping made by mmap (or a copy of one made by mremap).
     Mapping(MappingSite),
     /// A mapping that existed before tracing, as `/proc/PID/maps` names it.
@@ -50,6 +48,9 @@ pub enum FdSource {
     /// An opened path, absolute when the working directory was known.
     Path(Arc<str>),
     Kind(FdKind),
+    /// A dup of an fd that was open before tracing and not in the snapshot: what it refers
+    /// to is unknown.
+    DupOfUntracked,
 }
 
 /// An fd without a path. Variants are in the order of their text (see [`SiteKey`]).

@@ -93,7 +93,6 @@ impl Display for SiteText<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self.key {
             SiteKey::Fd(site) => write!(f, "{}", FdText(site)),
-            SiteKey::DupOfUntracked => f.write_str("dup of an fd from before tracing"),
             SiteKey::Mapping(mapping) => self.mapping(f, mapping),
             SiteKey::SeededMapping(description) => f.write_str(description),
             SiteKey::RemapOfUntracked => f.write_str("mremap of a mapping from before tracing"),
@@ -138,6 +137,7 @@ impl Display for FdText<'_> {
         match &self.0.source {
             FdSource::Path(path) => f.write_str(path)?,
             FdSource::Kind(kind) => write!(f, "{}", KindText(kind))?,
+            FdSource::DupOfUntracked => f.write_str("dup of an fd from before tracing")?,
         }
         match self.0.kept_by {
             Some(call) => write!(f, " (kept by {call})"),
