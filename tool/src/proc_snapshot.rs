@@ -30,7 +30,8 @@ pub struct FdSnapshot {
 pub struct MappingSnapshot {
     pub start: u64,
     pub len: u64,
-    pub description: String,
+    /// What it maps, as `/proc/PID/maps` says.
+    pub description: MMapPath,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -79,7 +80,7 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
         .map(|map| MappingSnapshot {
             start: map.address.0,
             len: map.address.1 - map.address.0,
-            description: describe_mapping(&map.pathname),
+            description: map.pathname,
         })
         .collect();
     Ok(Snapshot {
@@ -88,16 +89,6 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
         cwd: process.cwd().ok(),
         exe: process.exe().ok(),
     })
-}
-
-fn describe_mapping(path: &MMapPath) -> String {
-    match path {
-        MMapPath::Path(path) => path.display().to_string(),
-        MMapPath::Heap => "[heap]".into(),
-        MMapPath::Stack => "[stack]".into(),
-        MMapPath::Anonymous => "anonymous".into(),
-        other => format!("{other:?}").to_lowercase(),
-    }
 }
 
 /// `/proc/PID/fdinfo/FD` has the open flags in octal; O_CLOEXEC is 0o2000000.
@@ -131,7 +122,12 @@ mod tests {
             "{:?}",
             entry.link
         );
-        assert!(snapshot.mappings.iter().any(|m| m.description == "[stack]"));
+        assert!(
+            snapshot
+                .mappings
+                .iter()
+                .any(|m| m.description == MMapPath::Stack)
+        );
         assert_eq!(snapshot.cwd, std::env::current_dir().ok());
     }
 

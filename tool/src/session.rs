@@ -469,7 +469,7 @@ mod tests {
             mappings: vec![MappingSnapshot {
                 start: 0x1000,
                 len: 0x1000,
-                description: "/usr/bin/leakscope".into(),
+                description: procfs::process::MMapPath::Path("/usr/bin/leakscope".into()),
             }],
             cwd: Some("/tmp".into()),
             exe: None,

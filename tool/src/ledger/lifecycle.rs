@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use procfs::process::FDTarget;
+use procfs::process::{FDTarget, MMapPath};
 
 use super::history::{NewFd, Range, Unmapping};
 use super::holdings::Holdings;
@@ -45,9 +45,9 @@ impl Ledger {
     }
 
     /// Records a mapping that existed before tracing (from `/proc/PID/maps`).
-    pub fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &str) {
+    pub fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &MMapPath) {
         let len = mappings::page_round(len);
-        let key = SiteKey::SeededMapping(Arc::from(description));
+        let key = SiteKey::SeededMapping(description.into());
         let site = self.history.sites.intern(key);
         let process = self.processes.entry(tgid).or_default();
         let range = Range {

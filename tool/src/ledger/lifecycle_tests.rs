@@ -6,6 +6,7 @@ use super::super::records::{Cause, Origin};
 use super::super::test_support::{Stream, call, link};
 use crate::event::What;
 use leakscope_common::syscalls as nr;
+use procfs::process::MMapPath;
 
 const PID: u32 = 100;
 const CHILD: u32 = 200;
@@ -35,7 +36,12 @@ fn seeded_resources_start_when_tracing_began() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
     ledger.seed_fd(PID, 0, &link("/dev/pts/3"), false);
-    ledger.seed_mapping(PID, 0x40_0000, 8192, "/usr/bin/prog");
+    ledger.seed_mapping(
+        PID,
+        0x40_0000,
+        8192,
+        &MMapPath::Path("/usr/bin/prog".into()),
+    );
     let mut s = Stream::new(PID);
     s.close(0).munmap(0x40_0000, 8192);
     apply(&mut ledger, &s);

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
+use procfs::process::MMapPath;
+
 pub type SiteId = u32;
 pub type StackId = u32;
 
@@ -26,7 +28,7 @@ pub enum SiteKey {
     /// A mapping made by mmap (or a copy of one made by mremap).
     Mapping(MappingSite),
     /// A mapping that existed before tracing, as `/proc/PID/maps` names it.
-    SeededMapping(Arc<str>),
+    SeededMapping(Seeded),
     /// An mremap of a range mapped before tracing and not in the snapshot.
     RemapOfUntracked,
     /// Growth of the brk heap, and the stack that asked for it.
@@ -122,6 +124,41 @@ pub enum Backing {
     Anon,
     /// An fd the ledger did not know.
     UnknownFd(i32),
+}
+
+/// What `/proc/PID/maps` says a mapping from before tracing maps (procfs's `MMapPath`,
+/// which has no order).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seeded {
+    Path(Arc<str>),
+    Heap,
+    Stack,
+    ThreadStack(u32),
+    Vdso,
+    Vvar,
+    Vsyscall,
+    Rollup,
+    Anonymous,
+    SysVShm(i32),
+    Other(Arc<str>),
+}
+
+impl From<&MMapPath> for Seeded {
+    fn from(path: &MMapPath) -> Self {
+        match path {
+            MMapPath::Path(path) => Seeded::Path(Arc::from(path.to_string_lossy().as_ref())),
+            MMapPath::Heap => Seeded::Heap,
+            MMapPath::Stack => Seeded::Stack,
+            MMapPath::TStack(tid) => Seeded::ThreadStack(*tid),
+            MMapPath::Vdso => Seeded::Vdso,
+            MMapPath::Vvar => Seeded::Vvar,
+            MMapPath::Vsyscall => Seeded::Vsyscall,
+            MMapPath::Rollup => Seeded::Rollup,
+            MMapPath::Anonymous => Seeded::Anonymous,
+            MMapPath::Vsys(key) => Seeded::SysVShm(*key),
+            MMapPath::Other(name) => Seeded::Other(Arc::from(name.as_str())),
+        }
+    }
 }
 
 impl SiteKey {

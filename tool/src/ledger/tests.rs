@@ -4,6 +4,7 @@ use super::records::{Cause, NEVER, Origin};
 use super::test_support::{Stream, call, link};
 use super::*;
 use leakscope_common::syscalls as nr;
+use procfs::process::MMapPath;
 
 const PID: u32 = 100;
 
@@ -496,7 +497,12 @@ fn seeded_resources_are_known_and_their_release_is_ordinary() {
     ledger.seed_fd(PID, 0, &link("/dev/pts/3"), false);
     ledger.seed_fd(PID, 5, &link("socket:[12345]"), true);
     ledger.seed_fd(PID, 6, &link("anon_inode:[eventfd]"), false);
-    ledger.seed_mapping(PID, 0x40_0000, 8192, "/usr/bin/prog");
+    ledger.seed_mapping(
+        PID,
+        0x40_0000,
+        8192,
+        &MMapPath::Path("/usr/bin/prog".into()),
+    );
     ledger.seed_brk(PID, 0x100_0000);
     let mut s = Stream::new(PID);
     s.close(5).munmap(0x40_0000, 8192).brk(0x100_2000);

@@ -9,7 +9,8 @@ use crate::analysis::HeapSite;
 use crate::analysis::sites::Site;
 use crate::analysis::trend::Verdict;
 use crate::ledger::sites::{
-    Backing, FdKind, FdSite, FdSource, MappingSite, PidfdDelivery, SiteId, SiteKey, Sites, StackId,
+    Backing, FdKind, FdSite, FdSource, MappingSite, PidfdDelivery, Seeded, SiteId, SiteKey, Sites,
+    StackId,
 };
 use crate::units;
 
@@ -94,7 +95,7 @@ impl Display for SiteText<'_> {
         match self.key {
             SiteKey::Fd(site) => write!(f, "{}", FdText(site)),
             SiteKey::Mapping(mapping) => self.mapping(f, mapping),
-            SiteKey::SeededMapping(description) => f.write_str(description),
+            SiteKey::SeededMapping(seeded) => write!(f, "{}", SeededText(seeded)),
             SiteKey::RemapOfUntracked => f.write_str("mremap of a mapping from before tracing"),
             SiteKey::Brk { stack } => {
                 f.write_str("brk")?;
@@ -127,6 +128,28 @@ impl SiteText<'_> {
             write!(f, " ← {frame}")?;
         }
         Ok(())
+    }
+}
+
+/// The names `/proc/PID/maps` gives (and the lower-case variant names procfs has for the
+/// pseudo-paths without one).
+struct SeededText<'a>(&'a Seeded);
+
+impl Display for SeededText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Seeded::Path(path) => f.write_str(path),
+            Seeded::Heap => f.write_str("[heap]"),
+            Seeded::Stack => f.write_str("[stack]"),
+            Seeded::ThreadStack(tid) => write!(f, "tstack({tid})"),
+            Seeded::Vdso => f.write_str("vdso"),
+            Seeded::Vvar => f.write_str("vvar"),
+            Seeded::Vsyscall => f.write_str("vsyscall"),
+            Seeded::Rollup => f.write_str("rollup"),
+            Seeded::Anonymous => f.write_str("anonymous"),
+            Seeded::SysVShm(key) => write!(f, "vsys({key})"),
+            Seeded::Other(name) => write!(f, "other({:?})", name.to_lowercase()),
+        }
     }
 }
 
@@ -189,6 +212,7 @@ fn prot_text(prot: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use procfs::process::MMapPath;
     use std::sync::Arc;
 
     fn text(key: SiteKey, sites: &mut Sites) -> String {
@@ -238,6 +262,21 @@ mod tests {
             "brk".to_string()
         );
         assert_eq!(prot_text(5), "r-x");
+    }
+
+    #[test]
+    fn seeded_mappings_read_as_proc_maps_names_them() {
+        let mut sites = Sites::default();
+        let mut seeded = |path: MMapPath| text(SiteKey::SeededMapping((&path).into()), &mut sites);
+        assert_eq!(
+            seeded(MMapPath::Path("/usr/bin/prog".into())),
+            "/usr/bin/prog"
+        );
+        assert_eq!(seeded(MMapPath::Heap), "[heap]");
+        assert_eq!(seeded(MMapPath::Stack), "[stack]");
+        assert_eq!(seeded(MMapPath::Anonymous), "anonymous");
+        assert_eq!(seeded(MMapPath::TStack(12)), "tstack(12)");
+        assert_eq!(seeded(MMapPath::Vdso), "vdso");
     }
 
     #[test]
