@@ -9,6 +9,10 @@
 //!
 //! Fd tables and address spaces belong to a process (tgid), shared by its threads. The
 //! ledger never looks at `tid` except to tell a thread's exit from its process's.
+//!
+//! What each live process holds now (`Process`) is kept apart from what the ledger
+//! records (`history::History`): applying a call borrows one process and the history side
+//! by side (`fd_apply`, `map_apply`, `lifecycle`).
 
 pub mod brk;
 mod fd_apply;

@@ -258,14 +258,6 @@ impl Sites {
     pub fn stack(&self, id: StackId) -> &[Arc<str>] {
         self.stacks.get(id)
     }
-
-    pub fn len(&self) -> usize {
-        self.keys.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.values.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -281,7 +273,6 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(sites.key(b), &SiteKey::fd_kind(FdKind::Socket));
         assert_eq!(sites.path(a), Some("/tmp/a"));
-        assert_eq!(sites.len(), 2);
     }
 
     #[test]
