@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::brk::Break;
 use super::fd_table::FdEntry;
 use super::mappings::Cut;
-use super::records::{Cause, Origin, RecordId, Records};
+use super::records::{Acquisition, Cause, Origin, RecordId, Records};
 use super::sites::{SiteId, Sites};
 use super::{ByteChange, FailedAcquisition, HeapGrowth, NO_RECORD, OpenedPath, Process, RssSample};
 
@@ -65,7 +65,8 @@ impl History {
 
     /// Installs a new fd, releasing whatever the number held (dup2/dup3's implicit close).
     pub fn install(&mut self, process: &mut Process, new: NewFd) {
-        let record = self.fds.add(new.tgid, new.site, new.origin, new.t, new.t);
+        let acquired = Acquisition::at(new.origin, new.t);
+        let record = self.fds.add(new.tgid, new.site, acquired);
         let entry = FdEntry {
             record,
             cloexec: new.cloexec,
@@ -107,7 +108,7 @@ impl History {
                 cause,
             },
         );
-        let record = self.maps.add(tgid, site, origin, t, t);
+        let record = self.maps.add(tgid, site, Acquisition::at(origin, t));
         self.map(process, (start, len, record), t);
     }
 

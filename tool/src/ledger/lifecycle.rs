@@ -8,7 +8,7 @@ use procfs::process::{FDTarget, MMapPath};
 
 use super::history::{NewFd, Range, Unmapping};
 use super::holdings::Holdings;
-use super::records::{Cause, Origin, RecordId};
+use super::records::{Acquisition, Cause, Origin, RecordId};
 use super::sites::{FdKind, SiteKey};
 use super::{ByteChange, Ledger, NO_RECORD, mappings, paths};
 use crate::ledger::brk::Break;
@@ -93,10 +93,14 @@ impl Ledger {
         for (start, len, parent_record) in source.maps.pieces() {
             let record = *copies.entry(parent_record).or_insert_with(|| {
                 let original = *history.maps.get(parent_record);
-                let born = original.origin_ns;
-                history
-                    .maps
-                    .add(child, original.site, Origin::ForkCopy, born, t)
+                // The copy is live in the child from the fork; its resource is as old as
+                // the parent's.
+                let copy = Acquisition {
+                    origin: Origin::ForkCopy,
+                    origin_ns: original.origin_ns,
+                    born_ns: t,
+                };
+                history.maps.add(child, original.site, copy)
             });
             let cause = Cause::Implicit;
             history.unmap(
