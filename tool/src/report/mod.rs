@@ -5,6 +5,7 @@ pub mod answer;
 pub mod held;
 pub mod json;
 pub mod model;
+pub mod sites;
 pub mod text;
 
 pub use model::Report;
