@@ -56,7 +56,7 @@ pub fn diagnose_followed(ledger: Ledger, info: &RunInfo, followed: &FollowedProc
         lost_events: info.lost_events,
     };
     let analysis = analysis::analyze(&ledger, &iterations, &facts);
-    let mut classes = Classes::new(&analysis);
+    let mut classes = Classes::new(&analysis, ledger.sites());
     // Too few iterations for a rate (a one-shot program): no per-iteration numbers, but
     // what the target held at exit, as valgrind --track-fds reports it.
     let one_shot = iterations.count() < trend::MIN_ITERATIONS;

@@ -109,17 +109,12 @@ fn is_running(tgid: u32) -> bool {
         .is_some_and(|state| !matches!(state, ProcState::Zombie | ProcState::Dead))
 }
 
-/// `/proc/PID/cmdline` as arguments; `None` when the process is gone.
+/// `/proc/PID/cmdline` as arguments; `None` when the process is gone (or its arguments
+/// are not UTF-8).
 pub fn proc_command(pid: u32) -> Option<Vec<String>> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
+    procfs::process::Process::new(pid as i32)
+        .and_then(|process| process.cmdline())
         .ok()
-        .map(|bytes| {
-            bytes
-                .split(|b| *b == 0)
-                .filter(|part| !part.is_empty())
-                .map(|part| String::from_utf8_lossy(part).into_owned())
-                .collect()
-        })
 }
 
 #[cfg(test)]

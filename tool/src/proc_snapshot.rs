@@ -6,7 +6,7 @@
 
 use std::{fs, path::PathBuf};
 
-use procfs::process::{LimitValue, MMapPath, Process};
+use procfs::process::{FDTarget, LimitValue, MMapPath, Process};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -20,9 +20,9 @@ pub enum SnapshotError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FdSnapshot {
     pub fd: i32,
-    /// The `/proc/PID/fd/N` link as the kernel writes it ("/path", "socket:[123]", ...);
+    /// What the `/proc/PID/fd/N` link points to (a path, a socket, an anon inode, ...);
     /// the ledger names the site from it.
-    pub link: String,
+    pub link: FDTarget,
     pub cloexec: bool,
 }
 
@@ -30,7 +30,8 @@ pub struct FdSnapshot {
 pub struct MappingSnapshot {
     pub start: u64,
     pub len: u64,
-    pub description: String,
+    /// What it maps, as `/proc/PID/maps` says.
+    pub description: MMapPath,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -66,13 +67,10 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
         .fd()
         .map_err(proc_err)?
         .filter_map(Result::ok) // an fd closed while we list them is simply not there
-        .filter_map(|info| {
-            let link = fs::read_link(format!("/proc/{pid}/fd/{}", info.fd)).ok()?;
-            Some(FdSnapshot {
-                fd: info.fd,
-                link: link.to_string_lossy().into_owned(),
-                cloexec: fd_is_cloexec(pid, info.fd),
-            })
+        .map(|info| FdSnapshot {
+            fd: info.fd,
+            cloexec: fd_is_cloexec(pid, info.fd),
+            link: info.target,
         })
         .collect();
     let mappings = process
@@ -82,7 +80,7 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
         .map(|map| MappingSnapshot {
             start: map.address.0,
             len: map.address.1 - map.address.0,
-            description: describe_mapping(&map.pathname),
+            description: map.pathname,
         })
         .collect();
     Ok(Snapshot {
@@ -91,16 +89,6 @@ pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
         cwd: process.cwd().ok(),
         exe: process.exe().ok(),
     })
-}
-
-fn describe_mapping(path: &MMapPath) -> String {
-    match path {
-        MMapPath::Path(path) => path.display().to_string(),
-        MMapPath::Heap => "[heap]".into(),
-        MMapPath::Stack => "[stack]".into(),
-        MMapPath::Anonymous => "anonymous".into(),
-        other => format!("{other:?}").to_lowercase(),
-    }
 }
 
 /// `/proc/PID/fdinfo/FD` has the open flags in octal; O_CLOEXEC is 0o2000000.
@@ -129,8 +117,17 @@ mod tests {
             .find(|f| f.fd == file.as_raw_fd())
             .unwrap();
         assert!(entry.cloexec);
-        assert!(entry.link.starts_with('/'), "{}", entry.link);
-        assert!(snapshot.mappings.iter().any(|m| m.description == "[stack]"));
+        assert!(
+            matches!(&entry.link, FDTarget::Path(path) if path.is_absolute()),
+            "{:?}",
+            entry.link
+        );
+        assert!(
+            snapshot
+                .mappings
+                .iter()
+                .any(|m| m.description == MMapPath::Stack)
+        );
         assert_eq!(snapshot.cwd, std::env::current_dir().ok());
     }
 

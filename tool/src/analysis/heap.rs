@@ -28,9 +28,9 @@ pub struct HeapClass {
 }
 
 /// Heap growth attributed to one call site.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HeapSite {
-    pub site: String,
+    pub site: SiteId,
     /// Bytes the break grew by from this site during the iterations.
     pub bytes: u64,
     pub bytes_per_iteration: f64,
@@ -76,12 +76,15 @@ fn heap_sites(ledger: &Ledger, iterations: &Iterations) -> Vec<HeapSite> {
     let mut sites: Vec<HeapSite> = by_site
         .into_iter()
         .map(|(site, bytes)| HeapSite {
-            site: ledger.sites().name(site).to_string(),
+            site,
             bytes,
             bytes_per_iteration: bytes as f64 / spanned,
         })
         .collect();
-    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.site.cmp(&b.site)));
+    let keys = ledger.sites();
+    sites.sort_by(|a, b| {
+        (b.bytes.cmp(&a.bytes)).then_with(|| keys.key(a.site).cmp(keys.key(b.site)))
+    });
     sites.truncate(HEAP_SITES_SHOWN);
     sites
 }

@@ -79,13 +79,13 @@ pub fn rss_totals(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::records::{Cause, Origin};
+    use crate::ledger::records::{Acquisition, Cause, Origin};
 
     #[test]
     fn counts_are_taken_just_before_each_boundary() {
         let mut records = Records::default();
-        let a = records.add(1, 0, Origin::Acquired, 10, 10);
-        records.add(1, 0, Origin::Acquired, 20, 20);
+        let a = records.add(1, 0, Acquisition::at(Origin::Acquired, 10));
+        records.add(1, 0, Acquisition::at(Origin::Acquired, 20));
         records.release(a, 30, Cause::Explicit);
         assert_eq!(
             live_counts(&records, &[10, 11, 21, 30, 31]),

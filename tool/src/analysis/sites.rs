@@ -3,8 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
-
 use super::scales;
 use super::trend::{self, Verdict};
 use crate::iterations::Iterations;
@@ -15,18 +13,19 @@ use crate::ledger::{ByteChange, NO_RECORD};
 /// How many sites a class reports.
 pub const MAX_SITES: usize = 10;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Site {
-    pub site: String,
+    pub site: SiteId,
+    /// The bytes an mremap resized this site's mappings to, when one did (the site itself
+    /// names the first size).
+    pub resized_to: Option<u64>,
     /// Retained resources from this site.
     pub leaked: u64,
     pub leaked_per_iteration: f64,
     /// Bytes they still held at the last boundary (mappings only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_leaked: Option<u64>,
     /// Growth of those bytes per iteration (mappings only): a mapping grown by mremap
     /// leaks bytes while its count stays one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_leaked_per_iteration: Option<f64>,
     /// The trend of this site's retained count: "leak" if it kept growing, "plateau" for a
     /// bounded cache.
@@ -98,7 +97,7 @@ pub fn retained_sites(
     ranked.sort_by(|a, b| {
         (b.1.len().cmp(&a.1.len()))
             .then(b.2.cmp(&a.2))
-            .then_with(|| sites.name(a.0).cmp(sites.name(b.0)))
+            .then_with(|| sites.key(a.0).cmp(sites.key(b.0)))
     });
     ranked.truncate(MAX_SITES);
     ranked
@@ -112,15 +111,12 @@ pub fn retained_sites(
                 .map(|&b| births.partition_point(|&t| t < b) as f64)
                 .collect();
             let count_verdict = trend::judge(&cumulative, &scales::COUNT, doubt).verdict;
-            let mut name = sites.name(site).to_string();
+            let mut resized_to = None;
             let (bytes_rate, verdict) = match site_bytes {
                 Some(judged) => {
                     let ids = members.get(&site).map_or(&[][..], Vec::as_slice);
                     if ids.iter().any(|id| judged.resized.contains(id)) {
-                        name.push_str(&format!(
-                            " (resized by mremap to {})",
-                            crate::units::bytes(bytes_of_site as f64)
-                        ));
+                        resized_to = Some(bytes_of_site);
                     }
                     let series = site_byte_series(judged.changes, ids, &iterations.boundaries);
                     let judgement = trend::judge(&series, &scales::mapped_bytes(), doubt);
@@ -134,7 +130,8 @@ pub fn retained_sites(
                 None => (None, count_verdict),
             };
             Site {
-                site: name,
+                site,
+                resized_to,
                 leaked: births.len() as u64,
                 leaked_per_iteration: births.len() as f64 / intervals as f64,
                 bytes_leaked: bytes.map(|_| bytes_of_site),

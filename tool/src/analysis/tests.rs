@@ -36,6 +36,11 @@ fn analyze_stream(s: &Stream, lost: u64) -> Analysis {
     analyze(&ledger, &iterations, &RunFacts { lost_events: lost })
 }
 
+/// A site as the report names it (the stream's ledger interns the same ids again).
+fn text(s: &Stream, site: crate::ledger::sites::SiteId) -> String {
+    crate::report::sites::site_text(site, s.ledger().sites())
+}
+
 fn assert_rate(actual: f64, expected: f64) {
     assert!(
         (actual - expected).abs() <= expected.abs() * 0.05 + 1e-9,
@@ -70,7 +75,7 @@ fn steady_fd_leak_is_a_leak_of_exactly_one_per_iteration() {
     assert_eq!(format!("{:.2}", analysis.fd.count.rate), "1.00");
     let top = &analysis.fd.sites[0];
     assert_eq!(
-        (top.site.as_str(), top.leaked, top.verdict),
+        (text(&s, top.site).as_str(), top.leaked, top.verdict),
         ("/tmp/work/leaked.txt", 999, Verdict::Leak)
     );
     assert_rate(top.leaked_per_iteration, 1.0);
@@ -105,7 +110,7 @@ fn mapping_leak_reports_bytes_per_iteration() {
     assert_rate(analysis.mmap.count.rate, 1.0);
     let top = &analysis.mmap.sites[0];
     assert_eq!(
-        (top.site.as_str(), top.leaked, top.bytes_leaked),
+        (text(&s, top.site).as_str(), top.leaked, top.bytes_leaked),
         ("anon 64 KiB rw- private", 999, Some(999 * 65536))
     );
     assert_eq!(analysis.fd.verdict, Verdict::NoLeak);
@@ -128,7 +133,11 @@ fn heap_growth_is_a_brk_leak_and_explains_rss() {
     assert_eq!(analysis.rss.unexplained.verdict, Verdict::NoLeak);
     assert_rate(analysis.rss.explained_rate, 4096.0);
     assert!(
-        analysis.brk.sites.iter().all(|site| site.site == "brk"),
+        analysis
+            .brk
+            .sites
+            .iter()
+            .all(|site| text(&s, site.site) == "brk"),
         "no frames were captured"
     );
 }
@@ -151,7 +160,11 @@ fn heap_growth_is_attributed_to_the_stack_that_grew_the_break() {
     });
     let analysis = analyze_stream(&s, 0);
     let top = &analysis.brk.sites[0];
-    assert!(top.site.contains("leak_heap"), "{:?}", analysis.brk.sites);
+    assert!(
+        text(&s, top.site).contains("leak_heap"),
+        "{:?}",
+        analysis.brk.sites
+    );
     assert!(top.bytes > analysis.brk.sites[1].bytes);
 }
 

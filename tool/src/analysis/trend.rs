@@ -516,7 +516,7 @@ mod tests {
             .map(|i| {
                 let i = i as f64;
                 3.0 * i - 100.0 * (i / 50.0).floor()
-                    + if (i as u64 / 400) % 2 == 0 {
+                    + if (i as u64 / 400).is_multiple_of(2) {
                         0.0
                     } else {
                         -600.0

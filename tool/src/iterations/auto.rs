@@ -100,7 +100,7 @@ pub fn detect(ledger: &Ledger) -> Iterations {
         .iter()
         .take(CANDIDATES_SHOWN)
         .map(|c| MarkerCandidate {
-            path: ledger.sites().name(c.path).to_string(),
+            path: ledger.sites().path(c.path).unwrap_or_default().to_string(),
             count: c.count,
             score: (c.score * 100.0).round() / 100.0,
         })
@@ -111,7 +111,7 @@ pub fn detect(ledger: &Ledger) -> Iterations {
         let best = distinct[0];
         let reason = format!(
             "no loop found: \"{}\" ({} opens) {}",
-            ledger.sites().name(best.path),
+            ledger.sites().path(best.path).unwrap_or_default(),
             best.count,
             best.flaw.as_deref().unwrap_or_default()
         );
@@ -127,7 +127,11 @@ pub fn detect(ledger: &Ledger) -> Iterations {
         .filter(|c| c.rank >= best_rank * 0.99)
         .min_by_key(|c| (c.times[0], c.path))
         .expect("the best is among them");
-    let path = ledger.sites().name(chosen.path).to_string();
+    let path = ledger
+        .sites()
+        .path(chosen.path)
+        .unwrap_or_default()
+        .to_string();
     Iterations {
         detail: format!(
             "auto: \"{path}\" opened {} times, regularity {:.2}",

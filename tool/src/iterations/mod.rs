@@ -141,7 +141,12 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
             let mut boundaries: Vec<u64> = ledger
                 .opened_paths()
                 .iter()
-                .filter(|open| ledger.sites().name(open.path).contains(needle.as_str()))
+                .filter(|open| {
+                    ledger
+                        .sites()
+                        .path(open.path)
+                        .is_some_and(|path| path.contains(needle.as_str()))
+                })
                 .map(|open| open.time_ns)
                 .collect();
             boundaries.sort_unstable();

@@ -400,7 +400,7 @@ fn regularity_counts_work_not_time() {
         ledger
             .opened_paths()
             .iter()
-            .filter(|o| ledger.sites().name(o.path) == path)
+            .filter(|o| ledger.sites().path(o.path) == Some(path))
             .map(|o| o.time_ns)
             .collect()
     };

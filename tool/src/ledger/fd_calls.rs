@@ -1,6 +1,7 @@
 //! What each fd-related syscall means for a process's fd table, decoded from raw
 //! registers. Pure: the ledger applies the resulting [`FdOp`].
 
+use super::sites::{FdKind, PidfdDelivery};
 use crate::event::Syscall;
 use leakscope_common::fd_arrival::{self, MSG_CMSG_CLOEXEC, bpf_cmd};
 use leakscope_common::syscalls as nr;
@@ -19,9 +20,6 @@ const PERF_FLAG_FD_CLOEXEC: u64 = 8;
 /// OPEN_TREE_CLOEXEC is O_CLOEXEC.
 const FS_CLOEXEC: u64 = 1;
 
-/// The site of fds received in SCM_RIGHTS control messages.
-pub const RECEIVED_SITE: &str = "fd received over a socket (SCM_RIGHTS)";
-
 /// The effect of one successful fd syscall.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FdOp {
@@ -32,16 +30,16 @@ pub enum FdOp {
         path: String,
         cloexec: bool,
     },
-    /// A new fd of a kind without a path ("socket", "anon:eventfd", "memfd:NAME", ...).
+    /// A new fd of a kind without a path (a socket, an eventfd, a memfd, ...).
     New {
         fd: i32,
-        kind: String,
+        kind: FdKind,
         cloexec: bool,
     },
     /// pipe/pipe2/socketpair: two new fds of one kind.
     Pair {
         fds: [i32; 2],
-        kind: &'static str,
+        kind: FdKind,
         cloexec: bool,
     },
     /// pipe/pipe2/socketpair succeeded, but the kernel could not read which two fds it
@@ -80,7 +78,7 @@ pub enum FdOp {
 pub struct ReceivedFd {
     pub fd: i32,
     /// What it is and how it arrived: the site of its record.
-    pub site: &'static str,
+    pub kind: FdKind,
     pub cloexec: bool,
 }
 
@@ -120,13 +118,14 @@ pub fn decode(call: &Syscall) -> Option<FdOp> {
     let a = &call.args;
     let ret = call.ret as i32;
     let path = || call.path.as_ref().map(|p| p.display()).unwrap_or_default();
-    let new = |kind: &str, cloexec: bool| {
+    let new = |kind: FdKind, cloexec: bool| {
         Some(FdOp::New {
             fd: ret,
-            kind: kind.to_string(),
+            kind,
             cloexec,
         })
     };
+    let anon = |name: &str, cloexec: bool| new(FdKind::anon(name), cloexec);
     match call.nr {
         nr::OPEN => Some(FdOp::Open {
             fd: ret,
@@ -155,7 +154,7 @@ pub fn decode(call: &Syscall) -> Option<FdOp> {
             path: path(),
             cloexec: false,
         }),
-        nr::OPEN_BY_HANDLE_AT => new("file by handle", flag(a[2], O_CLOEXEC)),
+        nr::OPEN_BY_HANDLE_AT => new(FdKind::ByHandle, flag(a[2], O_CLOEXEC)),
         nr::CLOSE => Some(FdOp::Close { fd: fd_arg(a[0]) }),
         nr::CLOSE_RANGE => Some(FdOp::CloseRange {
             first: a[0] as u32,
@@ -194,30 +193,30 @@ pub fn decode(call: &Syscall) -> Option<FdOp> {
             }),
             _ => None,
         },
-        nr::SOCKET => new("socket", flag(a[1], O_CLOEXEC)),
-        nr::ACCEPT => new("socket", false),
-        nr::ACCEPT4 => new("socket", flag(a[3], O_CLOEXEC)),
-        nr::SOCKETPAIR => pair(call, "socket", flag(a[1], O_CLOEXEC)),
-        nr::PIPE => pair(call, "pipe", false),
-        nr::PIPE2 => pair(call, "pipe", flag(a[1], O_CLOEXEC)),
-        nr::EVENTFD => new("anon:eventfd", false),
-        nr::EVENTFD2 => new("anon:eventfd", flag(a[1], O_CLOEXEC)),
-        nr::EPOLL_CREATE => new("anon:eventpoll", false),
-        nr::EPOLL_CREATE1 => new("anon:eventpoll", flag(a[0], O_CLOEXEC)),
+        nr::SOCKET => new(FdKind::Socket, flag(a[1], O_CLOEXEC)),
+        nr::ACCEPT => new(FdKind::Socket, false),
+        nr::ACCEPT4 => new(FdKind::Socket, flag(a[3], O_CLOEXEC)),
+        nr::SOCKETPAIR => pair(call, FdKind::Socket, flag(a[1], O_CLOEXEC)),
+        nr::PIPE => pair(call, FdKind::Pipe, false),
+        nr::PIPE2 => pair(call, FdKind::Pipe, flag(a[1], O_CLOEXEC)),
+        nr::EVENTFD => anon("eventfd", false),
+        nr::EVENTFD2 => anon("eventfd", flag(a[1], O_CLOEXEC)),
+        nr::EPOLL_CREATE => anon("eventpoll", false),
+        nr::EPOLL_CREATE1 => anon("eventpoll", flag(a[0], O_CLOEXEC)),
         // signalfd on an existing fd (arg0 != -1) only changes its mask: no new fd.
-        nr::SIGNALFD if fd_arg(a[0]) == -1 => new("anon:signalfd", false),
-        nr::SIGNALFD4 if fd_arg(a[0]) == -1 => new("anon:signalfd", flag(a[3], O_CLOEXEC)),
-        nr::TIMERFD_CREATE => new("anon:timerfd", flag(a[1], O_CLOEXEC)),
-        nr::INOTIFY_INIT => new("anon:inotify", false),
-        nr::INOTIFY_INIT1 => new("anon:inotify", flag(a[0], O_CLOEXEC)),
-        nr::FANOTIFY_INIT => new("anon:fanotify", flag(a[0], FAN_CLOEXEC)),
-        nr::USERFAULTFD => new("anon:userfaultfd", flag(a[0], O_CLOEXEC)),
-        nr::PERF_EVENT_OPEN => new("anon:perf_event", flag(a[4], PERF_FLAG_FD_CLOEXEC)),
+        nr::SIGNALFD if fd_arg(a[0]) == -1 => anon("signalfd", false),
+        nr::SIGNALFD4 if fd_arg(a[0]) == -1 => anon("signalfd", flag(a[3], O_CLOEXEC)),
+        nr::TIMERFD_CREATE => anon("timerfd", flag(a[1], O_CLOEXEC)),
+        nr::INOTIFY_INIT => anon("inotify", false),
+        nr::INOTIFY_INIT1 => anon("inotify", flag(a[0], O_CLOEXEC)),
+        nr::FANOTIFY_INIT => anon("fanotify", flag(a[0], FAN_CLOEXEC)),
+        nr::USERFAULTFD => anon("userfaultfd", flag(a[0], O_CLOEXEC)),
+        nr::PERF_EVENT_OPEN => anon("perf_event", flag(a[4], PERF_FLAG_FD_CLOEXEC)),
         // The kernel always creates these CLOEXEC.
-        nr::IO_URING_SETUP => new("anon:io_uring", true),
-        nr::PIDFD_OPEN => new("anon:pidfd", true),
-        nr::PIDFD_GETFD => new("fd from another process", true),
-        nr::MEMFD_CREATE => new(&format!("memfd:{}", path()), flag(a[1], MFD_CLOEXEC)),
+        nr::IO_URING_SETUP => anon("io_uring", true),
+        nr::PIDFD_OPEN => anon("pidfd", true),
+        nr::PIDFD_GETFD => new(FdKind::FromAnotherProcess, true),
+        nr::MEMFD_CREATE => new(FdKind::Memfd(path().into()), flag(a[1], MFD_CLOEXEC)),
         _ => decode_newer(call),
     }
 }
@@ -231,7 +230,7 @@ fn decode_newer(call: &Syscall) -> Option<FdOp> {
     }
     let ret = call.ret as i32;
     let path = || call.path.as_ref().map(|p| p.display()).unwrap_or_default();
-    let new = |kind: String, cloexec: bool| {
+    let new = |kind: FdKind, cloexec: bool| {
         Some(FdOp::New {
             fd: ret,
             kind,
@@ -240,18 +239,18 @@ fn decode_newer(call: &Syscall) -> Option<FdOp> {
     };
     match call.nr {
         // POSIX: message queue descriptors close on exec; Linux installs them O_CLOEXEC.
-        nr::MQ_OPEN => new(format!("mqueue:{}", path()), true),
+        nr::MQ_OPEN => new(FdKind::MessageQueue(path().into()), true),
         // Every bpf fd is created O_CLOEXEC.
-        nr::BPF => new(bpf_kind(a[0]).to_string(), true),
-        nr::SECCOMP => new("anon:seccomp notify".into(), true),
-        nr::LANDLOCK_CREATE_RULESET => new("anon:landlock-ruleset".into(), true),
-        nr::MEMFD_SECRET => new("anon:secretmem".into(), flag(a[0], O_CLOEXEC)),
+        nr::BPF => new(bpf_kind(a[0]), true),
+        nr::SECCOMP => new(FdKind::anon("seccomp notify"), true),
+        nr::LANDLOCK_CREATE_RULESET => new(FdKind::anon("landlock-ruleset"), true),
+        nr::MEMFD_SECRET => new(FdKind::anon("secretmem"), flag(a[0], O_CLOEXEC)),
         nr::OPEN_TREE | nr::OPEN_TREE_ATTR => {
-            new(format!("mount tree:{}", path()), flag(a[2], O_CLOEXEC))
+            new(FdKind::MountTree(path().into()), flag(a[2], O_CLOEXEC))
         }
-        nr::FSOPEN => new(format!("fs context:{}", path()), flag(a[1], FS_CLOEXEC)),
-        nr::FSPICK => new(format!("fs context:{}", path()), flag(a[2], FS_CLOEXEC)),
-        nr::FSMOUNT => new("anon:mount".into(), flag(a[1], FS_CLOEXEC)),
+        nr::FSOPEN => new(FdKind::FsContext(path().into()), flag(a[1], FS_CLOEXEC)),
+        nr::FSPICK => new(FdKind::FsContext(path().into()), flag(a[2], FS_CLOEXEC)),
+        nr::FSMOUNT => new(FdKind::anon("mount"), flag(a[1], FS_CLOEXEC)),
         nr::RECVMSG => received(call, flag(a[2], MSG_CMSG_CLOEXEC)),
         nr::RECVMMSG => received(call, flag(a[3], MSG_CMSG_CLOEXEC)),
         nr::CLONE | nr::CLONE3 | nr::GETSOCKOPT => received(call, true),
@@ -259,39 +258,39 @@ fn decode_newer(call: &Syscall) -> Option<FdOp> {
     }
 }
 
-fn bpf_kind(cmd: u64) -> &'static str {
+fn bpf_kind(cmd: u64) -> FdKind {
     match cmd {
-        bpf_cmd::MAP_CREATE | bpf_cmd::MAP_GET_FD_BY_ID => "anon:bpf-map",
-        bpf_cmd::PROG_LOAD | bpf_cmd::PROG_GET_FD_BY_ID => "anon:bpf-prog",
-        bpf_cmd::BTF_LOAD | bpf_cmd::BTF_GET_FD_BY_ID => "anon:btf",
+        bpf_cmd::MAP_CREATE | bpf_cmd::MAP_GET_FD_BY_ID => FdKind::anon("bpf-map"),
+        bpf_cmd::PROG_LOAD | bpf_cmd::PROG_GET_FD_BY_ID => FdKind::anon("bpf-prog"),
+        bpf_cmd::BTF_LOAD | bpf_cmd::BTF_GET_FD_BY_ID => FdKind::anon("btf"),
         bpf_cmd::LINK_CREATE | bpf_cmd::LINK_GET_FD_BY_ID | bpf_cmd::RAW_TRACEPOINT_OPEN => {
-            "anon:bpf-link"
+            FdKind::anon("bpf-link")
         }
-        bpf_cmd::OBJ_GET => "bpf object (pinned)",
-        bpf_cmd::ENABLE_STATS => "anon:bpf-stats",
-        bpf_cmd::ITER_CREATE => "bpf iterator",
-        bpf_cmd::TOKEN_CREATE => "anon:bpf-token",
-        _ => "bpf fd",
+        bpf_cmd::OBJ_GET => FdKind::BpfPinned,
+        bpf_cmd::ENABLE_STATS => FdKind::anon("bpf-stats"),
+        bpf_cmd::ITER_CREATE => FdKind::BpfIterator,
+        bpf_cmd::TOKEN_CREATE => FdKind::anon("bpf-token"),
+        _ => FdKind::Bpf,
     }
 }
 
 /// SCM_RIGHTS fds are CLOEXEC when the call asked (`rights_cloexec`); pidfds always are.
 fn received(call: &Syscall, rights_cloexec: bool) -> Option<FdOp> {
     let delivered = call.delivered.as_ref()?;
-    let pidfd_site = match call.nr {
-        nr::CLONE => "anon:pidfd (clone CLONE_PIDFD)",
-        nr::CLONE3 => "anon:pidfd (clone3 CLONE_PIDFD)",
-        nr::GETSOCKOPT => "anon:pidfd (getsockopt SO_PEERPIDFD)",
-        _ => "anon:pidfd (received over a socket, SCM_PIDFD)",
-    };
+    let pidfd = FdKind::DeliveredPidfd(match call.nr {
+        nr::CLONE => PidfdDelivery::Clone,
+        nr::CLONE3 => PidfdDelivery::Clone3,
+        nr::GETSOCKOPT => PidfdDelivery::PeerPidfd,
+        _ => PidfdDelivery::ScmPidfd,
+    });
     let rights = delivered.rights.iter().map(|&fd| ReceivedFd {
         fd,
-        site: RECEIVED_SITE,
+        kind: FdKind::Received,
         cloexec: rights_cloexec,
     });
     let pidfds = delivered.pidfds.iter().map(|&fd| ReceivedFd {
         fd,
-        site: pidfd_site,
+        kind: pidfd.clone(),
         cloexec: true,
     });
     Some(FdOp::Received {
@@ -300,7 +299,7 @@ fn received(call: &Syscall, rights_cloexec: bool) -> Option<FdOp> {
     })
 }
 
-fn pair(call: &Syscall, kind: &'static str, cloexec: bool) -> Option<FdOp> {
+fn pair(call: &Syscall, kind: FdKind, cloexec: bool) -> Option<FdOp> {
     Some(match call.fd_pair {
         Some(fds) => FdOp::Pair { fds, kind, cloexec },
         None => FdOp::PairUnknown,
@@ -353,36 +352,46 @@ mod tests {
     #[test]
     fn flag_arguments_per_call() {
         let cases = [
-            (nr::SOCKET, [2, 1 | O_CLOEXEC, 0, 0, 0, 0], "socket", true),
-            (nr::ACCEPT4, [3, 0, 0, O_CLOEXEC, 0, 0], "socket", true),
+            (
+                nr::SOCKET,
+                [2, 1 | O_CLOEXEC, 0, 0, 0, 0],
+                FdKind::Socket,
+                true,
+            ),
+            (
+                nr::ACCEPT4,
+                [3, 0, 0, O_CLOEXEC, 0, 0],
+                FdKind::Socket,
+                true,
+            ),
             (
                 nr::EVENTFD2,
                 [0, O_CLOEXEC, 0, 0, 0, 0],
-                "anon:eventfd",
+                FdKind::anon("eventfd"),
                 true,
             ),
             (
                 nr::EPOLL_CREATE1,
                 [O_CLOEXEC, 0, 0, 0, 0, 0],
-                "anon:eventpoll",
+                FdKind::anon("eventpoll"),
                 true,
             ),
             (
                 nr::TIMERFD_CREATE,
                 [1, 0, 0, 0, 0, 0],
-                "anon:timerfd",
+                FdKind::anon("timerfd"),
                 false,
             ),
             (
                 nr::INOTIFY_INIT1,
                 [O_CLOEXEC, 0, 0, 0, 0, 0],
-                "anon:inotify",
+                FdKind::anon("inotify"),
                 true,
             ),
             (
                 nr::SIGNALFD4,
                 [u64::MAX, 0, 8, O_CLOEXEC, 0, 0],
-                "anon:signalfd",
+                FdKind::anon("signalfd"),
                 true,
             ),
         ];
@@ -392,7 +401,7 @@ mod tests {
                 op,
                 FdOp::New {
                     fd: 9,
-                    kind: kind.into(),
+                    kind,
                     cloexec
                 },
                 "syscall {number}"
@@ -404,7 +413,7 @@ mod tests {
             memfd,
             FdOp::New {
                 fd: 7,
-                kind: "memfd:cache".into(),
+                kind: FdKind::Memfd("cache".into()),
                 cloexec: true
             }
         );

@@ -5,16 +5,11 @@
 use std::collections::BTreeMap;
 
 use super::records::RecordId;
-use super::sites::SiteId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdEntry {
     pub record: RecordId,
     pub cloexec: bool,
-    /// The resolved path the fd refers to (a dirfd base, or a file mapping's name), when it
-    /// refers to a path at all. Kept apart from the record's site, which may also say how
-    /// the fd was kept ("PATH (kept by dup)").
-    pub path: Option<SiteId>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -103,11 +98,7 @@ mod tests {
     use super::*;
 
     fn entry(record: RecordId, cloexec: bool) -> FdEntry {
-        FdEntry {
-            record,
-            cloexec,
-            path: None,
-        }
+        FdEntry { record, cloexec }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use super::Process;
-use super::records::{Origin, RecordId, Records};
+use super::history::History;
+use super::records::{Origin, RecordId};
 use super::sites::SiteId;
 
 /// An open fd.
@@ -49,10 +50,10 @@ impl Holdings {
     pub(super) fn of(
         tgid: u32,
         process: &Process,
-        fd_records: &Records,
-        map_records: &Records,
+        history: &History,
         exited_ns: Option<u64>,
     ) -> Self {
+        let (fd_records, map_records) = (&history.fds, &history.maps);
         let inherited = |origin: Origin| origin != Origin::Acquired;
         let fds = process
             .fds

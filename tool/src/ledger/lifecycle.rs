@@ -2,13 +2,15 @@
 //! and exit, and what it held at its end.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use procfs::process::{FDTarget, MMapPath};
+
+use super::history::{NewFd, Range, Unmapping};
 use super::holdings::Holdings;
-use super::records::{Cause, Origin, RecordId};
-use super::{
-    ByteChange, FdEntry, Ledger, NO_RECORD, Range, drop_address_space, map, map_over, mappings,
-    paths, unmap,
-};
+use super::records::{Acquisition, Cause, Origin, RecordId};
+use super::sites::{FdKind, SiteKey};
+use super::{ByteChange, Ledger, NO_RECORD, mappings, paths};
 use crate::ledger::brk::Break;
 
 impl Ledger {
@@ -26,31 +28,27 @@ impl Ledger {
         self.target
     }
 
-    /// Records an fd that existed before tracing (live from [`Ledger::begin`]'s time). `description` is a path or what
-    /// `/proc/PID/fd/N` links to ("socket:[123]", "pipe:[4]", "anon_inode:[eventfd]").
-    pub fn seed_fd(&mut self, tgid: u32, fd: i32, description: &str, cloexec: bool) {
-        let (site_name, is_path) = describe_proc_link(description);
-        let site = self.sites.intern(&site_name);
-        let path = is_path.then_some(site);
-        let since = self.traced_since_ns;
-        let record = self.fds.add(tgid, site, Origin::Seeded, since, since);
+    /// Records an fd that existed before tracing (live from [`Ledger::begin`]'s time), from
+    /// what its `/proc/PID/fd/N` link points to.
+    pub fn seed_fd(&mut self, tgid: u32, fd: i32, link: &FDTarget, cloexec: bool) {
+        let site = self.history.sites.intern(proc_link_site(link));
         let process = self.processes.entry(tgid).or_default();
-        if let Some(displaced) = process.fds.insert(
+        let new = NewFd {
+            tgid,
             fd,
-            FdEntry {
-                record,
-                cloexec,
-                path,
-            },
-        ) {
-            self.fds.release(displaced.record, since, Cause::Implicit);
-        }
+            site,
+            cloexec,
+            origin: Origin::Seeded,
+            t: self.traced_since_ns,
+        };
+        self.history.install(process, new);
     }
 
     /// Records a mapping that existed before tracing (from `/proc/PID/maps`).
-    pub fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &str) {
+    pub fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &MMapPath) {
         let len = mappings::page_round(len);
-        let site = self.sites.intern(description);
+        let key = SiteKey::SeededMapping(description.into());
+        let site = self.history.sites.intern(key);
         let process = self.processes.entry(tgid).or_default();
         let range = Range {
             tgid,
@@ -58,14 +56,8 @@ impl Ledger {
             len,
             site,
         };
-        map_over(
-            process,
-            &mut self.maps,
-            &mut self.map_bytes,
-            range,
-            Origin::Seeded,
-            self.traced_since_ns,
-        );
+        let since = (Origin::Seeded, self.traced_since_ns);
+        self.history.map_over(process, range, since);
     }
 
     /// Records the break of a process that existed before tracing; heap growth is
@@ -84,39 +76,47 @@ impl Ledger {
             return;
         };
         let target = self.processes.entry(child).or_default();
+        let history = &mut self.history;
         for (fd, entry) in source.fds.iter() {
-            let original = *self.fds.get(entry.record);
-            let record = self.fds.add(child, original.site, Origin::ForkCopy, t, t);
-            if let Some(displaced) = target.fds.insert(fd, FdEntry { record, ..*entry }) {
-                self.fds.release(displaced.record, t, Cause::Implicit);
-            }
+            let original = *history.fds.get(entry.record);
+            let copy = NewFd {
+                tgid: child,
+                fd,
+                site: original.site,
+                cloexec: entry.cloexec,
+                origin: Origin::ForkCopy,
+                t,
+            };
+            history.install(target, copy);
         }
         let mut copies: HashMap<RecordId, RecordId> = HashMap::new();
         for (start, len, parent_record) in source.maps.pieces() {
             let record = *copies.entry(parent_record).or_insert_with(|| {
-                let original = *self.maps.get(parent_record);
-                self.maps.add(
-                    child,
-                    original.site,
-                    Origin::ForkCopy,
-                    original.origin_ns,
-                    t,
-                )
+                let original = *history.maps.get(parent_record);
+                // The copy is live in the child from the fork; its resource is as old as
+                // the parent's.
+                let copy = Acquisition {
+                    origin: Origin::ForkCopy,
+                    origin_ns: original.origin_ns,
+                    born_ns: t,
+                };
+                history.maps.add(child, original.site, copy)
             });
-            unmap(
+            let cause = Cause::Implicit;
+            history.unmap(
                 target,
-                &mut self.maps,
-                &mut self.map_bytes,
-                start,
-                len,
-                t,
-                Cause::Implicit,
+                Unmapping {
+                    start,
+                    len,
+                    t,
+                    cause,
+                },
             );
-            map(target, &mut self.map_bytes, start, len, record, t);
+            history.map(target, (start, len, record), t);
         }
         let heap = source.heap.heap_bytes();
         if heap != 0 {
-            self.heap_bytes.push(ByteChange {
+            history.heap_bytes.push(ByteChange {
                 time_ns: t,
                 bytes: heap,
                 record: NO_RECORD,
@@ -132,16 +132,9 @@ impl Ledger {
     pub(super) fn exec(&mut self, tgid: u32, t: u64) {
         let process = self.processes.entry(tgid).or_default();
         for entry in process.fds.take_cloexec() {
-            self.fds.release(entry.record, t, Cause::Exec);
+            self.history.fds.release(entry.record, t, Cause::Exec);
         }
-        drop_address_space(
-            process,
-            &mut self.maps,
-            &mut self.map_bytes,
-            &mut self.heap_bytes,
-            t,
-            Cause::Exec,
-        );
+        self.history.drop_address_space(process, t, Cause::Exec);
     }
 
     /// Releases everything the process held. What the target held, and what every
@@ -149,20 +142,14 @@ impl Ledger {
     pub(super) fn exit(&mut self, tgid: u32, t: u64) {
         if let Some(mut process) = self.processes.remove(&tgid) {
             if self.keeps_final_holdings(tgid) {
-                let held = Holdings::of(tgid, &process, &self.fds, &self.maps, Some(t));
+                let held = Holdings::of(tgid, &process, &self.history, Some(t));
                 self.final_holdings.insert(tgid, held);
             }
             for entry in process.fds.take_all() {
-                self.fds.release(entry.record, t, Cause::Exit);
+                self.history.fds.release(entry.record, t, Cause::Exit);
             }
-            drop_address_space(
-                &mut process,
-                &mut self.maps,
-                &mut self.map_bytes,
-                &mut self.heap_bytes,
-                t,
-                Cause::Exit,
-            );
+            self.history
+                .drop_address_space(&mut process, t, Cause::Exit);
         }
         self.exits.insert(tgid, t);
     }
@@ -177,7 +164,7 @@ impl Ledger {
     /// processes that outlived it).
     pub fn holdings(&self, tgid: u32) -> Option<Holdings> {
         match self.processes.get(&tgid) {
-            Some(process) => Some(Holdings::of(tgid, process, &self.fds, &self.maps, None)),
+            Some(process) => Some(Holdings::of(tgid, process, &self.history, None)),
             None => self.final_holdings.get(&tgid).cloned(),
         }
     }
@@ -189,42 +176,49 @@ impl Ledger {
         let Some(target) = self.target.filter(|t| self.exits.contains_key(t)) else {
             return Vec::new();
         };
-        let mut outlived: Vec<Holdings> =
-            self.final_holdings
-                .values()
-                .filter(|held| held.tgid != target)
-                .cloned()
-                .chain(self.processes.iter().map(|(&tgid, process)| {
-                    Holdings::of(tgid, process, &self.fds, &self.maps, None)
-                }))
-                .collect();
+        let mut outlived: Vec<Holdings> = self
+            .final_holdings
+            .values()
+            .filter(|held| held.tgid != target)
+            .cloned()
+            .chain(
+                self.processes
+                    .iter()
+                    .map(|(&tgid, process)| Holdings::of(tgid, process, &self.history, None)),
+            )
+            .collect();
         outlived.sort_by_key(|held| held.tgid);
         outlived
     }
 }
 
-/// Turns a `/proc/PID/fd` link target into the site names traced fds get, so a seeded
-/// socket and a traced one group together. Returns (site, is_path).
-fn describe_proc_link(link: &str) -> (String, bool) {
-    let bracketed = |prefix: &str| {
-        link.strip_prefix(prefix)
-            .map(|rest| rest.trim_matches(|c| c == '[' || c == ']'))
-    };
-    if link.starts_with("socket:") {
-        ("socket".into(), false)
-    } else if link.starts_with("pipe:") {
-        ("pipe".into(), false)
-    } else if let Some(name) = bracketed("anon_inode:") {
-        (format!("anon:{name}"), false)
-    } else if let Some(name) = link.strip_prefix("/memfd:") {
-        (
-            format!("memfd:{}", name.trim_end_matches(" (deleted)")),
-            false,
-        )
-    } else if link.starts_with('/') {
-        (paths::normalize(link), true)
-    } else {
-        (link.to_string(), false)
+/// The site a `/proc/PID/fd` link names, the same a traced fd of that kind gets, so a
+/// seeded socket and a traced one group together.
+fn proc_link_site(link: &FDTarget) -> SiteKey {
+    let text = |s: &str| Arc::from(s);
+    match link {
+        FDTarget::Path(path) => SiteKey::fd_path(&paths::normalize(&path.to_string_lossy())),
+        FDTarget::Socket(_) => SiteKey::fd_kind(FdKind::Socket),
+        FDTarget::Pipe(_) => SiteKey::fd_kind(FdKind::Pipe),
+        // "anon_inode:[eventfd]" and "anon_inode:inotify" alike.
+        FDTarget::AnonInode(name) => {
+            SiteKey::fd_kind(FdKind::anon(name.trim_matches(|c| c == '[' || c == ']')))
+        }
+        FDTarget::MemFD(name) => {
+            SiteKey::fd_kind(FdKind::Memfd(text(name.trim_end_matches(" (deleted)"))))
+        }
+        FDTarget::Net(inode) => SiteKey::fd_kind(FdKind::ProcInode {
+            kind: text("net"),
+            inode: *inode,
+        }),
+        FDTarget::Other(kind, inode) => SiteKey::fd_kind(FdKind::ProcInode {
+            kind: text(kind),
+            inode: *inode,
+        }),
+        FDTarget::Unknown(kind, detail) => SiteKey::fd_kind(FdKind::ProcLink {
+            kind: text(kind),
+            detail: text(detail),
+        }),
     }
 }
 

@@ -3,9 +3,10 @@
 
 use super::super::Ledger;
 use super::super::records::{Cause, Origin};
-use super::super::test_support::{Stream, call};
+use super::super::test_support::{Stream, call, link};
 use crate::event::What;
 use leakscope_common::syscalls as nr;
+use procfs::process::MMapPath;
 
 const PID: u32 = 100;
 const CHILD: u32 = 200;
@@ -23,13 +24,7 @@ fn fd_sites(ledger: &Ledger, tgid: u32) -> Vec<(i32, String, bool)> {
         .unwrap()
         .fds
         .iter()
-        .map(|fd| {
-            (
-                fd.fd,
-                ledger.sites().name(fd.site).to_string(),
-                fd.inherited,
-            )
-        })
+        .map(|fd| (fd.fd, ledger.site_text(fd.site), fd.inherited))
         .collect()
 }
 
@@ -40,8 +35,13 @@ const SINCE: u64 = 900_000;
 fn seeded_resources_start_when_tracing_began() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
-    ledger.seed_fd(PID, 0, "/dev/pts/3", false);
-    ledger.seed_mapping(PID, 0x40_0000, 8192, "/usr/bin/prog");
+    ledger.seed_fd(PID, 0, &link("/dev/pts/3"), false);
+    ledger.seed_mapping(
+        PID,
+        0x40_0000,
+        8192,
+        &MMapPath::Path("/usr/bin/prog".into()),
+    );
     let mut s = Stream::new(PID);
     s.close(0).munmap(0x40_0000, 8192);
     apply(&mut ledger, &s);
@@ -61,7 +61,7 @@ fn seeded_resources_start_when_tracing_began() {
 fn a_fork_copy_of_a_seeded_fd_lives_from_the_fork() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
-    ledger.seed_fd(PID, 1, "/dev/null", false);
+    ledger.seed_fd(PID, 1, &link("/dev/null"), false);
     let mut s = Stream::new(PID);
     s.push(PID, PID, What::Fork { child: CHILD }, None);
     let forked_at = s.now;
@@ -85,7 +85,7 @@ fn what_the_target_held_at_exit_is_kept_with_the_last_fd_it_opened() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
     for fd in 0..3 {
-        ledger.seed_fd(PID, fd, "/dev/pts/0", false);
+        ledger.seed_fd(PID, fd, &link("/dev/pts/0"), false);
     }
     let mut s = Stream::new(PID);
     s.push(PID, PID, What::Exec, None);
@@ -127,7 +127,7 @@ fn what_the_target_held_at_exit_is_kept_with_the_last_fd_it_opened() {
 fn processes_that_outlive_the_target_are_listed_with_what_they_hold() {
     let mut ledger = Ledger::new();
     ledger.begin(PID, SINCE);
-    ledger.seed_fd(PID, 0, "/dev/null", false);
+    ledger.seed_fd(PID, 0, &link("/dev/null"), false);
     let mut s = Stream::new(PID);
     // A helper that ends before the target is not listed.
     s.push(PID, PID, What::Fork { child: 150 }, None);
@@ -170,4 +170,52 @@ fn without_a_target_nothing_is_kept_past_an_exit() {
     let ledger = s.ledger();
     assert_eq!(ledger.holdings(PID), None);
     assert!(ledger.outlived_target().is_empty());
+}
+
+#[test]
+fn seeded_fds_are_named_like_traced_ones_from_their_proc_link() {
+    let mut ledger = Ledger::new();
+    let links = [
+        "/memfd:jit (deleted)",
+        "anon_inode:inotify",
+        "anon_inode:[eventfd]",
+        "pipe:[77]",
+        "net:[4026531840]",
+        "/tmp/../tmp/a",
+    ];
+    for (fd, text) in links.iter().enumerate() {
+        ledger.seed_fd(PID, fd as i32, &link(text), false);
+    }
+    let names: Vec<String> = ledger.open_fds(PID).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        names,
+        [
+            "memfd:jit",
+            "anon:inotify",
+            "anon:eventfd",
+            "pipe",
+            "net:[4026531840]",
+            "/tmp/a"
+        ]
+    );
+}
+
+#[test]
+fn a_dup_of_an_untracked_fd_says_so_and_its_dup_names_the_call() {
+    let mut s = Stream::new(PID);
+    s.sys(call(nr::DUP, 5, [42, 0, 0, 0, 0, 0]));
+    s.sys(call(nr::DUP2, 6, [5, 6, 0, 0, 0, 0]));
+    let names: Vec<String> = s
+        .ledger()
+        .open_fds(PID)
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "dup of an fd from before tracing",
+            "dup of an fd from before tracing (kept by dup2)"
+        ]
+    );
 }

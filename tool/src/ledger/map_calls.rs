@@ -71,12 +71,6 @@ pub fn decode(call: &Syscall) -> Option<MapOp> {
     }
 }
 
-/// "rw-"-style protection text for site names.
-pub fn prot_text(prot: u64) -> String {
-    let bit = |mask: u64, c: char| if prot & mask != 0 { c } else { '-' };
-    [bit(1, 'r'), bit(2, 'w'), bit(4, 'x')].iter().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +105,5 @@ mod tests {
                 keep_old: true
             }
         );
-        assert_eq!(prot_text(5), "r-x");
     }
 }

@@ -1,6 +1,6 @@
 //! Fds that arrive beyond a return value: SCM_RIGHTS over a socket, pidfds.
 
-use super::fd_calls::RECEIVED_SITE;
+const RECEIVED_SITE: &str = "fd received over a socket (SCM_RIGHTS)";
 use super::test_support::{Stream, call};
 use super::*;
 use crate::delivered::Delivered;
@@ -20,11 +20,7 @@ fn recvmsg(s: &mut Stream, flags: u64, fds: &[i32]) {
 }
 
 fn live(ledger: &Ledger) -> Vec<(i32, String)> {
-    ledger
-        .open_fds(PID)
-        .into_iter()
-        .map(|(fd, site)| (fd, site.to_string()))
-        .collect()
+    ledger.open_fds(PID).into_iter().collect()
 }
 
 #[test]

@@ -59,28 +59,42 @@ impl Record {
     }
 }
 
+/// How and since when a new record's resource is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acquisition {
+    pub origin: Origin,
+    /// See [`Record::origin_ns`].
+    pub origin_ns: u64,
+    /// See [`Record::born_ns`].
+    pub born_ns: u64,
+}
+
+impl Acquisition {
+    /// Acquired and live from `t` on.
+    pub fn at(origin: Origin, t: u64) -> Self {
+        Acquisition {
+            origin,
+            origin_ns: t,
+            born_ns: t,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Records {
     items: Vec<Record>,
 }
 
 impl Records {
-    pub fn add(
-        &mut self,
-        tgid: u32,
-        site: SiteId,
-        origin: Origin,
-        origin_ns: u64,
-        born_ns: u64,
-    ) -> RecordId {
+    pub fn add(&mut self, tgid: u32, site: SiteId, acquired: Acquisition) -> RecordId {
         let id = RecordId::try_from(self.items.len()).expect("fewer than 2^32 records");
         self.items.push(Record {
-            origin_ns,
-            born_ns,
+            origin_ns: acquired.origin_ns,
+            born_ns: acquired.born_ns,
             released_ns: NEVER,
             site,
             tgid,
-            origin,
+            origin: acquired.origin,
             cause: None,
         });
         id
@@ -124,7 +138,7 @@ mod tests {
     #[test]
     fn first_release_wins() {
         let mut records = Records::default();
-        let id = records.add(1, 0, Origin::Acquired, 10, 10);
+        let id = records.add(1, 0, Acquisition::at(Origin::Acquired, 10));
         records.release(id, 20, Cause::Explicit);
         records.release(id, 30, Cause::Exit);
         assert_eq!(

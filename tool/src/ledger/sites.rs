@@ -1,39 +1,262 @@
-//! Interned site names ("where a resource came from"), so each of possibly millions of
-//! resource records carries a 4-byte id instead of its own copy of a path or stack.
+//! Interned sites ("where a resource came from"), so each of possibly millions of resource
+//! records carries a 4-byte id instead of its own copy of a path or stack.
+//!
+//! A site is typed data: an fd's path or kind and the call that kept it, a mapping's
+//! backing, size, protection and stack, the stack that grew the brk heap. Only the report
+//! turns a site into text (`report::sites`).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 
-pub type SiteId = u32;
+use procfs::process::MMapPath;
 
-#[derive(Debug, Default, Clone)]
-pub struct Sites {
-    ids: HashMap<Arc<str>, SiteId>,
-    names: Vec<Arc<str>>,
+pub type SiteId = u32;
+pub type StackId = u32;
+
+/// Frames that identify a call site: deeper frames do not split a site.
+pub const SITE_FRAMES: usize = 3;
+
+/// Where a resource came from.
+///
+/// The variant order (and so the derived `Ord`, the ranking's last tie-break) follows the
+/// text the report writes for them, so ties rank as they read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SiteKey {
+    /// An fd: what it refers to, and the call that kept it if that was a dup.
+    Fd(FdSite),
+    /// A mapping made by mmap (or a copy of one made by mremap).
+    Mapping(MappingSite),
+    /// A mapping that existed before tracing, as `/proc/PID/maps` names it.
+    SeededMapping(Seeded),
+    /// An mremap of a range mapped before tracing and not in the snapshot.
+    RemapOfUntracked,
+    /// Growth of the brk heap, and the stack that asked for it.
+    Brk { stack: Option<StackId> },
 }
 
-impl Sites {
-    pub fn intern(&mut self, name: &str) -> SiteId {
-        if let Some(&id) = self.ids.get(name) {
+/// What an fd refers to, and which call kept it: a leak "kept by dup" is fixed somewhere
+/// else than one kept by the open.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FdSite {
+    pub source: FdSource,
+    /// The dup/dup2/dup3/fcntl that made this copy; `None` for the original.
+    pub kept_by: Option<&'static str>,
+}
+
+/// What an fd refers to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FdSource {
+    /// An opened path, absolute when the working directory was known.
+    Path(Arc<str>),
+    Kind(FdKind),
+    /// A dup of an fd that was open before tracing and not in the snapshot: what it refers
+    /// to is unknown.
+    DupOfUntracked,
+}
+
+/// An fd without a path. Variants are in the order of their text (see [`SiteKey`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FdKind {
+    /// An anonymous inode: eventfd, eventpoll, pidfd, bpf-map, ...
+    Anon(Arc<str>),
+    /// A pidfd a call delivered beyond its return value.
+    DeliveredPidfd(PidfdDelivery),
+    /// A bpf fd of a command leakscope does not name.
+    Bpf,
+    /// A bpf iterator (BPF_ITER_CREATE).
+    BpfIterator,
+    /// A pinned bpf object (BPF_OBJ_GET).
+    BpfPinned,
+    /// pidfd_getfd: a copy of another process's fd.
+    FromAnotherProcess,
+    /// Received in an SCM_RIGHTS control message.
+    Received,
+    /// open_by_handle_at.
+    ByHandle,
+    /// fsopen/fspick: a filesystem context of this filesystem type or path.
+    FsContext(Arc<str>),
+    Memfd(Arc<str>),
+    /// open_tree: a detached mount tree of this path.
+    MountTree(Arc<str>),
+    MessageQueue(Arc<str>),
+    Pipe,
+    Socket,
+    /// A `/proc/PID/fd` link of a kind leakscope does not name, with an inode
+    /// ("net:[4026531840]").
+    ProcInode {
+        kind: Arc<str>,
+        inode: u64,
+    },
+    /// A `/proc/PID/fd` link of a kind leakscope does not name, without an inode.
+    ProcLink {
+        kind: Arc<str>,
+        detail: Arc<str>,
+    },
+}
+
+/// How a pidfd arrived without being a call's return value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PidfdDelivery {
+    Clone,
+    Clone3,
+    PeerPidfd,
+    ScmPidfd,
+}
+
+/// A mapping made by mmap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MappingSite {
+    pub backing: Backing,
+    /// The mapped length (page-rounded).
+    pub len: u64,
+    /// PROT_* bits.
+    pub prot: u64,
+    pub shared: bool,
+    pub stack: Option<StackId>,
+}
+
+/// What a mapping maps.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backing {
+    /// The fd's site (a path is named without the dup that kept it).
+    Fd(FdSite),
+    Anon,
+    /// An fd the ledger did not know.
+    UnknownFd(i32),
+}
+
+/// What `/proc/PID/maps` says a mapping from before tracing maps (procfs's `MMapPath`,
+/// which has no order).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Seeded {
+    Path(Arc<str>),
+    Heap,
+    Stack,
+    ThreadStack(u32),
+    Vdso,
+    Vvar,
+    Vsyscall,
+    Rollup,
+    Anonymous,
+    SysVShm(i32),
+    Other(Arc<str>),
+}
+
+impl From<&MMapPath> for Seeded {
+    fn from(path: &MMapPath) -> Self {
+        match path {
+            MMapPath::Path(path) => Seeded::Path(Arc::from(path.to_string_lossy().as_ref())),
+            MMapPath::Heap => Seeded::Heap,
+            MMapPath::Stack => Seeded::Stack,
+            MMapPath::TStack(tid) => Seeded::ThreadStack(*tid),
+            MMapPath::Vdso => Seeded::Vdso,
+            MMapPath::Vvar => Seeded::Vvar,
+            MMapPath::Vsyscall => Seeded::Vsyscall,
+            MMapPath::Rollup => Seeded::Rollup,
+            MMapPath::Anonymous => Seeded::Anonymous,
+            MMapPath::Vsys(key) => Seeded::SysVShm(*key),
+            MMapPath::Other(name) => Seeded::Other(Arc::from(name.as_str())),
+        }
+    }
+}
+
+impl SiteKey {
+    /// The site of an fd of `kind`, as its original (not a dup).
+    pub fn fd_kind(kind: FdKind) -> Self {
+        SiteKey::Fd(FdSite {
+            source: FdSource::Kind(kind),
+            kept_by: None,
+        })
+    }
+
+    /// The site of an fd opened from `path`.
+    pub fn fd_path(path: &str) -> Self {
+        SiteKey::Fd(FdSite {
+            source: FdSource::Path(Arc::from(path)),
+            kept_by: None,
+        })
+    }
+}
+
+impl FdKind {
+    pub fn anon(name: &str) -> Self {
+        FdKind::Anon(Arc::from(name))
+    }
+}
+
+/// Values interned to dense ids.
+#[derive(Debug, Clone)]
+struct Interner<T> {
+    ids: HashMap<T, u32>,
+    values: Vec<T>,
+}
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner {
+            ids: HashMap::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<T: Clone + Eq + Hash> Interner<T> {
+    fn intern(&mut self, value: T) -> u32 {
+        if let Some(&id) = self.ids.get(&value) {
             return id;
         }
-        let id = SiteId::try_from(self.names.len()).expect("fewer than 2^32 distinct sites");
-        let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
+        let id = u32::try_from(self.values.len()).expect("fewer than 2^32 distinct values");
+        self.values.push(value.clone());
+        self.ids.insert(value, id);
         id
     }
 
-    pub fn name(&self, id: SiteId) -> &str {
-        &self.names[id as usize]
+    fn get(&self, id: u32) -> &T {
+        &self.values[id as usize]
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Sites {
+    keys: Interner<SiteKey>,
+    stacks: Interner<Arc<[Arc<str>]>>,
+}
+
+impl Sites {
+    pub fn intern(&mut self, key: SiteKey) -> SiteId {
+        self.keys.intern(key)
     }
 
-    pub fn len(&self) -> usize {
-        self.names.len()
+    pub fn key(&self, id: SiteId) -> &SiteKey {
+        self.keys.get(id)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+    /// The path of an fd site, for the iteration detector (which matches opened paths).
+    pub fn path(&self, id: SiteId) -> Option<&str> {
+        match self.key(id) {
+            SiteKey::Fd(FdSite {
+                source: FdSource::Path(path),
+                ..
+            }) => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Interns the innermost [`SITE_FRAMES`] frames of a call; `None` without frames.
+    pub fn intern_stack(&mut self, frames: Option<&[String]>) -> Option<StackId> {
+        let frames = frames.filter(|frames| !frames.is_empty())?;
+        let top: Arc<[Arc<str>]> = frames
+            .iter()
+            .take(SITE_FRAMES)
+            .map(|frame| Arc::from(frame.as_str()))
+            .collect();
+        Some(self.stacks.intern(top))
+    }
+
+    /// A stack's frames, innermost first.
+    pub fn stack(&self, id: StackId) -> &[Arc<str>] {
+        self.stacks.get(id)
     }
 }
 
@@ -42,13 +265,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn same_name_same_id() {
+    fn same_key_same_id() {
         let mut sites = Sites::default();
-        let a = sites.intern("/tmp/a");
-        let b = sites.intern("socket");
-        assert_eq!(sites.intern("/tmp/a"), a);
+        let a = sites.intern(SiteKey::fd_path("/tmp/a"));
+        let b = sites.intern(SiteKey::fd_kind(FdKind::Socket));
+        assert_eq!(sites.intern(SiteKey::fd_path("/tmp/a")), a);
         assert_ne!(a, b);
-        assert_eq!(sites.name(b), "socket");
-        assert_eq!(sites.len(), 2);
+        assert_eq!(sites.key(b), &SiteKey::fd_kind(FdKind::Socket));
+        assert_eq!(sites.path(a), Some("/tmp/a"));
+    }
+
+    #[test]
+    fn stacks_are_told_apart_by_their_innermost_frames() {
+        let mut sites = Sites::default();
+        let frames = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let a = sites.intern_stack(Some(&frames(&["f", "g", "h", "main"])));
+        let b = sites.intern_stack(Some(&frames(&["f", "g", "h", "other"])));
+        assert_eq!(a, b);
+        assert_eq!(sites.intern_stack(Some(&[])), None);
+        assert_eq!(sites.stack(a.unwrap()).len(), SITE_FRAMES);
     }
 }

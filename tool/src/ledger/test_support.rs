@@ -146,3 +146,56 @@ impl Stream {
         ledger
     }
 }
+
+/// Views of what a live process holds, with sites as the report writes them (tests only).
+impl super::Ledger {
+    /// Open fds of a live process, by number, with their site text.
+    pub fn open_fds(&self, tgid: u32) -> Vec<(i32, String)> {
+        self.processes.get(&tgid).map_or_else(Vec::new, |process| {
+            process
+                .fds
+                .iter()
+                .map(|(fd, entry)| (fd, self.site_text(self.history.fds.get(entry.record).site)))
+                .collect()
+        })
+    }
+
+    /// Whether `fd` of `tgid` is open and CLOEXEC.
+    pub fn is_cloexec(&self, tgid: u32, fd: i32) -> Option<bool> {
+        self.processes
+            .get(&tgid)?
+            .fds
+            .get(fd)
+            .map(|entry| entry.cloexec)
+    }
+
+    /// Mapped ranges of a live process: (start, len, site text).
+    pub fn mapped_ranges(&self, tgid: u32) -> Vec<(u64, u64, String)> {
+        self.processes.get(&tgid).map_or_else(Vec::new, |process| {
+            process
+                .maps
+                .pieces()
+                .map(|(start, len, record)| {
+                    let site = self.history.maps.get(record).site;
+                    (start, len, self.site_text(site))
+                })
+                .collect()
+        })
+    }
+
+    /// Heap bytes of a live process above its first break.
+    pub fn heap_bytes(&self, tgid: u32) -> i64 {
+        self.processes
+            .get(&tgid)
+            .map_or(0, |process| process.heap.heap_bytes())
+    }
+
+    pub fn site_text(&self, site: super::sites::SiteId) -> String {
+        crate::report::sites::site_text(site, &self.history.sites)
+    }
+}
+
+/// A `/proc/PID/fd` link as procfs parses it.
+pub fn link(text: &str) -> procfs::process::FDTarget {
+    text.parse().expect("a /proc fd link")
+}

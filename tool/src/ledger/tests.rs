@@ -1,18 +1,15 @@
 //! One test (or more) per ledger rule, each from a hand-made event sequence.
 
 use super::records::{Cause, NEVER, Origin};
-use super::test_support::{Stream, call};
+use super::test_support::{Stream, call, link};
 use super::*;
 use leakscope_common::syscalls as nr;
+use procfs::process::MMapPath;
 
 const PID: u32 = 100;
 
 fn live_fds(ledger: &Ledger) -> Vec<(i32, String)> {
-    ledger
-        .open_fds(PID)
-        .into_iter()
-        .map(|(fd, site)| (fd, site.to_string()))
-        .collect()
+    ledger.open_fds(PID).into_iter().collect()
 }
 
 fn causes(ledger: &Ledger) -> Vec<Option<Cause>> {
@@ -236,7 +233,7 @@ fn fork_copies_fds_mappings_heap_and_cwd() {
         vec![(3, "/tmp/a".into())],
         "the child's close leaves the parent's fd open"
     );
-    assert_eq!(ledger.open_fds(CHILD), vec![(4, "/home/u/b")]);
+    assert_eq!(ledger.open_fds(CHILD), vec![(4, "/home/u/b".to_string())]);
     let copy = ledger.fd_records().get(1);
     assert_eq!(
         (copy.origin, copy.origin_ns, copy.tgid),
@@ -280,7 +277,7 @@ fn partial_munmap_splits_a_range_and_releases_only_when_all_is_gone() {
     let ranges: Vec<(u64, u64)> = ledger
         .mapped_ranges(PID)
         .iter()
-        .map(|&(start, len, _)| (start, len))
+        .map(|(start, len, _)| (*start, *len))
         .collect();
     assert_eq!(ranges, vec![(0x10000, 4096), (0x12000, 4096)]);
     assert!(ledger.map_records().get(0).is_live());
@@ -307,7 +304,7 @@ fn map_fixed_replaces_what_it_overlays() {
     let ranges: Vec<(u64, u64)> = ledger
         .mapped_ranges(PID)
         .iter()
-        .map(|&(start, len, _)| (start, len))
+        .map(|(start, len, _)| (*start, *len))
         .collect();
     assert_eq!(
         ranges,
@@ -361,7 +358,7 @@ fn mremap_moves_and_resizes_the_same_resource() {
     let ranges: Vec<(u64, u64)> = ledger
         .mapped_ranges(PID)
         .iter()
-        .map(|&(start, len, _)| (start, len))
+        .map(|(start, len, _)| (*start, *len))
         .collect();
     assert_eq!(ranges, vec![(0x90000, 2 * 4096)]);
     assert_eq!(
@@ -422,7 +419,7 @@ fn paths_resolve_against_dirfd_and_cwd() {
     assert_eq!(fds[2], (5, "/home/u/rel.txt".into()));
     assert_eq!(fds[4], (7, "odd".into()));
     // Without a known cwd the path stays relative.
-    assert_eq!(s.ledger().open_fds(PID)[2], (5, "rel.txt"));
+    assert_eq!(s.ledger().open_fds(PID)[2], (5, "rel.txt".to_string()));
 }
 
 #[test]
@@ -466,10 +463,10 @@ fn file_mappings_name_the_file_and_the_stack() {
         [0, 65536, 3, 0x22, u64::MAX, 0],
     ));
     let ledger = s.ledger();
-    let names: Vec<&str> = ledger
+    let names: Vec<String> = ledger
         .mapped_ranges(PID)
-        .iter()
-        .map(|&(_, _, site)| site)
+        .into_iter()
+        .map(|(_, _, site)| site)
         .collect();
     assert_eq!(
         names,
@@ -497,10 +494,15 @@ fn brk_changes_are_logged_from_the_first_report() {
 #[test]
 fn seeded_resources_are_known_and_their_release_is_ordinary() {
     let mut ledger = Ledger::new();
-    ledger.seed_fd(PID, 0, "/dev/pts/3", false);
-    ledger.seed_fd(PID, 5, "socket:[12345]", true);
-    ledger.seed_fd(PID, 6, "anon_inode:[eventfd]", false);
-    ledger.seed_mapping(PID, 0x40_0000, 8192, "/usr/bin/prog");
+    ledger.seed_fd(PID, 0, &link("/dev/pts/3"), false);
+    ledger.seed_fd(PID, 5, &link("socket:[12345]"), true);
+    ledger.seed_fd(PID, 6, &link("anon_inode:[eventfd]"), false);
+    ledger.seed_mapping(
+        PID,
+        0x40_0000,
+        8192,
+        &MMapPath::Path("/usr/bin/prog".into()),
+    );
     ledger.seed_brk(PID, 0x100_0000);
     let mut s = Stream::new(PID);
     s.close(5).munmap(0x40_0000, 8192).brk(0x100_2000);
@@ -510,7 +512,7 @@ fn seeded_resources_are_known_and_their_release_is_ordinary() {
     assert_eq!(ledger.unknown_releases(), 0);
     assert_eq!(
         ledger.open_fds(PID),
-        vec![(0, "/dev/pts/3"), (6, "anon:eventfd")]
+        vec![(0, "/dev/pts/3".into()), (6, "anon:eventfd".into())]
     );
     let seeded = ledger.fd_records().get(1);
     assert_eq!(

@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::model::{Classes, Report, ResourceReport};
+use super::sites::site_text;
 use crate::analysis::trend::Verdict;
 use crate::iterations::IterationSource;
 use crate::ledger::holdings::Holdings;
@@ -70,7 +71,7 @@ fn fd_reports(held: &Holdings, sites: &Sites) -> Vec<HeldFdReport> {
         .iter()
         .map(|fd| HeldFdReport {
             fd: fd.fd,
-            site: sites.name(fd.site).to_string(),
+            site: site_text(fd.site, sites),
             inherited: fd.inherited,
         })
         .collect()
@@ -86,7 +87,7 @@ impl HeldAtExit {
                 .mappings
                 .iter()
                 .map(|m| HeldMappingReport {
-                    site: sites.name(m.site).to_string(),
+                    site: site_text(m.site, sites),
                     bytes: m.bytes,
                     inherited: m.inherited,
                 })

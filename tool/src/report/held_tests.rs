@@ -6,7 +6,7 @@ use crate::diagnosis::{FollowedProcesses, RunInfo, TargetExit, diagnose_followed
 use crate::event::What;
 use crate::iterations::IterationRequest;
 use crate::ledger::Ledger;
-use crate::ledger::test_support::Stream;
+use crate::ledger::test_support::{Stream, link};
 
 use super::super::Report;
 
@@ -30,7 +30,7 @@ fn ledger(stream: &Stream) -> Ledger {
     let mut ledger = Ledger::new();
     ledger.begin(TARGET, 500_000);
     for fd in 0..3 {
-        ledger.seed_fd(TARGET, fd, "/dev/pts/0", false);
+        ledger.seed_fd(TARGET, fd, &link("/dev/pts/0"), false);
     }
     for event in &stream.events {
         ledger.apply(event);

@@ -8,6 +8,7 @@ pub mod held;
 pub mod json;
 pub mod model;
 pub mod projection;
+pub mod sites;
 pub mod text;
 
 pub use export::{Exporter, JsonExporter, TextExporter};

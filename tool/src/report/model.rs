@@ -9,15 +9,14 @@ use serde::Serialize;
 use crate::analysis::failures::{self, Failures};
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::limits::{self, LimitHit};
-use crate::analysis::sites::Site;
 use crate::analysis::trend::{Judgement, Verdict};
-use crate::analysis::{Analysis, HeapClass, HeapSite, ResourceClass, RssClass};
+use crate::analysis::{Analysis, HeapClass, ResourceClass, RssClass};
 use crate::iterations::{IterationSource, Iterations, MarkerCandidate};
+use crate::ledger::sites::Sites;
 
-use super::{
-    held::{HeldAtExit, OutlivedProcess},
-    projection::Projection,
-};
+use super::held::{HeldAtExit, OutlivedProcess};
+use super::projection::Projection;
+use super::sites::{HeapSiteReport, SiteReport};
 use crate::ending::Ending;
 
 pub const SCHEMA: u32 = 1;
@@ -120,7 +119,7 @@ pub struct ResourceReport {
     pub limit_hit: Option<LimitHitReport>,
     pub lifetime_ns: Percentiles,
     pub lifetime_iterations: Percentiles,
-    pub sites: Vec<Site>,
+    pub sites: Vec<SiteReport>,
     /// Failed acquisitions by errno name ("EMFILE"), the whole run; empty when none failed.
     pub failures: FailuresReport,
     /// Counts of released lifetimes per decade (see `DECADE_LABELS`), for the text bars.
@@ -143,7 +142,7 @@ pub struct BrkReport {
     /// Heap growth at the last iteration boundary.
     pub live_bytes_at_end: i64,
     /// Where the heap grew during the iterations, most bytes first.
-    pub sites: Vec<HeapSite>,
+    pub sites: Vec<HeapSiteReport>,
     /// brk calls that could not grow the heap, as "ENOMEM".
     pub failures: FailuresReport,
 }
@@ -245,18 +244,19 @@ impl IterationsReport {
 }
 
 impl Classes {
-    pub fn new(analysis: &Analysis) -> Self {
+    /// The classes of `analysis`, its sites named from `sites`.
+    pub fn new(analysis: &Analysis, sites: &Sites) -> Self {
         Classes {
-            fd: ResourceReport::new(&analysis.fd),
-            mmap: ResourceReport::new(&analysis.mmap),
-            brk: BrkReport::new(&analysis.brk),
+            fd: ResourceReport::new(&analysis.fd, sites),
+            mmap: ResourceReport::new(&analysis.mmap, sites),
+            brk: BrkReport::new(&analysis.brk, sites),
             rss: RssReport::new(&analysis.rss),
         }
     }
 }
 
 impl ResourceReport {
-    fn new(class: &ResourceClass) -> Self {
+    fn new(class: &ResourceClass, sites: &Sites) -> Self {
         let why = match &class.bytes {
             Some(bytes) if bytes.verdict > class.count.verdict => format!("bytes {}", bytes.why),
             _ => class.count.why.clone(),
@@ -284,7 +284,11 @@ impl ResourceReport {
             limit_hit: class.limit_hit.as_ref().map(LimitHitReport::new),
             lifetime_ns: class.lifetimes.ns(),
             lifetime_iterations: class.lifetimes.iterations(),
-            sites: class.sites.clone(),
+            sites: class
+                .sites
+                .iter()
+                .map(|site| SiteReport::new(site, sites))
+                .collect(),
             failures: failures_report(&class.failures),
             lifetime_decades: class.lifetimes.decades(),
         }
@@ -292,7 +296,7 @@ impl ResourceReport {
 }
 
 impl BrkReport {
-    fn new(heap: &HeapClass) -> Self {
+    fn new(heap: &HeapClass, sites: &Sites) -> Self {
         BrkReport {
             bytes_per_iteration: heap.bytes.rate,
             verdict: heap.bytes.verdict,
@@ -302,7 +306,11 @@ impl BrkReport {
             step_bytes: heap.step,
             limit_hit: heap.limit_hit.as_ref().map(LimitHitReport::new),
             live_bytes_at_end: heap.live_bytes_at_end,
-            sites: heap.sites.clone(),
+            sites: heap
+                .sites
+                .iter()
+                .map(|site| HeapSiteReport::new(site, sites))
+                .collect(),
             failures: failures_report(&heap.failures),
         }
     }

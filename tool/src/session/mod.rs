@@ -478,7 +478,7 @@ mod tests {
     fn only_fds_without_cloexec_survive_the_exec() {
         let fd = |fd, cloexec| FdSnapshot {
             fd,
-            link: "/dev/null".into(),
+            link: procfs::process::FDTarget::Path("/dev/null".into()),
             cloexec,
         };
         let snapshot = Snapshot {
@@ -486,7 +486,7 @@ mod tests {
             mappings: vec![MappingSnapshot {
                 start: 0x1000,
                 len: 0x1000,
-                description: "/usr/bin/leakscope".into(),
+                description: procfs::process::MMapPath::Path("/usr/bin/leakscope".into()),
             }],
             cwd: Some("/tmp".into()),
             exe: None,

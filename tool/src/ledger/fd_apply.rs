@@ -1,0 +1,126 @@
+//! Applying a decoded fd call ([`FdOp`]) to a process's fd table and the history.
+
+use std::sync::Arc;
+
+use super::fd_calls::{AT_FDCWD, FdOp};
+use super::history::{History, NewFd};
+use super::records::{Cause, Origin};
+use super::sites::{FdSite, FdSource, SiteKey};
+use super::{Ledger, OpenedPath, Process, paths};
+
+impl Ledger {
+    pub(super) fn apply_fd(&mut self, tgid: u32, t: u64, op: FdOp, syscall: &'static str) {
+        let process = self.processes.entry(tgid).or_default();
+        let history = &mut self.history;
+        let new = |fd: i32, site, cloexec| NewFd {
+            tgid,
+            fd,
+            site,
+            cloexec,
+            origin: Origin::Acquired,
+            t,
+        };
+        match op {
+            FdOp::Open {
+                fd,
+                dirfd,
+                path,
+                cloexec,
+            } => {
+                let base = if path.starts_with('/') {
+                    None
+                } else if dirfd == AT_FDCWD {
+                    process.cwd.clone()
+                } else {
+                    path_of(history, process, dirfd)
+                };
+                let resolved = paths::resolve(&path, base.as_deref());
+                let site = history.sites.intern(SiteKey::fd_path(&resolved));
+                history.opens.push(OpenedPath {
+                    time_ns: t,
+                    path: site,
+                    tgid,
+                });
+                history.install(process, new(fd, site, cloexec));
+            }
+            FdOp::New { fd, kind, cloexec } => {
+                let site = history.sites.intern(SiteKey::fd_kind(kind));
+                history.install(process, new(fd, site, cloexec));
+            }
+            FdOp::Pair { fds, kind, cloexec } => {
+                let site = history.sites.intern(SiteKey::fd_kind(kind));
+                for fd in fds {
+                    history.install(process, new(fd, site, cloexec));
+                }
+            }
+            FdOp::PairUnknown => history.unknown_fd_pairs += 1,
+            FdOp::Close { fd } => match process.fds.remove(fd) {
+                Some(entry) => history.fds.release(entry.record, t, Cause::Explicit),
+                None => history.unknown_releases += 1,
+            },
+            FdOp::CloseRange {
+                first,
+                last,
+                cloexec_only: true,
+            } => process.fds.mark_cloexec_range(first, last),
+            FdOp::CloseRange {
+                first,
+                last,
+                cloexec_only: false,
+            } => {
+                for entry in process.fds.remove_range(first, last) {
+                    history.fds.release(entry.record, t, Cause::Explicit);
+                }
+            }
+            // dup2(x, x) is a no-op: nothing is closed, nothing created.
+            FdOp::Dup { old, new: fd, .. } if old == fd => {}
+            FdOp::Dup {
+                old,
+                new: fd,
+                cloexec,
+            } => {
+                // The copy's site says what it refers to and which call kept it: a leak
+                // "kept by dup" is fixed somewhere else than one kept by the open.
+                let site = match fd_site(history, process, old) {
+                    Some(original) => FdSite {
+                        source: original.source.clone(),
+                        kept_by: Some(syscall),
+                    },
+                    None => FdSite {
+                        source: FdSource::DupOfUntracked,
+                        kept_by: None,
+                    },
+                };
+                let site = history.sites.intern(SiteKey::Fd(site));
+                history.install(process, new(fd, site, cloexec));
+            }
+            FdOp::SetCloexec { fd, on } => {
+                process.fds.set_cloexec(fd, on);
+            }
+            FdOp::Received { fds, unread } => {
+                history.unread_deliveries += u64::from(unread);
+                for received in fds {
+                    let site = history.sites.intern(SiteKey::fd_kind(received.kind));
+                    history.install(process, new(received.fd, site, received.cloexec));
+                }
+            }
+        }
+    }
+}
+
+/// The site of `fd`'s record, if `fd` is open and an fd site.
+pub(super) fn fd_site<'a>(history: &'a History, process: &Process, fd: i32) -> Option<&'a FdSite> {
+    let entry = process.fds.get(fd)?;
+    match history.sites.key(history.fds.get(entry.record).site) {
+        SiteKey::Fd(site) => Some(site),
+        _ => None,
+    }
+}
+
+/// The path `fd` was opened from (what a path relative to it resolves against).
+fn path_of(history: &History, process: &Process, fd: i32) -> Option<Arc<str>> {
+    match &fd_site(history, process, fd)?.source {
+        FdSource::Path(path) => Some(path.clone()),
+        FdSource::Kind(_) | FdSource::DupOfUntracked => None,
+    }
+}

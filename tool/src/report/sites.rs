@@ -1,0 +1,297 @@
+//! Sites as text: the one place a [`SiteKey`] becomes the string the JSON's `"site"` keys
+//! and the text report show ("/tmp/x/data.txt (kept by dup)", "anon 64 KiB rw- private ← f").
+
+use std::fmt::{self, Display, Formatter};
+
+use serde::Serialize;
+
+use crate::analysis::HeapSite;
+use crate::analysis::sites::Site;
+use crate::analysis::trend::Verdict;
+use crate::ledger::sites::{
+    Backing, FdKind, FdSite, FdSource, MappingSite, PidfdDelivery, Seeded, SiteId, SiteKey, Sites,
+    StackId,
+};
+use crate::units;
+
+/// A class's site in the report: where retained resources came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SiteReport {
+    pub site: String,
+    /// Retained resources from this site.
+    pub leaked: u64,
+    pub leaked_per_iteration: f64,
+    /// Bytes they still held at the last boundary (mappings only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_leaked: Option<u64>,
+    /// Growth of those bytes per iteration (mappings only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_leaked_per_iteration: Option<f64>,
+    /// The trend of this site's retained count.
+    pub verdict: Verdict,
+}
+
+impl SiteReport {
+    pub fn new(site: &Site, sites: &Sites) -> Self {
+        SiteReport {
+            site: resized_site_text(site.site, sites, site.resized_to),
+            leaked: site.leaked,
+            leaked_per_iteration: site.leaked_per_iteration,
+            bytes_leaked: site.bytes_leaked,
+            bytes_leaked_per_iteration: site.bytes_leaked_per_iteration,
+            verdict: site.verdict,
+        }
+    }
+}
+
+/// Heap growth attributed to one call site.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeapSiteReport {
+    pub site: String,
+    /// Bytes the break grew by from this site during the iterations.
+    pub bytes: u64,
+    pub bytes_per_iteration: f64,
+}
+
+impl HeapSiteReport {
+    pub fn new(site: &HeapSite, sites: &Sites) -> Self {
+        HeapSiteReport {
+            site: site_text(site.site, sites),
+            bytes: site.bytes,
+            bytes_per_iteration: site.bytes_per_iteration,
+        }
+    }
+}
+
+/// The text of site `id`.
+pub fn site_text(id: SiteId, sites: &Sites) -> String {
+    SiteText {
+        key: sites.key(id),
+        sites,
+    }
+    .to_string()
+}
+
+/// A site's text with the size an mremap resized its mappings to.
+pub fn resized_site_text(id: SiteId, sites: &Sites, resized_to: Option<u64>) -> String {
+    let mut text = site_text(id, sites);
+    if let Some(bytes) = resized_to {
+        text.push_str(&format!(
+            " (resized by mremap to {})",
+            units::bytes(bytes as f64)
+        ));
+    }
+    text
+}
+
+/// A site key with the interner its stacks live in.
+pub struct SiteText<'a> {
+    pub key: &'a SiteKey,
+    pub sites: &'a Sites,
+}
+
+impl Display for SiteText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.key {
+            SiteKey::Fd(site) => write!(f, "{}", FdText(site)),
+            SiteKey::Mapping(mapping) => self.mapping(f, mapping),
+            SiteKey::SeededMapping(seeded) => write!(f, "{}", SeededText(seeded)),
+            SiteKey::RemapOfUntracked => f.write_str("mremap of a mapping from before tracing"),
+            SiteKey::Brk { stack } => {
+                f.write_str("brk")?;
+                self.frames(f, *stack)
+            }
+        }
+    }
+}
+
+impl SiteText<'_> {
+    fn mapping(&self, f: &mut Formatter<'_>, mapping: &MappingSite) -> fmt::Result {
+        match &mapping.backing {
+            Backing::Anon => f.write_str("anon")?,
+            Backing::Fd(site) => write!(f, "{}", FdText(site))?,
+            Backing::UnknownFd(fd) => write!(f, "file (fd {fd})")?,
+        }
+        let sharing = if mapping.shared { "shared" } else { "private" };
+        write!(
+            f,
+            " {} {} {sharing}",
+            units::bytes(mapping.len as f64),
+            prot_text(mapping.prot)
+        )?;
+        self.frames(f, mapping.stack)
+    }
+
+    /// " ← f ← g ← h": the innermost frames of the call, when symbolized.
+    fn frames(&self, f: &mut Formatter<'_>, stack: Option<StackId>) -> fmt::Result {
+        for frame in stack.map_or(&[][..], |id| self.sites.stack(id)) {
+            write!(f, " ← {frame}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The names `/proc/PID/maps` gives (and the lower-case variant names procfs has for the
+/// pseudo-paths without one).
+struct SeededText<'a>(&'a Seeded);
+
+impl Display for SeededText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Seeded::Path(path) => f.write_str(path),
+            Seeded::Heap => f.write_str("[heap]"),
+            Seeded::Stack => f.write_str("[stack]"),
+            Seeded::ThreadStack(tid) => write!(f, "tstack({tid})"),
+            Seeded::Vdso => f.write_str("vdso"),
+            Seeded::Vvar => f.write_str("vvar"),
+            Seeded::Vsyscall => f.write_str("vsyscall"),
+            Seeded::Rollup => f.write_str("rollup"),
+            Seeded::Anonymous => f.write_str("anonymous"),
+            Seeded::SysVShm(key) => write!(f, "vsys({key})"),
+            Seeded::Other(name) => write!(f, "other({:?})", name.to_lowercase()),
+        }
+    }
+}
+
+struct FdText<'a>(&'a FdSite);
+
+impl Display for FdText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match &self.0.source {
+            FdSource::Path(path) => f.write_str(path)?,
+            FdSource::Kind(kind) => write!(f, "{}", KindText(kind))?,
+            FdSource::DupOfUntracked => f.write_str("dup of an fd from before tracing")?,
+        }
+        match self.0.kept_by {
+            Some(call) => write!(f, " (kept by {call})"),
+            None => Ok(()),
+        }
+    }
+}
+
+struct KindText<'a>(&'a FdKind);
+
+impl Display for KindText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            FdKind::Anon(name) => write!(f, "anon:{name}"),
+            FdKind::DeliveredPidfd(how) => write!(f, "anon:pidfd ({})", delivery_text(*how)),
+            FdKind::Bpf => f.write_str("bpf fd"),
+            FdKind::BpfIterator => f.write_str("bpf iterator"),
+            FdKind::BpfPinned => f.write_str("bpf object (pinned)"),
+            FdKind::FromAnotherProcess => f.write_str("fd from another process"),
+            FdKind::Received => f.write_str("fd received over a socket (SCM_RIGHTS)"),
+            FdKind::ByHandle => f.write_str("file by handle"),
+            FdKind::FsContext(name) => write!(f, "fs context:{name}"),
+            FdKind::Memfd(name) => write!(f, "memfd:{name}"),
+            FdKind::MountTree(path) => write!(f, "mount tree:{path}"),
+            FdKind::MessageQueue(name) => write!(f, "mqueue:{name}"),
+            FdKind::Pipe => f.write_str("pipe"),
+            FdKind::Socket => f.write_str("socket"),
+            FdKind::ProcInode { kind, inode } => write!(f, "{kind}:[{inode}]"),
+            FdKind::ProcLink { kind, detail } => write!(f, "{kind}:{detail}"),
+        }
+    }
+}
+
+fn delivery_text(how: PidfdDelivery) -> &'static str {
+    match how {
+        PidfdDelivery::Clone => "clone CLONE_PIDFD",
+        PidfdDelivery::Clone3 => "clone3 CLONE_PIDFD",
+        PidfdDelivery::PeerPidfd => "getsockopt SO_PEERPIDFD",
+        PidfdDelivery::ScmPidfd => "received over a socket, SCM_PIDFD",
+    }
+}
+
+/// "rw-"-style protection text.
+fn prot_text(prot: u64) -> String {
+    let bit = |mask: u64, c: char| if prot & mask != 0 { c } else { '-' };
+    [bit(1, 'r'), bit(2, 'w'), bit(4, 'x')].iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use procfs::process::MMapPath;
+    use std::sync::Arc;
+
+    fn text(key: SiteKey, sites: &mut Sites) -> String {
+        let id = sites.intern(key);
+        site_text(id, sites)
+    }
+
+    #[test]
+    fn fd_sites_read_as_before() {
+        let mut sites = Sites::default();
+        let dup = SiteKey::Fd(FdSite {
+            source: FdSource::Path(Arc::from("/tmp/x/data.txt")),
+            kept_by: Some("dup"),
+        });
+        assert_eq!(text(dup, &mut sites), "/tmp/x/data.txt (kept by dup)");
+        assert_eq!(
+            text(SiteKey::fd_kind(FdKind::Received), &mut sites),
+            "fd received over a socket (SCM_RIGHTS)"
+        );
+        assert_eq!(
+            text(
+                SiteKey::fd_kind(FdKind::DeliveredPidfd(PidfdDelivery::Clone3)),
+                &mut sites
+            ),
+            "anon:pidfd (clone3 CLONE_PIDFD)"
+        );
+    }
+
+    #[test]
+    fn mapping_and_brk_sites_name_their_stack() {
+        let mut sites = Sites::default();
+        let frames: Vec<String> = ["f", "g", "h", "main"].map(String::from).to_vec();
+        let stack = sites.intern_stack(Some(&frames));
+        let mapping = SiteKey::Mapping(MappingSite {
+            backing: Backing::Anon,
+            len: 65536,
+            prot: 3,
+            shared: false,
+            stack,
+        });
+        assert_eq!(
+            text(mapping, &mut sites),
+            "anon 64 KiB rw- private ← f ← g ← h"
+        );
+        assert_eq!(
+            text(SiteKey::Brk { stack: None }, &mut sites),
+            "brk".to_string()
+        );
+        assert_eq!(prot_text(5), "r-x");
+    }
+
+    #[test]
+    fn seeded_mappings_read_as_proc_maps_names_them() {
+        let mut sites = Sites::default();
+        let mut seeded = |path: MMapPath| text(SiteKey::SeededMapping((&path).into()), &mut sites);
+        assert_eq!(
+            seeded(MMapPath::Path("/usr/bin/prog".into())),
+            "/usr/bin/prog"
+        );
+        assert_eq!(seeded(MMapPath::Heap), "[heap]");
+        assert_eq!(seeded(MMapPath::Stack), "[stack]");
+        assert_eq!(seeded(MMapPath::Anonymous), "anonymous");
+        assert_eq!(seeded(MMapPath::TStack(12)), "tstack(12)");
+        assert_eq!(seeded(MMapPath::Vdso), "vdso");
+    }
+
+    #[test]
+    fn a_resized_mapping_names_its_size() {
+        let mut sites = Sites::default();
+        let id = sites.intern(SiteKey::Mapping(MappingSite {
+            backing: Backing::UnknownFd(7),
+            len: 4096,
+            prot: 1,
+            shared: true,
+            stack: None,
+        }));
+        assert_eq!(
+            resized_site_text(id, &sites, Some(4 << 20)),
+            "file (fd 7) 4 KiB r-- shared (resized by mremap to 4 MiB)"
+        );
+    }
+}
