@@ -40,17 +40,6 @@ impl UsageError {
     }
 }
 
-impl SnapshotError {
-    /// A pid that does not exist is the user's argument; an unreadable /proc fails the run.
-    // Here rather than in proc_snapshot.rs only while that file is being reworked.
-    pub fn exit_status(&self) -> u8 {
-        match self {
-            SnapshotError::NoSuchProcess(_) => USAGE,
-            SnapshotError::Proc { .. } => FAILURE,
-        }
-    }
-}
-
 /// The exit status of a failed command: the outermost of leakscope's own errors in the
 /// chain decides, through its `exit_status()`; an error of no such type (an I/O error with
 /// context, say) is a plain failure.

@@ -13,8 +13,18 @@ use thiserror::Error;
 pub enum SnapshotError {
     #[error("no process with pid {0}")]
     NoSuchProcess(u32),
-    #[error("cannot read /proc/{pid}: {source}")]
+    #[error("cannot read /proc/{pid}")]
     Proc { pid: u32, source: procfs::ProcError },
+}
+
+impl SnapshotError {
+    /// A pid that does not exist is the user's argument; an unreadable /proc fails the run.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            SnapshotError::NoSuchProcess(_) => crate::exit_code::USAGE,
+            SnapshotError::Proc { .. } => crate::exit_code::FAILURE,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
