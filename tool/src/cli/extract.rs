@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum, builder::PossibleValue};
 
 use crate::extract::{
     DEFAULT_ITERATIONS, DEFAULT_ROUNDS, ExtractError, ExtractOptions, InjectLeak, WorkerConfig,
@@ -86,6 +86,27 @@ pub struct ExtractArgs {
     /// was extracted. By default it is removed.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `--inject-leak KIND`: the names are [`InjectLeak::as_str`]'s, each with its help line.
+impl ValueEnum for InjectLeak {
+    fn value_variants<'a>() -> &'a [Self] {
+        &InjectLeak::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            InjectLeak::None => "No deliberate leak: only what extraction itself does",
+            InjectLeak::Fd => {
+                "One fd per iteration, opened on `<dir>/.leakscope-injected-fd` and never closed"
+            }
+            InjectLeak::Mmap => {
+                "One 64 KiB private anonymous mapping per iteration, never unmapped"
+            }
+            InjectLeak::Heap => "4096 bytes of brk heap per iteration, never freed",
+        };
+        Some(PossibleValue::new(self.as_str()).help(help))
+    }
 }
 
 /// clap's view of [`archive::parse_file_spec`]: a bad spec is a usage error (exit status 2).
@@ -267,6 +288,19 @@ mod tests {
             args.options()
                 .worker_config("/tmp/a dir/x".into(), "/tmp/archive.tar".into())
         );
+    }
+
+    #[test]
+    fn inject_leak_values_are_its_names() {
+        let names: Vec<_> = InjectLeak::value_variants()
+            .iter()
+            .map(|v| v.to_possible_value().unwrap().get_name().to_owned())
+            .collect();
+        assert_eq!(names, ["none", "fd", "mmap", "heap"]);
+        for variant in InjectLeak::value_variants() {
+            let parsed = parse_extract(&["--inject-leak", variant.as_str()]).unwrap();
+            assert_eq!(parsed.workload.inject_leak, *variant);
+        }
     }
 
     #[test]
