@@ -30,7 +30,7 @@ pub enum ProbeError {
     #[error(transparent)]
     Offsets(#[from] OffsetsError),
     #[error("loading the eBPF programs was refused")]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the kernel refused eBPF program `{program}`")]
     Program {
         program: &'static str,
@@ -74,6 +74,19 @@ impl ProbeError {
     }
 }
 
+/// aya's `EbpfError` quotes the error it wraps in its own message ("map error: {0}"), which
+/// the chain then prints again: keep the wrapped error, so each cause is named once.
+fn load_refused(error: aya::EbpfError) -> ProbeError {
+    use aya::EbpfError;
+    ProbeError::Load(match error {
+        EbpfError::MapError(wrapped) => Box::new(wrapped),
+        EbpfError::ProgramError(wrapped) => Box::new(wrapped),
+        EbpfError::ParseError(wrapped) => Box::new(wrapped),
+        EbpfError::BtfError(wrapped) => Box::new(wrapped),
+        other => Box::new(other),
+    })
+}
+
 pub struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_bytes: u32,
@@ -99,7 +112,7 @@ impl Probes {
             .override_global(globals::OFFSETS, &offsets, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .load(OBJECT)
-            .map_err(ProbeError::Load)?;
+            .map_err(load_refused)?;
         // Raw tracepoints, attached by name; none needs tracefs.
         for raw in programs::RAW_TRACEPOINTS {
             let program: &mut RawTracePoint = program(&mut ebpf, raw.program)?;
@@ -221,6 +234,19 @@ fn typed_map<M>(
 mod tests {
     use super::*;
     use aya_obj::{Object, ProgramSection, generated::bpf_map_type};
+
+    #[test]
+    fn a_refused_load_names_aya_s_cause_once() {
+        let error = load_refused(aya::EbpfError::MapError(aya::maps::MapError::KeyNotFound));
+        assert_eq!(
+            error.exit_status(),
+            crate::exit_code::NO_PRIVILEGE_OR_FEATURE
+        );
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(error)),
+            "loading the eBPF programs was refused: key not found"
+        );
+    }
 
     /// The object as the loader sees it before anything reaches the kernel.
     fn parsed_object() -> Option<Object> {
