@@ -33,3 +33,5 @@ mod tests;
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod snapshot_tests;
