@@ -167,6 +167,16 @@ fn resource_class(
         at_last_boundary: record_bytes.as_ref().expect("set together"),
         resized: ledger.resized_mappings(),
     });
+    let sites = sites::retained_sites(
+        records,
+        ledger.sites(),
+        iterations,
+        site_bytes.as_ref(),
+        &sites::Judging {
+            doubt,
+            limit_hit: limit_hit.as_ref(),
+        },
+    );
     ResourceClass {
         acquired: traced().count() as u64,
         released: traced().filter(|r| r.released_ns != NEVER).count() as u64,
@@ -183,13 +193,7 @@ fn resource_class(
         verdict,
         limit_hit,
         lifetimes,
-        sites: sites::retained_sites(
-            records,
-            ledger.sites(),
-            iterations,
-            site_bytes.as_ref(),
-            doubt,
-        ),
+        sites,
         failures: failures::of_class(ledger, iterations, class),
     }
 }

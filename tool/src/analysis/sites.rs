@@ -41,6 +41,14 @@ pub fn retained(born_ns: u64, released_ns: u64, iterations: &Iterations) -> bool
     }
 }
 
+/// What every site of a class is judged with.
+pub struct Judging<'a> {
+    /// Why no verdict can be trusted (lost events, no convincing loop).
+    pub doubt: Option<&'a str>,
+    /// When the class ran into its limit.
+    pub limit_hit: Option<&'a super::limits::LimitHit>,
+}
+
 /// What a mapping site's bytes are judged from.
 pub struct SiteBytes<'a> {
     /// Every change of mapped bytes, in time order.
@@ -58,8 +66,9 @@ pub fn retained_sites(
     sites: &Sites,
     iterations: &Iterations,
     site_bytes: Option<&SiteBytes>,
-    doubt: Option<&str>,
+    judging: &Judging,
 ) -> Vec<Site> {
+    let doubt = judging.doubt;
     let bytes = site_bytes.map(|b| b.at_last_boundary);
     let intervals = iterations.count().saturating_sub(1);
     if intervals == 0 {
@@ -110,7 +119,22 @@ pub fn retained_sites(
                 .iter()
                 .map(|&b| births.partition_point(|&t| t < b) as f64)
                 .collect();
-            let count_verdict = trend::judge(&cumulative, &scales::COUNT, doubt).verdict;
+            // A site that grew until the class hit its limit is judged as the class is: a
+            // leak at the rate it grew, not a plateau.
+            let plain = trend::judge(&cumulative, &scales::COUNT, doubt);
+            let count = match judging.limit_hit {
+                Some(hit) => super::limits::judge_pinned(
+                    &cumulative,
+                    &scales::COUNT,
+                    hit,
+                    &plain,
+                    doubt,
+                ),
+                None => plain,
+            };
+            let count_verdict = count.verdict;
+            let pinned_rate = (judging.limit_hit.is_some() && count.verdict == Verdict::Leak)
+                .then_some(count.rate);
             let mut resized_to = None;
             let (bytes_rate, verdict) = match site_bytes {
                 Some(judged) => {
@@ -133,7 +157,8 @@ pub fn retained_sites(
                 site,
                 resized_to,
                 leaked: births.len() as u64,
-                leaked_per_iteration: births.len() as f64 / intervals as f64,
+                leaked_per_iteration: pinned_rate
+                    .unwrap_or(births.len() as f64 / intervals as f64),
                 bytes_leaked: bytes.map(|_| bytes_of_site),
                 bytes_leaked_per_iteration: bytes_rate,
                 verdict,
