@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{RawTracePoint, UProbe, uprobe::UProbeScope},
 };
-use leakscope_common::{DropReason, KernelOffsets, globals, maps, programs};
+use leakscope_common::{DropReason, globals, maps, programs};
 use thiserror::Error;
 
 use crate::kernel_offsets::{self, OffsetsError};
@@ -19,7 +19,7 @@ use crate::kernel_offsets::{self, OffsetsError};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leakscope"));
 
 #[derive(Debug, Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     #[error(
         "this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
     )]
@@ -54,7 +54,7 @@ pub enum ProbeError {
 impl ProbeError {
     /// Whether the failure is the kernel saying no (missing privilege or feature), which
     /// the contract maps to exit status 4, rather than a bug or a bad argument.
-    pub fn is_kernel_refusal(&self) -> bool {
+    pub(crate) fn is_kernel_refusal(&self) -> bool {
         match self {
             ProbeError::Offsets(_) | ProbeError::Load(_) | ProbeError::Program { .. } => true,
             ProbeError::Map { source, .. } => {
@@ -65,23 +65,22 @@ impl ProbeError {
     }
 }
 
-pub struct ProbeOptions {
+pub(crate) struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
-    pub ring_bytes: u32,
+    pub(crate) ring_bytes: u32,
 }
 
-pub struct Probes {
+pub(crate) struct Probes {
     ebpf: Ebpf,
     tracked: HashMap<MapData, u32, u8>,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
-    pub offsets: KernelOffsets,
 }
 
 impl Probes {
     /// Loads and attaches every program. After this returns, the kernel reports any
     /// process added with [`Probes::track`].
-    pub fn load(options: &ProbeOptions) -> Result<(Probes, RingBuf<MapData>), ProbeError> {
+    pub(crate) fn load(options: &ProbeOptions) -> Result<(Probes, RingBuf<MapData>), ProbeError> {
         if OBJECT.is_empty() {
             return Err(ProbeError::NoObject);
         }
@@ -121,14 +120,13 @@ impl Probes {
                 tracked,
                 lost,
                 stacks,
-                offsets,
             },
             ring,
         ))
     }
 
     /// Starts tracing process `tgid` (and, from then on, the processes it forks).
-    pub fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
+    pub(crate) fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
         self.tracked
             .insert(tgid, 0, 0)
             .map_err(|source| ProbeError::Map {
@@ -138,7 +136,7 @@ impl Probes {
     }
 
     /// Attaches the iteration marker to `symbol` in `binary`, for the processes traced.
-    pub fn attach_marker(&mut self, binary: &Path, symbol: &str) -> Result<(), ProbeError> {
+    pub(crate) fn attach_marker(&mut self, binary: &Path, symbol: &str) -> Result<(), ProbeError> {
         let marker: &mut UProbe = program(&mut self.ebpf, programs::ITERATION_MARKER)?;
         marker
             .attach(symbol, binary, UProbeScope::AllProcesses)
@@ -150,14 +148,8 @@ impl Probes {
             })
     }
 
-    /// Records the kernel dropped or could only half-record, every reason together,
-    /// summed over CPUs. Nonzero means the ledger is incomplete, and the report says so.
-    pub fn lost_events(&self) -> u64 {
-        self.lost_by_reason().iter().map(|(_, n)| n).sum()
-    }
-
     /// The same, by reason (nonzero reasons only, in slot order).
-    pub fn lost_by_reason(&self) -> Vec<(DropReason, u64)> {
+    pub(crate) fn lost_by_reason(&self) -> Vec<(DropReason, u64)> {
         DropReason::ALL
             .iter()
             .filter_map(|&reason| {
@@ -172,16 +164,11 @@ impl Probes {
     }
 
     /// The user-stack instruction pointers recorded under `stack_id`, innermost first.
-    pub fn user_stack(&self, stack_id: u32) -> Vec<u64> {
+    pub(crate) fn user_stack(&self, stack_id: u32) -> Vec<u64> {
         self.stacks
             .get(&stack_id, 0)
             .map(|trace| trace.frames().iter().map(|frame| frame.ip).collect())
             .unwrap_or_default()
-    }
-
-    /// Whether RSS is sampled in the kernel (the BTF had the mm offsets).
-    pub fn samples_rss(&self) -> bool {
-        self.offsets.rss_available != 0
     }
 }
 
@@ -212,6 +199,7 @@ fn typed_map<M>(
 mod tests {
     use super::*;
     use aya_obj::{Object, ProgramSection, generated::bpf_map_type};
+    use leakscope_common::KernelOffsets;
 
     /// The object as the loader sees it before anything reaches the kernel.
     fn parsed_object() -> Option<Object> {

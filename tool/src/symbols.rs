@@ -7,7 +7,7 @@ use object::{Object, ObjectSymbol, SymbolKind};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum SymbolError {
+pub(crate) enum SymbolError {
     #[error("cannot read {binary}: {reason}")]
     Unreadable { binary: String, reason: String },
     #[error("{binary} has no function `{symbol}`{}", suggestions(.near))]
@@ -27,7 +27,7 @@ fn suggestions(near: &[String]) -> String {
 }
 
 /// Succeeds when `binary` defines function `symbol` (in .symtab or .dynsym).
-pub fn check_function(binary: &Path, symbol: &str) -> Result<(), SymbolError> {
+pub(crate) fn check_function(binary: &Path, symbol: &str) -> Result<(), SymbolError> {
     let unreadable = |reason: String| SymbolError::Unreadable {
         binary: binary.display().to_string(),
         reason,

@@ -11,18 +11,18 @@ use super::{
 };
 
 /// The hidden subcommand the parent runs under tracing; its arguments are [`WorkerConfig`].
-pub const WORKER_SUBCOMMAND: &str = "__extract-worker";
+pub(crate) const WORKER_SUBCOMMAND: &str = "__extract-worker";
 
 /// The original report's numbers: "10,000 times per round, 20 rounds".
-pub const DEFAULT_ROUNDS: u64 = 20;
-pub const DEFAULT_ITERATIONS: u64 = 10_000;
+pub(crate) const DEFAULT_ROUNDS: u64 = 20;
+pub(crate) const DEFAULT_ITERATIONS: u64 = 10_000;
 
 /// Shown by `leakscope extract --help`.
-pub const EXTRACT_ABOUT: &str = "Run the original report's scenario: extract a small tar archive \
+pub(crate) const EXTRACT_ABOUT: &str = "Run the original report's scenario: extract a small tar archive \
      over and over, and see what leaks";
 
 /// Shown after the options by `leakscope extract --help`.
-pub const EXTRACT_AFTER_HELP: &str = "\
+pub(crate) const EXTRACT_AFTER_HELP: &str = "\
 The scenario comes from a bug report: \"Repeated archive extraction, 10,000 times per round, \
 20 rounds. Expected: memory usage should remain stable. Actual: memory usage grows \
 continuously.\" leakscope runs that loop in a child process it traces. The archive (a.txt = \
@@ -54,36 +54,36 @@ Examples:
 /// `leakscope extract`: the options of the workload. The CLI adds the common tracing options.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(about = EXTRACT_ABOUT, after_long_help = EXTRACT_AFTER_HELP)]
-pub struct ExtractArgs {
+pub(crate) struct ExtractArgs {
     /// Rounds to run; RSS, fds and mappings are printed after each one. The default is the
     /// original report's.
     #[arg(long, value_name = "R", default_value_t = DEFAULT_ROUNDS,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub rounds: u64,
+    pub(crate) rounds: u64,
 
     /// Extractions per round. The default is the original report's.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ITERATIONS,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub iterations: u64,
+    pub(crate) iterations: u64,
 
     /// Add one deliberate leak of this kind per iteration, to see how the report shows it.
     #[arg(long, value_name = "KIND", value_enum, default_value_t = InjectLeak::None)]
-    pub inject_leak: InjectLeak,
+    pub(crate) inject_leak: InjectLeak,
 
     /// Extract this tar file instead of the built-in archive. It is checked before the run.
     #[arg(long, value_name = "PATH")]
-    pub archive: Option<PathBuf>,
+    pub(crate) archive: Option<PathBuf>,
 
     /// Put this file into the built-in archive instead of a.txt/b.txt (repeatable). NAME is a
     /// relative path; CONTENT is taken literally.
     #[arg(long = "file", value_name = "NAME=CONTENT", conflicts_with = "archive",
           value_parser = parse_file_spec_arg)]
-    pub files: Vec<ArchiveEntry>,
+    pub(crate) files: Vec<ArchiveEntry>,
 
     /// Keep the extraction directory after the run (its path is printed), to inspect what
     /// was extracted. By default it is removed.
     #[arg(long)]
-    pub keep: bool,
+    pub(crate) keep: bool,
 }
 
 impl Default for ExtractArgs {
@@ -110,7 +110,7 @@ fn parse_file_spec_arg(spec: &str) -> Result<ArchiveEntry, String> {
 impl ExtractArgs {
     /// The bytes to extract: `--archive PATH` (read and checked), or the `--file` entries, or
     /// the default a.txt/b.txt.
-    pub fn archive_bytes(&self) -> Result<Vec<u8>, ExtractError> {
+    pub(crate) fn archive_bytes(&self) -> Result<Vec<u8>, ExtractError> {
         if let Some(path) = &self.archive {
             return archive::read_archive_file(path);
         }
@@ -122,7 +122,7 @@ impl ExtractArgs {
     }
 
     /// The worker's configuration, given where the parent put the directory and the bytes.
-    pub fn worker_config(&self, dir: PathBuf, archive_file: PathBuf) -> WorkerConfig {
+    pub(crate) fn worker_config(&self, dir: PathBuf, archive_file: PathBuf) -> WorkerConfig {
         WorkerConfig {
             dir,
             archive_file,
@@ -136,25 +136,25 @@ impl ExtractArgs {
 /// `leakscope __extract-worker`: everything the traced child needs. The parent builds it,
 /// turns it into arguments with [`WorkerConfig::to_args`], and the child parses it back.
 #[derive(Debug, Clone, PartialEq, Eq, Args, serde::Serialize)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     /// The directory to extract into, again and again. It must exist; the parent owns it.
     #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 
     /// The tar archive to extract, written by the parent.
     #[arg(long, value_name = "FILE")]
-    pub archive_file: PathBuf,
+    pub(crate) archive_file: PathBuf,
 
     #[arg(long, value_name = "R", default_value_t = DEFAULT_ROUNDS,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub rounds: u64,
+    pub(crate) rounds: u64,
 
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ITERATIONS,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub iterations: u64,
+    pub(crate) iterations: u64,
 
     #[arg(long, value_name = "KIND", value_enum, default_value_t = InjectLeak::None)]
-    pub inject_leak: InjectLeak,
+    pub(crate) inject_leak: InjectLeak,
 }
 
 /// A parser for [`WorkerConfig`] alone, for [`WorkerConfig::from_args`].
@@ -168,7 +168,7 @@ struct WorkerCommandLine {
 impl WorkerConfig {
     /// The arguments that follow `leakscope __extract-worker`. Every field is spelled out, so
     /// the child never depends on defaults the parent might not share.
-    pub fn to_args(&self) -> Vec<OsString> {
+    pub(crate) fn to_args(&self) -> Vec<OsString> {
         vec![
             "--dir".into(),
             self.dir.clone().into_os_string(),
@@ -184,7 +184,7 @@ impl WorkerConfig {
     }
 
     /// Parses what [`WorkerConfig::to_args`] produced (without the subcommand name).
-    pub fn from_args<I, T>(args: I) -> Result<WorkerConfig, ExtractError>
+    pub(crate) fn from_args<I, T>(args: I) -> Result<WorkerConfig, ExtractError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
@@ -194,7 +194,7 @@ impl WorkerConfig {
             .map_err(|err| ExtractError::WorkerArgs(err.to_string()))
     }
 
-    pub fn total_iterations(&self) -> u64 {
+    pub(crate) fn total_iterations(&self) -> u64 {
         self.rounds.saturating_mul(self.iterations)
     }
 }

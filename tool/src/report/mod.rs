@@ -1,20 +1,20 @@
 //! The report: the diagnosis as data ([`model`]), as JSON ([`json`]) and as a one-screen
 //! text summary ([`text`]).
 
-pub mod answer;
-pub mod held;
-pub mod json;
-pub mod model;
-pub mod sites;
-pub mod text;
+pub(crate) mod answer;
+pub(crate) mod held;
+pub(crate) mod json;
+pub(crate) mod model;
+pub(crate) mod sites;
+pub(crate) mod text;
 
-pub use model::Report;
+pub(crate) use model::Report;
 
 use crate::analysis::trend::Verdict;
 
 impl Report {
     /// Whether any class (fd, mmap, brk, rss) was judged a leak (`--fail-on-leak`).
-    pub fn has_leak(&self) -> bool {
+    pub(crate) fn has_leak(&self) -> bool {
         let classes = &self.classes;
         [
             classes.fd.verdict,
