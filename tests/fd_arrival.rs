@@ -1,6 +1,8 @@
 //! Fds that arrive other than as a return value, with the real probes: SCM_RIGHTS over a
 //! socket (recvmsg, recvmmsg), and one leak per iteration from each newer fd source.
 
+use rstest::rstest;
+
 use leakscope_tests::{
     Source, assert_rate, assert_verdicts, class, counts_beyond_baseline, diagnose, fixture,
     leakscope_json, verdicts,
@@ -151,18 +153,18 @@ fn each_newer_fd_source_leaks_one_per_iteration() {
 /// More control data than the kernel side copies (64 fds in one message), or more
 /// messages than it copies (9 in one recvmmsg): the ledger misses fds, so every verdict
 /// must be inconclusive with that reason, never a confident answer.
-#[test]
-fn fds_past_the_copy_caps_make_the_run_inconclusive() {
-    for mode in ["wide", "batch"] {
-        let traced = fd_pass(mode);
-        assert_eq!(
-            verdicts(&traced),
-            ["inconclusive"; 4].map(String::from),
-            "{mode}"
-        );
-        let why = class(&traced, "fd")["why"].as_str().unwrap();
-        assert!(why.contains("could not be read in full"), "{mode}: {why}");
-    }
+#[rstest]
+#[case::wide("wide")]
+#[case::batch("batch")]
+fn fds_past_the_copy_caps_make_the_run_inconclusive(#[case] mode: &str) {
+    let traced = fd_pass(mode);
+    assert_eq!(
+        verdicts(&traced),
+        ["inconclusive"; 4].map(String::from),
+        "{mode}"
+    );
+    let why = class(&traced, "fd")["why"].as_str().unwrap();
+    assert!(why.contains("could not be read in full"), "{mode}: {why}");
 }
 
 /// Control data without fds (SCM_CREDENTIALS on every message) is dropped in the kernel:

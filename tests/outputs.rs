@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 
 use leakscope_tests::leakscope;
+use rstest::rstest;
 
 fn assert_one_line(output: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -43,25 +44,28 @@ fn json_on_stdout_is_pure_json_while_the_target_prints_to_stdout() {
     assert!(stderr.contains("answer:"), "{stderr}");
 }
 
-#[test]
-fn a_bad_json_path_is_a_usage_error_and_the_target_never_runs() {
+/// `bad`: a path under the test's directory, or `None` for the directory itself.
+#[rstest]
+#[case::in_a_missing_directory(Some("no-such-dir/report.json"))]
+#[case::a_directory(None)]
+fn a_bad_json_path_is_a_usage_error_and_the_target_never_runs(#[case] bad: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let ran = dir.path().join("ran");
-    for bad in [
-        dir.path().join("no-such-dir/report.json"),
-        dir.path().to_owned(), // a directory
-    ] {
-        let output = Command::new(leakscope())
-            .args(["run", "--json"])
-            .arg(&bad)
-            .args(["--", "touch"])
-            .arg(&ran)
-            .output()
-            .unwrap();
-        assert_one_line(&output, "--json");
-        assert!(!ran.exists(), "the target ran");
-    }
-    // extract checks it before it prepares anything, too.
+    let bad = bad.map_or_else(|| dir.path().to_owned(), |path| dir.path().join(path));
+    let output = Command::new(leakscope())
+        .args(["run", "--json"])
+        .arg(&bad)
+        .args(["--", "touch"])
+        .arg(&ran)
+        .output()
+        .unwrap();
+    assert_one_line(&output, "--json");
+    assert!(!ran.exists(), "the target ran");
+}
+
+#[test]
+fn extract_checks_a_bad_json_path_before_it_prepares_anything() {
+    let dir = tempfile::tempdir().unwrap();
     let output = Command::new(leakscope())
         .args(["extract", "--json"])
         .arg(dir.path().join("no-such-dir/r.json"))

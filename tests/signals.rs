@@ -16,16 +16,11 @@ use leakscope_tests::{
         wait_for_programs,
     },
 };
+use rstest::rstest;
 use serde_json::Value;
 
 const PAUSE: &str = "LEAKSCOPE_TEST_PAUSE";
 const LONG: Duration = Duration::from_secs(30);
-const SIGNALS: [(libc::c_int, &str); 4] = [
-    (libc::SIGKILL, "SIGKILL"),
-    (libc::SIGTERM, "SIGTERM"),
-    (libc::SIGINT, "SIGINT"),
-    (libc::SIGHUP, "SIGHUP"),
-];
 
 fn run_command(json: &Path, pause: Option<&str>, target: &[&str]) -> Command {
     let mut command = Command::new(leakscope());
@@ -85,107 +80,115 @@ fn pid_in(file: &Path) -> u32 {
     }
 }
 
-#[test]
-fn a_signal_at_the_gate_leaves_no_process_and_no_probe_and_the_target_never_runs() {
-    for (signal, name) in SIGNALS {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("report.json");
-        let ran = dir.path().join("ran");
-        let touch = format!("touch {}", ran.display());
-        let mut watched = Watched::start(
-            run_command(&json, Some("gate"), &["sh", "-c", &touch]),
-            Stdio::null(),
-        );
-        let child = paused_child(&watched.wait_for_line("test pause at gate", LONG));
-        let programs = wait_for_programs(watched.pid(), LONG);
-        // The waiting child holds none of leakscope's BPF fds.
-        assert_eq!(bpf_fds_of(child), Vec::<String>::new(), "{name}");
-        assert!(programs_held_by(child).is_empty(), "{name}");
+#[rstest]
+#[case::sigkill(libc::SIGKILL, "SIGKILL")]
+#[case::sigterm(libc::SIGTERM, "SIGTERM")]
+#[case::sigint(libc::SIGINT, "SIGINT")]
+#[case::sighup(libc::SIGHUP, "SIGHUP")]
+fn a_signal_at_the_gate_leaves_no_process_and_no_probe_and_the_target_never_runs(
+    #[case] signal: libc::c_int,
+    #[case] name: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let ran = dir.path().join("ran");
+    let touch = format!("touch {}", ran.display());
+    let mut watched = Watched::start(
+        run_command(&json, Some("gate"), &["sh", "-c", &touch]),
+        Stdio::null(),
+    );
+    let child = paused_child(&watched.wait_for_line("test pause at gate", LONG));
+    let programs = wait_for_programs(watched.pid(), LONG);
+    // The waiting child holds none of leakscope's BPF fds.
+    assert_eq!(bpf_fds_of(child), Vec::<String>::new(), "{name}");
+    assert!(programs_held_by(child).is_empty(), "{name}");
 
-        watched.signal(signal);
-        let status = watched.wait(LONG);
-        assert_ended_by(status, signal, &watched);
-        if signal != libc::SIGKILL {
-            assert!(
-                watched.stderr_text().contains("before tracing started"),
-                "{name}: {}",
-                watched.stderr_text()
-            );
-            assert!(!json.exists(), "{name}: an empty report file was left");
-        }
-        assert_gone(child, Duration::from_secs(1), name);
-        assert_unloaded(&programs, name);
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(!ran.exists(), "{name}: the target ran untraced");
+    watched.signal(signal);
+    let status = watched.wait(LONG);
+    assert_ended_by(status, signal, &watched);
+    if signal != libc::SIGKILL {
+        assert!(
+            watched.stderr_text().contains("before tracing started"),
+            "{name}: {}",
+            watched.stderr_text()
+        );
+        assert!(!json.exists(), "{name}: an empty report file was left");
     }
+    assert_gone(child, Duration::from_secs(1), name);
+    assert_unloaded(&programs, name);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!ran.exists(), "{name}: the target ran untraced");
 }
 
-#[test]
-fn a_signal_before_the_probes_load_stops_cleanly() {
-    for (signal, name) in [SIGNALS[0], SIGNALS[1]] {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("report.json");
-        let ran = dir.path().join("ran");
-        let touch = format!("touch {}", ran.display());
-        let mut watched = Watched::start(
-            run_command(&json, Some("before-probes"), &["sh", "-c", &touch]),
-            Stdio::null(),
-        );
-        watched.wait_for_line("test pause at before-probes", LONG);
-        assert!(programs_held_by(watched.pid()).is_empty());
-        let pid = watched.pid();
-        watched.signal(signal);
-        let status = watched.wait(LONG);
-        assert_ended_by(status, signal, &watched);
-        assert_gone(pid, Duration::from_secs(1), name);
-        assert!(!ran.exists(), "{name}: the target ran");
-    }
+#[rstest]
+#[case::sigkill(libc::SIGKILL, "SIGKILL")]
+#[case::sigterm(libc::SIGTERM, "SIGTERM")]
+fn a_signal_before_the_probes_load_stops_cleanly(#[case] signal: libc::c_int, #[case] name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let ran = dir.path().join("ran");
+    let touch = format!("touch {}", ran.display());
+    let mut watched = Watched::start(
+        run_command(&json, Some("before-probes"), &["sh", "-c", &touch]),
+        Stdio::null(),
+    );
+    watched.wait_for_line("test pause at before-probes", LONG);
+    assert!(programs_held_by(watched.pid()).is_empty());
+    let pid = watched.pid();
+    watched.signal(signal);
+    let status = watched.wait(LONG);
+    assert_ended_by(status, signal, &watched);
+    assert_gone(pid, Duration::from_secs(1), name);
+    assert!(!ran.exists(), "{name}: the target ran");
 }
 
-#[test]
-fn sigterm_and_sighup_during_the_run_forward_reap_and_report() {
-    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("report.json");
-        let pid_file = dir.path().join("pid");
-        let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
-        let mut watched = Watched::start(
-            run_command(&json, None, &["sh", "-c", &script]),
-            Stdio::null(),
-        );
-        let target = pid_in(&pid_file);
-        let programs = wait_for_programs(watched.pid(), LONG);
-        // The target runs with the stop signals unblocked, as without leakscope.
-        std::thread::sleep(Duration::from_millis(200));
-        let status_file = std::fs::read_to_string(format!("/proc/{target}/status")).unwrap();
-        let blocked = status_file
-            .lines()
-            .find_map(|l| l.strip_prefix("SigBlk:"))
-            .unwrap()
-            .trim();
-        assert_eq!(u64::from_str_radix(blocked, 16).unwrap(), 0, "{name}");
+#[rstest]
+#[case::sigterm(libc::SIGTERM, "SIGTERM")]
+#[case::sighup(libc::SIGHUP, "SIGHUP")]
+fn sigterm_and_sighup_during_the_run_forward_reap_and_report(
+    #[case] signal: libc::c_int,
+    #[case] name: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let mut watched = Watched::start(
+        run_command(&json, None, &["sh", "-c", &script]),
+        Stdio::null(),
+    );
+    let target = pid_in(&pid_file);
+    let programs = wait_for_programs(watched.pid(), LONG);
+    // The target runs with the stop signals unblocked, as without leakscope.
+    std::thread::sleep(Duration::from_millis(200));
+    let status_file = std::fs::read_to_string(format!("/proc/{target}/status")).unwrap();
+    let blocked = status_file
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .unwrap()
+        .trim();
+    assert_eq!(u64::from_str_radix(blocked, 16).unwrap(), 0, "{name}");
 
-        watched.signal(signal);
-        let status = watched.wait(LONG);
-        assert_eq!(status.code(), Some(0), "{name}: {}", watched.stderr_text());
-        let report = read_report(&json, &watched);
-        assert_eq!(report["target"]["exit_signal"], signal, "{name}");
-        let ended = &report["ended"];
-        assert_eq!(ended["how"], "target-killed", "{name}: {ended}");
-        assert_eq!(ended["by"], "leakscope", "{name}: {ended}");
-        assert_eq!(ended["signal"], name, "{ended}");
-        assert_eq!(ended["interrupted"]["signal"], name, "{ended}");
-        assert_eq!(ended["interrupted"]["count"], 1, "{ended}");
-        assert_eq!(
-            ended["interrupted"]["sender_pid"],
-            std::process::id(),
-            "{ended}"
-        );
-        assert_eq!(ended["processes_running"], 0, "{ended}");
-        assert!(report["answer"].is_string(), "the full report: {report}");
-        assert_gone(target, Duration::from_secs(1), name);
-        assert_unloaded(&programs, name);
-    }
+    watched.signal(signal);
+    let status = watched.wait(LONG);
+    assert_eq!(status.code(), Some(0), "{name}: {}", watched.stderr_text());
+    let report = read_report(&json, &watched);
+    assert_eq!(report["target"]["exit_signal"], signal, "{name}");
+    let ended = &report["ended"];
+    assert_eq!(ended["how"], "target-killed", "{name}: {ended}");
+    assert_eq!(ended["by"], "leakscope", "{name}: {ended}");
+    assert_eq!(ended["signal"], name, "{ended}");
+    assert_eq!(ended["interrupted"]["signal"], name, "{ended}");
+    assert_eq!(ended["interrupted"]["count"], 1, "{ended}");
+    assert_eq!(
+        ended["interrupted"]["sender_pid"],
+        std::process::id(),
+        "{ended}"
+    );
+    assert_eq!(ended["processes_running"], 0, "{ended}");
+    assert!(report["answer"].is_string(), "the full report: {report}");
+    assert_gone(target, Duration::from_secs(1), name);
+    assert_unloaded(&programs, name);
 }
 
 #[test]
@@ -228,30 +231,33 @@ fn a_second_sigint_kills_a_target_that_ignores_it() {
     assert_unloaded(&programs, "second SIGINT");
 }
 
-#[test]
-fn a_signal_during_the_report_still_gives_the_report_and_sigkill_leaves_no_probe() {
-    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("report.json");
-        let mut watched = Watched::start(
-            run_command(&json, Some("report"), &["sh", "-c", "exec 3</dev/null"]),
-            Stdio::null(),
-        );
-        let programs = wait_for_programs(watched.pid(), LONG);
-        watched.wait_for_line("test pause at report", LONG);
-        watched.signal(signal);
-        let status = watched.wait(LONG);
-        if signal == libc::SIGTERM {
-            // Tracing was over: the report is complete and true, and the status normal.
-            assert_eq!(status.code(), Some(0), "{}", watched.stderr_text());
-            let report = read_report(&json, &watched);
-            assert_eq!(report["ended"]["how"], "target-exited");
-            assert_eq!(report["target"]["exit_code"], 0);
-        } else {
-            assert_ended_by(status, signal, &watched);
-        }
-        assert_unloaded(&programs, name);
+#[rstest]
+#[case::sigterm(libc::SIGTERM, "SIGTERM")]
+#[case::sigkill(libc::SIGKILL, "SIGKILL")]
+fn a_signal_during_the_report_still_gives_the_report_and_sigkill_leaves_no_probe(
+    #[case] signal: libc::c_int,
+    #[case] name: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let mut watched = Watched::start(
+        run_command(&json, Some("report"), &["sh", "-c", "exec 3</dev/null"]),
+        Stdio::null(),
+    );
+    let programs = wait_for_programs(watched.pid(), LONG);
+    watched.wait_for_line("test pause at report", LONG);
+    watched.signal(signal);
+    let status = watched.wait(LONG);
+    if signal == libc::SIGTERM {
+        // Tracing was over: the report is complete and true, and the status normal.
+        assert_eq!(status.code(), Some(0), "{}", watched.stderr_text());
+        let report = read_report(&json, &watched);
+        assert_eq!(report["ended"]["how"], "target-exited");
+        assert_eq!(report["target"]["exit_code"], 0);
+    } else {
+        assert_ended_by(status, signal, &watched);
     }
+    assert_unloaded(&programs, name);
 }
 
 #[test]
@@ -310,79 +316,76 @@ enum Interrupt {
     TwiceReporting,
 }
 
-#[test]
-fn extract_interrupted_once_or_twice_removes_its_directory() {
-    for interrupt in [
-        Interrupt::Once,
-        Interrupt::TwiceTracing,
-        Interrupt::TwiceReporting,
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("report.json");
-        let mut command = Command::new(leakscope());
-        command.arg("extract").arg("--json").arg(&json);
-        if interrupt == Interrupt::TwiceReporting {
-            // A short run that pauses before its report.
-            command.args(["--rounds", "1", "--iterations", "10"]);
-            command.env(PAUSE, "report");
-        } else {
-            command.args(["--rounds", "1000", "--iterations", "1000"]);
-        }
-        let mut watched = Watched::start(command, Stdio::null());
-        let line = watched.wait_for_line("leakscope extract: ", LONG);
-        let extract_dir = line
-            .split_whitespace()
-            .find(|word| word.contains("/leakscope-extract-"))
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| panic!("no directory in `{line}`"));
-        let root = extract_dir.parent().unwrap().to_owned();
-        let programs = wait_for_programs(watched.pid(), LONG);
-        if interrupt == Interrupt::TwiceReporting {
-            watched.wait_for_line("test pause at report", LONG);
-        } else {
-            std::thread::sleep(Duration::from_millis(500)); // the worker is extracting
-        }
-        watched.signal(libc::SIGTERM);
-        if interrupt != Interrupt::Once {
-            // A different signal straight after: a second request, not a repeat.
-            watched.signal(libc::SIGINT);
-        }
-        let status = watched.wait(LONG);
-        // Twice: 128 + the number of whichever of the two the kernel delivered last
-        // (pending signals are read lowest number first).
-        let expected: &[i32] = match interrupt {
-            Interrupt::Once => &[0],
-            _ => &[130, 143],
-        };
-        assert!(
-            status.code().is_some_and(|code| expected.contains(&code)),
-            "{interrupt:?}: {status}: {}",
-            watched.stderr_text()
-        );
-        assert!(
-            !root.exists(),
-            "{interrupt:?}: {} was left behind",
-            root.display()
-        );
-        if interrupt != Interrupt::TwiceReporting {
-            let report = read_report(&json, &watched);
-            let ended = &report["ended"];
-            assert_eq!(ended["how"], "target-killed", "{interrupt:?}: {ended}");
-            assert_eq!(ended["by"], "leakscope", "{ended}");
-            let count = if interrupt == Interrupt::Once { 1 } else { 2 };
-            assert_eq!(ended["interrupted"]["count"], count, "{ended}");
-            if interrupt == Interrupt::Once {
-                assert_eq!(report["target"]["exit_signal"], libc::SIGTERM, "{ended}");
-            }
-            // Whatever killed the worker, leakscope sent it (the first signal passed on,
-            // or SIGKILL at the second, whichever came first).
-            let sent = ended["interrupted"]["sent_to_target"].as_array().unwrap();
-            assert!(sent.contains(&ended["signal"]), "{ended}");
-            let worker = report["target"]["pid"].as_u64().unwrap() as u32;
-            assert_gone(worker, Duration::from_secs(1), "worker");
-        }
-        assert_unloaded(&programs, "extract");
+#[rstest]
+#[case::once(Interrupt::Once)]
+#[case::twice_tracing(Interrupt::TwiceTracing)]
+#[case::twice_reporting(Interrupt::TwiceReporting)]
+fn extract_interrupted_once_or_twice_removes_its_directory(#[case] interrupt: Interrupt) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let mut command = Command::new(leakscope());
+    command.arg("extract").arg("--json").arg(&json);
+    if interrupt == Interrupt::TwiceReporting {
+        // A short run that pauses before its report.
+        command.args(["--rounds", "1", "--iterations", "10"]);
+        command.env(PAUSE, "report");
+    } else {
+        command.args(["--rounds", "1000", "--iterations", "1000"]);
     }
+    let mut watched = Watched::start(command, Stdio::null());
+    let line = watched.wait_for_line("leakscope extract: ", LONG);
+    let extract_dir = line
+        .split_whitespace()
+        .find(|word| word.contains("/leakscope-extract-"))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no directory in `{line}`"));
+    let root = extract_dir.parent().unwrap().to_owned();
+    let programs = wait_for_programs(watched.pid(), LONG);
+    if interrupt == Interrupt::TwiceReporting {
+        watched.wait_for_line("test pause at report", LONG);
+    } else {
+        std::thread::sleep(Duration::from_millis(500)); // the worker is extracting
+    }
+    watched.signal(libc::SIGTERM);
+    if interrupt != Interrupt::Once {
+        // A different signal straight after: a second request, not a repeat.
+        watched.signal(libc::SIGINT);
+    }
+    let status = watched.wait(LONG);
+    // Twice: 128 + the number of whichever of the two the kernel delivered last
+    // (pending signals are read lowest number first).
+    let expected: &[i32] = match interrupt {
+        Interrupt::Once => &[0],
+        _ => &[130, 143],
+    };
+    assert!(
+        status.code().is_some_and(|code| expected.contains(&code)),
+        "{interrupt:?}: {status}: {}",
+        watched.stderr_text()
+    );
+    assert!(
+        !root.exists(),
+        "{interrupt:?}: {} was left behind",
+        root.display()
+    );
+    if interrupt != Interrupt::TwiceReporting {
+        let report = read_report(&json, &watched);
+        let ended = &report["ended"];
+        assert_eq!(ended["how"], "target-killed", "{interrupt:?}: {ended}");
+        assert_eq!(ended["by"], "leakscope", "{ended}");
+        let count = if interrupt == Interrupt::Once { 1 } else { 2 };
+        assert_eq!(ended["interrupted"]["count"], count, "{ended}");
+        if interrupt == Interrupt::Once {
+            assert_eq!(report["target"]["exit_signal"], libc::SIGTERM, "{ended}");
+        }
+        // Whatever killed the worker, leakscope sent it (the first signal passed on,
+        // or SIGKILL at the second, whichever came first).
+        let sent = ended["interrupted"]["sent_to_target"].as_array().unwrap();
+        assert!(sent.contains(&ended["signal"]), "{ended}");
+        let worker = report["target"]["pid"].as_u64().unwrap() as u32;
+        assert_gone(worker, Duration::from_secs(1), "worker");
+    }
+    assert_unloaded(&programs, "extract");
 }
 
 #[test]

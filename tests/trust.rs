@@ -2,6 +2,8 @@
 //! honestly inconclusive, and "no leak" always comes with the smallest rate the run could
 //! have seen. Each "must not be a leak" case runs 5 times, so a verdict that flips is caught.
 
+use rstest::rstest;
+
 use leakscope_tests::{Traced, assert_rate, class, fixture, leakscope_json, script};
 
 /// Runs `trust MODE N DIR` marked by its iteration symbol.
@@ -110,34 +112,34 @@ fn a_slow_fd_leak_prints_at_its_own_precision() {
     );
 }
 
-#[test]
-fn slow_leaks_in_python_and_node_print_at_their_own_precision() {
-    for interpreter in ["python3", "node"] {
-        let script_name = if interpreter == "node" {
-            "leak_files.js"
-        } else {
-            "leak_files.py"
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let command = vec![
-            interpreter.to_string(),
-            script(script_name).to_string_lossy().into_owned(),
-            "5000".into(),
-            dir.path().to_string_lossy().into_owned(),
-            "every=100".into(),
-        ];
-        let tick = format!("{}/tick", dir.path().display());
-        let traced = leakscope_json("run", &["--iteration-path", &tick], &command);
-        let fd = class(&traced, "fd");
-        assert_eq!(fd["verdict"], "leak", "{interpreter}: {fd}");
-        assert_rate(&fd["leaked_per_iteration"], 0.01, "fd per iteration");
-        let answer = answer(&traced);
-        assert!(
-            answer.starts_with("fd leak: 0.0100 per iteration")
-                || answer.starts_with("fd leak: 1 per 100 iterations"),
-            "{interpreter}: {answer}"
-        );
-    }
+#[rstest]
+#[case::python("python3")]
+#[case::node("node")]
+fn slow_leaks_in_python_and_node_print_at_their_own_precision(#[case] interpreter: &str) {
+    let script_name = if interpreter == "node" {
+        "leak_files.js"
+    } else {
+        "leak_files.py"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let command = vec![
+        interpreter.to_string(),
+        script(script_name).to_string_lossy().into_owned(),
+        "5000".into(),
+        dir.path().to_string_lossy().into_owned(),
+        "every=100".into(),
+    ];
+    let tick = format!("{}/tick", dir.path().display());
+    let traced = leakscope_json("run", &["--iteration-path", &tick], &command);
+    let fd = class(&traced, "fd");
+    assert_eq!(fd["verdict"], "leak", "{interpreter}: {fd}");
+    assert_rate(&fd["leaked_per_iteration"], 0.01, "fd per iteration");
+    let answer = answer(&traced);
+    assert!(
+        answer.starts_with("fd leak: 0.0100 per iteration")
+            || answer.starts_with("fd leak: 1 per 100 iterations"),
+        "{interpreter}: {answer}"
+    );
 }
 
 #[test]
@@ -333,19 +335,19 @@ fn a_node_memory_leak_is_never_called_no_leak() {
     }
 }
 
-#[test]
-fn garbage_collected_runtimes_that_drop_their_blocks_never_leak() {
+#[rstest]
+#[case::python("python3")]
+#[case::node("node")]
+fn garbage_collected_runtimes_that_drop_their_blocks_never_leak(#[case] interpreter: &str) {
     for run in 0..5 {
-        for interpreter in ["python3", "node"] {
-            let traced = runtime_blocks(interpreter, true);
-            for name in ["fd", "mmap", "brk", "rss"] {
-                assert_ne!(
-                    verdict(&traced, name),
-                    "leak",
-                    "{interpreter} run {run}: {name}: {}",
-                    answer(&traced)
-                );
-            }
+        let traced = runtime_blocks(interpreter, true);
+        for name in ["fd", "mmap", "brk", "rss"] {
+            assert_ne!(
+                verdict(&traced, name),
+                "leak",
+                "{interpreter} run {run}: {name}: {}",
+                answer(&traced)
+            );
         }
     }
 }

@@ -3,6 +3,9 @@
 use std::{env, fs, path::PathBuf};
 
 use anyhow::Context as _;
+// The eBPF crate is a build-dependency only so that cargo builds it first and reruns this
+// script when it changes (aya-template's layout); nothing of it is used here.
+use leakscope_ebpf as _;
 
 fn main() -> anyhow::Result<()> {
     // `AYA_BUILD_SKIP=1` lets pure-logic work build without nightly or bpf-linker; the

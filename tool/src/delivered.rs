@@ -7,24 +7,24 @@ use leakscope_common::fd_arrival::{CMSGHDR_SIZE, SCM_PIDFD, SCM_RIGHTS, SOL_SOCK
 
 /// What one record says arrived.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Delivered {
+pub(crate) struct Delivered {
     /// SCM_RIGHTS fds, in message order.
-    pub rights: Vec<i32>,
+    pub(crate) rights: Vec<i32>,
     /// pidfds (SCM_PIDFD, CLONE_PIDFD, SO_PEERPIDFD): the kernel makes these CLOEXEC.
-    pub pidfds: Vec<i32>,
+    pub(crate) pidfds: Vec<i32>,
     /// Deliveries whose fds could not be read (control data cut at the kernel's copy cap
     /// or unreadable, recvmmsg messages beyond the cap, an unreadable pidfd pointer).
     /// Nonzero means the ledger may miss fds: the run's verdicts cannot be trusted.
-    pub unread: u32,
+    pub(crate) unread: u32,
     /// A later record of one recvmmsg call (one record per message with control data):
     /// the call was already counted.
-    pub continues_call: bool,
+    pub(crate) continues_call: bool,
 }
 
 impl Delivered {
     /// One fd written to user memory (clone's pidfd, SO_PEERPIDFD), or `None` when the
     /// kernel could not read it back.
-    pub fn pidfd(fd: Option<i32>) -> Self {
+    pub(crate) fn pidfd(fd: Option<i32>) -> Self {
         match fd {
             Some(fd) => Delivered {
                 pidfds: vec![fd],
@@ -42,7 +42,7 @@ impl Delivered {
 /// data, each cmsg starting at an 8-byte boundary). `control_len` is the length the kernel
 /// delivered; `bytes` is the prefix of it that was copied (shorter when cut). Only
 /// SOL_SOCKET SCM_RIGHTS and SCM_PIDFD carry fds; other cmsgs are skipped.
-pub fn decode_control(bytes: &[u8], control_len: usize) -> Delivered {
+pub(crate) fn decode_control(bytes: &[u8], control_len: usize) -> Delivered {
     let mut delivered = Delivered::default();
     let mut offset = 0usize;
     while offset + CMSGHDR_SIZE <= control_len {

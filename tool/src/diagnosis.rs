@@ -12,7 +12,7 @@ use crate::report::model::{Classes, IterationsReport, SCHEMA, Target};
 
 /// How the traced program ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetExit {
+pub(crate) enum TargetExit {
     Code(i32),
     Signal(i32),
     /// Tracing stopped first (attach with a duration, or the user interrupted).
@@ -23,33 +23,38 @@ pub enum TargetExit {
 
 /// What the CLI knows about the run besides the events.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunInfo {
-    pub command: Vec<String>,
-    pub pid: u32,
-    pub exit: TargetExit,
+pub(crate) struct RunInfo {
+    pub(crate) command: Vec<String>,
+    pub(crate) pid: u32,
+    pub(crate) exit: TargetExit,
     /// Events the kernel could not deliver (ring buffer full).
-    pub lost_events: u64,
+    pub(crate) lost_events: u64,
     /// Of those, iteration-marker events (they make the iteration count itself short).
-    pub lost_markers: u64,
+    pub(crate) lost_markers: u64,
     /// The target's RLIMIT_NOFILE soft limit, when it could be read.
-    pub fd_limit: Option<u64>,
-    pub iteration_request: IterationRequest,
+    pub(crate) fd_limit: Option<u64>,
+    pub(crate) iteration_request: IterationRequest,
 }
 
 /// What the session saw of the processes it followed (the target and all it forked).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FollowedProcesses {
+pub(crate) struct FollowedProcesses {
     /// Command lines by pid, as far as they are known.
-    pub commands: BTreeMap<u32, Vec<String>>,
+    pub(crate) commands: BTreeMap<u32, Vec<String>>,
     /// Still running when tracing stopped; `None`: not known (the ledger decides).
-    pub running_at_end: Option<BTreeSet<u32>>,
+    pub(crate) running_at_end: Option<BTreeSet<u32>>,
 }
 
-pub fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
+#[cfg(test)]
+pub(crate) fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
     diagnose_followed(ledger, info, &FollowedProcesses::default())
 }
 
-pub fn diagnose_followed(ledger: Ledger, info: &RunInfo, followed: &FollowedProcesses) -> Report {
+pub(crate) fn diagnose_followed(
+    ledger: Ledger,
+    info: &RunInfo,
+    followed: &FollowedProcesses,
+) -> Report {
     let mut iterations = iterations::detect(&ledger, &info.iteration_request);
     account_lost_markers(&mut iterations, info.lost_markers);
     let facts = analysis::RunFacts {

@@ -9,7 +9,7 @@ use crate::{diagnosis::TargetExit, stop::Received};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum How {
+pub(crate) enum How {
     /// The target exited by itself (for attach: it is gone, its status unknown).
     TargetExited,
     /// The target died of a signal.
@@ -24,7 +24,7 @@ pub enum How {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum KilledBy {
+pub(crate) enum KilledBy {
     /// Leakscope sent the signal: a stop signal passed on, or SIGKILL at a second one.
     Leakscope,
     /// Anyone else: another process, the terminal, or the program's own fault (SIGSEGV).
@@ -33,44 +33,44 @@ pub enum KilledBy {
 
 /// The stop signals leakscope received.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Interruption {
+pub(crate) struct Interruption {
     /// The first one, which stopped tracing.
-    pub signal: &'static str,
+    pub(crate) signal: &'static str,
     /// Who sent it with kill(2); null when a terminal sent it.
-    pub sender_pid: Option<u32>,
-    pub from_terminal: bool,
+    pub(crate) sender_pid: Option<u32>,
+    pub(crate) from_terminal: bool,
     /// How many came: from 2 on, tracing stopped at once and the target was killed.
-    pub count: usize,
+    pub(crate) count: usize,
     /// What leakscope sent the launched target, in order.
-    pub sent_to_target: Vec<&'static str>,
+    pub(crate) sent_to_target: Vec<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Ending {
-    pub how: How,
+pub(crate) struct Ending {
+    pub(crate) how: How,
     /// With `target-killed`: the signal that killed the target.
-    pub signal: Option<String>,
+    pub(crate) signal: Option<String>,
     /// With `target-killed`: who sent it.
-    pub by: Option<KilledBy>,
+    pub(crate) by: Option<KilledBy>,
     /// Null when no stop signal reached leakscope.
-    pub interrupted: Option<Interruption>,
+    pub(crate) interrupted: Option<Interruption>,
     /// Traced processes (the target or what it started) still running when tracing stopped.
-    pub processes_running: usize,
+    pub(crate) processes_running: usize,
 }
 
 /// What the session knows when tracing stops.
-pub struct Facts<'a> {
-    pub exit: TargetExit,
+pub(crate) struct Facts<'a> {
+    pub(crate) exit: TargetExit,
     /// Attached to a running process (never signalled) rather than launched.
-    pub attached: bool,
-    pub duration_passed: bool,
-    pub received: &'a [Received],
-    pub sent_to_target: &'a [Signal],
-    pub processes_running: usize,
+    pub(crate) attached: bool,
+    pub(crate) duration_passed: bool,
+    pub(crate) received: &'a [Received],
+    pub(crate) sent_to_target: &'a [Signal],
+    pub(crate) processes_running: usize,
 }
 
 impl Ending {
-    pub fn new(facts: &Facts) -> Ending {
+    pub(crate) fn new(facts: &Facts) -> Ending {
         let (how, signal, by) = match facts.exit {
             TargetExit::Code(_) | TargetExit::ExitedUnknownStatus => {
                 (How::TargetExited, None, None)
@@ -105,12 +105,12 @@ impl Ending {
     }
 
     /// Stopped at once by a second stop signal: the report may be cut short.
-    pub fn forced(&self) -> bool {
+    pub(crate) fn forced(&self) -> bool {
         self.interrupted.as_ref().is_some_and(|i| i.count >= 2)
     }
 
     /// One line for the text report.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut text = match (self.how, &self.signal, self.by) {
             (How::TargetExited, ..) => "the target exited".to_string(),
             (How::TargetKilled, Some(signal), Some(KilledBy::Leakscope)) => {

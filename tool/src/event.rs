@@ -14,18 +14,18 @@ use thiserror::Error;
 
 /// One decoded event of a traced process.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     /// CLOCK_MONOTONIC nanoseconds.
-    pub time_ns: u64,
-    pub tgid: u32,
-    pub tid: u32,
+    pub(crate) time_ns: u64,
+    pub(crate) tgid: u32,
+    pub(crate) tid: u32,
     /// Resident set in bytes, where the kernel sampled it (markers, opens, exec).
-    pub rss_bytes: Option<u64>,
-    pub what: What,
+    pub(crate) rss_bytes: Option<u64>,
+    pub(crate) what: What,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum What {
+pub(crate) enum What {
     /// A successful syscall.
     Syscall(Syscall),
     /// `tgid` created process `child` (a copy of its fd table and mappings).
@@ -43,51 +43,51 @@ pub enum What {
 
 /// A failed acquiring syscall.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FailedCall {
-    pub nr: u32,
-    pub name: &'static str,
+pub(crate) struct FailedCall {
+    pub(crate) nr: u32,
+    pub(crate) name: &'static str,
     /// The positive errno (EMFILE = 24, ...).
-    pub errno: i32,
+    pub(crate) errno: i32,
 }
 
 /// A successful syscall with its raw arguments. The ledger gives them meaning.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Syscall {
+pub(crate) struct Syscall {
     /// The x86_64 number (see `leakscope_common::syscalls`).
-    pub nr: u32,
+    pub(crate) nr: u32,
     /// Its name, e.g. `"openat"`.
-    pub name: &'static str,
-    pub ret: i64,
-    pub args: [u64; 6],
+    pub(crate) name: &'static str,
+    pub(crate) ret: i64,
+    pub(crate) args: [u64; 6],
     /// The two fds that pipe/pipe2/socketpair created. `None` for those calls means the
     /// kernel could not read the pair (it counted that as a drop); always `None` for others.
-    pub fd_pair: Option<[i32; 2]>,
+    pub(crate) fd_pair: Option<[i32; 2]>,
     /// The path (or memfd name) for open-family calls, as given, not yet resolved.
-    pub path: Option<CapturedPath>,
+    pub(crate) path: Option<CapturedPath>,
     /// User stack id for mapping calls (resolve with the loader's stack map).
-    pub stack_id: Option<u32>,
+    pub(crate) stack_id: Option<u32>,
     /// The top of the user stack for mapping calls (see `leakscope_common::StackEvent`);
     /// empty for other calls.
-    pub stack_words: Vec<u64>,
+    pub(crate) stack_words: Vec<u64>,
     /// Symbolized frames (innermost first) for `stack_id`/`stack_words`, filled in
     /// by the loader while the process is still alive to be symbolized. Shared, because
     /// many calls come from the same few stacks.
-    pub frames: Option<std::sync::Arc<[String]>>,
+    pub(crate) frames: Option<std::sync::Arc<[String]>>,
     /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
     /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
-    pub delivered: Option<Delivered>,
+    pub(crate) delivered: Option<Delivered>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CapturedPath {
-    pub bytes: Vec<u8>,
+pub(crate) struct CapturedPath {
+    pub(crate) bytes: Vec<u8>,
     /// The path was longer than the kernel buffer and was cut.
-    pub truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 impl CapturedPath {
     /// The path for display; a cut path ends in `…` so it is never mistaken for a whole one.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
         if self.truncated {
             text.push('…');
@@ -97,7 +97,7 @@ impl CapturedPath {
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("ring buffer record of {0} bytes is shorter than an event header")]
     Short(usize),
     #[error("event kind {} is unknown: the kernel object and this binary disagree", .0.0)]
@@ -107,7 +107,7 @@ pub enum DecodeError {
 }
 
 /// Decodes one ring-buffer record. `page_size` converts RSS pages to bytes.
-pub fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
+pub(crate) fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
     let header = read_struct::<wire::Event>(record).ok_or(DecodeError::Short(record.len()))?;
     let rss_bytes = (header.rss_pages != RSS_NOT_SAMPLED).then(|| header.rss_pages * page_size);
     let what = match header.kind().map_err(DecodeError::UnknownKind)? {

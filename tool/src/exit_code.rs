@@ -7,35 +7,35 @@ use crate::{
 };
 
 /// The report was written.
-pub const OK: u8 = 0;
+pub(crate) const OK: u8 = 0;
 /// Any failure not listed below.
-pub const FAILURE: u8 = 1;
+pub(crate) const FAILURE: u8 = 1;
 /// Bad usage: flags, an unknown pid, user or symbol, a command that does not exist.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// `--fail-on-leak` and a leak was found.
-pub const LEAK_FOUND: u8 = 3;
+pub(crate) const LEAK_FOUND: u8 = 3;
 /// Not enough privilege, or the kernel lacks a needed feature.
-pub const NO_PRIVILEGE_OR_FEATURE: u8 = 4;
+pub(crate) const NO_PRIVILEGE_OR_FEATURE: u8 = 4;
 /// `--fail-on-leak`, no leak was found, but events were lost: the ledger is incomplete, so
 /// "no leak" cannot be trusted. A CI run must never pass on it.
-pub const INCOMPLETE: u8 = 5;
+pub(crate) const INCOMPLETE: u8 = 5;
 
 /// Tracing was interrupted by a stop signal before it could finish: twice (the target was
 /// killed and the report may be cut short), or before the target started. As shells do,
 /// 128 plus the signal's number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP.
-pub const INTERRUPTED_BASE: u8 = 128;
+pub(crate) const INTERRUPTED_BASE: u8 = 128;
 
-pub fn interrupted(signal: nix::sys::signal::Signal) -> u8 {
+pub(crate) fn interrupted(signal: nix::sys::signal::Signal) -> u8 {
     INTERRUPTED_BASE.saturating_add(signal as i32 as u8)
 }
 
 /// An error the user caused with the command line (exit 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub(crate) String);
 
 impl UsageError {
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         USAGE
     }
 }
@@ -43,7 +43,7 @@ impl UsageError {
 /// The exit status of a failed command: the outermost of leakscope's own errors in the
 /// chain decides, through its `exit_status()`; an error of no such type (an I/O error with
 /// context, say) is a plain failure.
-pub fn for_error(error: &anyhow::Error) -> u8 {
+pub(crate) fn for_error(error: &anyhow::Error) -> u8 {
     error.chain().find_map(own_status).unwrap_or(FAILURE)
 }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use crate::event::{Event, What};
 
 #[derive(Debug, Default)]
-pub struct Followed {
+pub(crate) struct Followed {
     target: u32,
     live: BTreeSet<u32>,
     /// Every process ever followed, so that one whose fork event was lost is still picked
@@ -19,7 +19,7 @@ pub struct Followed {
 }
 
 impl Followed {
-    pub fn new(target: u32, command: Vec<String>) -> Self {
+    pub(crate) fn new(target: u32, command: Vec<String>) -> Self {
         Followed {
             target,
             live: BTreeSet::from([target]),
@@ -31,7 +31,7 @@ impl Followed {
 
     /// Follows one event of the stream: forks add a process, exits remove one, an exec
     /// changes its command line (read from /proc, while the process is there to read).
-    pub fn observe(&mut self, event: &Event) {
+    pub(crate) fn observe(&mut self, event: &Event) {
         if self.seen.insert(event.tgid) && event.what != What::Exit {
             self.live.insert(event.tgid);
         }
@@ -63,11 +63,11 @@ impl Followed {
     }
 
     /// No traced process is alive: tracing is complete.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.live.is_empty()
     }
 
-    pub fn target_exited(&self) -> bool {
+    pub(crate) fn target_exited(&self) -> bool {
         self.target_exited
     }
 
@@ -75,7 +75,7 @@ impl Followed {
     /// Their exit events were sent before they became so: drain the ring, then
     /// [`Followed::forget`] whichever of these is still listed (its exit event was lost,
     /// and waiting for it would last forever).
-    pub fn not_running(&self) -> Vec<u32> {
+    pub(crate) fn not_running(&self) -> Vec<u32> {
         self.live
             .iter()
             .copied()
@@ -83,19 +83,19 @@ impl Followed {
             .collect()
     }
 
-    pub fn forget(&mut self, tgids: &[u32]) {
+    pub(crate) fn forget(&mut self, tgids: &[u32]) {
         for &tgid in tgids {
             self.gone(tgid);
         }
     }
 
     /// The processes alive now.
-    pub fn live(&self) -> &BTreeSet<u32> {
+    pub(crate) fn live(&self) -> &BTreeSet<u32> {
         &self.live
     }
 
     /// Command lines by pid, as far as they are known.
-    pub fn into_commands(self) -> BTreeMap<u32, Vec<String>> {
+    pub(crate) fn into_commands(self) -> BTreeMap<u32, Vec<String>> {
         self.commands
     }
 }
@@ -111,7 +111,7 @@ fn is_running(tgid: u32) -> bool {
 
 /// `/proc/PID/cmdline` as arguments; `None` when the process is gone (or its arguments
 /// are not UTF-8).
-pub fn proc_command(pid: u32) -> Option<Vec<String>> {
+pub(crate) fn proc_command(pid: u32) -> Option<Vec<String>> {
     procfs::process::Process::new(pid as i32)
         .and_then(|process| process.cmdline())
         .ok()

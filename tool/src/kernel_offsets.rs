@@ -11,10 +11,10 @@ use btf_rs::{Btf, Type};
 use leakscope_common::KernelOffsets;
 use thiserror::Error;
 
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, Error)]
-pub enum OffsetsError {
+pub(crate) enum OffsetsError {
     #[error("the kernel exposes no BTF at {VMLINUX_BTF} (it needs CONFIG_DEBUG_INFO_BTF=y)")]
     NoBtf,
     #[error("cannot read the kernel's BTF: {0}")]
@@ -25,14 +25,14 @@ pub enum OffsetsError {
 
 impl OffsetsError {
     /// Every way of not finding the offsets is the kernel lacking a feature leakscope needs.
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         crate::exit_code::NO_PRIVILEGE_OR_FEATURE
     }
 }
 
 /// Reads the offsets from the running kernel. Fork tracking needs `task_struct.tgid`, so
 /// its absence is an error; the RSS offsets are optional (RSS is then sampled from /proc).
-pub fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
+pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
     if !Path::new(VMLINUX_BTF).exists() {
         return Err(OffsetsError::NoBtf);
     }
@@ -80,7 +80,7 @@ fn struct_size(btf: &Btf, name: &str) -> Result<u32, OffsetsError> {
 }
 
 /// Byte offset of `field` in struct `name`.
-pub fn member_offset(btf: &Btf, name: &str, field: &str) -> Result<u32, OffsetsError> {
+pub(crate) fn member_offset(btf: &Btf, name: &str, field: &str) -> Result<u32, OffsetsError> {
     let ty = find_struct(btf, name)?;
     find_member_bits(btf, &ty, field)
         .map(|bits| bits / 8)

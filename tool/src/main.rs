@@ -1,15 +1,45 @@
 //! The `leakscope` binary: parse the command line, run the command, map the outcome to the
 //! contract's exit status with one clear line on failure.
+//!
+//! leakscope: which resource leaks when a program repeats an operation.
+//!
+//! The flow is kernel probes -> ring buffer -> [`event`] decoding -> ledger -> analysis ->
+//! report. Each stage is a module with one job; the ledger, analysis and report are pure and
+//! unit-tested from synthetic event streams.
+
+mod analysis;
+mod cli;
+mod commands;
+mod delivered;
+mod diagnosis;
+mod ending;
+mod event;
+mod exit_code;
+mod extract;
+mod followed;
+mod iterations;
+mod kernel_offsets;
+mod ledger;
+mod privilege;
+mod probes;
+mod proc_snapshot;
+mod progress;
+mod report;
+mod run_as;
+mod session;
+mod stop;
+mod symbolize;
+mod symbols;
+mod target;
+mod units;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use leakscope::{
+use crate::{
     cli::{Cli, Command},
-    commands, exit_code,
     extract::run_worker,
-    stop,
 };
+use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // bad usage exits 2 with clap's message

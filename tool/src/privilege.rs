@@ -7,7 +7,7 @@ const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// `None` when privileged enough; otherwise what is missing, for the error message.
-pub fn missing_privilege() -> Option<&'static str> {
+pub(crate) fn missing_privilege() -> Option<&'static str> {
     // Unreadable status counts as no capabilities: the check then names what is missing.
     let effective = procfs::process::Process::myself()
         .and_then(|process| process.status())

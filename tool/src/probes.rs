@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{RawTracePoint, UProbe, uprobe::UProbeScope},
 };
-use leakscope_common::{DropReason, KernelOffsets, globals, maps, programs};
+use leakscope_common::{DropReason, globals, maps, programs};
 use thiserror::Error;
 
 use crate::{
@@ -22,7 +22,7 @@ use crate::{
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/leakscope"));
 
 #[derive(Debug, Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     #[error(
         "this binary was built without its eBPF programs (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
     )]
@@ -57,7 +57,7 @@ pub enum ProbeError {
 impl ProbeError {
     /// The kernel saying no (missing privilege or feature) is exit status 4; a marker that
     /// cannot be attached is the user's symbol (2); anything else is a bug or a broken build.
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         match self {
             ProbeError::Offsets(offsets) => offsets.exit_status(),
             ProbeError::Load(_) | ProbeError::Program { .. } => exit_code::NO_PRIVILEGE_OR_FEATURE,
@@ -87,23 +87,22 @@ fn load_refused(error: aya::EbpfError) -> ProbeError {
     })
 }
 
-pub struct ProbeOptions {
+pub(crate) struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
-    pub ring_bytes: u32,
+    pub(crate) ring_bytes: u32,
 }
 
-pub struct Probes {
+pub(crate) struct Probes {
     ebpf: Ebpf,
     tracked: HashMap<MapData, u32, u8>,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
-    pub offsets: KernelOffsets,
 }
 
 impl Probes {
     /// Loads and attaches every program. After this returns, the kernel reports any
     /// process added with [`Probes::track`].
-    pub fn load(options: &ProbeOptions) -> Result<(Probes, RingBuf<MapData>), ProbeError> {
+    pub(crate) fn load(options: &ProbeOptions) -> Result<(Probes, RingBuf<MapData>), ProbeError> {
         if OBJECT.is_empty() {
             return Err(ProbeError::NoObject);
         }
@@ -143,14 +142,13 @@ impl Probes {
                 tracked,
                 lost,
                 stacks,
-                offsets,
             },
             ring,
         ))
     }
 
     /// Starts tracing process `tgid` (and, from then on, the processes it forks).
-    pub fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
+    pub(crate) fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
         self.tracked
             .insert(tgid, 0, 0)
             .map_err(|source| ProbeError::Map {
@@ -160,7 +158,7 @@ impl Probes {
     }
 
     /// Attaches the iteration marker to `symbol` in `binary`, for the processes traced.
-    pub fn attach_marker(&mut self, binary: &Path, symbol: &str) -> Result<(), ProbeError> {
+    pub(crate) fn attach_marker(&mut self, binary: &Path, symbol: &str) -> Result<(), ProbeError> {
         let marker: &mut UProbe = program(&mut self.ebpf, programs::ITERATION_MARKER)?;
         marker
             .attach(symbol, binary, UProbeScope::AllProcesses)
@@ -172,14 +170,8 @@ impl Probes {
             })
     }
 
-    /// Records the kernel dropped or could only half-record, every reason together,
-    /// summed over CPUs. Nonzero means the ledger is incomplete, and the report says so.
-    pub fn lost_events(&self) -> u64 {
-        self.lost_by_reason().iter().map(|(_, n)| n).sum()
-    }
-
     /// The same, by reason (nonzero reasons only, in slot order).
-    pub fn lost_by_reason(&self) -> Vec<(DropReason, u64)> {
+    pub(crate) fn lost_by_reason(&self) -> Vec<(DropReason, u64)> {
         DropReason::ALL
             .iter()
             .filter_map(|&reason| {
@@ -194,16 +186,11 @@ impl Probes {
     }
 
     /// The user-stack instruction pointers recorded under `stack_id`, innermost first.
-    pub fn user_stack(&self, stack_id: u32) -> Vec<u64> {
+    pub(crate) fn user_stack(&self, stack_id: u32) -> Vec<u64> {
         self.stacks
             .get(&stack_id, 0)
             .map(|trace| trace.frames().iter().map(|frame| frame.ip).collect())
             .unwrap_or_default()
-    }
-
-    /// Whether RSS is sampled in the kernel (the BTF had the mm offsets).
-    pub fn samples_rss(&self) -> bool {
-        self.offsets.rss_available != 0
     }
 }
 
@@ -234,6 +221,7 @@ fn typed_map<M>(
 mod tests {
     use super::*;
     use aya_obj::{Object, ProgramSection, generated::bpf_map_type};
+    use leakscope_common::KernelOffsets;
 
     #[test]
     fn a_refused_load_names_aya_s_cause_once() {

@@ -10,7 +10,7 @@ use procfs::process::{FDTarget, LimitValue, MMapPath, Process};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum SnapshotError {
+pub(crate) enum SnapshotError {
     #[error("no process with pid {0}")]
     NoSuchProcess(u32),
     #[error("cannot read /proc/{pid}")]
@@ -19,7 +19,7 @@ pub enum SnapshotError {
 
 impl SnapshotError {
     /// A pid that does not exist is the user's argument; an unreadable /proc fails the run.
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         match self {
             SnapshotError::NoSuchProcess(_) => crate::exit_code::USAGE,
             SnapshotError::Proc { .. } => crate::exit_code::FAILURE,
@@ -28,33 +28,33 @@ impl SnapshotError {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FdSnapshot {
-    pub fd: i32,
+pub(crate) struct FdSnapshot {
+    pub(crate) fd: i32,
     /// What the `/proc/PID/fd/N` link points to (a path, a socket, an anon inode, ...);
     /// the ledger names the site from it.
-    pub link: FDTarget,
-    pub cloexec: bool,
+    pub(crate) link: FDTarget,
+    pub(crate) cloexec: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MappingSnapshot {
-    pub start: u64,
-    pub len: u64,
+pub(crate) struct MappingSnapshot {
+    pub(crate) start: u64,
+    pub(crate) len: u64,
     /// What it maps, as `/proc/PID/maps` says.
-    pub description: MMapPath,
+    pub(crate) description: MMapPath,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub fds: Vec<FdSnapshot>,
-    pub mappings: Vec<MappingSnapshot>,
-    pub cwd: Option<PathBuf>,
-    pub exe: Option<PathBuf>,
+pub(crate) struct Snapshot {
+    pub(crate) fds: Vec<FdSnapshot>,
+    pub(crate) mappings: Vec<MappingSnapshot>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) exe: Option<PathBuf>,
 }
 
 /// The soft RLIMIT_NOFILE of `pid`: where its opens start failing with EMFILE. `None` when
 /// it cannot be read (the process is gone) or is unlimited.
-pub fn fd_limit(pid: u32) -> Option<u64> {
+pub(crate) fn fd_limit(pid: u32) -> Option<u64> {
     match Process::new(pid as i32)
         .ok()?
         .limits()
@@ -67,7 +67,7 @@ pub fn fd_limit(pid: u32) -> Option<u64> {
     }
 }
 
-pub fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
+pub(crate) fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
     let process = Process::new(pid as i32).map_err(|source| match source {
         procfs::ProcError::NotFound(_) => SnapshotError::NoSuchProcess(pid),
         source => SnapshotError::Proc { pid, source },

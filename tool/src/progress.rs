@@ -12,7 +12,7 @@ use crate::{
 };
 
 #[derive(Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     rounds: u64,
     per_round: u64,
@@ -21,7 +21,7 @@ pub struct Progress {
 impl Progress {
     /// A bar over `rounds` x `per_round` iterations, or no display when stderr is not a
     /// terminal.
-    pub fn rounds(rounds: u64, per_round: u64) -> Self {
+    pub(crate) fn rounds(rounds: u64, per_round: u64) -> Self {
         let (rounds, per_round) = (rounds.max(1), per_round.max(1));
         if !std::io::stderr().is_terminal() {
             return Progress {
@@ -46,7 +46,7 @@ impl Progress {
     }
 
     /// Prints the target's own output lines above the bar, so the two never mangle each other.
-    pub fn line_sink(&self) -> LineSink {
+    pub(crate) fn line_sink(&self) -> LineSink {
         let bar = self.bar.clone();
         Box::new(move |line| match &bar {
             Some(bar) => bar.println(line),
@@ -58,7 +58,7 @@ impl Progress {
         })
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -66,11 +66,11 @@ impl Progress {
 }
 
 /// Passes events through to `inner` and moves the bar on every iteration marker.
-pub struct ProgressSink<'a, S: EventSink> {
-    pub inner: &'a mut S,
-    pub progress: Progress,
+pub(crate) struct ProgressSink<'a, S: EventSink> {
+    pub(crate) inner: &'a mut S,
+    pub(crate) progress: Progress,
     /// What the target holds now, for the bar's message: `(fds, mappings)`.
-    pub live: fn(&S) -> (usize, usize),
+    pub(crate) live: fn(&S) -> (usize, usize),
 }
 
 impl<S: EventSink> EventSink for ProgressSink<'_, S> {

@@ -3,7 +3,7 @@
 
 use crate::{exit_code::UsageError, target::RunAs};
 
-pub fn resolve(requested: Option<&str>) -> Result<Option<RunAs>, UsageError> {
+pub(crate) fn resolve(requested: Option<&str>) -> Result<Option<RunAs>, UsageError> {
     let from_sudo = std::env::var("SUDO_USER")
         .ok()
         .filter(|user| !user.is_empty() && user != "root");

@@ -34,26 +34,26 @@ use tokio::sync::watch;
 use crate::exit_code;
 
 /// The signals that stop a run.
-pub const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+pub(crate) const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
 /// Environment variable for the integration tests: pause at a stage until a stop signal
 /// arrives (or a minute passes), so a signal can be sent at exactly that stage.
-pub const TEST_PAUSE_ENV: &str = "LEAKSCOPE_TEST_PAUSE";
+pub(crate) const TEST_PAUSE_ENV: &str = "LEAKSCOPE_TEST_PAUSE";
 
 /// One stop signal leakscope received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received {
-    pub signal: Signal,
+pub(crate) struct Received {
+    pub(crate) signal: Signal,
     /// The process that sent it with kill(2); `None` when the kernel sent it (a terminal).
-    pub sender_pid: Option<u32>,
+    pub(crate) sender_pid: Option<u32>,
     /// Sent by the kernel: a terminal's Ctrl-C or hang-up, which reaches the whole
     /// foreground process group (so a target in our group got it too).
-    pub from_terminal: bool,
+    pub(crate) from_terminal: bool,
 }
 
 /// What leakscope is doing, for the watcher to decide what a second signal does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Before tracing starts, or after it ended: a second signal exits at once.
     Other,
     /// The tracing loop runs and stops promptly on a second signal, with a report.
@@ -87,7 +87,7 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 static ORIGINAL_MASK: OnceLock<libc::sigset_t> = OnceLock::new();
 
 /// The mask a child must get back before it execs; `None` when [`install`] never ran.
-pub fn original_mask() -> Option<&'static libc::sigset_t> {
+pub(crate) fn original_mask() -> Option<&'static libc::sigset_t> {
     ORIGINAL_MASK.get()
 }
 
@@ -115,7 +115,7 @@ fn state() -> MutexGuard<'static, State> {
 
 /// Blocks the stop signals in this thread (and so in every thread started after it) and
 /// starts the watcher. Call it first in `main`, before any other thread exists.
-pub fn install() -> std::io::Result<()> {
+pub(crate) fn install() -> std::io::Result<()> {
     let mut mask = SigSet::empty();
     for signal in STOP_SIGNALS {
         mask.add(signal);
@@ -219,7 +219,7 @@ fn needs_forwarding(received: &Received, target: Pid) -> bool {
 
 /// The launched target exec'd: from now on stop signals are passed on to it. A stop signal
 /// that came before is passed on now (two: it is killed).
-pub fn set_launched(pid: u32) {
+pub(crate) fn set_launched(pid: u32) {
     let pid = Pid::from_raw(pid as i32);
     let mut state = state();
     state.launched = Some(pid);
@@ -236,58 +236,58 @@ pub fn set_launched(pid: u32) {
 }
 
 /// The launched target is about to be reaped: its pid must not be signalled any more.
-pub fn target_gone() {
+pub(crate) fn target_gone() {
     state().launched = None;
 }
 
-pub fn set_phase(phase: Phase) {
+pub(crate) fn set_phase(phase: Phase) {
     state().phase = phase;
 }
 
 /// Removes `dir` if leakscope has to exit at once (a second signal outside tracing).
-pub fn remove_on_exit(dir: PathBuf) {
+pub(crate) fn remove_on_exit(dir: PathBuf) {
     state().cleanup.push(dir);
 }
 
 /// The directory is gone or kept: no longer removed on exit.
-pub fn forget_cleanup(dir: &std::path::Path) {
+pub(crate) fn forget_cleanup(dir: &std::path::Path) {
     state().cleanup.retain(|d| d != dir);
 }
 
 /// The stop signals received so far, first first.
-pub fn received() -> Vec<Received> {
+pub(crate) fn received() -> Vec<Received> {
     state().received.clone()
 }
 
 /// The signals leakscope sent to the launched target.
-pub fn sent_to_target() -> Vec<Signal> {
+pub(crate) fn sent_to_target() -> Vec<Signal> {
     state().sent.clone()
 }
 
 /// How many stop signals have been received so far.
-pub fn count() -> usize {
+pub(crate) fn count() -> usize {
     *shared().count.borrow()
 }
 
 /// A receiver that changes with every stop signal.
-pub fn subscribe() -> watch::Receiver<usize> {
+pub(crate) fn subscribe() -> watch::Receiver<usize> {
     shared().count.subscribe()
 }
 
 /// The first stop signal, if one has come.
-pub fn first() -> Option<Received> {
+pub(crate) fn first() -> Option<Received> {
     state().received.first().copied()
 }
 
 /// Waits until more than `seen` stop signals have been received.
-pub async fn wait_beyond(seen: usize) {
+pub(crate) async fn wait_beyond(seen: usize) {
     let mut rx = subscribe();
     let _ = rx.wait_for(|&count| count > seen).await;
 }
 
 /// For the integration tests ([`TEST_PAUSE_ENV`]): at `stage`, say so on stderr and wait for
 /// a stop signal (at most a minute).
-pub async fn test_pause(stage: &str, detail: &str) {
+pub(crate) async fn test_pause(stage: &str, detail: &str) {
     if std::env::var(TEST_PAUSE_ENV).ok().as_deref() != Some(stage) {
         return;
     }

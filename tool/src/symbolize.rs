@@ -39,7 +39,7 @@ struct MapsCopy {
     covers_next_exec: bool,
 }
 
-pub struct StackNamer {
+pub(crate) struct StackNamer {
     symbolizer: Symbolizer,
     /// By (tgid, stack id, word at the stack pointer, first own-code word).
     cache: HashMap<(u32, u32, u64, u64), Arc<[String]>>,
@@ -60,7 +60,7 @@ impl StackNamer {
     /// Copies the file mappings of a target that has just exec'd. The spawner learns of
     /// the exec when the close-on-exec pipe closes, which is before the kernel maps the new
     /// program; so wait (briefly) until its code is mapped.
-    pub fn remember_after_exec(&mut self, tgid: u32) {
+    pub(crate) fn remember_after_exec(&mut self, tgid: u32) {
         const WAIT: std::time::Duration = std::time::Duration::from_micros(200);
         for _ in 0..100 {
             let exe = std::fs::read_link(format!("/proc/{tgid}/exe"));
@@ -77,7 +77,7 @@ impl StackNamer {
     }
 
     /// Copies the file mappings of `tgid` now, while it is alive.
-    pub fn remember(&mut self, tgid: u32) {
+    pub(crate) fn remember(&mut self, tgid: u32) {
         let taken_ns = monotonic_ns();
         let Ok(maps) = procfs::process::Process::new(tgid as i32).and_then(|p| p.maps()) else {
             return;
@@ -106,7 +106,7 @@ impl StackNamer {
     }
 
     /// A forked child has its parent's address space.
-    pub fn inherit(&mut self, parent: u32, child: u32) {
+    pub(crate) fn inherit(&mut self, parent: u32, child: u32) {
         if let Some(copy) = self.maps.get(&parent) {
             let copy = MapsCopy {
                 taken_ns: copy.taken_ns,
@@ -119,7 +119,7 @@ impl StackNamer {
 
     /// `tgid` exec'd at `time_ns`: copy its new mappings, or forget a copy that predates
     /// the exec (it describes the old program).
-    pub fn exec(&mut self, tgid: u32, time_ns: u64) {
+    pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64) {
         if let Some(copy) = self.maps.get_mut(&tgid)
             && copy.covers_next_exec
         {
@@ -141,7 +141,7 @@ impl StackNamer {
     /// pointer as the libc wrapper's caller. When that yields nothing but libc, the
     /// `stack_words` that point into the program's own code are used instead, each marked
     /// with a trailing `?` (found by scanning, not by walking).
-    pub fn frames(
+    pub(crate) fn frames(
         &mut self,
         tgid: u32,
         stack_id: Option<u32>,

@@ -7,7 +7,7 @@ use object::{Object, ObjectSymbol, SymbolKind};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum SymbolError {
+pub(crate) enum SymbolError {
     #[error("cannot read {binary}: {reason}")]
     Unreadable { binary: String, reason: String },
     #[error("{binary} has no function `{symbol}`{}", suggestions(.near))]
@@ -20,7 +20,7 @@ pub enum SymbolError {
 
 impl SymbolError {
     /// A symbol that cannot be checked or found is the user's argument.
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         crate::exit_code::USAGE
     }
 }
@@ -34,7 +34,7 @@ fn suggestions(near: &[String]) -> String {
 }
 
 /// Succeeds when `binary` defines function `symbol` (in .symtab or .dynsym).
-pub fn check_function(binary: &Path, symbol: &str) -> Result<(), SymbolError> {
+pub(crate) fn check_function(binary: &Path, symbol: &str) -> Result<(), SymbolError> {
     let unreadable = |reason: String| SymbolError::Unreadable {
         binary: binary.display().to_string(),
         reason,

@@ -21,7 +21,7 @@ use std::{
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     #[error("cannot create a pipe to start the target")]
     Pipe(#[source] std::io::Error),
     #[error("cannot start `{command}`")]
@@ -35,7 +35,7 @@ pub enum TargetError {
 
 impl TargetError {
     /// A command that does not exist or cannot be executed is bad usage; the rest fails.
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         match self {
             TargetError::Spawn { source, .. }
                 if matches!(
@@ -54,13 +54,13 @@ impl TargetError {
 
 /// Who the target runs as.
 #[derive(Clone, Copy, Debug)]
-pub struct RunAs {
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct RunAs {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// Where the target's stdout goes.
-pub enum TargetStdout {
+pub(crate) enum TargetStdout {
     /// Leakscope's own stdout (the terminal, usually).
     Inherit,
     /// Leakscope's stderr: stdout carries the JSON report (`--json -`) and must stay pure.
@@ -71,8 +71,8 @@ pub enum TargetStdout {
 
 /// A forked child that has not exec'd yet. Dropping it without [`GatedChild::release`]
 /// closes the gate: the child then exits without running the target, and is reaped.
-pub struct GatedChild {
-    pub pid: u32,
+pub(crate) struct GatedChild {
+    pub(crate) pid: u32,
     gate: Option<File>,
     spawner: Option<JoinHandle<std::io::Result<Child>>>,
     command: String,
@@ -85,7 +85,7 @@ pub struct GatedChild {
 /// end (so the gate reads end-of-file when leakscope dies, and the child exits), it dies
 /// with its parent (PR_SET_PDEATHSIG) while it waits, and it closes leakscope's BPF fds
 /// first, so a child left behind could not keep the probes attached either.
-pub fn spawn_gated(
+pub(crate) fn spawn_gated(
     argv: &[OsString],
     run_as: Option<RunAs>,
     stdout: TargetStdout,
@@ -197,7 +197,7 @@ pub fn spawn_gated(
 
 impl GatedChild {
     /// Lets the child exec. Returns once the exec happened (or failed).
-    pub fn release(mut self) -> Result<Child, TargetError> {
+    pub(crate) fn release(mut self) -> Result<Child, TargetError> {
         if let Some(mut gate) = self.gate.take() {
             let _ = gate.write_all(&[1]);
         }
@@ -249,7 +249,7 @@ fn bpf_fds() -> Vec<RawFd> {
 }
 
 /// Whether a `/proc/PID/fd/N` link names a BPF object or a perf event (uprobe).
-pub fn is_bpf_link(link: &str) -> bool {
+pub(crate) fn is_bpf_link(link: &str) -> bool {
     link.strip_prefix("anon_inode:").is_some_and(|kind| {
         let kind = kind.trim_start_matches('[');
         kind.starts_with("bpf") || kind.starts_with("btf") || kind.starts_with("perf_event")

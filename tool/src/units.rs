@@ -1,7 +1,7 @@
 //! Human-readable units for site names and the text report.
 
 /// Bytes in binary units: "512 B", "64 KiB", "1.5 MiB".
-pub fn bytes(value: f64) -> String {
+pub(crate) fn bytes(value: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let sign = if value < 0.0 { "-" } else { "" };
     let mut magnitude = value.abs();
@@ -18,7 +18,7 @@ pub fn bytes(value: f64) -> String {
 }
 
 /// A count that may be fractional (a mean): "3", "2.5".
-pub fn count(value: f64) -> String {
+pub(crate) fn count(value: f64) -> String {
     if value.fract().abs() < 1e-9 {
         format!("{value:.0}")
     } else {
@@ -27,7 +27,7 @@ pub fn count(value: f64) -> String {
 }
 
 /// An integer with thousands separators: "12,345".
-pub fn grouped(value: u64) -> String {
+pub(crate) fn grouped(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
@@ -41,7 +41,7 @@ pub fn grouped(value: u64) -> String {
 
 /// A rate per iteration at the precision the data has, never rounded to zero:
 /// "1.00", "0.25", "0.0125", and below 1 per 100 iterations "1 per 1,000 iterations".
-pub fn count_rate(rate: f64) -> String {
+pub(crate) fn count_rate(rate: f64) -> String {
     let magnitude = rate.abs();
     let sign = if rate < 0.0 { "-" } else { "" };
     if magnitude == 0.0 {
@@ -71,7 +71,7 @@ fn two_significant(value: f64) -> u64 {
 
 /// A rate from [`count_rate`] or [`bytes_rate`] with its "per iteration": "0.25 per
 /// iteration", but "1 per 300 iterations" as it is.
-pub fn per_iteration(rate: String) -> String {
+pub(crate) fn per_iteration(rate: String) -> String {
     if rate.contains(" per ") {
         rate
     } else {
@@ -80,7 +80,7 @@ pub fn per_iteration(rate: String) -> String {
 }
 
 /// Bytes per iteration, never rounded to zero: "64 KiB", "48 B", "1 B per 300 iterations".
-pub fn bytes_rate(rate: f64) -> String {
+pub(crate) fn bytes_rate(rate: f64) -> String {
     let magnitude = rate.abs();
     if magnitude == 0.0 {
         "0 B".into()
@@ -98,7 +98,7 @@ pub fn bytes_rate(rate: f64) -> String {
 }
 
 /// A duration in nanoseconds: "850ns", "12µs", "3.4ms", "2.0s".
-pub fn duration_ns(ns: u64) -> String {
+pub(crate) fn duration_ns(ns: u64) -> String {
     let value = ns as f64;
     match ns {
         0..1_000 => format!("{ns}ns"),

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::shell::{self, step};
 
-pub fn run(leakscope: &Path, iterations: u64) -> Result<()> {
+pub(crate) fn run(leakscope: &Path, iterations: u64) -> Result<()> {
     crate::bootstrap::ensure_fixture_tools()?;
     let workdir = std::env::temp_dir().join("leakscope-bench");
     std::fs::create_dir_all(&workdir)?;

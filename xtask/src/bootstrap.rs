@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::shell::{self, output, step};
 
-pub fn ensure_toolchain() -> Result<()> {
+pub(crate) fn ensure_toolchain() -> Result<()> {
     ensure_nightly()?;
     ensure_rust_src()?;
     ensure_bpf_linker()?;
@@ -144,7 +144,7 @@ fn ensure_bpf_linker() -> Result<()> {
 }
 
 /// The integration tests compile C fixtures and run Python and Node ones.
-pub fn ensure_fixture_tools() -> Result<()> {
+pub(crate) fn ensure_fixture_tools() -> Result<()> {
     for (program, package) in [
         ("cc", "gcc"),
         ("python3", "python3"),

@@ -9,7 +9,7 @@
 
 /// How many compiler warnings a build printed: cargo's per-crate summaries, plus the warning
 /// diagnostics forwarded from the inner eBPF build (whose JSON messages carry no summary).
-pub fn warnings(stderr: &str) -> u64 {
+pub(crate) fn warnings(stderr: &str) -> u64 {
     stderr
         .lines()
         .map(|line| match forwarded(line) {
@@ -21,7 +21,7 @@ pub fn warnings(stderr: &str) -> u64 {
 
 /// The build's output without the forwarded build-script lines: when the eBPF build itself
 /// fails, cargo shows them again in the failed script's output; otherwise they are progress.
-pub fn without_forwarded(stderr: &str) -> String {
+pub(crate) fn without_forwarded(stderr: &str) -> String {
     stderr
         .lines()
         .filter(|line| forwarded(line).is_none())

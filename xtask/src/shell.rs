@@ -10,11 +10,11 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::build_log;
 
-pub fn step(what: &str) {
+pub(crate) fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
@@ -32,7 +32,7 @@ fn cargo_command(args: &[&str], envs: &[(&str, &str)]) -> Command {
 }
 
 /// A cargo build as one quiet step (see [`quiet`]).
-pub fn cargo_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn cargo_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     quiet(&mut cargo_command(args, envs))
 }
 
@@ -40,7 +40,7 @@ pub fn cargo_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
 /// how many compiler warnings it held back, and the command that shows them. One that fails
 /// shows what it printed (less aya-build's forwarded lines, see [`build_log`]), then names
 /// the command.
-pub fn quiet(command: &mut Command) -> Result<()> {
+pub(crate) fn quiet(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
     let output = command
         .output()
@@ -73,9 +73,9 @@ pub fn quiet(command: &mut Command) -> Result<()> {
 
 /// Passed and failed test counts, summed over cargo's `test result:` lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TestTally {
-    pub passed: u64,
-    pub failed: u64,
+pub(crate) struct TestTally {
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
 }
 
 impl TestTally {
@@ -101,7 +101,7 @@ impl TestTally {
 }
 
 /// Builds the test binaries of `cargo test <args>` as one quiet step, without running them.
-pub fn cargo_test_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn cargo_test_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     let mut build = args.to_vec();
     build.push("--no-run");
     cargo_build(&build, envs)
@@ -111,7 +111,7 @@ pub fn cargo_test_build(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
 /// `--quiet`, cargo prints no build lines (nor aya-build's replayed ones), while libtest still
 /// prints one line per test (`--format pretty`) and its `test result:` lines, which are
 /// tallied.
-pub fn cargo_test(
+pub(crate) fn cargo_test(
     args: &[&str],
     harness_args: &[&str],
     envs: &[(&str, &str)],
@@ -144,7 +144,7 @@ pub fn cargo_test(
 }
 
 /// Runs a command inheriting stdio; a failure names the command.
-pub fn status(command: &mut Command) -> Result<()> {
+pub(crate) fn status(command: &mut Command) -> Result<()> {
     let shown = format!("{command:?}");
     let status = command
         .status()
@@ -156,7 +156,7 @@ pub fn status(command: &mut Command) -> Result<()> {
 }
 
 /// Runs a command and returns its stdout, or None if it cannot run or fails.
-pub fn output(program: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status
         .success()
@@ -164,7 +164,7 @@ pub fn output(program: &str, args: &[&str]) -> Option<String> {
 }
 
 /// leakscope needs root; through sudo when we are not root already.
-pub fn run_as_root(binary: &Path, args: &[String]) -> Result<()> {
+pub(crate) fn run_as_root(binary: &Path, args: &[String]) -> Result<()> {
     let mut command = if is_root() {
         Command::new(binary)
     } else {
@@ -182,7 +182,7 @@ pub fn run_as_root(binary: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0")
 }
 

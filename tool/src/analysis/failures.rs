@@ -12,38 +12,39 @@ use crate::ledger::{ClassKind, FailedAcquisition, Ledger};
 
 /// The failed acquisitions of one class, by errno (positive, e.g. EMFILE = 24).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Failures {
-    pub by_errno: BTreeMap<i32, ErrnoFailures>,
+pub(crate) struct Failures {
+    pub(crate) by_errno: BTreeMap<i32, ErrnoFailures>,
 }
 
 /// One errno of one class.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ErrnoFailures {
-    pub count: u64,
+pub(crate) struct ErrnoFailures {
+    pub(crate) count: u64,
     /// The first failure with this errno.
-    pub first_ns: u64,
+    pub(crate) first_ns: u64,
     /// The iteration it fell in (`Iterations::index_at`): -1 before the first boundary.
-    pub first_iteration: i64,
+    pub(crate) first_iteration: i64,
     /// The call that failed first.
-    pub first_syscall: &'static str,
+    pub(crate) first_syscall: &'static str,
     /// What the failing process held of the class at the first failure: open fds or mapped
     /// ranges, resources from before tracing included, since they count against the
     /// limit too. `None` for the heap, which is bytes, not resources.
-    pub live_at_first: Option<u64>,
+    pub(crate) live_at_first: Option<u64>,
 }
 
+#[cfg(test)]
 impl Failures {
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.by_errno.values().map(|f| f.count).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_errno.is_empty()
     }
 }
 
 /// The failures of `class` in the whole run, iteration indexes from `iterations`.
-pub fn of_class(ledger: &Ledger, iterations: &Iterations, class: ClassKind) -> Failures {
+pub(crate) fn of_class(ledger: &Ledger, iterations: &Iterations, class: ClassKind) -> Failures {
     let mut by_errno: BTreeMap<i32, (u64, &FailedAcquisition)> = BTreeMap::new();
     for failure in ledger
         .failed_acquisitions()
@@ -85,7 +86,7 @@ fn live_in_process(records: &Records, tgid: u32, t: u64) -> u64 {
 }
 
 /// "EMFILE", or "errno 4242" for a number the platform does not name.
-pub fn errno_name(errno: i32) -> String {
+pub(crate) fn errno_name(errno: i32) -> String {
     match nix::errno::Errno::from_raw(errno) {
         nix::errno::Errno::UnknownErrno => format!("errno {errno}"),
         known => format!("{known:?}"),

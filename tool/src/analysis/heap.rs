@@ -15,28 +15,32 @@ use crate::ledger::{ClassKind, Ledger};
 const HEAP_SITES_SHOWN: usize = 5;
 
 #[derive(Debug)]
-pub struct HeapClass {
-    pub bytes: Judgement,
-    pub live_bytes_at_end: i64,
+pub(crate) struct HeapClass {
+    pub(crate) bytes: Judgement,
+    pub(crate) live_bytes_at_end: i64,
     /// The step the break moved by (what limits the detection of small leaks).
-    pub step: f64,
-    pub limit_hit: Option<LimitHit>,
+    pub(crate) step: f64,
+    pub(crate) limit_hit: Option<LimitHit>,
     /// Where the heap grew during the iterations, most bytes first.
-    pub sites: Vec<HeapSite>,
+    pub(crate) sites: Vec<HeapSite>,
     /// brk calls that could not grow the heap (ENOMEM).
-    pub failures: Failures,
+    pub(crate) failures: Failures,
 }
 
 /// Heap growth attributed to one call site.
 #[derive(Clone, Debug, PartialEq)]
-pub struct HeapSite {
-    pub site: SiteId,
+pub(crate) struct HeapSite {
+    pub(crate) site: SiteId,
     /// Bytes the break grew by from this site during the iterations.
-    pub bytes: u64,
-    pub bytes_per_iteration: f64,
+    pub(crate) bytes: u64,
+    pub(crate) bytes_per_iteration: f64,
 }
 
-pub fn heap_class(ledger: &Ledger, iterations: &Iterations, doubt: Option<&str>) -> HeapClass {
+pub(crate) fn heap_class(
+    ledger: &Ledger,
+    iterations: &Iterations,
+    doubt: Option<&str>,
+) -> HeapClass {
     let heap_bytes = series::byte_totals(ledger.heap_byte_changes(), &iterations.boundaries);
     let scale = scales::heap_bytes(ledger);
     let plain = trend::judge(&heap_bytes, &scale, doubt);

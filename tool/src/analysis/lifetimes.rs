@@ -6,22 +6,22 @@ use serde::Serialize;
 
 /// Percentiles of one lifetime distribution (all 0 when nothing was released).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub max: u64,
-    pub count: u64,
+pub(crate) struct Percentiles {
+    pub(crate) p50: u64,
+    pub(crate) p90: u64,
+    pub(crate) p99: u64,
+    pub(crate) max: u64,
+    pub(crate) count: u64,
 }
 
 /// Decade buckets of nanosecond lifetimes for the text report's bars:
 /// <1µs, <10µs, ..., <10s, ≥10s.
-pub const DECADE_LABELS: [&str; 9] = [
+pub(crate) const DECADE_LABELS: [&str; 9] = [
     "<1µs", "<10µs", "<100µs", "<1ms", "<10ms", "<100ms", "<1s", "<10s", "≥10s",
 ];
 
 #[derive(Debug)]
-pub struct Lifetimes {
+pub(crate) struct Lifetimes {
     ns: Histogram<u64>,
     iterations: Histogram<u64>,
     decades: [u64; DECADE_LABELS.len()],
@@ -44,7 +44,7 @@ impl Default for Lifetimes {
 }
 
 impl Lifetimes {
-    pub fn record(&mut self, ns: u64, iterations: u64) {
+    pub(crate) fn record(&mut self, ns: u64, iterations: u64) {
         // Auto-resizing histograms grow to fit; should one still refuse a value, saturate
         // rather than lose the sample.
         for (histogram, value) in [(&mut self.ns, ns), (&mut self.iterations, iterations)] {
@@ -60,15 +60,15 @@ impl Lifetimes {
         self.decades[decade] += 1;
     }
 
-    pub fn ns(&self) -> Percentiles {
+    pub(crate) fn ns(&self) -> Percentiles {
         percentiles(&self.ns, self.max_ns)
     }
 
-    pub fn iterations(&self) -> Percentiles {
+    pub(crate) fn iterations(&self) -> Percentiles {
         percentiles(&self.iterations, self.max_iterations)
     }
 
-    pub fn decades(&self) -> [u64; DECADE_LABELS.len()] {
+    pub(crate) fn decades(&self) -> [u64; DECADE_LABELS.len()] {
         self.decades
     }
 }

@@ -12,7 +12,7 @@ const ENFILE: i32 = 23;
 const ENOMEM: i32 = 12;
 
 /// Whether `errno` means "this class is out of room" rather than a bad argument.
-pub fn is_limit(class: ClassKind, errno: i32) -> bool {
+pub(crate) fn is_limit(class: ClassKind, errno: i32) -> bool {
     match class {
         ClassKind::Fd => errno == EMFILE || errno == ENFILE,
         ClassKind::Mapping | ClassKind::Heap => errno == ENOMEM,
@@ -21,17 +21,17 @@ pub fn is_limit(class: ClassKind, errno: i32) -> bool {
 
 /// When the class first hit its limit during the iterations, and how often it failed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LimitHit {
-    pub errno: i32,
+pub(crate) struct LimitHit {
+    pub(crate) errno: i32,
     /// The iteration the first limit failure fell in.
-    pub iteration: usize,
+    pub(crate) iteration: usize,
     /// Limit failures from then on.
-    pub failures: u64,
+    pub(crate) failures: u64,
     /// The class's live amount at the boundary before the first failure.
-    pub level: f64,
+    pub(crate) level: f64,
 }
 
-pub fn first_hit(
+pub(crate) fn first_hit(
     failures: &[FailedAcquisition],
     class: ClassKind,
     iterations: &Iterations,
@@ -54,7 +54,7 @@ pub fn first_hit(
 /// Re-judges a class that hit its limit: the growth before the first failure decides. A
 /// sustained rise up to the wall is a leak at the rate it rose; anything else keeps the
 /// plain verdict.
-pub fn judge_pinned(
+pub(crate) fn judge_pinned(
     series: &[f64],
     scale: &Scale,
     hit: &LimitHit,
@@ -97,6 +97,6 @@ pub fn judge_pinned(
 }
 
 /// "EMFILE", "ENOMEM", ...
-pub fn errno_name(errno: i32) -> String {
+pub(crate) fn errno_name(errno: i32) -> String {
     super::failures::errno_name(errno)
 }

@@ -2,20 +2,20 @@
 //! verdicts with their detection limits, sites, lifetimes). Pure; the report only formats
 //! what this computes.
 
-pub mod failures;
-pub mod heap;
-pub mod lifetimes;
-pub mod limits;
-pub mod rss;
-pub mod scales;
-pub mod series;
-pub mod sites;
-pub mod trend;
+pub(crate) mod failures;
+pub(crate) mod heap;
+pub(crate) mod lifetimes;
+pub(crate) mod limits;
+pub(crate) mod rss;
+pub(crate) mod scales;
+pub(crate) mod series;
+pub(crate) mod sites;
+pub(crate) mod trend;
 
 use failures::Failures;
-pub use heap::{HeapClass, HeapSite};
+pub(crate) use heap::{HeapClass, HeapSite};
 use lifetimes::Lifetimes;
-pub use rss::RssClass;
+pub(crate) use rss::RssClass;
 use sites::Site;
 use trend::{Judgement, Scale, Verdict};
 
@@ -25,46 +25,46 @@ use crate::ledger::{ClassKind, Ledger};
 
 /// What the analysis needs to know about the run besides the ledger.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RunFacts {
+pub(crate) struct RunFacts {
     /// Events the kernel could not deliver: the ledger misses them.
-    pub lost_events: u64,
+    pub(crate) lost_events: u64,
 }
 
 /// fds or mappings.
 #[derive(Debug)]
-pub struct ResourceClass {
+pub(crate) struct ResourceClass {
     /// Acquisitions seen (fork copies included: they are new table entries; resources
     /// from before tracing are not).
-    pub acquired: u64,
+    pub(crate) acquired: u64,
     /// Releases seen of those, teardown included.
-    pub released: u64,
+    pub(crate) released: u64,
     /// Live at the last iteration boundary (what teardown frees later is still counted).
-    pub live_at_end: u64,
+    pub(crate) live_at_end: u64,
     /// Live when tracing stopped.
-    pub live_at_exit: u64,
-    pub count: Judgement,
+    pub(crate) live_at_exit: u64,
+    pub(crate) count: Judgement,
     /// Mapped bytes (mappings only).
-    pub bytes: Option<Judgement>,
-    pub live_bytes_at_end: Option<u64>,
-    pub verdict: Verdict,
+    pub(crate) bytes: Option<Judgement>,
+    pub(crate) live_bytes_at_end: Option<u64>,
+    pub(crate) verdict: Verdict,
     /// Set when the class ran into its limit (EMFILE, ENOMEM) during the iterations.
-    pub limit_hit: Option<limits::LimitHit>,
+    pub(crate) limit_hit: Option<limits::LimitHit>,
     /// Lifetimes of released resources that were not retained across iterations.
-    pub lifetimes: Lifetimes,
-    pub sites: Vec<Site>,
+    pub(crate) lifetimes: Lifetimes,
+    pub(crate) sites: Vec<Site>,
     /// Calls that tried to acquire one and failed (EMFILE, ENOMEM, ...), by errno.
-    pub failures: Failures,
+    pub(crate) failures: Failures,
 }
 
 #[derive(Debug)]
-pub struct Analysis {
-    pub fd: ResourceClass,
-    pub mmap: ResourceClass,
-    pub brk: HeapClass,
-    pub rss: RssClass,
+pub(crate) struct Analysis {
+    pub(crate) fd: ResourceClass,
+    pub(crate) mmap: ResourceClass,
+    pub(crate) brk: HeapClass,
+    pub(crate) rss: RssClass,
 }
 
-pub fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts) -> Analysis {
+pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts) -> Analysis {
     let doubt = doubt(iterations, facts.lost_events).or_else(|| unread_deliveries(ledger));
     let doubt = doubt.as_deref();
     let boundaries = &iterations.boundaries;
@@ -167,6 +167,16 @@ fn resource_class(
         at_last_boundary: record_bytes.as_ref().expect("set together"),
         resized: ledger.resized_mappings(),
     });
+    let sites = sites::retained_sites(
+        records,
+        ledger.sites(),
+        iterations,
+        site_bytes.as_ref(),
+        &sites::Judging {
+            doubt,
+            limit_hit: limit_hit.as_ref(),
+        },
+    );
     ResourceClass {
         acquired: traced().count() as u64,
         released: traced().filter(|r| r.released_ns != NEVER).count() as u64,
@@ -183,13 +193,7 @@ fn resource_class(
         verdict,
         limit_hit,
         lifetimes,
-        sites: sites::retained_sites(
-            records,
-            ledger.sites(),
-            iterations,
-            site_bytes.as_ref(),
-            doubt,
-        ),
+        sites,
         failures: failures::of_class(ledger, iterations, class),
     }
 }

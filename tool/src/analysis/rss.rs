@@ -16,18 +16,18 @@ use crate::iterations::Iterations;
 use crate::ledger::Ledger;
 
 #[derive(Debug)]
-pub struct RssClass {
-    pub bytes: Judgement,
-    pub unexplained: Judgement,
+pub(crate) struct RssClass {
+    pub(crate) bytes: Judgement,
+    pub(crate) unexplained: Judgement,
     /// The mmap and brk classes' growth per iteration (positive rates only), summed.
-    pub explained_rate: f64,
-    pub samples: usize,
-    pub bytes_at_end: Option<u64>,
+    pub(crate) explained_rate: f64,
+    pub(crate) samples: usize,
+    pub(crate) bytes_at_end: Option<u64>,
     /// Processes whose resident memory was judged (those alive through the window).
-    pub processes: usize,
+    pub(crate) processes: usize,
 }
 
-pub fn rss_class(
+pub(crate) fn rss_class(
     ledger: &Ledger,
     iterations: &Iterations,
     mapped_rate: f64,

@@ -9,16 +9,16 @@ use crate::ledger::mappings::PAGE;
 /// The smallest leak, in bytes per iteration, worth ruling out. A 30-byte malloc occupies
 /// a 48-byte chunk in glibc; a byte class that cannot see 64 B/iteration says so instead of
 /// "no leak".
-pub const SMALLEST_BYTES_WORTH_RULING_OUT: f64 = 64.0;
+pub(crate) const SMALLEST_BYTES_WORTH_RULING_OUT: f64 = 64.0;
 /// A count class that cannot rule out one leaked resource every other iteration says so.
-pub const SMALLEST_COUNT_WORTH_RULING_OUT: f64 = 0.5;
+pub(crate) const SMALLEST_COUNT_WORTH_RULING_OUT: f64 = 0.5;
 /// glibc's malloc grows the break by its top pad (128 KiB) plus the request, rounded to
 /// pages: the step assumed when the run never showed one.
-pub const DEFAULT_BRK_STEP: f64 = 132.0 * 1024.0;
+pub(crate) const DEFAULT_BRK_STEP: f64 = 132.0 * 1024.0;
 
 /// fds and mapping counts: one resource is one step; a rise of one resource over the whole
 /// window is too little to call sustained.
-pub const COUNT: Scale = Scale {
+pub(crate) const COUNT: Scale = Scale {
     floor: 2.0,
     resolution: 1.0,
     meaningful: SMALLEST_COUNT_WORTH_RULING_OUT,
@@ -28,7 +28,7 @@ pub const COUNT: Scale = Scale {
 /// Mapped bytes: mappings are whole pages. A new leaked mapping shows in the count; bytes
 /// add growth of existing mappings (mremap), which moves by pages: ruling out a page per
 /// iteration is what the bytes can promise.
-pub fn mapped_bytes() -> Scale {
+pub(crate) fn mapped_bytes() -> Scale {
     Scale {
         floor: 2.0 * PAGE as f64,
         resolution: PAGE as f64,
@@ -39,7 +39,7 @@ pub fn mapped_bytes() -> Scale {
 
 /// The brk heap moves in the allocator's steps: the typical growth this run showed, or
 /// glibc's default when it never grew.
-pub fn heap_bytes(ledger: &Ledger) -> Scale {
+pub(crate) fn heap_bytes(ledger: &Ledger) -> Scale {
     Scale {
         floor: 2.0 * PAGE as f64,
         resolution: brk_step(ledger),
@@ -50,7 +50,7 @@ pub fn heap_bytes(ledger: &Ledger) -> Scale {
 
 /// Resident memory jitters with allocator and page-cache effects: less than 256 KiB over
 /// the judged window is noise.
-pub fn resident_bytes() -> Scale {
+pub(crate) fn resident_bytes() -> Scale {
     Scale {
         floor: 256.0 * 1024.0,
         resolution: PAGE as f64,

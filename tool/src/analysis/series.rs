@@ -8,7 +8,7 @@ use crate::ledger::records::{NEVER, Records};
 use crate::ledger::{ByteChange, RssSample};
 
 /// Live records just before each boundary (acquired before it, not yet released).
-pub fn live_counts(records: &Records, boundaries: &[u64]) -> Vec<f64> {
+pub(crate) fn live_counts(records: &Records, boundaries: &[u64]) -> Vec<f64> {
     let mut births: Vec<u64> = records.all().iter().map(|r| r.born_ns).collect();
     let mut deaths: Vec<u64> = records
         .all()
@@ -25,7 +25,7 @@ pub fn live_counts(records: &Records, boundaries: &[u64]) -> Vec<f64> {
 }
 
 /// The running total of `changes` just before each boundary.
-pub fn byte_totals(changes: &[ByteChange], boundaries: &[u64]) -> Vec<f64> {
+pub(crate) fn byte_totals(changes: &[ByteChange], boundaries: &[u64]) -> Vec<f64> {
     let mut sorted: Vec<(u64, i64)> = changes.iter().map(|c| (c.time_ns, c.bytes)).collect();
     sorted.sort_by_key(|&(t, _)| t);
     let mut prefix = Vec::with_capacity(sorted.len() + 1);
@@ -43,7 +43,7 @@ pub fn byte_totals(changes: &[ByteChange], boundaries: &[u64]) -> Vec<f64> {
 
 /// Resident bytes at each boundary: the sum over processes of their latest sample at or
 /// before it (a process that exited contributes nothing). `None` before the first sample.
-pub fn rss_totals(
+pub(crate) fn rss_totals(
     samples: &[RssSample],
     exits: &[(u32, u64)],
     boundaries: &[u64],

@@ -11,55 +11,64 @@ use crate::ledger::sites::{SiteId, Sites};
 use crate::ledger::{ByteChange, NO_RECORD};
 
 /// How many sites a class reports.
-pub const MAX_SITES: usize = 10;
+pub(crate) const MAX_SITES: usize = 10;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Site {
-    pub site: SiteId,
+pub(crate) struct Site {
+    pub(crate) site: SiteId,
     /// The bytes an mremap resized this site's mappings to, when one did (the site itself
     /// names the first size).
-    pub resized_to: Option<u64>,
+    pub(crate) resized_to: Option<u64>,
     /// Retained resources from this site.
-    pub leaked: u64,
-    pub leaked_per_iteration: f64,
+    pub(crate) leaked: u64,
+    pub(crate) leaked_per_iteration: f64,
     /// Bytes they still held at the last boundary (mappings only).
-    pub bytes_leaked: Option<u64>,
+    pub(crate) bytes_leaked: Option<u64>,
     /// Growth of those bytes per iteration (mappings only): a mapping grown by mremap
     /// leaks bytes while its count stays one.
-    pub bytes_leaked_per_iteration: Option<f64>,
+    pub(crate) bytes_leaked_per_iteration: Option<f64>,
     /// The trend of this site's retained count: "leak" if it kept growing, "plateau" for a
     /// bounded cache.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 /// Whether a record was retained across iterations: acquired from the first boundary on,
 /// before the last one, and not released before the last one.
-pub fn retained(born_ns: u64, released_ns: u64, iterations: &Iterations) -> bool {
+pub(crate) fn retained(born_ns: u64, released_ns: u64, iterations: &Iterations) -> bool {
     match (iterations.first(), iterations.last()) {
         (Some(first), Some(last)) => born_ns >= first && born_ns < last && released_ns >= last,
         _ => false,
     }
 }
 
+/// What every site of a class is judged with.
+pub(crate) struct Judging<'a> {
+    /// Why no verdict can be trusted (lost events, no convincing loop).
+    pub(crate) doubt: Option<&'a str>,
+    /// When the class ran into its limit.
+    pub(crate) limit_hit: Option<&'a super::limits::LimitHit>,
+}
+
 /// What a mapping site's bytes are judged from.
-pub struct SiteBytes<'a> {
+pub(crate) struct SiteBytes<'a> {
     /// Every change of mapped bytes, in time order.
-    pub changes: &'a [ByteChange],
+    pub(crate) changes: &'a [ByteChange],
     /// Each record's live bytes at the last boundary.
-    pub at_last_boundary: &'a HashMap<RecordId, u64>,
+    pub(crate) at_last_boundary: &'a HashMap<RecordId, u64>,
     /// Records an mremap resized in place.
-    pub resized: &'a HashSet<RecordId>,
+    pub(crate) resized: &'a HashSet<RecordId>,
 }
 
 /// Groups retained records by site. `site_bytes` (for mappings) judges each site's bytes
 /// as well as its count.
-pub fn retained_sites(
+pub(crate) fn retained_sites(
     records: &Records,
     sites: &Sites,
     iterations: &Iterations,
     site_bytes: Option<&SiteBytes>,
-    doubt: Option<&str>,
+    judging: &Judging,
 ) -> Vec<Site> {
+    let doubt = judging.doubt;
     let bytes = site_bytes.map(|b| b.at_last_boundary);
     let intervals = iterations.count().saturating_sub(1);
     if intervals == 0 {
@@ -110,7 +119,18 @@ pub fn retained_sites(
                 .iter()
                 .map(|&b| births.partition_point(|&t| t < b) as f64)
                 .collect();
-            let count_verdict = trend::judge(&cumulative, &scales::COUNT, doubt).verdict;
+            // A site that grew until the class hit its limit is judged as the class is: a
+            // leak at the rate it grew, not a plateau.
+            let plain = trend::judge(&cumulative, &scales::COUNT, doubt);
+            let count = match judging.limit_hit {
+                Some(hit) => {
+                    super::limits::judge_pinned(&cumulative, &scales::COUNT, hit, &plain, doubt)
+                }
+                None => plain,
+            };
+            let count_verdict = count.verdict;
+            let pinned_rate = (judging.limit_hit.is_some() && count.verdict == Verdict::Leak)
+                .then_some(count.rate);
             let mut resized_to = None;
             let (bytes_rate, verdict) = match site_bytes {
                 Some(judged) => {
@@ -133,7 +153,7 @@ pub fn retained_sites(
                 site,
                 resized_to,
                 leaked: births.len() as u64,
-                leaked_per_iteration: births.len() as f64 / intervals as f64,
+                leaked_per_iteration: pinned_rate.unwrap_or(births.len() as f64 / intervals as f64),
                 bytes_leaked: bytes.map(|_| bytes_of_site),
                 bytes_leaked_per_iteration: bytes_rate,
                 verdict,
@@ -154,7 +174,7 @@ fn site_byte_series(changes: &[ByteChange], records: &[RecordId], boundaries: &[
 }
 
 /// Each mapping record's live bytes just before `at`.
-pub fn bytes_by_record(changes: &[ByteChange], at: u64) -> HashMap<RecordId, u64> {
+pub(crate) fn bytes_by_record(changes: &[ByteChange], at: u64) -> HashMap<RecordId, u64> {
     let mut totals: HashMap<RecordId, i64> = HashMap::new();
     for change in changes
         .iter()

@@ -20,7 +20,7 @@
 use serde::Serialize;
 
 /// Fewer iterations than this leave every verdict "inconclusive".
-pub const MIN_ITERATIONS: usize = 10;
+pub(crate) const MIN_ITERATIONS: usize = 10;
 /// The judged window: the part of the run after warm-up that counts, as a fraction.
 const WINDOW_FRACTION: f64 = 0.6;
 const STRETCHES: usize = 6;
@@ -30,31 +30,31 @@ const NOISE_MULTIPLE: f64 = 3.0;
 /// How many standard errors the window's slope must stand above zero to count as growth.
 /// Series sampled at boundaries are autocorrelated, so the stretch rules above do the
 /// heavy lifting; this test removes growth that is within the fit's own uncertainty.
-pub const T_CRITICAL: f64 = 3.0;
+pub(crate) const T_CRITICAL: f64 = 3.0;
 
 /// What one unit of a series means for judging it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Scale {
+pub(crate) struct Scale {
     /// The smallest rise over the judged window that may count as growth.
-    pub floor: f64,
+    pub(crate) floor: f64,
     /// The smallest step the series can move by (1 fd, a page, a brk increment): a leak
     /// slower than one step per stretch cannot rise in every stretch.
-    pub resolution: f64,
+    pub(crate) resolution: f64,
     /// The largest detection limit (per iteration) at which "no leak" is still a useful
     /// answer. Above it, a flat series is "inconclusive".
-    pub meaningful: f64,
+    pub(crate) meaningful: f64,
     /// How amounts of this unit are written in reasons.
-    pub unit: Unit,
+    pub(crate) unit: Unit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     Count,
     Bytes,
 }
 
 impl Unit {
-    pub fn amount(self, value: f64) -> String {
+    pub(crate) fn amount(self, value: f64) -> String {
         match self {
             Unit::Count => crate::units::count(value),
             Unit::Bytes => crate::units::bytes(value),
@@ -62,7 +62,7 @@ impl Unit {
     }
 
     /// "0.25 per iteration", "48 B per iteration", "1 per 300 iterations".
-    pub fn rate(self, value: f64) -> String {
+    pub(crate) fn rate(self, value: f64) -> String {
         let rate = match self {
             Unit::Count => crate::units::count_rate(value),
             Unit::Bytes => crate::units::bytes_rate(value),
@@ -73,7 +73,7 @@ impl Unit {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     NoLeak,
     Plateau,
     Leak,
@@ -81,7 +81,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::NoLeak => "no-leak",
             Verdict::Plateau => "plateau",
@@ -91,28 +91,28 @@ impl Verdict {
     }
 
     /// The more alarming of two verdicts on one class (e.g. mapping count and bytes).
-    pub fn worst(self, other: Verdict) -> Verdict {
+    pub(crate) fn worst(self, other: Verdict) -> Verdict {
         self.max(other)
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Judgement {
-    pub verdict: Verdict,
+pub(crate) struct Judgement {
+    pub(crate) verdict: Verdict,
     /// Per iteration: over the judged window for a leak, over the last third of the run
     /// otherwise (what the program does now, not while it warmed up).
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// One sentence saying why.
-    pub why: String,
+    pub(crate) why: String,
     /// The smallest per-iteration rate this run could have detected; `None` when the run
     /// was too short to judge at all.
-    pub limit: Option<f64>,
+    pub(crate) limit: Option<f64>,
     /// Iterations that would bring the limit down to [`Scale::meaningful`], when it is above.
-    pub iterations_needed: Option<u64>,
+    pub(crate) iterations_needed: Option<u64>,
 }
 
 /// Least-squares slope of `ys` against 0, 1, 2, ...
-pub fn slope(ys: &[f64]) -> f64 {
+pub(crate) fn slope(ys: &[f64]) -> f64 {
     fit(ys).slope
 }
 
@@ -165,12 +165,12 @@ fn chunk_means(ys: &[f64], chunks: usize) -> Vec<f64> {
 }
 
 /// Iterations of warm-up left out of the judgement of a series of `n` boundaries.
-pub fn warm_up(n: usize) -> usize {
+pub(crate) fn warm_up(n: usize) -> usize {
     (n / 10).max(1).min(n.saturating_sub(1))
 }
 
 /// Where the judged window of a series of `n` boundaries starts.
-pub fn window_start(n: usize) -> usize {
+pub(crate) fn window_start(n: usize) -> usize {
     let warm_up = warm_up(n);
     let steady = n - warm_up;
     n - ((steady as f64 * WINDOW_FRACTION).ceil() as usize).clamp(2.min(steady), steady)
@@ -191,7 +191,7 @@ fn detection_limit(len: usize, needed: f64, slope_error: f64, scale: &Scale) -> 
 /// Judges `series` (one value per iteration boundary) on `scale`. A `doubt` (lost events:
 /// a lost close looks exactly like a leak; iterations that could not be trusted) makes the
 /// verdict inconclusive, with the doubt as its reason.
-pub fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
+pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
     let n = series.len();
     let inconclusive = |rate: f64, why: String, limit: Option<f64>| Judgement {
         verdict: Verdict::Inconclusive,

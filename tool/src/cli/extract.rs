@@ -12,11 +12,11 @@ use crate::extract::{
 };
 
 /// Shown by `leakscope extract --help`.
-pub const EXTRACT_ABOUT: &str = "Run the original report's scenario: extract a small tar archive \
+pub(crate) const EXTRACT_ABOUT: &str = "Run the original report's scenario: extract a small tar archive \
      over and over, and see what leaks";
 
 /// Shown after the options by `leakscope extract --help`.
-pub const EXTRACT_AFTER_HELP: &str = "\
+pub(crate) const EXTRACT_AFTER_HELP: &str = "\
 The scenario comes from a bug report: \"Repeated archive extraction, 10,000 times per round, \
 20 rounds. Expected: memory usage should remain stable. Actual: memory usage grows \
 continuously.\" leakscope runs that loop in a child process it traces. The archive (a.txt = \
@@ -48,44 +48,44 @@ Examples:
 /// What the traced child repeats: shared by `extract` and its worker, so the parent passes
 /// on exactly what the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Args, serde::Serialize)]
-pub struct Workload {
+pub(crate) struct Workload {
     /// Rounds to run; RSS, fds and mappings are printed after each one. The default is the
     /// original report's.
     #[arg(long, value_name = "R", default_value_t = DEFAULT_ROUNDS,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub rounds: u64,
+    pub(crate) rounds: u64,
 
     /// Extractions per round. The default is the original report's.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ITERATIONS,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub iterations: u64,
+    pub(crate) iterations: u64,
 
     /// Add one deliberate leak of this kind per iteration, to see how the report shows it.
     #[arg(long, value_name = "KIND", value_enum, default_value_t = InjectLeak::None)]
-    pub inject_leak: InjectLeak,
+    pub(crate) inject_leak: InjectLeak,
 }
 
 /// `leakscope extract`: the workload and its archive. The CLI adds the common tracing options.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(about = EXTRACT_ABOUT, after_long_help = EXTRACT_AFTER_HELP)]
-pub struct ExtractArgs {
+pub(crate) struct ExtractArgs {
     #[command(flatten)]
-    pub workload: Workload,
+    pub(crate) workload: Workload,
 
     /// Extract this tar file instead of the built-in archive. It is checked before the run.
     #[arg(long, value_name = "PATH")]
-    pub archive: Option<PathBuf>,
+    pub(crate) archive: Option<PathBuf>,
 
     /// Put this file into the built-in archive instead of a.txt/b.txt (repeatable). NAME is a
     /// relative path; CONTENT is taken literally.
     #[arg(long = "file", value_name = "NAME=CONTENT", conflicts_with = "archive",
           value_parser = parse_file_spec_arg)]
-    pub files: Vec<ArchiveEntry>,
+    pub(crate) files: Vec<ArchiveEntry>,
 
     /// Keep the extraction directory after the run (its path is printed), to inspect what
     /// was extracted. By default it is removed.
     #[arg(long)]
-    pub keep: bool,
+    pub(crate) keep: bool,
 }
 
 /// `--inject-leak KIND`: the names are [`InjectLeak::as_str`]'s, each with its help line.
@@ -118,7 +118,7 @@ fn parse_file_spec_arg(spec: &str) -> Result<ArchiveEntry, String> {
 }
 
 impl ExtractArgs {
-    pub fn options(&self) -> ExtractOptions {
+    pub(crate) fn options(&self) -> ExtractOptions {
         let Workload {
             rounds,
             iterations,
@@ -138,22 +138,22 @@ impl ExtractArgs {
 /// `leakscope __extract-worker`: everything the traced child needs. The parent writes it
 /// back as flags with [`super::to_flags`], and the child parses it like any command line.
 #[derive(Debug, Clone, PartialEq, Eq, Args, serde::Serialize)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// The directory to extract into, again and again. It must exist; the parent owns it.
     #[arg(long, value_name = "DIR")]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 
     /// The tar archive to extract, written by the parent.
     #[arg(long, value_name = "FILE")]
-    pub archive_file: PathBuf,
+    pub(crate) archive_file: PathBuf,
 
     #[command(flatten)]
     #[serde(flatten)]
-    pub workload: Workload,
+    pub(crate) workload: Workload,
 }
 
 impl WorkerArgs {
-    pub fn config(&self) -> WorkerConfig {
+    pub(crate) fn config(&self) -> WorkerConfig {
         let Workload {
             rounds,
             iterations,

@@ -1,7 +1,7 @@
 //! The command line, as the contract (shared notes) defines it. The clap structs stop at
 //! `commands/`, which turns them into the plain options the rest of leakscope takes.
 
-pub mod extract;
+pub(crate) mod extract;
 
 use std::{ffi::OsString, path::PathBuf};
 
@@ -40,13 +40,13 @@ class that could not see a small leak (the brk heap grows in ~132 KiB steps) is
 
 #[derive(Debug, Parser)]
 #[command(name = "leakscope", version, about = ABOUT, long_about = LONG_ABOUT)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Start CMD under tracing, so that nothing it does is missed.
     Run(RunArgs),
     /// Trace a running process; what it already holds is read from /proc first.
@@ -60,67 +60,67 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ExtractCommand {
+pub(crate) struct ExtractCommand {
     #[command(flatten)]
-    pub extract: ExtractArgs,
+    pub(crate) extract: ExtractArgs,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
     /// The command to trace, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<OsString>,
+    pub(crate) command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]
-pub struct AttachArgs {
+pub(crate) struct AttachArgs {
     /// The process to trace.
     #[arg(long, value_name = "PID")]
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// Stop after this many seconds (default: until the process exits or Ctrl-C).
     #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 }
 
 /// Options every tracing command takes.
 #[derive(Debug, Args, Clone)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// A call of SYMBOL (uprobe) starts a new iteration; BINARY defaults to the target's
     /// executable. E.g. `--iteration-symbol handle_request` or `--iteration-symbol /usr/lib/libfoo.so:step`.
     #[arg(long, value_name = "[BINARY:]SYMBOL", value_parser = parse_marker, conflicts_with = "iteration_path")]
-    pub iteration_symbol: Option<MarkerSpec>,
+    pub(crate) iteration_symbol: Option<MarkerSpec>,
     /// A successful open whose path contains SUBSTRING starts a new iteration.
     #[arg(long, value_name = "SUBSTRING")]
-    pub iteration_path: Option<String>,
+    pub(crate) iteration_path: Option<String>,
     /// Write the report as JSON to FILE, created before tracing starts ('-' = stdout, which
     /// then carries only the JSON: the text report and the target's stdout go to stderr).
     #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Exit with status 3 when any class is judged "leak", and with 5 when none is but
     /// events were lost (an incomplete ledger cannot prove "no leak").
     #[arg(long)]
-    pub fail_on_leak: bool,
+    pub(crate) fail_on_leak: bool,
     /// Run the target as USER (default: $SUDO_USER when run through sudo). Not with attach.
     #[arg(long, value_name = "USER")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Size of the kernel-to-user ring buffer in MiB (a power of two). Raise it if the
     /// report shows lost events. The default holds about 180,000 open records: a busy loop
     /// on a loaded machine can outrun the reader for a while without losing any.
     #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = parse_ring_mib)]
-    pub ring_mib: u32,
+    pub(crate) ring_mib: u32,
 }
 
 /// The command line that parses back into `args`: each field written as its own flag, in
 /// the order clap declares them, so a field added to `T` is passed on without more code.
 /// Values are written as they serialize: a string or number after the flag, `true` as the
 /// bare flag, `false` and `None` not at all, a list as the flag repeated.
-pub fn to_flags<T: Args + serde::Serialize>(args: &T) -> anyhow::Result<Vec<OsString>> {
+pub(crate) fn to_flags<T: Args + serde::Serialize>(args: &T) -> anyhow::Result<Vec<OsString>> {
     let Value::Object(mut fields) = serde_json::to_value(args)? else {
         anyhow::bail!("command-line arguments must serialize as a struct");
     };

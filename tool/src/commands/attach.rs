@@ -10,7 +10,7 @@ use super::{
     trace::{trace_and_diagnose, write_report},
 };
 
-pub async fn attach(args: AttachArgs) -> anyhow::Result<u8> {
+pub(crate) async fn attach(args: AttachArgs) -> anyhow::Result<u8> {
     if args.common.user.is_some() {
         return Err(UsageError(
             "--user is for run and extract: attach traces the process as whoever it runs as".into(),

@@ -21,7 +21,7 @@ use super::{
     trace::{trace_and_diagnose, write_report},
 };
 
-pub async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
+pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     let ExtractCommand {
         extract: ExtractArgs { workload, .. },
         common,

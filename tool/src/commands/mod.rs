@@ -1,16 +1,16 @@
 //! One module per subcommand; `trace` holds what they share (tracing, diagnosing and writing
 //! the report).
 
-pub mod attach;
-pub mod extract;
-pub mod output;
-pub mod run;
+pub(crate) mod attach;
+pub(crate) mod extract;
+pub(crate) mod output;
+pub(crate) mod run;
 mod trace;
 
 use crate::cli::{Cli, Command};
 
 /// Runs a parsed command line; returns the process exit status.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run::run(args).await,
         Command::Attach(args) => attach::attach(args).await,

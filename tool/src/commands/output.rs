@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use crate::{cli::CommonArgs, exit_code::UsageError};
 
 /// The JSON report's destination.
-pub enum ReportOutput {
+pub(crate) enum ReportOutput {
     /// No `--json`.
     None,
     /// `--json -`: stdout carries the JSON only; the text report and the target's stdout go
@@ -21,7 +21,7 @@ pub enum ReportOutput {
     File(JsonFile),
 }
 
-pub struct JsonFile {
+pub(crate) struct JsonFile {
     file: File,
     path: PathBuf,
     /// Created by this run: removed again if no report is written into it.
@@ -32,7 +32,7 @@ pub struct JsonFile {
 impl ReportOutput {
     /// Opens (or creates) the `--json` file now, without truncating it yet: an existing
     /// report is replaced only by a new one.
-    pub fn open(common: &CommonArgs) -> Result<ReportOutput, UsageError> {
+    pub(crate) fn open(common: &CommonArgs) -> Result<ReportOutput, UsageError> {
         let Some(path) = &common.json else {
             return Ok(ReportOutput::None);
         };
@@ -59,17 +59,17 @@ impl ReportOutput {
         }))
     }
 
-    pub fn json_on_stdout(&self) -> bool {
+    pub(crate) fn json_on_stdout(&self) -> bool {
         matches!(self, ReportOutput::Stdout)
     }
 
     /// Whether `--json` was given at all.
-    pub fn wants_json(&self) -> bool {
+    pub(crate) fn wants_json(&self) -> bool {
         !matches!(self, ReportOutput::None)
     }
 
     /// Writes the rendered JSON where it belongs (nowhere without `--json`).
-    pub fn write_json(&mut self, rendered: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn write_json(&mut self, rendered: &[u8]) -> anyhow::Result<()> {
         match self {
             ReportOutput::None => Ok(()),
             ReportOutput::Stdout => {

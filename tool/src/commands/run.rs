@@ -11,7 +11,7 @@ use super::{
     trace::{trace_and_diagnose, write_report},
 };
 
-pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     // Before anything runs: a bad path must not cost the run.
     let mut output = ReportOutput::open(&args.common)?;
     let run_as = run_as::resolve(args.common.user.as_deref())?;

@@ -38,14 +38,14 @@ impl EventSink for Ledger {
     }
 }
 
-pub struct Diagnosed {
-    pub report: Report,
-    pub outcome: Outcome,
+pub(crate) struct Diagnosed {
+    pub(crate) report: Report,
+    pub(crate) outcome: Outcome,
 }
 
 /// Traces `target` and diagnoses it. `marker` overrides the user's `--iteration-symbol`
 /// (the built-in extract job marks its own iterations).
-pub async fn trace_and_diagnose(
+pub(crate) async fn trace_and_diagnose(
     target: Target,
     common: &CommonArgs,
     marker: Option<MarkerSpec>,
@@ -106,7 +106,7 @@ pub async fn trace_and_diagnose(
 
 /// Writes the text report and the JSON, warns about anything that makes the report
 /// partial, and returns the exit status.
-pub fn write_report(
+pub(crate) fn write_report(
     diagnosed: &Diagnosed,
     common: &CommonArgs,
     output: &mut ReportOutput,

@@ -13,14 +13,14 @@ use super::{ExtractError, inject::INJECTED_FD_FILE_NAME};
 
 /// One regular file of the in-memory archive.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ArchiveEntry {
+pub(crate) struct ArchiveEntry {
     /// Relative path inside the extraction directory; may contain '/' for subdirectories.
-    pub name: String,
-    pub content: String,
+    pub(crate) name: String,
+    pub(crate) content: String,
 }
 
 impl ArchiveEntry {
-    pub fn new(name: impl Into<String>, content: impl Into<String>) -> Self {
+    pub(crate) fn new(name: impl Into<String>, content: impl Into<String>) -> Self {
         ArchiveEntry {
             name: name.into(),
             content: content.into(),
@@ -30,7 +30,7 @@ impl ArchiveEntry {
 
 /// The original report's archive: two tiny files, so that extraction itself allocates little
 /// and any growth stands out.
-pub fn default_entries() -> Vec<ArchiveEntry> {
+pub(crate) fn default_entries() -> Vec<ArchiveEntry> {
     vec![
         ArchiveEntry::new("a.txt", "hello"),
         ArchiveEntry::new("b.txt", "world"),
@@ -38,7 +38,7 @@ pub fn default_entries() -> Vec<ArchiveEntry> {
 }
 
 /// Parses one `--file NAME=CONTENT` spec. The first '=' splits, so CONTENT may contain '='.
-pub fn parse_file_spec(spec: &str) -> Result<ArchiveEntry, ExtractError> {
+pub(crate) fn parse_file_spec(spec: &str) -> Result<ArchiveEntry, ExtractError> {
     let invalid = |reason: String| ExtractError::InvalidFileSpec {
         spec: spec.to_owned(),
         reason,
@@ -88,7 +88,7 @@ fn check_entry_name(name: &str) -> Result<(), String> {
 
 /// Builds the tar bytes for `entries`: regular files, mode 0644, mtime 0, so the same entries
 /// always give the same bytes.
-pub fn build_archive(entries: &[ArchiveEntry]) -> Result<Vec<u8>, ExtractError> {
+pub(crate) fn build_archive(entries: &[ArchiveEntry]) -> Result<Vec<u8>, ExtractError> {
     let mut seen = BTreeSet::new();
     for entry in entries {
         check_entry_name(&entry.name).map_err(|reason| ExtractError::InvalidFileSpec {
@@ -121,7 +121,7 @@ pub fn build_archive(entries: &[ArchiveEntry]) -> Result<Vec<u8>, ExtractError> 
 /// Reads `--archive PATH` (or the worker's copy of the bytes) and checks that it is a tar
 /// archive that extracts to at least one entry, so a wrong file fails before the loop starts,
 /// with a message about the file rather than about iteration 0.
-pub fn read_archive_file(path: &Path) -> Result<Vec<u8>, ExtractError> {
+pub(crate) fn read_archive_file(path: &Path) -> Result<Vec<u8>, ExtractError> {
     let bytes = fs::read(path).map_err(|source| ExtractError::ReadArchive {
         path: path.to_owned(),
         source,
@@ -132,16 +132,19 @@ pub fn read_archive_file(path: &Path) -> Result<Vec<u8>, ExtractError> {
 
 /// What a correct extraction of an archive leaves in the directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExpectedContents {
+pub(crate) struct ExpectedContents {
     /// Regular files by relative path. A later entry of the same name wins, as in extraction.
-    pub files: BTreeMap<PathBuf, Vec<u8>>,
-    pub dirs: BTreeSet<PathBuf>,
+    pub(crate) files: BTreeMap<PathBuf, Vec<u8>>,
+    pub(crate) dirs: BTreeSet<PathBuf>,
 }
 
 /// Reads every entry of the tar `bytes` and records what extraction must produce. This is
 /// also the validation of an archive: corrupt headers, truncated data, no entries at all and
 /// entries that would escape the directory are all errors. `origin` names the bytes in errors.
-pub fn expected_contents(bytes: &[u8], origin: &str) -> Result<ExpectedContents, ExtractError> {
+pub(crate) fn expected_contents(
+    bytes: &[u8],
+    origin: &str,
+) -> Result<ExpectedContents, ExtractError> {
     let invalid = |reason: String| ExtractError::InvalidArchive {
         origin: origin.to_owned(),
         reason,
@@ -217,7 +220,7 @@ fn normalize_entry_path(path: &Path) -> Result<PathBuf, String> {
 impl ExpectedContents {
     /// Compares `dir` with what the archive should have produced; every difference is listed,
     /// not only the first, so one run shows the whole picture.
-    pub fn verify(&self, dir: &Path) -> Result<(), ExtractError> {
+    pub(crate) fn verify(&self, dir: &Path) -> Result<(), ExtractError> {
         let mut mismatches = Vec::new();
         for (path, want) in &self.files {
             let full = dir.join(path);

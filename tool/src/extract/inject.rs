@@ -21,13 +21,13 @@ use super::ExtractError;
 
 /// The file `--inject-leak fd` opens (and never closes) in the extraction directory, so the
 /// report's fd site is a path that says where it came from.
-pub const INJECTED_FD_FILE_NAME: &str = ".leakscope-injected-fd";
+pub(crate) const INJECTED_FD_FILE_NAME: &str = ".leakscope-injected-fd";
 
 /// Size of the mapping `--inject-leak mmap` leaks per iteration.
-pub const MMAP_LEAK_BYTES: usize = 64 * 1024;
+pub(crate) const MMAP_LEAK_BYTES: usize = 64 * 1024;
 
 /// Bytes of brk heap `--inject-leak heap` leaks per iteration.
-pub const HEAP_LEAK_BYTES: usize = 4096;
+pub(crate) const HEAP_LEAK_BYTES: usize = 4096;
 
 /// fds the worker needs besides the leaked ones: stdio, the file tar is writing, /proc reads.
 const FD_HEADROOM: u64 = 64;
@@ -37,7 +37,7 @@ const FD_HEADROOM: u64 = 64;
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum InjectLeak {
+pub(crate) enum InjectLeak {
     /// No deliberate leak: only what extraction itself does.
     #[default]
     None,
@@ -50,7 +50,7 @@ pub enum InjectLeak {
 }
 
 impl InjectLeak {
-    pub const ALL: [InjectLeak; 4] = [
+    pub(crate) const ALL: [InjectLeak; 4] = [
         InjectLeak::None,
         InjectLeak::Fd,
         InjectLeak::Mmap,
@@ -58,7 +58,7 @@ impl InjectLeak {
     ];
 
     /// The name used on the command line (`none`, `fd`, `mmap`, `heap`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             InjectLeak::None => "none",
             InjectLeak::Fd => "fd",
@@ -73,7 +73,7 @@ impl InjectLeak {
     /// Only the fd leak has a limit worth checking: each iteration keeps one fd, so the soft
     /// RLIMIT_NOFILE is raised as far as needed (an unprivileged process may raise it up to the
     /// hard limit).
-    pub fn prepare(self, total_iterations: u64) -> Result<(), ExtractError> {
+    pub(crate) fn prepare(self, total_iterations: u64) -> Result<(), ExtractError> {
         if self != InjectLeak::Fd {
             return Ok(());
         }
@@ -107,7 +107,7 @@ impl InjectLeak {
     }
 
     /// Makes this iteration's leak. `dir` is the extraction directory (for the fd leak's file).
-    pub fn inject(self, dir: &Path, iteration: u64) -> Result<(), ExtractError> {
+    pub(crate) fn inject(self, dir: &Path, iteration: u64) -> Result<(), ExtractError> {
         let result = match self {
             InjectLeak::None => return Ok(()),
             InjectLeak::Fd => injected_fd_leak(dir).map(drop),
@@ -147,7 +147,7 @@ impl fmt::Display for InjectLeak {
 /// The fd leak: opens `<dir>/.leakscope-injected-fd` and gives up ownership of the fd, so
 /// nothing ever closes it. Returns the fd (for tests).
 #[inline(never)]
-pub fn injected_fd_leak(dir: &Path) -> io::Result<RawFd> {
+pub(crate) fn injected_fd_leak(dir: &Path) -> io::Result<RawFd> {
     let fd = open_injected_fd_file(&dir.join(INJECTED_FD_FILE_NAME))?;
     Ok(std::hint::black_box(fd))
 }
@@ -176,7 +176,7 @@ fn open_injected_fd_file(path: &Path) -> io::Result<RawFd> {
 /// mapping count in /proc/self/maps may stay flat while the mapped bytes grow; that merging is
 /// also what lets 200,000 of them stay under vm.max_map_count.
 #[inline(never)]
-pub fn injected_mmap_leak() -> io::Result<usize> {
+pub(crate) fn injected_mmap_leak() -> io::Result<usize> {
     let address = map_anonymous_read_write(MMAP_LEAK_BYTES)?;
     // SAFETY: `address` is the start of a fresh, writable mapping of MMAP_LEAK_BYTES bytes.
     unsafe { std::ptr::write_volatile(address, 1) };
@@ -220,7 +220,7 @@ fn map_anonymous_read_write(len: usize) -> io::Result<*mut u8> {
 /// someone else moved (its "foreign sbrk" case) and never trims below it. musl refuses sbrk
 /// with a nonzero increment; that shows up as an ENOMEM error, not as a wrong number.
 #[inline(never)]
-pub fn injected_heap_leak() -> io::Result<usize> {
+pub(crate) fn injected_heap_leak() -> io::Result<usize> {
     let start = grow_program_break(HEAP_LEAK_BYTES)?;
     // Touch every byte, as a program using its leaked buffer would, so the leak counts in RSS.
     // SAFETY: sbrk just made [start, start + HEAP_LEAK_BYTES) ours, readable and writable.

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The symbol name the tracer attaches the uprobe to.
-pub const MARKER_SYMBOL: &str = "leakscope_iteration_marker";
+pub(crate) const MARKER_SYMBOL: &str = "leakscope_iteration_marker";
 
 /// How often the marker has been called in this process, and with which index last. Storing
 /// into these statics also gives the function a body no other function has, so identical-code
@@ -21,7 +21,7 @@ static LAST_MARKED_ITERATION: AtomicU64 = AtomicU64::new(0);
 /// - `black_box`: the argument stays live in the ABI register (rdi), so the probe can read it.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn leakscope_iteration_marker(iteration: u64) {
+pub(crate) extern "C" fn leakscope_iteration_marker(iteration: u64) {
     let iteration = std::hint::black_box(iteration);
     LAST_MARKED_ITERATION.store(iteration, Ordering::Relaxed);
     MARKER_CALLS.fetch_add(1, Ordering::Relaxed);
@@ -33,12 +33,12 @@ pub extern "C" fn leakscope_iteration_marker(iteration: u64) {
 static KEEP_MARKER: extern "C" fn(u64) = leakscope_iteration_marker;
 
 /// The number of marker calls so far in this process.
-pub fn marker_calls() -> u64 {
+pub(crate) fn marker_calls() -> u64 {
     MARKER_CALLS.load(Ordering::Relaxed)
 }
 
 /// The index passed to the most recent marker call.
-pub fn last_marked_iteration() -> u64 {
+pub(crate) fn last_marked_iteration() -> u64 {
     LAST_MARKED_ITERATION.load(Ordering::Relaxed)
 }
 

@@ -13,35 +13,32 @@
 //!   (their clap structs live in `crate::cli::extract`), and [`workspace`] the parent's
 //!   temporary directory that the worker extracts into.
 
-pub mod archive;
-pub mod inject;
-pub mod marker;
-pub mod options;
-pub mod proc_stats;
-pub mod worker;
-pub mod workspace;
+pub(crate) mod archive;
+pub(crate) mod inject;
+pub(crate) mod marker;
+pub(crate) mod options;
+pub(crate) mod proc_stats;
+pub(crate) mod worker;
+pub(crate) mod workspace;
 
 use std::{io, path::PathBuf};
 
-pub use archive::{
-    ArchiveEntry, ExpectedContents, build_archive, default_entries, expected_contents,
-    parse_file_spec, read_archive_file,
-};
-pub use inject::InjectLeak;
-pub use marker::{MARKER_SYMBOL, leakscope_iteration_marker};
-pub use options::{
+pub(crate) use inject::InjectLeak;
+pub(crate) use marker::MARKER_SYMBOL;
+pub(crate) use options::{
     DEFAULT_ITERATIONS, DEFAULT_ROUNDS, ExtractOptions, WORKER_SUBCOMMAND, WorkerConfig,
 };
-pub use proc_stats::ProcessStats;
-pub use worker::{RoundStats, WorkerSummary, format_round_line, run_worker, run_worker_to};
-pub use workspace::ExtractWorkspace;
+pub(crate) use worker::run_worker;
+#[cfg(test)]
+pub(crate) use worker::run_worker_to;
+pub(crate) use workspace::ExtractWorkspace;
 
 /// Everything that can go wrong in `leakscope extract`, on either side of the fork.
 ///
 /// Each message names the file, entry or iteration involved, because the person reading it is
 /// usually looking at a traced run and needs to know whether the workload or the tool failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
+pub(crate) enum ExtractError {
     /// A `--file NAME=CONTENT` spec without '=' or with a name that is empty or unsafe.
     #[error("invalid --file '{spec}': {reason}")]
     InvalidFileSpec { spec: String, reason: String },
@@ -120,7 +117,7 @@ impl ExtractError {
     /// The process exit status for this error, following the contract: a malformed `--file` is
     /// bad usage; everything else, including a corrupt archive or an unwritable directory,
     /// is a failure of the run.
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         match self {
             ExtractError::InvalidFileSpec { .. } | ExtractError::DuplicateEntry { .. } => {
                 crate::exit_code::USAGE
@@ -141,7 +138,7 @@ mod test_support {
 
     /// Serializes the tests that count process-wide resources (fds, mappings, brk), so they
     /// do not see each other's effects.
-    pub fn serial() -> MutexGuard<'static, ()> {
+    pub(crate) fn serial() -> MutexGuard<'static, ()> {
         static LOCK: Mutex<()> = Mutex::new(());
         // A failed test poisons the lock; the next one should still run.
         LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -154,7 +151,7 @@ mod test_support {
     /// measures there is its own doing, and `sbrk` cannot race a malloc elsewhere. `work` runs
     /// on a new thread of the child so that its malloc uses a thread arena, never brk, even
     /// when the harness runs the test on its main thread.
-    pub fn in_forked_child<T, F>(work: F) -> Result<T, String>
+    pub(crate) fn in_forked_child<T, F>(work: F) -> Result<T, String>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send,
         F: FnOnce() -> Result<T, String> + Send,

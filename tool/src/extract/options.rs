@@ -9,24 +9,24 @@ use super::{
 };
 
 /// The hidden subcommand the parent runs under tracing; its options are [`WorkerConfig`].
-pub const WORKER_SUBCOMMAND: &str = "__extract-worker";
+pub(crate) const WORKER_SUBCOMMAND: &str = "__extract-worker";
 
 /// The original report's numbers: "10,000 times per round, 20 rounds".
-pub const DEFAULT_ROUNDS: u64 = 20;
-pub const DEFAULT_ITERATIONS: u64 = 10_000;
+pub(crate) const DEFAULT_ROUNDS: u64 = 20;
+pub(crate) const DEFAULT_ITERATIONS: u64 = 10_000;
 
 /// `leakscope extract`: the workload and where its archive comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtractOptions {
-    pub rounds: u64,
-    pub iterations: u64,
-    pub inject_leak: InjectLeak,
+pub(crate) struct ExtractOptions {
+    pub(crate) rounds: u64,
+    pub(crate) iterations: u64,
+    pub(crate) inject_leak: InjectLeak,
     /// A tar file to extract instead of the built-in archive.
-    pub archive: Option<PathBuf>,
+    pub(crate) archive: Option<PathBuf>,
     /// Entries of the built-in archive instead of a.txt/b.txt.
-    pub files: Vec<ArchiveEntry>,
+    pub(crate) files: Vec<ArchiveEntry>,
     /// Keep the extraction directory after the run.
-    pub keep: bool,
+    pub(crate) keep: bool,
 }
 
 impl Default for ExtractOptions {
@@ -45,7 +45,7 @@ impl Default for ExtractOptions {
 impl ExtractOptions {
     /// The bytes to extract: `archive` (read and checked), or the `files` entries, or the
     /// default a.txt/b.txt.
-    pub fn archive_bytes(&self) -> Result<Vec<u8>, ExtractError> {
+    pub(crate) fn archive_bytes(&self) -> Result<Vec<u8>, ExtractError> {
         if let Some(path) = &self.archive {
             return archive::read_archive_file(path);
         }
@@ -57,7 +57,7 @@ impl ExtractOptions {
     }
 
     /// The worker's configuration, given where the parent put the directory and the bytes.
-    pub fn worker_config(&self, dir: PathBuf, archive_file: PathBuf) -> WorkerConfig {
+    pub(crate) fn worker_config(&self, dir: PathBuf, archive_file: PathBuf) -> WorkerConfig {
         WorkerConfig {
             dir,
             archive_file,
@@ -70,14 +70,14 @@ impl ExtractOptions {
 
 /// `leakscope __extract-worker`: everything the traced child needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerConfig {
+pub(crate) struct WorkerConfig {
     /// The directory to extract into, again and again. It must exist; the parent owns it.
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The tar archive to extract, written by the parent.
-    pub archive_file: PathBuf,
-    pub rounds: u64,
-    pub iterations: u64,
-    pub inject_leak: InjectLeak,
+    pub(crate) archive_file: PathBuf,
+    pub(crate) rounds: u64,
+    pub(crate) iterations: u64,
+    pub(crate) inject_leak: InjectLeak,
 }
 
 #[cfg(test)]

@@ -9,17 +9,17 @@ use super::ExtractError;
 
 /// A snapshot of the resources the original report watched, plus the ones leakscope traces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     /// Resident set size in bytes (statm's `resident` pages times the page size).
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
     /// Open file descriptors.
-    pub fds: u64,
+    pub(crate) fds: u64,
     /// Lines of /proc/self/maps (VMAs; adjacent compatible mappings are merged by the kernel).
-    pub mappings: u64,
+    pub(crate) mappings: u64,
 }
 
 impl ProcessStats {
-    pub fn read() -> Result<ProcessStats, ExtractError> {
+    pub(crate) fn read() -> Result<ProcessStats, ExtractError> {
         Ok(ProcessStats {
             rss_bytes: rss_bytes().map_err(proc_error("/proc/self/statm"))?,
             fds: open_fd_count().map_err(proc_error("/proc/self/fd"))?,
@@ -33,7 +33,7 @@ fn proc_error(what: &'static str) -> impl FnOnce(io::Error) -> ExtractError {
 }
 
 /// RSS in bytes from /proc/self/statm (second field, in pages).
-pub fn rss_bytes() -> io::Result<u64> {
+pub(crate) fn rss_bytes() -> io::Result<u64> {
     let statm = fs::read_to_string("/proc/self/statm")?;
     let resident_pages: u64 = statm
         .split_whitespace()
@@ -51,7 +51,7 @@ fn page_size() -> u64 {
 
 /// Open fds: the entries of /proc/self/fd, minus the one the listing itself holds open while
 /// it reads the directory (it always shows up in its own listing).
-pub fn open_fd_count() -> io::Result<u64> {
+pub(crate) fn open_fd_count() -> io::Result<u64> {
     let mut entries = 0u64;
     for entry in fs::read_dir("/proc/self/fd")? {
         entry?;
@@ -61,7 +61,7 @@ pub fn open_fd_count() -> io::Result<u64> {
 }
 
 /// How many open fds of this process refer to `path`.
-pub fn fds_pointing_at(path: &Path) -> io::Result<usize> {
+pub(crate) fn fds_pointing_at(path: &Path) -> io::Result<usize> {
     let mut count = 0;
     for entry in fs::read_dir("/proc/self/fd")? {
         // An fd may close between listing and readlink; that fd simply does not count.
@@ -75,39 +75,39 @@ pub fn fds_pointing_at(path: &Path) -> io::Result<usize> {
 }
 
 /// VMAs: the lines of /proc/self/maps.
-pub fn mapping_count() -> io::Result<u64> {
+pub(crate) fn mapping_count() -> io::Result<u64> {
     let maps = fs::read_to_string("/proc/self/maps")?;
     Ok(maps.lines().count() as u64)
 }
 
 /// One line of /proc/self/maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedRegion {
-    pub start: usize,
-    pub end: usize,
+pub(crate) struct MappedRegion {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
     /// e.g. "rw-p".
-    pub perms: String,
+    pub(crate) perms: String,
     /// The file, "[heap]", "[stack]", ..., or empty for an anonymous mapping.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl MappedRegion {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.end - self.start
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// Anonymous: no backing file (unnamed, or named with PR_SET_VMA_ANON_NAME).
-    pub fn is_anonymous(&self) -> bool {
+    pub(crate) fn is_anonymous(&self) -> bool {
         self.path.is_empty() || self.path.starts_with("[anon:")
     }
 }
 
 /// Every mapping of this process, in address order.
-pub fn mapped_regions() -> io::Result<Vec<MappedRegion>> {
+pub(crate) fn mapped_regions() -> io::Result<Vec<MappedRegion>> {
     let maps = fs::read_to_string("/proc/self/maps")?;
     maps.lines().map(parse_maps_line).collect()
 }

@@ -15,34 +15,34 @@ use super::{
 
 /// What one round did and what the process looked like after it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RoundStats {
+pub(crate) struct RoundStats {
     /// 1-based.
-    pub round: u64,
-    pub rounds: u64,
-    pub iterations: u64,
-    pub stats: ProcessStats,
+    pub(crate) round: u64,
+    pub(crate) rounds: u64,
+    pub(crate) iterations: u64,
+    pub(crate) stats: ProcessStats,
     /// RSS change since the previous round (or since before the first round).
-    pub rss_delta_bytes: i64,
+    pub(crate) rss_delta_bytes: i64,
     /// Wall time of the round's iterations, without the /proc reads.
-    pub elapsed_ns: u64,
+    pub(crate) elapsed_ns: u64,
 }
 
 impl RoundStats {
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.elapsed_ns)
     }
 }
 
 /// The whole run, for callers that want more than the printed lines.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct WorkerSummary {
-    pub inject_leak: InjectLeak,
+pub(crate) struct WorkerSummary {
+    pub(crate) inject_leak: InjectLeak,
     /// Before the first iteration: the reference for round 1's delta.
-    pub baseline: ProcessStats,
-    pub rounds: Vec<RoundStats>,
-    pub total_iterations: u64,
+    pub(crate) baseline: ProcessStats,
+    pub(crate) rounds: Vec<RoundStats>,
+    pub(crate) total_iterations: u64,
     /// Regular files checked against the archive after the last round.
-    pub verified_files: usize,
+    pub(crate) verified_files: usize,
 }
 
 /// Runs the workload and prints one line per round to stdout (flushed at once, so a parent
@@ -52,12 +52,12 @@ pub struct WorkerSummary {
 /// runtime, no thread pool): `--inject-leak heap` moves the break with `sbrk`, which must not
 /// race a malloc on another thread, and the per-round fd and mapping counts are the whole
 /// process's.
-pub fn run_worker(config: &WorkerConfig) -> Result<WorkerSummary, ExtractError> {
+pub(crate) fn run_worker(config: &WorkerConfig) -> Result<WorkerSummary, ExtractError> {
     run_worker_to(config, &mut io::stdout().lock())
 }
 
 /// [`run_worker`] with the round lines written to `out` instead of stdout.
-pub fn run_worker_to(
+pub(crate) fn run_worker_to(
     config: &WorkerConfig,
     out: &mut dyn Write,
 ) -> Result<WorkerSummary, ExtractError> {
@@ -130,7 +130,7 @@ fn extract_archive_once(bytes: &[u8], dir: &Path) -> io::Result<()> {
 }
 
 /// `Round 3/20: RSS = 12.4 MiB (+0.1 MiB), fds = 4, mappings = 37, 10000 extractions in 412 ms`
-pub fn format_round_line(round: &RoundStats) -> String {
+pub(crate) fn format_round_line(round: &RoundStats) -> String {
     const MIB: f64 = 1024.0 * 1024.0;
     format!(
         "Round {}/{}: RSS = {:.1} MiB ({:+.1} MiB), fds = {}, mappings = {}, {} extractions in {} ms",

@@ -19,7 +19,7 @@ use super::{ExtractError, ExtractOptions, WorkerConfig};
 
 /// A prepared run of `leakscope extract`. Dropping it removes the directory.
 #[derive(Debug)]
-pub struct ExtractWorkspace {
+pub(crate) struct ExtractWorkspace {
     root: TempDir,
     config: WorkerConfig,
 }
@@ -32,7 +32,7 @@ impl ExtractWorkspace {
     /// `owner` (uid, gid) is the user the worker will run as (`--user`). The directories are
     /// created by the tracer, usually root, with mode 0700; without handing them over, the
     /// worker could not write into them.
-    pub fn create(
+    pub(crate) fn create(
         options: &ExtractOptions,
         owner: Option<(u32, u32)>,
     ) -> Result<ExtractWorkspace, ExtractError> {
@@ -63,27 +63,27 @@ impl ExtractWorkspace {
     }
 
     /// What to pass to `leakscope __extract-worker` (`crate::cli::extract::WorkerArgs` writes it back as flags).
-    pub fn worker_config(&self) -> &WorkerConfig {
+    pub(crate) fn worker_config(&self) -> &WorkerConfig {
         &self.config
     }
 
     /// Where the worker extracts.
-    pub fn extract_dir(&self) -> &Path {
+    pub(crate) fn extract_dir(&self) -> &Path {
         &self.config.dir
     }
 
     /// The temporary directory that holds everything.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.root.path()
     }
 
     /// Removes the directory and reports a failure, which dropping would ignore.
-    pub fn remove(self) -> Result<(), ExtractError> {
+    pub(crate) fn remove(self) -> Result<(), ExtractError> {
         self.root.close().map_err(ExtractError::Workspace)
     }
 
     /// Keeps the directory after the run (for inspection) and returns its path.
-    pub fn keep(self) -> PathBuf {
+    pub(crate) fn keep(self) -> PathBuf {
         self.root.keep()
     }
 }

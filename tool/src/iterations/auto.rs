@@ -28,13 +28,13 @@ use crate::ledger::Ledger;
 use crate::ledger::sites::SiteId;
 
 /// The iterations must hold at least this share of the working image's acquisitions.
-pub const MIN_COVERAGE: f64 = 0.25;
+pub(crate) const MIN_COVERAGE: f64 = 0.25;
 /// What the run acquires after the last iteration may be at most this share of what the
 /// working image acquires.
-pub const MAX_TAIL_SHARE: f64 = 0.10;
+pub(crate) const MAX_TAIL_SHARE: f64 = 0.10;
 /// No iteration after warm-up may hold more than this share of the working image's
 /// acquisitions.
-pub const MAX_ITERATION_SHARE: f64 = 0.25;
+pub(crate) const MAX_ITERATION_SHARE: f64 = 0.25;
 /// Repeats at which a period earns full confidence for its count alone.
 const CONFIDENT_REPEATS: f64 = 30.0;
 /// Candidates named in the report.
@@ -57,7 +57,7 @@ struct Candidate {
     flaw: Option<String>,
 }
 
-pub fn detect(ledger: &Ledger) -> Iterations {
+pub(crate) fn detect(ledger: &Ledger) -> Iterations {
     if ledger.span().is_none() {
         return time_windows(ledger, "nothing was traced".into());
     }

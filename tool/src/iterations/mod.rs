@@ -8,7 +8,7 @@
 //! time windows too, and `unconvincing` makes every verdict inconclusive.
 
 mod auto;
-pub mod work;
+pub(crate) mod work;
 
 use serde::Serialize;
 
@@ -16,15 +16,15 @@ use crate::ledger::Ledger;
 use crate::ledger::records::Origin;
 
 /// Fewer repeats than this cannot make a period worth trusting.
-pub const MIN_REPEATS: usize = 10;
+pub(crate) const MIN_REPEATS: usize = 10;
 /// How many windows the time fallback cuts the run into.
-pub const TIME_WINDOWS: usize = 100;
+pub(crate) const TIME_WINDOWS: usize = 100;
 /// The shortest time window worth judging a trend on.
-pub const MIN_TIME_WINDOW_NS: u64 = 10_000_000;
+pub(crate) const MIN_TIME_WINDOW_NS: u64 = 10_000_000;
 
 /// What the user asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IterationRequest {
+pub(crate) enum IterationRequest {
     /// `--iteration-symbol`: the marker uprobe's hits.
     Symbol(String),
     /// `--iteration-path`: successful opens whose resolved path contains this.
@@ -35,7 +35,7 @@ pub enum IterationRequest {
 /// Where the boundaries came from (the JSON "iterations.source").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum IterationSource {
+pub(crate) enum IterationSource {
     Symbol,
     Path,
     Auto,
@@ -43,7 +43,7 @@ pub enum IterationSource {
 }
 
 impl IterationSource {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             IterationSource::Symbol => "symbol",
             IterationSource::Path => "path",
@@ -54,62 +54,62 @@ impl IterationSource {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Iterations {
+pub(crate) struct Iterations {
     /// Start times of the iterations, sorted. Iteration `k` runs from `boundaries[k]` to
     /// `boundaries[k+1]`.
-    pub boundaries: Vec<u64>,
-    pub source: IterationSource,
+    pub(crate) boundaries: Vec<u64>,
+    pub(crate) source: IterationSource,
     /// One sentence on how the boundaries were found.
-    pub detail: String,
+    pub(crate) detail: String,
     /// 0..=1: 1 for an explicit marker that fired often enough, lower for guesses.
-    pub confidence: f64,
+    pub(crate) confidence: f64,
     /// The path auto-detection picked, if it did.
-    pub auto_path: Option<String>,
+    pub(crate) auto_path: Option<String>,
     /// Share (0..=1) of the run's acquisitions (fds and mappings acquired, heap growths)
     /// from the first boundary to the end of the last iteration (one typical iteration past
     /// its start): how much of what the program did the iterations describe.
-    pub coverage: Option<f64>,
+    pub(crate) coverage: Option<f64>,
     /// Recurring paths that could mark the loop, best first (up to 5; the chosen one among
     /// them; paths opened in lockstep named once), ready to paste as `--iteration-path`
     /// (auto detection only).
-    pub candidates: Vec<MarkerCandidate>,
+    pub(crate) candidates: Vec<MarkerCandidate>,
     /// Set when the boundaries are not good enough to judge on: every verdict is then
     /// inconclusive, with this reason.
-    pub unconvincing: Option<String>,
+    pub(crate) unconvincing: Option<String>,
 }
 
 /// A path that recurs often enough to be an iteration marker.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MarkerCandidate {
-    pub path: String,
-    pub count: usize,
+pub(crate) struct MarkerCandidate {
+    pub(crate) path: String,
+    pub(crate) count: usize,
     /// How well it marks a steady loop, 0..=1 (the confidence it would get).
-    pub score: f64,
+    pub(crate) score: f64,
 }
 
 impl Iterations {
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.boundaries.len()
     }
 
     /// The iteration `t` falls in: -1 before the first boundary.
-    pub fn index_at(&self, t: u64) -> i64 {
+    pub(crate) fn index_at(&self, t: u64) -> i64 {
         self.boundaries.partition_point(|&b| b <= t) as i64 - 1
     }
 
     /// The last boundary: what is retained past it was retained across iterations, whatever
     /// teardown does afterwards.
-    pub fn last(&self) -> Option<u64> {
+    pub(crate) fn last(&self) -> Option<u64> {
         self.boundaries.last().copied()
     }
 
-    pub fn first(&self) -> Option<u64> {
+    pub(crate) fn first(&self) -> Option<u64> {
         self.boundaries.first().copied()
     }
 }
 
 /// The boundaries for `request`, with their coverage of the run's acquisitions.
-pub fn detect(ledger: &Ledger, request: &IterationRequest) -> Iterations {
+pub(crate) fn detect(ledger: &Ledger, request: &IterationRequest) -> Iterations {
     let mut iterations = boundaries(ledger, request);
     if iterations.coverage.is_none() {
         iterations.coverage = work::coverage(&work::Work::new(ledger), &iterations.boundaries);

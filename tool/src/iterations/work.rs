@@ -13,14 +13,14 @@ use crate::ledger::records::{Origin, Records};
 
 /// One program image: process `tgid` after its `epoch`-th exec (0: before any).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Image {
-    pub tgid: u32,
-    pub epoch: usize,
+pub(crate) struct Image {
+    pub(crate) tgid: u32,
+    pub(crate) epoch: usize,
 }
 
 impl Image {
     /// The image `tgid` ran at time `t`.
-    pub fn at(ledger: &Ledger, tgid: u32, t: u64) -> Image {
+    pub(crate) fn at(ledger: &Ledger, tgid: u32, t: u64) -> Image {
         Image {
             tgid,
             epoch: ledger.exec_times(tgid).partition_point(|&e| e <= t),
@@ -29,7 +29,7 @@ impl Image {
 
     /// From its exec (or the process's first event) to the next exec, the exit, or the end
     /// of the run.
-    pub fn life(&self, ledger: &Ledger) -> Option<(u64, u64)> {
+    pub(crate) fn life(&self, ledger: &Ledger) -> Option<(u64, u64)> {
         let (first, last) = ledger.process_span(self.tgid)?;
         let execs = ledger.exec_times(self.tgid);
         let start = match self.epoch {
@@ -43,7 +43,7 @@ impl Image {
 
 /// Sorted acquisition times.
 #[derive(Clone, Debug, Default)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     times: Vec<u64>,
 }
 
@@ -53,12 +53,12 @@ impl Timeline {
         Timeline { times }
     }
 
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.times.len()
     }
 
     /// Acquisitions at `from..=to`.
-    pub fn within(&self, from: u64, to: u64) -> usize {
+    pub(crate) fn within(&self, from: u64, to: u64) -> usize {
         if to < from {
             return 0;
         }
@@ -66,33 +66,33 @@ impl Timeline {
     }
 
     /// Acquisitions at `from..to`.
-    pub fn between(&self, from: u64, to: u64) -> usize {
+    pub(crate) fn between(&self, from: u64, to: u64) -> usize {
         self.times
             .partition_point(|&t| t < to)
             .saturating_sub(self.times.partition_point(|&t| t < from))
     }
 
     /// Acquisitions after `t`.
-    pub fn after(&self, t: u64) -> usize {
+    pub(crate) fn after(&self, t: u64) -> usize {
         self.times.len() - self.times.partition_point(|&t2| t2 <= t)
     }
 
     /// The share of all acquisitions at `from..=to`; `None` when there are none.
-    pub fn share(&self, from: u64, to: u64) -> Option<f64> {
+    pub(crate) fn share(&self, from: u64, to: u64) -> Option<f64> {
         (self.total() > 0).then(|| self.within(from, to) as f64 / self.total() as f64)
     }
 }
 
-pub struct Work {
+pub(crate) struct Work {
     /// Every acquisition of the run.
-    pub all: Timeline,
+    pub(crate) all: Timeline,
     /// fd and mapping acquisitions per image (heap growth carries no process, so it counts
     /// only in `all`).
     by_image: HashMap<Image, Timeline>,
 }
 
 impl Work {
-    pub fn new(ledger: &Ledger) -> Work {
+    pub(crate) fn new(ledger: &Ledger) -> Work {
         let mut all = Vec::new();
         let mut by_image: HashMap<Image, Vec<u64>> = HashMap::new();
         let mut records = |records: &Records| {
@@ -121,13 +121,13 @@ impl Work {
     }
 
     /// The fd and mapping acquisitions of one image.
-    pub fn of(&self, image: Image) -> Option<&Timeline> {
+    pub(crate) fn of(&self, image: Image) -> Option<&Timeline> {
         self.by_image.get(&image)
     }
 
     /// The image that made the most fd and mapping acquisitions: the process that does the
     /// work. Ties go to the later image (a program exec'd after a shim's helpers).
-    pub fn busiest(&self) -> Option<(Image, usize)> {
+    pub(crate) fn busiest(&self) -> Option<(Image, usize)> {
         self.by_image
             .iter()
             .map(|(&image, timeline)| (image, timeline.total()))
@@ -137,7 +137,7 @@ impl Work {
 
 /// The median gap between sorted times: how long one iteration typically is (0 for fewer
 /// than two times).
-pub fn median_gap(times: &[u64]) -> u64 {
+pub(crate) fn median_gap(times: &[u64]) -> u64 {
     let mut gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     if gaps.is_empty() {
         return 0;
@@ -148,7 +148,7 @@ pub fn median_gap(times: &[u64]) -> u64 {
 
 /// Coverage of boundaries: the share of the run's acquisitions from the first boundary to
 /// the end of the last iteration, taken to be one typical iteration past its start.
-pub fn coverage(work: &Work, boundaries: &[u64]) -> Option<f64> {
+pub(crate) fn coverage(work: &Work, boundaries: &[u64]) -> Option<f64> {
     let (&first, &last) = (boundaries.first()?, boundaries.last()?);
     work.all.share(first, last + median_gap(boundaries))
 }

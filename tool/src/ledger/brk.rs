@@ -2,13 +2,14 @@
 //! reported (its first `brk(0)`), or from the break seeded at attach.
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Break {
+pub(crate) struct Break {
     initial: Option<u64>,
     current: u64,
 }
 
 impl Break {
-    pub fn seeded(at: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn seeded(at: u64) -> Self {
         Break {
             initial: Some(at),
             current: at,
@@ -16,7 +17,7 @@ impl Break {
     }
 
     /// Records a brk result; returns the change in heap bytes (0 for the first report).
-    pub fn update(&mut self, new_break: u64) -> i64 {
+    pub(crate) fn update(&mut self, new_break: u64) -> i64 {
         match self.initial {
             None => {
                 self.initial = Some(new_break);
@@ -33,7 +34,7 @@ impl Break {
 
     /// Bytes the heap has grown since its start: the sum of every [`Break::update`] delta,
     /// so subtracting it at exec or exit returns the ledger's heap total to zero exactly.
-    pub fn heap_bytes(&self) -> i64 {
+    pub(crate) fn heap_bytes(&self) -> i64 {
         self.initial
             .map_or(0, |start| self.current as i64 - start as i64)
     }

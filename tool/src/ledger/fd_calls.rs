@@ -6,8 +6,8 @@ use crate::event::Syscall;
 use leakscope_common::fd_arrival::{self, MSG_CMSG_CLOEXEC, bpf_cmd};
 use leakscope_common::syscalls as nr;
 
-pub const O_CLOEXEC: u64 = 0o2000000;
-pub const AT_FDCWD: i32 = -100;
+pub(crate) const O_CLOEXEC: u64 = 0o2000000;
+pub(crate) const AT_FDCWD: i32 = -100;
 const CLOSE_RANGE_CLOEXEC: u64 = 4;
 const F_DUPFD: u64 = 0;
 const F_SETFD: u64 = 2;
@@ -22,7 +22,7 @@ const FS_CLOEXEC: u64 = 1;
 
 /// The effect of one successful fd syscall.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FdOp {
+pub(crate) enum FdOp {
     /// A path was opened as `fd`; `dirfd` is what a relative path is relative to.
     Open {
         fd: i32,
@@ -75,11 +75,11 @@ pub enum FdOp {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReceivedFd {
-    pub fd: i32,
+pub(crate) struct ReceivedFd {
+    pub(crate) fd: i32,
     /// What it is and how it arrived: the site of its record.
-    pub kind: FdKind,
-    pub cloexec: bool,
+    pub(crate) kind: FdKind,
+    pub(crate) cloexec: bool,
 }
 
 fn flag(value: u64, bit: u64) -> bool {
@@ -92,7 +92,7 @@ fn fd_arg(value: u64) -> i32 {
 
 /// The class a failed call of `nr` was trying to acquire: fd-returning calls are fds,
 /// mmap/mremap are mappings, brk is the heap. `None` for calls that acquire nothing.
-pub fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
+pub(crate) fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
     use crate::ledger::ClassKind;
     match syscall {
         nr::MMAP | nr::MREMAP => Some(ClassKind::Mapping),
@@ -114,7 +114,7 @@ pub fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
 }
 
 /// Decodes a successful syscall; `None` for calls that do not touch the fd table.
-pub fn decode(call: &Syscall) -> Option<FdOp> {
+pub(crate) fn decode(call: &Syscall) -> Option<FdOp> {
     let a = &call.args;
     let ret = call.ret as i32;
     let path = || call.path.as_ref().map(|p| p.display()).unwrap_or_default();

@@ -7,40 +7,40 @@ use std::collections::BTreeMap;
 use super::records::RecordId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FdEntry {
-    pub record: RecordId,
-    pub cloexec: bool,
+pub(crate) struct FdEntry {
+    pub(crate) record: RecordId,
+    pub(crate) cloexec: bool,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct FdTable {
+pub(crate) struct FdTable {
     entries: BTreeMap<i32, FdEntry>,
 }
 
 impl FdTable {
     /// Installs `entry` as `fd`, returning what was there (which the caller must release:
     /// a well-behaved kernel only does this for dup2/dup3, but lost close events can too).
-    pub fn insert(&mut self, fd: i32, entry: FdEntry) -> Option<FdEntry> {
+    pub(crate) fn insert(&mut self, fd: i32, entry: FdEntry) -> Option<FdEntry> {
         self.entries.insert(fd, entry)
     }
 
-    pub fn get(&self, fd: i32) -> Option<&FdEntry> {
+    pub(crate) fn get(&self, fd: i32) -> Option<&FdEntry> {
         self.entries.get(&fd)
     }
 
-    pub fn remove(&mut self, fd: i32) -> Option<FdEntry> {
+    pub(crate) fn remove(&mut self, fd: i32) -> Option<FdEntry> {
         self.entries.remove(&fd)
     }
 
     /// Removes every fd in `first..=last` (fd numbers as the kernel's unsigned ints).
-    pub fn remove_range(&mut self, first: u32, last: u32) -> Vec<FdEntry> {
+    pub(crate) fn remove_range(&mut self, first: u32, last: u32) -> Vec<FdEntry> {
         let fds: Vec<i32> = self.range(first, last).collect();
         fds.into_iter()
             .filter_map(|fd| self.entries.remove(&fd))
             .collect()
     }
 
-    pub fn mark_cloexec_range(&mut self, first: u32, last: u32) {
+    pub(crate) fn mark_cloexec_range(&mut self, first: u32, last: u32) {
         let fds: Vec<i32> = self.range(first, last).collect();
         for fd in fds {
             if let Some(entry) = self.entries.get_mut(&fd) {
@@ -49,7 +49,7 @@ impl FdTable {
         }
     }
 
-    pub fn set_cloexec(&mut self, fd: i32, on: bool) -> bool {
+    pub(crate) fn set_cloexec(&mut self, fd: i32, on: bool) -> bool {
         self.entries
             .get_mut(&fd)
             .map(|entry| entry.cloexec = on)
@@ -57,7 +57,7 @@ impl FdTable {
     }
 
     /// Removes the CLOEXEC fds, as exec does.
-    pub fn take_cloexec(&mut self) -> Vec<FdEntry> {
+    pub(crate) fn take_cloexec(&mut self) -> Vec<FdEntry> {
         let (closing, kept): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.entries)
             .into_iter()
             .partition(|(_, entry)| entry.cloexec);
@@ -65,20 +65,12 @@ impl FdTable {
         closing.into_values().collect()
     }
 
-    pub fn take_all(&mut self) -> Vec<FdEntry> {
+    pub(crate) fn take_all(&mut self) -> Vec<FdEntry> {
         std::mem::take(&mut self.entries).into_values().collect()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &FdEntry)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (i32, &FdEntry)> {
         self.entries.iter().map(|(&fd, entry)| (fd, entry))
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     fn range(&self, first: u32, last: u32) -> impl Iterator<Item = i32> + '_ {

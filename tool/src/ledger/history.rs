@@ -14,57 +14,57 @@ use super::{ByteChange, FailedAcquisition, HeapGrowth, NO_RECORD, OpenedPath, Pr
 
 #[derive(Debug, Default)]
 pub(super) struct History {
-    pub sites: Sites,
-    pub fds: Records,
-    pub maps: Records,
-    pub map_bytes: Vec<ByteChange>,
-    pub heap_bytes: Vec<ByteChange>,
-    pub heap_growth: Vec<HeapGrowth>,
-    pub rss: Vec<RssSample>,
-    pub markers: Vec<u64>,
-    pub opens: Vec<OpenedPath>,
-    pub counts: BTreeMap<&'static str, u64>,
-    pub failures: Vec<FailedAcquisition>,
+    pub(crate) sites: Sites,
+    pub(crate) fds: Records,
+    pub(crate) maps: Records,
+    pub(crate) map_bytes: Vec<ByteChange>,
+    pub(crate) heap_bytes: Vec<ByteChange>,
+    pub(crate) heap_growth: Vec<HeapGrowth>,
+    pub(crate) rss: Vec<RssSample>,
+    pub(crate) markers: Vec<u64>,
+    pub(crate) opens: Vec<OpenedPath>,
+    pub(crate) counts: BTreeMap<&'static str, u64>,
+    pub(crate) failures: Vec<FailedAcquisition>,
     /// Mapping records an mremap resized in place (their site names the first size).
-    pub resized: HashSet<RecordId>,
-    pub unknown_releases: u64,
-    pub unknown_fd_pairs: u64,
-    pub unread_deliveries: u64,
+    pub(crate) resized: HashSet<RecordId>,
+    pub(crate) unknown_releases: u64,
+    pub(crate) unknown_fd_pairs: u64,
+    pub(crate) unread_deliveries: u64,
 }
 
 /// A new fd record: `fd` of process `tgid` from `site`, acquired at `t`.
 pub(super) struct NewFd {
-    pub tgid: u32,
-    pub fd: i32,
-    pub site: SiteId,
-    pub cloexec: bool,
-    pub origin: Origin,
-    pub t: u64,
+    pub(crate) tgid: u32,
+    pub(crate) fd: i32,
+    pub(crate) site: SiteId,
+    pub(crate) cloexec: bool,
+    pub(crate) origin: Origin,
+    pub(crate) t: u64,
 }
 
 /// A new mapping record over `[start, start + len)` of process `tgid`.
 pub(super) struct Range {
-    pub tgid: u32,
-    pub start: u64,
-    pub len: u64,
-    pub site: SiteId,
+    pub(crate) tgid: u32,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) site: SiteId,
 }
 
 /// `[start, start + len)` unmapped at `t`; records left empty are released with `cause`.
 pub(super) struct Unmapping {
-    pub start: u64,
-    pub len: u64,
-    pub t: u64,
-    pub cause: Cause,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) t: u64,
+    pub(crate) cause: Cause,
 }
 
 impl History {
-    pub fn count(&mut self, name: &'static str) {
+    pub(crate) fn count(&mut self, name: &'static str) {
         *self.counts.entry(name).or_default() += 1;
     }
 
     /// Installs a new fd, releasing whatever the number held (dup2/dup3's implicit close).
-    pub fn install(&mut self, process: &mut Process, new: NewFd) {
+    pub(crate) fn install(&mut self, process: &mut Process, new: NewFd) {
         let acquired = Acquisition::at(new.origin, new.t);
         let record = self.fds.add(new.tgid, new.site, acquired);
         let entry = FdEntry {
@@ -77,7 +77,7 @@ impl History {
     }
 
     /// Maps `[start, start + len)` for an existing `record` at `t`.
-    pub fn map(&mut self, process: &mut Process, piece: (u64, u64, RecordId), t: u64) {
+    pub(crate) fn map(&mut self, process: &mut Process, piece: (u64, u64, RecordId), t: u64) {
         let (start, len, record) = piece;
         if len > 0 {
             process.maps.insert(start, len, record);
@@ -91,7 +91,12 @@ impl History {
 
     /// Maps `range` as a new record at `t`, first releasing whatever it overlays (MAP_FIXED
     /// semantics; seeded ranges and moved-to ranges enter the same way).
-    pub fn map_over(&mut self, process: &mut Process, range: Range, (origin, t): (Origin, u64)) {
+    pub(crate) fn map_over(
+        &mut self,
+        process: &mut Process,
+        range: Range,
+        (origin, t): (Origin, u64),
+    ) {
         let Range {
             tgid,
             start,
@@ -113,7 +118,7 @@ impl History {
     }
 
     /// Unmaps a range; records left with no bytes are released. Returns the bytes unmapped.
-    pub fn unmap(&mut self, process: &mut Process, unmapping: Unmapping) -> u64 {
+    pub(crate) fn unmap(&mut self, process: &mut Process, unmapping: Unmapping) -> u64 {
         let Unmapping {
             start,
             len,
@@ -131,7 +136,7 @@ impl History {
         cuts.iter().map(|cut| cut.bytes).sum()
     }
 
-    pub fn log_cuts(&mut self, cuts: &[Cut], t: u64) {
+    pub(crate) fn log_cuts(&mut self, cuts: &[Cut], t: u64) {
         self.map_bytes.extend(cuts.iter().map(|cut| ByteChange {
             time_ns: t,
             bytes: -(cut.bytes as i64),
@@ -140,7 +145,7 @@ impl History {
     }
 
     /// Exec and exit: every mapping and the heap go.
-    pub fn drop_address_space(&mut self, process: &mut Process, t: u64, cause: Cause) {
+    pub(crate) fn drop_address_space(&mut self, process: &mut Process, t: u64, cause: Cause) {
         let cuts = process.maps.take_all();
         self.log_cuts(&cuts, t);
         for cut in cuts {

@@ -13,37 +13,37 @@ use super::sites::SiteId;
 
 /// An open fd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeldFd {
-    pub fd: i32,
-    pub site: SiteId,
+pub(crate) struct HeldFd {
+    pub(crate) fd: i32,
+    pub(crate) site: SiteId,
     /// The process did not open it itself: it was there before tracing (stdio across
     /// the target's exec, or what an attached process already held) or came with a fork.
-    pub inherited: bool,
+    pub(crate) inherited: bool,
 }
 
 /// A mapping (all live pieces of one mapping record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeldMapping {
-    pub site: SiteId,
-    pub bytes: u64,
-    pub inherited: bool,
+pub(crate) struct HeldMapping {
+    pub(crate) site: SiteId,
+    pub(crate) bytes: u64,
+    pub(crate) inherited: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holdings {
-    pub tgid: u32,
+pub(crate) struct Holdings {
+    pub(crate) tgid: u32,
     /// By fd number.
-    pub fds: Vec<HeldFd>,
+    pub(crate) fds: Vec<HeldFd>,
     /// Most bytes first.
-    pub mappings: Vec<HeldMapping>,
+    pub(crate) mappings: Vec<HeldMapping>,
     /// brk heap bytes above the first break seen.
-    pub heap_bytes: i64,
+    pub(crate) heap_bytes: i64,
     /// When the process exited; `None` while it lives.
-    pub exited_ns: Option<u64>,
+    pub(crate) exited_ns: Option<u64>,
 }
 
 impl Holdings {
-    pub fn mapped_bytes(&self) -> u64 {
+    pub(crate) fn mapped_bytes(&self) -> u64 {
         self.mappings.iter().map(|m| m.bytes).sum()
     }
 

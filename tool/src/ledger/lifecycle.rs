@@ -11,26 +11,25 @@ use super::holdings::Holdings;
 use super::records::{Acquisition, Cause, Origin, RecordId};
 use super::sites::{FdKind, SiteKey};
 use super::{ByteChange, Ledger, NO_RECORD, mappings, paths};
-use crate::ledger::brk::Break;
 
 impl Ledger {
     /// Tracing of `target` (the launched or attached process) begins at `since_ns`
     /// (CLOCK_MONOTONIC, the clock of the events). Resources seeded afterwards start
     /// there: they were acquired at some unknown earlier time, and a lifetime measured from
     /// time 0 would be the machine's uptime.
-    pub fn begin(&mut self, target: u32, since_ns: u64) {
+    pub(crate) fn begin(&mut self, target: u32, since_ns: u64) {
         self.target = Some(target);
         self.traced_since_ns = since_ns;
     }
 
     /// The process leakscope launched or attached to.
-    pub fn target(&self) -> Option<u32> {
+    pub(crate) fn target(&self) -> Option<u32> {
         self.target
     }
 
     /// Records an fd that existed before tracing (live from [`Ledger::begin`]'s time), from
     /// what its `/proc/PID/fd/N` link points to.
-    pub fn seed_fd(&mut self, tgid: u32, fd: i32, link: &FDTarget, cloexec: bool) {
+    pub(crate) fn seed_fd(&mut self, tgid: u32, fd: i32, link: &FDTarget, cloexec: bool) {
         let site = self.history.sites.intern(proc_link_site(link));
         let process = self.processes.entry(tgid).or_default();
         let new = NewFd {
@@ -45,7 +44,7 @@ impl Ledger {
     }
 
     /// Records a mapping that existed before tracing (from `/proc/PID/maps`).
-    pub fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &MMapPath) {
+    pub(crate) fn seed_mapping(&mut self, tgid: u32, start: u64, len: u64, description: &MMapPath) {
         let len = mappings::page_round(len);
         let key = SiteKey::SeededMapping(description.into());
         let site = self.history.sites.intern(key);
@@ -62,8 +61,9 @@ impl Ledger {
 
     /// Records the break of a process that existed before tracing; heap growth is
     /// measured from it.
-    pub fn seed_brk(&mut self, tgid: u32, brk: u64) {
-        self.processes.entry(tgid).or_default().heap = Break::seeded(brk);
+    #[cfg(test)]
+    pub(crate) fn seed_brk(&mut self, tgid: u32, brk: u64) {
+        self.processes.entry(tgid).or_default().heap = crate::ledger::brk::Break::seeded(brk);
     }
 
     /// The child starts with a copy of the parent's fds, mappings, heap and cwd. Each copy
@@ -162,7 +162,7 @@ impl Ledger {
 
     /// What `tgid` holds now, or held when it exited (kept only for the target and the
     /// processes that outlived it).
-    pub fn holdings(&self, tgid: u32) -> Option<Holdings> {
+    pub(crate) fn holdings(&self, tgid: u32) -> Option<Holdings> {
         match self.processes.get(&tgid) {
             Some(process) => Some(Holdings::of(tgid, process, &self.history, None)),
             None => self.final_holdings.get(&tgid).cloned(),
@@ -172,7 +172,7 @@ impl Ledger {
     /// The processes that were still alive when the target exited (a daemon after a double
     /// fork, a child left running), by pid, each with what it held at its own exit or holds
     /// now. Empty while the target lives.
-    pub fn outlived_target(&self) -> Vec<Holdings> {
+    pub(crate) fn outlived_target(&self) -> Vec<Holdings> {
         let Some(target) = self.target.filter(|t| self.exits.contains_key(t)) else {
             return Vec::new();
         };

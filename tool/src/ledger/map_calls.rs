@@ -5,13 +5,12 @@ use leakscope_common::syscalls as nr;
 
 use super::mappings::page_round;
 
-pub const MAP_SHARED: u64 = 0x01;
-pub const MAP_ANONYMOUS: u64 = 0x20;
-pub const MREMAP_FIXED: u64 = 2;
-pub const MREMAP_DONTUNMAP: u64 = 4;
+pub(crate) const MAP_SHARED: u64 = 0x01;
+pub(crate) const MAP_ANONYMOUS: u64 = 0x20;
+pub(crate) const MREMAP_DONTUNMAP: u64 = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MapOp {
+pub(crate) enum MapOp {
     /// A new mapping at `start`. MAP_FIXED(_NOREPLACE) or not, it replaces whatever the
     /// ledger believes was there: the kernel never returns a range that is still mapped.
     Map {
@@ -41,7 +40,7 @@ pub enum MapOp {
     },
 }
 
-pub fn decode(call: &Syscall) -> Option<MapOp> {
+pub(crate) fn decode(call: &Syscall) -> Option<MapOp> {
     let a = &call.args;
     let ret = call.ret as u64;
     match call.nr {

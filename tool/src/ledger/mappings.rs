@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::records::RecordId;
 
-pub const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = 4096;
 
 /// Rounds a length up to whole pages, as the kernel does.
-pub fn page_round(len: u64) -> u64 {
+pub(crate) fn page_round(len: u64) -> u64 {
     len.saturating_add(PAGE - 1) & !(PAGE - 1)
 }
 
@@ -25,20 +25,20 @@ struct Piece {
 
 /// Bytes a range operation took away from one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cut {
-    pub record: RecordId,
-    pub bytes: u64,
+pub(crate) struct Cut {
+    pub(crate) record: RecordId,
+    pub(crate) bytes: u64,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct MappingSet {
+pub(crate) struct MappingSet {
     pieces: BTreeMap<u64, Piece>,
     live_bytes: HashMap<RecordId, u64>,
 }
 
 impl MappingSet {
     /// Maps `[start, start+len)` for `record`. The caller removes any overlap first.
-    pub fn insert(&mut self, start: u64, len: u64, record: RecordId) {
+    pub(crate) fn insert(&mut self, start: u64, len: u64, record: RecordId) {
         if len == 0 {
             return;
         }
@@ -54,7 +54,7 @@ impl MappingSet {
 
     /// Unmaps `[start, start+len)`, splitting pieces it cuts through. Returns the bytes
     /// taken from each record, in address order (a record may appear more than once).
-    pub fn remove(&mut self, start: u64, len: u64) -> Vec<Cut> {
+    pub(crate) fn remove(&mut self, start: u64, len: u64) -> Vec<Cut> {
         let end = start.saturating_add(len);
         let overlapping: Vec<(u64, Piece)> = self
             .pieces
@@ -97,7 +97,7 @@ impl MappingSet {
     }
 
     /// Forgets records that have no bytes left; returns them (now released).
-    pub fn collect_empty(
+    pub(crate) fn collect_empty(
         &mut self,
         candidates: impl IntoIterator<Item = RecordId>,
     ) -> Vec<RecordId> {
@@ -112,7 +112,7 @@ impl MappingSet {
     }
 
     /// The record owning the byte at `addr`.
-    pub fn record_at(&self, addr: u64) -> Option<RecordId> {
+    pub(crate) fn record_at(&self, addr: u64) -> Option<RecordId> {
         self.pieces
             .range(..=addr)
             .next_back()
@@ -120,19 +120,20 @@ impl MappingSet {
             .map(|(_, piece)| piece.record)
     }
 
-    pub fn live_bytes(&self, record: RecordId) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn live_bytes(&self, record: RecordId) -> u64 {
         self.live_bytes.get(&record).copied().unwrap_or(0)
     }
 
     /// Every piece as (start, len, record), in address order.
-    pub fn pieces(&self) -> impl Iterator<Item = (u64, u64, RecordId)> + '_ {
+    pub(crate) fn pieces(&self) -> impl Iterator<Item = (u64, u64, RecordId)> + '_ {
         self.pieces
             .iter()
             .map(|(&start, piece)| (start, piece.end - start, piece.record))
     }
 
     /// Drops everything (exec, exit); returns each record with the bytes it still had.
-    pub fn take_all(&mut self) -> Vec<Cut> {
+    pub(crate) fn take_all(&mut self) -> Vec<Cut> {
         self.pieces.clear();
         let mut all: Vec<Cut> = self
             .live_bytes
@@ -141,14 +142,6 @@ impl MappingSet {
             .collect();
         all.sort_by_key(|cut| cut.record);
         all
-    }
-
-    pub fn total_bytes(&self) -> u64 {
-        self.live_bytes.values().sum()
-    }
-
-    pub fn record_count(&self) -> usize {
-        self.live_bytes.len()
     }
 }
 
@@ -213,6 +206,6 @@ mod tests {
     fn removing_nothing_is_harmless() {
         let mut set = MappingSet::default();
         assert!(set.remove(0x1000, PAGE).is_empty());
-        assert_eq!(set.total_bytes(), 0);
+        assert_eq!(set.pieces().count(), 0);
     }
 }

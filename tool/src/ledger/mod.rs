@@ -14,19 +14,19 @@
 //! records (`history::History`): applying a call borrows one process and the history side
 //! by side (`fd_apply`, `map_apply`, `lifecycle`).
 
-pub mod brk;
+pub(crate) mod brk;
 mod fd_apply;
-pub mod fd_calls;
-pub mod fd_table;
+pub(crate) mod fd_calls;
+pub(crate) mod fd_table;
 mod history;
-pub mod holdings;
+pub(crate) mod holdings;
 mod lifecycle;
 mod map_apply;
-pub mod map_calls;
-pub mod mappings;
-pub mod paths;
-pub mod records;
-pub mod sites;
+pub(crate) mod map_calls;
+pub(crate) mod mappings;
+pub(crate) mod paths;
+pub(crate) mod records;
+pub(crate) mod sites;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -42,43 +42,43 @@ use sites::{SiteId, Sites};
 
 /// A change of mapped or heap bytes at a point in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ByteChange {
-    pub time_ns: u64,
-    pub bytes: i64,
+pub(crate) struct ByteChange {
+    pub(crate) time_ns: u64,
+    pub(crate) bytes: i64,
     /// The mapping record it belongs to ([`NO_RECORD`] for the heap).
-    pub record: RecordId,
+    pub(crate) record: RecordId,
 }
 
-pub const NO_RECORD: RecordId = RecordId::MAX;
+pub(crate) const NO_RECORD: RecordId = RecordId::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RssSample {
-    pub time_ns: u64,
-    pub tgid: u32,
-    pub bytes: u64,
+pub(crate) struct RssSample {
+    pub(crate) time_ns: u64,
+    pub(crate) tgid: u32,
+    pub(crate) bytes: u64,
 }
 
 /// A growth of the brk heap and the call site that asked for it (heap bytes have no
 /// records to hang a site on, so growth is kept with its stack).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeapGrowth {
-    pub time_ns: u64,
-    pub bytes: u64,
-    pub site: SiteId,
+pub(crate) struct HeapGrowth {
+    pub(crate) time_ns: u64,
+    pub(crate) bytes: u64,
+    pub(crate) site: SiteId,
 }
 
 /// A successful open of a path (the `--iteration-path` and auto-detection input).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpenedPath {
-    pub time_ns: u64,
-    pub path: SiteId,
+pub(crate) struct OpenedPath {
+    pub(crate) time_ns: u64,
+    pub(crate) path: SiteId,
     /// The process that opened it.
-    pub tgid: u32,
+    pub(crate) tgid: u32,
 }
 
 /// The resource class a failed acquisition was after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ClassKind {
+pub(crate) enum ClassKind {
     Fd,
     Mapping,
     Heap,
@@ -86,13 +86,13 @@ pub enum ClassKind {
 
 /// A call that would have acquired a resource and failed (see [`What::Failed`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FailedAcquisition {
-    pub time_ns: u64,
-    pub tgid: u32,
-    pub class: ClassKind,
-    pub syscall: &'static str,
+pub(crate) struct FailedAcquisition {
+    pub(crate) time_ns: u64,
+    pub(crate) tgid: u32,
+    pub(crate) class: ClassKind,
+    pub(crate) syscall: &'static str,
     /// Positive errno: EMFILE, ENFILE, ENOMEM, ...
-    pub errno: i32,
+    pub(crate) errno: i32,
 }
 
 /// What one process holds now.
@@ -105,7 +105,7 @@ struct Process {
 }
 
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     /// What each live process holds now.
     processes: HashMap<u32, Process>,
     /// What happened: records, byte logs, opened paths, counts.
@@ -126,18 +126,18 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Sets the working directory relative paths of `tgid` resolve against (unknown by
     /// default: relative paths then stay relative). Forks inherit it.
-    pub fn set_cwd(&mut self, tgid: u32, path: &str) {
+    pub(crate) fn set_cwd(&mut self, tgid: u32, path: &str) {
         self.processes.entry(tgid).or_default().cwd = Some(Arc::from(paths::normalize(path)));
     }
 
     /// Applies one event. Events must arrive in time order per process.
-    pub fn apply(&mut self, event: &Event) {
+    pub(crate) fn apply(&mut self, event: &Event) {
         let (t, tgid) = (event.time_ns, event.tgid);
         self.span = Some(match self.span {
             None => (t, t),
@@ -204,89 +204,90 @@ impl Ledger {
 
     // ---- read access for the analysis ----
 
-    pub fn sites(&self) -> &Sites {
+    pub(crate) fn sites(&self) -> &Sites {
         &self.history.sites
     }
-    pub fn fd_records(&self) -> &Records {
+    pub(crate) fn fd_records(&self) -> &Records {
         &self.history.fds
     }
-    pub fn map_records(&self) -> &Records {
+    pub(crate) fn map_records(&self) -> &Records {
         &self.history.maps
     }
     /// Every change of mapped bytes, in apply order (time order).
-    pub fn map_byte_changes(&self) -> &[ByteChange] {
+    pub(crate) fn map_byte_changes(&self) -> &[ByteChange] {
         &self.history.map_bytes
     }
     /// Every growth of a brk heap with its call site, in apply order.
-    pub fn heap_growth(&self) -> &[HeapGrowth] {
+    pub(crate) fn heap_growth(&self) -> &[HeapGrowth] {
         &self.history.heap_growth
     }
     /// Every change of brk heap bytes, in apply order.
-    pub fn heap_byte_changes(&self) -> &[ByteChange] {
+    pub(crate) fn heap_byte_changes(&self) -> &[ByteChange] {
         &self.history.heap_bytes
     }
-    pub fn rss_samples(&self) -> &[RssSample] {
+    pub(crate) fn rss_samples(&self) -> &[RssSample] {
         &self.history.rss
     }
-    pub fn markers(&self) -> &[u64] {
+    pub(crate) fn markers(&self) -> &[u64] {
         &self.history.markers
     }
-    pub fn opened_paths(&self) -> &[OpenedPath] {
+    pub(crate) fn opened_paths(&self) -> &[OpenedPath] {
         &self.history.opens
     }
     /// Successful calls by syscall name, plus "fork", "exec", "exit".
-    pub fn counts(&self) -> &BTreeMap<&'static str, u64> {
+    pub(crate) fn counts(&self) -> &BTreeMap<&'static str, u64> {
         &self.history.counts
     }
     /// Mapping records an mremap resized in place.
-    pub fn resized_mappings(&self) -> &HashSet<RecordId> {
+    pub(crate) fn resized_mappings(&self) -> &HashSet<RecordId> {
         &self.history.resized
     }
     /// Failed acquisitions, in apply order (time order).
-    pub fn failed_acquisitions(&self) -> &[FailedAcquisition] {
+    pub(crate) fn failed_acquisitions(&self) -> &[FailedAcquisition] {
         &self.history.failures
     }
     /// Closes of unknown fds and unmaps of unmapped ranges: counted, otherwise ignored.
     /// Fd deliveries (received control messages, pidfds written to user memory) whose fds
     /// could not be read: nonzero means fds may be missing from the ledger.
-    pub fn unread_deliveries(&self) -> u64 {
+    pub(crate) fn unread_deliveries(&self) -> u64 {
         self.history.unread_deliveries
     }
 
-    pub fn unknown_releases(&self) -> u64 {
+    pub(crate) fn unknown_releases(&self) -> u64 {
         self.history.unknown_releases
     }
     /// pipe/pipe2/socketpair calls whose two fds the kernel could not read: their fds are
     /// missing from the tables (the kernel's drop counter reports them too).
-    pub fn unknown_fd_pairs(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn unknown_fd_pairs(&self) -> u64 {
         self.history.unknown_fd_pairs
     }
     /// When process `tgid` exited, if it did.
-    pub fn exit_time(&self, tgid: u32) -> Option<u64> {
+    pub(crate) fn exit_time(&self, tgid: u32) -> Option<u64> {
         self.exits.get(&tgid).copied()
     }
     /// The span of process `tgid`: first event to exit (or the run's end if it lived on).
-    pub fn process_span(&self, tgid: u32) -> Option<(u64, u64)> {
+    pub(crate) fn process_span(&self, tgid: u32) -> Option<(u64, u64)> {
         let first = *self.first_seen.get(&tgid)?;
         let last = self.exit_time(tgid).or(self.span.map(|(_, end)| end))?;
         Some((first, last))
     }
     /// When process `tgid` exec'd, in time order (empty if it never did): each exec
     /// starts a new program image under the same tgid.
-    pub fn exec_times(&self, tgid: u32) -> &[u64] {
+    pub(crate) fn exec_times(&self, tgid: u32) -> &[u64] {
         self.execs.get(&tgid).map_or(&[], Vec::as_slice)
     }
     /// Every process exit seen, as (tgid, time).
-    pub fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+    pub(crate) fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
         self.exits.iter().map(|(&tgid, &t)| (tgid, t))
     }
     /// The first and last event times.
-    pub fn span(&self) -> Option<(u64, u64)> {
+    pub(crate) fn span(&self) -> Option<(u64, u64)> {
         self.span
     }
     /// Fds open and ranges mapped right now, summed over the live processes (for a
     /// progress display: no allocation).
-    pub fn live_totals(&self) -> (usize, usize) {
+    pub(crate) fn live_totals(&self) -> (usize, usize) {
         self.processes
             .values()
             .fold((0, 0), |(fds, maps), process| {

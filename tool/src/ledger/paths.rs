@@ -7,7 +7,7 @@
 
 /// Joins `path` onto `base` (a directory) unless it is already absolute, then normalizes.
 /// Without a base a relative path stays relative: an honest "we don't know where".
-pub fn resolve(path: &str, base: Option<&str>) -> String {
+pub(crate) fn resolve(path: &str, base: Option<&str>) -> String {
     match base {
         Some(dir) if !path.starts_with('/') && !path.is_empty() => {
             normalize(&format!("{dir}/{path}"))
@@ -17,7 +17,7 @@ pub fn resolve(path: &str, base: Option<&str>) -> String {
 }
 
 /// Removes empty and `.` components and folds `..` into its parent where one is known.
-pub fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     let absolute = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {

@@ -6,14 +6,14 @@
 
 use super::sites::SiteId;
 
-pub type RecordId = u32;
+pub(crate) type RecordId = u32;
 
 /// `released_ns` of a resource that is still live.
-pub const NEVER: u64 = u64::MAX;
+pub(crate) const NEVER: u64 = u64::MAX;
 
 /// How a record came to exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// A traced call created it.
     Acquired,
     /// It existed before tracing began (seeded from /proc, or stdio inherited across the
@@ -26,7 +26,7 @@ pub enum Origin {
 
 /// What released a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// close, close_range, munmap.
     Explicit,
     /// dup2/dup3 onto it, a MAP_FIXED overlay, or an mremap away from it.
@@ -38,40 +38,40 @@ pub enum Cause {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     /// When the resource was acquired (a fork copy: the fork; a seeded one: when tracing
     /// began). Lifetimes start here.
-    pub origin_ns: u64,
+    pub(crate) origin_ns: u64,
     /// When this record became live in its process (a fork copy: the fork). Live counts
     /// start here.
-    pub born_ns: u64,
+    pub(crate) born_ns: u64,
     /// When it was released, or [`NEVER`].
-    pub released_ns: u64,
-    pub site: SiteId,
-    pub tgid: u32,
-    pub origin: Origin,
-    pub cause: Option<Cause>,
+    pub(crate) released_ns: u64,
+    pub(crate) site: SiteId,
+    pub(crate) tgid: u32,
+    pub(crate) origin: Origin,
+    pub(crate) cause: Option<Cause>,
 }
 
 impl Record {
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.released_ns == NEVER
     }
 }
 
 /// How and since when a new record's resource is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Acquisition {
-    pub origin: Origin,
+pub(crate) struct Acquisition {
+    pub(crate) origin: Origin,
     /// See [`Record::origin_ns`].
-    pub origin_ns: u64,
+    pub(crate) origin_ns: u64,
     /// See [`Record::born_ns`].
-    pub born_ns: u64,
+    pub(crate) born_ns: u64,
 }
 
 impl Acquisition {
     /// Acquired and live from `t` on.
-    pub fn at(origin: Origin, t: u64) -> Self {
+    pub(crate) fn at(origin: Origin, t: u64) -> Self {
         Acquisition {
             origin,
             origin_ns: t,
@@ -81,12 +81,12 @@ impl Acquisition {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct Records {
+pub(crate) struct Records {
     items: Vec<Record>,
 }
 
 impl Records {
-    pub fn add(&mut self, tgid: u32, site: SiteId, acquired: Acquisition) -> RecordId {
+    pub(crate) fn add(&mut self, tgid: u32, site: SiteId, acquired: Acquisition) -> RecordId {
         let id = RecordId::try_from(self.items.len()).expect("fewer than 2^32 records");
         self.items.push(Record {
             origin_ns: acquired.origin_ns,
@@ -101,7 +101,7 @@ impl Records {
     }
 
     /// Marks a record released; a second release of the same record changes nothing.
-    pub fn release(&mut self, id: RecordId, at_ns: u64, cause: Cause) {
+    pub(crate) fn release(&mut self, id: RecordId, at_ns: u64, cause: Cause) {
         let record = &mut self.items[id as usize];
         if record.is_live() {
             record.released_ns = at_ns;
@@ -109,20 +109,17 @@ impl Records {
         }
     }
 
-    pub fn get(&self, id: RecordId) -> &Record {
+    pub(crate) fn get(&self, id: RecordId) -> &Record {
         &self.items[id as usize]
     }
 
-    pub fn all(&self) -> &[Record] {
+    pub(crate) fn all(&self) -> &[Record] {
         &self.items
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 }
 

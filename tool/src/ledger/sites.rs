@@ -11,18 +11,18 @@ use std::sync::Arc;
 
 use procfs::process::MMapPath;
 
-pub type SiteId = u32;
-pub type StackId = u32;
+pub(crate) type SiteId = u32;
+pub(crate) type StackId = u32;
 
 /// Frames that identify a call site: deeper frames do not split a site.
-pub const SITE_FRAMES: usize = 3;
+pub(crate) const SITE_FRAMES: usize = 3;
 
 /// Where a resource came from.
 ///
 /// The variant order (and so the derived `Ord`, the ranking's last tie-break) follows the
 /// text the report writes for them, so ties rank as they read.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SiteKey {
+pub(crate) enum SiteKey {
     /// An fd: what it refers to, and the call that kept it if that was a dup.
     Fd(FdSite),
     /// A mapping made by mmap (or a copy of one made by mremap).
@@ -38,15 +38,15 @@ pub enum SiteKey {
 /// What an fd refers to, and which call kept it: a leak "kept by dup" is fixed somewhere
 /// else than one kept by the open.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FdSite {
-    pub source: FdSource,
+pub(crate) struct FdSite {
+    pub(crate) source: FdSource,
     /// The dup/dup2/dup3/fcntl that made this copy; `None` for the original.
-    pub kept_by: Option<&'static str>,
+    pub(crate) kept_by: Option<&'static str>,
 }
 
 /// What an fd refers to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FdSource {
+pub(crate) enum FdSource {
     /// An opened path, absolute when the working directory was known.
     Path(Arc<str>),
     Kind(FdKind),
@@ -57,7 +57,7 @@ pub enum FdSource {
 
 /// An fd without a path. Variants are in the order of their text (see [`SiteKey`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FdKind {
+pub(crate) enum FdKind {
     /// An anonymous inode: eventfd, eventpoll, pidfd, bpf-map, ...
     Anon(Arc<str>),
     /// A pidfd a call delivered beyond its return value.
@@ -97,7 +97,7 @@ pub enum FdKind {
 
 /// How a pidfd arrived without being a call's return value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PidfdDelivery {
+pub(crate) enum PidfdDelivery {
     Clone,
     Clone3,
     PeerPidfd,
@@ -106,19 +106,19 @@ pub enum PidfdDelivery {
 
 /// A mapping made by mmap.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MappingSite {
-    pub backing: Backing,
+pub(crate) struct MappingSite {
+    pub(crate) backing: Backing,
     /// The mapped length (page-rounded).
-    pub len: u64,
+    pub(crate) len: u64,
     /// PROT_* bits.
-    pub prot: u64,
-    pub shared: bool,
-    pub stack: Option<StackId>,
+    pub(crate) prot: u64,
+    pub(crate) shared: bool,
+    pub(crate) stack: Option<StackId>,
 }
 
 /// What a mapping maps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Backing {
+pub(crate) enum Backing {
     /// The fd's site (a path is named without the dup that kept it).
     Fd(FdSite),
     Anon,
@@ -129,7 +129,7 @@ pub enum Backing {
 /// What `/proc/PID/maps` says a mapping from before tracing maps (procfs's `MMapPath`,
 /// which has no order).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Seeded {
+pub(crate) enum Seeded {
     Path(Arc<str>),
     Heap,
     Stack,
@@ -163,7 +163,7 @@ impl From<&MMapPath> for Seeded {
 
 impl SiteKey {
     /// The site of an fd of `kind`, as its original (not a dup).
-    pub fn fd_kind(kind: FdKind) -> Self {
+    pub(crate) fn fd_kind(kind: FdKind) -> Self {
         SiteKey::Fd(FdSite {
             source: FdSource::Kind(kind),
             kept_by: None,
@@ -171,7 +171,7 @@ impl SiteKey {
     }
 
     /// The site of an fd opened from `path`.
-    pub fn fd_path(path: &str) -> Self {
+    pub(crate) fn fd_path(path: &str) -> Self {
         SiteKey::Fd(FdSite {
             source: FdSource::Path(Arc::from(path)),
             kept_by: None,
@@ -180,7 +180,7 @@ impl SiteKey {
 }
 
 impl FdKind {
-    pub fn anon(name: &str) -> Self {
+    pub(crate) fn anon(name: &str) -> Self {
         FdKind::Anon(Arc::from(name))
     }
 }
@@ -218,22 +218,22 @@ impl<T: Clone + Eq + Hash> Interner<T> {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct Sites {
+pub(crate) struct Sites {
     keys: Interner<SiteKey>,
     stacks: Interner<Arc<[Arc<str>]>>,
 }
 
 impl Sites {
-    pub fn intern(&mut self, key: SiteKey) -> SiteId {
+    pub(crate) fn intern(&mut self, key: SiteKey) -> SiteId {
         self.keys.intern(key)
     }
 
-    pub fn key(&self, id: SiteId) -> &SiteKey {
+    pub(crate) fn key(&self, id: SiteId) -> &SiteKey {
         self.keys.get(id)
     }
 
     /// The path of an fd site, for the iteration detector (which matches opened paths).
-    pub fn path(&self, id: SiteId) -> Option<&str> {
+    pub(crate) fn path(&self, id: SiteId) -> Option<&str> {
         match self.key(id) {
             SiteKey::Fd(FdSite {
                 source: FdSource::Path(path),
@@ -244,7 +244,7 @@ impl Sites {
     }
 
     /// Interns the innermost [`SITE_FRAMES`] frames of a call; `None` without frames.
-    pub fn intern_stack(&mut self, frames: Option<&[String]>) -> Option<StackId> {
+    pub(crate) fn intern_stack(&mut self, frames: Option<&[String]>) -> Option<StackId> {
         let frames = frames.filter(|frames| !frames.is_empty())?;
         let top: Arc<[Arc<str>]> = frames
             .iter()
@@ -255,7 +255,7 @@ impl Sites {
     }
 
     /// A stack's frames, innermost first.
-    pub fn stack(&self, id: StackId) -> &[Arc<str>] {
+    pub(crate) fn stack(&self, id: StackId) -> &[Arc<str>] {
         self.stacks.get(id)
     }
 }

@@ -4,7 +4,7 @@ use crate::event::{CapturedPath, Event, Syscall, What};
 use leakscope_common::syscalls;
 
 /// A successful syscall `nr` returning `ret`.
-pub fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
+pub(crate) fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
     Syscall {
         nr,
         name: syscalls::info(nr).expect("a traced syscall").name,
@@ -20,7 +20,7 @@ pub fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
 }
 
 impl Syscall {
-    pub fn with_path(mut self, path: &str) -> Self {
+    pub(crate) fn with_path(mut self, path: &str) -> Self {
         self.path = Some(CapturedPath {
             bytes: path.as_bytes().to_vec(),
             truncated: false,
@@ -28,17 +28,17 @@ impl Syscall {
         self
     }
 
-    pub fn with_pair(mut self, fds: [i32; 2]) -> Self {
+    pub(crate) fn with_pair(mut self, fds: [i32; 2]) -> Self {
         self.fd_pair = Some(fds);
         self
     }
 
-    pub fn with_delivered(mut self, delivered: crate::delivered::Delivered) -> Self {
+    pub(crate) fn with_delivered(mut self, delivered: crate::delivered::Delivered) -> Self {
         self.delivered = Some(delivered);
         self
     }
 
-    pub fn with_frames(mut self, frames: &[&str]) -> Self {
+    pub(crate) fn with_frames(mut self, frames: &[&str]) -> Self {
         self.frames = Some(
             frames
                 .iter()
@@ -52,14 +52,14 @@ impl Syscall {
 
 /// Builds a time-ordered event stream for one main process; each event gets the next
 /// microsecond unless a time is set explicitly.
-pub struct Stream {
-    pub events: Vec<Event>,
-    pub now: u64,
-    pub tgid: u32,
+pub(crate) struct Stream {
+    pub(crate) events: Vec<Event>,
+    pub(crate) now: u64,
+    pub(crate) tgid: u32,
 }
 
 impl Stream {
-    pub fn new(tgid: u32) -> Self {
+    pub(crate) fn new(tgid: u32) -> Self {
         Stream {
             events: Vec::new(),
             now: 1_000_000,
@@ -67,7 +67,7 @@ impl Stream {
         }
     }
 
-    pub fn push(&mut self, tgid: u32, tid: u32, what: What, rss: Option<u64>) -> &mut Self {
+    pub(crate) fn push(&mut self, tgid: u32, tid: u32, what: What, rss: Option<u64>) -> &mut Self {
         self.now += 1_000;
         self.events.push(Event {
             time_ns: self.now,
@@ -79,16 +79,16 @@ impl Stream {
         self
     }
 
-    pub fn sys(&mut self, call: Syscall) -> &mut Self {
+    pub(crate) fn sys(&mut self, call: Syscall) -> &mut Self {
         let tgid = self.tgid;
         self.push(tgid, tgid, What::Syscall(call), None)
     }
 
-    pub fn open(&mut self, path: &str, fd: i32) -> &mut Self {
+    pub(crate) fn open(&mut self, path: &str, fd: i32) -> &mut Self {
         self.sys(call(syscalls::OPENAT, fd as i64, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path(path))
     }
 
-    pub fn open_cloexec(&mut self, path: &str, fd: i32) -> &mut Self {
+    pub(crate) fn open_cloexec(&mut self, path: &str, fd: i32) -> &mut Self {
         self.sys(
             call(
                 syscalls::OPENAT,
@@ -99,11 +99,11 @@ impl Stream {
         )
     }
 
-    pub fn close(&mut self, fd: i32) -> &mut Self {
+    pub(crate) fn close(&mut self, fd: i32) -> &mut Self {
         self.sys(call(syscalls::CLOSE, 0, [fd as u64, 0, 0, 0, 0, 0]))
     }
 
-    pub fn mmap_anon(&mut self, addr: u64, len: u64) -> &mut Self {
+    pub(crate) fn mmap_anon(&mut self, addr: u64, len: u64) -> &mut Self {
         self.sys(call(
             syscalls::MMAP,
             addr as i64,
@@ -111,11 +111,11 @@ impl Stream {
         ))
     }
 
-    pub fn munmap(&mut self, addr: u64, len: u64) -> &mut Self {
+    pub(crate) fn munmap(&mut self, addr: u64, len: u64) -> &mut Self {
         self.sys(call(syscalls::MUNMAP, 0, [addr, len, 0, 0, 0, 0]))
     }
 
-    pub fn brk(&mut self, new_break: u64) -> &mut Self {
+    pub(crate) fn brk(&mut self, new_break: u64) -> &mut Self {
         self.sys(call(
             syscalls::BRK,
             new_break as i64,
@@ -123,22 +123,22 @@ impl Stream {
         ))
     }
 
-    pub fn marker(&mut self) -> &mut Self {
+    pub(crate) fn marker(&mut self) -> &mut Self {
         let tgid = self.tgid;
         self.push(tgid, tgid, What::Marker { arg: 0 }, None)
     }
 
-    pub fn marker_with_rss(&mut self, rss: u64) -> &mut Self {
+    pub(crate) fn marker_with_rss(&mut self, rss: u64) -> &mut Self {
         let tgid = self.tgid;
         self.push(tgid, tgid, What::Marker { arg: 0 }, Some(rss))
     }
 
-    pub fn exit(&mut self) -> &mut Self {
+    pub(crate) fn exit(&mut self) -> &mut Self {
         let tgid = self.tgid;
         self.push(tgid, tgid, What::Exit, None)
     }
 
-    pub fn ledger(&self) -> crate::ledger::Ledger {
+    pub(crate) fn ledger(&self) -> crate::ledger::Ledger {
         let mut ledger = crate::ledger::Ledger::new();
         for event in &self.events {
             ledger.apply(event);
@@ -150,7 +150,7 @@ impl Stream {
 /// Views of what a live process holds, with sites as the report writes them (tests only).
 impl super::Ledger {
     /// Open fds of a live process, by number, with their site text.
-    pub fn open_fds(&self, tgid: u32) -> Vec<(i32, String)> {
+    pub(crate) fn open_fds(&self, tgid: u32) -> Vec<(i32, String)> {
         self.processes.get(&tgid).map_or_else(Vec::new, |process| {
             process
                 .fds
@@ -161,7 +161,7 @@ impl super::Ledger {
     }
 
     /// Whether `fd` of `tgid` is open and CLOEXEC.
-    pub fn is_cloexec(&self, tgid: u32, fd: i32) -> Option<bool> {
+    pub(crate) fn is_cloexec(&self, tgid: u32, fd: i32) -> Option<bool> {
         self.processes
             .get(&tgid)?
             .fds
@@ -170,7 +170,7 @@ impl super::Ledger {
     }
 
     /// Mapped ranges of a live process: (start, len, site text).
-    pub fn mapped_ranges(&self, tgid: u32) -> Vec<(u64, u64, String)> {
+    pub(crate) fn mapped_ranges(&self, tgid: u32) -> Vec<(u64, u64, String)> {
         self.processes.get(&tgid).map_or_else(Vec::new, |process| {
             process
                 .maps
@@ -184,18 +184,18 @@ impl super::Ledger {
     }
 
     /// Heap bytes of a live process above its first break.
-    pub fn heap_bytes(&self, tgid: u32) -> i64 {
+    pub(crate) fn heap_bytes(&self, tgid: u32) -> i64 {
         self.processes
             .get(&tgid)
             .map_or(0, |process| process.heap.heap_bytes())
     }
 
-    pub fn site_text(&self, site: super::sites::SiteId) -> String {
+    pub(crate) fn site_text(&self, site: super::sites::SiteId) -> String {
         crate::report::sites::site_text(site, &self.history.sites)
     }
 }
 
 /// A `/proc/PID/fd` link as procfs parses it.
-pub fn link(text: &str) -> procfs::process::FDTarget {
+pub(crate) fn link(text: &str) -> procfs::process::FDTarget {
     text.parse().expect("a /proc fd link")
 }

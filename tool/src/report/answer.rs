@@ -19,7 +19,7 @@ struct Spoken<'a> {
 impl Report {
     /// E.g. "fd leak: 1.00 per iteration, all at /data/x.txt (kept by dup)", or
     /// "no leak in 200000 iterations: fds, mappings, brk heap and RSS stay flat; ...".
-    pub fn answer(&self) -> String {
+    pub(crate) fn answer(&self) -> String {
         if let Some(held) = &self.held_at_exit {
             return format!(
                 "inconclusive: {}; pid {} held {} {}{}",
@@ -256,7 +256,7 @@ fn limit_text(hit: Option<&LimitHitReport>, fd_limit: Option<u64>) -> String {
 }
 
 /// `path` in double quotes, so that it can be pasted into a shell as one word.
-pub fn shell_quote(path: &str) -> String {
+pub(crate) fn shell_quote(path: &str) -> String {
     let mut quoted = String::with_capacity(path.len() + 2);
     quoted.push('"');
     for c in path.chars() {

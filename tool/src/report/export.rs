@@ -4,12 +4,12 @@
 use super::Report;
 
 /// Renders a whole report into bytes for one destination.
-pub trait Exporter {
+pub(crate) trait Exporter {
     fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>>;
 }
 
 /// The one-screen text summary.
-pub struct TextExporter;
+pub(crate) struct TextExporter;
 
 impl Exporter for TextExporter {
     fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>> {
@@ -20,7 +20,7 @@ impl Exporter for TextExporter {
 }
 
 /// The JSON report (schema 1), pretty-printed and newline-terminated.
-pub struct JsonExporter;
+pub(crate) struct JsonExporter;
 
 impl Exporter for JsonExporter {
     fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>> {

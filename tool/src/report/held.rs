@@ -25,45 +25,45 @@ const LISTED: usize = 12;
 const PROCESSES_LISTED: usize = 10;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HeldFdReport {
-    pub fd: i32,
-    pub site: String,
+pub(crate) struct HeldFdReport {
+    pub(crate) fd: i32,
+    pub(crate) site: String,
     /// Not opened by the process itself: inherited across the target's exec (stdio),
     /// held before an attach, or copied by a fork.
-    pub inherited: bool,
+    pub(crate) inherited: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HeldMappingReport {
-    pub site: String,
-    pub bytes: u64,
-    pub inherited: bool,
+pub(crate) struct HeldMappingReport {
+    pub(crate) site: String,
+    pub(crate) bytes: u64,
+    pub(crate) inherited: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HeldAtExit {
-    pub pid: u32,
+pub(crate) struct HeldAtExit {
+    pub(crate) pid: u32,
     /// False: the target was still running when tracing stopped, and this is what it held
     /// then.
-    pub exited: bool,
-    pub fds: Vec<HeldFdReport>,
+    pub(crate) exited: bool,
+    pub(crate) fds: Vec<HeldFdReport>,
     /// Most bytes first.
-    pub mappings: Vec<HeldMappingReport>,
-    pub mapped_bytes: u64,
-    pub heap_bytes: i64,
+    pub(crate) mappings: Vec<HeldMappingReport>,
+    pub(crate) mapped_bytes: u64,
+    pub(crate) heap_bytes: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct OutlivedProcess {
-    pub pid: u32,
+pub(crate) struct OutlivedProcess {
+    pub(crate) pid: u32,
     /// Empty when it could not be read.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     /// Open fds at its exit, or when tracing stopped if it still runs.
-    pub fds: usize,
-    pub mappings: usize,
-    pub mapped_bytes: u64,
-    pub still_running: bool,
-    pub fd_sites: Vec<HeldFdReport>,
+    pub(crate) fds: usize,
+    pub(crate) mappings: usize,
+    pub(crate) mapped_bytes: u64,
+    pub(crate) still_running: bool,
+    pub(crate) fd_sites: Vec<HeldFdReport>,
 }
 
 fn fd_reports(held: &Holdings, sites: &Sites) -> Vec<HeldFdReport> {
@@ -78,7 +78,7 @@ fn fd_reports(held: &Holdings, sites: &Sites) -> Vec<HeldFdReport> {
 }
 
 impl HeldAtExit {
-    pub fn new(held: &Holdings, sites: &Sites) -> Self {
+    pub(crate) fn new(held: &Holdings, sites: &Sites) -> Self {
         HeldAtExit {
             pid: held.tgid,
             exited: held.exited_ns.is_some(),
@@ -102,7 +102,7 @@ impl HeldAtExit {
     }
 
     /// "3 fds (3 inherited) and 12 mappings (2.1 MiB)".
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "{} fds ({} inherited) and {} mappings ({})",
             self.fds.len(),
@@ -115,7 +115,7 @@ impl HeldAtExit {
 
 /// `running`: the processes the session still saw running when tracing stopped (`None`:
 /// unknown, trust the ledger, which has seen no exit for them).
-pub fn outlived(
+pub(crate) fn outlived(
     holdings: &[Holdings],
     sites: &Sites,
     commands: &BTreeMap<u32, Vec<String>>,
@@ -137,7 +137,7 @@ pub fn outlived(
 }
 
 /// Why a run with fewer iterations than a rate needs gets no verdict.
-pub fn one_shot_reason(
+pub(crate) fn one_shot_reason(
     count: usize,
     source: IterationSource,
     unconvincing: Option<&str>,
@@ -164,7 +164,7 @@ impl Classes {
     /// A one-shot run has no per-iteration numbers: every rate is 0 (the keys stay, they
     /// are the contract's), no detection limit per iteration, and every verdict
     /// inconclusive, with `why`.
-    pub fn one_shot(&mut self, why: &str) {
+    pub(crate) fn one_shot(&mut self, why: &str) {
         for class in [&mut self.fd, &mut self.mmap] {
             no_rates(class, why);
         }

@@ -2,23 +2,23 @@
 //! `extract`, its growth projection ([`projection`]); rendered by the two [`export`]ers, as
 //! JSON ([`json`]) and as a one-screen text summary ([`text`]).
 
-pub mod answer;
-pub mod export;
-pub mod held;
-pub mod json;
-pub mod model;
-pub mod projection;
-pub mod sites;
-pub mod text;
+pub(crate) mod answer;
+pub(crate) mod export;
+pub(crate) mod held;
+pub(crate) mod json;
+pub(crate) mod model;
+pub(crate) mod projection;
+pub(crate) mod sites;
+pub(crate) mod text;
 
-pub use export::{Exporter, JsonExporter, TextExporter};
-pub use model::Report;
+pub(crate) use export::{Exporter, JsonExporter, TextExporter};
+pub(crate) use model::Report;
 
 use crate::analysis::trend::Verdict;
 
 impl Report {
     /// Whether any class (fd, mmap, brk, rss) was judged a leak (`--fail-on-leak`).
-    pub fn has_leak(&self) -> bool {
+    pub(crate) fn has_leak(&self) -> bool {
         let classes = &self.classes;
         [
             classes.fd.verdict,
@@ -37,3 +37,5 @@ mod tests;
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod snapshot_tests;

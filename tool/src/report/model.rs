@@ -19,148 +19,148 @@ use super::projection::Projection;
 use super::sites::{HeapSiteReport, SiteReport};
 use crate::ending::Ending;
 
-pub const SCHEMA: u32 = 1;
+pub(crate) const SCHEMA: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Report {
-    pub schema: u32,
-    pub target: Target,
-    pub iterations: IterationsReport,
-    pub lost_events: u64,
+pub(crate) struct Report {
+    pub(crate) schema: u32,
+    pub(crate) target: Target,
+    pub(crate) iterations: IterationsReport,
+    pub(crate) lost_events: u64,
     /// `lost_events` by reason (`ring_full_syscall`, `ring_full_marker`, ...), nonzero
     /// reasons only; they sum to `lost_events`. Filled from the probes after the diagnosis.
-    pub lost_by_reason: BTreeMap<String, u64>,
+    pub(crate) lost_by_reason: BTreeMap<String, u64>,
     /// Successful calls by syscall name, plus "fork", "exec" and "exit".
-    pub counts: BTreeMap<String, u64>,
-    pub classes: Classes,
+    pub(crate) counts: BTreeMap<String, u64>,
+    pub(crate) classes: Classes,
     /// Closes of fds and unmaps of ranges the ledger did not know (counted, ignored).
-    pub unknown_releases: u64,
+    pub(crate) unknown_releases: u64,
     /// A one-shot run (fewer iterations than a rate needs): what the target held at exit.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub held_at_exit: Option<HeldAtExit>,
+    pub(crate) held_at_exit: Option<HeldAtExit>,
     /// Traced processes still alive when the target exited, with what each held at its end.
-    pub outlived_target: Vec<OutlivedProcess>,
+    pub(crate) outlived_target: Vec<OutlivedProcess>,
     /// How tracing ended; set once tracing is over.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ended: Option<Ending>,
+    pub(crate) ended: Option<Ending>,
     /// `extract`'s memory growth per extraction, multiplied out ([`Report::project_growth`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub projection: Option<Projection>,
+    pub(crate) projection: Option<Projection>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Target {
-    pub command: Vec<String>,
-    pub pid: u32,
+pub(crate) struct Target {
+    pub(crate) command: Vec<String>,
+    pub(crate) pid: u32,
     /// `null` when killed by a signal or still running.
-    pub exit_code: Option<i32>,
-    pub exit_signal: Option<i32>,
-    pub still_running: bool,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) exit_signal: Option<i32>,
+    pub(crate) still_running: bool,
     /// The target's RLIMIT_NOFILE soft limit, when it could be read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fd_limit: Option<u64>,
+    pub(crate) fd_limit: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct IterationsReport {
-    pub count: usize,
-    pub source: IterationSource,
-    pub detail: String,
-    pub confidence: f64,
+pub(crate) struct IterationsReport {
+    pub(crate) count: usize,
+    pub(crate) source: IterationSource,
+    pub(crate) detail: String,
+    pub(crate) confidence: f64,
     /// The path auto-detection chose.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// Share (0..=1) of the run's acquisitions inside the iterations.
-    pub coverage: Option<f64>,
+    pub(crate) coverage: Option<f64>,
     /// Recurring paths that could mark the loop, best first (auto detection only).
-    pub candidates: Vec<MarkerCandidate>,
+    pub(crate) candidates: Vec<MarkerCandidate>,
     /// Why no iteration source was convincing: every verdict is then inconclusive.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unconvincing: Option<String>,
+    pub(crate) unconvincing: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Classes {
-    pub fd: ResourceReport,
-    pub mmap: ResourceReport,
-    pub brk: BrkReport,
-    pub rss: RssReport,
+pub(crate) struct Classes {
+    pub(crate) fd: ResourceReport,
+    pub(crate) mmap: ResourceReport,
+    pub(crate) brk: BrkReport,
+    pub(crate) rss: RssReport,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ResourceReport {
-    pub acquired: u64,
-    pub released: u64,
+pub(crate) struct ResourceReport {
+    pub(crate) acquired: u64,
+    pub(crate) released: u64,
     /// Live at the last iteration boundary.
-    pub live_at_end: u64,
+    pub(crate) live_at_end: u64,
     /// Live when tracing stopped (after any teardown).
-    pub live_at_exit: u64,
-    pub leaked_per_iteration: f64,
+    pub(crate) live_at_exit: u64,
+    pub(crate) leaked_per_iteration: f64,
     /// Mappings only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_leaked_per_iteration: Option<f64>,
+    pub(crate) bytes_leaked_per_iteration: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub live_bytes_at_end: Option<u64>,
-    pub verdict: Verdict,
+    pub(crate) live_bytes_at_end: Option<u64>,
+    pub(crate) verdict: Verdict,
     /// The verdict on the count alone (a mapping grown by mremap leaks bytes, not mappings).
     #[serde(skip)]
-    pub count_verdict: Verdict,
-    pub why: String,
+    pub(crate) count_verdict: Verdict,
+    pub(crate) why: String,
     /// The smallest leak per iteration this run could have detected (`null`: too short).
-    pub detection_limit_per_iteration: Option<f64>,
+    pub(crate) detection_limit_per_iteration: Option<f64>,
     /// The same for mapped bytes (mappings only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detection_limit_bytes_per_iteration: Option<f64>,
+    pub(crate) detection_limit_bytes_per_iteration: Option<f64>,
     /// Iterations that would make an inconclusive flat class conclusive.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub iterations_needed: Option<u64>,
+    pub(crate) iterations_needed: Option<u64>,
     /// The class ran into its limit (EMFILE, ENOMEM) during the iterations.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit_hit: Option<LimitHitReport>,
-    pub lifetime_ns: Percentiles,
-    pub lifetime_iterations: Percentiles,
-    pub sites: Vec<SiteReport>,
+    pub(crate) limit_hit: Option<LimitHitReport>,
+    pub(crate) lifetime_ns: Percentiles,
+    pub(crate) lifetime_iterations: Percentiles,
+    pub(crate) sites: Vec<SiteReport>,
     /// Failed acquisitions by errno name ("EMFILE"), the whole run; empty when none failed.
-    pub failures: FailuresReport,
+    pub(crate) failures: FailuresReport,
     /// Counts of released lifetimes per decade (see `DECADE_LABELS`), for the text bars.
     #[serde(skip)]
-    pub lifetime_decades: [u64; DECADE_LABELS.len()],
+    pub(crate) lifetime_decades: [u64; DECADE_LABELS.len()],
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BrkReport {
-    pub bytes_per_iteration: f64,
-    pub verdict: Verdict,
-    pub why: String,
-    pub detection_limit_bytes_per_iteration: Option<f64>,
+pub(crate) struct BrkReport {
+    pub(crate) bytes_per_iteration: f64,
+    pub(crate) verdict: Verdict,
+    pub(crate) why: String,
+    pub(crate) detection_limit_bytes_per_iteration: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub iterations_needed: Option<u64>,
+    pub(crate) iterations_needed: Option<u64>,
     /// The step the break moves by in this run (glibc's default when it never moved).
-    pub step_bytes: f64,
+    pub(crate) step_bytes: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit_hit: Option<LimitHitReport>,
+    pub(crate) limit_hit: Option<LimitHitReport>,
     /// Heap growth at the last iteration boundary.
-    pub live_bytes_at_end: i64,
+    pub(crate) live_bytes_at_end: i64,
     /// Where the heap grew during the iterations, most bytes first.
-    pub sites: Vec<HeapSiteReport>,
+    pub(crate) sites: Vec<HeapSiteReport>,
     /// brk calls that could not grow the heap, as "ENOMEM".
-    pub failures: FailuresReport,
+    pub(crate) failures: FailuresReport,
 }
 
 /// Failed acquisitions of one class, keyed by errno name.
-pub type FailuresReport = BTreeMap<String, FailureReport>;
+pub(crate) type FailuresReport = BTreeMap<String, FailureReport>;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FailureReport {
-    pub count: u64,
+pub(crate) struct FailureReport {
+    pub(crate) count: u64,
     /// The iteration of the first failure; `null` when it came before the first boundary.
-    pub first_iteration: Option<i64>,
+    pub(crate) first_iteration: Option<i64>,
     /// The call that failed first.
-    pub first_syscall: String,
+    pub(crate) first_syscall: String,
     /// Resources of the class the failing process held at the first failure (fd and mmap
     /// only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub live_at_first: Option<u64>,
+    pub(crate) live_at_first: Option<u64>,
 }
 
 fn failures_report(failures: &Failures) -> FailuresReport {
@@ -180,41 +180,41 @@ fn failures_report(failures: &Failures) -> FailuresReport {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RssReport {
+pub(crate) struct RssReport {
     /// Growth of the whole resident set per iteration.
-    pub bytes_per_iteration: f64,
+    pub(crate) bytes_per_iteration: f64,
     /// The rss class stands for resident memory that no fd, mapping or brk change explains:
     /// this is the verdict on that unexplained part. RSS that grows because the heap or a
     /// mapping leaks is that class's leak, not a second one.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// The verdict on the whole resident set, explained or not.
-    pub total_verdict: Verdict,
-    pub why: String,
+    pub(crate) total_verdict: Verdict,
+    pub(crate) why: String,
     /// RSS growth per iteration that mapped and heap bytes do not account for.
-    pub unexplained_bytes_per_iteration: f64,
-    pub unexplained_verdict: Verdict,
+    pub(crate) unexplained_bytes_per_iteration: f64,
+    pub(crate) unexplained_verdict: Verdict,
     /// mmap + brk bytes per iteration.
-    pub explained_bytes_per_iteration: f64,
-    pub samples: usize,
-    pub bytes_at_end: Option<u64>,
-    pub detection_limit_bytes_per_iteration: Option<f64>,
+    pub(crate) explained_bytes_per_iteration: f64,
+    pub(crate) samples: usize,
+    pub(crate) bytes_at_end: Option<u64>,
+    pub(crate) detection_limit_bytes_per_iteration: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub iterations_needed: Option<u64>,
+    pub(crate) iterations_needed: Option<u64>,
     /// Processes whose resident memory was judged: those alive through the iterations.
-    pub processes: usize,
+    pub(crate) processes: usize,
 }
 
 /// When a class ran into its limit.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LimitHitReport {
+pub(crate) struct LimitHitReport {
     /// "EMFILE", "ENFILE", "ENOMEM".
-    pub errno: String,
+    pub(crate) errno: String,
     /// The iteration the first failure fell in.
-    pub iteration: usize,
+    pub(crate) iteration: usize,
     /// Calls that failed with it from then on.
-    pub failures: u64,
+    pub(crate) failures: u64,
     /// The class's live amount when it hit the limit.
-    pub live: f64,
+    pub(crate) live: f64,
 }
 
 impl LimitHitReport {
@@ -229,7 +229,7 @@ impl LimitHitReport {
 }
 
 impl IterationsReport {
-    pub fn new(iterations: &Iterations) -> Self {
+    pub(crate) fn new(iterations: &Iterations) -> Self {
         IterationsReport {
             count: iterations.count(),
             source: iterations.source,
@@ -245,7 +245,7 @@ impl IterationsReport {
 
 impl Classes {
     /// The classes of `analysis`, its sites named from `sites`.
-    pub fn new(analysis: &Analysis, sites: &Sites) -> Self {
+    pub(crate) fn new(analysis: &Analysis, sites: &Sites) -> Self {
         Classes {
             fd: ResourceReport::new(&analysis.fd, sites),
             mmap: ResourceReport::new(&analysis.mmap, sites),

@@ -7,18 +7,18 @@ use std::fmt;
 use super::Report;
 
 /// The report's projection points.
-pub const DEFAULT_PROJECTION_POINTS: [u64; 2] = [100_000, 1_000_000];
+pub(crate) const DEFAULT_PROJECTION_POINTS: [u64; 2] = [100_000, 1_000_000];
 
 /// A measured growth rate of one resource class.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ClassGrowth {
+pub(crate) struct ClassGrowth {
     /// "rss", "mmap", "brk", ...
-    pub class: String,
-    pub bytes_per_iteration: f64,
+    pub(crate) class: String,
+    pub(crate) bytes_per_iteration: f64,
 }
 
 impl ClassGrowth {
-    pub fn new(class: impl Into<String>, bytes_per_iteration: f64) -> Self {
+    pub(crate) fn new(class: impl Into<String>, bytes_per_iteration: f64) -> Self {
         ClassGrowth {
             class: class.into(),
             bytes_per_iteration,
@@ -28,29 +28,29 @@ impl ClassGrowth {
 
 /// The growth of one class after a given number of extractions.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ProjectedGrowth {
-    pub extractions: u64,
-    pub bytes: f64,
+pub(crate) struct ProjectedGrowth {
+    pub(crate) extractions: u64,
+    pub(crate) bytes: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ProjectionRow {
-    pub class: String,
-    pub bytes_per_extraction: f64,
+pub(crate) struct ProjectionRow {
+    pub(crate) class: String,
+    pub(crate) bytes_per_extraction: f64,
     /// One entry per projection point, in the order of [`Projection::points`].
-    pub projected: Vec<ProjectedGrowth>,
+    pub(crate) projected: Vec<ProjectedGrowth>,
 }
 
 /// The whole table; `Display` renders it as text.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Projection {
-    pub points: Vec<u64>,
-    pub rows: Vec<ProjectionRow>,
+pub(crate) struct Projection {
+    pub(crate) points: Vec<u64>,
+    pub(crate) rows: Vec<ProjectionRow>,
 }
 
 /// Multiplies each class's rate out to each point (a straight line: the measured rate is the
 /// steady-state one, and the projection says what it costs if it stays steady).
-pub fn project(classes: &[ClassGrowth], points: &[u64]) -> Projection {
+pub(crate) fn project(classes: &[ClassGrowth], points: &[u64]) -> Projection {
     let rows = classes
         .iter()
         .map(|growth| ProjectionRow {
@@ -78,7 +78,7 @@ impl Projection {
     /// class  per extraction  at 100k extractions  at 1M extractions
     /// rss          4.0 KiB             390.6 MiB            3.8 GiB
     /// ```
-    pub fn format_rows(&self) -> Vec<String> {
+    pub(crate) fn format_rows(&self) -> Vec<String> {
         let mut table: Vec<Vec<String>> = Vec::with_capacity(self.rows.len() + 1);
         let mut header = vec!["class".to_owned(), "per extraction".to_owned()];
         header.extend(
@@ -135,7 +135,7 @@ impl fmt::Display for Projection {
 impl Report {
     /// Multiplies the measured growth per iteration out to `points` iterations (`extract`
     /// calls an iteration an extraction).
-    pub fn project_growth(&mut self, points: &[u64]) {
+    pub(crate) fn project_growth(&mut self, points: &[u64]) {
         self.projection = Some(project(&self.growth_rates(), points));
     }
 
@@ -155,7 +155,7 @@ impl Report {
 
 /// Bytes in binary units with one decimal: "512 B", "12.5 B", "4.0 KiB", "390.6 MiB",
 /// "3.8 GiB". Negative values (shrinking) keep their sign.
-pub fn format_bytes(bytes: f64) -> String {
+pub(crate) fn format_bytes(bytes: f64) -> String {
     if !bytes.is_finite() {
         return "n/a".to_owned();
     }

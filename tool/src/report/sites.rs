@@ -16,23 +16,23 @@ use crate::units;
 
 /// A class's site in the report: where retained resources came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SiteReport {
-    pub site: String,
+pub(crate) struct SiteReport {
+    pub(crate) site: String,
     /// Retained resources from this site.
-    pub leaked: u64,
-    pub leaked_per_iteration: f64,
+    pub(crate) leaked: u64,
+    pub(crate) leaked_per_iteration: f64,
     /// Bytes they still held at the last boundary (mappings only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_leaked: Option<u64>,
+    pub(crate) bytes_leaked: Option<u64>,
     /// Growth of those bytes per iteration (mappings only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_leaked_per_iteration: Option<f64>,
+    pub(crate) bytes_leaked_per_iteration: Option<f64>,
     /// The trend of this site's retained count.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 impl SiteReport {
-    pub fn new(site: &Site, sites: &Sites) -> Self {
+    pub(crate) fn new(site: &Site, sites: &Sites) -> Self {
         SiteReport {
             site: resized_site_text(site.site, sites, site.resized_to),
             leaked: site.leaked,
@@ -46,15 +46,15 @@ impl SiteReport {
 
 /// Heap growth attributed to one call site.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HeapSiteReport {
-    pub site: String,
+pub(crate) struct HeapSiteReport {
+    pub(crate) site: String,
     /// Bytes the break grew by from this site during the iterations.
-    pub bytes: u64,
-    pub bytes_per_iteration: f64,
+    pub(crate) bytes: u64,
+    pub(crate) bytes_per_iteration: f64,
 }
 
 impl HeapSiteReport {
-    pub fn new(site: &HeapSite, sites: &Sites) -> Self {
+    pub(crate) fn new(site: &HeapSite, sites: &Sites) -> Self {
         HeapSiteReport {
             site: site_text(site.site, sites),
             bytes: site.bytes,
@@ -64,7 +64,7 @@ impl HeapSiteReport {
 }
 
 /// The text of site `id`.
-pub fn site_text(id: SiteId, sites: &Sites) -> String {
+pub(crate) fn site_text(id: SiteId, sites: &Sites) -> String {
     SiteText {
         key: sites.key(id),
         sites,
@@ -73,7 +73,7 @@ pub fn site_text(id: SiteId, sites: &Sites) -> String {
 }
 
 /// A site's text with the size an mremap resized its mappings to.
-pub fn resized_site_text(id: SiteId, sites: &Sites, resized_to: Option<u64>) -> String {
+pub(crate) fn resized_site_text(id: SiteId, sites: &Sites, resized_to: Option<u64>) -> String {
     let mut text = site_text(id, sites);
     if let Some(bytes) = resized_to {
         text.push_str(&format!(
@@ -85,9 +85,9 @@ pub fn resized_site_text(id: SiteId, sites: &Sites, resized_to: Option<u64>) -> 
 }
 
 /// A site key with the interner its stacks live in.
-pub struct SiteText<'a> {
-    pub key: &'a SiteKey,
-    pub sites: &'a Sites,
+pub(crate) struct SiteText<'a> {
+    pub(crate) key: &'a SiteKey,
+    pub(crate) sites: &'a Sites,
 }
 
 impl Display for SiteText<'_> {

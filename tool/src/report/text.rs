@@ -23,7 +23,7 @@ fn verdict_text(verdict: Verdict) -> &'static str {
 }
 
 /// A horizontal bar of `value / max` of [`BAR_WIDTH`], in eighth-cell unicode blocks.
-pub fn bar(value: u64, max: u64) -> String {
+pub(crate) fn bar(value: u64, max: u64) -> String {
     const PARTS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
     if value == 0 || max == 0 {
         return String::new();
@@ -49,7 +49,7 @@ fn exit_text(report: &Report) -> String {
 }
 
 impl Report {
-    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
         let iterations = &self.iterations;
         writeln!(
             out,

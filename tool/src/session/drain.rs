@@ -35,7 +35,6 @@ pub(super) struct Drainer {
     pub(super) namer: StackNamer,
     page_size: u64,
     undecodable: u64,
-    events: u64,
 }
 
 impl Drainer {
@@ -45,7 +44,6 @@ impl Drainer {
             namer: StackNamer::default(),
             page_size: page_size(),
             undecodable: 0,
-            events: 0,
             followed: Followed::default(),
             polls: 0,
         }
@@ -75,7 +73,6 @@ impl Drainer {
                 self.undecodable += 1;
                 continue;
             };
-            self.events += 1;
             if let What::Syscall(call) = &mut event.what
                 && (call.stack_id.is_some() || !call.stack_words.is_empty())
             {
@@ -132,8 +129,6 @@ impl Drainer {
             lost_by_reason,
             fd_limit,
             undecodable: self.undecodable,
-            events: self.events,
-            interrupted: !received.is_empty(),
             ending,
         }
     }

@@ -36,17 +36,17 @@ use crate::{
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Where the events go: in practice the ledger.
-pub trait EventSink {
+pub(crate) trait EventSink {
     /// Tracing of `target` begins at `since_ns` (CLOCK_MONOTONIC, the events' clock), and
     /// `held` is what the target holds then (for a launched target: what survives its exec).
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot);
     fn apply(&mut self, event: &Event);
 }
 
-pub type LineSink = Box<dyn FnMut(String) + Send>;
+pub(crate) type LineSink = Box<dyn FnMut(String) + Send>;
 
 /// Where a launched target's stdout goes.
-pub enum SpawnStdout {
+pub(crate) enum SpawnStdout {
     /// Our stdout.
     Inherit,
     /// Our stderr: our stdout carries the JSON report and must stay pure.
@@ -55,7 +55,7 @@ pub enum SpawnStdout {
     Lines(LineSink),
 }
 
-pub enum Target {
+pub(crate) enum Target {
     /// Start this command under tracing.
     Spawn {
         argv: Vec<OsString>,
@@ -71,46 +71,43 @@ pub enum Target {
 
 /// `--iteration-symbol [BINARY:]SYMBOL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MarkerSpec {
+pub(crate) struct MarkerSpec {
     /// None: the target's own executable.
-    pub binary: Option<PathBuf>,
-    pub symbol: String,
+    pub(crate) binary: Option<PathBuf>,
+    pub(crate) symbol: String,
 }
 
-pub struct TraceConfig {
-    pub ring_bytes: u32,
-    pub marker: Option<MarkerSpec>,
+pub(crate) struct TraceConfig {
+    pub(crate) ring_bytes: u32,
+    pub(crate) marker: Option<MarkerSpec>,
 }
 
-pub struct Outcome {
-    pub pid: u32,
-    pub command: Vec<String>,
+pub(crate) struct Outcome {
+    pub(crate) pid: u32,
+    pub(crate) command: Vec<String>,
     /// How the target (the launched or attached process) ended.
-    pub end: TargetExit,
+    pub(crate) end: TargetExit,
     /// Command lines of the traced processes, by pid, as far as they are known.
-    pub commands: BTreeMap<u32, Vec<String>>,
+    pub(crate) commands: BTreeMap<u32, Vec<String>>,
     /// Traced processes still running when tracing stopped.
-    pub running_at_end: BTreeSet<u32>,
+    pub(crate) running_at_end: BTreeSet<u32>,
     /// Records the kernel could not deliver: the ledger misses them.
-    pub lost_events: u64,
+    pub(crate) lost_events: u64,
     /// The same, by reason (nonzero reasons only); they sum to `lost_events`.
-    pub lost_by_reason: Vec<(DropReason, u64)>,
+    pub(crate) lost_by_reason: Vec<(DropReason, u64)>,
     /// Of those, iteration-marker records: the iteration count itself is short by this.
-    pub lost_markers: u64,
+    pub(crate) lost_markers: u64,
     /// The target's soft RLIMIT_NOFILE: read when tracing ends if the target can still be
     /// read then (a program may set its own limit), else as it started.
-    pub fd_limit: Option<u64>,
+    pub(crate) fd_limit: Option<u64>,
     /// Records that arrived but could not be decoded (a build mismatch; should be 0).
-    pub undecodable: u64,
-    pub events: u64,
-    /// Tracing was cut short by a stop signal (SIGINT, SIGTERM, SIGHUP).
-    pub interrupted: bool,
+    pub(crate) undecodable: u64,
     /// How tracing ended, for the report.
-    pub ending: Ending,
+    pub(crate) ending: Ending,
 }
 
 #[derive(Debug, Error)]
-pub enum TraceError {
+pub(crate) enum TraceError {
     #[error("leakscope needs {0} to load its kernel probes: run it as root, e.g. with sudo")]
     Privilege(&'static str),
     #[error(transparent)]
@@ -139,7 +136,7 @@ pub enum TraceError {
 
 impl TraceError {
     /// The contract's exit status; a wrapped error decides its own.
-    pub fn exit_status(&self) -> u8 {
+    pub(crate) fn exit_status(&self) -> u8 {
         match self {
             TraceError::Privilege(_) | TraceError::ProcDenied { .. } => {
                 exit_code::NO_PRIVILEGE_OR_FEATURE
@@ -154,7 +151,7 @@ impl TraceError {
     }
 }
 
-pub async fn trace(
+pub(crate) async fn trace(
     target: Target,
     config: &TraceConfig,
     sink: &mut dyn EventSink,
