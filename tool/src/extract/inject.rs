@@ -277,16 +277,20 @@ mod tests {
     #[test]
     fn the_mmap_leak_stays_mapped_and_resident() {
         let addresses: Vec<usize> = (0..8).map(|_| injected_mmap_leak().unwrap()).collect();
-        let regions = proc_stats::mapped_regions().unwrap();
+        use procfs::process::{MMPermissions, Process};
+        let regions = Process::myself().unwrap().maps().unwrap();
         for &address in &addresses {
+            let (address, len) = (address as u64, MMAP_LEAK_BYTES as u64);
             let region = regions
                 .iter()
-                .find(|r| r.start <= address && address + MMAP_LEAK_BYTES <= r.end)
+                .find(|r| r.address.0 <= address && address + len <= r.address.1)
                 .unwrap_or_else(|| panic!("{address:#x} is not mapped"));
-            assert!(region.perms.starts_with("rw-p"), "{region:?}");
-            assert!(region.is_anonymous(), "{region:?}");
+            let rw_private = MMPermissions::READ | MMPermissions::WRITE | MMPermissions::PRIVATE;
+            assert!(region.perms.contains(rw_private), "{region:?}");
+            assert!(!region.perms.contains(MMPermissions::EXECUTE), "{region:?}");
+            assert!(super::super::proc_stats::is_anonymous(region), "{region:?}");
             assert!(
-                is_resident(address),
+                is_resident(address as usize),
                 "{address:#x}: first page not resident"
             );
         }

@@ -33,11 +33,13 @@ pub(crate) extern "C" fn leakscope_iteration_marker(iteration: u64) {
 static KEEP_MARKER: extern "C" fn(u64) = leakscope_iteration_marker;
 
 /// The number of marker calls so far in this process.
+#[cfg(test)]
 pub(crate) fn marker_calls() -> u64 {
     MARKER_CALLS.load(Ordering::Relaxed)
 }
 
 /// The index passed to the most recent marker call.
+#[cfg(test)]
 pub(crate) fn last_marked_iteration() -> u64 {
     LAST_MARKED_ITERATION.load(Ordering::Relaxed)
 }

@@ -232,11 +232,17 @@ mod tests {
     }
 
     fn anonymous_read_write_bytes() -> u64 {
-        proc_stats::mapped_regions()
+        use procfs::process::{MMPermissions, Process};
+        Process::myself()
+            .unwrap()
+            .maps()
             .unwrap()
             .iter()
-            .filter(|r| r.is_anonymous() && r.perms.starts_with("rw"))
-            .map(|r| r.len() as u64)
+            .filter(|r| {
+                proc_stats::is_anonymous(r)
+                    && r.perms.contains(MMPermissions::READ | MMPermissions::WRITE)
+            })
+            .map(|r| r.address.1 - r.address.0)
             .sum()
     }
 
