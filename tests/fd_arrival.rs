@@ -4,8 +4,8 @@
 use rstest::rstest;
 
 use leakscope_tests::{
-    Source, assert_rate, assert_verdicts, class, counts_beyond_baseline, diagnose, fixture,
-    leakscope_json, verdicts,
+    Source, assert_ran, assert_rate, assert_verdicts, class, counts_beyond_baseline, diagnose,
+    fixture, leakscope_json, verdicts,
 };
 
 const RECEIVED_SITE: &str = "fd received over a socket (SCM_RIGHTS)";
@@ -19,17 +19,7 @@ fn fd_pass(mode: &str) -> leakscope_tests::Traced {
         N.to_string(),
     ];
     let traced = diagnose(Source::Symbol, dir.path(), &command);
-    assert_eq!(
-        traced.report["target"]["exit_code"],
-        0,
-        "{}",
-        traced.stderr()
-    );
-    assert_eq!(
-        traced.report["iterations"]["count"], N,
-        "{}",
-        traced.report["iterations"]
-    );
+    assert_ran(&traced, N);
     traced
 }
 

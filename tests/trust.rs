@@ -4,7 +4,7 @@
 
 use rstest::rstest;
 
-use leakscope_tests::{Traced, assert_rate, class, fixture, leakscope_json, script};
+use leakscope_tests::{Traced, assert_ran, assert_rate, class, fixture, leakscope_json, script};
 
 /// Runs `trust MODE N DIR` marked by its iteration symbol.
 fn trust(mode: &str, n: usize) -> (tempfile::TempDir, Traced) {
@@ -17,17 +17,7 @@ fn trust(mode: &str, n: usize) -> (tempfile::TempDir, Traced) {
     ];
     let traced = leakscope_json("run", &["--iteration-symbol", "iteration_marker"], &command);
     assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
-    assert_eq!(
-        traced.report["target"]["exit_code"],
-        0,
-        "{}",
-        traced.stderr()
-    );
-    assert_eq!(
-        traced.report["iterations"]["count"], n,
-        "{}",
-        traced.report["iterations"]
-    );
+    assert_ran(&traced, n);
     (dir, traced)
 }
 

@@ -283,3 +283,18 @@ pub fn assert_verdicts(traced: &Traced, expected: [&str; 4], context: &str) {
         }
     }
 }
+
+/// The target exited with status 0 and the run found exactly `iterations` iterations.
+pub fn assert_ran(traced: &Traced, iterations: usize) {
+    assert_eq!(
+        traced.report["target"]["exit_code"],
+        0,
+        "{}",
+        traced.stderr()
+    );
+    assert_eq!(
+        traced.report["iterations"]["count"], iterations,
+        "{}",
+        traced.report["iterations"]
+    );
+}

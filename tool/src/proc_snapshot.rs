@@ -101,7 +101,8 @@ pub(crate) fn take(pid: u32) -> Result<Snapshot, SnapshotError> {
     })
 }
 
-/// `/proc/PID/fdinfo/FD` has the open flags in octal; O_CLOEXEC is 0o2000000.
+/// `/proc/PID/fdinfo/FD` has the open flags in octal; O_CLOEXEC is 0o2000000. (procfs reads
+/// the fd's link and mode, not its fdinfo flags.)
 fn fd_is_cloexec(pid: u32, fd: i32) -> bool {
     let Ok(text) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
         return false;

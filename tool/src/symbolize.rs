@@ -63,7 +63,7 @@ impl StackNamer {
     pub(crate) fn remember_after_exec(&mut self, tgid: u32) {
         const WAIT: std::time::Duration = std::time::Duration::from_micros(200);
         for _ in 0..100 {
-            let exe = std::fs::read_link(format!("/proc/{tgid}/exe"));
+            let exe = procfs::process::Process::new(tgid as i32).and_then(|p| p.exe());
             self.remember(tgid);
             let Some(copy) = self.maps.get_mut(&tgid) else {
                 return;
