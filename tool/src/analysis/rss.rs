@@ -51,7 +51,11 @@ pub(crate) fn rss_class(
         .unwrap_or(totals.len());
     let rss: Vec<f64> = totals[start..].iter().map(|v| v.unwrap_or(0.0)).collect();
     let explained_rate = mapped_rate.max(0.0) + heap_rate.max(0.0);
-    let scale = scales::resident_bytes();
+    // Resident memory moves by whatever the program touches at once: a page, or tens of
+    // MiB when a runtime's collector or allocator commits its heap. The largest single
+    // step in the judged window is the resolution this run actually had.
+    let mut scale = scales::resident_bytes();
+    scale.resolution = scale.resolution.max(largest_step(&rss));
     let bytes = if rss.len() < 2 && boundaries.len() >= 2 {
         Judgement {
             verdict: Verdict::Inconclusive,
@@ -76,6 +80,17 @@ pub(crate) fn rss_class(
         bytes_at_end: rss.last().map(|&v| v as u64),
         processes: lasting.len(),
     }
+}
+
+/// The largest rise between two consecutive boundaries of the judged window.
+fn largest_step(series: &[f64]) -> f64 {
+    let start = trend::window_start(series.len());
+    series
+        .get(start..)
+        .unwrap_or(&[])
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(0.0, f64::max)
 }
 
 /// The processes alive from the end of warm-up to the last boundary.

@@ -217,7 +217,13 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
     let rising = steps.iter().filter(|&&d| d > 0.0).count();
     let biggest = steps.iter().copied().fold(0.0, f64::max);
     let significant = window_slope > T_CRITICAL * slope_error;
+    // A class that moves in coarse steps (glibc's brk by ~132 KiB) must take at least a step
+    // every other stretch: a handful of steps over a long window cannot be told from a few
+    // one-off allocations.
+    let per_stretch = window.len() as f64 / STRETCHES.min(window.len()).max(1) as f64;
+    let steps_often_enough = window_slope * per_stretch >= 0.5 * scale.resolution;
     let sustained = rise > 0.0
+        && steps_often_enough
         && rise >= needed
         && significant
         && rising + 1 >= steps.len()
@@ -307,6 +313,26 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         && total_rise > 0.0
         && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise
     {
+        if limit > scale.meaningful {
+            // "Stopped" is a claim about the end of the run: a class that moves in coarse
+            // steps (a runtime committing its heap tens of MiB at a time) shows flat
+            // stretches between steps whether it leaks or not.
+            let needed_iterations = (n as f64 * limit / scale.meaningful).ceil() as u64;
+            let mut verdict = judgement(
+                Verdict::Inconclusive,
+                recent_rate,
+                format!(
+                    "grew by {}, and rose no further in this run, but a leak below {} could \
+                     not show in {n} iterations{}; run at least {} iterations to settle it",
+                    scale.unit.amount(total_rise),
+                    scale.unit.rate(limit),
+                    resolution_note(scale, window.len(), limit),
+                    crate::units::grouped(needed_iterations)
+                ),
+            );
+            verdict.iterations_needed = Some(needed_iterations);
+            return verdict;
+        }
         return judgement(
             Verdict::Plateau,
             recent_rate,
