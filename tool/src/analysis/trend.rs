@@ -182,7 +182,7 @@ fn detection_limit(len: usize, needed: f64, slope_error: f64, scale: &Scale) -> 
     let stretches = STRETCHES.min(len).max(1);
     // First to last stretch mean: (stretches - 1) stretch lengths apart.
     let span = len as f64 * (stretches - 1).max(1) as f64 / stretches as f64;
-    let per_stretch = len as f64 / stretches as f64;
+    let per_stretch = stretch_len(len);
     (needed / span)
         .max(scale.resolution / per_stretch)
         .max(T_CRITICAL * slope_error)
@@ -220,7 +220,7 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
     // A class that moves in coarse steps (glibc's brk by ~132 KiB) must take at least a step
     // every other stretch: a handful of steps over a long window cannot be told from a few
     // one-off allocations.
-    let per_stretch = window.len() as f64 / STRETCHES.min(window.len()).max(1) as f64;
+    let per_stretch = stretch_len(window.len());
     let steps_often_enough = window_slope * per_stretch >= 0.5 * scale.resolution;
     let sustained = rise > 0.0
         && steps_often_enough
@@ -249,12 +249,16 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         limit: Some(limit),
         iterations_needed: None,
     };
+    // Inconclusive for want of iterations: says how many would settle it.
+    let undecided = |rate, why, iterations: u64| Judgement {
+        iterations_needed: Some(iterations),
+        ..judgement(Verdict::Inconclusive, rate, why)
+    };
     if sustained && let Some(slowing) = slowing_down(window) {
         // A runtime warming up (a JIT, a garbage-collected heap finding its size) rises
         // ever more slowly; a leak rises at its own rate. Within one window the two can
         // look alike, and calling warm-up a leak fails someone's CI for nothing.
-        let mut verdict = judgement(
-            Verdict::Inconclusive,
+        return undecided(
             window_slope,
             format!(
                 "rose {} over the last {} iterations, but ever more slowly ({} in the first \
@@ -265,9 +269,8 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
                 scale.unit.rate(slowing.0),
                 scale.unit.rate(slowing.1),
             ),
+            n as u64 * 4,
         );
-        verdict.iterations_needed = Some(n as u64 * 4);
-        return verdict;
     }
     if sustained {
         return judgement(
@@ -293,8 +296,7 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         && recent_rate > limit
         && biggest_step <= MAX_SHARE_OF_ONE_STEP * rise;
     if still_rising {
-        let mut verdict = judgement(
-            Verdict::Inconclusive,
+        return undecided(
             recent_rate,
             format!(
                 "rose {} over the last {} iterations, unevenly (in {rising} of {} stretches), \
@@ -305,34 +307,38 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
                 steps.len(),
                 scale.unit.rate(recent_rate)
             ),
+            n as u64 * 4,
         );
-        verdict.iterations_needed = Some(n as u64 * 4);
-        return verdict;
     }
-    if total_rise >= needed
-        && total_rise > 0.0
-        && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise
-    {
-        if limit > scale.meaningful {
-            // "Stopped" is a claim about the end of the run: a class that moves in coarse
-            // steps (a runtime committing its heap tens of MiB at a time) shows flat
-            // stretches between steps whether it leaks or not.
-            let needed_iterations = (n as f64 * limit / scale.meaningful).ceil() as u64;
-            let mut verdict = judgement(
-                Verdict::Inconclusive,
-                recent_rate,
-                format!(
-                    "grew by {}, and rose no further in this run, but a leak below {} could \
-                     not show in {n} iterations{}; run at least {} iterations to settle it",
-                    scale.unit.amount(total_rise),
-                    scale.unit.rate(limit),
-                    resolution_note(scale, window.len(), limit),
-                    crate::units::grouped(needed_iterations)
-                ),
-            );
-            verdict.iterations_needed = Some(needed_iterations);
-            return verdict;
-        }
+    let grew = total_rise >= needed && total_rise > 0.0;
+    let levelled_off = grew && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise;
+    if limit > scale.meaningful {
+        // "Stopped" and "flat" are claims about small rates: a class that moves in coarse
+        // steps (a runtime committing its heap tens of MiB at a time) shows flat stretches
+        // between steps whether it leaks or not. The limit falls roughly with the window's
+        // length: this many iterations bring it down to what is worth ruling out.
+        let what = if levelled_off {
+            format!(
+                "grew by {}, and rose no further in this run",
+                scale.unit.amount(total_rise)
+            )
+        } else {
+            flat_reason(grew, total_rise, scale)
+        };
+        let needed_iterations = (n as f64 * limit / scale.meaningful).ceil() as u64;
+        return undecided(
+            recent_rate,
+            format!(
+                "{what}, but a leak below {} could not show in {n} iterations{}; \
+                 run at least {} iterations to settle it",
+                scale.unit.rate(limit),
+                resolution_note(scale, window.len(), limit),
+                crate::units::grouped(needed_iterations)
+            ),
+            needed_iterations,
+        );
+    }
+    if levelled_off {
         return judgement(
             Verdict::Plateau,
             recent_rate,
@@ -342,37 +348,29 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
             ),
         );
     }
-    let what = if total_rise >= needed && total_rise > 0.0 {
+    let what = flat_reason(grew, total_rise, scale);
+    judgement(
+        Verdict::NoLeak,
+        recent_rate,
+        format!("{what}: no leak above {}", scale.unit.rate(limit)),
+    )
+}
+
+/// Boundaries per stretch of a judged window of `len` boundaries.
+fn stretch_len(len: usize) -> f64 {
+    len as f64 / STRETCHES.min(len).max(1) as f64
+}
+
+/// Why a series that did not level off is flat: it grew in one step, or not at all.
+fn flat_reason(grew: bool, total_rise: f64, scale: &Scale) -> String {
+    if grew {
         format!(
             "grew by {} in a single step (a one-time allocation)",
             scale.unit.amount(total_rise)
         )
     } else {
         "no sustained growth".to_string()
-    };
-    if limit > scale.meaningful {
-        // The limit falls roughly with the window's length: this many iterations bring it
-        // down to what is worth ruling out.
-        let needed_iterations = (n as f64 * limit / scale.meaningful).ceil() as u64;
-        let mut verdict = judgement(
-            Verdict::Inconclusive,
-            recent_rate,
-            format!(
-                "{what}, but a leak below {} could not show in {n} iterations{}; \
-                 run at least {} iterations to settle it",
-                scale.unit.rate(limit),
-                resolution_note(scale, window.len(), limit),
-                crate::units::grouped(needed_iterations)
-            ),
-        );
-        verdict.iterations_needed = Some(needed_iterations);
-        return verdict;
     }
-    judgement(
-        Verdict::NoLeak,
-        recent_rate,
-        format!("{what}: no leak above {}", scale.unit.rate(limit)),
-    )
 }
 
 /// A second half of the window rising at less than this share of the first half's rate
@@ -394,8 +392,7 @@ fn slowing_down(window: &[f64]) -> Option<(f64, f64)> {
 
 /// Says when the class's step size is what limits the run.
 fn resolution_note(scale: &Scale, window: usize, limit: f64) -> String {
-    let per_stretch = window as f64 / STRETCHES.min(window).max(1) as f64;
-    if scale.resolution / per_stretch >= limit * 0.999 && scale.resolution > 1.0 {
+    if scale.resolution / stretch_len(window) >= limit * 0.999 && scale.resolution > 1.0 {
         format!(
             ": it moves in steps of {}",
             scale.unit.amount(scale.resolution)
