@@ -117,14 +117,8 @@ pub(crate) fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
 pub(crate) fn decode(call: &Syscall) -> Option<FdOp> {
     let a = &call.args;
     let ret = call.ret as i32;
-    let path = || call.path.as_ref().map(|p| p.display()).unwrap_or_default();
-    let new = |kind: FdKind, cloexec: bool| {
-        Some(FdOp::New {
-            fd: ret,
-            kind,
-            cloexec,
-        })
-    };
+    let path = || captured_path(call);
+    let new = |kind: FdKind, cloexec: bool| new_fd(call, kind, cloexec);
     let anon = |name: &str, cloexec: bool| new(FdKind::anon(name), cloexec);
     match call.nr {
         nr::OPEN => Some(FdOp::Open {
@@ -228,15 +222,8 @@ fn decode_newer(call: &Syscall) -> Option<FdOp> {
     if !fd_arrival::wanted(call.nr, a, call.ret) {
         return None;
     }
-    let ret = call.ret as i32;
-    let path = || call.path.as_ref().map(|p| p.display()).unwrap_or_default();
-    let new = |kind: FdKind, cloexec: bool| {
-        Some(FdOp::New {
-            fd: ret,
-            kind,
-            cloexec,
-        })
-    };
+    let path = || captured_path(call);
+    let new = |kind: FdKind, cloexec: bool| new_fd(call, kind, cloexec);
     match call.nr {
         // POSIX: message queue descriptors close on exec; Linux installs them O_CLOEXEC.
         nr::MQ_OPEN => new(FdKind::MessageQueue(path().into()), true),
@@ -256,6 +243,20 @@ fn decode_newer(call: &Syscall) -> Option<FdOp> {
         nr::CLONE | nr::CLONE3 | nr::GETSOCKOPT => received(call, true),
         _ => None,
     }
+}
+
+/// The path (or name) an open-family call was given, as the kernel captured it.
+fn captured_path(call: &Syscall) -> String {
+    call.path.as_ref().map(|p| p.display()).unwrap_or_default()
+}
+
+/// `call` returned a new fd of `kind`.
+fn new_fd(call: &Syscall, kind: FdKind, cloexec: bool) -> Option<FdOp> {
+    Some(FdOp::New {
+        fd: call.ret as i32,
+        kind,
+        cloexec,
+    })
 }
 
 fn bpf_kind(cmd: u64) -> FdKind {
