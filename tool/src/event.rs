@@ -106,6 +106,13 @@ pub(crate) enum DecodeError {
     UnknownSyscall(u32),
 }
 
+/// CLOCK_MONOTONIC now, the clock of `bpf_ktime_get_ns` and so of every event's `time_ns`.
+pub(crate) fn monotonic_now_ns() -> u64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available");
+    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+}
+
 /// Decodes one ring-buffer record. `page_size` converts RSS pages to bytes.
 pub(crate) fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
     let header = read_struct::<wire::Event>(record).ok_or(DecodeError::Short(record.len()))?;

@@ -78,7 +78,7 @@ impl StackNamer {
 
     /// Copies the file mappings of `tgid` now, while it is alive.
     pub(crate) fn remember(&mut self, tgid: u32) {
-        let taken_ns = monotonic_ns();
+        let taken_ns = crate::event::monotonic_now_ns();
         let Ok(maps) = procfs::process::Process::new(tgid as i32).and_then(|p| p.maps()) else {
             return;
         };
@@ -289,12 +289,6 @@ fn named(symbol: &Symbolized<'_>) -> Option<(String, bool)> {
         }
         Symbolized::Unknown(_) => None,
     }
-}
-
-fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 /// libc and the dynamic loader: the layers between a program and its syscalls.

@@ -207,7 +207,7 @@ async fn spawn_and_trace(
     };
     let gated = target::spawn_gated(&argv, run_as, target_stdout)?;
     let pid = gated.pid;
-    let since_ns = monotonic_now_ns();
+    let since_ns = crate::event::monotonic_now_ns();
     probes.track(pid)?;
     drain.followed = Followed::new(pid, command.clone());
     // The ledger starts at the target's exec: of what the gated child holds now (our own
@@ -339,7 +339,7 @@ async fn attach_and_trace(
         crate::symbols::check_function(&binary, &marker.symbol)?;
         probes.attach_marker(&binary, &marker.symbol)?;
     }
-    let since_ns = monotonic_now_ns();
+    let since_ns = crate::event::monotonic_now_ns();
     probes.track(pid)?;
     // Read what it holds only after the filter is set, so nothing falls in between.
     let snapshot = snapshot_of(pid)?;
@@ -439,13 +439,6 @@ fn survives_exec(snapshot: Snapshot) -> Snapshot {
     }
 }
 
-/// CLOCK_MONOTONIC now, the clock of `bpf_ktime_get_ns` and so of every event.
-fn monotonic_now_ns() -> u64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .expect("CLOCK_MONOTONIC is always available");
-    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
-}
-
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -499,7 +492,10 @@ mod tests {
     fn the_monotonic_clock_is_the_events_clock() {
         // bpf_ktime_get_ns counts from boot without suspend: CLOCK_MONOTONIC, far below
         // the wall clock's nanoseconds since 1970.
-        let (a, b) = (monotonic_now_ns(), monotonic_now_ns());
+        let (a, b) = (
+            crate::event::monotonic_now_ns(),
+            crate::event::monotonic_now_ns(),
+        );
         assert!(a > 0 && b >= a && a < 1_000_000_000_000_000_000);
     }
 }
