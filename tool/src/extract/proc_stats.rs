@@ -40,13 +40,7 @@ pub(crate) fn rss_bytes() -> io::Result<u64> {
         .nth(1)
         .and_then(|field| field.parse().ok())
         .ok_or_else(|| io::Error::other(format!("unexpected /proc/self/statm: {statm:?}")))?;
-    Ok(resident_pages * page_size())
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
+    Ok(resident_pages * procfs::page_size())
 }
 
 /// Open fds: the entries of /proc/self/fd, minus the one the listing itself holds open while

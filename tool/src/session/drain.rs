@@ -42,7 +42,7 @@ impl Drainer {
         Drainer {
             ring,
             namer: StackNamer::default(),
-            page_size: page_size(),
+            page_size: procfs::page_size(),
             undecodable: 0,
             followed: Followed::default(),
             polls: 0,
@@ -132,11 +132,4 @@ impl Drainer {
             ending,
         }
     }
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .unwrap_or(4096) as u64
 }
