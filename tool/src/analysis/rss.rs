@@ -101,10 +101,11 @@ fn lasting_processes(ledger: &Ledger, boundaries: &[u64]) -> std::collections::H
     ) else {
         return Default::default();
     };
-    ledger
-        .rss_samples()
-        .iter()
-        .map(|s| s.tgid)
+    // Each sampled process once: a long run has millions of samples of a few processes.
+    let sampled: std::collections::HashSet<u32> =
+        ledger.rss_samples().iter().map(|s| s.tgid).collect();
+    sampled
+        .into_iter()
         .filter(|&tgid| {
             ledger
                 .process_span(tgid)
