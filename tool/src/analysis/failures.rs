@@ -57,6 +57,8 @@ pub(crate) fn of_class(ledger: &Ledger, iterations: &Iterations, class: ClassKin
     let records = match class {
         ClassKind::Fd => Some(ledger.fd_records()),
         ClassKind::Mapping => Some(ledger.map_records()),
+        ClassKind::File => Some(ledger.file_records()),
+        ClassKind::Watch => Some(ledger.watch_records()),
         ClassKind::Heap => None,
     };
     Failures {

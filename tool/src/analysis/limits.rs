@@ -10,12 +10,17 @@ use crate::ledger::{ClassKind, FailedAcquisition};
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 const ENOMEM: i32 = 12;
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
 
 /// Whether `errno` means "this class is out of room" rather than a bad argument.
 pub(crate) fn is_limit(class: ClassKind, errno: i32) -> bool {
     match class {
         ClassKind::Fd => errno == EMFILE || errno == ENFILE,
         ClassKind::Mapping | ClassKind::Heap => errno == ENOMEM,
+        // A full disk or quota; inotify's max_user_watches also fails with ENOSPC.
+        ClassKind::File => errno == ENOSPC || errno == EDQUOT,
+        ClassKind::Watch => errno == ENOSPC,
     }
 }
 

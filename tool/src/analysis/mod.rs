@@ -62,6 +62,10 @@ pub(crate) struct Analysis {
     pub(crate) mmap: ResourceClass,
     pub(crate) brk: HeapClass,
     pub(crate) rss: RssClass,
+    /// Entries on disk created and not removed (temporary files, directories, links).
+    pub(crate) files: ResourceClass,
+    /// inotify watches and fanotify marks.
+    pub(crate) watches: ResourceClass,
 }
 
 pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts) -> Analysis {
@@ -89,7 +93,30 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     let brk = heap::heap_class(ledger, iterations, doubt);
     let mapped_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate);
     let rss = rss::rss_class(ledger, iterations, mapped_rate, brk.bytes.rate, doubt);
-    Analysis { fd, mmap, brk, rss }
+    let files = resource_class(
+        ledger,
+        Kind::File,
+        ledger.file_records(),
+        iterations,
+        doubt,
+        None,
+    );
+    let watches = resource_class(
+        ledger,
+        Kind::Watch,
+        ledger.watch_records(),
+        iterations,
+        doubt,
+        None,
+    );
+    Analysis {
+        fd,
+        mmap,
+        brk,
+        rss,
+        files,
+        watches,
+    }
 }
 
 /// Why no verdict of this run can be trusted, if one cannot: every class is then
@@ -116,6 +143,8 @@ fn unread_deliveries(ledger: &Ledger) -> Option<String> {
 enum Kind {
     Fd,
     Mapping,
+    File,
+    Watch,
 }
 
 fn resource_class(
@@ -131,6 +160,8 @@ fn resource_class(
     let class = match kind {
         Kind::Fd => ClassKind::Fd,
         Kind::Mapping => ClassKind::Mapping,
+        Kind::File => ClassKind::File,
+        Kind::Watch => ClassKind::Watch,
     };
     let limit_hit = limits::first_hit(
         ledger.failed_acquisitions(),

@@ -17,6 +17,8 @@ pub(super) struct History {
     pub(crate) sites: Sites,
     pub(crate) fds: Records,
     pub(crate) maps: Records,
+    pub(crate) files: Records,
+    pub(crate) watches: Records,
     pub(crate) map_bytes: Vec<ByteChange>,
     pub(crate) heap_bytes: Vec<ByteChange>,
     pub(crate) heap_growth: Vec<HeapGrowth>,

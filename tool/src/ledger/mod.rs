@@ -82,6 +82,10 @@ pub(crate) enum ClassKind {
     Fd,
     Mapping,
     Heap,
+    /// Entries on disk (files, directories, links, nodes) the target created.
+    File,
+    /// inotify watches and fanotify marks.
+    Watch,
 }
 
 /// A call that would have acquired a resource and failed (see [`What::Failed`]).
@@ -212,6 +216,14 @@ impl Ledger {
     }
     pub(crate) fn map_records(&self) -> &Records {
         &self.history.maps
+    }
+    /// Filesystem entries the traced processes created (released when removed).
+    pub(crate) fn file_records(&self) -> &Records {
+        &self.history.files
+    }
+    /// inotify watches and fanotify marks (released when removed or their fd closes).
+    pub(crate) fn watch_records(&self) -> &Records {
+        &self.history.watches
     }
     /// Every change of mapped bytes, in apply order (time order).
     pub(crate) fn map_byte_changes(&self) -> &[ByteChange] {

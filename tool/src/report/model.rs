@@ -85,6 +85,10 @@ pub(crate) struct Classes {
     pub(crate) mmap: ResourceReport,
     pub(crate) brk: BrkReport,
     pub(crate) rss: RssReport,
+    /// Entries on disk the target created and did not remove.
+    pub(crate) files: ResourceReport,
+    /// inotify watches and fanotify marks.
+    pub(crate) watches: ResourceReport,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -251,6 +255,8 @@ impl Classes {
             mmap: ResourceReport::new(&analysis.mmap, sites),
             brk: BrkReport::new(&analysis.brk, sites),
             rss: RssReport::new(&analysis.rss),
+            files: ResourceReport::new(&analysis.files, sites),
+            watches: ResourceReport::new(&analysis.watches, sites),
         }
     }
 }
