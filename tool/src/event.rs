@@ -76,6 +76,21 @@ pub(crate) struct Syscall {
     /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
     /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
     pub(crate) delivered: Option<Delivered>,
+    /// The second path of rename/renameat/renameat2 (the new name), as given.
+    pub(crate) path2: Option<CapturedPath>,
+    /// open/openat/openat2/creat only.
+    pub(crate) open: Option<OpenInfo>,
+}
+
+/// What the kernel saw of an open-family call beyond its arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpenInfo {
+    /// The open flags (O_CREAT, O_EXCL, O_TMPFILE, O_CLOEXEC...), `None` when they could
+    /// not be read.
+    pub(crate) flags: Option<u64>,
+    /// Whether the open created the file (FMODE_CREATED); `None` when the kernel could
+    /// not tell.
+    pub(crate) created: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +211,8 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         stack_words,
         frames: None,
         delivered,
+        path2: None,
+        open: None,
     })
 }
 

@@ -16,6 +16,8 @@ pub(crate) fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
         stack_words: Vec::new(),
         frames: None,
         delivered: None,
+        path2: None,
+        open: None,
     }
 }
 
@@ -24,6 +26,24 @@ impl Syscall {
         self.path = Some(CapturedPath {
             bytes: path.as_bytes().to_vec(),
             truncated: false,
+        });
+        self
+    }
+
+    /// The second path (rename's new name).
+    pub(crate) fn with_path2(mut self, path: &str) -> Self {
+        self.path2 = Some(CapturedPath {
+            bytes: path.as_bytes().to_vec(),
+            truncated: false,
+        });
+        self
+    }
+
+    /// What the kernel saw of an open: its flags and whether it created the file.
+    pub(crate) fn with_open(mut self, flags: u64, created: Option<bool>) -> Self {
+        self.open = Some(crate::event::OpenInfo {
+            flags: Some(flags),
+            created,
         });
         self
     }
