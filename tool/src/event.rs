@@ -76,8 +76,9 @@ pub(crate) struct Syscall {
     /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
     /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
     pub(crate) delivered: Option<Delivered>,
-    /// The second path of rename/renameat/renameat2 (the new name), as given.
-    pub(crate) path2: Option<CapturedPath>,
+    /// The second path of rename/renameat/renameat2 (the new name), as given. Boxed: few
+    /// calls have one, and every event would otherwise carry its room.
+    pub(crate) path2: Option<Box<CapturedPath>>,
     /// open/openat/openat2/creat only.
     pub(crate) open: Option<OpenInfo>,
 }
