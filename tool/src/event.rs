@@ -75,7 +75,8 @@ pub(crate) struct Syscall {
     pub(crate) frames: Option<std::sync::Arc<[String]>>,
     /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
     /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
-    pub(crate) delivered: Option<Delivered>,
+    /// Boxed: rare, and every event would otherwise carry its room.
+    pub(crate) delivered: Option<Box<Delivered>>,
     /// The second path of rename/renameat/renameat2 (the new name), as given. Boxed: few
     /// calls have one, and every event would otherwise carry its room.
     pub(crate) path2: Option<Box<CapturedPath>>,
@@ -88,7 +89,7 @@ pub(crate) struct Syscall {
 pub(crate) struct OpenInfo {
     /// The open flags (O_CREAT, O_EXCL, O_TMPFILE, O_CLOEXEC...), `None` when they could
     /// not be read.
-    pub(crate) flags: Option<u64>,
+    pub(crate) flags: Option<u32>,
     /// Whether the open created the file (FMODE_CREATED); `None` when the kernel could
     /// not tell.
     pub(crate) created: Option<bool>,
@@ -196,7 +197,8 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
             delivered.continues_call = record.flags & CONTROL_CONTINUED != 0;
             Some(delivered)
         }
-    };
+    }
+    .map(Box::new);
     let fd_pair = info
         .fd_pair_arg
         .filter(|_| header.aux != FD_PAIR_UNKNOWN)

@@ -42,7 +42,7 @@ impl Syscall {
 
     /// What the kernel saw of an open: its flags and whether it created the file.
     #[allow(dead_code)] // until the files ledger's tests use it
-    pub(crate) fn with_open(mut self, flags: u64, created: Option<bool>) -> Self {
+    pub(crate) fn with_open(mut self, flags: u32, created: Option<bool>) -> Self {
         self.open = Some(crate::event::OpenInfo {
             flags: Some(flags),
             created,
@@ -56,7 +56,7 @@ impl Syscall {
     }
 
     pub(crate) fn with_delivered(mut self, delivered: crate::delivered::Delivered) -> Self {
-        self.delivered = Some(delivered);
+        self.delivered = Some(Box::new(delivered));
         self
     }
 
