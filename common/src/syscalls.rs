@@ -7,8 +7,12 @@
 pub struct SyscallInfo {
     pub nr: u32,
     pub name: &'static str,
-    /// Which argument holds a user-space path or name to copy, if any.
+    /// Which argument holds a user-space path or name to copy, if any. For calls that
+    /// create a name from another (link, symlink) this is the new name, the entry created.
     pub path_arg: Option<u8>,
+    /// Which argument holds a second path (the new name of rename/renameat/renameat2);
+    /// such a call is sent as a [`crate::PathPairEvent`].
+    pub second_path_arg: Option<u8>,
     /// Which argument points at an `int[2]` the kernel filled with two new fds.
     pub fd_pair_arg: Option<u8>,
     /// Memory-mapping calls get a user stack, so leaked mappings can be placed.
@@ -46,6 +50,7 @@ const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
         nr,
         name,
         path_arg: None,
+        second_path_arg: None,
         fd_pair_arg: None,
         take_stack: false,
         returns_address: false,
@@ -55,6 +60,13 @@ const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
 const fn with_path(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
     SyscallInfo {
         path_arg: Some(arg),
+        ..plain(nr, name)
+    }
+}
+const fn with_two_paths(nr: u32, name: &'static str, arg: u8, second: u8) -> SyscallInfo {
+    SyscallInfo {
+        path_arg: Some(arg),
+        second_path_arg: Some(second),
         ..plain(nr, name)
     }
 }
@@ -94,11 +106,28 @@ pub const SOCKETPAIR: u32 = 53;
 pub const GETSOCKOPT: u32 = 55;
 pub const CLONE: u32 = 56;
 pub const FCNTL: u32 = 72;
+pub const CHDIR: u32 = 80;
+pub const FCHDIR: u32 = 81;
+pub const RENAME: u32 = 82;
+pub const MKDIR: u32 = 83;
+pub const RMDIR: u32 = 84;
 pub const CREAT: u32 = 85;
+pub const LINK: u32 = 86;
+pub const UNLINK: u32 = 87;
+pub const SYMLINK: u32 = 88;
+pub const MKNOD: u32 = 133;
 pub const EPOLL_CREATE: u32 = 213;
 pub const MQ_OPEN: u32 = 240;
 pub const INOTIFY_INIT: u32 = 253;
+pub const INOTIFY_ADD_WATCH: u32 = 254;
+pub const INOTIFY_RM_WATCH: u32 = 255;
 pub const OPENAT: u32 = 257;
+pub const MKDIRAT: u32 = 258;
+pub const MKNODAT: u32 = 259;
+pub const UNLINKAT: u32 = 263;
+pub const RENAMEAT: u32 = 264;
+pub const LINKAT: u32 = 265;
+pub const SYMLINKAT: u32 = 266;
 pub const SIGNALFD: u32 = 282;
 pub const TIMERFD_CREATE: u32 = 283;
 pub const EVENTFD: u32 = 284;
@@ -112,7 +141,9 @@ pub const INOTIFY_INIT1: u32 = 294;
 pub const PERF_EVENT_OPEN: u32 = 298;
 pub const RECVMMSG: u32 = 299;
 pub const FANOTIFY_INIT: u32 = 300;
+pub const FANOTIFY_MARK: u32 = 301;
 pub const OPEN_BY_HANDLE_AT: u32 = 304;
+pub const RENAMEAT2: u32 = 316;
 pub const SECCOMP: u32 = 317;
 pub const MEMFD_CREATE: u32 = 319;
 pub const BPF: u32 = 321;
@@ -149,11 +180,28 @@ pub const ALL: &[SyscallInfo] = &[
     delivering(GETSOCKOPT, "getsockopt", Delivery::IntAt(3)),
     delivering(CLONE, "clone", Delivery::IntAt(2)),
     plain(FCNTL, "fcntl"),
+    with_path(CHDIR, "chdir", 0),
+    plain(FCHDIR, "fchdir"),
+    with_two_paths(RENAME, "rename", 0, 1),
+    with_path(MKDIR, "mkdir", 0),
+    with_path(RMDIR, "rmdir", 0),
     with_path(CREAT, "creat", 0),
+    with_path(LINK, "link", 1),
+    with_path(UNLINK, "unlink", 0),
+    with_path(SYMLINK, "symlink", 1),
+    with_path(MKNOD, "mknod", 0),
     plain(EPOLL_CREATE, "epoll_create"),
     with_path(MQ_OPEN, "mq_open", 0),
     plain(INOTIFY_INIT, "inotify_init"),
+    with_path(INOTIFY_ADD_WATCH, "inotify_add_watch", 1),
+    plain(INOTIFY_RM_WATCH, "inotify_rm_watch"),
     with_path(OPENAT, "openat", 1),
+    with_path(MKDIRAT, "mkdirat", 1),
+    with_path(MKNODAT, "mknodat", 1),
+    with_path(UNLINKAT, "unlinkat", 1),
+    with_two_paths(RENAMEAT, "renameat", 1, 3),
+    with_path(LINKAT, "linkat", 3),
+    with_path(SYMLINKAT, "symlinkat", 2),
     plain(SIGNALFD, "signalfd"),
     plain(TIMERFD_CREATE, "timerfd_create"),
     plain(EVENTFD, "eventfd"),
@@ -167,7 +215,9 @@ pub const ALL: &[SyscallInfo] = &[
     plain(PERF_EVENT_OPEN, "perf_event_open"),
     delivering(RECVMMSG, "recvmmsg", Delivery::ControlMessages),
     plain(FANOTIFY_INIT, "fanotify_init"),
+    with_path(FANOTIFY_MARK, "fanotify_mark", 4),
     plain(OPEN_BY_HANDLE_AT, "open_by_handle_at"),
+    with_two_paths(RENAMEAT2, "renameat2", 1, 3),
     plain(SECCOMP, "seccomp"),
     with_path(MEMFD_CREATE, "memfd_create", 0),
     plain(BPF, "bpf"),
@@ -210,42 +260,61 @@ pub const fn info(nr: u32) -> Option<SyscallInfo> {
         GETSOCKOPT => 13,
         CLONE => 14,
         FCNTL => 15,
-        CREAT => 16,
-        EPOLL_CREATE => 17,
-        MQ_OPEN => 18,
-        INOTIFY_INIT => 19,
-        OPENAT => 20,
-        SIGNALFD => 21,
-        TIMERFD_CREATE => 22,
-        EVENTFD => 23,
-        ACCEPT4 => 24,
-        SIGNALFD4 => 25,
-        EVENTFD2 => 26,
-        EPOLL_CREATE1 => 27,
-        DUP3 => 28,
-        PIPE2 => 29,
-        INOTIFY_INIT1 => 30,
-        PERF_EVENT_OPEN => 31,
-        RECVMMSG => 32,
-        FANOTIFY_INIT => 33,
-        OPEN_BY_HANDLE_AT => 34,
-        SECCOMP => 35,
-        MEMFD_CREATE => 36,
-        BPF => 37,
-        USERFAULTFD => 38,
-        IO_URING_SETUP => 39,
-        OPEN_TREE => 40,
-        FSOPEN => 41,
-        FSMOUNT => 42,
-        FSPICK => 43,
-        PIDFD_OPEN => 44,
-        CLONE3 => 45,
-        CLOSE_RANGE => 46,
-        OPENAT2 => 47,
-        PIDFD_GETFD => 48,
-        LANDLOCK_CREATE_RULESET => 49,
-        MEMFD_SECRET => 50,
-        OPEN_TREE_ATTR => 51,
+        CHDIR => 16,
+        FCHDIR => 17,
+        RENAME => 18,
+        MKDIR => 19,
+        RMDIR => 20,
+        CREAT => 21,
+        LINK => 22,
+        UNLINK => 23,
+        SYMLINK => 24,
+        MKNOD => 25,
+        EPOLL_CREATE => 26,
+        MQ_OPEN => 27,
+        INOTIFY_INIT => 28,
+        INOTIFY_ADD_WATCH => 29,
+        INOTIFY_RM_WATCH => 30,
+        OPENAT => 31,
+        MKDIRAT => 32,
+        MKNODAT => 33,
+        UNLINKAT => 34,
+        RENAMEAT => 35,
+        LINKAT => 36,
+        SYMLINKAT => 37,
+        SIGNALFD => 38,
+        TIMERFD_CREATE => 39,
+        EVENTFD => 40,
+        ACCEPT4 => 41,
+        SIGNALFD4 => 42,
+        EVENTFD2 => 43,
+        EPOLL_CREATE1 => 44,
+        DUP3 => 45,
+        PIPE2 => 46,
+        INOTIFY_INIT1 => 47,
+        PERF_EVENT_OPEN => 48,
+        RECVMMSG => 49,
+        FANOTIFY_INIT => 50,
+        FANOTIFY_MARK => 51,
+        OPEN_BY_HANDLE_AT => 52,
+        RENAMEAT2 => 53,
+        SECCOMP => 54,
+        MEMFD_CREATE => 55,
+        BPF => 56,
+        USERFAULTFD => 57,
+        IO_URING_SETUP => 58,
+        OPEN_TREE => 59,
+        FSOPEN => 60,
+        FSMOUNT => 61,
+        FSPICK => 62,
+        PIDFD_OPEN => 63,
+        CLONE3 => 64,
+        CLOSE_RANGE => 65,
+        OPENAT2 => 66,
+        PIDFD_GETFD => 67,
+        LANDLOCK_CREATE_RULESET => 68,
+        MEMFD_SECRET => 69,
+        OPEN_TREE_ATTR => 70,
         _ => return None,
     };
     Some(ALL[i])
@@ -266,12 +335,45 @@ pub const fn succeeded(info: &SyscallInfo, ret: i64) -> bool {
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
 
+/// Whether `nr` only changes names on disk, the working directory or inotify/fanotify
+/// watches: it never installs an fd, a mapping or heap, so its failure is no failed
+/// acquisition (a failed mkdir or unlink is routine: EEXIST, ENOENT).
+#[inline(always)]
+pub const fn acquires_no_fd_memory_or_heap(nr: u32) -> bool {
+    matches!(
+        nr,
+        CHDIR
+            | FCHDIR
+            | RENAME
+            | MKDIR
+            | RMDIR
+            | LINK
+            | UNLINK
+            | SYMLINK
+            | MKNOD
+            | INOTIFY_ADD_WATCH
+            | INOTIFY_RM_WATCH
+            | MKDIRAT
+            | MKNODAT
+            | UNLINKAT
+            | RENAMEAT
+            | LINKAT
+            | SYMLINKAT
+            | FANOTIFY_MARK
+            | RENAMEAT2
+    )
+}
+
 /// Whether a *failure* of syscall `nr` is a failed acquisition, worth an `EventKind::Failed`
 /// record: every traced call that would have created an fd, a mapping or heap, but not the
 /// releases (close, munmap, close_range), nor the fcntl commands that only read or set
-/// flags. `arg1` is the second argument register (fcntl's command).
+/// flags, nor the calls that change only the filesystem or watches. `arg1` is the second
+/// argument register (fcntl's command).
 #[inline(always)]
 pub const fn failure_is_acquisition(nr: u32, arg1: u64) -> bool {
+    if acquires_no_fd_memory_or_heap(nr) {
+        return false;
+    }
     match nr {
         CLOSE | MUNMAP | CLOSE_RANGE => false,
         FCNTL => arg1 == F_DUPFD || arg1 == F_DUPFD_CLOEXEC,
@@ -314,5 +416,59 @@ mod tests {
             assert!(!failure_is_acquisition(release, 0));
         }
         assert!(!failure_is_acquisition(0, 0), "read is not traced");
+    }
+
+    /// (number, name, first path argument, second path argument) of every call that
+    /// changes names on disk, the working directory or watches.
+    const FILESYSTEM_CALLS: &[(u32, &str, Option<u8>, Option<u8>)] = &[
+        (80, "chdir", Some(0), None),
+        (81, "fchdir", None, None),
+        (82, "rename", Some(0), Some(1)),
+        (83, "mkdir", Some(0), None),
+        (84, "rmdir", Some(0), None),
+        (86, "link", Some(1), None),
+        (87, "unlink", Some(0), None),
+        (88, "symlink", Some(1), None),
+        (133, "mknod", Some(0), None),
+        (254, "inotify_add_watch", Some(1), None),
+        (255, "inotify_rm_watch", None, None),
+        (258, "mkdirat", Some(1), None),
+        (259, "mknodat", Some(1), None),
+        (263, "unlinkat", Some(1), None),
+        (264, "renameat", Some(1), Some(3)),
+        (265, "linkat", Some(3), None),
+        (266, "symlinkat", Some(2), None),
+        (301, "fanotify_mark", Some(4), None),
+        (316, "renameat2", Some(1), Some(3)),
+    ];
+
+    #[test]
+    fn filesystem_calls_capture_the_right_paths_and_are_no_acquisitions() {
+        for &(nr, name, path, second) in FILESYSTEM_CALLS {
+            let entry = info(nr).unwrap_or_else(|| panic!("{name} ({nr}) is not traced"));
+            assert_eq!(entry.name, name, "{nr}");
+            assert_eq!(entry.path_arg, path, "{name}: path argument");
+            assert_eq!(
+                entry.second_path_arg, second,
+                "{name}: second path argument"
+            );
+            assert_eq!(entry.fd_pair_arg, None, "{name}");
+            assert_eq!(entry.delivery, Delivery::None, "{name}");
+            assert!(!entry.take_stack && !entry.returns_address, "{name}");
+            assert!(acquires_no_fd_memory_or_heap(nr), "{name}");
+            assert!(!failure_is_acquisition(nr, 0), "{name}");
+            assert!(succeeded(&entry, 0) && !succeeded(&entry, -2), "{name}");
+        }
+        // Only the rename family carries a second path.
+        for entry in ALL {
+            let listed = FILESYSTEM_CALLS.iter().any(|c| c.0 == entry.nr);
+            assert!(entry.second_path_arg.is_none() || listed, "{}", entry.name);
+            assert_eq!(
+                acquires_no_fd_memory_or_heap(entry.nr),
+                listed,
+                "{}",
+                entry.name
+            );
+        }
     }
 }

@@ -12,6 +12,8 @@ pub(crate) fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
         args,
         fd_pair: None,
         path: None,
+        path2: None,
+        open: None,
         stack_id: None,
         stack_words: Vec::new(),
         frames: None,
