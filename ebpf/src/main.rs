@@ -223,8 +223,11 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     }
     match (info.path_arg, info.second_path_arg) {
         (Some(arg), second) => {
-            // An open is where path-marked iterations begin, so sample RSS here too.
-            event.rss_pages = current_rss_pages();
+            // An open is where path-marked iterations begin, so sample RSS here too (not on
+            // mkdir, unlink and the like, which no iteration rule keys on).
+            if !syscalls::acquires_no_fd_memory_or_heap(nr) {
+                event.rss_pages = current_rss_pages();
+            }
             let path = arg_at(&event.args, arg) as *const u8;
             match second {
                 Some(arg2) => {

@@ -333,6 +333,20 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_filesystem_or_watch_call_is_no_failed_acquisition() {
+        use crate::ledger::ClassKind;
+        assert_eq!(failure_class(nr::OPENAT), Some(ClassKind::Fd));
+        for filesystem_only in [
+            nr::MKDIR,
+            nr::UNLINKAT,
+            nr::RENAMEAT2,
+            nr::INOTIFY_ADD_WATCH,
+        ] {
+            assert_eq!(failure_class(filesystem_only), None, "{filesystem_only}");
+        }
+    }
+
+    #[test]
     fn creat_is_never_cloexec_and_openat2_as_its_open_how_says() {
         let creat = decode(&call(nr::CREAT, 4, [0, 0o777, 0, 0, 0, 0]).with_path("/f")).unwrap();
         assert!(matches!(
