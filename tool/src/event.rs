@@ -93,6 +93,8 @@ pub(crate) struct OpenInfo {
     /// The open flags (O_CREAT, O_EXCL, O_TMPFILE, O_CLOEXEC...), `None` when they could not be read.
     pub(crate) flags: Option<u64>,
     /// Whether the open created the file (FMODE_CREATED); `None` when the kernel could not tell.
+    /// Only read for opens with O_CREAT or O_TMPFILE (`None` for the others, which never
+    /// create). O_TMPFILE opens read `Some(false)` (measured on 6.18): they make no name.
     pub(crate) created: Option<bool>,
 }
 
