@@ -10,6 +10,7 @@ pub mod drops;
 mod event_kind;
 pub mod fd_arrival;
 mod object;
+pub mod open_flags;
 pub mod syscalls;
 
 pub use drops::DropReason;
@@ -23,7 +24,8 @@ pub const PATH_CAP: usize = 256;
 /// Words of user stack copied with a memory-mapping call (see [`StackEvent`]).
 pub const STACK_SCAN_WORDS: usize = 16;
 
-/// Set in [`PathEvent::path_len`] when the path did not fit in [`PATH_CAP`].
+/// Set in [`PathEvent::path_len`] (and in both lengths of a [`PathPairEvent`]) when the
+/// path did not fit in [`PATH_CAP`].
 pub const PATH_TRUNCATED: u32 = 1 << 31;
 
 /// `rss_pages` value meaning "not sampled for this event".
@@ -56,8 +58,9 @@ pub struct Event {
     /// The six syscall argument registers (rdi, rsi, rdx, r10, r8, r9).
     pub args: [u64; 6],
     /// Extra data read in the kernel: for pipe/pipe2/socketpair the two new fds
-    /// (low 32 bits = first, high = second), or [`FD_PAIR_UNKNOWN`]; for FORK the child's
-    /// tgid.
+    /// (low 32 bits = first, high = second), or [`FD_PAIR_UNKNOWN`]; for open, openat,
+    /// openat2 and creat the flags and whether the file was created (see [`open_flags`]);
+    /// for FORK the child's tgid.
     pub aux: u64,
     /// Resident set of the process in pages (file + anon + shmem), or [`RSS_NOT_SAMPLED`].
     /// Sampled on markers, opens and process exit, where iteration boundaries can fall.
@@ -115,6 +118,19 @@ pub struct PathEvent {
     pub path_len: u32,
     pub _pad: u32,
     pub path: [u8; PATH_CAP],
+}
+
+/// A call with two paths (rename, renameat, renameat2: the old name, then the new one).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathPairEvent {
+    pub event: Event,
+    /// Bytes of `path` in use, without the NUL, or'ed with [`PATH_TRUNCATED`].
+    pub path_len: u32,
+    /// The same for `path2`.
+    pub path2_len: u32,
+    pub path: [u8; PATH_CAP],
+    pub path2: [u8; PATH_CAP],
 }
 
 /// Bytes of a received message's control data copied with a [`ControlEvent`]: room for one
@@ -177,13 +193,27 @@ pub struct KernelOffsets {
     pub percpu_counter_count: u32,
     /// 0 when the offsets above could not be found: RSS is then not sampled in the kernel.
     pub rss_available: u32,
+    /// `task_struct.files`.
+    pub task_files: u32,
+    /// `files_struct.fdt`.
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`.
+    pub fdtable_max_fds: u32,
+    /// `fdtable.fd`: the `struct file **` array.
+    pub fdtable_fd: u32,
+    /// `file.f_mode`.
+    pub file_f_mode: u32,
+    /// 0 when the five offsets above could not be found: opens then say nothing about
+    /// whether they created the file.
+    pub f_mode_available: u32,
 }
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all three are repr(C), Copy, with no implicit padding and no pointers.
+    // SAFETY: all of them are repr(C), Copy, with no implicit padding and no pointers.
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::PathEvent {}
+    unsafe impl aya::Pod for super::PathPairEvent {}
     unsafe impl aya::Pod for super::StackEvent {}
     unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
@@ -193,7 +223,8 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 8 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
 
 #[cfg(test)]

@@ -7,8 +7,12 @@
 pub struct SyscallInfo {
     pub nr: u32,
     pub name: &'static str,
-    /// Which argument holds a user-space path or name to copy, if any.
+    /// Which argument holds a user-space path or name to copy, if any. For calls that
+    /// create a name from another (link, symlink) this is the new name, the entry created.
     pub path_arg: Option<u8>,
+    /// Which argument holds a second path (the new name of rename/renameat/renameat2);
+    /// such a call is sent as a [`crate::PathPairEvent`].
+    pub second_path_arg: Option<u8>,
     /// Which argument points at an `int[2]` the kernel filled with two new fds.
     pub fd_pair_arg: Option<u8>,
     /// Memory-mapping calls get a user stack, so leaked mappings can be placed.
@@ -46,6 +50,7 @@ const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
         nr,
         name,
         path_arg: None,
+        second_path_arg: None,
         fd_pair_arg: None,
         take_stack: false,
         returns_address: false,
@@ -55,6 +60,13 @@ const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
 const fn with_path(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
     SyscallInfo {
         path_arg: Some(arg),
+        ..plain(nr, name)
+    }
+}
+const fn with_two_paths(nr: u32, name: &'static str, arg: u8, second: u8) -> SyscallInfo {
+    SyscallInfo {
+        path_arg: Some(arg),
+        second_path_arg: Some(second),
         ..plain(nr, name)
     }
 }
@@ -170,7 +182,7 @@ pub const ALL: &[SyscallInfo] = &[
     plain(FCNTL, "fcntl"),
     with_path(CHDIR, "chdir", 0),
     plain(FCHDIR, "fchdir"),
-    with_path(RENAME, "rename", 0),
+    with_two_paths(RENAME, "rename", 0, 1),
     with_path(MKDIR, "mkdir", 0),
     with_path(RMDIR, "rmdir", 0),
     with_path(CREAT, "creat", 0),
@@ -187,7 +199,7 @@ pub const ALL: &[SyscallInfo] = &[
     with_path(MKDIRAT, "mkdirat", 1),
     with_path(MKNODAT, "mknodat", 1),
     with_path(UNLINKAT, "unlinkat", 1),
-    with_path(RENAMEAT, "renameat", 1),
+    with_two_paths(RENAMEAT, "renameat", 1, 3),
     with_path(LINKAT, "linkat", 3),
     with_path(SYMLINKAT, "symlinkat", 2),
     plain(SIGNALFD, "signalfd"),
@@ -205,7 +217,7 @@ pub const ALL: &[SyscallInfo] = &[
     plain(FANOTIFY_INIT, "fanotify_init"),
     with_path(FANOTIFY_MARK, "fanotify_mark", 4),
     plain(OPEN_BY_HANDLE_AT, "open_by_handle_at"),
-    with_path(RENAMEAT2, "renameat2", 1),
+    with_two_paths(RENAMEAT2, "renameat2", 1, 3),
     plain(SECCOMP, "seccomp"),
     with_path(MEMFD_CREATE, "memfd_create", 0),
     plain(BPF, "bpf"),
@@ -319,11 +331,15 @@ pub const fn succeeded(info: &SyscallInfo, ret: i64) -> bool {
     }
 }
 
-/// Calls of the files and watches classes (and the cwd changes their relative paths need):
-/// filesystem entries created or removed, inotify watches and fanotify marks. None of them
-/// touches the fd table.
+/// fcntl commands that create an fd (the others only read or set flags).
+const F_DUPFD: u64 = 0;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// Whether `nr` only changes names on disk, the working directory or inotify/fanotify
+/// watches: it never installs an fd, a mapping or heap, so its failure is no failed
+/// acquisition (a failed mkdir or unlink is routine: EEXIST, ENOENT).
 #[inline(always)]
-pub const fn creates_or_removes_entries(nr: u32) -> bool {
+pub const fn acquires_no_fd_memory_or_heap(nr: u32) -> bool {
     matches!(
         nr,
         CHDIR
@@ -348,21 +364,18 @@ pub const fn creates_or_removes_entries(nr: u32) -> bool {
     )
 }
 
-/// fcntl commands that create an fd (the others only read or set flags).
-const F_DUPFD: u64 = 0;
-const F_DUPFD_CLOEXEC: u64 = 1030;
-
 /// Whether a *failure* of syscall `nr` is a failed acquisition, worth an `EventKind::Failed`
 /// record: every traced call that would have created an fd, a mapping or heap, but not the
 /// releases (close, munmap, close_range), nor the fcntl commands that only read or set
-/// flags. `arg1` is the second argument register (fcntl's command).
+/// flags, nor the calls that change only the filesystem or watches. `arg1` is the second
+/// argument register (fcntl's command).
 #[inline(always)]
 pub const fn failure_is_acquisition(nr: u32, arg1: u64) -> bool {
+    if acquires_no_fd_memory_or_heap(nr) {
+        return false;
+    }
     match nr {
         CLOSE | MUNMAP | CLOSE_RANGE => false,
-        // Filesystem entries and watches: a failure there (ENOENT, EEXIST) is mostly no
-        // attempt at a resource; their limits (ENOSPC, EDQUOT) are judged apart.
-        _ if creates_or_removes_entries(nr) => false,
         FCNTL => arg1 == F_DUPFD || arg1 == F_DUPFD_CLOEXEC,
         _ => info(nr).is_some(),
     }
@@ -403,5 +416,59 @@ mod tests {
             assert!(!failure_is_acquisition(release, 0));
         }
         assert!(!failure_is_acquisition(0, 0), "read is not traced");
+    }
+
+    /// (number, name, first path argument, second path argument) of every call that
+    /// changes names on disk, the working directory or watches.
+    const FILESYSTEM_CALLS: &[(u32, &str, Option<u8>, Option<u8>)] = &[
+        (80, "chdir", Some(0), None),
+        (81, "fchdir", None, None),
+        (82, "rename", Some(0), Some(1)),
+        (83, "mkdir", Some(0), None),
+        (84, "rmdir", Some(0), None),
+        (86, "link", Some(1), None),
+        (87, "unlink", Some(0), None),
+        (88, "symlink", Some(1), None),
+        (133, "mknod", Some(0), None),
+        (254, "inotify_add_watch", Some(1), None),
+        (255, "inotify_rm_watch", None, None),
+        (258, "mkdirat", Some(1), None),
+        (259, "mknodat", Some(1), None),
+        (263, "unlinkat", Some(1), None),
+        (264, "renameat", Some(1), Some(3)),
+        (265, "linkat", Some(3), None),
+        (266, "symlinkat", Some(2), None),
+        (301, "fanotify_mark", Some(4), None),
+        (316, "renameat2", Some(1), Some(3)),
+    ];
+
+    #[test]
+    fn filesystem_calls_capture_the_right_paths_and_are_no_acquisitions() {
+        for &(nr, name, path, second) in FILESYSTEM_CALLS {
+            let entry = info(nr).unwrap_or_else(|| panic!("{name} ({nr}) is not traced"));
+            assert_eq!(entry.name, name, "{nr}");
+            assert_eq!(entry.path_arg, path, "{name}: path argument");
+            assert_eq!(
+                entry.second_path_arg, second,
+                "{name}: second path argument"
+            );
+            assert_eq!(entry.fd_pair_arg, None, "{name}");
+            assert_eq!(entry.delivery, Delivery::None, "{name}");
+            assert!(!entry.take_stack && !entry.returns_address, "{name}");
+            assert!(acquires_no_fd_memory_or_heap(nr), "{name}");
+            assert!(!failure_is_acquisition(nr, 0), "{name}");
+            assert!(succeeded(&entry, 0) && !succeeded(&entry, -2), "{name}");
+        }
+        // Only the rename family carries a second path.
+        for entry in ALL {
+            let listed = FILESYSTEM_CALLS.iter().any(|c| c.0 == entry.nr);
+            assert!(entry.second_path_arg.is_none() || listed, "{}", entry.name);
+            assert_eq!(
+                acquires_no_fd_memory_or_heap(entry.nr),
+                listed,
+                "{}",
+                entry.name
+            );
+        }
     }
 }

@@ -7,8 +7,8 @@
 use crate::delivered::{self, Delivered};
 use leakscope_common::{
     self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent, EventKind,
-    FD_PAIR_UNKNOWN, FD_UNREADABLE, PATH_TRUNCATED, PathEvent, RSS_NOT_SAMPLED, StackEvent,
-    UnknownKind, syscalls, syscalls::Delivery,
+    FD_PAIR_UNKNOWN, FD_UNREADABLE, PATH_CAP, PATH_TRUNCATED, PathEvent, PathPairEvent,
+    RSS_NOT_SAMPLED, StackEvent, UnknownKind, open_flags, syscalls, syscalls::Delivery,
 };
 use thiserror::Error;
 
@@ -24,6 +24,9 @@ pub(crate) struct Event {
     pub(crate) what: What,
 }
 
+// Nearly every event is a syscall, so boxing the large variant would add an allocation to
+// almost every record and save memory on almost none.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum What {
     /// A successful syscall.
@@ -62,7 +65,9 @@ pub(crate) struct Syscall {
     /// The two fds that pipe/pipe2/socketpair created. `None` for those calls means the
     /// kernel could not read the pair (it counted that as a drop); always `None` for others.
     pub(crate) fd_pair: Option<[i32; 2]>,
-    /// The path (or memfd name) for open-family calls, as given, not yet resolved.
+    /// The first path the call was given (or memfd name), as given, not yet resolved: for
+    /// link/linkat/symlink/symlinkat the new name, the entry being created; for the rename
+    /// family the old name.
     pub(crate) path: Option<CapturedPath>,
     /// User stack id for mapping calls (resolve with the loader's stack map).
     pub(crate) stack_id: Option<u32>,
@@ -84,14 +89,15 @@ pub(crate) struct Syscall {
     pub(crate) open: Option<OpenInfo>,
 }
 
-/// What the kernel saw of an open-family call beyond its arguments.
+/// What the kernel saw of an open, openat, openat2 or creat beyond its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OpenInfo {
-    /// The open flags (O_CREAT, O_EXCL, O_TMPFILE, O_CLOEXEC...), `None` when they could
-    /// not be read.
+    /// The open flags (O_CREAT, O_EXCL, O_TMPFILE, O_CLOEXEC...), `None` when they could not
+    /// be read. Open flags are an `int`: 32 bits keep the decoded event small.
     pub(crate) flags: Option<u32>,
-    /// Whether the open created the file (FMODE_CREATED); `None` when the kernel could
-    /// not tell.
+    /// Whether the open created the file (FMODE_CREATED); `None` when the kernel could not tell.
+    /// Only read for opens with O_CREAT or O_TMPFILE (`None` for the others, which never
+    /// create). O_TMPFILE opens read `Some(false)` (measured on 6.18): they make no name.
     pub(crate) created: Option<bool>,
 }
 
@@ -103,6 +109,15 @@ pub(crate) struct CapturedPath {
 }
 
 impl CapturedPath {
+    /// A path from a record's buffer and its length field (with [`PATH_TRUNCATED`]).
+    fn from_wire(buffer: &[u8; PATH_CAP], len_field: u32) -> CapturedPath {
+        let len = (len_field & !PATH_TRUNCATED) as usize;
+        CapturedPath {
+            bytes: buffer[..len.min(PATH_CAP)].to_vec(),
+            truncated: len_field & PATH_TRUNCATED != 0,
+        }
+    }
+
     /// The path for display; a cut path ends in `…` so it is never mistaken for a whole one.
     pub(crate) fn display(&self) -> String {
         let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
@@ -158,16 +173,28 @@ pub(crate) fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError
 fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, DecodeError> {
     let info =
         syscalls::info(header.syscall_nr).ok_or(DecodeError::UnknownSyscall(header.syscall_nr))?;
-    let path = if info.path_arg.is_some() {
-        let with_path = read_struct::<PathEvent>(record).ok_or(DecodeError::Short(record.len()))?;
-        let len = (with_path.path_len & !PATH_TRUNCATED) as usize;
-        Some(CapturedPath {
-            bytes: with_path.path[..len.min(with_path.path.len())].to_vec(),
-            truncated: with_path.path_len & PATH_TRUNCATED != 0,
-        })
-    } else {
-        None
+    let short = || DecodeError::Short(record.len());
+    let (path, path2) = match (info.path_arg, info.second_path_arg) {
+        (Some(_), Some(_)) => {
+            let pair = read_struct::<PathPairEvent>(record).ok_or_else(short)?;
+            (
+                Some(CapturedPath::from_wire(&pair.path, pair.path_len)),
+                Some(CapturedPath::from_wire(&pair.path2, pair.path2_len)),
+            )
+        }
+        (Some(_), None) => {
+            let one = read_struct::<PathEvent>(record).ok_or_else(short)?;
+            (Some(CapturedPath::from_wire(&one.path, one.path_len)), None)
+        }
+        (None, _) => (None, None),
     };
+    let open = open_flags::flags_at(header.syscall_nr).map(|_| {
+        let (flags, created) = open_flags::decode(header.aux);
+        OpenInfo {
+            flags: flags.map(|f| f as u32),
+            created,
+        }
+    });
     let stack_words = if info.take_stack {
         read_struct::<StackEvent>(record)
             .ok_or(DecodeError::Short(record.len()))?
@@ -210,12 +237,12 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         args: header.args,
         fd_pair,
         path,
+        path2: path2.map(Box::new),
+        open,
         stack_id: u32::try_from(header.stack_id).ok(),
         stack_words,
         frames: None,
         delivered,
-        path2: None,
-        open: None,
     })
 }
 
@@ -240,7 +267,6 @@ fn read_struct<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use leakscope_common::PATH_CAP;
 
     pub(crate) fn wire_event(kind: EventKind, nr: u32, ret: i64) -> wire::Event {
         wire::Event {
@@ -298,6 +324,90 @@ pub(crate) mod tests {
         let path = call.path.unwrap();
         assert!(path.truncated);
         assert!(path.display().ends_with('…'));
+    }
+
+    #[test]
+    fn decodes_both_paths_of_a_rename() {
+        let mut record = PathPairEvent {
+            event: wire_event(EventKind::Syscall, syscalls::RENAMEAT2, 0),
+            path_len: 5,
+            path2_len: (PATH_CAP as u32 - 1) | PATH_TRUNCATED,
+            path: [0; PATH_CAP],
+            path2: [b'x'; PATH_CAP],
+        };
+        record.path[..5].copy_from_slice(b"a.tmp");
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(call.path.unwrap().display(), "a.tmp");
+        let new_name = call.path2.unwrap();
+        assert!(new_name.truncated);
+        assert_eq!(new_name.bytes.len(), PATH_CAP - 1);
+        assert_eq!(call.open, None, "a rename is no open");
+
+        // A record cut short of the second path is refused, not read half.
+        let bytes = bytes_of(&record);
+        let cut = &bytes[..size_of::<PathEvent>()];
+        assert_eq!(decode(cut, 4096), Err(DecodeError::Short(cut.len())));
+    }
+
+    #[test]
+    fn decodes_open_flags_and_creation() {
+        let o_creat_excl = open_flags::O_CREAT | open_flags::O_EXCL;
+        let cases = [
+            // Created, not created, creation unknown, flags unknown (openat2 unreadable).
+            (syscalls::OPENAT, Some(o_creat_excl), Some(true)),
+            (syscalls::OPEN, Some(open_flags::O_CREAT), Some(false)),
+            (syscalls::CREAT, Some(open_flags::CREAT_FLAGS), None),
+            (syscalls::OPENAT2, None, None),
+        ];
+        for (nr, flags, created) in cases {
+            let mut record = PathEvent {
+                event: wire_event(EventKind::Syscall, nr, 3),
+                path_len: 1,
+                _pad: 0,
+                path: [b'f'; PATH_CAP],
+            };
+            record.event.aux = open_flags::encode(flags, created);
+            let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+                panic!()
+            };
+            assert_eq!(
+                call.open,
+                Some(OpenInfo {
+                    flags: flags.map(|f| f as u32),
+                    created
+                }),
+                "{}",
+                call.name
+            );
+            assert_eq!(call.path2, None);
+        }
+        // Bit by bit, as the kernel side sets them: flags 0o100 known, created known and set.
+        let mut record = PathEvent {
+            event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
+            path_len: 0,
+            _pad: 0,
+            path: [0; PATH_CAP],
+        };
+        record.event.aux = 0o100 | 1 << 32 | 1 << 33 | 1 << 34;
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(
+            call.open,
+            Some(OpenInfo {
+                flags: Some(0o100),
+                created: Some(true)
+            })
+        );
+        // Other calls carry no open information, whatever their aux.
+        let mut mkdir = record;
+        mkdir.event.syscall_nr = syscalls::MKDIR;
+        let What::Syscall(call) = decode(&bytes_of(&mkdir), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!((call.name, call.open), ("mkdir", None));
     }
 
     #[test]

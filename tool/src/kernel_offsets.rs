@@ -41,23 +41,77 @@ pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
         task_tgid: member_offset(&btf, "task_struct", "tgid")?,
         ..Default::default()
     };
+    // Each optional group is found, or left out, on its own: RSS sampling and the
+    // "did this open create the file" bit do not depend on each other.
     if let Ok(rss) = rss_offsets(&btf) {
-        offsets = KernelOffsets {
-            task_tgid: offsets.task_tgid,
-            ..rss
-        };
+        offsets = rss.fill(offsets);
+    }
+    if let Ok(f_mode) = f_mode_offsets(&btf) {
+        offsets = f_mode.fill(offsets);
     }
     Ok(offsets)
 }
 
-fn rss_offsets(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
-    Ok(KernelOffsets {
-        task_tgid: 0,
+/// The offsets that sample RSS in the kernel.
+struct RssOffsets {
+    task_mm: u32,
+    mm_rss_stat: u32,
+    percpu_counter_size: u32,
+    percpu_counter_count: u32,
+}
+
+impl RssOffsets {
+    fn fill(self, offsets: KernelOffsets) -> KernelOffsets {
+        KernelOffsets {
+            task_mm: self.task_mm,
+            mm_rss_stat: self.mm_rss_stat,
+            percpu_counter_size: self.percpu_counter_size,
+            percpu_counter_count: self.percpu_counter_count,
+            rss_available: 1,
+            ..offsets
+        }
+    }
+}
+
+fn rss_offsets(btf: &Btf) -> Result<RssOffsets, OffsetsError> {
+    Ok(RssOffsets {
         task_mm: member_offset(btf, "task_struct", "mm")?,
         mm_rss_stat: member_offset(btf, "mm_struct", "rss_stat")?,
         percpu_counter_size: struct_size(btf, "percpu_counter")?,
         percpu_counter_count: member_offset(btf, "percpu_counter", "count")?,
-        rss_available: 1,
+    })
+}
+
+/// The offsets that read a new file's `f_mode` (task -> files -> fdt -> fd[] -> f_mode).
+struct FModeOffsets {
+    task_files: u32,
+    files_fdt: u32,
+    fdtable_max_fds: u32,
+    fdtable_fd: u32,
+    file_f_mode: u32,
+}
+
+impl FModeOffsets {
+    fn fill(self, offsets: KernelOffsets) -> KernelOffsets {
+        KernelOffsets {
+            task_files: self.task_files,
+            files_fdt: self.files_fdt,
+            fdtable_max_fds: self.fdtable_max_fds,
+            fdtable_fd: self.fdtable_fd,
+            file_f_mode: self.file_f_mode,
+            f_mode_available: 1,
+            ..offsets
+        }
+    }
+}
+
+fn f_mode_offsets(btf: &Btf) -> Result<FModeOffsets, OffsetsError> {
+    Ok(FModeOffsets {
+        task_files: member_offset(btf, "task_struct", "files")?,
+        files_fdt: member_offset(btf, "files_struct", "fdt")?,
+        fdtable_max_fds: member_offset(btf, "fdtable", "max_fds")?,
+        fdtable_fd: member_offset(btf, "fdtable", "fd")?,
+        file_f_mode: member_offset(btf, "file", "f_mode")?,
     })
 }
 
@@ -128,5 +182,8 @@ mod tests {
         );
         assert_eq!(offsets.rss_available, 1);
         assert!(offsets.percpu_counter_size >= 8);
+        assert_eq!(offsets.f_mode_available, 1);
+        // struct fdtable { unsigned int max_fds; struct file __rcu **fd; ... }
+        assert_eq!((offsets.fdtable_max_fds, offsets.fdtable_fd), (0, 8));
     }
 }

@@ -4,9 +4,9 @@
 use super::sites::{FdKind, PidfdDelivery};
 use crate::event::Syscall;
 use leakscope_common::fd_arrival::{self, MSG_CMSG_CLOEXEC, bpf_cmd};
+use leakscope_common::open_flags::O_CLOEXEC;
 use leakscope_common::syscalls as nr;
 
-pub(crate) const O_CLOEXEC: u64 = 0o2000000;
 pub(crate) const AT_FDCWD: i32 = -100;
 const CLOSE_RANGE_CLOEXEC: u64 = 4;
 const F_DUPFD: u64 = 0;
@@ -98,6 +98,7 @@ pub(crate) fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
         nr::MMAP | nr::MREMAP => Some(ClassKind::Mapping),
         nr::BRK => Some(ClassKind::Heap),
         nr::CLOSE | nr::MUNMAP | nr::CLOSE_RANGE => None,
+        other if nr::acquires_no_fd_memory_or_heap(other) => None,
         // Whether a failed call of these was after an fd depends on arguments a failure
         // record does not keep (a bpf lookup, a clone without CLONE_PIDFD, a recvmsg that
         // would block): counting them would drown the real fd failures.
@@ -140,13 +141,17 @@ pub(crate) fn decode(call: &Syscall) -> Option<FdOp> {
             path: path(),
             cloexec: flag(a[2], O_CLOEXEC),
         }),
-        // openat2's flags live in a struct we don't capture; assuming "not CLOEXEC" keeps the
-        // fd alive across exec, which can only over-report, never hide a leak.
+        // openat2's flags live in its `struct open_how`, which the kernel side reads. When
+        // that read failed, "not CLOEXEC" keeps the fd alive across exec, which can only
+        // over-report, never hide a leak.
         nr::OPENAT2 => Some(FdOp::Open {
             fd: ret,
             dirfd: fd_arg(a[0]),
             path: path(),
-            cloexec: false,
+            cloexec: call
+                .open
+                .and_then(|open| open.flags)
+                .is_some_and(|flags| flag(u64::from(flags), O_CLOEXEC)),
         }),
         nr::OPEN_BY_HANDLE_AT => new(FdKind::ByHandle, flag(a[2], O_CLOEXEC)),
         nr::CLOSE => Some(FdOp::Close { fd: fd_arg(a[0]) }),
@@ -310,6 +315,7 @@ fn pair(call: &Syscall, kind: FdKind, cloexec: bool) -> Option<FdOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::OpenInfo;
     use crate::ledger::test_support::call;
 
     #[test]
@@ -327,7 +333,21 @@ mod tests {
     }
 
     #[test]
-    fn creat_and_openat2_are_not_cloexec() {
+    fn a_failed_filesystem_or_watch_call_is_no_failed_acquisition() {
+        use crate::ledger::ClassKind;
+        assert_eq!(failure_class(nr::OPENAT), Some(ClassKind::Fd));
+        for filesystem_only in [
+            nr::MKDIR,
+            nr::UNLINKAT,
+            nr::RENAMEAT2,
+            nr::INOTIFY_ADD_WATCH,
+        ] {
+            assert_eq!(failure_class(filesystem_only), None, "{filesystem_only}");
+        }
+    }
+
+    #[test]
+    fn creat_is_never_cloexec_and_openat2_as_its_open_how_says() {
         let creat = decode(&call(nr::CREAT, 4, [0, 0o777, 0, 0, 0, 0]).with_path("/f")).unwrap();
         assert!(matches!(
             creat,
@@ -337,17 +357,25 @@ mod tests {
                 ..
             }
         ));
-        let openat2 =
-            decode(&call(nr::OPENAT2, 4, [AT_FDCWD as u64, 0, 0, 0, 0, 0]).with_path("/f"))
-                .unwrap();
-        assert!(matches!(
-            openat2,
-            FdOp::Open {
-                cloexec: false,
-                dirfd: AT_FDCWD,
-                ..
+        let openat2_with = |flags: Option<u64>| {
+            let mut sample = call(nr::OPENAT2, 4, [AT_FDCWD as u64, 0, 0, 0, 0, 0]).with_path("/f");
+            sample.open = Some(OpenInfo {
+                flags: flags.map(|f| f as u32),
+                created: None,
+            });
+            match decode(&sample).unwrap() {
+                FdOp::Open {
+                    cloexec,
+                    dirfd: AT_FDCWD,
+                    ..
+                } => cloexec,
+                other => panic!("{other:?}"),
             }
-        ));
+        };
+        assert!(openat2_with(Some(O_CLOEXEC | 2)));
+        assert!(!openat2_with(Some(2)));
+        // Unreadable flags: "not CLOEXEC", which can only over-report.
+        assert!(!openat2_with(None));
     }
 
     #[test]

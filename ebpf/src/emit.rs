@@ -1,0 +1,247 @@
+//! The ring-buffer writers: one per record shape (header only, with stack words, with one
+//! or two paths, with control data). Each counts its own ring-full reason in `LOST`.
+
+use aya_ebpf::helpers::{
+    bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+};
+use leakscope_common::{
+    CONTROL_CAP, CONTROL_CONTINUED, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent,
+    DropReason, Event, MMSG_COPY_CAP, PATH_CAP, PATH_TRUNCATED, PathEvent, PathPairEvent,
+    STACK_SCAN_WORDS, StackEvent, fd_arrival,
+};
+
+use crate::{EVENTS, SUBMIT_FLAGS, count_lost};
+
+/// Sends a header-only record (a record with a path, a stack or control data goes through
+/// its own `emit_*`, which counts its own ring-full reason).
+#[inline(always)]
+pub(crate) fn emit(event: Event) {
+    match EVENTS.reserve::<Event>(0) {
+        Some(mut entry) => {
+            entry.write(event);
+            entry.submit(SUBMIT_FLAGS);
+        }
+        // `header` wrote the kind from an `EventKind`, so it always converts back.
+        None => count_lost(
+            event
+                .kind()
+                .map_or(DropReason::RingFullSyscall, DropReason::ring_full),
+        ),
+    }
+}
+
+/// A memory-mapping call with the top of the user stack.
+#[inline(always)]
+pub(crate) fn emit_with_stack_words(event: Event, user_sp: u64) {
+    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
+        count_lost(DropReason::RingFullStack);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        let words = &mut (*record).words;
+        let bytes =
+            core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, STACK_SCAN_WORDS * 8);
+        if bpf_probe_read_user_buf(user_sp as *const u8, bytes).is_err() {
+            // Near the top of the stack: fall back to the one word that matters most.
+            *words = [0; STACK_SCAN_WORDS];
+            if let Ok(word) = bpf_probe_read_user(user_sp as *const u64) {
+                words[0] = word;
+            }
+        }
+    }
+    entry.submit(SUBMIT_FLAGS);
+}
+
+/// A call with one path (or memfd name).
+#[inline(always)]
+pub(crate) fn emit_with_path(event: Event, user_path: *const u8) {
+    let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) else {
+        count_lost(DropReason::RingFullPath);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        (*record)._pad = 0;
+        (*record).path_len = read_path(user_path, &mut (*record).path);
+    }
+    entry.submit(SUBMIT_FLAGS);
+}
+
+/// A call with two paths (the rename family: old name, new name).
+#[inline(always)]
+pub(crate) fn emit_with_path_pair(event: Event, user_path: *const u8, user_path2: *const u8) {
+    let Some(mut entry) = EVENTS.reserve::<PathPairEvent>(0) else {
+        count_lost(DropReason::RingFullPath);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        (*record).path_len = read_path(user_path, &mut (*record).path);
+        (*record).path2_len = read_path(user_path2, &mut (*record).path2);
+    }
+    entry.submit(SUBMIT_FLAGS);
+}
+
+/// Copies the user string at `user_path` into `buffer`; returns its length, or'ed with
+/// [`PATH_TRUNCATED`] when it did not fit.
+#[inline(always)]
+fn read_path(user_path: *const u8, buffer: &mut [u8; PATH_CAP]) -> u32 {
+    let len = match unsafe { bpf_probe_read_user_str_bytes(user_path, buffer) } {
+        Ok(bytes) => bytes.len() as u32,
+        // A NULL path is an empty one (AT_EMPTY_PATH, fanotify_mark's "the dirfd itself");
+        // any other failure leaves the call with no real site, so the record is
+        // half-recorded and counted.
+        Err(_) => {
+            if !user_path.is_null() {
+                count_lost(DropReason::PathRead);
+            }
+            0
+        }
+    };
+    // A full buffer may hold the whole string or a cut one: the byte after decides.
+    let mut flags = 0;
+    if len as usize == PATH_CAP - 1
+        && let Ok(next) = unsafe { bpf_probe_read_user(user_path.wrapping_add(PATH_CAP - 1)) }
+        && next != 0u8
+    {
+        flags = PATH_TRUNCATED;
+    }
+    len | flags
+}
+
+/// `msg_control` and `msg_controllen` of the user `struct msghdr` at `msghdr`: adjacent
+/// fields, so one read (this runs on every recvmsg of the target).
+#[inline(always)]
+fn read_control_fields(msghdr: u64) -> Option<(u64, u64)> {
+    const _: () = assert!(fd_arrival::MSGHDR_CONTROLLEN == fd_arrival::MSGHDR_CONTROL + 8);
+    let [control, len] =
+        unsafe { bpf_probe_read_user((msghdr + fd_arrival::MSGHDR_CONTROL) as *const [u64; 2]) }
+            .ok()?;
+    Some((control, len))
+}
+
+/// Whether `len` bytes of control data at `control` may hold fds (see
+/// [`fd_arrival::control_may_carry_fds`]); unreadable data may.
+#[inline(always)]
+fn control_may_carry_fds(control: u64, len: u64) -> bool {
+    match unsafe { bpf_probe_read_user(control as *const [u32; 4]) } {
+        Ok(h) => {
+            fd_arrival::control_may_carry_fds(len, h[0] as u64 | (h[1] as u64) << 32, h[2], h[3])
+        }
+        Err(_) => true,
+    }
+}
+
+/// recvmsg: one [`ControlEvent`] if the message at `msghdr` delivered control data that
+/// may hold fds; nothing otherwise (most recvmsg calls carry none). Returns whether a
+/// record was sent.
+#[inline(always)]
+pub(crate) fn emit_message_control(event: Event, msghdr: u64, index: u32, flags: u32) -> bool {
+    match read_control_fields(msghdr) {
+        Some((_, 0)) => false,
+        Some((control, len)) => {
+            let send = control_may_carry_fds(control, len);
+            if send {
+                emit_control(event, control, len, index, 0, flags);
+            }
+            send
+        }
+        // The header cannot be read back: fds may have arrived unseen.
+        None => {
+            emit_control(event, 0, 0, index, 0, flags | CONTROL_UNREADABLE);
+            true
+        }
+    }
+}
+
+/// recvmmsg: the first [`MMSG_COPY_CAP`] messages as recvmsg; later ones are only checked
+/// for control data (of any kind: the cmsg filter would need branches), and those that
+/// have some are counted in one extra record, so a recvmmsg that delivered fds beyond the
+/// cap never looks complete.
+#[inline(always)]
+pub(crate) fn emit_mmsg_controls(event: Event, vector: u64, messages: u64) {
+    // Records after the first say so, so that the call is counted once.
+    let mut continued = 0;
+    for i in 0..MMSG_COPY_CAP {
+        if i as u64 >= messages {
+            return;
+        }
+        let msghdr = vector + i as u64 * fd_arrival::MMSGHDR_SIZE;
+        if emit_message_control(event, msghdr, i, continued) {
+            continued = CONTROL_CONTINUED;
+        }
+    }
+    // Branch-free on purpose, and without a count: a loop of up to 1016 messages whose
+    // state differs per path (a counter the verifier must track exactly) is too much for
+    // it (E2BIG). `any` is nonzero when some message had control data, or when a header
+    // could not be read.
+    let mut any: u64 = 0;
+    for i in MMSG_COPY_CAP..fd_arrival::MMSG_MAX {
+        if i as u64 >= messages {
+            break;
+        }
+        let field = vector + i as u64 * fd_arrival::MMSGHDR_SIZE + fd_arrival::MSGHDR_CONTROLLEN;
+        let mut len: u64 = 0;
+        let status = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user(
+                &mut len as *mut u64 as *mut core::ffi::c_void,
+                8,
+                field as *const core::ffi::c_void,
+            )
+        } as u64;
+        any |= len | status;
+    }
+    // Which of them had it is unknown: all messages past the cap are counted, an upper bound.
+    let uncopied = if any != 0 {
+        (messages - MMSG_COPY_CAP as u64) as u32
+    } else {
+        0
+    };
+    if uncopied > 0 {
+        emit_control(event, 0, 0, MMSG_COPY_CAP, uncopied, continued);
+    }
+}
+
+/// One [`ControlEvent`]: up to [`CONTROL_CAP`] bytes of the `len` bytes at `control`.
+#[inline(always)]
+fn emit_control(event: Event, control: u64, len: u64, index: u32, uncopied: u32, flags: u32) {
+    let Some(mut entry) = EVENTS.reserve::<ControlEvent>(0) else {
+        count_lost(DropReason::RingFullControl);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    unsafe {
+        (*record).event = event;
+        (*record).control_len = len as u32;
+        (*record).message_index = index;
+        (*record).uncopied_messages = uncopied;
+        let mut flags = flags;
+        if len > CONTROL_CAP as u64 {
+            flags |= CONTROL_TRUNCATED;
+        }
+        // Bounded for the verifier: at most CONTROL_CAP bytes into the record's buffer.
+        let copy = if len >= CONTROL_CAP as u64 {
+            CONTROL_CAP as u32
+        } else {
+            (len as u32) & (CONTROL_CAP as u32 - 1)
+        };
+        // Not zeroed (a 256-byte memset is not worth it): userspace reads only the first
+        // `control_len` bytes, and none of an unreadable record.
+        let buffer = &mut (*record).control;
+        if copy > 0
+            && aya_ebpf::helpers::generated::bpf_probe_read_user(
+                buffer.as_mut_ptr() as *mut core::ffi::c_void,
+                copy,
+                control as *const core::ffi::c_void,
+            ) != 0
+        {
+            flags |= CONTROL_UNREADABLE;
+        }
+        (*record).flags = flags;
+    }
+    entry.submit(SUBMIT_FLAGS);
+}

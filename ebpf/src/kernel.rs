@@ -1,0 +1,100 @@
+//! Reads of kernel structs, at the offsets the loader found in BTF ([`crate::OFFSETS`]):
+//! the current task's resident set, and whether an open created its file.
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user};
+use leakscope_common::{
+    KernelOffsets, RSS_NOT_SAMPLED,
+    open_flags::{self, FlagsAt},
+};
+
+use crate::{OFFSETS, arg_at};
+
+#[inline(always)]
+pub(crate) fn offsets() -> KernelOffsets {
+    // Volatile: the value is patched into .rodata at load time, after the compiler ran.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+/// Resident pages of the current task's mm (file + anon + shmem), read the way
+/// /proc/PID/statm reads them: the percpu counters' global part.
+#[inline(always)]
+pub(crate) fn current_rss_pages() -> u64 {
+    let off = offsets();
+    if off.rss_available == 0 {
+        return RSS_NOT_SAMPLED;
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let Ok(mm) = (unsafe { bpf_probe_read_kernel(task.add(off.task_mm as usize) as *const u64) })
+    else {
+        return RSS_NOT_SAMPLED;
+    };
+    if mm == 0 {
+        return RSS_NOT_SAMPLED; // a kernel thread, or a task past exit_mm()
+    }
+    let base = mm as usize + off.mm_rss_stat as usize + off.percpu_counter_count as usize;
+    let stride = off.percpu_counter_size as usize;
+    // MM_FILEPAGES = 0, MM_ANONPAGES = 1, MM_SHMEMPAGES = 3 (2 is swap entries).
+    let mut pages: i64 = 0;
+    for member in [0usize, 1, 3] {
+        let addr = (base + member * stride) as *const i64;
+        match unsafe { bpf_probe_read_kernel(addr) } {
+            Ok(count) => pages += count,
+            // A sum without one of its parts would be a wrong sample, not a missing one.
+            Err(_) => return RSS_NOT_SAMPLED,
+        }
+    }
+    if pages < 0 { 0 } else { pages as u64 }
+}
+
+/// The `aux` of a successful open, openat, openat2 or creat (see [`open_flags`]): its flags,
+/// and for an open that may create, whether it did.
+#[inline(always)]
+pub(crate) fn open_aux(at: FlagsAt, args: &[u64; 6], fd: i64) -> u64 {
+    let flags = match at {
+        FlagsAt::Arg(arg) => Some(arg_at(args, arg)),
+        FlagsAt::Fixed(flags) => Some(flags),
+        FlagsAt::OpenHow(arg) => unsafe {
+            bpf_probe_read_user((arg_at(args, arg) + open_flags::OPEN_HOW_FLAGS) as *const u64)
+        }
+        .ok(),
+    };
+    let created = match flags {
+        Some(flags) if open_flags::may_create(flags) => file_was_created(fd),
+        _ => None,
+    };
+    open_flags::encode(flags, created)
+}
+
+/// Whether the file at `fd` of the current task has FMODE_CREATED: current ->files ->fdt
+/// ->fd[fd] ->f_mode. `None` when a link of that chain cannot be read.
+#[inline(always)]
+fn file_was_created(fd: i64) -> Option<bool> {
+    let off = offsets();
+    if off.f_mode_available == 0 {
+        return None;
+    }
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let files: u64 = read_kernel(task as u64 + off.task_files as u64)?;
+    if files == 0 {
+        return None;
+    }
+    let fdt: u64 = read_kernel(files + off.files_fdt as u64)?;
+    let max_fds: u32 = read_kernel(fdt + off.fdtable_max_fds as u64)?;
+    // The fd was installed by this very call, so it is in the table; checking keeps a read
+    // past the array (another thread replaced the table) from yielding some other word.
+    if fd < 0 || fd as u64 >= max_fds as u64 {
+        return None;
+    }
+    let array: u64 = read_kernel(fdt + off.fdtable_fd as u64)?;
+    let file: u64 = read_kernel(array + fd as u64 * 8)?;
+    if file == 0 {
+        return None; // closed by another thread already
+    }
+    let mode: u32 = read_kernel(file + off.file_f_mode as u64)?;
+    Some(mode & open_flags::FMODE_CREATED != 0)
+}
+
+#[inline(always)]
+fn read_kernel<T>(address: u64) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(address as *const T) }.ok()
+}
