@@ -63,11 +63,16 @@ fn an_entry_left_on_disk_per_iteration_is_a_files_leak(
         assert_class(traced, "files", "leak", mode);
         let files = class(traced, "files");
         assert_rate(&files["leaked_per_iteration"], 1.0, "files per iteration");
-        assert_eq!(files["released"], 0, "{mode}: nothing is removed: {files}");
+        // The exit removes nothing from disk: every entry is still there when tracing stops.
         assert_eq!(
             files["live_at_exit"], N,
             "{mode}: all left on disk: {files}"
         );
+        if mode != "tmpfile-link" {
+            // Nothing is ever removed. (An unnamed O_TMPFILE file may be counted from its
+            // open and released were it closed unnamed: its release count is not asserted.)
+            assert_eq!(files["released"], 0, "{mode}: nothing is removed: {files}");
+        }
         if let Some(bytes) = bytes_per_file {
             assert_rate(
                 &files["bytes_leaked_per_iteration"],
