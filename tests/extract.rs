@@ -3,18 +3,26 @@
 use std::process::Command;
 
 use leakscope_tests::{
-    Traced, assert_rate, assert_verdicts, class, leakscope, leakscope_json, verdicts,
+    Traced, assert_class, assert_one_leaking_site, assert_rate, assert_verdicts, class, leakscope,
+    leakscope_json_with_env, verdicts,
 };
 
 const SHORT_RUN: [&str; 4] = ["--rounds", "3", "--iterations", "500"];
 
+/// Iterations of a short run: 3 rounds of 500.
+const SHORT_RUN_ITERATIONS: usize = 1500;
+
 fn extract(extra: &[&str]) -> Traced {
+    extract_with_env(extra, &[])
+}
+
+fn extract_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Traced {
     let options: Vec<&str> = SHORT_RUN.iter().chain(extra).copied().collect();
-    let traced = leakscope_json("extract", &options, &[] as &[&str]);
+    let traced = leakscope_json_with_env("extract", &options, &[] as &[&str], env);
     assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
     assert_eq!(traced.report["lost_events"], 0);
     assert_eq!(traced.report["iterations"]["source"], "symbol");
-    assert_eq!(traced.report["iterations"]["count"], 1500);
+    assert_eq!(traced.report["iterations"]["count"], SHORT_RUN_ITERATIONS);
     traced
 }
 
@@ -80,6 +88,92 @@ fn injected_heap_leak_is_4_kib_of_brk_per_iteration_at_the_injected_code() {
     );
     let site = brk["sites"][0]["site"].as_str().unwrap();
     assert!(site.contains("injected_heap_leak"), "{site}");
+}
+
+/// A short `extract` run whose workspace is made under a fresh TMPDIR, which must be empty
+/// again when leakscope is done: it never leaves files behind for its own scenario. Returns
+/// the report and that TMPDIR's canonical path (what the report's sites name).
+fn extract_leaving_nothing_behind(extra: &[&str]) -> (Traced, String) {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().canonicalize().unwrap();
+    let traced = extract_with_env(extra, &[("TMPDIR", &root)]);
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "{extra:?} left behind: {left:?}");
+    (traced, root.to_string_lossy().into_owned())
+}
+
+#[test]
+fn injected_tempfile_leak_is_one_4_kib_file_per_iteration_in_the_workspace() {
+    let (traced, root) = extract_leaving_nothing_behind(&["--inject-leak", "tempfile"]);
+    assert_verdicts(
+        &traced,
+        ["no-leak", "no-leak", "flat", "flat"],
+        "inject tempfile",
+    );
+    assert_class(&traced, "watches", "no-leak", "inject tempfile");
+    assert_class(&traced, "files", "leak", "inject tempfile");
+    let files = class(&traced, "files");
+    assert_rate(&files["leaked_per_iteration"], 1.0, "files per iteration");
+    assert_rate(
+        &files["bytes_leaked_per_iteration"],
+        4096.0,
+        "file bytes per iteration",
+    );
+    let workspace = format!("{root}/leakscope-extract-");
+    assert_one_leaking_site(
+        &traced,
+        "files",
+        &format!("under {workspace}"),
+        |site| site.starts_with(&workspace),
+        1.0,
+    );
+}
+
+#[test]
+fn injected_watch_leak_is_one_watch_per_iteration_in_the_workspace() {
+    let (traced, root) = extract_leaving_nothing_behind(&["--inject-leak", "watch"]);
+    assert_verdicts(
+        &traced,
+        ["no-leak", "no-leak", "flat", "flat"],
+        "inject watch",
+    );
+    assert_class(&traced, "files", "no-leak", "inject watch");
+    assert_class(&traced, "watches", "leak", "inject watch");
+    let watches = class(&traced, "watches");
+    assert_rate(
+        &watches["leaked_per_iteration"],
+        1.0,
+        "watches per iteration",
+    );
+    let workspace = format!("{root}/leakscope-extract-");
+    assert_one_leaking_site(
+        &traced,
+        "watches",
+        &format!("naming a path under {workspace}"),
+        |site| site.contains(&workspace),
+        1.0,
+    );
+}
+
+#[test]
+fn the_default_extraction_leaves_no_files_or_watches_and_answers_five_suspects() {
+    let (traced, _) = extract_leaving_nothing_behind(&[]);
+    // Extraction overwrites the same entries every iteration: nothing is left per iteration.
+    assert_class(&traced, "files", "no-leak", "default extract");
+    assert_class(&traced, "watches", "no-leak", "default extract");
+    let suspects = traced.report["suspects"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no suspects array: {}", traced.report));
+    assert_eq!(suspects.len(), 5, "{suspects:?}");
+    for suspect in suspects {
+        assert!(
+            suspect.get("suspect").is_some() && suspect.get("verdict").is_some(),
+            "each suspect is named and judged: {suspect}"
+        );
+    }
 }
 
 #[test]

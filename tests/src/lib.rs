@@ -103,9 +103,21 @@ pub fn leakscope_json<S: AsRef<OsStr>>(
     options: &[&str],
     command: &[S],
 ) -> Traced {
+    leakscope_json_with_env(subcommand, options, command, &[])
+}
+
+/// [`leakscope_json`] with extra environment variables for leakscope (`TMPDIR`, to see what
+/// a run leaves in its temporary directory).
+pub fn leakscope_json_with_env<S: AsRef<OsStr>>(
+    subcommand: &str,
+    options: &[&str],
+    command: &[S],
+    env: &[(&str, &Path)],
+) -> Traced {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let mut cmd = Command::new(leakscope());
+    cmd.envs(env.iter().copied());
     cmd.arg(subcommand).arg("--json").arg(&json).args(options);
     if !command.is_empty() {
         cmd.arg("--").args(command);
@@ -297,4 +309,81 @@ pub fn assert_ran(traced: &Traced, iterations: usize) {
         "{}",
         traced.report["iterations"]
     );
+}
+
+/// Every class that gets a verdict: the four of [`verdicts`], then entries on disk the target
+/// created and did not remove (`files`) and inotify watches and fanotify marks (`watches`).
+pub const CLASSES: [&str; 6] = ["fd", "mmap", "brk", "rss", "files", "watches"];
+
+/// The verdict of one class ("?" when the report has none).
+pub fn verdict_of<'a>(traced: &'a Traced, name: &str) -> &'a str {
+    class(traced, name)["verdict"].as_str().unwrap_or("?")
+}
+
+/// One class's verdict is exactly `expected`; a "no-leak" must carry its detection limit.
+pub fn assert_class(traced: &Traced, name: &str, expected: &str, context: &str) {
+    let class = class(traced, name);
+    assert_eq!(
+        verdict_of(traced, name),
+        expected,
+        "{context}: {name}: {class}\nanswer: {}",
+        traced.report["answer"]
+    );
+    if expected == "no-leak" {
+        assert!(
+            class["detection_limit_per_iteration"].as_f64().is_some(),
+            "{context}: {name} says no-leak without a detection limit: {class}"
+        );
+    }
+}
+
+/// None of the classes `names` is judged a leak.
+pub fn assert_no_leak_in(traced: &Traced, names: &[&str], context: &str) {
+    for name in names {
+        assert_ne!(
+            verdict_of(traced, name),
+            "leak",
+            "{context}: {name} must not leak: {}\nanswer: {}",
+            class(traced, name),
+            traced.report["answer"]
+        );
+    }
+}
+
+/// The sites of a class.
+pub fn sites<'a>(traced: &'a Traced, name: &str) -> &'a [Value] {
+    class(traced, name)["sites"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_else(|| panic!("{name} has no sites array: {}", class(traced, name)))
+}
+
+/// The one site of class `name` whose text `matches` (`what` describes the match): digits and
+/// random suffixes must have been grouped into a single pattern, judged a leak of about
+/// `rate` per iteration.
+pub fn assert_one_leaking_site<'a>(
+    traced: &'a Traced,
+    name: &str,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+    rate: f64,
+) -> &'a Value {
+    let all = sites(traced, name);
+    let matching: Vec<&Value> = all
+        .iter()
+        .filter(|site| site["site"].as_str().is_some_and(&matches))
+        .collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "{name}: exactly one grouped site {what}: {all:?}"
+    );
+    let site = matching[0];
+    assert_eq!(site["verdict"], "leak", "{name}: {site}");
+    assert_rate(
+        &site["leaked_per_iteration"],
+        rate,
+        &format!("{name} site {site}"),
+    );
+    site
 }
