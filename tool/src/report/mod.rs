@@ -17,7 +17,7 @@ pub(crate) use model::Report;
 use crate::analysis::trend::Verdict;
 
 impl Report {
-    /// Whether any class (fd, mmap, brk, rss) was judged a leak (`--fail-on-leak`).
+    /// Whether any class (fd, mmap, brk, rss, files, watches) was judged a leak (`--fail-on-leak`).
     pub(crate) fn has_leak(&self) -> bool {
         let classes = &self.classes;
         [
@@ -25,6 +25,8 @@ impl Report {
             classes.mmap.verdict,
             classes.brk.verdict,
             classes.rss.verdict,
+            classes.files.verdict,
+            classes.watches.verdict,
         ]
         .contains(&Verdict::Leak)
     }
