@@ -9,6 +9,7 @@ pub(crate) mod json;
 pub(crate) mod model;
 pub(crate) mod projection;
 pub(crate) mod sites;
+pub(crate) mod suspects;
 pub(crate) mod text;
 
 pub(crate) use export::{Exporter, JsonExporter, TextExporter};
@@ -41,3 +42,5 @@ mod tests;
 mod failure_tests;
 #[cfg(test)]
 mod snapshot_tests;
+#[cfg(test)]
+mod synthetic;

@@ -17,6 +17,7 @@ use crate::ledger::sites::Sites;
 use super::held::{HeldAtExit, OutlivedProcess};
 use super::projection::Projection;
 use super::sites::{HeapSiteReport, SiteReport};
+use super::suspects::Suspect;
 use crate::ending::Ending;
 
 pub(crate) const SCHEMA: u32 = 1;
@@ -46,6 +47,9 @@ pub(crate) struct Report {
     /// `extract`'s memory growth per extraction, multiplied out ([`Report::project_growth`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) projection: Option<Projection>,
+    /// `extract`'s answer to the original report's suspects ([`Report::answer_suspects`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) suspects: Option<Vec<Suspect>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -106,11 +106,13 @@ impl Report {
             Some(held) => {
                 self.write_one_shot_table(out, held)?;
                 writeln!(out)?;
+                self.write_suspects(out)?;
                 self.write_held_at_exit(out, held)?;
             }
             None => {
                 self.write_table(out)?;
                 writeln!(out)?;
+                self.write_suspects(out)?;
                 self.write_sites(out)?;
             }
         }
