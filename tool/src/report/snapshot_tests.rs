@@ -284,6 +284,16 @@ fn a_files_leak_with_its_pattern_site() {
 fn a_watches_leak_with_its_path() {
     let mut report = synthetic::clean_report("./jobs");
     report.classes.watches = synthetic::leaking("inotify watch on /tmp/job-N", None);
+    report.classes.watches.failures = [(
+        "ENOSPC".to_string(),
+        FailureReport {
+            count: 12,
+            first_iteration: Some(99),
+            first_syscall: "inotify_add_watch".into(),
+            live_at_first: None,
+        },
+    )]
+    .into();
     report.classes.files = synthetic::flat(1, true);
     assert!(report.has_leak());
     assert_report_snapshots("watches_leak", &report);

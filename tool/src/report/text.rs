@@ -268,7 +268,12 @@ impl Report {
                     let live = f
                         .live_at_first
                         .map_or(String::new(), |n| format!(", {n} held then"));
-                    format!("{} calls failed with {errno} ({first}{live})", f.count)
+                    let meaning =
+                        limit_meaning(name, errno).map_or(String::new(), |m| format!(": {m}"));
+                    format!(
+                        "{} calls failed with {errno}{meaning} ({first}{live})",
+                        f.count
+                    )
                 })
                 .collect();
             writeln!(out, "  {name}: {}", parts.join("; "))?;
@@ -440,4 +445,15 @@ fn disk_row(name: &str, unit: &str, class: &ResourceReport) -> [String; 5] {
         None => (count, class.live_at_end.to_string(), limit),
     };
     [name.into(), verdict, rate, live, limit]
+}
+
+/// What a limit errno means for the files and watches classes, where the name alone does
+/// not say it (ENOSPC from inotify_add_watch is not a full disk).
+fn limit_meaning(class: &str, errno: &str) -> Option<&'static str> {
+    match (class, errno) {
+        ("files", "ENOSPC") => Some("the file system is full"),
+        ("files", "EDQUOT") => Some("the disk quota is used up"),
+        ("watches", "ENOSPC") => Some("fs.inotify.max_user_watches reached"),
+        _ => None,
+    }
 }
