@@ -113,6 +113,7 @@ pub(crate) fn diagnose_followed(
         outlived_target,
         ended: None,
         projection: None,
+        suspects: None,
     }
 }
 

@@ -38,10 +38,20 @@ in the report and check that leakscope finds it:
         The kernel merges adjacent anonymous mappings, so the mappings count may stay flat.
   heap  brk grows by 4096 bytes per iteration (sbrk, all bytes touched), made in
         leakscope::extract::inject::injected_heap_leak.
+  tempfile
+        the files class grows by 1 file of 4 KiB per iteration: tmp/leakscope-injected-XXXXXX
+        next to the extraction directory (created with O_EXCL, written, closed, never
+        removed). Needs rounds x iterations x 4 KiB of free disk space, checked up front.
+  watch the watches class grows by 1 inotify watch per iteration, each on its own file of
+        watched/ next to the extraction directory (made before the run, not traced), never
+        removed. Needs rounds x iterations watches below fs.inotify.max_user_watches
+        (often 8192 to about 500,000): lower --rounds/--iterations if it is smaller.
+Whatever the leak left on disk is removed with the directory after the run (--keep keeps it).
 
 Examples:
   leakscope extract
   leakscope extract --rounds 5 --iterations 1000 --inject-leak fd
+  leakscope extract --rounds 5 --iterations 1000 --inject-leak watch
   leakscope extract --file a.txt=hello --file sub/c.txt=again
   leakscope extract --archive ./release.tar";
 
@@ -104,6 +114,10 @@ impl ValueEnum for InjectLeak {
                 "One 64 KiB private anonymous mapping per iteration, never unmapped"
             }
             InjectLeak::Heap => "4096 bytes of brk heap per iteration, never freed",
+            InjectLeak::Tempfile => {
+                "One 4 KiB file per iteration in the workspace's tmp/ directory, never removed"
+            }
+            InjectLeak::Watch => "One inotify watch per iteration on a new path, never removed",
         };
         Some(PossibleValue::new(self.as_str()).help(help))
     }
@@ -247,6 +261,13 @@ mod tests {
             ErrorKind::ArgumentConflict
         );
         assert_eq!(kind(&["--inject-leak", "socket"]), ErrorKind::InvalidValue);
+        // The error for an unknown mode lists every mode.
+        let unknown = parse_extract(&["--inject-leak", "socket"])
+            .unwrap_err()
+            .to_string();
+        for mode in ["none", "fd", "mmap", "heap", "tempfile", "watch"] {
+            assert!(unknown.contains(mode), "{mode} missing in: {unknown}");
+        }
         assert_eq!(kind(&["--rounds", "0"]), ErrorKind::ValueValidation);
         let message = parse_extract(&["--file", "noequals"])
             .unwrap_err()
@@ -296,7 +317,7 @@ mod tests {
             .iter()
             .map(|v| v.to_possible_value().unwrap().get_name().to_owned())
             .collect();
-        assert_eq!(names, ["none", "fd", "mmap", "heap"]);
+        assert_eq!(names, ["none", "fd", "mmap", "heap", "tempfile", "watch"]);
         for variant in InjectLeak::value_variants() {
             let parsed = parse_extract(&["--inject-leak", variant.as_str()]).unwrap();
             assert_eq!(parsed.workload.inject_leak, *variant);
@@ -322,6 +343,9 @@ mod tests {
             "One 64 KiB private anonymous mapping per iteration",
             "4096 bytes of brk heap per iteration",
             ".leakscope-injected-fd",
+            "One 4 KiB file per iteration in the workspace's tmp/ directory",
+            "One inotify watch per iteration on a new path",
+            "fs.inotify.max_user_watches",
             "original report",
             "NAME=CONTENT",
         ] {

@@ -74,6 +74,7 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     };
     let mut diagnosed = trace_and_diagnose(target, common, marker, Some(progress)).await?;
     diagnosed.report.project_growth(&DEFAULT_PROJECTION_POINTS);
+    diagnosed.report.answer_suspects();
     let status = write_report(&diagnosed, common, &mut output)?;
     if options.keep {
         eprintln!("leakscope extract: kept {}", workspace.keep().display());

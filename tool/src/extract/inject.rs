@@ -17,7 +17,7 @@ use std::{
     path::Path,
 };
 
-use super::ExtractError;
+use super::{ExtractError, disk_leaks::DiskLeaks};
 
 /// The file `--inject-leak fd` opens (and never closes) in the extraction directory, so the
 /// report's fd site is a path that says where it came from.
@@ -47,33 +47,47 @@ pub(crate) enum InjectLeak {
     Mmap,
     /// 4096 bytes of brk heap per iteration, never freed.
     Heap,
+    /// One 4 KiB file per iteration, `<workspace>/tmp/leakscope-injected-XXXXXX`, never
+    /// removed (its fd is closed).
+    Tempfile,
+    /// One inotify watch per iteration on a new path, never removed.
+    Watch,
 }
 
 impl InjectLeak {
-    pub(crate) const ALL: [InjectLeak; 4] = [
+    pub(crate) const ALL: [InjectLeak; 6] = [
         InjectLeak::None,
         InjectLeak::Fd,
         InjectLeak::Mmap,
         InjectLeak::Heap,
+        InjectLeak::Tempfile,
+        InjectLeak::Watch,
     ];
 
-    /// The name used on the command line (`none`, `fd`, `mmap`, `heap`).
+    /// The name used on the command line (`none`, `fd`, `mmap`, `heap`, `tempfile`, `watch`).
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             InjectLeak::None => "none",
             InjectLeak::Fd => "fd",
             InjectLeak::Mmap => "mmap",
             InjectLeak::Heap => "heap",
+            InjectLeak::Tempfile => "tempfile",
+            InjectLeak::Watch => "watch",
         }
     }
 
     /// Checks, before the first iteration, that the whole run's leaks fit in the process's
     /// limits, so a run fails at once with advice instead of after minutes with EMFILE.
     ///
-    /// Only the fd leak has a limit worth checking: each iteration keeps one fd, so the soft
-    /// RLIMIT_NOFILE is raised as far as needed (an unprivileged process may raise it up to the
-    /// hard limit).
+    /// The fd leak keeps one fd per iteration, so the soft RLIMIT_NOFILE is raised as far as
+    /// needed (an unprivileged process may raise it up to the hard limit). The watch leak
+    /// keeps one inotify watch per iteration, which must fit max_user_watches (a system
+    /// setting leakscope does not change). The tempfile leak's disk space is checked where
+    /// the workspace is made ([`super::disk_leaks::prepare_workspace`]).
     pub(crate) fn prepare(self, total_iterations: u64) -> Result<(), ExtractError> {
+        if self == InjectLeak::Watch {
+            return super::disk_leaks::check_watch_budget(total_iterations);
+        }
         if self != InjectLeak::Fd {
             return Ok(());
         }
@@ -106,13 +120,21 @@ impl InjectLeak {
         Ok(())
     }
 
-    /// Makes this iteration's leak. `dir` is the extraction directory (for the fd leak's file).
-    pub(crate) fn inject(self, dir: &Path, iteration: u64) -> Result<(), ExtractError> {
+    /// Makes this iteration's leak. `dir` is the extraction directory (the fd leak's file is
+    /// in it, the tempfile and watch leaks' directories next to it); `disk` holds the watch
+    /// leak's inotify instance.
+    pub(crate) fn inject(
+        self,
+        disk: &DiskLeaks,
+        dir: &Path,
+        iteration: u64,
+    ) -> Result<(), ExtractError> {
         let result = match self {
             InjectLeak::None => return Ok(()),
             InjectLeak::Fd => injected_fd_leak(dir).map(drop),
             InjectLeak::Mmap => injected_mmap_leak().map(drop),
             InjectLeak::Heap => injected_heap_leak().map(drop),
+            InjectLeak::Tempfile | InjectLeak::Watch => disk.inject(self, dir, iteration),
         };
         result.map_err(|source| ExtractError::Inject {
             kind: self,
@@ -248,7 +270,7 @@ mod tests {
     #[test]
     fn value_names_match_the_contract() {
         let names = InjectLeak::ALL.map(InjectLeak::as_str);
-        assert_eq!(names, ["none", "fd", "mmap", "heap"]);
+        assert_eq!(names, ["none", "fd", "mmap", "heap", "tempfile", "watch"]);
         for variant in &InjectLeak::ALL {
             assert_eq!(variant.as_str(), variant.to_string());
             assert_eq!(

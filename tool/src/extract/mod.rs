@@ -6,7 +6,8 @@
 //!
 //! - [`archive`] builds or reads the tar bytes and knows what they should extract to;
 //! - [`marker`] is the uprobe target that marks each iteration exactly;
-//! - [`inject`] holds the deliberate leaks of `--inject-leak`;
+//! - [`inject`] holds the deliberate leaks of `--inject-leak`, [`disk_leaks`] the two that
+//!   leave files and inotify watches;
 //! - [`proc_stats`] reads RSS, fds and mappings from /proc for the per-round lines;
 //! - [`worker`] runs the rounds;
 //! - [`options`] holds what `leakscope extract` and the hidden worker command are asked to do
@@ -14,6 +15,7 @@
 //!   temporary directory that the worker extracts into.
 
 pub(crate) mod archive;
+pub(crate) mod disk_leaks;
 pub(crate) mod inject;
 pub(crate) mod marker;
 pub(crate) mod options;
@@ -86,6 +88,34 @@ pub(crate) enum ExtractError {
         needed: u64,
         hard_limit: u64,
         usable: u64,
+    },
+
+    /// `--inject-leak watch` keeps one inotify watch per iteration until the worker exits.
+    #[error(
+        "--inject-leak watch keeps {needed} inotify watches by the end of the run, but \
+         fs.inotify.max_user_watches is {limit}; lower --rounds or --iterations so that \
+         rounds x iterations stays below about {usable} (watches other programs of the same \
+         user hold count too), or raise the limit (sysctl fs.inotify.max_user_watches)"
+    )]
+    WatchBudget {
+        needed: u64,
+        limit: u64,
+        usable: u64,
+    },
+
+    /// `--inject-leak tempfile` leaves rounds x iterations files of 4 KiB on disk.
+    #[error(
+        "--inject-leak tempfile leaves {} of files in {} by the end of the run, but only {} \
+         is free there (or too few inodes); lower --rounds or --iterations, or set TMPDIR to \
+         a file system with more room",
+        crate::units::bytes(*needed as f64),
+        dir.display(),
+        crate::units::bytes(*available as f64)
+    )]
+    DiskBudget {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
     },
 
     /// /proc/self could not be read for the per-round numbers.

@@ -9,8 +9,8 @@ use std::{
 };
 
 use super::{
-    ExtractError, InjectLeak, WorkerConfig, archive, marker::leakscope_iteration_marker,
-    proc_stats::ProcessStats,
+    ExtractError, InjectLeak, WorkerConfig, archive, disk_leaks::DiskLeaks,
+    marker::leakscope_iteration_marker, proc_stats::ProcessStats,
 };
 
 /// What one round did and what the process looked like after it.
@@ -72,6 +72,11 @@ pub(crate) fn run_worker_to(
     let expected = archive::expected_contents(&bytes, &config.archive_file.display().to_string())?;
     let total_iterations = config.rounds.saturating_mul(config.iterations);
     config.inject_leak.prepare(total_iterations)?;
+    let disk_leaks = DiskLeaks::new(config.inject_leak).map_err(|source| ExtractError::Inject {
+        kind: config.inject_leak,
+        iteration: 0,
+        source,
+    })?;
 
     let baseline = ProcessStats::read()?;
     let mut previous = baseline;
@@ -80,7 +85,7 @@ pub(crate) fn run_worker_to(
         let first_iteration = (round - 1) * config.iterations;
         let started = Instant::now();
         for iteration in first_iteration..first_iteration + config.iterations {
-            run_iteration(&bytes, config, iteration)?;
+            run_iteration(&bytes, config, &disk_leaks, iteration)?;
         }
         let elapsed = started.elapsed();
 
@@ -112,14 +117,21 @@ pub(crate) fn run_worker_to(
 
 /// One iteration, in the order the tracer relies on: the marker first, so everything the
 /// iteration acquires is attributed to it; then the extraction; then the deliberate leak.
-fn run_iteration(bytes: &[u8], config: &WorkerConfig, iteration: u64) -> Result<(), ExtractError> {
+fn run_iteration(
+    bytes: &[u8],
+    config: &WorkerConfig,
+    disk_leaks: &DiskLeaks,
+    iteration: u64,
+) -> Result<(), ExtractError> {
     leakscope_iteration_marker(iteration);
     extract_archive_once(bytes, &config.dir).map_err(|source| ExtractError::Extract {
         dir: config.dir.clone(),
         iteration,
         source,
     })?;
-    config.inject_leak.inject(&config.dir, iteration)
+    config
+        .inject_leak
+        .inject(disk_leaks, &config.dir, iteration)
 }
 
 /// The operation from the bug report. A separate, named frame, so stacks of whatever it leaks

@@ -5,6 +5,8 @@
 //! /tmp/leakscope-extract-XXXXXX/
 //!     archive.tar   the bytes the worker extracts (real bytes, so the child reads a file)
 //!     extract/      the worker's --dir
+//!     tmp/          --inject-leak tempfile's files
+//!     watched/      --inject-leak watch's watched files
 //! ```
 
 use std::{
@@ -15,7 +17,7 @@ use std::{
 
 use tempfile::TempDir;
 
-use super::{ExtractError, ExtractOptions, WorkerConfig};
+use super::{ExtractError, ExtractOptions, WorkerConfig, disk_leaks};
 
 /// A prepared run of `leakscope extract`. Dropping it removes the directory.
 #[derive(Debug)]
@@ -58,6 +60,10 @@ impl ExtractWorkspace {
                 chown(path, Some(uid), Some(gid)).map_err(ExtractError::Workspace)?;
             }
         }
+        // The tempfile and watch leaks' directories, inside the root so that removing it
+        // (at the end, on an error, on a stop signal) removes what they left.
+        let total = options.rounds.saturating_mul(options.iterations);
+        disk_leaks::prepare_workspace(options.inject_leak, &dir, total, owner)?;
         let config = options.worker_config(dir, archive_file);
         Ok(ExtractWorkspace { root, config })
     }

@@ -2,6 +2,7 @@
 //! evidence that matters (rate and where), or how small a leak the run could have seen.
 
 use super::model::{LimitHitReport, Report, ResourceReport};
+use super::text::none_created;
 use crate::{analysis::trend::Verdict, iterations::IterationSource, units};
 
 /// One class as the answer speaks of it.
@@ -14,6 +15,8 @@ struct Spoken<'a> {
     why: &'a str,
     /// "1 per 18,000 iterations", "7.5 B/iteration".
     limit: Option<String>,
+    /// The target made none (files and watches): nothing to put a limit on.
+    none_created: bool,
 }
 
 impl Report {
@@ -41,7 +44,11 @@ impl Report {
         let classes = self.spoken();
         let flat: Vec<&Spoken> = classes
             .iter()
-            .filter(|c| c.verdict == Verdict::NoLeak)
+            .filter(|c| c.verdict == Verdict::NoLeak && !c.none_created)
+            .collect();
+        let none: Vec<&Spoken> = classes
+            .iter()
+            .filter(|c| c.verdict == Verdict::NoLeak && c.none_created)
             .collect();
         let bounded: Vec<&Spoken> = classes
             .iter()
@@ -70,6 +77,12 @@ impl Report {
                 join(&limits.iter().map(String::as_str).collect::<Vec<_>>())
             ));
         }
+        if !none.is_empty() {
+            parts.push(format!(
+                "no {} created",
+                join_or(&none.iter().map(|c| c.name).collect::<Vec<_>>())
+            ));
+        }
         // Classes inconclusive for the same reason (lost events, usually) are named together.
         let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
         for class in &open {
@@ -87,13 +100,24 @@ impl Report {
             .filter(|c| c.verdict != Verdict::Inconclusive)
             .map(|c| c.adjective)
             .collect();
+        // "no files or watches created" says it already: the head names what was measured.
+        let measured: Vec<&str> = classes
+            .iter()
+            .filter(|c| c.verdict != Verdict::Inconclusive && !c.none_created)
+            .map(|c| c.adjective)
+            .collect();
+        let named = if measured.is_empty() {
+            &judged
+        } else {
+            &measured
+        };
         let count = units::grouped(self.iterations.count as u64);
         let head = if judged.is_empty() {
             format!("inconclusive in {count} iterations")
         } else if open.is_empty() {
             format!("no leak in {count} iterations")
         } else {
-            format!("no {} leak in {count} iterations", join_or(&judged))
+            format!("no {} leak in {count} iterations", join_or(named))
         };
         let hint = self.marker_hint(!judged.is_empty());
         // No convincing loop made every class inconclusive (short time windows may add
@@ -176,6 +200,27 @@ impl Report {
                 limit_text(classes.brk.limit_hit.as_ref(), None)
             ));
         }
+        if classes.files.verdict == Verdict::Leak {
+            let bytes = classes
+                .files
+                .bytes_leaked_per_iteration
+                .filter(|&b| b > 0.0)
+                .map_or(String::new(), |b| format!(" ({})", units::bytes_rate(b)));
+            leaks.push(format!(
+                "files leak: {}{bytes}{}{}",
+                units::per_iteration(units::count_rate(classes.files.leaked_per_iteration)),
+                top_site(&classes.files, false),
+                limit_text(classes.files.limit_hit.as_ref(), None)
+            ));
+        }
+        if classes.watches.verdict == Verdict::Leak {
+            leaks.push(format!(
+                "watches leak: {}{}{}",
+                units::per_iteration(units::count_rate(classes.watches.leaked_per_iteration)),
+                top_site(&classes.watches, false),
+                limit_text(classes.watches.limit_hit.as_ref(), None)
+            ));
+        }
         if classes.rss.verdict == Verdict::Leak {
             leaks.push(format!(
                 "resident memory leak: {} that no fd, mapping or brk change explains \
@@ -188,7 +233,7 @@ impl Report {
         leaks
     }
 
-    fn spoken(&self) -> [Spoken<'_>; 4] {
+    fn spoken(&self) -> [Spoken<'_>; 6] {
         let c = &self.classes;
         let count_limit =
             |class: &ResourceReport| class.detection_limit_per_iteration.map(units::count_rate);
@@ -208,6 +253,7 @@ impl Report {
                 verdict: c.fd.verdict,
                 why: &c.fd.why,
                 limit: count_limit(&c.fd).map(|l| per_iteration(&l)),
+                none_created: false,
             },
             Spoken {
                 name: "mappings",
@@ -215,6 +261,7 @@ impl Report {
                 verdict: c.mmap.verdict,
                 why: &c.mmap.why,
                 limit: mmap_limit,
+                none_created: false,
             },
             Spoken {
                 name: "brk heap",
@@ -222,6 +269,7 @@ impl Report {
                 verdict: c.brk.verdict,
                 why: &c.brk.why,
                 limit: bytes_limit(c.brk.detection_limit_bytes_per_iteration),
+                none_created: false,
             },
             Spoken {
                 name: "RSS",
@@ -229,6 +277,23 @@ impl Report {
                 verdict: c.rss.verdict,
                 why: &c.rss.why,
                 limit: bytes_limit(c.rss.detection_limit_bytes_per_iteration),
+                none_created: false,
+            },
+            Spoken {
+                name: "files",
+                adjective: "file",
+                verdict: c.files.verdict,
+                why: &c.files.why,
+                limit: count_limit(&c.files).map(|l| per_iteration(&l)),
+                none_created: none_created(&c.files),
+            },
+            Spoken {
+                name: "watches",
+                adjective: "watch",
+                verdict: c.watches.verdict,
+                why: &c.watches.why,
+                limit: count_limit(&c.watches).map(|l| per_iteration(&l)),
+                none_created: none_created(&c.watches),
             },
         ]
     }

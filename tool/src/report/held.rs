@@ -215,9 +215,9 @@ impl Report {
     ) -> io::Result<()> {
         let c = &self.classes;
         let row = |out: &mut dyn Write, class: &str, verdict: Verdict, held: String| {
-            writeln!(out, "  {class:<5} {:<13} {held}", verdict.as_str())
+            writeln!(out, "  {class:<7} {:<13} {held}", verdict.as_str())
         };
-        writeln!(out, "  {:<5} {:<13} held at exit", "class", "verdict")?;
+        writeln!(out, "  {:<7} {:<13} held at exit", "class", "verdict")?;
         row(
             out,
             "fd",
@@ -248,6 +248,19 @@ impl Report {
                 .bytes_at_end
                 .map_or("not sampled".into(), |b| units::bytes(b as f64)),
         )?;
+        // Files the target created and left behind, and watches it still had: what
+        // they held at exit is what the ledger still counts live.
+        for (name, class, what) in [
+            ("files", &c.files, "left behind"),
+            ("watches", &c.watches, "still set"),
+        ] {
+            let held = if class.acquired == 0 {
+                "none created".to_string()
+            } else {
+                format!("{} of {} {what}", class.live_at_exit, class.acquired)
+            };
+            row(out, name, class.verdict, held)?;
+        }
         writeln!(out, "  why: {}", c.fd.why)
     }
 

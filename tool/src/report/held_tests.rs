@@ -98,7 +98,7 @@ fn a_one_shot_run_lists_what_it_held_at_exit_and_no_rates() {
         "held at exit by pid 42: 4 open fds (3 inherited), 2 mappings (128 KiB)",
         "fd 0    /dev/pts/0  (inherited)",
         "fd 3    /tmp/x\n",
-        "fd    inconclusive  4 (3 inherited)",
+        "fd      inconclusive  4 (3 inherited)",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }

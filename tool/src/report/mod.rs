@@ -9,6 +9,7 @@ pub(crate) mod json;
 pub(crate) mod model;
 pub(crate) mod projection;
 pub(crate) mod sites;
+pub(crate) mod suspects;
 pub(crate) mod text;
 
 pub(crate) use export::{Exporter, JsonExporter, TextExporter};
@@ -17,7 +18,7 @@ pub(crate) use model::Report;
 use crate::analysis::trend::Verdict;
 
 impl Report {
-    /// Whether any class (fd, mmap, brk, rss) was judged a leak (`--fail-on-leak`).
+    /// Whether any class (fd, mmap, brk, rss, files, watches) was judged a leak (`--fail-on-leak`).
     pub(crate) fn has_leak(&self) -> bool {
         let classes = &self.classes;
         [
@@ -25,6 +26,8 @@ impl Report {
             classes.mmap.verdict,
             classes.brk.verdict,
             classes.rss.verdict,
+            classes.files.verdict,
+            classes.watches.verdict,
         ]
         .contains(&Verdict::Leak)
     }
@@ -39,3 +42,5 @@ mod tests;
 mod failure_tests;
 #[cfg(test)]
 mod snapshot_tests;
+#[cfg(test)]
+mod synthetic;

@@ -17,6 +17,7 @@ use crate::ledger::sites::Sites;
 use super::held::{HeldAtExit, OutlivedProcess};
 use super::projection::Projection;
 use super::sites::{HeapSiteReport, SiteReport};
+use super::suspects::Suspect;
 use crate::ending::Ending;
 
 pub(crate) const SCHEMA: u32 = 1;
@@ -46,6 +47,9 @@ pub(crate) struct Report {
     /// `extract`'s memory growth per extraction, multiplied out ([`Report::project_growth`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) projection: Option<Projection>,
+    /// `extract`'s answer to the original report's suspects ([`Report::answer_suspects`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) suspects: Option<Vec<Suspect>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -100,7 +104,7 @@ pub(crate) struct ResourceReport {
     /// Live when tracing stopped (after any teardown).
     pub(crate) live_at_exit: u64,
     pub(crate) leaked_per_iteration: f64,
-    /// Mappings only.
+    /// Mappings (mapped bytes) and files (their sizes on disk) only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) bytes_leaked_per_iteration: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,13 +116,14 @@ pub(crate) struct ResourceReport {
     pub(crate) why: String,
     /// The smallest leak per iteration this run could have detected (`null`: too short).
     pub(crate) detection_limit_per_iteration: Option<f64>,
-    /// The same for mapped bytes (mappings only).
+    /// The same for bytes (mappings and files only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) detection_limit_bytes_per_iteration: Option<f64>,
     /// Iterations that would make an inconclusive flat class conclusive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) iterations_needed: Option<u64>,
-    /// The class ran into its limit (EMFILE, ENOMEM) during the iterations.
+    /// The class ran into its limit (EMFILE, ENOMEM; ENOSPC or EDQUOT for files, ENOSPC
+    /// for watches) during the iterations.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) limit_hit: Option<LimitHitReport>,
     pub(crate) lifetime_ns: Percentiles,

@@ -18,6 +18,8 @@ use crate::ledger::test_support::{Stream, call, link};
 use leakscope_common::syscalls as nr;
 
 use super::Report;
+use super::model::FailureReport;
+use super::synthetic;
 
 const PID: u32 = 42;
 
@@ -256,4 +258,53 @@ fn lost_events_make_every_class_inconclusive() {
         .map(|(reason, n)| (reason.to_string(), n))
         .collect();
     assert_report_snapshots("lost_events", &report);
+}
+
+/// A temp file of 4 KiB left behind per iteration (the files class is made up: see
+/// `synthetic`), with its failures.
+#[test]
+fn a_files_leak_with_its_pattern_site() {
+    let mut report = synthetic::clean_report("./app");
+    report.classes.files = synthetic::leaking("/tmp/app-XXXXXX.tmp", Some(4096));
+    report.classes.files.failures = [(
+        "ENOSPC".to_string(),
+        FailureReport {
+            count: 3,
+            first_iteration: Some(97),
+            first_syscall: "openat".into(),
+            live_at_first: None,
+        },
+    )]
+    .into();
+    assert!(report.has_leak());
+    assert_report_snapshots("files_leak", &report);
+}
+
+#[test]
+fn a_watches_leak_with_its_path() {
+    let mut report = synthetic::clean_report("./jobs");
+    report.classes.watches = synthetic::leaking("inotify watch on /tmp/job-N", None);
+    report.classes.watches.failures = [(
+        "ENOSPC".to_string(),
+        FailureReport {
+            count: 12,
+            first_iteration: Some(99),
+            first_syscall: "inotify_add_watch".into(),
+            live_at_first: None,
+        },
+    )]
+    .into();
+    report.classes.files = synthetic::flat(1, true);
+    assert!(report.has_leak());
+    assert_report_snapshots("watches_leak", &report);
+}
+
+/// `extract`'s report: the class table, then the suspects, then the projection.
+#[test]
+fn an_extract_report_answers_the_suspects() {
+    let mut report = synthetic::clean_report("leakscope __extract-worker");
+    report.classes.files = synthetic::flat(2, true);
+    report.project_growth(&super::projection::DEFAULT_PROJECTION_POINTS);
+    report.answer_suspects();
+    assert_report_snapshots("extract_suspects", &report);
 }

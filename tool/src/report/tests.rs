@@ -197,7 +197,7 @@ fn text_report_shows_table_sites_lifetimes_and_exit() {
         "iterations: 200 from symbol",
         "confidence 1.00",
         "lost events: 0",
-        "fd    LEAK          1.00 fds",
+        "fd      LEAK          1.00 fds",
         "64 KiB",
         "199 × /tmp/work/kept.txt",
         "anon 64 KiB rw- private",
@@ -265,7 +265,7 @@ fn the_answer_says_no_leak_and_what_was_bounded() {
         answer,
         "no fd or mapping leak in 100 iterations: fds grew, then stopped (bounded); \
          mappings stay flat; it would have seen a leak of mappings from 0.111 per iteration or \
-         455 B per iteration; brk heap inconclusive (no sustained growth, but a leak below \
+         455 B per iteration; no files or watches created; brk heap inconclusive (no sustained growth, but a leak below \
          14.7 KiB per iteration could not show in 100 iterations: it moves in steps of 132 KiB; \
          run at least 23,467 iterations to settle it); RSS inconclusive (no sustained growth, but a leak \
          below 5.7 KiB per iteration could not show in 100 iterations; run at least 9,103 \
@@ -291,7 +291,7 @@ fn the_answer_with_lost_events_is_inconclusive_and_says_why() {
     let answer = diagnose(s.ledger(), &info).answer();
     assert!(
         answer.starts_with(
-            "inconclusive in 100 iterations: fds, mappings, brk heap and RSS inconclusive (7 events were lost"
+            "inconclusive in 100 iterations: fds, mappings, brk heap, RSS, files and watches inconclusive (7 events were lost"
         ),
         "{answer}"
     );

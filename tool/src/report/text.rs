@@ -106,11 +106,13 @@ impl Report {
             Some(held) => {
                 self.write_one_shot_table(out, held)?;
                 writeln!(out)?;
+                self.write_suspects(out)?;
                 self.write_held_at_exit(out, held)?;
             }
             None => {
                 self.write_table(out)?;
                 writeln!(out)?;
+                self.write_suspects(out)?;
                 self.write_sites(out)?;
             }
         }
@@ -131,7 +133,7 @@ impl Report {
             let [class, verdict, rate, live, limit] = cells;
             writeln!(
                 out,
-                "  {class:<5} {verdict:<13} {rate:<28} {live:<16} {limit}"
+                "  {class:<7} {verdict:<13} {rate:<28} {live:<16} {limit}"
             )
         };
         let count_limit = |limit: Option<f64>| limit.map_or("-".into(), units::count_rate);
@@ -200,15 +202,26 @@ impl Report {
         )?;
         writeln!(
             out,
-            "        rss growth not explained by mmap/brk: {}/iter ({})",
+            "          rss growth not explained by mmap/brk: {}/iter ({})",
             units::bytes_rate(c.rss.unexplained_bytes_per_iteration),
             c.rss.unexplained_verdict.as_str()
         )?;
+        for (name, unit, class) in [
+            ("files", "files", &c.files),
+            ("watches", "watches", &c.watches),
+        ] {
+            row(
+                out,
+                disk_row(name, unit, class).each_ref().map(String::as_str),
+            )?;
+        }
         for (name, why) in [
-            ("fd", &c.fd.why),
+            ("fd", c.fd.why.as_str()),
             ("mmap", &c.mmap.why),
             ("brk", &c.brk.why),
             ("rss", &c.rss.why),
+            ("files", why_text(&c.files)),
+            ("watches", why_text(&c.watches)),
         ] {
             writeln!(out, "  why {name}: {why}")?;
         }
@@ -217,6 +230,8 @@ impl Report {
             ("mmap", c.mmap.iterations_needed),
             ("brk", c.brk.iterations_needed),
             ("rss", c.rss.iterations_needed),
+            ("files", needed_unless_none(&c.files)),
+            ("watches", needed_unless_none(&c.watches)),
         ] {
             if let Some(needed) = needed {
                 writeln!(
@@ -236,6 +251,8 @@ impl Report {
             ("fd", &c.fd.failures),
             ("mmap", &c.mmap.failures),
             ("brk", &c.brk.failures),
+            ("files", &c.files.failures),
+            ("watches", &c.watches.failures),
         ] {
             if failures.is_empty() {
                 continue;
@@ -251,7 +268,12 @@ impl Report {
                     let live = f
                         .live_at_first
                         .map_or(String::new(), |n| format!(", {n} held then"));
-                    format!("{} calls failed with {errno} ({first}{live})", f.count)
+                    let meaning =
+                        limit_meaning(name, errno).map_or(String::new(), |m| format!(": {m}"));
+                    format!(
+                        "{} calls failed with {errno}{meaning} ({first}{live})",
+                        f.count
+                    )
                 })
                 .collect();
             writeln!(out, "  {name}: {}", parts.join("; "))?;
@@ -260,7 +282,13 @@ impl Report {
     }
 
     fn write_sites(&self, out: &mut dyn Write) -> io::Result<()> {
-        let classes = [("fd", &self.classes.fd), ("mmap", &self.classes.mmap)];
+        let c = &self.classes;
+        let classes = [
+            ("fd", &c.fd),
+            ("mmap", &c.mmap),
+            ("files", &c.files),
+            ("watches", &c.watches),
+        ];
         let heap_grew =
             self.classes.brk.verdict != Verdict::NoLeak && !self.classes.brk.sites.is_empty();
         if classes.iter().all(|(_, class)| class.sites.is_empty()) && !heap_grew {
@@ -282,7 +310,7 @@ impl Report {
                 };
                 writeln!(
                     out,
-                    "  {name:<5} {:>7} × {}  ({rate}{bytes}, {})",
+                    "  {name:<7} {:>7} × {}  ({rate}{bytes}, {})",
                     site.leaked,
                     site.site,
                     site.verdict.as_str()
@@ -293,7 +321,7 @@ impl Report {
             for site in self.classes.brk.sites.iter().take(SITES_SHOWN) {
                 writeln!(
                     out,
-                    "  brk   {:>9} grown at {}  ({}/iter)",
+                    "  brk     {:>9} grown at {}  ({}/iter)",
                     units::bytes(site.bytes as f64),
                     site.site,
                     units::bytes_rate(site.bytes_per_iteration)
@@ -306,8 +334,16 @@ impl Report {
     fn write_lifetimes(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out)?;
         writeln!(out, "lifetimes of released resources:")?;
-        for (name, class) in [("fd", &self.classes.fd), ("mmap", &self.classes.mmap)] {
+        let c = &self.classes;
+        for (name, class) in [("fd", &c.fd), ("mmap", &c.mmap)] {
             write_histogram(out, name, class)?;
+        }
+        // The disk classes only when the target made any: "none released" of nothing
+        // created says nothing.
+        for (name, class) in [("files", &c.files), ("watches", &c.watches)] {
+            if class.acquired > 0 {
+                write_histogram(out, name, class)?;
+            }
         }
         Ok(())
     }
@@ -325,11 +361,11 @@ fn with_unit(rate: String, unit: &str) -> String {
 fn write_histogram(out: &mut dyn Write, name: &str, class: &ResourceReport) -> io::Result<()> {
     let (ns, its) = (&class.lifetime_ns, &class.lifetime_iterations);
     if ns.count == 0 {
-        return writeln!(out, "  {name:<5} none released");
+        return writeln!(out, "  {name:<7} none released");
     }
     writeln!(
         out,
-        "  {name:<5} n={}  p50 {}  p90 {}  p99 {}  max {}   in iterations: p50 {} p99 {} max {}",
+        "  {name:<7} n={}  p50 {}  p90 {}  p99 {}  max {}   in iterations: p50 {} p99 {} max {}",
         ns.count,
         units::duration_ns(ns.p50),
         units::duration_ns(ns.p90),
@@ -346,10 +382,78 @@ fn write_histogram(out: &mut dyn Write, name: &str, class: &ResourceReport) -> i
     for (label, &count) in DECADE_LABELS.iter().zip(decades).take(last + 1).skip(first) {
         writeln!(
             out,
-            "        {label:>7} {:<width$} {count}",
+            "          {label:>7} {:<width$} {count}",
             bar(count, max),
             width = BAR_WIDTH + 1
         )?;
     }
     Ok(())
+}
+
+/// Whether a class was judged on nothing: the target made none of it (and no event was
+/// lost, or the verdict would be inconclusive). "none created" says that plainly, where a
+/// detection limit would suggest something was measured.
+pub(crate) fn none_created(class: &ResourceReport) -> bool {
+    class.acquired == 0 && class.verdict == Verdict::NoLeak
+}
+
+/// The why of a files or watches class: "none created" when there was nothing to judge.
+fn why_text(class: &ResourceReport) -> &str {
+    if none_created(class) {
+        "none created"
+    } else {
+        &class.why
+    }
+}
+
+fn needed_unless_none(class: &ResourceReport) -> Option<u64> {
+    class.iterations_needed.filter(|_| !none_created(class))
+}
+
+/// A table row of the files or watches class (files with their bytes, as mmap's).
+fn disk_row(name: &str, unit: &str, class: &ResourceReport) -> [String; 5] {
+    let verdict = verdict_text(class.verdict).to_string();
+    if none_created(class) {
+        return [
+            name.into(),
+            verdict,
+            "none created".into(),
+            "0".into(),
+            "-".into(),
+        ];
+    }
+    let count = with_unit(units::count_rate(class.leaked_per_iteration), unit);
+    let limit = with_unit(
+        class
+            .detection_limit_per_iteration
+            .map_or("-".into(), units::count_rate),
+        unit,
+    );
+    let (rate, live, limit) = match class.bytes_leaked_per_iteration {
+        Some(bytes) => (
+            format!("{count}, {}", units::bytes_rate(bytes)),
+            format!(
+                "{} ({})",
+                class.live_at_end,
+                units::bytes(class.live_bytes_at_end.unwrap_or(0) as f64)
+            ),
+            match class.detection_limit_bytes_per_iteration {
+                Some(bytes) => format!("{limit}, {}", units::bytes_rate(bytes)),
+                None => limit,
+            },
+        ),
+        None => (count, class.live_at_end.to_string(), limit),
+    };
+    [name.into(), verdict, rate, live, limit]
+}
+
+/// What a limit errno means for the files and watches classes, where the name alone does
+/// not say it (ENOSPC from inotify_add_watch is not a full disk).
+fn limit_meaning(class: &str, errno: &str) -> Option<&'static str> {
+    match (class, errno) {
+        ("files", "ENOSPC") => Some("the file system is full"),
+        ("files", "EDQUOT") => Some("the disk quota is used up"),
+        ("watches", "ENOSPC") => Some("fs.inotify.max_user_watches reached"),
+        _ => None,
+    }
 }
