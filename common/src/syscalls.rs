@@ -381,6 +381,38 @@ pub const fn failure_is_acquisition(nr: u32, arg1: u64) -> bool {
     }
 }
 
+/// `-errno` of "no space left on device": a full file system, or inotify's
+/// `max_user_watches` reached.
+pub const ENOSPC: i64 = 28;
+/// `-errno` of "disk quota exceeded".
+pub const EDQUOT: i64 = 122;
+
+/// Whether a failed call of `nr` with return value `ret` ran out of room for a name on disk
+/// or a watch (ENOSPC, EDQUOT). Those failures are the files and watches classes' limit
+/// (as EMFILE is the fd class's), so they are worth a record even though a failed mkdir
+/// or unlink is otherwise routine and left out.
+#[inline(always)]
+pub const fn failure_is_out_of_room(nr: u32, ret: i64) -> bool {
+    let out_of_room = ret == -ENOSPC || ret == -EDQUOT;
+    out_of_room
+        && matches!(
+            nr,
+            RENAME
+                | MKDIR
+                | LINK
+                | SYMLINK
+                | MKNOD
+                | INOTIFY_ADD_WATCH
+                | MKDIRAT
+                | MKNODAT
+                | RENAMEAT
+                | LINKAT
+                | SYMLINKAT
+                | FANOTIFY_MARK
+                | RENAMEAT2
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +448,22 @@ mod tests {
             assert!(!failure_is_acquisition(release, 0));
         }
         assert!(!failure_is_acquisition(0, 0), "read is not traced");
+    }
+
+    #[test]
+    fn only_running_out_of_room_is_a_failure_worth_sending_for_names_and_watches() {
+        assert!(failure_is_out_of_room(MKDIRAT, -ENOSPC));
+        assert!(failure_is_out_of_room(INOTIFY_ADD_WATCH, -ENOSPC));
+        assert!(failure_is_out_of_room(LINKAT, -EDQUOT));
+        assert!(!failure_is_out_of_room(MKDIRAT, -17), "EEXIST is routine");
+        assert!(
+            !failure_is_out_of_room(UNLINKAT, -ENOSPC),
+            "a removal takes no room"
+        );
+        assert!(
+            !failure_is_out_of_room(OPENAT, -ENOSPC),
+            "opens are judged as fds"
+        );
     }
 
     /// (number, name, first path argument, second path argument) of every call that

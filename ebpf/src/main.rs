@@ -142,8 +142,9 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         // recvmsg's EAGAIN or a failed bpf lookup is no attempt at an fd: leave them out, or
         // a non-blocking server would flood the ring with them.
         let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
-        if syscalls::failure_is_acquisition(nr, regs.rsi)
-            && fd_arrival::failure_was_fd_attempt(nr, &args)
+        if (syscalls::failure_is_acquisition(nr, regs.rsi)
+            && fd_arrival::failure_was_fd_attempt(nr, &args))
+            || syscalls::failure_is_out_of_room(nr, ret)
         {
             let mut event = header(EventKind::Failed, tgid, tid);
             event.syscall_nr = nr;

@@ -92,12 +92,22 @@ fn fd_arg(value: u64) -> i32 {
 
 /// The class a failed call of `nr` was trying to acquire: fd-returning calls are fds,
 /// mmap/mremap are mappings, brk is the heap. `None` for calls that acquire nothing.
-pub(crate) fn failure_class(syscall: u32) -> Option<crate::ledger::ClassKind> {
+pub(crate) fn failure_class(syscall: u32, errno: i32) -> Option<crate::ledger::ClassKind> {
     use crate::ledger::ClassKind;
+    let out_of_room = nr::failure_is_out_of_room(syscall, -i64::from(errno));
     match syscall {
         nr::MMAP | nr::MREMAP => Some(ClassKind::Mapping),
         nr::BRK => Some(ClassKind::Heap),
         nr::CLOSE | nr::MUNMAP | nr::CLOSE_RANGE => None,
+        nr::INOTIFY_ADD_WATCH | nr::FANOTIFY_MARK if out_of_room => Some(ClassKind::Watch),
+        _ if out_of_room => Some(ClassKind::File),
+        // An open that could not create its file for want of room failed at the files
+        // class's limit, not the fd table's.
+        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT
+            if i64::from(errno) == nr::ENOSPC || i64::from(errno) == nr::EDQUOT =>
+        {
+            Some(ClassKind::File)
+        }
         other if nr::acquires_no_fd_memory_or_heap(other) => None,
         // Whether a failed call of these was after an fd depends on arguments a failure
         // record does not keep (a bpf lookup, a clone without CLONE_PIDFD, a recvmsg that
@@ -335,15 +345,27 @@ mod tests {
     #[test]
     fn a_failed_filesystem_or_watch_call_is_no_failed_acquisition() {
         use crate::ledger::ClassKind;
-        assert_eq!(failure_class(nr::OPENAT), Some(ClassKind::Fd));
+        assert_eq!(failure_class(nr::OPENAT, 24), Some(ClassKind::Fd));
         for filesystem_only in [
             nr::MKDIR,
             nr::UNLINKAT,
             nr::RENAMEAT2,
             nr::INOTIFY_ADD_WATCH,
         ] {
-            assert_eq!(failure_class(filesystem_only), None, "{filesystem_only}");
+            assert_eq!(
+                failure_class(filesystem_only, 17),
+                None,
+                "{filesystem_only}"
+            );
         }
+        // Running out of room is those classes' limit.
+        assert_eq!(failure_class(nr::MKDIRAT, 28), Some(ClassKind::File));
+        assert_eq!(failure_class(nr::LINKAT, 122), Some(ClassKind::File));
+        assert_eq!(failure_class(nr::OPENAT, 28), Some(ClassKind::File));
+        assert_eq!(
+            failure_class(nr::INOTIFY_ADD_WATCH, 28),
+            Some(ClassKind::Watch)
+        );
     }
 
     #[test]

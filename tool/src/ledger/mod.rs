@@ -181,7 +181,7 @@ impl Ledger {
             What::Exit => {}
             What::Marker { .. } => self.history.markers.push(t),
             What::Failed(failed) => {
-                if let Some(class) = fd_calls::failure_class(failed.nr) {
+                if let Some(class) = fd_calls::failure_class(failed.nr, failed.errno) {
                     self.history.failures.push(FailedAcquisition {
                         time_ns: t,
                         tgid,
