@@ -75,6 +75,8 @@ pub(crate) async fn trace_and_diagnose(
         }
         None => session::trace(target, &config, &mut ledger).await?,
     };
+    // Entries left on disk are sized now, before anyone can remove them.
+    ledger.note_file_sizes(crate::file_sizes::stat_live(&ledger));
     stop::test_pause("report", "").await;
     let exit = outcome.end;
     let info = RunInfo {

@@ -261,7 +261,12 @@ fn the_list_names_every_table_entry_that_installs_fds() {
         let other_class = syscalls::creates_or_removes_entries(info.nr);
         if other_class {
             let sample = call(info.nr, 9, [3, 0, 0, 0, 0, 0]).with_path("x");
-            assert_eq!(fd_calls::decode(&sample), None, "{} changes no fd", info.name);
+            assert_eq!(
+                fd_calls::decode(&sample),
+                None,
+                "{} changes no fd",
+                info.name
+            );
         }
         assert!(
             listed.contains(&info.nr) || not_sources.contains(&info.name) || other_class,
