@@ -274,6 +274,8 @@ fn resource_class(
 }
 
 #[cfg(test)]
+mod file_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trust_tests;

@@ -76,7 +76,7 @@ impl Ledger {
                 match action {
                     MarkAction::Add => self.watches.add_mark(history, by, (mark, &path), mask),
                     MarkAction::Remove => {
-                        self.watches.remove_mark(history, by, (mark, &path), mask)
+                        self.watches.remove_mark(history, by, (mark, &path), mask);
                     }
                     MarkAction::Flush => self.watches.flush_marks(history, by, mark),
                 }

@@ -27,7 +27,8 @@ impl Entries {
         path: String,
         kind: EntryKind,
     ) {
-        let site = history.sites.intern(SiteKey::entry(kind, &path));
+        let pattern = history.names.pattern(&path);
+        let site = history.sites.intern(SiteKey::entry(kind, pattern));
         let record = history
             .files
             .add(tgid, site, Acquisition::at(Origin::Acquired, t));

@@ -11,6 +11,80 @@
 //! A pattern is a name for a site, never an input to a verdict: a rare random token that
 //! happens to look like a word only splits off a small site of its own.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Patterns as a run hands them out: names of one shape (the same separators and token
+/// lengths) share the pattern of the most random-looking of them, so the rare mkstemp
+/// suffix that reads like a word (`abcdef`) joins the loop's `XXXXXX` site instead of
+/// splitting off. Names of one shape without random parts stay apart
+/// (`alpha.txt`, `gamma.txt`).
+#[derive(Debug, Default)]
+pub(crate) struct Grouping {
+    by_shape: HashMap<String, Arc<str>>,
+}
+
+impl Grouping {
+    pub(crate) fn pattern(&mut self, path: &str) -> Arc<str> {
+        let mine = pattern(path);
+        let randomness = |p: &str| p.bytes().filter(|&c| c == b'X').count();
+        match self.by_shape.get(&shape(path)) {
+            Some(known) if known.as_ref() == mine => known.clone(),
+            Some(known) if randomness(known) >= randomness(&mine) && randomness(known) > 0 => {
+                known.clone()
+            }
+            Some(_) if randomness(&mine) == 0 => Arc::from(mine),
+            _ => {
+                let mine: Arc<str> = Arc::from(mine);
+                self.by_shape.insert(shape(path), mine.clone());
+                mine
+            }
+        }
+    }
+}
+
+/// The shape of `path`: digits as `N`, every other token of 5 or more characters as its
+/// length, shorter tokens as their pattern.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|name| {
+            if python_name(name).is_some() {
+                return component(name);
+            }
+            let mut out = String::new();
+            for token in split_tokens(name) {
+                match token {
+                    Ok(token) if token.bytes().all(|c| c.is_ascii_digit()) => out.push('N'),
+                    Ok(token) if token.len() >= 5 => out.push_str(&format!("#{}", token.len())),
+                    Ok(token) => out.push_str(&token_pattern(token)),
+                    Err(separator) => out.push(separator),
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `name`'s alphanumeric runs (`Ok`) and the characters between them (`Err`).
+fn split_tokens(name: &str) -> Vec<Result<&str, char>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, c) in name.char_indices() {
+        if !c.is_ascii_alphanumeric() {
+            if start < i {
+                parts.push(Ok(&name[start..i]));
+            }
+            parts.push(Err(c));
+            start = i + c.len_utf8();
+        }
+    }
+    if start < name.len() {
+        parts.push(Ok(&name[start..]));
+    }
+    parts
+}
+
 /// The pattern of `path`: each component grouped, separators kept.
 pub(crate) fn pattern(path: &str) -> String {
     path.split('/').map(component).collect::<Vec<_>>().join("/")
@@ -25,18 +99,21 @@ fn python_random(c: u8) -> bool {
 
 /// One path component.
 fn component(name: &str) -> String {
-        // `tmp` + 8 random characters, then the end or a suffix that starts elsewhere
-    // (`tmpab3x_9k`, `tmpab3x_9k.json`). A shorter run (examples and older Pythons) counts
-    // when it has a digit or `_`, which a plain word after `tmp` rarely has.
-    if let Some(rest) = name.strip_prefix("tmp") {
-        let run = rest.bytes().take_while(|&c| python_random(c)).count();
-        let random = &rest[..run];
-        let marked = random.bytes().any(|c| c.is_ascii_digit() || c == b'_');
-        if run == PYTHON_RANDOM_LEN || ((6..PYTHON_RANDOM_LEN).contains(&run) && marked) {
-            return format!("tmp{}{}", "X".repeat(PYTHON_RANDOM_LEN), tokens(&rest[run..]));
-        }
+    match python_name(name) {
+        Some(rest) => format!("tmp{}{}", "X".repeat(PYTHON_RANDOM_LEN), tokens(rest)),
+        None => tokens(name),
     }
-    tokens(name)
+}
+
+/// Python's `tmp` + 8 random characters, then the end or a suffix that starts elsewhere
+/// (`tmpab3x_9k`, `tmpab3x_9k.json`): the suffix. A run of 7 counts when it has a digit or
+/// `_`, which a plain word after `tmp` rarely has; 6 is C's mkdtemp (`tmpXXXXXX`), whose
+/// alphabet has uppercase too: left to the token rules.
+fn python_name(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("tmp")?;
+    let run = rest.bytes().take_while(|&c| python_random(c)).count();
+    let marked = rest[..run].bytes().any(|c| c.is_ascii_digit() || c == b'_');
+    (run == PYTHON_RANDOM_LEN || (run == PYTHON_RANDOM_LEN - 1 && marked)).then(|| &rest[run..])
 }
 
 /// Groups each alphanumeric run of `text`, keeping everything between runs.
@@ -77,7 +154,7 @@ fn token_pattern(token: &str) -> String {
     let word_len = token.bytes().take_while(u8::is_ascii_alphabetic).count();
     let word = &token[..word_len];
     let counter_follows = token[word_len..].bytes().all(|c| c.is_ascii_digit());
-    if counter_follows && word_len >= 1 && !irregular_case(word) {
+    if counter_follows && !irregular_case(word) {
         return format!("{word}N");
     }
     "X".repeat(token.len())
@@ -94,7 +171,31 @@ fn irregular_case(word: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern;
+    use super::{Grouping, pattern};
+
+    #[test]
+    fn word_like_random_suffixes_join_the_random_ones() {
+        let mut grouping = Grouping::default();
+        let group = |g: &mut Grouping, p: &str| g.pattern(p).to_string();
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-abcdef.tmp"),
+            "/tmp/app-abcdef.tmp"
+        );
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-Xa81Zq.tmp"),
+            "/tmp/app-XXXXXX.tmp"
+        );
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-qwerty.tmp"),
+            "/tmp/app-XXXXXX.tmp"
+        );
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-abc123.tmp"),
+            "/tmp/app-XXXXXX.tmp"
+        );
+        assert_eq!(group(&mut grouping, "/srv/alpha.txt"), "/srv/alpha.txt");
+        assert_eq!(group(&mut grouping, "/srv/gamma.txt"), "/srv/gamma.txt");
+    }
 
     #[test]
     fn mkstemp_suffixes_group() {

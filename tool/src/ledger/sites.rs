@@ -227,20 +227,14 @@ impl SiteKey {
 }
 
 impl SiteKey {
-    /// The site of an entry of `kind` created at `path`.
-    pub(crate) fn entry(kind: EntryKind, path: &str) -> Self {
-        SiteKey::Entry(EntrySite {
-            kind,
-            pattern: Arc::from(super::name_pattern::pattern(path)),
-        })
+    /// The site of entries of `kind` created at paths of `pattern` (see `name_pattern`).
+    pub(crate) fn entry(kind: EntryKind, pattern: Arc<str>) -> Self {
+        SiteKey::Entry(EntrySite { kind, pattern })
     }
 
-    /// The site of a watch through `api` on `path`.
-    pub(crate) fn watch(api: WatchApi, path: &str) -> Self {
-        SiteKey::Watch(WatchSite {
-            api,
-            pattern: Arc::from(super::name_pattern::pattern(path)),
-        })
+    /// The site of watches through `api` on paths of `pattern`.
+    pub(crate) fn watch(api: WatchApi, pattern: Arc<str>) -> Self {
+        SiteKey::Watch(WatchSite { api, pattern })
     }
 }
 

@@ -48,9 +48,10 @@ impl Watches {
         if instance.inotify.contains_key(&wd) {
             return;
         }
+        let pattern = history.names.pattern(path);
         let site = history
             .sites
-            .intern(SiteKey::watch(WatchApi::Inotify, path));
+            .intern(SiteKey::watch(WatchApi::Inotify, pattern));
         let record = history
             .watches
             .add(by.tgid, site, Acquisition::at(Origin::Acquired, by.t));
@@ -91,9 +92,10 @@ impl Watches {
             *existing |= mask;
             return;
         }
+        let pattern = history.names.pattern(&path);
         let site = history
             .sites
-            .intern(SiteKey::watch(WatchApi::Fanotify(mark), &path));
+            .intern(SiteKey::watch(WatchApi::Fanotify(mark), pattern));
         let record = history
             .watches
             .add(by.tgid, site, Acquisition::at(Origin::Acquired, by.t));
