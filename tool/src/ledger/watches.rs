@@ -16,6 +16,9 @@ use super::history::History;
 use super::records::{Acquisition, Cause, Origin, RecordId};
 use super::sites::{MarkType, SiteKey, WatchApi};
 
+const FAN_ONDIR: u64 = 0x4000_0000;
+const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
+
 #[derive(Debug, Default)]
 pub(crate) struct Watches {
     /// The watches of each watching fd, by (tgid, fd).
@@ -118,7 +121,8 @@ impl Watches {
             return;
         };
         *existing &= !mask;
-        if *existing == 0 {
+        // Flags that only qualify events keep no mark alive (the kernel's umask).
+        if *existing & !(FAN_ONDIR | FAN_EVENT_ON_CHILD) == 0 {
             history.watches.release(*record, by.t, Cause::Explicit);
             instance.marks.remove(&key);
         }
