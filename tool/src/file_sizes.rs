@@ -1,10 +1,46 @@
-//! The sizes of the entries on disk the target created and left, taken when tracing ends
-//! and before the analysis (which stays pure: it gets these as an input).
+//! The sizes of the entries on disk the target created and left: sampled during the run
+//! within a bounded budget (so a file that grows shows it), and taken for every live entry
+//! when tracing ends, before the analysis (which stays pure: it gets these as an input).
 
 use std::io::ErrorKind;
 
 use crate::analysis::FileSizes;
 use crate::ledger::Ledger;
+
+/// At most this many stats per [`SAMPLE_PERIOD_NS`] of traced time: sampling must not
+/// slow the drain of the event ring, whatever the number of live entries.
+const SAMPLES_PER_PERIOD: usize = 64;
+const SAMPLE_PERIOD_NS: u64 = 100_000_000;
+
+/// Samples sizes of live entries during the run, rotating through them.
+#[derive(Debug, Default)]
+pub(crate) struct Sampler {
+    next_ns: u64,
+    /// The last path sampled: the next window starts after it.
+    cursor: Option<String>,
+}
+
+impl Sampler {
+    /// Called after each event: once per period, stats the next window of live entries
+    /// and notes their sizes at the event's time (the drain runs close behind the target,
+    /// so the size is the one of about that moment).
+    pub(crate) fn after_event(&mut self, ledger: &mut Ledger, time_ns: u64) {
+        if time_ns < self.next_ns {
+            return;
+        }
+        self.next_ns = time_ns.saturating_add(SAMPLE_PERIOD_NS);
+        let window = ledger.live_file_window(self.cursor.as_deref(), SAMPLES_PER_PERIOD);
+        for (record, path) in window {
+            let found = path
+                .starts_with('/')
+                .then(|| std::fs::symlink_metadata(&path));
+            if let Some(Ok(meta)) = found {
+                ledger.note_file_size(record, time_ns, meta.len());
+            }
+            self.cursor = Some(path);
+        }
+    }
+}
 
 /// Stats every entry still live in the ledger, without following symlinks (a symlink's
 /// size is its own, not its target's). A relative path (the target's cwd was unknown)
@@ -53,5 +89,35 @@ mod tests {
             vec![4096]
         );
         assert_eq!(sizes.removed_unseen, 1);
+    }
+
+    #[test]
+    fn sampling_rotates_within_its_budget() {
+        let mut s = Stream::new(5);
+        for i in 0..100 {
+            let path = format!("/nonexistent-leakscope/{i:03}");
+            s.sys(call(syscalls::MKNOD, 0, [0; 6]).with_path(&path));
+        }
+        s.sys(call(syscalls::MKNOD, 0, [0; 6]).with_path("/"));
+        let mut ledger = s.ledger();
+        let mut sampler = Sampler::default();
+        sampler.after_event(&mut ledger, 1_000);
+        sampler.after_event(&mut ledger, 2_000);
+        assert_eq!(
+            ledger.file_size_samples().len(),
+            1,
+            "'/' exists, once per period"
+        );
+        assert_eq!(
+            sampler.cursor.as_deref(),
+            Some("/nonexistent-leakscope/062")
+        );
+        sampler.after_event(&mut ledger, 1_000 + SAMPLE_PERIOD_NS);
+        // 063..099, then around to '/' and 000..025.
+        assert_eq!(
+            sampler.cursor.as_deref(),
+            Some("/nonexistent-leakscope/025")
+        );
+        assert_eq!(ledger.file_size_samples().len(), 2);
     }
 }

@@ -238,3 +238,58 @@ fn entries_gone_unseen_are_said() {
         analysis.files.count.why
     );
 }
+
+#[test]
+fn a_created_file_that_grows_leaks_bytes_with_a_flat_count() {
+    let s = run(N, |s, i| {
+        if i == 0 {
+            s.mkstemp("/var/log/app.log", 4);
+        }
+    });
+    let mut ledger = s.ledger();
+    let record = ledger.live_file_paths()[0].0;
+    // The session's samples during the run: 4 KiB more at every iteration.
+    let markers = ledger.markers().to_vec();
+    for (i, &t) in markers.iter().enumerate() {
+        ledger.note_file_size(record, t + 500, 4096 * (i as u64 + 1));
+    }
+    let iterations = iterations::detect(&ledger, &IterationRequest::Symbol("tick".into()));
+    let facts = RunFacts {
+        file_sizes: FileSizes {
+            sizes: [(record, 4096 * N as u64)].into(),
+            removed_unseen: 0,
+        },
+        ..RunFacts::default()
+    };
+    let files = analyze(&ledger, &iterations, &facts).files;
+    assert_eq!(files.count.verdict, Verdict::NoLeak, "{}", files.count.why);
+    let bytes = files.bytes.as_ref().unwrap();
+    assert_eq!(files.verdict, Verdict::Leak, "{}", bytes.why);
+    assert_rate(bytes.rate, 4096.0);
+}
+
+#[test]
+fn a_file_sampled_before_it_was_written_counts_its_written_size() {
+    let s = run(N, |s, i| {
+        let path = format!("/tmp/app-{}.tmp", random_name(i));
+        s.mkstemp(&path, 4).close(4);
+    });
+    let mut ledger = s.ledger();
+    // A few entries were looked at while still empty; all hold 4 KiB at the end.
+    let live = ledger.live_file_paths();
+    for &(record, _) in live.iter().step_by(7) {
+        let born = ledger.file_records().get(record).born_ns;
+        ledger.note_file_size(record, born + 1, 0);
+    }
+    let iterations = iterations::detect(&ledger, &IterationRequest::Symbol("tick".into()));
+    let facts = RunFacts {
+        file_sizes: FileSizes {
+            sizes: live.iter().map(|&(record, _)| (record, 4096)).collect(),
+            removed_unseen: 0,
+        },
+        ..RunFacts::default()
+    };
+    let files = analyze(&ledger, &iterations, &facts).files;
+    assert_rate(files.bytes.as_ref().unwrap().rate, 4096.0);
+    assert_eq!(files.live_bytes_at_end, Some((N as u64 - 1) * 4096));
+}

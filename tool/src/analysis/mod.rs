@@ -111,7 +111,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     let file_doubt = doubt
         .map(str::to_string)
         .or_else(|| file_bytes::doubt(ledger));
-    let file_changes = file_bytes::changes(ledger.file_records(), &facts.file_sizes);
+    let file_changes = file_bytes::changes(ledger, &facts.file_sizes);
     let file_series = series::byte_totals(&file_changes, boundaries);
     let mut files = resource_class(
         ledger,

@@ -8,7 +8,7 @@ use super::fd_calls::AT_FDCWD;
 use super::file_calls::{At, FanotifyMark, FileOp, MarkAction};
 use super::records::RecordId;
 use super::watches::By;
-use super::{Ledger, paths};
+use super::{Ledger, SizeSample, paths};
 
 impl Ledger {
     pub(super) fn apply_file(&mut self, tgid: u32, t: u64, op: FileOp) {
@@ -91,6 +91,30 @@ impl Ledger {
             .live()
             .map(|(record, path)| (record, path.to_string()))
             .collect()
+    }
+
+    /// Up to `n` live entries after path `after`, wrapping around (the session's rotating
+    /// sample of sizes during the run).
+    pub(crate) fn live_file_window(
+        &self,
+        after: Option<&str>,
+        n: usize,
+    ) -> Vec<(RecordId, String)> {
+        self.entries.window(after, n)
+    }
+
+    /// The size of entry `record` as the session found it at `time_ns` (during the run).
+    pub(crate) fn note_file_size(&mut self, record: RecordId, time_ns: u64, bytes: u64) {
+        self.history.file_size_samples.push(SizeSample {
+            time_ns,
+            record,
+            bytes,
+        });
+    }
+
+    /// Sizes of live entries sampled during the run, in time order.
+    pub(crate) fn file_size_samples(&self) -> &[SizeSample] {
+        &self.history.file_size_samples
     }
 
     /// Renames whose new name the kernel did not capture: each such entry left the

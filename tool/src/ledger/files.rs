@@ -83,6 +83,21 @@ impl Entries {
             .map(|(path, &record)| (record, path.as_str()))
     }
 
+    /// Up to `n` live entries after path `after` (from the start without one), wrapping
+    /// around: a rotating window over every live entry.
+    pub(crate) fn window(&self, after: Option<&str>, n: usize) -> Vec<(RecordId, String)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, |a| Excluded(a.to_string()));
+        let tail = self.live.range((start, Unbounded));
+        let head = self.live.iter();
+        let mut seen = std::collections::HashSet::new();
+        tail.chain(head)
+            .filter(|(_, record)| seen.insert(**record))
+            .take(n)
+            .map(|(path, &record)| (record, path.clone()))
+            .collect()
+    }
+
     /// Removes and returns the entries strictly under directory `dir`.
     fn take_under(&mut self, dir: &str) -> Vec<(String, RecordId)> {
         let prefix = if dir.ends_with('/') {

@@ -72,6 +72,14 @@ pub(crate) struct HeapGrowth {
     pub(crate) site: SiteId,
 }
 
+/// The size of a live entry on disk, as the session found it during the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SizeSample {
+    pub(crate) time_ns: u64,
+    pub(crate) record: RecordId,
+    pub(crate) bytes: u64,
+}
+
 /// A successful open of a path (the `--iteration-path` and auto-detection input).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OpenedPath {
