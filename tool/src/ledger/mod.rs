@@ -7,6 +7,10 @@
 //! - byte-change logs for mappings and the brk heap, so byte totals can be replayed too;
 //! - raw series the iteration detector needs: markers, opened paths, rss samples.
 //!
+//! Entries on disk (`files`) belong to no process: the filesystem is shared, so one map of
+//! live paths serves every process, and exit or exec releases none. Watches (`watches`)
+//! belong to the process and fd that added them.
+//!
 //! Fd tables and address spaces belong to a process (tgid), shared by its threads. The
 //! ledger never looks at `tid` except to tell a thread's exit from its process's.
 //!
