@@ -2,7 +2,7 @@
 //! the event stream.
 //!
 //! It keeps three kinds of facts:
-//! - resource records (fds and mappings) with acquisition and release times, so the
+//! - resource records (fds, mappings, entries on disk, watches) with acquisition and release times, so the
 //!   analysis can tell what was live at any iteration boundary;
 //! - byte-change logs for mappings and the brk heap, so byte totals can be replayed too;
 //! - raw series the iteration detector needs: markers, opened paths, rss samples.
