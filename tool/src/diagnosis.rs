@@ -59,6 +59,7 @@ pub(crate) fn diagnose_followed(
     account_lost_markers(&mut iterations, info.lost_markers);
     let facts = analysis::RunFacts {
         lost_events: info.lost_events,
+        file_sizes: ledger.file_sizes().clone(),
     };
     let analysis = analysis::analyze(&ledger, &iterations, &facts);
     let mut classes = Classes::new(&analysis, ledger.sites());

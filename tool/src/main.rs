@@ -16,6 +16,7 @@ mod ending;
 mod event;
 mod exit_code;
 mod extract;
+mod file_sizes;
 mod followed;
 mod iterations;
 mod kernel_offsets;

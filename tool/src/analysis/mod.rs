@@ -3,6 +3,7 @@
 //! what this computes.
 
 pub(crate) mod failures;
+pub(crate) mod file_bytes;
 pub(crate) mod heap;
 pub(crate) mod lifetimes;
 pub(crate) mod limits;
@@ -19,15 +20,21 @@ pub(crate) use rss::RssClass;
 use sites::Site;
 use trend::{Judgement, Scale, Verdict};
 
+use std::collections::HashSet;
+
+pub(crate) use file_bytes::FileSizes;
+
 use crate::iterations::Iterations;
-use crate::ledger::records::{NEVER, Origin, Records};
-use crate::ledger::{ClassKind, Ledger};
+use crate::ledger::records::{NEVER, Origin, RecordId, Records};
+use crate::ledger::{ByteChange, ClassKind, Ledger};
 
 /// What the analysis needs to know about the run besides the ledger.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RunFacts {
     /// Events the kernel could not deliver: the ledger misses them.
     pub(crate) lost_events: u64,
+    /// Sizes of the entries on disk still live when tracing ended.
+    pub(crate) file_sizes: FileSizes,
 }
 
 /// fds or mappings.
@@ -43,7 +50,7 @@ pub(crate) struct ResourceClass {
     /// Live when tracing stopped.
     pub(crate) live_at_exit: u64,
     pub(crate) count: Judgement,
-    /// Mapped bytes (mappings only).
+    /// Mapped bytes (mappings), bytes on disk (files).
     pub(crate) bytes: Option<Judgement>,
     pub(crate) live_bytes_at_end: Option<u64>,
     pub(crate) verdict: Verdict,
@@ -54,6 +61,8 @@ pub(crate) struct ResourceClass {
     pub(crate) sites: Vec<Site>,
     /// Calls that tried to acquire one and failed (EMFILE, ENOMEM, ...), by errno.
     pub(crate) failures: Failures,
+    /// Files only: entries counted live that were gone from disk when tracing ended.
+    pub(crate) removed_unseen: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -74,6 +83,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     let boundaries = &iterations.boundaries;
     let map_bytes = series::byte_totals(ledger.map_byte_changes(), boundaries);
 
+    let no_resizes = HashSet::new();
     let fd = resource_class(
         ledger,
         Kind::Fd,
@@ -88,19 +98,38 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         ledger.map_records(),
         iterations,
         doubt,
-        Some(&map_bytes),
+        Some(ClassBytes {
+            changes: ledger.map_byte_changes(),
+            series: &map_bytes,
+            resized: ledger.resized_mappings(),
+            scale: scales::mapped_bytes(),
+        }),
     );
     let brk = heap::heap_class(ledger, iterations, doubt);
     let mapped_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate);
     let rss = rss::rss_class(ledger, iterations, mapped_rate, brk.bytes.rate, doubt);
-    let files = resource_class(
+    let file_doubt = doubt
+        .map(str::to_string)
+        .or_else(|| file_bytes::doubt(ledger));
+    let file_changes = file_bytes::changes(ledger, &facts.file_sizes);
+    let file_series = series::byte_totals(&file_changes, boundaries);
+    let mut files = resource_class(
         ledger,
         Kind::File,
         ledger.file_records(),
         iterations,
-        doubt,
-        None,
+        file_doubt.as_deref(),
+        Some(ClassBytes {
+            changes: &file_changes,
+            series: &file_series,
+            resized: &no_resizes,
+            scale: scales::file_bytes(),
+        }),
     );
+    files.removed_unseen = Some(facts.file_sizes.removed_unseen);
+    if let Some(note) = file_bytes::removed_unseen_note(&facts.file_sizes) {
+        files.count.why = format!("{}; {note}", files.count.why);
+    }
     let watches = resource_class(
         ledger,
         Kind::Watch,
@@ -139,6 +168,16 @@ fn unread_deliveries(ledger: &Ledger) -> Option<String> {
     })
 }
 
+/// A class's bytes: every change by record, their totals at the boundaries, and how
+/// they are judged.
+struct ClassBytes<'a> {
+    changes: &'a [ByteChange],
+    series: &'a [f64],
+    /// Records an mremap resized in place (mappings).
+    resized: &'a HashSet<RecordId>,
+    scale: trend::Scale,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Fd,
@@ -153,8 +192,9 @@ fn resource_class(
     records: &Records,
     iterations: &Iterations,
     doubt: Option<&str>,
-    map_bytes: Option<&[f64]>,
+    class_bytes: Option<ClassBytes>,
 ) -> ResourceClass {
+    let map_bytes = class_bytes.as_ref().map(|b| b.series);
     let traced = || records.all().iter().filter(|r| r.origin != Origin::Seeded);
     let live_counts = series::live_counts(records, &iterations.boundaries);
     let class = match kind {
@@ -177,7 +217,7 @@ fn resource_class(
         }
     };
     let count = pinned(&live_counts, &scales::COUNT);
-    let bytes = map_bytes.map(|series| pinned(series, &scales::mapped_bytes()));
+    let bytes = class_bytes.as_ref().map(|b| pinned(b.series, &b.scale));
     let verdict = bytes
         .as_ref()
         .map_or(count.verdict, |b| count.verdict.worst(b.verdict));
@@ -192,11 +232,14 @@ fn resource_class(
         }
     }
     let last = iterations.last().unwrap_or(u64::MAX);
-    let record_bytes = map_bytes.map(|_| sites::bytes_by_record(ledger.map_byte_changes(), last));
-    let site_bytes = map_bytes.map(|_| sites::SiteBytes {
-        changes: ledger.map_byte_changes(),
+    let record_bytes = class_bytes
+        .as_ref()
+        .map(|b| sites::bytes_by_record(b.changes, last));
+    let site_bytes = class_bytes.as_ref().map(|b| sites::SiteBytes {
+        changes: b.changes,
         at_last_boundary: record_bytes.as_ref().expect("set together"),
-        resized: ledger.resized_mappings(),
+        resized: b.resized,
+        scale: b.scale,
     });
     let sites = sites::retained_sites(
         records,
@@ -226,9 +269,12 @@ fn resource_class(
         lifetimes,
         sites,
         failures: failures::of_class(ledger, iterations, class),
+        removed_unseen: None,
     }
 }
 
+#[cfg(test)]
+mod file_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -37,6 +37,18 @@ pub(crate) fn mapped_bytes() -> Scale {
     }
 }
 
+/// Bytes on disk of the entries left behind. File sizes move by any number of bytes, but a
+/// leak of less than a page per iteration (one small file's block) is not worth a verdict
+/// of its own: the entry count already shows each file left.
+pub(crate) fn file_bytes() -> Scale {
+    Scale {
+        floor: 2.0 * PAGE as f64,
+        resolution: 1.0,
+        meaningful: PAGE as f64,
+        unit: Unit::Bytes,
+    }
+}
+
 /// The brk heap moves in the allocator's steps: the typical growth this run showed, or
 /// glibc's default when it never grew.
 pub(crate) fn heap_bytes(ledger: &Ledger) -> Scale {

@@ -57,6 +57,8 @@ pub(crate) struct SiteBytes<'a> {
     pub(crate) at_last_boundary: &'a HashMap<RecordId, u64>,
     /// Records an mremap resized in place.
     pub(crate) resized: &'a HashSet<RecordId>,
+    /// How the class's bytes are judged.
+    pub(crate) scale: trend::Scale,
 }
 
 /// Groups retained records by site. `site_bytes` (for mappings) judges each site's bytes
@@ -139,7 +141,7 @@ pub(crate) fn retained_sites(
                         resized_to = Some(bytes_of_site);
                     }
                     let series = site_byte_series(judged.changes, ids, &iterations.boundaries);
-                    let judgement = trend::judge(&series, &scales::mapped_bytes(), doubt);
+                    let judgement = trend::judge(&series, &judged.scale, doubt);
                     let rate = if judgement.verdict == Verdict::Leak {
                         judgement.rate
                     } else {

@@ -33,7 +33,14 @@ pub(super) fn run_sampled(
 fn analyze_stream(s: &Stream, lost: u64) -> Analysis {
     let ledger = s.ledger();
     let iterations = iterations::detect(&ledger, &IterationRequest::Symbol("tick".into()));
-    analyze(&ledger, &iterations, &RunFacts { lost_events: lost })
+    analyze(
+        &ledger,
+        &iterations,
+        &RunFacts {
+            lost_events: lost,
+            ..RunFacts::default()
+        },
+    )
 }
 
 /// A site as the report names it (the stream's ledger interns the same ids again).

@@ -7,7 +7,7 @@ use crate::{
     diagnosis::{self, FollowedProcesses, RunInfo, TargetExit},
     ending::{Ending, How, Interruption, KilledBy},
     event::Event,
-    exit_code,
+    exit_code, file_sizes,
     iterations::IterationRequest,
     ledger::Ledger,
     proc_snapshot::Snapshot,
@@ -19,22 +19,30 @@ use crate::{
 
 use super::output::ReportOutput;
 
-impl EventSink for Ledger {
+/// The ledger being filled, and the sampler of the sizes of the entries on disk it holds.
+struct Tracing {
+    ledger: Ledger,
+    sizes: file_sizes::Sampler,
+}
+
+impl EventSink for Tracing {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
-        Ledger::begin(self, target, since_ns);
+        let ledger = &mut self.ledger;
+        ledger.begin(target, since_ns);
         if let Some(cwd) = &held.cwd {
-            self.set_cwd(target, &cwd.to_string_lossy());
+            ledger.set_cwd(target, &cwd.to_string_lossy());
         }
         for fd in &held.fds {
-            self.seed_fd(target, fd.fd, &fd.link, fd.cloexec);
+            ledger.seed_fd(target, fd.fd, &fd.link, fd.cloexec);
         }
         for mapping in &held.mappings {
-            self.seed_mapping(target, mapping.start, mapping.len, &mapping.description);
+            ledger.seed_mapping(target, mapping.start, mapping.len, &mapping.description);
         }
     }
 
     fn apply(&mut self, event: &Event) {
-        Ledger::apply(self, event);
+        self.ledger.apply(event);
+        self.sizes.after_event(&mut self.ledger, event.time_ns);
     }
 }
 
@@ -61,20 +69,26 @@ pub(crate) async fn trace_and_diagnose(
         ring_bytes: common.ring_mib << 20,
         marker,
     };
-    let mut ledger = Ledger::new();
+    let mut tracing = Tracing {
+        ledger: Ledger::new(),
+        sizes: file_sizes::Sampler::default(),
+    };
     let outcome = match progress {
         Some(progress) => {
             let mut sink = ProgressSink {
-                inner: &mut ledger,
+                inner: &mut tracing,
                 progress: progress.clone(),
-                live: Ledger::live_totals,
+                live: |tracing| tracing.ledger.live_totals(),
             };
             let outcome = session::trace(target, &config, &mut sink).await;
             progress.finish();
             outcome?
         }
-        None => session::trace(target, &config, &mut ledger).await?,
+        None => session::trace(target, &config, &mut tracing).await?,
     };
+    let mut ledger = tracing.ledger;
+    // Entries left on disk are sized now, before anyone can remove them.
+    ledger.note_file_sizes(file_sizes::stat_live(&ledger));
     stop::test_pause("report", "").await;
     let exit = outcome.end;
     let info = RunInfo {

@@ -27,14 +27,7 @@ impl Ledger {
                 path,
                 cloexec,
             } => {
-                let base = if path.starts_with('/') {
-                    None
-                } else if dirfd == AT_FDCWD {
-                    process.cwd.clone()
-                } else {
-                    path_of(history, process, dirfd)
-                };
-                let resolved = paths::resolve(&path, base.as_deref());
+                let resolved = resolve_at(history, process, dirfd, &path);
                 let site = history.sites.intern(SiteKey::fd_path(&resolved));
                 history.opens.push(OpenedPath {
                     time_ns: t,
@@ -54,10 +47,14 @@ impl Ledger {
                 }
             }
             FdOp::PairUnknown => history.unknown_fd_pairs += 1,
-            FdOp::Close { fd } => match process.fds.remove(fd) {
-                Some(entry) => history.fds.release(entry.record, t, Cause::Explicit),
-                None => history.unknown_releases += 1,
-            },
+            FdOp::Close { fd } => {
+                match process.fds.remove(fd) {
+                    Some(entry) => history.fds.release(entry.record, t, Cause::Explicit),
+                    None => history.unknown_releases += 1,
+                }
+                self.watches
+                    .fds_closed(history, (tgid, t), (fd, fd), Cause::Implicit);
+            }
             FdOp::CloseRange {
                 first,
                 last,
@@ -71,6 +68,10 @@ impl Ledger {
                 for entry in process.fds.remove_range(first, last) {
                     history.fds.release(entry.record, t, Cause::Explicit);
                 }
+                let clamp = |fd: u32| fd.min(i32::MAX as u32) as i32;
+                let range = (clamp(first), clamp(last));
+                self.watches
+                    .fds_closed(history, (tgid, t), range, Cause::Implicit);
             }
             // dup2(x, x) is a no-op: nothing is closed, nothing created.
             FdOp::Dup { old, new: fd, .. } if old == fd => {}
@@ -92,6 +93,9 @@ impl Ledger {
                     },
                 };
                 let site = history.sites.intern(SiteKey::Fd(site));
+                // dup2/dup3 onto a watching fd closes it, and its watches with it.
+                self.watches
+                    .fds_closed(history, (tgid, t), (fd, fd), Cause::Implicit);
                 history.install(process, new(fd, site, cloexec));
             }
             FdOp::SetCloexec { fd, on } => {
@@ -117,8 +121,21 @@ pub(super) fn fd_site<'a>(history: &'a History, process: &Process, fd: i32) -> O
     }
 }
 
+/// `path` as a call against `dirfd` names it: absolute, or joined to the directory fd's
+/// path or the cwd (relative when those are unknown).
+pub(super) fn resolve_at(history: &History, process: &Process, dirfd: i32, path: &str) -> String {
+    let base = if path.starts_with('/') {
+        None
+    } else if dirfd == AT_FDCWD {
+        process.cwd.clone()
+    } else {
+        path_of(history, process, dirfd)
+    };
+    paths::resolve(path, base.as_deref())
+}
+
 /// The path `fd` was opened from (what a path relative to it resolves against).
-fn path_of(history: &History, process: &Process, fd: i32) -> Option<Arc<str>> {
+pub(super) fn path_of(history: &History, process: &Process, fd: i32) -> Option<Arc<str>> {
     match &fd_site(history, process, fd)?.source {
         FdSource::Path(path) => Some(path.clone()),
         FdSource::Kind(_) | FdSource::DupOfUntracked => None,

@@ -32,6 +32,12 @@ pub(super) struct History {
     pub(crate) unknown_releases: u64,
     pub(crate) unknown_fd_pairs: u64,
     pub(crate) unread_deliveries: u64,
+    /// Sizes of live entries sampled during the run.
+    pub(crate) file_size_samples: Vec<super::SizeSample>,
+    /// Name patterns of entry and watch sites, grouped over the run.
+    pub(crate) names: super::name_pattern::Grouping,
+    /// Renames whose new name was not captured (the entry left the files map).
+    pub(crate) unknown_renames: u64,
 }
 
 /// A new fd record: `fd` of process `tgid` from `site`, acquired at `t`.

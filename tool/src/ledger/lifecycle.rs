@@ -134,6 +134,9 @@ impl Ledger {
         for entry in process.fds.take_cloexec() {
             self.history.fds.release(entry.record, t, Cause::Exec);
         }
+        let fds = &process.fds;
+        self.watches
+            .exec(&mut self.history, (tgid, t), |fd| fds.get(fd).is_some());
         self.history.drop_address_space(process, t, Cause::Exec);
     }
 
@@ -151,6 +154,10 @@ impl Ledger {
             self.history
                 .drop_address_space(&mut process, t, Cause::Exit);
         }
+        // Watches go with the process's fds (even one the ledger held no table for).
+        let every_fd = (i32::MIN, i32::MAX);
+        self.watches
+            .fds_closed(&mut self.history, (tgid, t), every_fd, Cause::Exit);
         self.exits.insert(tgid, t);
     }
 

@@ -2,10 +2,14 @@
 //! the event stream.
 //!
 //! It keeps three kinds of facts:
-//! - resource records (fds and mappings) with acquisition and release times, so the
+//! - resource records (fds, mappings, entries on disk, watches) with acquisition and release times, so the
 //!   analysis can tell what was live at any iteration boundary;
 //! - byte-change logs for mappings and the brk heap, so byte totals can be replayed too;
 //! - raw series the iteration detector needs: markers, opened paths, rss samples.
+//!
+//! Entries on disk (`files`) belong to no process: the filesystem is shared, so one map of
+//! live paths serves every process, and exit or exec releases none. Watches (`watches`)
+//! belong to the process and fd that added them.
 //!
 //! Fd tables and address spaces belong to a process (tgid), shared by its threads. The
 //! ledger never looks at `tid` except to tell a thread's exit from its process's.
@@ -18,15 +22,20 @@ pub(crate) mod brk;
 mod fd_apply;
 pub(crate) mod fd_calls;
 pub(crate) mod fd_table;
+mod file_apply;
+pub(crate) mod file_calls;
+pub(crate) mod files;
 mod history;
 pub(crate) mod holdings;
 mod lifecycle;
 mod map_apply;
 pub(crate) mod map_calls;
 pub(crate) mod mappings;
+pub(crate) mod name_pattern;
 pub(crate) mod paths;
 pub(crate) mod records;
 pub(crate) mod sites;
+pub(crate) mod watches;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -65,6 +74,14 @@ pub(crate) struct HeapGrowth {
     pub(crate) time_ns: u64,
     pub(crate) bytes: u64,
     pub(crate) site: SiteId,
+}
+
+/// The size of a live entry on disk, as the session found it during the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SizeSample {
+    pub(crate) time_ns: u64,
+    pub(crate) record: RecordId,
+    pub(crate) bytes: u64,
 }
 
 /// A successful open of a path (the `--iteration-path` and auto-detection input).
@@ -127,6 +144,12 @@ pub(crate) struct Ledger {
     final_holdings: BTreeMap<u32, Holdings>,
     /// When each process exec'd, in time order: a new program image starts there.
     execs: HashMap<u32, Vec<u64>>,
+    /// Entries on disk created and not removed: shared by every process.
+    entries: files::Entries,
+    /// inotify watches and fanotify marks, by process and watching fd.
+    watches: watches::Watches,
+    /// Sizes of the live entries, taken when tracing ended (see [`Ledger::note_file_sizes`]).
+    file_sizes: crate::analysis::FileSizes,
 }
 
 impl Ledger {
@@ -204,6 +227,10 @@ impl Ledger {
         } else if let Some(op) = map_calls::decode(call) {
             self.apply_map(tgid, t, op, call);
         }
+        // An open that created its file is an fd and an entry on disk.
+        if let Some(op) = file_calls::decode(call) {
+            self.apply_file(tgid, t, op);
+        }
     }
 
     // ---- read access for the analysis ----
@@ -224,6 +251,13 @@ impl Ledger {
     /// inotify watches and fanotify marks (released when removed or their fd closes).
     pub(crate) fn watch_records(&self) -> &Records {
         &self.history.watches
+    }
+    /// What the session found on disk of the live entries when tracing ended.
+    pub(crate) fn note_file_sizes(&mut self, sizes: crate::analysis::FileSizes) {
+        self.file_sizes = sizes;
+    }
+    pub(crate) fn file_sizes(&self) -> &crate::analysis::FileSizes {
+        &self.file_sizes
     }
     /// Every change of mapped bytes, in apply order (time order).
     pub(crate) fn map_byte_changes(&self) -> &[ByteChange] {
@@ -325,3 +359,6 @@ mod fd_coverage;
 
 #[cfg(test)]
 mod received_tests;
+
+#[cfg(test)]
+pub(crate) mod file_tests;

@@ -33,6 +33,53 @@ pub(crate) enum SiteKey {
     RemapOfUntracked,
     /// Growth of the brk heap, and the stack that asked for it.
     Brk { stack: Option<StackId> },
+    /// An entry on disk the target created, by name pattern (see `name_pattern`).
+    Entry(EntrySite),
+    /// An inotify watch or fanotify mark, by the watched path's pattern.
+    Watch(WatchSite),
+}
+
+/// Entries created from one name pattern, of one kind.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct EntrySite {
+    pub(crate) kind: EntryKind,
+    /// The path with digits and random-looking parts grouped (`/tmp/app-XXXXXX.tmp`).
+    pub(crate) pattern: Arc<str>,
+}
+
+/// What kind of entry a call created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum EntryKind {
+    /// A regular file (open with O_CREAT, creat).
+    File,
+    Directory,
+    /// mknod: a device, fifo, socket or regular file node.
+    Node,
+    Symlink,
+    /// link/linkat: a new name for an existing inode (O_TMPFILE's way onto disk too).
+    HardLink,
+}
+
+/// Watches on paths of one pattern, through one API.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct WatchSite {
+    pub(crate) api: WatchApi,
+    pub(crate) pattern: Arc<str>,
+}
+
+/// How a path is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum WatchApi {
+    Inotify,
+    Fanotify(MarkType),
+}
+
+/// What a fanotify mark covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum MarkType {
+    Inode,
+    Mount,
+    Filesystem,
 }
 
 /// What an fd refers to, and which call kept it: a leak "kept by dup" is fixed somewhere
@@ -176,6 +223,18 @@ impl SiteKey {
             source: FdSource::Path(Arc::from(path)),
             kept_by: None,
         })
+    }
+}
+
+impl SiteKey {
+    /// The site of entries of `kind` created at paths of `pattern` (see `name_pattern`).
+    pub(crate) fn entry(kind: EntryKind, pattern: Arc<str>) -> Self {
+        SiteKey::Entry(EntrySite { kind, pattern })
+    }
+
+    /// The site of watches through `api` on paths of `pattern`.
+    pub(crate) fn watch(api: WatchApi, pattern: Arc<str>) -> Self {
+        SiteKey::Watch(WatchSite { api, pattern })
     }
 }
 

@@ -31,7 +31,6 @@ impl Syscall {
     }
 
     /// The second path (rename's new name).
-    #[allow(dead_code)] // until the files ledger's tests use it
     pub(crate) fn with_path2(mut self, path: &str) -> Self {
         self.path2 = Some(Box::new(CapturedPath {
             bytes: path.as_bytes().to_vec(),
@@ -41,7 +40,6 @@ impl Syscall {
     }
 
     /// What the kernel saw of an open: its flags and whether it created the file.
-    #[allow(dead_code)] // until the files ledger's tests use it
     pub(crate) fn with_open(mut self, flags: u32, created: Option<bool>) -> Self {
         self.open = Some(crate::event::OpenInfo {
             flags: Some(flags),

@@ -9,8 +9,8 @@ use crate::analysis::HeapSite;
 use crate::analysis::sites::Site;
 use crate::analysis::trend::Verdict;
 use crate::ledger::sites::{
-    Backing, FdKind, FdSite, FdSource, MappingSite, PidfdDelivery, Seeded, SiteId, SiteKey, Sites,
-    StackId,
+    Backing, EntryKind, FdKind, FdSite, FdSource, MappingSite, MarkType, PidfdDelivery, Seeded,
+    SiteId, SiteKey, Sites, StackId, WatchApi,
 };
 use crate::units;
 
@@ -100,6 +100,25 @@ impl Display for SiteText<'_> {
             SiteKey::Brk { stack } => {
                 f.write_str("brk")?;
                 self.frames(f, *stack)
+            }
+            SiteKey::Entry(entry) => {
+                let kind = match entry.kind {
+                    EntryKind::File => "file",
+                    EntryKind::Directory => "directory",
+                    EntryKind::Node => "node",
+                    EntryKind::Symlink => "symlink",
+                    EntryKind::HardLink => "hard link",
+                };
+                write!(f, "{kind} {}", entry.pattern)
+            }
+            SiteKey::Watch(watch) => {
+                let api = match watch.api {
+                    WatchApi::Inotify => "inotify watch",
+                    WatchApi::Fanotify(MarkType::Inode) => "fanotify mark",
+                    WatchApi::Fanotify(MarkType::Mount) => "fanotify mount mark",
+                    WatchApi::Fanotify(MarkType::Filesystem) => "fanotify filesystem mark",
+                };
+                write!(f, "{api} on {}", watch.pattern)
             }
         }
     }

@@ -1,0 +1,94 @@
+//! The bytes of the entries on disk the target left: each live entry's size, taken by the
+//! session when tracing ended (`crate::file_sizes`), replayed at the iteration boundaries.
+
+use std::collections::HashMap;
+
+use crate::ledger::records::{NEVER, RecordId};
+use crate::ledger::{ByteChange, Ledger};
+
+/// What the session found of the entries still live in the ledger when tracing ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FileSizes {
+    /// Size of each live entry found on disk (not following symlinks).
+    pub(crate) sizes: HashMap<RecordId, u64>,
+    /// Live entries missing from disk: removed by a process leakscope did not trace.
+    pub(crate) removed_unseen: u64,
+}
+
+/// Each entry's bytes as changes over time, in time order, from what the session saw of
+/// it: sizes sampled during the run and the size when tracing ended.
+///
+/// Between two looks the size is the one of the next look (a file created, written and
+/// closed within an iteration counts its written size from its creation); after the last
+/// look before its removal it keeps that size until removed. An entry never seen on disk
+/// counts 0: removed before anyone looked, its bytes are not what is left on disk.
+pub(crate) fn changes(ledger: &Ledger, sizes: &FileSizes) -> Vec<ByteChange> {
+    let records = ledger.file_records();
+    let mut looks: HashMap<RecordId, Vec<(u64, u64)>> = HashMap::new();
+    for sample in ledger.file_size_samples() {
+        looks
+            .entry(sample.record)
+            .or_default()
+            .push((sample.time_ns, sample.bytes));
+    }
+    for (&record, &bytes) in &sizes.sizes {
+        looks.entry(record).or_default().push((u64::MAX, bytes));
+    }
+    let mut changes = Vec::new();
+    for (record, mut seen) in looks {
+        if record as usize >= records.all().len() {
+            continue;
+        }
+        let held = records.get(record);
+        seen.sort_unstable();
+        seen.retain(|&(t, _)| t < held.released_ns || t == u64::MAX);
+        let Some(&(_, first)) = seen.first() else {
+            continue;
+        };
+        let mut push = |time_ns: u64, bytes: i64| {
+            if bytes != 0 {
+                changes.push(ByteChange {
+                    time_ns,
+                    bytes,
+                    record,
+                });
+            }
+        };
+        let signed = |bytes: u64| bytes.min(i64::MAX as u64) as i64;
+        push(held.born_ns, signed(first));
+        let mut current = first;
+        for pair in seen.windows(2) {
+            let ((looked, _), (_, next)) = (pair[0], pair[1]);
+            // The next look's size holds from just after this look.
+            if looked.saturating_add(1) < held.released_ns {
+                push(looked.saturating_add(1), signed(next) - signed(current));
+                current = next;
+            }
+        }
+        if held.released_ns != NEVER {
+            push(held.released_ns, -signed(current));
+        }
+    }
+    changes.sort_by_key(|c| (c.time_ns, c.record));
+    changes
+}
+
+/// Why the files class may be missing entries or counting gone ones, if it may.
+pub(crate) fn doubt(ledger: &Ledger) -> Option<String> {
+    let unknown = ledger.unknown_renames();
+    (unknown > 0).then(|| {
+        format!(
+            "{unknown} renames' new names could not be read; entries may be missing from the ledger"
+        )
+    })
+}
+
+/// The note a files judgement carries when entries vanished unseen.
+pub(crate) fn removed_unseen_note(sizes: &FileSizes) -> Option<String> {
+    (sizes.removed_unseen > 0).then(|| {
+        format!(
+            "{} entries still counted live were gone from disk when tracing ended (removed by a process not traced)",
+            sizes.removed_unseen
+        )
+    })
+}

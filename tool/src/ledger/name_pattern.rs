@@ -1,0 +1,252 @@
+//! Grouping of filesystem names into patterns, so one loop that creates a new uniquely
+//! named entry per iteration is one site, not one site per iteration.
+//!
+//! Every path component is grouped the same way (a random directory like `/tmp/tmp8d2k1/`
+//! groups too): runs of digits become `N` (`data-0001.txt` -> `data-N.txt`), and a token
+//! that looks random (letters and digits interleaved, or irregular letter case, as
+//! mkstemp's `XXXXXX` produces) becomes as many `X`. Python's tempfile names (`tmp` and 8
+//! characters of `[a-z0-9_]`) are recognized whole, since their alphabet includes the `_`
+//! that otherwise separates tokens.
+//!
+//! A pattern is a name for a site, never an input to a verdict: a rare random token that
+//! happens to look like a word only splits off a small site of its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Patterns as a run hands them out: names of one shape (the same separators and token
+/// lengths) share the pattern of the most random-looking of them, so the rare mkstemp
+/// suffix that reads like a word (`abcdef`) joins the loop's `XXXXXX` site instead of
+/// splitting off. Names of one shape without random parts stay apart
+/// (`alpha.txt`, `gamma.txt`).
+#[derive(Debug, Default)]
+pub(crate) struct Grouping {
+    by_shape: HashMap<String, Arc<str>>,
+}
+
+impl Grouping {
+    pub(crate) fn pattern(&mut self, path: &str) -> Arc<str> {
+        let mine = pattern(path);
+        let randomness = |p: &str| p.bytes().filter(|&c| c == b'X').count();
+        match self.by_shape.get(&shape(path)) {
+            Some(known) if known.as_ref() == mine => known.clone(),
+            Some(known) if randomness(known) >= randomness(&mine) && randomness(known) > 0 => {
+                known.clone()
+            }
+            Some(_) if randomness(&mine) == 0 => Arc::from(mine),
+            _ => {
+                let mine: Arc<str> = Arc::from(mine);
+                self.by_shape.insert(shape(path), mine.clone());
+                mine
+            }
+        }
+    }
+}
+
+/// The shape of `path`: digits as `N`, every other token of 5 or more characters as its
+/// length, shorter tokens as their pattern.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|name| {
+            if python_name(name).is_some() {
+                return component(name);
+            }
+            let mut out = String::new();
+            for token in split_tokens(name) {
+                match token {
+                    Ok(token) if token.bytes().all(|c| c.is_ascii_digit()) => out.push('N'),
+                    Ok(token) if token.len() >= 5 => out.push_str(&format!("#{}", token.len())),
+                    Ok(token) => out.push_str(&token_pattern(token)),
+                    Err(separator) => out.push(separator),
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `name`'s alphanumeric runs (`Ok`) and the characters between them (`Err`).
+fn split_tokens(name: &str) -> Vec<Result<&str, char>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, c) in name.char_indices() {
+        if !c.is_ascii_alphanumeric() {
+            if start < i {
+                parts.push(Ok(&name[start..i]));
+            }
+            parts.push(Err(c));
+            start = i + c.len_utf8();
+        }
+    }
+    if start < name.len() {
+        parts.push(Ok(&name[start..]));
+    }
+    parts
+}
+
+/// The pattern of `path`: each component grouped, separators kept.
+pub(crate) fn pattern(path: &str) -> String {
+    path.split('/').map(component).collect::<Vec<_>>().join("/")
+}
+
+/// Python's `tempfile` random part: 8 characters of lowercase letters, digits and `_`.
+const PYTHON_RANDOM_LEN: usize = 8;
+
+fn python_random(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'
+}
+
+/// One path component.
+fn component(name: &str) -> String {
+    match python_name(name) {
+        Some(rest) => format!("tmp{}{}", "X".repeat(PYTHON_RANDOM_LEN), tokens(rest)),
+        None => tokens(name),
+    }
+}
+
+/// Python's `tmp` + 8 random characters, then the end or a suffix that starts elsewhere
+/// (`tmpab3x_9k`, `tmpab3x_9k.json`): the suffix. A run of 7 counts when it has a digit or
+/// `_`, which a plain word after `tmp` rarely has; 6 is C's mkdtemp (`tmpXXXXXX`), whose
+/// alphabet has uppercase too: left to the token rules.
+fn python_name(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("tmp")?;
+    let run = rest.bytes().take_while(|&c| python_random(c)).count();
+    let marked = rest[..run].bytes().any(|c| c.is_ascii_digit() || c == b'_');
+    (run == PYTHON_RANDOM_LEN || (run == PYTHON_RANDOM_LEN - 1 && marked)).then(|| &rest[run..])
+}
+
+/// Groups each alphanumeric run of `text`, keeping everything between runs.
+fn tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            token.push(c);
+        } else {
+            out.push_str(&token_pattern(&token));
+            token.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&token_pattern(&token));
+    out
+}
+
+/// A run of ASCII letters and digits: digits become `N`, a word followed by a number keeps
+/// its word (`file12` -> `fileN`), anything random-looking becomes `X`s.
+fn token_pattern(token: &str) -> String {
+    if token.is_empty() {
+        return String::new();
+    }
+    let digits = token.bytes().filter(u8::is_ascii_digit).count();
+    if digits == token.len() {
+        return "N".to_string();
+    }
+    if digits == 0 {
+        return if irregular_case(token) {
+            "X".repeat(token.len())
+        } else {
+            token.to_string()
+        };
+    }
+    // Letters then digits: a word and a counter, when the word reads as one.
+    let word_len = token.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let word = &token[..word_len];
+    let counter_follows = token[word_len..].bytes().all(|c| c.is_ascii_digit());
+    if counter_follows && !irregular_case(word) {
+        return format!("{word}N");
+    }
+    "X".repeat(token.len())
+}
+
+/// Letter case no word has: an uppercase letter after a lowercase one, or after the
+/// first character with lowercase letters around (`XaBcDe`, `aBCdef`; not `Makefile`,
+/// `README`, `data`).
+fn irregular_case(word: &str) -> bool {
+    let lower = word.bytes().any(|c| c.is_ascii_lowercase());
+    let upper_after_first = word.bytes().skip(1).any(|c| c.is_ascii_uppercase());
+    lower && upper_after_first && word.len() >= 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Grouping, pattern};
+
+    #[test]
+    fn word_like_random_suffixes_join_the_random_ones() {
+        let mut grouping = Grouping::default();
+        let group = |g: &mut Grouping, p: &str| g.pattern(p).to_string();
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-abcdef.tmp"),
+            "/tmp/app-abcdef.tmp"
+        );
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-Xa81Zq.tmp"),
+            "/tmp/app-XXXXXX.tmp"
+        );
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-qwerty.tmp"),
+            "/tmp/app-XXXXXX.tmp"
+        );
+        assert_eq!(
+            group(&mut grouping, "/tmp/app-abc123.tmp"),
+            "/tmp/app-XXXXXX.tmp"
+        );
+        assert_eq!(group(&mut grouping, "/srv/alpha.txt"), "/srv/alpha.txt");
+        assert_eq!(group(&mut grouping, "/srv/gamma.txt"), "/srv/gamma.txt");
+    }
+
+    #[test]
+    fn mkstemp_suffixes_group() {
+        assert_eq!(pattern("/tmp/app-Xa81Zq.tmp"), "/tmp/app-XXXXXX.tmp");
+        assert_eq!(pattern("/tmp/app-k2P0dd.tmp"), "/tmp/app-XXXXXX.tmp");
+        assert_eq!(pattern("/tmp/app-AbCdEf.tmp"), "/tmp/app-XXXXXX.tmp");
+        assert_eq!(pattern("/tmp/appQz8k1P"), "/tmp/XXXXXXXXX");
+        assert_eq!(pattern("/tmp/appQzzkaP"), "/tmp/XXXXXXXXX");
+    }
+
+    #[test]
+    fn python_tempfile_names_group() {
+        assert_eq!(pattern("/tmp/tmpab3x_9k"), "/tmp/tmpXXXXXXXX");
+        assert_eq!(pattern("/tmp/tmp_k2abcde"), "/tmp/tmpXXXXXXXX");
+        assert_eq!(pattern("/tmp/tmpk2abcdeq"), "/tmp/tmpXXXXXXXX");
+        assert_eq!(pattern("/tmp/tmpqwertyui"), "/tmp/tmpXXXXXXXX");
+        assert_eq!(pattern("/tmp/tmpab3x_9k.json"), "/tmp/tmpXXXXXXXX.json");
+        // Not 8 random characters: a plain name.
+        assert_eq!(pattern("/tmp/tmpfiles"), "/tmp/tmpfiles");
+    }
+
+    #[test]
+    fn counters_and_dates_group() {
+        assert_eq!(pattern("/data/data-0001.txt"), "/data/data-N.txt");
+        assert_eq!(pattern("/data/data-0002.txt"), "/data/data-N.txt");
+        assert_eq!(
+            pattern("/var/log/app-2024-01-15.log"),
+            "/var/log/app-N-N-N.log"
+        );
+        assert_eq!(pattern("/tmp/job12/out"), "/tmp/jobN/out");
+        assert_eq!(pattern("/tmp/job7/out"), "/tmp/jobN/out");
+    }
+
+    #[test]
+    fn plain_names_stay() {
+        for plain in [
+            "/etc/passwd",
+            "/home/u/Makefile",
+            "/srv/README.md",
+            "out/archive.tar.gz",
+            "/",
+            ".",
+        ] {
+            assert_eq!(pattern(plain), plain);
+        }
+    }
+
+    #[test]
+    fn random_directories_group_too() {
+        assert_eq!(pattern("/tmp/tmp8d2k1/f.txt"), "/tmp/XXXXXXXX/f.txt");
+        assert_eq!(pattern("/tmp/tmp3a9z0/f.txt"), "/tmp/XXXXXXXX/f.txt");
+        assert_eq!(pattern("/tmp/tmpab3x_9k/part-3"), "/tmp/tmpXXXXXXXX/part-N");
+    }
+}
