@@ -7,7 +7,7 @@ use rstest::rstest;
 
 use leakscope_tests::{
     Source, Traced, assert_class, assert_no_leak_in, assert_one_leaking_site, assert_ran,
-    assert_rate, class, diagnose, fixture, leakscope_json, script, sites,
+    assert_rate, class, diagnose, fixture, leakscope_json, pattern_starts_with, script, sites,
 };
 
 /// Iterations per run: enough for a conclusive verdict at 1 per iteration and for a
@@ -86,7 +86,7 @@ fn an_entry_left_on_disk_per_iteration_is_a_files_leak(
             traced,
             "files",
             &format!("starting with {prefix}"),
-            |site| site.starts_with(&prefix),
+            |site| pattern_starts_with(site, &prefix),
             1.0,
         );
         assert_eq!(
@@ -171,7 +171,7 @@ fn python_named_temporary_files_kept_are_a_files_leak() {
             traced,
             "files",
             &format!("starting with {prefix}"),
-            |site| site.starts_with(&prefix),
+            |site| pattern_starts_with(site, &prefix),
             1.0,
         );
         assert_no_leak_in(traced, &OTHERS, "delete=False");

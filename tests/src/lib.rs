@@ -387,3 +387,38 @@ pub fn assert_one_leaking_site<'a>(
     );
     site
 }
+
+/// The path a file or watch site names, without its kind (`file `, `directory `,
+/// `inotify watch on `, ...): everything from its first `/`.
+pub fn site_path(site: &str) -> &str {
+    site.find('/').map_or(site, |i| &site[i..])
+}
+
+/// Whether a site's name pattern starts with `prefix`, a real path. Random-looking parts of
+/// a name (a test's temporary directory, mkstemp's suffix) are grouped as a run of `X`
+/// of the same length in the pattern, so an `X` there stands for any one character but `/`.
+pub fn pattern_starts_with(site: &str, prefix: &str) -> bool {
+    let mut pattern = site_path(site).chars();
+    prefix.chars().all(|real| match pattern.next() {
+        Some('X') => real != '/',
+        Some(c) => c == real,
+        None => false,
+    })
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    #[test]
+    fn grouped_random_parts_match_the_real_path() {
+        let site = "directory /tmp/.XXXXXXXXX/d-N";
+        assert!(pattern_starts_with(site, "/tmp/.tmpz5o5bz/d-"));
+        assert!(!pattern_starts_with(site, "/tmp/.tmpz5o5bz/e-"));
+        assert!(!pattern_starts_with(site, "/var/.tmpz5o5bz/d-"));
+        assert!(pattern_starts_with(
+            "inotify watch on /tmp/ab/w-N",
+            "/tmp/ab/w-"
+        ));
+    }
+}

@@ -52,14 +52,23 @@ fn shape(path: &str) -> String {
                 return component(name);
             }
             let mut out = String::new();
-            for token in split_tokens(name) {
-                match token {
-                    Ok(token) if token.bytes().all(|c| c.is_ascii_digit()) => out.push('N'),
-                    Ok(token) if token.len() >= 5 => out.push_str(&format!("#{}", token.len())),
-                    Ok(token) => out.push_str(&token_pattern(token)),
-                    Err(separator) => out.push(separator),
+            for_words(name, &mut out, |word, out| {
+                // Any word Python's alphabet could have made has the random shape, so a
+                // random part that happens to read as snake_case (`abc_defg`) joins the
+                // loop's site; alone, such a name keeps its own pattern.
+                if python_shaped(word) {
+                    out.push_str(&format!("#{}", word.len()));
+                    return;
                 }
-            }
+                for token in split_tokens(word) {
+                    match token {
+                        Ok(token) if token.bytes().all(|c| c.is_ascii_digit()) => out.push('N'),
+                        Ok(token) if token.len() >= 5 => out.push_str(&format!("#{}", token.len())),
+                        Ok(token) => out.push_str(&token_pattern(token)),
+                        Err(separator) => out.push(separator),
+                    }
+                }
+            });
             out
         })
         .collect::<Vec<_>>()
@@ -101,8 +110,60 @@ fn python_random(c: u8) -> bool {
 fn component(name: &str) -> String {
     match python_name(name) {
         Some(rest) => format!("tmp{}{}", "X".repeat(PYTHON_RANDOM_LEN), tokens(rest)),
-        None => tokens(name),
+        None => {
+            let mut out = String::with_capacity(name.len());
+            for_words(name, &mut out, |word, out| {
+                if python_random_word(word) {
+                    out.push_str(&"X".repeat(word.len()));
+                } else {
+                    out.push_str(&tokens(word));
+                }
+            });
+            out
+        }
     }
+}
+
+/// Calls `word` on each run of `[A-Za-z0-9_]` of `name` and copies the characters between
+/// runs to `out`. Python's random part may hold `_`, which the token rules split on, so
+/// it must be seen whole first (`leak-ab_3kd9x.txt` with `prefix="leak-"`).
+fn for_words(name: &str, out: &mut String, mut word: impl FnMut(&str, &mut String)) {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut start = None;
+    for (i, c) in name.char_indices() {
+        match (is_word(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(from)) => {
+                word(&name[from..i], out);
+                start = None;
+                out.push(c);
+            }
+            (false, None) => out.push(c),
+            (true, Some(_)) => {}
+        }
+    }
+    if let Some(from) = start {
+        word(&name[from..], out);
+    }
+}
+
+/// A whole word that is Python's 8 random characters of `[a-z0-9_]` after a prefix of the
+/// caller's (`NamedTemporaryFile(prefix="leak-")`): it must carry a digit or `_` (an
+/// 8-letter word rarely does), and not be a plain number (a counter, grouped as `N`).
+/// snake_case words (`app_conf`: every part 3 letters or more) are left to the token rules.
+fn python_random_word(word: &str) -> bool {
+    let snake_case = word
+        .split('_')
+        .all(|part| part.len() >= 3 && part.bytes().all(|c| c.is_ascii_lowercase()));
+    python_shaped(word) && !snake_case
+}
+
+/// 8 characters of Python's alphabet with a digit or `_`, not a plain number.
+fn python_shaped(word: &str) -> bool {
+    word.len() == PYTHON_RANDOM_LEN
+        && word.bytes().all(python_random)
+        && word.bytes().any(|c| c.is_ascii_digit() || c == b'_')
+        && !word.bytes().all(|c| c.is_ascii_digit())
 }
 
 /// Python's `tmp` + 8 random characters, then the end or a suffix that starts elsewhere
@@ -213,8 +274,37 @@ mod tests {
         assert_eq!(pattern("/tmp/tmpk2abcdeq"), "/tmp/tmpXXXXXXXX");
         assert_eq!(pattern("/tmp/tmpqwertyui"), "/tmp/tmpXXXXXXXX");
         assert_eq!(pattern("/tmp/tmpab3x_9k.json"), "/tmp/tmpXXXXXXXX.json");
+        // With a prefix of the caller's, the random part is still seen whole.
+        assert_eq!(pattern("/tmp/x/leak-ab_3kd9x"), "/tmp/x/leak-XXXXXXXX");
+        assert_eq!(
+            pattern("/tmp/x/leak-_k2abcde.txt"),
+            "/tmp/x/leak-XXXXXXXX.txt"
+        );
+        assert_eq!(pattern("/tmp/x/leak-k2abcd_9"), "/tmp/x/leak-XXXXXXXX");
+        // An eight-digit counter stays a counter; a snake_case name stays itself.
+        assert_eq!(pattern("/tmp/x/leak-00001234"), "/tmp/x/leak-N");
+        assert_eq!(pattern("/srv/app_conf.toml"), "/srv/app_conf.toml");
         // Not 8 random characters: a plain name.
         assert_eq!(pattern("/tmp/tmpfiles"), "/tmp/tmpfiles");
+    }
+
+    #[test]
+    fn python_names_with_a_prefix_are_one_site_whatever_their_letters() {
+        let mut grouping = Grouping::default();
+        let first = grouping.pattern("/tmp/x/leak-ab_3kd9x").to_string();
+        for name in [
+            "leak-qwertyui",
+            "leak-k_abcdef",
+            "leak-1_abcdef",
+            "leak-abcdef_1",
+        ] {
+            assert_eq!(
+                grouping.pattern(&format!("/tmp/x/{name}")).as_ref(),
+                first,
+                "{name}"
+            );
+        }
+        assert_eq!(first, "/tmp/x/leak-XXXXXXXX");
     }
 
     #[test]
