@@ -129,91 +129,87 @@ impl Report {
 
     fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
         let c = &self.classes;
-        let row = |out: &mut dyn Write, cells: [&str; 5]| {
-            let [class, verdict, rate, live, limit] = cells;
-            writeln!(
-                out,
-                "  {class:<7} {verdict:<13} {rate:<28} {live:<16} {limit}"
-            )
-        };
+        // Rows first, then widths: a long rate ("1 B per 26,000,000 iterations") widens its
+        // column instead of pushing the rest of its row out of line.
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        let mut row = |cells: [&str; 5]| rows.push(cells.map(str::to_string));
         let count_limit = |limit: Option<f64>| limit.map_or("-".into(), units::count_rate);
         let bytes_limit = |limit: Option<f64>| limit.map_or("-".into(), units::bytes_rate);
-        row(
-            out,
-            [
-                "class",
-                "verdict",
-                "per iteration",
-                "live at end",
-                "detects leaks from",
-            ],
-        )?;
-        row(
-            out,
-            [
-                "fd",
-                verdict_text(c.fd.verdict),
-                &with_unit(units::count_rate(c.fd.leaked_per_iteration), "fds"),
-                &c.fd.live_at_end.to_string(),
-                &with_unit(count_limit(c.fd.detection_limit_per_iteration), "fds"),
-            ],
-        )?;
+        row([
+            "class",
+            "verdict",
+            "per iteration",
+            "live at end",
+            "detects leaks from",
+        ]);
+        row([
+            "fd",
+            verdict_text(c.fd.verdict),
+            &with_unit(units::count_rate(c.fd.leaked_per_iteration), "fds"),
+            &c.fd.live_at_end.to_string(),
+            &with_unit(count_limit(c.fd.detection_limit_per_iteration), "fds"),
+        ]);
         let map_bytes = c.mmap.bytes_leaked_per_iteration.unwrap_or(0.0);
         let live_bytes = c.mmap.live_bytes_at_end.unwrap_or(0) as f64;
-        row(
-            out,
-            [
-                "mmap",
-                verdict_text(c.mmap.verdict),
-                &format!(
-                    "{}, {}",
-                    with_unit(units::count_rate(c.mmap.leaked_per_iteration), "maps"),
-                    units::bytes_rate(map_bytes)
-                ),
-                &format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes)),
-                &format!(
-                    "{}, {}",
-                    with_unit(count_limit(c.mmap.detection_limit_per_iteration), "maps"),
-                    bytes_limit(c.mmap.detection_limit_bytes_per_iteration)
-                ),
-            ],
-        )?;
-        row(
-            out,
-            [
-                "brk",
-                verdict_text(c.brk.verdict),
-                &units::bytes_rate(c.brk.bytes_per_iteration),
-                &units::bytes(c.brk.live_bytes_at_end as f64),
-                &bytes_limit(c.brk.detection_limit_bytes_per_iteration),
-            ],
-        )?;
-        row(
-            out,
-            [
-                "rss",
-                verdict_text(c.rss.verdict),
-                &units::bytes_rate(c.rss.bytes_per_iteration),
-                &c.rss
-                    .bytes_at_end
-                    .map_or("not sampled".into(), |b| units::bytes(b as f64)),
-                &bytes_limit(c.rss.detection_limit_bytes_per_iteration),
-            ],
-        )?;
-        writeln!(
-            out,
-            "          rss growth not explained by mmap/brk: {}/iter ({})",
-            units::bytes_rate(c.rss.unexplained_bytes_per_iteration),
-            c.rss.unexplained_verdict.as_str()
-        )?;
+        row([
+            "mmap",
+            verdict_text(c.mmap.verdict),
+            &format!(
+                "{}, {}",
+                with_unit(units::count_rate(c.mmap.leaked_per_iteration), "maps"),
+                units::bytes_rate(map_bytes)
+            ),
+            &format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes)),
+            &format!(
+                "{}, {}",
+                with_unit(count_limit(c.mmap.detection_limit_per_iteration), "maps"),
+                bytes_limit(c.mmap.detection_limit_bytes_per_iteration)
+            ),
+        ]);
+        row([
+            "brk",
+            verdict_text(c.brk.verdict),
+            &units::bytes_rate(c.brk.bytes_per_iteration),
+            &units::bytes(c.brk.live_bytes_at_end as f64),
+            &bytes_limit(c.brk.detection_limit_bytes_per_iteration),
+        ]);
+        row([
+            "rss",
+            verdict_text(c.rss.verdict),
+            &units::bytes_rate(c.rss.bytes_per_iteration),
+            &c.rss
+                .bytes_at_end
+                .map_or("not sampled".into(), |b| units::bytes(b as f64)),
+            &bytes_limit(c.rss.detection_limit_bytes_per_iteration),
+        ]);
         for (name, unit, class) in [
             ("files", "files", &c.files),
             ("watches", "watches", &c.watches),
         ] {
-            row(
+            row(disk_row(name, unit, class).each_ref().map(String::as_str));
+        }
+        let mut widths = [7, 13, 28, 16, 0];
+        for cells in &rows {
+            for (width, cell) in widths.iter_mut().zip(cells) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let [w0, w1, w2, w3, _] = widths;
+        for (i, [class, verdict, rate, live, limit]) in rows.iter().enumerate() {
+            writeln!(
                 out,
-                disk_row(name, unit, class).each_ref().map(String::as_str),
+                "  {class:<w0$} {verdict:<w1$} {rate:<w2$} {live:<w3$} {limit}"
             )?;
+            // The rss row's note follows it (rows: header, fd, mmap, brk, rss, ...).
+            if i == 4 {
+                writeln!(
+                    out,
+                    "  {:w0$} rss growth not explained by mmap/brk: {}/iter ({})",
+                    "",
+                    units::bytes_rate(c.rss.unexplained_bytes_per_iteration),
+                    c.rss.unexplained_verdict.as_str()
+                )?;
+            }
         }
         for (name, why) in [
             ("fd", c.fd.why.as_str()),
