@@ -132,7 +132,7 @@ fn files_removed_or_replaced_are_no_leak() {
                 [-100i64 as u64, 0, O_RDWR | O_CREAT, 0, 0, 0],
             )
             .with_path("/var/log/app.log")
-            .with_open((O_RDWR | O_CREAT) as u32, Some(false)),
+            .with_open(O_RDWR | O_CREAT, Some(false)),
         )
         .close(4);
     });

@@ -4,15 +4,9 @@
 use super::fd_calls::AT_FDCWD;
 use super::sites::{EntryKind, MarkType};
 use crate::event::Syscall;
+use leakscope_common::open_flags::{CREAT_FLAGS, O_CREAT, O_EXCL, O_TMPFILE_BIT};
 use leakscope_common::syscalls as nr;
 
-const O_CREAT: u32 = 0o100;
-const O_EXCL: u32 = 0o200;
-const O_WRONLY: u32 = 0o1;
-const O_TRUNC: u32 = 0o1000;
-/// O_TMPFILE without O_DIRECTORY: an unnamed file that leaves nothing on disk unless a
-/// linkat gives it a name.
-const O_TMPFILE_BIT: u32 = 0o20000000;
 const AT_REMOVEDIR: u64 = 0x200;
 const RENAME_EXCHANGE: u64 = 2;
 const FAN_MARK_ADD: u64 = 0x1;
@@ -163,13 +157,18 @@ pub(crate) fn decode(call: &Syscall) -> Option<FileOp> {
 
 /// Whether a successful open-family call created its file.
 fn created(call: &Syscall) -> bool {
-    let flags = call.open.and_then(|open| open.flags).or(match call.nr {
-        nr::OPEN => Some(call.args[1] as u32),
-        nr::OPENAT => Some(call.args[2] as u32),
-        nr::CREAT => Some(O_CREAT | O_WRONLY | O_TRUNC),
-        // openat2's flags live in a struct only the kernel side reads.
-        _ => None,
-    });
+    let flags = call
+        .open
+        .and_then(|open| open.flags)
+        .map(u64::from)
+        .or(match call.nr {
+            nr::OPEN => Some(call.args[1]),
+            nr::OPENAT => Some(call.args[2]),
+            nr::CREAT => Some(CREAT_FLAGS),
+            // openat2's flags live in a struct only the kernel side reads.
+            _ => None,
+        });
+    // O_TMPFILE makes an unnamed file: nothing is on disk unless a linkat names it.
     if flags.is_some_and(|f| f & O_TMPFILE_BIT != 0) {
         return false;
     }
@@ -223,8 +222,8 @@ mod tests {
     #[test]
     fn open_creates_only_when_the_kernel_or_o_excl_says_so() {
         let openat = |flags: u64| call(nr::OPENAT, 3, [CWD, 0, flags, 0o600, 0, 0]).with_path("f");
-        let plain_creat = u64::from(O_CREAT);
-        let exclusive = u64::from(O_CREAT | O_EXCL);
+        let plain_creat = O_CREAT;
+        let exclusive = O_CREAT | O_EXCL;
         assert_eq!(decode(&openat(plain_creat)), None);
         assert!(matches!(
             decode(&openat(exclusive)),
@@ -234,7 +233,7 @@ mod tests {
         assert!(matches!(decode(&told), Some(FileOp::Create { .. })));
         let existing = openat(exclusive).with_open(O_CREAT | O_EXCL, Some(false));
         assert_eq!(decode(&existing), None);
-        let tmpfile = openat(u64::from(O_TMPFILE_BIT | 0o200000 | 2));
+        let tmpfile = openat(O_TMPFILE_BIT | 0o200000 | 2);
         assert_eq!(
             decode(&tmpfile.with_open(O_TMPFILE_BIT | 2, Some(true))),
             None

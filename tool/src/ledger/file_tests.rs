@@ -7,10 +7,10 @@ use leakscope_common::syscalls as nr;
 
 const PID: u32 = 40;
 const CWD: u64 = -100i64 as u64;
+pub(crate) use leakscope_common::open_flags::{O_CREAT, O_EXCL};
 pub(crate) const O_RDWR: u64 = 2;
-pub(crate) const O_CREAT: u64 = 0o100;
-pub(crate) const O_EXCL: u64 = 0o200;
-pub(crate) const O_TMPFILE: u64 = 0o20000000 | 0o200000;
+/// What glibc passes for O_TMPFILE: the bit and O_DIRECTORY.
+pub(crate) const O_TMPFILE: u64 = leakscope_common::open_flags::O_TMPFILE_BIT | 0o200000;
 const AT_EMPTY_PATH: u64 = 0x1000;
 
 /// Calls the files and watches tests make, as the kernel reports them.
@@ -120,12 +120,12 @@ fn opening_existing_files_creates_nothing() {
     s.sys(
         call(nr::OPENAT, 4, [CWD, 0, O_RDWR | O_CREAT, 0, 0, 0])
             .with_path("/var/log/b.log")
-            .with_open((O_RDWR | O_CREAT) as u32, Some(false)),
+            .with_open(O_RDWR | O_CREAT, Some(false)),
     );
     s.sys(
         call(nr::OPENAT, 5, [CWD, 0, O_RDWR | O_CREAT, 0, 0, 0])
             .with_path("/var/log/c.log")
-            .with_open((O_RDWR | O_CREAT) as u32, Some(true)),
+            .with_open(O_RDWR | O_CREAT, Some(true)),
     );
     assert_eq!(live(&s.ledger()), vec!["/var/log/c.log"]);
 }

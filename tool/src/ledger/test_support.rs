@@ -40,9 +40,9 @@ impl Syscall {
     }
 
     /// What the kernel saw of an open: its flags and whether it created the file.
-    pub(crate) fn with_open(mut self, flags: u32, created: Option<bool>) -> Self {
+    pub(crate) fn with_open(mut self, flags: u64, created: Option<bool>) -> Self {
         self.open = Some(crate::event::OpenInfo {
-            flags: Some(flags),
+            flags: Some(flags as u32),
             created,
         });
         self

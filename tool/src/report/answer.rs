@@ -200,26 +200,20 @@ impl Report {
                 limit_text(classes.brk.limit_hit.as_ref(), None)
             ));
         }
-        if classes.files.verdict == Verdict::Leak {
-            let bytes = classes
-                .files
-                .bytes_leaked_per_iteration
-                .filter(|&b| b > 0.0)
-                .map_or(String::new(), |b| format!(" ({})", units::bytes_rate(b)));
-            leaks.push(format!(
-                "files leak: {}{bytes}{}{}",
-                units::per_iteration(units::count_rate(classes.files.leaked_per_iteration)),
-                top_site(&classes.files, false),
-                limit_text(classes.files.limit_hit.as_ref(), None)
-            ));
-        }
-        if classes.watches.verdict == Verdict::Leak {
-            leaks.push(format!(
-                "watches leak: {}{}{}",
-                units::per_iteration(units::count_rate(classes.watches.leaked_per_iteration)),
-                top_site(&classes.watches, false),
-                limit_text(classes.watches.limit_hit.as_ref(), None)
-            ));
+        for (name, class) in [("files", &classes.files), ("watches", &classes.watches)] {
+            if class.verdict == Verdict::Leak {
+                // Files leak bytes on disk too; watches are counted only.
+                let bytes = class
+                    .bytes_leaked_per_iteration
+                    .filter(|&b| b > 0.0)
+                    .map_or(String::new(), |b| format!(" ({})", units::bytes_rate(b)));
+                leaks.push(format!(
+                    "{name} leak: {}{bytes}{}{}",
+                    units::per_iteration(units::count_rate(class.leaked_per_iteration)),
+                    top_site(class, false),
+                    limit_text(class.limit_hit.as_ref(), None)
+                ));
+            }
         }
         if classes.rss.verdict == Verdict::Leak {
             leaks.push(format!(

@@ -120,16 +120,7 @@ fn a_brk_leak_with_its_stack() {
 
 #[test]
 fn a_clean_run_states_its_detection_limits_and_inconclusive_classes() {
-    let mut s = Stream::new(PID);
-    for _ in 0..100 {
-        s.marker_with_rss(10_000_000);
-        s.open("/tmp/a", 3).close(3);
-        s.mmap_anon(0x7f00_0000_0000, 65536)
-            .munmap(0x7f00_0000_0000, 65536);
-    }
-    s.exit();
-    let report = diagnose(s.ledger(), &info("./clean", tick()));
-    assert_report_snapshots("clean_run", &report);
+    assert_report_snapshots("clean_run", &synthetic::clean_report("./clean"));
 }
 
 #[test]
