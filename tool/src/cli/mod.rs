@@ -24,6 +24,10 @@ Examples:
   sudo leakscope run -- ./server --selftest    trace any command from its first syscall
   sudo leakscope run --iteration-path /data/ -- python3 job.py
   sudo leakscope attach --pid 4242 --duration 30
+  sudo leakscope attach --pid 4242 --interval 10 \
+      --metrics /var/lib/node_exporter/textfile/leakscope.prom
+                                               watch a server: lines every 10 s, and metrics
+                                               node_exporter's textfile collector publishes
 
 Exit status: 0 report written, 2 bad usage, 3 --fail-on-leak and a leak was found,
 4 not enough privilege or a missing kernel feature, 5 --fail-on-leak and no leak but events
@@ -114,6 +118,19 @@ pub(crate) struct CommonArgs {
     /// on a loaded machine can outrun the reader for a while without losing any.
     #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = parse_ring_mib)]
     pub(crate) ring_mib: u32,
+    /// Watch mode: every SECS seconds while tracing, print one line per class to stderr
+    /// (live amount, iterations, rate and verdict so far: the final report's analysis run on
+    /// what was traced until then). On a terminal the lines redraw in place; otherwise each
+    /// block is appended under a timestamp, so a log keeps the history. Works with run,
+    /// attach and extract.
+    #[arg(long, value_name = "SECS", value_parser = crate::watch::parse_interval)]
+    pub(crate) interval: Option<std::time::Duration>,
+    /// Write the same facts to FILE in Prometheus text format every interval (every 10 s
+    /// without --interval) and once more at the end, atomically (FILE.tmp, then rename).
+    /// Checked before tracing starts. E.g. for node_exporter's textfile collector:
+    /// `--metrics /var/lib/node_exporter/textfile/leakscope.prom`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics: Option<PathBuf>,
 }
 
 /// The command line that parses back into `args`: each field written as its own flag, in
