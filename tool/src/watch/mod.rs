@@ -17,11 +17,10 @@ mod worker;
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
         mpsc::{self, SyncSender},
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -33,7 +32,7 @@ use crate::{
 pub(crate) use atomic::MetricsFile;
 use rows::{LiveView, Subject};
 use tick::{Tick, Ticker};
-use worker::{Context, Job};
+use worker::{Context, Job, Outputs};
 
 /// `--metrics` without `--interval` writes this often.
 const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(10);
@@ -92,7 +91,7 @@ pub(crate) struct Watch {
     started: Instant,
     jobs: Option<SyncSender<Job>>,
     busy: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Context>>,
+    outputs: Arc<Mutex<Outputs>>,
 }
 
 impl Watch {
@@ -108,20 +107,22 @@ impl Watch {
             pid,
             command,
             iteration_request,
-            display: request.lines.then(display::Display::stderr),
-            metrics: request.metrics,
         };
+        let outputs = Arc::new(Mutex::new(Outputs::new(
+            request.lines.then(display::Display::stderr),
+            request.metrics,
+        )));
         // Room for one job: a second one waits for nothing, it is skipped.
         let (jobs, receiver) = mpsc::sync_channel(1);
         let busy = Arc::new(AtomicBool::new(false));
-        let thread = worker::spawn(context, receiver, busy.clone());
+        worker::spawn(context, outputs.clone(), receiver, busy.clone());
         let now = Instant::now();
         Watch {
             ticker: Ticker::new(request.interval, now),
             started: now,
             jobs: Some(jobs),
             busy,
-            thread: Some(thread),
+            outputs,
         }
     }
 
@@ -155,21 +156,18 @@ impl Watch {
         worker::send(jobs, &self.busy, job);
     }
 
-    /// Tracing is over: waits for an analysis still running (so it cannot overwrite what
-    /// follows), then writes the metrics once more with the final report's facts. The
-    /// text lines stop here: the final report follows them.
+    /// Tracing is over: the text lines stop (the final report follows them), a view still
+    /// being analysed is dropped rather than waited for, and the metrics are written once
+    /// more with the final report's facts.
     pub(crate) fn finish(mut self, report: &Report) {
         self.jobs = None;
-        let Some(context) = self.thread.take().and_then(|thread| thread.join().ok()) else {
+        let Ok(mut outputs) = self.outputs.lock() else {
             return;
         };
-        if let Some(file) = &context.metrics {
-            let subject = Subject::new(report.target.pid, &report.target.command);
-            let mut view = LiveView::from_report(report, subject, self.started.elapsed());
-            view.is_final = true;
-            if let Err(error) = file.write(&metrics::render(&view)) {
-                eprintln!("leakscope: {error:#}");
-            }
-        }
+        outputs.closed = true;
+        let subject = Subject::new(report.target.pid, &report.target.command);
+        let mut view = LiveView::from_report(report, subject, self.started.elapsed());
+        view.is_final = true;
+        outputs.write_metrics(&view);
     }
 }
