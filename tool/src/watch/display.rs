@@ -7,7 +7,7 @@ use std::io::{IsTerminal as _, Write as _};
 #[derive(Debug)]
 pub(crate) struct Display {
     in_place: bool,
-    /// Lines of the block drawn last (redrawn over next time).
+    /// Terminal rows of the block drawn last (redrawn over next time).
     drawn: usize,
 }
 
@@ -20,13 +20,19 @@ impl Display {
     }
 
     pub(crate) fn show(&mut self, lines: &[String]) {
-        let text = self.frame(lines);
+        // Read at each draw: the terminal may have been resized.
+        let columns = console::Term::stderr()
+            .size_checked()
+            .map_or(0, |(_, columns)| usize::from(columns));
+        let text = self.frame(lines, columns);
         // A closed stderr must not stop tracing.
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 
-    /// The bytes to write for `lines`, given what was drawn before.
-    fn frame(&mut self, lines: &[String]) -> String {
+    /// The bytes to write for `lines`, given what was drawn before. `columns`: the
+    /// terminal's width (0: unknown), so that a line the terminal wrapped is moved over
+    /// as the rows it took.
+    fn frame(&mut self, lines: &[String], columns: usize) -> String {
         let mut out = String::new();
         if self.in_place && self.drawn > 0 {
             out.push_str(&format!("\x1b[{}A\r\x1b[J", self.drawn));
@@ -35,8 +41,18 @@ impl Display {
             out.push_str(line);
             out.push('\n');
         }
-        self.drawn = lines.len();
+        self.drawn = lines.iter().map(|line| rows(line, columns)).sum();
         out
+    }
+}
+
+/// Terminal rows `line` takes at `columns` wide.
+fn rows(line: &str, columns: usize) -> usize {
+    let width = console::measure_text_width(line);
+    if columns == 0 || width == 0 {
+        1
+    } else {
+        width.div_ceil(columns)
     }
 }
 
@@ -51,13 +67,17 @@ mod tests {
             in_place: true,
             drawn: 0,
         };
-        assert_eq!(tty.frame(&block), "head\n  fd\n");
-        assert_eq!(tty.frame(&block), "\x1b[2A\r\x1b[Jhead\n  fd\n");
+        assert_eq!(tty.frame(&block, 80), "head\n  fd\n");
+        assert_eq!(tty.frame(&block, 80), "\x1b[2A\r\x1b[Jhead\n  fd\n");
+        // A 10-column terminal wrapped the 12-character header into two rows.
+        let long = ["leakscope 12".to_string(), "  fd".to_string()];
+        tty.frame(&long, 10);
+        assert!(tty.frame(&long, 10).starts_with("\x1b[3A"));
         let mut log = Display {
             in_place: false,
             drawn: 0,
         };
-        log.frame(&block);
-        assert_eq!(log.frame(&block), "head\n  fd\n");
+        log.frame(&block, 80);
+        assert_eq!(log.frame(&block, 80), "head\n  fd\n");
     }
 }
