@@ -72,10 +72,10 @@ fn row_line(row: &Row, iterations: usize, too_few: bool) -> String {
     } else {
         let mut rates = Vec::new();
         if let Some(rate) = row.rate {
-            rates.push(format!("{}/iter", units::count_rate(rate)));
+            rates.push(per_iter(units::count_rate(rate)));
         }
         if let Some(rate) = row.bytes_rate {
-            rates.push(format!("{}/iter", units::bytes_rate(rate)));
+            rates.push(per_iter(units::bytes_rate(rate)));
         }
         format!("{:<28} {}", rates.join("  "), row.verdict.as_str())
     };
@@ -87,6 +87,15 @@ fn row_line(row: &Row, iterations: usize, too_few: bool) -> String {
     )
     .trim_end()
     .to_string()
+}
+
+/// "0.25/iter", but "1 B per 300 iterations" as it is.
+fn per_iter(rate: String) -> String {
+    if rate.contains(" per ") {
+        rate
+    } else {
+        format!("{rate}/iter")
+    }
 }
 
 /// "2026-11-27 14:32:05 UTC".
@@ -122,6 +131,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_rate_below_one_per_iteration_keeps_its_own_wording() {
+        assert_eq!(per_iter(units::count_rate(0.25)), "0.250/iter");
+        assert_eq!(
+            per_iter(units::bytes_rate(-1.0 / 1_400_000.0)),
+            "-1 B per 1,400,000 iterations"
+        );
+    }
 
     #[test]
     fn timestamps_are_utc_dates() {
