@@ -171,3 +171,45 @@ impl Watch {
         outputs.write_metrics(&view);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn request(flags: &[&str]) -> Option<WatchRequest> {
+        let argv = ["leakscope", "run"]
+            .iter()
+            .chain(flags)
+            .chain(&["--", "true"])
+            .copied();
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!()
+        };
+        WatchRequest::from_args(&run.common).unwrap()
+    }
+
+    #[test]
+    fn metrics_alone_are_written_every_ten_seconds_without_lines() {
+        assert!(request(&[]).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.prom");
+        let alone = request(&["--metrics", path.to_str().unwrap()]).unwrap();
+        assert_eq!(alone.interval, DEFAULT_METRICS_INTERVAL);
+        assert!(!alone.draws_lines());
+        let both = request(&["--interval", "2.5", "--metrics", path.to_str().unwrap()]).unwrap();
+        assert_eq!(both.interval, Duration::from_millis(2500));
+        assert!(both.draws_lines() && both.metrics.is_some());
+    }
+
+    #[test]
+    fn an_interval_is_a_positive_number_of_seconds() {
+        assert_eq!(parse_interval("1"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "0.01", "nan", "inf", "x"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
+}
