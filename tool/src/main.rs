@@ -33,6 +33,7 @@ mod symbolize;
 mod symbols;
 mod target;
 mod units;
+mod watch;
 
 use std::process::ExitCode;
 

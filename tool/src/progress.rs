@@ -22,14 +22,10 @@ impl Progress {
     /// A bar over `rounds` x `per_round` iterations, or no display when stderr is not a
     /// terminal.
     pub(crate) fn rounds(rounds: u64, per_round: u64) -> Self {
-        let (rounds, per_round) = (rounds.max(1), per_round.max(1));
         if !std::io::stderr().is_terminal() {
-            return Progress {
-                bar: None,
-                rounds,
-                per_round,
-            };
+            return Self::without_bar(rounds, per_round);
         }
+        let (rounds, per_round) = (rounds.max(1), per_round.max(1));
         let bar =
             ProgressBar::with_draw_target(Some(rounds * per_round), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -42,6 +38,15 @@ impl Progress {
             bar: Some(bar),
             rounds,
             per_round,
+        }
+    }
+
+    /// No display: the lines of the target still go through [`Progress::line_sink`].
+    pub(crate) fn without_bar(rounds: u64, per_round: u64) -> Self {
+        Progress {
+            bar: None,
+            rounds: rounds.max(1),
+            per_round: per_round.max(1),
         }
     }
 
@@ -76,6 +81,10 @@ pub(crate) struct ProgressSink<'a, S: EventSink> {
 impl<S: EventSink> EventSink for ProgressSink<'_, S> {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
         self.inner.begin(target, since_ns, held);
+    }
+
+    fn polled(&mut self, lost: &dyn Fn() -> (u64, u64)) {
+        self.inner.polled(lost);
     }
 
     fn apply(&mut self, event: &Event) {

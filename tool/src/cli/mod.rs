@@ -24,6 +24,10 @@ Examples:
   sudo leakscope run -- ./server --selftest    trace any command from its first syscall
   sudo leakscope run --iteration-path /data/ -- python3 job.py
   sudo leakscope attach --pid 4242 --duration 30
+  sudo leakscope attach --pid 4242 --interval 60 \\
+      --metrics /var/lib/node_exporter/textfile/leakscope.prom
+                                               watch a server: the verdicts so far every
+                                               minute, as lines and as metrics
 
 Exit status: 0 report written, 2 bad usage, 3 --fail-on-leak and a leak was found,
 4 not enough privilege or a missing kernel feature, 5 --fail-on-leak and no leak but events
@@ -33,6 +37,19 @@ a second time (130 SIGINT, 143 SIGTERM, 129 SIGHUP), 1 anything else.
 SIGINT, SIGTERM and SIGHUP stop tracing: run and extract pass the signal on to their target
 and report once it ended; attach stops and leaves the process alone. A second one kills the
 target and stops at once. The report's `ended` says how tracing ended.
+
+Watch mode, for long runs: --interval SECS prints, every SECS seconds while tracing, one
+line per class on stderr (live amount, iterations, rate and verdict so far: the final
+report's analysis on what was traced until then). --metrics FILE writes the same facts in
+Prometheus text format, replaced atomically each interval and once more at the end, so
+node_exporter's textfile collector can publish them: leakscope_live_fds,
+leakscope_live_mappings, leakscope_mapped_bytes, leakscope_brk_bytes, leakscope_rss_bytes,
+leakscope_live_files, leakscope_file_bytes, leakscope_live_watches,
+leakscope_iterations_total, leakscope_lost_events_total,
+leakscope_leak_rate_per_iteration{class}, leakscope_leak_rate_bytes_per_iteration{class},
+leakscope_verdict{class,verdict} (1 for the current verdict) and leakscope_final, each
+labelled with the target's pid and command. Alert on, e.g.,
+leakscope_verdict{verdict=\"leak\"} == 1.
 
 Every \"no leak\" comes with the smallest rate per iteration the run could have seen; a
 class that could not see a small leak (the brk heap grows in ~132 KiB steps) is
@@ -114,6 +131,19 @@ pub(crate) struct CommonArgs {
     /// on a loaded machine can outrun the reader for a while without losing any.
     #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = parse_ring_mib)]
     pub(crate) ring_mib: u32,
+    /// Watch mode: every SECS seconds while tracing, print one line per class to stderr
+    /// (live amount, iterations, rate and verdict so far: the final report's analysis run on
+    /// what was traced until then). On a terminal the lines redraw in place; otherwise each
+    /// block is appended under a timestamp, so a log keeps the history. Works with run,
+    /// attach and extract.
+    #[arg(long, value_name = "SECS", value_parser = crate::watch::parse_interval)]
+    pub(crate) interval: Option<std::time::Duration>,
+    /// Write the same facts to FILE in Prometheus text format every interval (every 10 s
+    /// without --interval) and once more at the end, atomically (FILE.tmp, then rename).
+    /// Checked before tracing starts. E.g. for node_exporter's textfile collector:
+    /// `--metrics /var/lib/node_exporter/textfile/leakscope.prom`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics: Option<PathBuf>,
 }
 
 /// The command line that parses back into `args`: each field written as its own flag, in

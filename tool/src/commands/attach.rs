@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{cli::AttachArgs, exit_code::UsageError, session::Target};
+use crate::{cli::AttachArgs, exit_code::UsageError, session::Target, watch::WatchRequest};
 
 use super::{
     output::ReportOutput,
@@ -28,11 +28,12 @@ pub(crate) async fn attach(args: AttachArgs) -> anyhow::Result<u8> {
     };
     refuse_untraceable(args.pid)?;
     let mut output = ReportOutput::open(&args.common)?;
+    let watch = WatchRequest::from_args(&args.common)?;
     let target = Target::Attach {
         pid: args.pid,
         duration,
     };
-    let diagnosed = trace_and_diagnose(target, &args.common, None, None).await?;
+    let diagnosed = trace_and_diagnose(target, &args.common, None, None, watch).await?;
     write_report(&diagnosed, &args.common, &mut output)
 }
 

@@ -14,6 +14,7 @@ use crate::{
     run_as,
     session::{MarkerSpec, SpawnStdout, Target},
     stop,
+    watch::WatchRequest,
 };
 
 use super::{
@@ -29,6 +30,7 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     let options = command.extract.options();
     // Before anything runs: a bad path must not cost the run.
     let mut output = ReportOutput::open(common)?;
+    let watch = WatchRequest::from_args(common)?;
     let run_as = run_as::resolve(common.user.as_deref())?;
     // Checks the archive, the fd budget and makes the directory before anything is traced.
     let workspace = ExtractWorkspace::create(&options, run_as.map(|r| (r.uid, r.gid)))?;
@@ -60,7 +62,12 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         workspace.extract_dir().display(),
         config.inject_leak
     );
-    let progress = Progress::rounds(config.rounds, config.iterations);
+    // The watch lines take the bar's place on a terminal: the two would draw over each other.
+    let progress = if watch.as_ref().is_some_and(WatchRequest::draws_lines) {
+        Progress::without_bar(config.rounds, config.iterations)
+    } else {
+        Progress::rounds(config.rounds, config.iterations)
+    };
     // Round lines go above the progress bar, or to stderr when stdout carries the JSON.
     let lines = if output.json_on_stdout() {
         Box::new(|line: String| eprintln!("{line}"))
@@ -72,7 +79,7 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         run_as,
         stdout: SpawnStdout::Lines(lines),
     };
-    let mut diagnosed = trace_and_diagnose(target, common, marker, Some(progress)).await?;
+    let mut diagnosed = trace_and_diagnose(target, common, marker, Some(progress), watch).await?;
     diagnosed.report.project_growth(&DEFAULT_PROJECTION_POINTS);
     diagnosed.report.answer_suspects();
     let status = write_report(&diagnosed, common, &mut output)?;

@@ -4,6 +4,7 @@ use crate::{
     cli::RunArgs,
     run_as,
     session::{SpawnStdout, Target},
+    watch::WatchRequest,
 };
 
 use super::{
@@ -14,6 +15,7 @@ use super::{
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     // Before anything runs: a bad path must not cost the run.
     let mut output = ReportOutput::open(&args.common)?;
+    let watch = WatchRequest::from_args(&args.common)?;
     let run_as = run_as::resolve(args.common.user.as_deref())?;
     // With the JSON on stdout, the target's stdout goes to stderr so stdout stays JSON.
     let stdout = if output.json_on_stdout() {
@@ -26,6 +28,6 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         run_as,
         stdout,
     };
-    let diagnosed = trace_and_diagnose(target, &args.common, None, None).await?;
+    let diagnosed = trace_and_diagnose(target, &args.common, None, None, watch).await?;
     write_report(&diagnosed, &args.common, &mut output)
 }

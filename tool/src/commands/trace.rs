@@ -15,6 +15,7 @@ use crate::{
     report::{Exporter as _, JsonExporter, Report, TextExporter},
     session::{self, EventSink, MarkerSpec, Outcome, Target, TraceConfig},
     stop,
+    watch::{Watch, WatchRequest},
 };
 
 use super::output::ReportOutput;
@@ -23,10 +24,15 @@ use super::output::ReportOutput;
 struct Tracing {
     ledger: Ledger,
     sizes: file_sizes::Sampler,
+    /// `--interval`/`--metrics`: the verdicts so far, now and then.
+    watch: Option<Watch>,
 }
 
 impl EventSink for Tracing {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
+        if let Some(watch) = &mut self.watch {
+            watch.begin();
+        }
         let ledger = &mut self.ledger;
         ledger.begin(target, since_ns);
         if let Some(cwd) = &held.cwd {
@@ -44,6 +50,12 @@ impl EventSink for Tracing {
         self.ledger.apply(event);
         self.sizes.after_event(&mut self.ledger, event.time_ns);
     }
+
+    fn polled(&mut self, lost: &dyn Fn() -> (u64, u64)) {
+        if let Some(watch) = &mut self.watch {
+            watch.polled(&self.ledger, lost);
+        }
+    }
 }
 
 pub(crate) struct Diagnosed {
@@ -52,12 +64,14 @@ pub(crate) struct Diagnosed {
 }
 
 /// Traces `target` and diagnoses it. `marker` overrides the user's `--iteration-symbol`
-/// (the built-in extract job marks its own iterations).
+/// (the built-in extract job marks its own iterations). `watch`: the views while tracing
+/// (`--interval`, `--metrics`), checked by the caller before anything ran.
 pub(crate) async fn trace_and_diagnose(
     target: Target,
     common: &CommonArgs,
     marker: Option<MarkerSpec>,
     progress: Option<Progress>,
+    watch: Option<WatchRequest>,
 ) -> anyhow::Result<Diagnosed> {
     let marker = marker.or_else(|| common.iteration_symbol.clone());
     let iteration_request = match (&marker, &common.iteration_path) {
@@ -69,9 +83,25 @@ pub(crate) async fn trace_and_diagnose(
         ring_bytes: common.ring_mib << 20,
         marker,
     };
+    let watch = watch.map(|request| {
+        let (pid, command) = match &target {
+            Target::Spawn { argv, .. } => (
+                0,
+                argv.iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            Target::Attach { pid, .. } => (
+                *pid,
+                crate::followed::proc_command(*pid).unwrap_or_default(),
+            ),
+        };
+        Watch::start(request, pid, command, iteration_request.clone())
+    });
     let mut tracing = Tracing {
         ledger: Ledger::new(),
         sizes: file_sizes::Sampler::default(),
+        watch,
     };
     let outcome = match progress {
         Some(progress) => {
@@ -86,6 +116,7 @@ pub(crate) async fn trace_and_diagnose(
         }
         None => session::trace(target, &config, &mut tracing).await?,
     };
+    let watch = tracing.watch.take();
     let mut ledger = tracing.ledger;
     // Entries left on disk are sized now, before anyone can remove them.
     ledger.note_file_sizes(file_sizes::stat_live(&ledger));
@@ -115,6 +146,9 @@ pub(crate) async fn trace_and_diagnose(
         .map(|(reason, n)| (reason.name().to_string(), *n))
         .collect();
     report.ended = Some(outcome.ending.clone());
+    if let Some(watch) = watch {
+        watch.finish(&report);
+    }
     Ok(Diagnosed { report, outcome })
 }
 

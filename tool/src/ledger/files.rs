@@ -11,7 +11,7 @@ use super::history::History;
 use super::records::{Acquisition, Cause, Origin, RecordId, Records};
 use super::sites::{EntryKind, SiteKey};
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Entries {
     live: BTreeMap<String, RecordId>,
 }

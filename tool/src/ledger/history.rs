@@ -12,7 +12,7 @@ use super::records::{Acquisition, Cause, Origin, RecordId, Records};
 use super::sites::{SiteId, Sites};
 use super::{ByteChange, FailedAcquisition, HeapGrowth, NO_RECORD, OpenedPath, Process, RssSample};
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct History {
     pub(crate) sites: Sites,
     pub(crate) fds: Records,

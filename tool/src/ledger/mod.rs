@@ -125,7 +125,7 @@ struct Process {
     cwd: Option<Arc<str>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
     /// What each live process holds now.
     processes: HashMap<u32, Process>,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// suffix that reads like a word (`abcdef`) joins the loop's `XXXXXX` site instead of
 /// splitting off. Names of one shape without random parts stay apart
 /// (`alpha.txt`, `gamma.txt`).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Grouping {
     by_shape: HashMap<String, Arc<str>>,
 }

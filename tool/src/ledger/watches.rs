@@ -19,7 +19,7 @@ use super::sites::{MarkType, SiteKey, WatchApi};
 const FAN_ONDIR: u64 = 0x4000_0000;
 const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Watches {
     /// The watches of each watching fd, by (tgid, fd).
     instances: BTreeMap<(u32, i32), Instance>,
@@ -27,7 +27,7 @@ pub(crate) struct Watches {
     by_path: HashMap<Arc<str>, HashSet<(u32, i32, i32)>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Instance {
     /// inotify: watch descriptor -> record and watched path.
     inotify: HashMap<i32, (RecordId, Arc<str>)>,

@@ -62,6 +62,20 @@ impl Drainer {
         } else {
             self.drain(probes, sink);
         }
+        sink.polled(&|| {
+            let by_reason = probes.lost_by_reason();
+            let lost = |reason| {
+                by_reason
+                    .iter()
+                    .filter(|(r, _)| *r == reason)
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            };
+            (
+                by_reason.iter().map(|(_, n)| n).sum(),
+                lost(DropReason::RingFullMarker),
+            )
+        });
     }
 
     /// Moves everything in the ring into the sink.

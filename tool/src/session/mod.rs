@@ -41,6 +41,10 @@ pub(crate) trait EventSink {
     /// `held` is what the target holds then (for a launched target: what survives its exec).
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot);
     fn apply(&mut self, event: &Event);
+    /// Called after each periodic drain (every [`POLL_INTERVAL`]), for work done now and
+    /// then while tracing (the watch mode's views). `lost` reads the kernel's counts of
+    /// records it could not deliver: (all of them, iteration markers among them).
+    fn polled(&mut self, _lost: &dyn Fn() -> (u64, u64)) {}
 }
 
 pub(crate) type LineSink = Box<dyn FnMut(String) + Send>;
