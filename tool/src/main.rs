@@ -26,6 +26,7 @@ mod proc_snapshot;
 mod progress;
 mod report;
 mod run_as;
+mod self_stats;
 mod session;
 mod stop;
 mod symbolize;
