@@ -96,6 +96,12 @@ pub(crate) struct ExtractArgs {
     /// was extracted. By default it is removed.
     #[arg(long)]
     pub(crate) keep: bool,
+
+    /// Hidden, for `cargo xtask bench`: run the same worker in the same kind of workspace
+    /// without any probe and write no report, so the loop's untraced time can be compared
+    /// with a traced run's (set LEAKSCOPE_LOOP_NS=1 to have the worker print it).
+    #[arg(long, hide = true)]
+    pub(crate) untraced: bool,
 }
 
 /// `--inject-leak KIND`: the names are [`InjectLeak::as_str`]'s, each with its help line.
