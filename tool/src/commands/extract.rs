@@ -126,8 +126,9 @@ fn extract_untraced(options: &ExtractOptions, workload: &Workload) -> anyhow::Re
     } else {
         workspace.remove()?;
     }
-    match status?.code() {
-        Some(0) => Ok(exit_code::OK),
-        other => anyhow::bail!("the extraction worker failed ({other:?}); its message is above"),
+    let status = status?;
+    if !status.success() {
+        anyhow::bail!("the extraction worker failed ({status}); its message is above");
     }
+    Ok(exit_code::OK)
 }
