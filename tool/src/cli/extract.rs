@@ -359,6 +359,18 @@ mod tests {
         }
         let hidden = Cli::command().render_help().to_string();
         assert!(!hidden.contains(WORKER_SUBCOMMAND), "{hidden}");
+        // The bench's switch is not for users: it parses but is not shown.
+        assert!(!help.contains("--untraced"), "{help}");
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn untraced_is_the_same_workload_without_probes() {
+        let traced = parse_extract(&["--rounds", "2", "--iterations", "5"]).unwrap();
+        let untraced =
+            parse_extract(&["--rounds", "2", "--iterations", "5", "--untraced"]).unwrap();
+        assert!(untraced.untraced && !traced.untraced);
+        assert_eq!(untraced.options(), traced.options());
+        assert_eq!(untraced.workload, traced.workload);
     }
 }
