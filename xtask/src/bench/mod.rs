@@ -8,6 +8,7 @@
 //! leakscope's own peak RSS, start-up and report times come from its JSON's `self` block.
 //! The bench reports the bars; it never fails on a missed one.
 
+mod machine;
 mod measure;
 mod peers;
 mod table;
@@ -18,6 +19,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use crate::shell::step;
+use machine::Noise;
 use measure::SelfFigures;
 use table::{Bar, Pairs, Row, median_u64, mib, ratio, seconds};
 use workloads::Workload;
@@ -70,16 +72,20 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
         ),
     ];
 
+    let load_before = machine::load_average();
+    let mut noise = Noise::default();
     let mut measured = Vec::new();
     for workload in &workloads {
-        let (pairs, figures) = leakscope_pairs(leakscope, workload, options.pairs, &workdir)?;
+        let (pairs, figures) =
+            leakscope_pairs(leakscope, workload, options.pairs, &workdir, &mut noise)?;
         let mut rows = vec![Row {
             setup: "leakscope".into(),
             result: Ok(pairs),
         }];
         for (peer, ready) in &peers {
             let result = ready.clone().and_then(|()| {
-                peer_pairs(peer, workload, options.pairs).map_err(|e| format!("{e:#}"))
+                peer_pairs(peer, workload, options.pairs, &mut noise)
+                    .map_err(|e| peer.explain(format!("{e:#}")))
             });
             rows.push(Row {
                 setup: peer.label.into(),
@@ -105,6 +111,11 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
         println!("  {}", own_figures_line(&m.figures));
         println!();
     }
+    println!(
+        "{}",
+        noise.line(load_before.as_deref(), machine::load_average().as_deref())
+    );
+    println!();
     print!("{}", table::render_bars(&bars(&measured)));
     Ok(())
 }
@@ -115,6 +126,7 @@ fn leakscope_pairs(
     workload: &Workload,
     pairs: usize,
     workdir: &Path,
+    noise: &mut Noise,
 ) -> Result<(Pairs, Vec<SelfFigures>)> {
     let json = workdir.join("report.json");
     let mut measured = Pairs {
@@ -127,6 +139,7 @@ fn leakscope_pairs(
             "{}: pair {pair}/{pairs}: untraced, then leakscope ({} iterations)",
             workload.name, workload.iterations
         ));
+        noise.look();
         measured.untraced_ns.push(measure::loop_ns(
             &mut workload.untraced(workload.iterations),
         )?);
@@ -140,7 +153,12 @@ fn leakscope_pairs(
 }
 
 /// `pairs` x (untraced, peer) on the peer's reduced count.
-fn peer_pairs(peer: &peers::Peer, workload: &Workload, pairs: usize) -> Result<Pairs> {
+fn peer_pairs(
+    peer: &peers::Peer,
+    workload: &Workload,
+    pairs: usize,
+    noise: &mut Noise,
+) -> Result<Pairs> {
     let n = peer.iterations(workload.iterations);
     let mut measured = Pairs {
         iterations: n,
@@ -151,6 +169,7 @@ fn peer_pairs(peer: &peers::Peer, workload: &Workload, pairs: usize) -> Result<P
             "{}: pair {pair}/{pairs}: untraced, then {} ({n} iterations)",
             workload.name, peer.label
         ));
+        noise.look();
         measured
             .untraced_ns
             .push(measure::loop_ns(&mut workload.untraced(n))?);

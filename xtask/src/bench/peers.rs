@@ -137,6 +137,19 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// A failed run's message, with what is known about it: valgrind cannot run Rust code
+    /// whose rustix reads the vDSO (rustix issue 1559): leakscope's extract worker dies
+    /// with SIGSEGV in `check_elf_base` under it.
+    pub(crate) fn explain(&self, error: String) -> String {
+        if self.tool == Tool::Valgrind && error.contains("SIGSEGV") {
+            format!("{error} (rustix's vDSO lookup crashes under valgrind: rustix issue 1559)")
+        } else {
+            error
+        }
+    }
+}
+
 /// `apt-get install PACKAGE`, after one `apt-get update` per bench run.
 fn install(package: &str) -> Result<(), String> {
     static UPDATED: Once = Once::new();
