@@ -209,15 +209,14 @@ fn own_figures_line(figures: &[SelfFigures]) -> String {
 fn bars(measured: &[Measured]) -> Vec<Bar> {
     let mut bars = Vec::new();
     for m in measured {
-        let median = m.rows.first().and_then(|row| match &row.result {
-            Ok(pairs) => pairs.median_ratio(),
-            Err(_) => None,
-        });
+        let pairs = m.rows.first().and_then(|row| row.result.as_ref().ok());
+        let median = pairs.and_then(Pairs::median_ratio);
         bars.push(Bar {
             name: format!("{}: leakscope median ratio", m.workload.name),
             limit: format!("≤ {}", ratio(m.workload.bar)),
             measured: median.map(ratio),
             met: median.is_some_and(|r| r <= m.workload.bar),
+            note: pairs.and_then(|p| table::spread_note(p, m.workload.bar)),
         });
     }
     let all: Vec<&SelfFigures> = measured.iter().flat_map(|m| &m.figures).collect();
@@ -227,6 +226,7 @@ fn bars(measured: &[Measured]) -> Vec<Bar> {
         limit: "= 0".into(),
         measured: Some(lost.to_string()),
         met: lost == 0,
+        note: None,
     });
     let worst = |pick: fn(&[SelfFigures]) -> Option<f64>| {
         let medians: Vec<Option<f64>> = measured.iter().map(|m| pick(&m.figures)).collect();
@@ -254,6 +254,7 @@ fn bars(measured: &[Measured]) -> Vec<Bar> {
             limit: format!("≤ {limit_s} s"),
             measured: value.map(seconds),
             met: value.is_some_and(|ns| ns <= limit_s * 1e9),
+            note: None,
         });
     }
     bars

@@ -27,7 +27,7 @@ impl Pairs {
         median(&self.ratios())
     }
 
-    fn ratio_range(&self) -> Option<(f64, f64)> {
+    pub(crate) fn ratio_range(&self) -> Option<(f64, f64)> {
         let ratios = self.ratios();
         let min = ratios.iter().copied().reduce(f64::min)?;
         let max = ratios.iter().copied().reduce(f64::max)?;
@@ -153,6 +153,16 @@ pub(crate) struct Bar {
     pub(crate) limit: String,
     pub(crate) measured: Option<String>,
     pub(crate) met: bool,
+    /// Why the verdict is weak, e.g. pairs on both sides of the bar.
+    pub(crate) note: Option<String>,
+}
+
+/// When the pairs' ratios lie on both sides of `bar`, the median's side is noise's choice:
+/// say so next to the verdict.
+pub(crate) fn spread_note(pairs: &Pairs, bar: f64) -> Option<String> {
+    let (lo, hi) = pairs.ratio_range()?;
+    (lo <= bar && hi > bar)
+        .then(|| format!("(pairs {}..{} on both sides: noisy)", ratio(lo), ratio(hi)))
 }
 
 /// The bars, one line each, and the summary line.
@@ -164,13 +174,14 @@ pub(crate) fn render_bars(bars: &[Bar]) -> String {
             (Some(_), true) => "met",
             (Some(_), false) => "NOT met",
         };
-        let _ = writeln!(
-            out,
-            "  {:<34} {:>12} {:>14}   {verdict}",
+        let line = format!(
+            "  {:<34} {:>12} {:>14}   {verdict} {}",
             bar.name,
             bar.limit,
-            bar.measured.as_deref().unwrap_or("-")
+            bar.measured.as_deref().unwrap_or("-"),
+            bar.note.as_deref().unwrap_or("")
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     let missed: Vec<&str> = bars
         .iter()
@@ -263,6 +274,7 @@ mod tests {
             limit: "≤ 1".into(),
             measured: measured.map(Into::into),
             met,
+            note: None,
         };
         let text = render_bars(&[
             bar("a", Some("0.5"), true),
@@ -281,6 +293,28 @@ mod tests {
         assert_eq!(
             render_bars(&[bar("a", Some("0.5"), true)]).lines().last(),
             Some("summary: all 1 bars met")
+        );
+    }
+
+    #[test]
+    fn a_bar_inside_the_pairs_range_is_called_noisy() {
+        let spread = pairs(&[100, 100, 100], &[90, 104, 150]);
+        assert_eq!(
+            spread_note(&spread, 1.05).as_deref(),
+            Some("(pairs 0.90x..1.50x on both sides: noisy)")
+        );
+        assert_eq!(spread_note(&spread, 1.5), None);
+        assert_eq!(spread_note(&pairs(&[100], &[140]), 1.15), None);
+        let text = render_bars(&[Bar {
+            name: "a".into(),
+            limit: "≤ 1.05x".into(),
+            measured: Some("1.04x".into()),
+            met: true,
+            note: spread_note(&spread, 1.05),
+        }]);
+        assert!(
+            text.contains("met (pairs 0.90x..1.50x on both sides: noisy)\n"),
+            "{text}"
         );
     }
 
