@@ -115,6 +115,7 @@ pub(crate) fn diagnose_followed(
         ended: None,
         projection: None,
         suspects: None,
+        self_stats: None,
     }
 }
 

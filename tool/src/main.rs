@@ -27,6 +27,7 @@ mod proc_snapshot;
 mod progress;
 mod report;
 mod run_as;
+mod self_stats;
 mod session;
 mod stop;
 mod symbolize;
@@ -50,7 +51,12 @@ fn main() -> ExitCode {
     // sbrk behind malloc's back), so it runs before any async runtime exists.
     if let Command::ExtractWorker(worker) = &cli.command {
         return match run_worker(&worker.config()) {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(summary) => {
+                if std::env::var_os(extract::worker::LOOP_NS_ENV).is_some() {
+                    eprintln!("{}", extract::worker::loop_time_line(&summary));
+                }
+                ExitCode::SUCCESS
+            }
             Err(error) => {
                 let status = error.exit_status();
                 eprintln!("leakscope extract: {:#}", anyhow::Error::from(error));

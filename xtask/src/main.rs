@@ -37,11 +37,25 @@ enum Task {
         #[arg(long)]
         unit_only: bool,
     },
-    /// Traced vs untraced vs strace, side by side, on the same open+close loop.
+    /// leakscope's cost against untraced runs, in interleaved pairs, on the open+close storm
+    /// and the extract loop, with strace, perf trace, bpftrace and valgrind on the same
+    /// workloads, leakscope's peak RSS, start-up and report times, and issue 11's bars.
     Bench {
-        /// Iterations of the open+close loop.
+        /// Interleaved (untraced, traced) pairs per setup; the table shows their median ratio.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        pairs: u64,
+        /// Open+close pairs of the storm.
         #[arg(long, default_value_t = 1_000_000)]
         iterations: u64,
+        /// Rounds of the extract loop.
+        #[arg(long, default_value_t = 3)]
+        extract_rounds: u64,
+        /// Extractions per round of the extract loop (the original report's 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        extract_iterations: u64,
+        /// leakscope alone, without the peers.
+        #[arg(long)]
+        no_peers: bool,
     },
 }
 
@@ -61,9 +75,22 @@ fn main() -> Result<()> {
             shell::run_as_root(&binary, &args)?;
         }
         Task::Test { unit_only } => test(unit_only)?,
-        Task::Bench { iterations } => {
+        Task::Bench {
+            pairs,
+            iterations,
+            extract_rounds,
+            extract_iterations,
+            no_peers,
+        } => {
             let binary = build()?;
-            bench::run(&binary, iterations)?;
+            let options = bench::Options {
+                pairs: usize::try_from(pairs)?,
+                storm_iterations: iterations,
+                extract_rounds,
+                extract_iterations,
+                peers: !no_peers,
+            };
+            bench::run(&binary, &options)?;
         }
     }
     Ok(())

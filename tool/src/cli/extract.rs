@@ -96,6 +96,12 @@ pub(crate) struct ExtractArgs {
     /// was extracted. By default it is removed.
     #[arg(long)]
     pub(crate) keep: bool,
+
+    /// Hidden, for `cargo xtask bench`: run the same worker in the same kind of workspace
+    /// without any probe and write no report, so the loop's untraced time can be compared
+    /// with a traced run's (set LEAKSCOPE_LOOP_NS=1 to have the worker print it).
+    #[arg(long, hide = true)]
+    pub(crate) untraced: bool,
 }
 
 /// `--inject-leak KIND`: the names are [`InjectLeak::as_str`]'s, each with its help line.
@@ -353,6 +359,18 @@ mod tests {
         }
         let hidden = Cli::command().render_help().to_string();
         assert!(!hidden.contains(WORKER_SUBCOMMAND), "{hidden}");
+        // The bench's switch is not for users: it parses but is not shown.
+        assert!(!help.contains("--untraced"), "{help}");
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn untraced_is_the_same_workload_without_probes() {
+        let traced = parse_extract(&["--rounds", "2", "--iterations", "5"]).unwrap();
+        let untraced =
+            parse_extract(&["--rounds", "2", "--iterations", "5", "--untraced"]).unwrap();
+        assert!(untraced.untraced && !traced.untraced);
+        assert_eq!(untraced.options(), traced.options());
+        assert_eq!(untraced.workload, traced.workload);
     }
 }

@@ -33,8 +33,8 @@ pub(crate) async fn attach(args: AttachArgs) -> anyhow::Result<u8> {
         pid: args.pid,
         duration,
     };
-    let diagnosed = trace_and_diagnose(target, &args.common, None, None, watch).await?;
-    write_report(&diagnosed, &args.common, &mut output)
+    let mut diagnosed = trace_and_diagnose(target, &args.common, None, None, watch).await?;
+    write_report(&mut diagnosed, &args.common, &mut output)
 }
 
 /// The kernel's flag for its own threads in /proc/PID/stat.

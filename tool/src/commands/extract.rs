@@ -2,13 +2,16 @@
 //! a tar archive N times per round into one directory, marking each iteration through a
 //! uprobe'd function, and the parent traces it and answers the report's question.
 
+use std::{ffi::OsString, path::Path};
+
 use crate::{
     cli::{
         ExtractCommand,
-        extract::{ExtractArgs, WorkerArgs},
+        extract::{ExtractArgs, WorkerArgs, Workload},
         to_flags,
     },
-    extract::{ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND},
+    exit_code,
+    extract::{ExtractOptions, ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND, WorkerConfig},
     progress::Progress,
     report::projection::DEFAULT_PROJECTION_POINTS,
     run_as,
@@ -28,6 +31,9 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         common,
     } = &command;
     let options = command.extract.options();
+    if command.extract.untraced {
+        return extract_untraced(&options, workload);
+    }
     // Before anything runs: a bad path must not cost the run.
     let mut output = ReportOutput::open(common)?;
     let watch = WatchRequest::from_args(common)?;
@@ -43,12 +49,7 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
 
     // The worker is this very binary, so the marker lives in it.
     let exe = std::env::current_exe()?;
-    let mut argv = vec![exe.clone().into_os_string(), WORKER_SUBCOMMAND.into()];
-    argv.extend(to_flags(&WorkerArgs {
-        dir: config.dir.clone(),
-        archive_file: config.archive_file.clone(),
-        workload: workload.clone(),
-    })?);
+    let argv = worker_argv(&exe, &config, workload)?;
     let user_marked = common.iteration_symbol.is_some() || common.iteration_path.is_some();
     let marker = (!user_marked).then(|| MarkerSpec {
         binary: Some(exe),
@@ -82,7 +83,7 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
     let mut diagnosed = trace_and_diagnose(target, common, marker, Some(progress), watch).await?;
     diagnosed.report.project_growth(&DEFAULT_PROJECTION_POINTS);
     diagnosed.report.answer_suspects();
-    let status = write_report(&diagnosed, common, &mut output)?;
+    let status = write_report(&mut diagnosed, common, &mut output)?;
     if options.keep {
         eprintln!("leakscope extract: kept {}", workspace.keep().display());
     } else {
@@ -98,4 +99,43 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         anyhow::bail!("the extraction worker failed (exit status {code}); its message is above");
     }
     Ok(status)
+}
+
+/// `leakscope __extract-worker` with the flags that make it run `config`'s workload.
+fn worker_argv(
+    exe: &Path,
+    config: &WorkerConfig,
+    workload: &Workload,
+) -> anyhow::Result<Vec<OsString>> {
+    let mut argv = vec![exe.as_os_str().to_owned(), WORKER_SUBCOMMAND.into()];
+    argv.extend(to_flags(&WorkerArgs {
+        dir: config.dir.clone(),
+        archive_file: config.archive_file.clone(),
+        workload: workload.clone(),
+    })?);
+    Ok(argv)
+}
+
+/// The hidden `--untraced`: the same worker in the same kind of workspace, with no probe
+/// loaded and no report, for the bench's untraced half. Its round lines go straight to stdout.
+fn extract_untraced(options: &ExtractOptions, workload: &Workload) -> anyhow::Result<u8> {
+    let workspace = ExtractWorkspace::create(options, None)?;
+    let argv = worker_argv(
+        &std::env::current_exe()?,
+        workspace.worker_config(),
+        workload,
+    )?;
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .status();
+    if options.keep {
+        eprintln!("leakscope extract: kept {}", workspace.keep().display());
+    } else {
+        workspace.remove()?;
+    }
+    let status = status?;
+    if !status.success() {
+        anyhow::bail!("the extraction worker failed ({status}); its message is above");
+    }
+    Ok(exit_code::OK)
 }

@@ -28,6 +28,6 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         run_as,
         stdout,
     };
-    let diagnosed = trace_and_diagnose(target, &args.common, None, None, watch).await?;
-    write_report(&diagnosed, &args.common, &mut output)
+    let mut diagnosed = trace_and_diagnose(target, &args.common, None, None, watch).await?;
+    write_report(&mut diagnosed, &args.common, &mut output)
 }

@@ -155,11 +155,15 @@ pub(crate) async fn trace_and_diagnose(
 /// Writes the text report and the JSON, warns about anything that makes the report
 /// partial, and returns the exit status.
 pub(crate) fn write_report(
-    diagnosed: &Diagnosed,
+    diagnosed: &mut Diagnosed,
     common: &CommonArgs,
     output: &mut ReportOutput,
 ) -> anyhow::Result<u8> {
     let Diagnosed { report, outcome } = diagnosed;
+    // Measured last, so the peak and the report time include everything before rendering.
+    report.self_stats = Some(crate::self_stats::now());
+    let report = &*report;
+    let outcome = &*outcome;
     let text = TextExporter.render(report)?;
     if output.json_on_stdout() {
         std::io::stderr().write_all(&text)?;

@@ -45,6 +45,23 @@ pub(crate) struct WorkerSummary {
     pub(crate) verified_files: usize,
 }
 
+/// Set (to anything) in the worker's environment, it prints [`loop_time_line`] on stderr
+/// after the last round: `cargo xtask bench` compares that number, traced and untraced.
+pub(crate) const LOOP_NS_ENV: &str = "LEAKSCOPE_LOOP_NS";
+
+impl WorkerSummary {
+    /// The iterations' own wall time, all rounds together: no /proc reads, no archive
+    /// checks, no process start-up.
+    pub(crate) fn loop_ns(&self) -> u64 {
+        self.rounds.iter().map(|round| round.elapsed_ns).sum()
+    }
+}
+
+/// `loop_ns=N`, as the bench's C fixtures print it.
+pub(crate) fn loop_time_line(summary: &WorkerSummary) -> String {
+    format!("loop_ns={}", summary.loop_ns())
+}
+
 /// Runs the workload and prints one line per round to stdout (flushed at once, so a parent
 /// reading a pipe sees progress while the run goes on).
 ///
@@ -399,6 +416,16 @@ mod tests {
             run_worker_to(&config, &mut Vec::new()),
             Err(ExtractError::ReadArchive { .. })
         ));
+    }
+
+    #[test]
+    fn the_loop_time_is_the_rounds_own_time() {
+        let (_root, config) = setup(InjectLeak::None);
+        let summary = run_worker_to(&config, &mut Vec::new()).unwrap();
+        let rounds: u64 = summary.rounds.iter().map(|r| r.elapsed_ns).sum();
+        assert!(rounds > 0);
+        assert_eq!(summary.loop_ns(), rounds);
+        assert_eq!(loop_time_line(&summary), format!("loop_ns={rounds}"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub(crate) mod suspects;
 pub(crate) mod text;
 
 pub(crate) use export::{Exporter, JsonExporter, TextExporter};
-pub(crate) use model::Report;
+pub(crate) use model::{Report, SelfStats};
 
 use crate::analysis::trend::Verdict;
 

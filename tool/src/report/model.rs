@@ -50,6 +50,23 @@ pub(crate) struct Report {
     /// `extract`'s answer to the original report's suspects ([`Report::answer_suspects`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) suspects: Option<Vec<Suspect>>,
+    /// leakscope's own cost in this run; set when the report is written.
+    #[serde(rename = "self", skip_serializing_if = "Option::is_none")]
+    pub(crate) self_stats: Option<SelfStats>,
+}
+
+/// leakscope's own cost (`crate::self_stats` measures it). Each figure is `null` when it
+/// could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct SelfStats {
+    /// leakscope's peak resident set (VmHWM) when the report was written.
+    pub(crate) peak_rss_bytes: Option<u64>,
+    /// From leakscope's process start to probes attached and the target tracked (exact to
+    /// one clock tick, usually 10 ms).
+    pub(crate) startup_ns: Option<u64>,
+    /// From the moment leakscope saw the target end (or tracing stop) to the report's
+    /// rendering: the last drain, the diagnosis and symbolization.
+    pub(crate) report_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

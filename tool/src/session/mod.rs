@@ -222,6 +222,7 @@ async fn spawn_and_trace(
     stop_if_interrupted()?;
     sink.begin(pid, since_ns, &held);
     stop::set_phase(Phase::Tracing);
+    crate::self_stats::mark_ready();
     let mut child = gated.release()?;
     // From its exec on, a stop signal is passed on to the target.
     stop::set_launched(pid);
@@ -262,6 +263,8 @@ async fn spawn_and_trace(
         tokio::select! {
             done = &mut waiter, if status.is_none() => {
                 let (waited, limit) = done.expect("waiting thread panicked");
+                // The report's time runs from here: the last drain is part of it.
+                crate::self_stats::mark_tracing_ended();
                 end_fd_limit = limit;
                 status = Some(waited.map_err(TraceError::Wait)?);
             }
@@ -292,6 +295,7 @@ async fn spawn_and_trace(
         }
     }
     stop::set_phase(Phase::Other);
+    crate::self_stats::mark_tracing_ended();
     if let Some(forwarder) = forwarder
         && drain.followed.is_empty()
     {
@@ -352,6 +356,7 @@ async fn attach_and_trace(
     let mut stops = stop::subscribe();
     stop_if_interrupted()?;
     sink.begin(pid, since_ns, &snapshot);
+    crate::self_stats::mark_ready();
     drain.namer.remember(pid);
     let start_fd_limit = proc_snapshot::fd_limit(pid);
 
@@ -372,6 +377,7 @@ async fn attach_and_trace(
         }
     }
     stop::set_phase(Phase::Other);
+    crate::self_stats::mark_tracing_ended();
     drain.drain(probes, sink);
     let end = if drain.followed.target_exited() {
         TargetExit::ExitedUnknownStatus

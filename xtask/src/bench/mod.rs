@@ -1,0 +1,261 @@
+//! `cargo xtask bench`: the cost of tracing, measured as issue 11 asks.
+//!
+//! Each workload runs in interleaved pairs (untraced, traced, untraced, traced, ...) and the
+//! table shows the median of the pairs' ratios of the loops' own times (each workload prints
+//! `loop_ns=N`), so process start-up and probe loading are never counted and a noisy moment
+//! on the shared machine hits both halves of a pair. The peers (strace, perf trace, a
+//! bpftrace script, valgrind) run the same workload in the same run, on reduced counts.
+//! leakscope's own peak RSS, start-up and report times come from its JSON's `self` block.
+//! The bench reports the bars; it never fails on a missed one.
+
+mod machine;
+mod measure;
+mod peers;
+mod table;
+mod workloads;
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use crate::shell::step;
+use machine::Noise;
+use measure::SelfFigures;
+use table::{Bar, Pairs, Row, median_u64, mib, ratio, seconds};
+use workloads::Workload;
+
+pub(crate) struct Options {
+    /// Interleaved (untraced, traced) pairs per setup.
+    pub(crate) pairs: usize,
+    /// The storm's open+close pairs.
+    pub(crate) storm_iterations: u64,
+    pub(crate) extract_rounds: u64,
+    pub(crate) extract_iterations: u64,
+    /// Run the peers too (off for a quick look at leakscope alone).
+    pub(crate) peers: bool,
+}
+
+/// Issue 11's bars on leakscope's own times.
+const STARTUP_BAR_S: f64 = 0.5;
+const REPORT_BAR_S: f64 = 1.0;
+
+/// What one workload gave: its table and leakscope's own figures over its traced runs.
+struct Measured<'a> {
+    workload: &'a Workload,
+    rows: Vec<Row>,
+    figures: Vec<SelfFigures>,
+}
+
+pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
+    crate::bootstrap::ensure_fixture_tools()?;
+    let workdir = std::env::temp_dir().join("leakscope-bench");
+    std::fs::create_dir_all(&workdir)
+        .with_context(|| format!("cannot create {}", workdir.display()))?;
+    let peers = if options.peers {
+        peers::all(&workdir)
+            .into_iter()
+            .map(|peer| {
+                step(&format!("checking that {} runs here", peer.label));
+                let ready = peer.prepare();
+                (peer, ready)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let workloads = [
+        Workload::storm(&workdir, options.storm_iterations)?,
+        Workload::extract(
+            leakscope,
+            options.extract_rounds,
+            options.extract_iterations,
+        ),
+    ];
+
+    let load_before = machine::load_average();
+    let mut noise = Noise::default();
+    let mut measured = Vec::new();
+    for workload in &workloads {
+        let (pairs, figures) =
+            leakscope_pairs(leakscope, workload, options.pairs, &workdir, &mut noise)?;
+        let mut rows = vec![Row {
+            setup: "leakscope".into(),
+            result: Ok(pairs),
+        }];
+        for (peer, ready) in &peers {
+            let result = ready.clone().and_then(|()| {
+                peer_pairs(peer, workload, options.pairs, &mut noise)
+                    .map_err(|e| peer.explain(format!("{e:#}")))
+            });
+            rows.push(Row {
+                setup: peer.label.into(),
+                result,
+            });
+        }
+        measured.push(Measured {
+            workload,
+            rows,
+            figures,
+        });
+    }
+
+    println!();
+    for m in &measured {
+        print!(
+            "{}",
+            table::render_table(
+                &format!("{} ({} pairs)", m.workload.title, options.pairs),
+                &m.rows
+            )
+        );
+        println!("  {}", own_figures_line(&m.figures));
+        println!();
+    }
+    println!(
+        "{}",
+        noise.line(load_before.as_deref(), machine::load_average().as_deref())
+    );
+    println!();
+    print!("{}", table::render_bars(&bars(&measured)));
+    Ok(())
+}
+
+/// `pairs` x (untraced, leakscope) on the full workload.
+fn leakscope_pairs(
+    leakscope: &Path,
+    workload: &Workload,
+    pairs: usize,
+    workdir: &Path,
+    noise: &mut Noise,
+) -> Result<(Pairs, Vec<SelfFigures>)> {
+    let json = workdir.join("report.json");
+    let mut measured = Pairs {
+        iterations: workload.iterations,
+        ..Pairs::default()
+    };
+    let mut figures = Vec::new();
+    for pair in 1..=pairs {
+        step(&format!(
+            "{}: pair {pair}/{pairs}: untraced, then leakscope ({} iterations)",
+            workload.name, workload.iterations
+        ));
+        noise.look();
+        measured.untraced_ns.push(measure::loop_ns(
+            &mut workload.untraced(workload.iterations),
+        )?);
+        let _ = std::fs::remove_file(&json);
+        measured
+            .traced_ns
+            .push(measure::loop_ns(&mut workload.traced(leakscope, &json))?);
+        figures.push(measure::self_figures(&json)?);
+    }
+    Ok((measured, figures))
+}
+
+/// `pairs` x (untraced, peer) on the peer's reduced count.
+fn peer_pairs(
+    peer: &peers::Peer,
+    workload: &Workload,
+    pairs: usize,
+    noise: &mut Noise,
+) -> Result<Pairs> {
+    let n = peer.iterations(workload.iterations);
+    let mut measured = Pairs {
+        iterations: n,
+        ..Pairs::default()
+    };
+    for pair in 1..=pairs {
+        step(&format!(
+            "{}: pair {pair}/{pairs}: untraced, then {} ({n} iterations)",
+            workload.name, peer.label
+        ));
+        noise.look();
+        measured
+            .untraced_ns
+            .push(measure::loop_ns(&mut workload.untraced(n))?);
+        measured
+            .traced_ns
+            .push(measure::loop_ns(&mut peer.wrap(&workload.untraced(n)))?);
+    }
+    Ok(measured)
+}
+
+/// Medians over one workload's traced runs: (start-up ns, report ns).
+fn own_times(figures: &[SelfFigures]) -> (Option<f64>, Option<f64>) {
+    let startup: Vec<u64> = figures.iter().filter_map(|f| f.startup_ns).collect();
+    let report: Vec<u64> = figures.iter().filter_map(|f| f.report_ns).collect();
+    (median_u64(&startup), median_u64(&report))
+}
+
+fn own_figures_line(figures: &[SelfFigures]) -> String {
+    let lost: u64 = figures.iter().map(|f| f.lost_events).sum();
+    let peak = figures.iter().filter_map(|f| f.peak_rss_bytes).max();
+    let worst = |pick: fn(&SelfFigures) -> Option<u64>| figures.iter().filter_map(pick).max();
+    let (startup, report) = own_times(figures);
+    let shown = |median: Option<f64>, max: Option<u64>| match (median, max) {
+        (Some(median), Some(max)) => format!("{} (max {})", seconds(median), seconds(max as f64)),
+        _ => "not in the report".to_owned(),
+    };
+    format!(
+        "leakscope itself: lost events {lost}; peak RSS {}; start-up {}; report {}",
+        peak.map_or("not in the report".to_owned(), |p| mib(p as f64)),
+        shown(startup, worst(|f| f.startup_ns)),
+        shown(report, worst(|f| f.report_ns)),
+    )
+}
+
+/// Issue 11's bars: each workload's median ratio, no lost event, and the worst workload's
+/// median start-up and report times.
+fn bars(measured: &[Measured]) -> Vec<Bar> {
+    let mut bars = Vec::new();
+    for m in measured {
+        let pairs = m.rows.first().and_then(|row| row.result.as_ref().ok());
+        let median = pairs.and_then(Pairs::median_ratio);
+        bars.push(Bar {
+            name: format!("{}: leakscope median ratio", m.workload.name),
+            limit: format!("≤ {}", ratio(m.workload.bar)),
+            measured: median.map(ratio),
+            met: median.is_some_and(|r| r <= m.workload.bar),
+            note: pairs.and_then(|p| table::spread_note(p, m.workload.bar)),
+        });
+    }
+    let all: Vec<&SelfFigures> = measured.iter().flat_map(|m| &m.figures).collect();
+    let lost: u64 = all.iter().map(|f| f.lost_events).sum();
+    bars.push(Bar {
+        name: "lost events, all traced runs".into(),
+        limit: "= 0".into(),
+        measured: Some(lost.to_string()),
+        met: lost == 0,
+        note: None,
+    });
+    let worst = |pick: fn(&[SelfFigures]) -> Option<f64>| {
+        let medians: Vec<Option<f64>> = measured.iter().map(|m| pick(&m.figures)).collect();
+        // One workload without the figure makes the bar unmeasured, not met.
+        medians
+            .iter()
+            .copied()
+            .collect::<Option<Vec<f64>>>()
+            .and_then(|m| m.into_iter().reduce(f64::max))
+    };
+    for (name, limit_s, value) in [
+        (
+            "start-up (median, worst workload)",
+            STARTUP_BAR_S,
+            worst(|f| own_times(f).0),
+        ),
+        (
+            "report (median, worst workload)",
+            REPORT_BAR_S,
+            worst(|f| own_times(f).1),
+        ),
+    ] {
+        bars.push(Bar {
+            name: name.into(),
+            limit: format!("≤ {limit_s} s"),
+            measured: value.map(seconds),
+            met: value.is_some_and(|ns| ns <= limit_s * 1e9),
+            note: None,
+        });
+    }
+    bars
+}
