@@ -214,11 +214,12 @@ fn rename_exchange_swaps_records() {
         .into_iter()
         .map(|(id, path)| (path, ledger.site_text(ledger.file_records().get(id).site)))
         .collect();
+    // The kinds swap; each entry's site names where it lives now.
     assert_eq!(
         kinds,
         vec![
-            ("/t/a".into(), "directory /t/b".into()),
-            ("/t/b".into(), "file /t/a".into())
+            ("/t/a".into(), "directory /t/a".into()),
+            ("/t/b".into(), "file /t/b".into())
         ]
     );
 }
