@@ -36,6 +36,26 @@ impl Entries {
         if let Some(replaced) = self.live.insert(path, record) {
             history.files.release(replaced, t, Cause::Implicit);
         }
+        self.regroup(history);
+    }
+
+    /// Live entries whose pattern the grouping has superseded move to the new pattern's
+    /// site, so a loop whose first names read like words is still one site.
+    fn regroup(&mut self, history: &mut History) {
+        for superseded in history.names.take_superseded() {
+            for (path, &record) in &self.live {
+                let SiteKey::Entry(entry) = history.sites.key(history.files.get(record).site)
+                else {
+                    continue;
+                };
+                if entry.pattern == superseded.old && superseded.covers(path) {
+                    let site = history
+                        .sites
+                        .intern(SiteKey::entry(entry.kind, superseded.new.clone()));
+                    history.files.move_to_site(record, site);
+                }
+            }
+        }
     }
 
     /// unlink/rmdir of `path`. A removed directory was empty: whatever the ledger still
@@ -64,6 +84,7 @@ impl Entries {
         }
         let moved = self.take_subtree(from);
         self.put_subtree(history, moved, from, to);
+        self.regroup(history);
     }
 
     /// renameat2(RENAME_EXCHANGE): the two paths (and what is under them) swap records.
@@ -75,6 +96,7 @@ impl Entries {
         let under_b = self.take_subtree(b);
         self.put_subtree(history, under_a, a, b);
         self.put_subtree(history, under_b, b, a);
+        self.regroup(history);
     }
 
     /// Every live entry: its record and exact path.
@@ -241,6 +263,14 @@ mod tests {
             ),
             "a directory stays a directory"
         );
+    }
+
+    #[test]
+    fn entries_named_before_their_pattern_was_known_join_its_site() {
+        let (_, h) = entries(&["/w/job-FSVN12", "/w/job-aQ3xZk", "/w/job-ABCD1"]);
+        assert_eq!(site_pattern(&h, 0), "/w/job-XXXXXX");
+        assert_eq!(site_pattern(&h, 1), "/w/job-XXXXXX");
+        assert_eq!(site_pattern(&h, 2), "/w/job-ABCDN", "another shape stays");
     }
 
     #[test]

@@ -18,13 +18,38 @@ use std::sync::Arc;
 /// lengths) share the pattern of the most random-looking of them, so the rare mkstemp
 /// suffix that reads like a word (`abcdef`) joins the loop's `XXXXXX` site instead of
 /// splitting off. Names of one shape without random parts stay apart
-/// (`alpha.txt`, `gamma.txt`).
+/// (`alpha.txt`, `gamma.txt`). When the first names of a shape all read like words
+/// (`job-FSVN12` from Node's mkdtemp), the pattern they got is superseded by the first
+/// random-looking one: see [`Grouping::take_superseded`].
 #[derive(Debug, Default)]
 pub(crate) struct Grouping {
     by_shape: HashMap<String, Arc<str>>,
+    superseded: Vec<Superseded>,
+}
+
+/// A pattern handed out for names of one shape, replaced by a more random-looking one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Superseded {
+    pub(crate) old: Arc<str>,
+    pub(crate) new: Arc<str>,
+    shape: String,
+}
+
+impl Superseded {
+    /// Whether `path`, which has pattern `old`, is of the shape that was regrouped (a name
+    /// of another shape may share the old pattern: `job-ABCD5` and `job-ABCD10`).
+    pub(crate) fn covers(&self, path: &str) -> bool {
+        shape(path) == self.shape
+    }
 }
 
 impl Grouping {
+    /// Patterns superseded since the last call: names already given `old` should move to
+    /// `new` so the loop that made them is one site.
+    pub(crate) fn take_superseded(&mut self) -> Vec<Superseded> {
+        std::mem::take(&mut self.superseded)
+    }
+
     pub(crate) fn pattern(&mut self, path: &str) -> Arc<str> {
         let mine = pattern(path);
         let randomness = |p: &str| p.bytes().filter(|&c| c == b'X').count();
@@ -36,7 +61,14 @@ impl Grouping {
             Some(_) if randomness(&mine) == 0 => Arc::from(mine),
             _ => {
                 let mine: Arc<str> = Arc::from(mine);
-                self.by_shape.insert(shape(path), mine.clone());
+                let shape = shape(path);
+                if let Some(old) = self.by_shape.insert(shape.clone(), mine.clone()) {
+                    self.superseded.push(Superseded {
+                        old,
+                        new: mine.clone(),
+                        shape,
+                    });
+                }
                 mine
             }
         }
@@ -233,6 +265,21 @@ fn irregular_case(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{Grouping, pattern};
+
+    #[test]
+    fn a_word_like_first_name_is_superseded_by_the_first_random_one() {
+        let mut grouping = Grouping::default();
+        assert_eq!(&*grouping.pattern("/w/job-FSVN12"), "/w/job-FSVNN");
+        assert!(grouping.take_superseded().is_empty());
+        assert_eq!(&*grouping.pattern("/w/job-aQ3xZk"), "/w/job-XXXXXX");
+        let superseded = grouping.take_superseded();
+        assert_eq!(superseded.len(), 1);
+        assert_eq!(&*superseded[0].old, "/w/job-FSVNN");
+        assert_eq!(&*superseded[0].new, "/w/job-XXXXXX");
+        assert!(superseded[0].covers("/w/job-FSVN12"));
+        assert!(!superseded[0].covers("/w/job-FSVN1"), "another shape");
+        assert!(grouping.take_superseded().is_empty(), "taken once");
+    }
 
     #[test]
     fn word_like_random_suffixes_join_the_random_ones() {
