@@ -293,3 +293,34 @@ fn a_file_sampled_before_it_was_written_counts_its_written_size() {
     assert_rate(files.bytes.as_ref().unwrap().rate, 4096.0);
     assert_eq!(files.live_bytes_at_end, Some((N as u64 - 1) * 4096));
 }
+
+#[test]
+fn a_site_pinned_at_enospc_leaks_its_bytes_at_the_rate_it_grew() {
+    // One 400-byte directory per iteration until the file system is out of inodes at
+    // iteration 120; every mkdir after that fails with ENOSPC.
+    let s = run(N, |s, i| {
+        if i < 120 {
+            s.mkdir(&format!("/t/d-{i}"));
+        } else {
+            let failed = crate::event::FailedCall {
+                nr: nr::MKDIR,
+                name: "mkdir",
+                errno: 28,
+            };
+            s.push(PID, PID, crate::event::What::Failed(failed), None);
+        }
+    });
+    let analysis = analyze_sized(&s, 400);
+    let files = &analysis.files;
+    assert!(files.limit_hit.is_some(), "{}", files.count.why);
+    assert_eq!(files.verdict, Verdict::Leak, "{}", files.count.why);
+    assert_rate(files.count.rate, 1.0);
+    let bytes = files.bytes.as_ref().unwrap();
+    assert_rate(bytes.rate, 400.0);
+    assert!(bytes.why.contains("(46.9 KiB live)"), "{}", bytes.why);
+    let site = &files.sites[0];
+    assert_eq!(site.verdict, Verdict::Leak);
+    assert_rate(site.leaked_per_iteration, 1.0);
+    // Not the 120 x 400 B spread over all 200 iterations.
+    assert_rate(site.bytes_leaked_per_iteration.unwrap(), 400.0);
+}
