@@ -283,6 +283,34 @@ fn removing_a_watched_directory_drops_its_watch() {
 }
 
 #[test]
+fn a_watch_follows_its_directory_through_renames_to_its_removal() {
+    let mut s = Stream::new(PID);
+    s.inotify_init(3);
+    for i in 0..3 {
+        let (job, done) = (format!("/tmp/job-{i}"), format!("/tmp/done-{i}"));
+        s.mkdir(&job)
+            .add_watch(3, &job, i + 1)
+            .rename(&job, &done)
+            .rmdir(&done);
+    }
+    assert!(
+        live_watches(&s.ledger()).is_empty(),
+        "removed at its new name"
+    );
+    // A watch under a renamed directory moves with it; one renamed over is replaced.
+    s.mkdir("/w").mkdir("/w/sub").add_watch(3, "/w/sub", 7);
+    s.mkdir("/x").add_watch(3, "/x", 8).add_watch(3, "/wx", 9);
+    s.rename("/w", "/v").rename("/v/sub", "/x");
+    assert_eq!(
+        live_watches(&s.ledger()),
+        vec!["inotify watch on /w/sub", "inotify watch on /wx"],
+        "the watch on /x went with its inode"
+    );
+    s.rmdir("/x");
+    assert_eq!(live_watches(&s.ledger()), vec!["inotify watch on /wx"]);
+}
+
+#[test]
 fn fanotify_marks_add_remove_flush() {
     let mark = |flags: u64, mask: u64, path: &str| {
         call(nr::FANOTIFY_MARK, 0, [3, flags, mask, CWD, 0, 0]).with_path(path)

@@ -6,8 +6,9 @@
 //! CLOEXEC fd, exit). A child that keeps the inherited fd open after its parent closed
 //! it keeps the kernel's watches alive unseen.
 //!
-//! inotify watches follow their inode: after a rename of the watched path the ledger still
-//! knows the watch by its old path (it is then not released by a removal of the new one).
+//! inotify watches follow their inode: a rename of the watched path (or of a directory
+//! above it) moves the watch to the new path, so removing it there drops the watch. The
+//! site keeps the path the watch was added with.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -19,12 +20,19 @@ use super::sites::{MarkType, SiteKey, WatchApi};
 const FAN_ONDIR: u64 = 0x4000_0000;
 const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
 
+/// One inotify watch: (tgid, watching fd, watch descriptor).
+type WatchKey = (u32, i32, i32);
+
+/// A watched path and the watches on it.
+type WatchedPath = (Arc<str>, HashSet<WatchKey>);
+
 #[derive(Debug, Default)]
 pub(crate) struct Watches {
     /// The watches of each watching fd, by (tgid, fd).
     instances: BTreeMap<(u32, i32), Instance>,
-    /// inotify watches by exact watched path: removing the path drops them.
-    by_path: HashMap<Arc<str>, HashSet<(u32, i32, i32)>>,
+    /// inotify watches by exact watched path, ordered so a renamed directory can move
+    /// everything under it: removing the path drops them.
+    by_path: BTreeMap<Arc<str>, HashSet<WatchKey>>,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +85,69 @@ impl Watches {
             for key in keys {
                 self.drop_inotify(key, history, t, Cause::Implicit);
             }
+        }
+    }
+
+    /// rename(from, to): watches on `to` lose their inode (replaced), and watches on
+    /// `from` and under it move with their inodes to `to`.
+    pub(super) fn path_renamed(&mut self, history: &mut History, from: &str, to: &str, t: u64) {
+        if from == to {
+            return;
+        }
+        self.path_removed(history, to, t);
+        let moved = self.take_subtree(from);
+        self.put_subtree(moved, from, to);
+    }
+
+    /// renameat2(RENAME_EXCHANGE): the watches on the two paths (and under them) swap.
+    pub(super) fn paths_exchanged(&mut self, a: &str, b: &str) {
+        if a == b {
+            return;
+        }
+        let under_a = self.take_subtree(a);
+        let under_b = self.take_subtree(b);
+        self.put_subtree(under_a, a, b);
+        self.put_subtree(under_b, b, a);
+    }
+
+    /// Removes and returns the watched paths `path` and under it, with their watches.
+    fn take_subtree(&mut self, path: &str) -> Vec<WatchedPath> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let under = self
+            .by_path
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix.as_str()),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(&prefix));
+        let keys: Vec<Arc<str>> = self
+            .by_path
+            .get_key_value(path)
+            .map(|(key, _)| key)
+            .into_iter()
+            .chain(under)
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| self.by_path.remove_entry(&key))
+            .collect()
+    }
+
+    /// Puts watched paths taken from under `from` back under `to`, telling each watch.
+    fn put_subtree(&mut self, moved: Vec<WatchedPath>, from: &str, to: &str) {
+        for (path, keys) in moved {
+            let new: Arc<str> = Arc::from(format!("{to}{}", &path[from.len()..]));
+            for &(tgid, fd, wd) in &keys {
+                let watch = self
+                    .instances
+                    .get_mut(&(tgid, fd))
+                    .and_then(|instance| instance.inotify.get_mut(&wd));
+                if let Some((_, watched)) = watch {
+                    *watched = new.clone();
+                }
+            }
+            self.by_path.entry(new).or_default().extend(keys);
         }
     }
 
