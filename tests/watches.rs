@@ -128,13 +128,15 @@ fn the_same_path_watched_again_is_one_watch() {
     });
 }
 
-#[test]
-fn a_watch_on_a_directory_removed_in_the_same_iteration_leaks_nothing() {
-    // The kernel drops an inotify watch with its inode: rmdir of the watched directory
-    // releases the watch, and the directory is no entry left on disk either.
+/// The kernel drops an inotify watch with its inode: rmdir of the watched directory, at its
+/// name or after a rename, releases the watch, and the directory is no entry left on disk.
+#[rstest]
+#[case::removed("removed-dir")]
+#[case::renamed_then_removed("renamed-dir")]
+fn a_watch_on_a_directory_removed_in_the_same_iteration_leaks_nothing(#[case] mode: &str) {
     for run in 0..RUNS {
-        let context = format!("removed-dir run {run}");
-        watches("removed-dir", |_, traced| {
+        let context = format!("{mode} run {run}");
+        watches(mode, |_, traced| {
             assert_class(traced, "watches", "no-leak", &context);
             assert_class(traced, "files", "no-leak", &context);
             let watches = class(traced, "watches");
