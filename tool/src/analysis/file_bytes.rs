@@ -90,7 +90,7 @@ pub(crate) fn doubt(ledger: &Ledger) -> Option<String> {
 pub(crate) fn removed_unseen_note(sizes: &FileSizes) -> Option<String> {
     (sizes.removed_unseen > 0).then(|| {
         format!(
-            "{} entries still counted live were gone from disk when tracing ended (removed by a process not traced)",
+            "{} entries still counted live were gone from disk when tracing ended (removed by a process not traced, or through another name such as a symlinked directory)",
             sizes.removed_unseen
         )
     })

@@ -37,9 +37,8 @@ pub(crate) fn settle(all: ResourceClass, surviving: ResourceClass) -> ResourceCl
         };
     }
     let mut all = all;
-    let why = "its growth is of entries that were gone from disk when tracing ended, \
-               removed by a process not traced or through another name (a symlinked \
-               directory), at times unknown";
+    // The note on the gone entries (`removed_unseen_note`) follows and says how many.
+    let why = "that growth is of entries not on disk when tracing ended, gone at times unknown";
     all.count.verdict = Verdict::Inconclusive;
     all.count.why = format!("{}; {why}", all.count.why);
     all.verdict = Verdict::Inconclusive;
