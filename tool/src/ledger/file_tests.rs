@@ -3,6 +3,7 @@
 use super::Ledger;
 use super::records::Cause;
 use super::test_support::{Stream, call};
+use crate::event::What;
 use leakscope_common::syscalls as nr;
 
 const PID: u32 = 40;
@@ -308,6 +309,36 @@ fn a_watch_follows_its_directory_through_renames_to_its_removal() {
     );
     s.rmdir("/x");
     assert_eq!(live_watches(&s.ledger()), vec!["inotify watch on /wx"]);
+}
+
+#[test]
+fn a_watch_lives_while_any_fd_on_its_instance_does() {
+    const WORKER: u32 = PID + 1;
+    let mut s = Stream::new(PID);
+    s.inotify_init(3);
+    // A worker forked per iteration adds a watch through the inherited fd and exits.
+    for i in 0..3 {
+        let child = WORKER + i as u32;
+        s.push(PID, PID, What::Fork { child }, None);
+        let add =
+            call(nr::INOTIFY_ADD_WATCH, i + 1, [3, 0, 2, 0, 0, 0]).with_path(&format!("/w/w-{i}"));
+        s.push(child, child, What::Syscall(add), None);
+        s.push(child, child, What::Exit, None);
+    }
+    assert_eq!(
+        live_watches(&s.ledger()).len(),
+        3,
+        "the parent still holds fd 3"
+    );
+    // A dup keeps the instance when the original closes.
+    s.sys(call(nr::DUP, 7, [3, 0, 0, 0, 0, 0])).close(3);
+    assert_eq!(
+        live_watches(&s.ledger()).len(),
+        3,
+        "fd 7 is the same instance"
+    );
+    s.close(7);
+    assert!(live_watches(&s.ledger()).is_empty(), "the last fd closed");
 }
 
 #[test]
