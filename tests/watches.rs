@@ -57,6 +57,7 @@ fn watches(mode: &str, check: impl FnOnce(&str, &Traced)) -> bool {
 #[rstest]
 #[case::inotify_on_a_new_path("new-path")]
 #[case::fanotify_mark_on_a_new_path("fanotify")]
+#[case::by_a_worker_forked_per_iteration_on_the_inherited_fd("fork-worker")]
 fn a_watch_on_a_new_path_per_iteration_is_a_watches_leak(#[case] mode: &str) {
     watches(mode, |root, traced| {
         assert_class(traced, "watches", "leak", mode);
