@@ -271,6 +271,13 @@ mod tests {
         assert_eq!(site_pattern(&h, 0), "/w/job-XXXXXX");
         assert_eq!(site_pattern(&h, 1), "/w/job-XXXXXX");
         assert_eq!(site_pattern(&h, 2), "/w/job-ABCDN", "another shape stays");
+        let (_, h) = entries(&["/w/leak-123456", "/w/leak-aQ3xZk", "/w/leak-7"]);
+        assert_eq!(
+            site_pattern(&h, 0),
+            "/w/leak-XXXXXX",
+            "an all-digit random part"
+        );
+        assert_eq!(site_pattern(&h, 2), "/w/leak-N", "a counter");
     }
 
     #[test]
