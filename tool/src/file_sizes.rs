@@ -56,7 +56,10 @@ pub(crate) fn stat_live(ledger: &Ledger) -> FileSizes {
             Ok(meta) => {
                 sizes.sizes.insert(record, meta.len());
             }
-            Err(error) if error.kind() == ErrorKind::NotFound => sizes.removed_unseen += 1,
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                sizes.removed_unseen += 1;
+                sizes.gone.insert(record);
+            }
             // Permission denied, a path too long...: the size is unknown, nothing more.
             Err(_) => {}
         }

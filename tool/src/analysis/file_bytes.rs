@@ -1,7 +1,7 @@
 //! The bytes of the entries on disk the target left: each live entry's size, taken by the
 //! session when tracing ended (`crate::file_sizes`), replayed at the iteration boundaries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::ledger::records::{NEVER, RecordId};
 use crate::ledger::{ByteChange, Ledger};
@@ -11,8 +11,11 @@ use crate::ledger::{ByteChange, Ledger};
 pub(crate) struct FileSizes {
     /// Size of each live entry found on disk (not following symlinks).
     pub(crate) sizes: HashMap<RecordId, u64>,
-    /// Live entries missing from disk: removed by a process leakscope did not trace.
+    /// Live entries missing from disk: removed by a process leakscope did not trace, or
+    /// through another name (a symlinked directory).
     pub(crate) removed_unseen: u64,
+    /// Those entries' records.
+    pub(crate) gone: HashSet<RecordId>,
 }
 
 /// Each entry's bytes as changes over time, in time order, from what the session saw of
@@ -87,7 +90,7 @@ pub(crate) fn doubt(ledger: &Ledger) -> Option<String> {
 pub(crate) fn removed_unseen_note(sizes: &FileSizes) -> Option<String> {
     (sizes.removed_unseen > 0).then(|| {
         format!(
-            "{} entries still counted live were gone from disk when tracing ended (removed by a process not traced)",
+            "{} entries still counted live were gone from disk when tracing ended (removed by a process not traced, or through another name such as a symlinked directory)",
             sizes.removed_unseen
         )
     })

@@ -34,6 +34,7 @@ fn analyze_sized(s: &Stream, size: u64) -> Analysis {
         file_sizes: FileSizes {
             sizes,
             removed_unseen: 0,
+            gone: Default::default(),
         },
         ..RunFacts::default()
     };
@@ -227,6 +228,7 @@ fn entries_gone_unseen_are_said() {
         file_sizes: FileSizes {
             sizes: Default::default(),
             removed_unseen: 50,
+            gone: Default::default(),
         },
         ..RunFacts::default()
     };
@@ -258,6 +260,7 @@ fn a_created_file_that_grows_leaks_bytes_with_a_flat_count() {
         file_sizes: FileSizes {
             sizes: [(record, 4096 * N as u64)].into(),
             removed_unseen: 0,
+            gone: Default::default(),
         },
         ..RunFacts::default()
     };
@@ -286,10 +289,103 @@ fn a_file_sampled_before_it_was_written_counts_its_written_size() {
         file_sizes: FileSizes {
             sizes: live.iter().map(|&(record, _)| (record, 4096)).collect(),
             removed_unseen: 0,
+            gone: Default::default(),
         },
         ..RunFacts::default()
     };
     let files = analyze(&ledger, &iterations, &facts).files;
     assert_rate(files.bytes.as_ref().unwrap().rate, 4096.0);
     assert_eq!(files.live_bytes_at_end, Some((N as u64 - 1) * 4096));
+}
+
+#[test]
+fn a_site_pinned_at_enospc_leaks_its_bytes_at_the_rate_it_grew() {
+    // One 400-byte directory per iteration until the file system is out of inodes at
+    // iteration 120; every mkdir after that fails with ENOSPC.
+    let s = run(N, |s, i| {
+        if i < 120 {
+            s.mkdir(&format!("/t/d-{i}"));
+        } else {
+            let failed = crate::event::FailedCall {
+                nr: nr::MKDIR,
+                name: "mkdir",
+                errno: 28,
+            };
+            s.push(PID, PID, crate::event::What::Failed(failed), None);
+        }
+    });
+    let analysis = analyze_sized(&s, 400);
+    let files = &analysis.files;
+    assert!(files.limit_hit.is_some(), "{}", files.count.why);
+    assert_eq!(files.verdict, Verdict::Leak, "{}", files.count.why);
+    assert_rate(files.count.rate, 1.0);
+    let bytes = files.bytes.as_ref().unwrap();
+    assert_rate(bytes.rate, 400.0);
+    assert!(bytes.why.contains("(46.9 KiB live)"), "{}", bytes.why);
+    let site = &files.sites[0];
+    assert_eq!(site.verdict, Verdict::Leak);
+    assert_rate(site.leaked_per_iteration, 1.0);
+    // Not the 120 x 400 B spread over all 200 iterations.
+    assert_rate(site.bytes_leaked_per_iteration.unwrap(), 400.0);
+}
+
+/// Sizes as the session finds them when every entry in `gone` has vanished from disk.
+fn analyze_with_gone(s: &Stream, gone: impl Fn(&str) -> bool) -> Analysis {
+    let ledger = s.ledger();
+    let iterations = iterations::detect(&ledger, &IterationRequest::Symbol("tick".into()));
+    let mut sizes = FileSizes::default();
+    for (record, path) in ledger.live_file_paths() {
+        if gone(&path) {
+            sizes.removed_unseen += 1;
+            sizes.gone.insert(record);
+        } else {
+            sizes.sizes.insert(record, 4096);
+        }
+    }
+    let facts = RunFacts {
+        file_sizes: sizes,
+        ..RunFacts::default()
+    };
+    analyze(&ledger, &iterations, &facts)
+}
+
+#[test]
+fn a_growth_of_entries_gone_from_disk_is_inconclusive_never_a_leak() {
+    // Created under a symlinked directory, removed under its real path: the ledger sees
+    // two names, the disk one file, gone again in the same iteration.
+    let s = run(N, |s, i| {
+        s.mkstemp(&format!("/w/link/f-{i}"), 4)
+            .close(4)
+            .unlink(&format!("/w/real/f-{i}"));
+    });
+    let files = analyze_with_gone(&s, |_| true).files;
+    assert_eq!(files.verdict, Verdict::Inconclusive, "{}", files.count.why);
+    assert!(
+        files.count.why.contains("gone from disk"),
+        "{}",
+        files.count.why
+    );
+    assert!(files.sites.iter().all(|site| site.verdict != Verdict::Leak));
+    assert_eq!(files.removed_unseen, Some(N as u64));
+}
+
+#[test]
+fn a_leak_beside_entries_gone_from_disk_stands_at_its_own_rate() {
+    // One file kept and one gone unseen per iteration: a leak of 1, not 2.
+    let s = run(N, |s, i| {
+        s.mkstemp(&format!("/w/keep-{i}"), 4)
+            .close(4)
+            .mkstemp(&format!("/w/link/f-{i}"), 5)
+            .close(5);
+    });
+    let files = analyze_with_gone(&s, |path| path.contains("/link/")).files;
+    assert_eq!(files.verdict, Verdict::Leak, "{}", files.count.why);
+    assert_rate(files.count.rate, 1.0);
+    let leaking: Vec<String> = files
+        .sites
+        .iter()
+        .filter(|site| site.verdict == Verdict::Leak)
+        .map(|site| site_text(&s, site.site))
+        .collect();
+    assert_eq!(leaking, vec!["file /w/keep-N"]);
 }

@@ -92,7 +92,11 @@ pub(crate) fn judge_pinned(
             "rose {} until it hit the limit at iteration {} ({} live); {} calls failed with {} after it",
             scale.unit.rate(rate),
             hit.iteration,
-            scale.unit.amount(hit.level),
+            // This series' own level: the bytes of a class pinned by its count are not
+            // the count `hit.level` holds.
+            scale
+                .unit
+                .amount(before.last().copied().unwrap_or(hit.level)),
             crate::units::grouped(hit.failures),
             errno_name(hit.errno)
         ),

@@ -4,6 +4,7 @@
 
 pub(crate) mod failures;
 pub(crate) mod file_bytes;
+pub(crate) mod files_gone;
 pub(crate) mod heap;
 pub(crate) mod lifetimes;
 pub(crate) mod limits;
@@ -113,19 +114,27 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         .or_else(|| file_bytes::doubt(ledger));
     let file_changes = file_bytes::changes(ledger, &facts.file_sizes);
     let file_series = series::byte_totals(&file_changes, boundaries);
-    let mut files = resource_class(
-        ledger,
-        Kind::File,
-        ledger.file_records(),
-        iterations,
-        file_doubt.as_deref(),
-        Some(ClassBytes {
-            changes: &file_changes,
-            series: &file_series,
-            resized: &no_resizes,
-            scale: scales::file_bytes(),
-        }),
-    );
+    let judge_files = |records: &Records| {
+        resource_class(
+            ledger,
+            Kind::File,
+            records,
+            iterations,
+            file_doubt.as_deref(),
+            Some(ClassBytes {
+                changes: &file_changes,
+                series: &file_series,
+                resized: &no_resizes,
+                scale: scales::file_bytes(),
+            }),
+        )
+    };
+    let mut files = judge_files(ledger.file_records());
+    let gone = &facts.file_sizes.gone;
+    if files.verdict == Verdict::Leak && !gone.is_empty() {
+        let surviving = files_gone::without(ledger.file_records(), gone);
+        files = files_gone::settle(files, judge_files(&surviving));
+    }
     files.removed_unseen = Some(facts.file_sizes.removed_unseen);
     if let Some(note) = file_bytes::removed_unseen_note(&facts.file_sizes) {
         files.count.why = format!("{}; {note}", files.count.why);

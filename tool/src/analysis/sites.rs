@@ -141,7 +141,15 @@ pub(crate) fn retained_sites(
                         resized_to = Some(bytes_of_site);
                     }
                     let series = site_byte_series(judged.changes, ids, &iterations.boundaries);
-                    let judgement = trend::judge(&series, &judged.scale, doubt);
+                    // Pinned like the count: bytes that grew until the limit leak at the
+                    // rate they grew, not spread over the iterations that failed.
+                    let plain = trend::judge(&series, &judged.scale, doubt);
+                    let judgement = match judging.limit_hit {
+                        Some(hit) => {
+                            super::limits::judge_pinned(&series, &judged.scale, hit, &plain, doubt)
+                        }
+                        None => plain,
+                    };
                     let rate = if judgement.verdict == Verdict::Leak {
                         judgement.rate
                     } else {

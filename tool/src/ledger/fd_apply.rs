@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::fd_calls::{AT_FDCWD, FdOp};
 use super::history::{History, NewFd};
 use super::records::{Cause, Origin};
-use super::sites::{FdSite, FdSource, SiteKey};
+use super::sites::{FdKind, FdSite, FdSource, SiteKey};
 use super::{Ledger, OpenedPath, Process, paths};
 
 impl Ledger {
@@ -37,6 +37,10 @@ impl Ledger {
                 history.install(process, new(fd, site, cloexec));
             }
             FdOp::New { fd, kind, cloexec } => {
+                if matches!(&kind, FdKind::Anon(name) if matches!(&**name, "inotify" | "fanotify"))
+                {
+                    self.watches.opened(history, (tgid, t), fd);
+                }
                 let site = history.sites.intern(SiteKey::fd_kind(kind));
                 history.install(process, new(fd, site, cloexec));
             }
@@ -96,6 +100,7 @@ impl Ledger {
                 // dup2/dup3 onto a watching fd closes it, and its watches with it.
                 self.watches
                     .fds_closed(history, (tgid, t), (fd, fd), Cause::Implicit);
+                self.watches.duplicated(tgid, old, fd);
                 history.install(process, new(fd, site, cloexec));
             }
             FdOp::SetCloexec { fd, on } => {

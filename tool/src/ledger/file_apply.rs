@@ -31,8 +31,14 @@ impl Ledger {
                 }
             }
             FileOp::Rename { from, to, exchange } => match (resolve(&from), resolve(&to)) {
-                (Some(from), Some(to)) if exchange => self.entries.exchange(&from, &to),
-                (Some(from), Some(to)) => self.entries.rename(&mut history.files, &from, &to, t),
+                (Some(from), Some(to)) if exchange => {
+                    self.entries.exchange(history, &from, &to);
+                    self.watches.paths_exchanged(&from, &to);
+                }
+                (Some(from), Some(to)) => {
+                    self.entries.rename(history, &from, &to, t);
+                    self.watches.path_renamed(history, &from, &to, t);
+                }
                 // The new name was not captured: the entry left `from` for a place
                 // unknown. Keeping it at `from` would make a later create there a
                 // replacement; it is counted as removed instead (see `unknown_renames`).

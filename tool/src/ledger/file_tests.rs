@@ -3,6 +3,7 @@
 use super::Ledger;
 use super::records::Cause;
 use super::test_support::{Stream, call};
+use crate::event::What;
 use leakscope_common::syscalls as nr;
 
 const PID: u32 = 40;
@@ -214,11 +215,12 @@ fn rename_exchange_swaps_records() {
         .into_iter()
         .map(|(id, path)| (path, ledger.site_text(ledger.file_records().get(id).site)))
         .collect();
+    // The kinds swap; each entry's site names where it lives now.
     assert_eq!(
         kinds,
         vec![
-            ("/t/a".into(), "directory /t/b".into()),
-            ("/t/b".into(), "file /t/a".into())
+            ("/t/a".into(), "directory /t/a".into()),
+            ("/t/b".into(), "file /t/b".into())
         ]
     );
 }
@@ -279,6 +281,64 @@ fn removing_a_watched_directory_drops_its_watch() {
     let ledger = s.ledger();
     assert!(live_watches(&ledger).is_empty());
     assert!(live(&ledger).is_empty());
+}
+
+#[test]
+fn a_watch_follows_its_directory_through_renames_to_its_removal() {
+    let mut s = Stream::new(PID);
+    s.inotify_init(3);
+    for i in 0..3 {
+        let (job, done) = (format!("/tmp/job-{i}"), format!("/tmp/done-{i}"));
+        s.mkdir(&job)
+            .add_watch(3, &job, i + 1)
+            .rename(&job, &done)
+            .rmdir(&done);
+    }
+    assert!(
+        live_watches(&s.ledger()).is_empty(),
+        "removed at its new name"
+    );
+    // A watch under a renamed directory moves with it; one renamed over is replaced.
+    s.mkdir("/w").mkdir("/w/sub").add_watch(3, "/w/sub", 7);
+    s.mkdir("/x").add_watch(3, "/x", 8).add_watch(3, "/wx", 9);
+    s.rename("/w", "/v").rename("/v/sub", "/x");
+    assert_eq!(
+        live_watches(&s.ledger()),
+        vec!["inotify watch on /w/sub", "inotify watch on /wx"],
+        "the watch on /x went with its inode"
+    );
+    s.rmdir("/x");
+    assert_eq!(live_watches(&s.ledger()), vec!["inotify watch on /wx"]);
+}
+
+#[test]
+fn a_watch_lives_while_any_fd_on_its_instance_does() {
+    const WORKER: u32 = PID + 1;
+    let mut s = Stream::new(PID);
+    s.inotify_init(3);
+    // A worker forked per iteration adds a watch through the inherited fd and exits.
+    for i in 0..3 {
+        let child = WORKER + i as u32;
+        s.push(PID, PID, What::Fork { child }, None);
+        let add =
+            call(nr::INOTIFY_ADD_WATCH, i + 1, [3, 0, 2, 0, 0, 0]).with_path(&format!("/w/w-{i}"));
+        s.push(child, child, What::Syscall(add), None);
+        s.push(child, child, What::Exit, None);
+    }
+    assert_eq!(
+        live_watches(&s.ledger()).len(),
+        3,
+        "the parent still holds fd 3"
+    );
+    // A dup keeps the instance when the original closes.
+    s.sys(call(nr::DUP, 7, [3, 0, 0, 0, 0, 0])).close(3);
+    assert_eq!(
+        live_watches(&s.ledger()).len(),
+        3,
+        "fd 7 is the same instance"
+    );
+    s.close(7);
+    assert!(live_watches(&s.ledger()).is_empty(), "the last fd closed");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! The filesystem is shared: an entry belongs to no process. A process's exit or exec
 //! releases nothing, and a file one process creates and another removes is one record.
 //! One live map, exact resolved path -> record, ordered so a renamed directory can re-key
-//! everything under it.
+//! everything under it. An entry's site is the pattern of the name it has now: a renamed
+//! entry moves to the site of its new name (a rotated log leaks at `app.log.N`, where it
+//! piles up, not at the `app.log` it was created as).
 
 use std::collections::BTreeMap;
 
@@ -27,13 +29,32 @@ impl Entries {
         path: String,
         kind: EntryKind,
     ) {
-        let pattern = history.names.pattern(&path);
-        let site = history.sites.intern(SiteKey::entry(kind, pattern));
+        let site = site_of(history, kind, &path);
         let record = history
             .files
             .add(tgid, site, Acquisition::at(Origin::Acquired, t));
         if let Some(replaced) = self.live.insert(path, record) {
             history.files.release(replaced, t, Cause::Implicit);
+        }
+        self.regroup(history);
+    }
+
+    /// Live entries whose pattern the grouping has superseded move to the new pattern's
+    /// site, so a loop whose first names read like words is still one site.
+    fn regroup(&mut self, history: &mut History) {
+        for superseded in history.names.take_superseded() {
+            for (path, &record) in &self.live {
+                let SiteKey::Entry(entry) = history.sites.key(history.files.get(record).site)
+                else {
+                    continue;
+                };
+                if entry.pattern == superseded.old && superseded.covers(path) {
+                    let site = history
+                        .sites
+                        .intern(SiteKey::entry(entry.kind, superseded.new.clone()));
+                    history.files.move_to_site(record, site);
+                }
+            }
         }
     }
 
@@ -53,27 +74,29 @@ impl Entries {
 
     /// rename(from, to): whatever was at `to` (and under it) is replaced, and the entry at
     /// `from` and everything under it move to `to`, keeping their records (same birth).
-    pub(super) fn rename(&mut self, records: &mut Records, from: &str, to: &str, t: u64) {
+    pub(super) fn rename(&mut self, history: &mut History, from: &str, to: &str, t: u64) {
         if from == to {
             return;
         }
         let replaced = self.live.remove(to).into_iter();
         for record in replaced.chain(self.take_under(to).into_iter().map(|(_, r)| r)) {
-            records.release(record, t, Cause::Implicit);
+            history.files.release(record, t, Cause::Implicit);
         }
         let moved = self.take_subtree(from);
-        self.put_subtree(moved, from, to);
+        self.put_subtree(history, moved, from, to);
+        self.regroup(history);
     }
 
     /// renameat2(RENAME_EXCHANGE): the two paths (and what is under them) swap records.
-    pub(super) fn exchange(&mut self, a: &str, b: &str) {
+    pub(super) fn exchange(&mut self, history: &mut History, a: &str, b: &str) {
         if a == b {
             return;
         }
         let under_a = self.take_subtree(a);
         let under_b = self.take_subtree(b);
-        self.put_subtree(under_a, a, b);
-        self.put_subtree(under_b, b, a);
+        self.put_subtree(history, under_a, a, b);
+        self.put_subtree(history, under_b, b, a);
+        self.regroup(history);
     }
 
     /// Every live entry: its record and exact path.
@@ -125,13 +148,30 @@ impl Entries {
         taken
     }
 
-    /// Puts entries taken from under `from` back under `to`.
-    fn put_subtree(&mut self, entries: Vec<(String, RecordId)>, from: &str, to: &str) {
+    /// Puts entries taken from under `from` back under `to`, each at the site of its new
+    /// name (same kind of entry).
+    fn put_subtree(
+        &mut self,
+        history: &mut History,
+        entries: Vec<(String, RecordId)>,
+        from: &str,
+        to: &str,
+    ) {
         for (path, record) in entries {
-            let rest = &path[from.len()..];
-            self.live.insert(format!("{to}{rest}"), record);
+            let moved = format!("{to}{}", &path[from.len()..]);
+            if let SiteKey::Entry(entry) = history.sites.key(history.files.get(record).site) {
+                let site = site_of(history, entry.kind, &moved);
+                history.files.move_to_site(record, site);
+            }
+            self.live.insert(moved, record);
         }
     }
+}
+
+/// The site of an entry of `kind` named `path`.
+fn site_of(history: &mut History, kind: EntryKind, path: &str) -> super::sites::SiteId {
+    let pattern = history.names.pattern(path);
+    history.sites.intern(SiteKey::entry(kind, pattern))
 }
 
 #[cfg(test)]
@@ -155,7 +195,7 @@ mod tests {
     #[test]
     fn directory_rename_rekeys_children_only() {
         let (mut e, mut h) = entries(&["/a", "/a/x", "/a/y/z", "/ab", "/b"]);
-        e.rename(&mut h.files, "/a", "/b", 10);
+        e.rename(&mut h, "/a", "/b", 10);
         assert_eq!(
             paths(&e),
             vec![
@@ -170,12 +210,74 @@ mod tests {
 
     #[test]
     fn exchange_swaps_subtrees() {
-        let (mut e, _) = entries(&["/a", "/a/x", "/b"]);
-        e.exchange("/a", "/b");
+        let (mut e, mut h) = entries(&["/a", "/a/x", "/b"]);
+        e.exchange(&mut h, "/a", "/b");
         assert_eq!(
             paths(&e),
             vec![(2, "/a".into()), (0, "/b".into()), (1, "/b/x".into())]
         );
+    }
+
+    /// The pattern of the site record `id` is at now.
+    fn site_pattern(h: &History, id: RecordId) -> String {
+        match h.sites.key(h.files.get(id).site) {
+            SiteKey::Entry(entry) => entry.pattern.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_renamed_entry_moves_to_the_site_of_its_new_name() {
+        // Log rotation: app.log becomes app.log.N and a new app.log is created.
+        let mut h = History::default();
+        let mut e = Entries::default();
+        e.create(&mut h, (1, 0), "/log/app.log".into(), EntryKind::File);
+        for n in 1..=3u64 {
+            e.rename(&mut h, "/log/app.log", &format!("/log/app.log.{n}"), n * 10);
+            e.create(
+                &mut h,
+                (1, n * 10 + 1),
+                "/log/app.log".into(),
+                EntryKind::File,
+            );
+        }
+        let rotated: Vec<String> = (0..3).map(|id| site_pattern(&h, id)).collect();
+        assert_eq!(rotated, vec!["/log/app.log.N"; 3]);
+        assert_eq!(site_pattern(&h, 3), "/log/app.log", "the current log");
+        assert!(h.files.all().iter().all(|r| r.is_live()), "nothing removed");
+    }
+
+    #[test]
+    fn a_renamed_directory_moves_its_children_to_their_new_sites() {
+        let mut h = History::default();
+        let mut e = Entries::default();
+        e.create(&mut h, (1, 0), "/w/t-1".into(), EntryKind::Directory);
+        e.create(&mut h, (1, 1), "/w/t-1/a".into(), EntryKind::File);
+        e.rename(&mut h, "/w/t-1", "/w/trash/t-1", 10);
+        assert_eq!(site_pattern(&h, 0), "/w/trash/t-N");
+        assert_eq!(site_pattern(&h, 1), "/w/trash/t-N/a");
+        assert!(
+            matches!(
+                h.sites.key(h.files.get(0).site),
+                SiteKey::Entry(entry) if entry.kind == EntryKind::Directory
+            ),
+            "a directory stays a directory"
+        );
+    }
+
+    #[test]
+    fn entries_named_before_their_pattern_was_known_join_its_site() {
+        let (_, h) = entries(&["/w/job-FSVN12", "/w/job-aQ3xZk", "/w/job-ABCD1"]);
+        assert_eq!(site_pattern(&h, 0), "/w/job-XXXXXX");
+        assert_eq!(site_pattern(&h, 1), "/w/job-XXXXXX");
+        assert_eq!(site_pattern(&h, 2), "/w/job-ABCDN", "another shape stays");
+        let (_, h) = entries(&["/w/leak-123456", "/w/leak-aQ3xZk", "/w/leak-7"]);
+        assert_eq!(
+            site_pattern(&h, 0),
+            "/w/leak-XXXXXX",
+            "an all-digit random part"
+        );
+        assert_eq!(site_pattern(&h, 2), "/w/leak-N", "a counter");
     }
 
     #[test]

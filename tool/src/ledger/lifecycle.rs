@@ -71,6 +71,7 @@ impl Ledger {
     /// held it (and a copy of a resource from before tracing never gets a lifetime longer
     /// than the run).
     pub(super) fn fork(&mut self, parent: u32, child: u32, t: u64) {
+        self.watches.forked(&mut self.history, parent, child, t);
         let Some(source) = self.processes.get(&parent).cloned() else {
             self.processes.entry(child).or_default();
             return;

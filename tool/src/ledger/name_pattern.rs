@@ -18,16 +18,56 @@ use std::sync::Arc;
 /// lengths) share the pattern of the most random-looking of them, so the rare mkstemp
 /// suffix that reads like a word (`abcdef`) joins the loop's `XXXXXX` site instead of
 /// splitting off. Names of one shape without random parts stay apart
-/// (`alpha.txt`, `gamma.txt`).
+/// (`alpha.txt`, `gamma.txt`). When the first names of a shape all read like words
+/// (`job-FSVN12` from Node's mkdtemp), the pattern they got is superseded by the first
+/// random-looking one: see [`Grouping::take_superseded`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Grouping {
     by_shape: HashMap<String, Arc<str>>,
+    /// Patterns handed out to names whose random part was all digits (`leak-123456`, read
+    /// as a counter: `leak-N`), by the random shape they would have (`leak-#6`).
+    all_digits: HashMap<String, Arc<str>>,
+    superseded: Vec<Superseded>,
+}
+
+/// A pattern handed out for names of one shape, replaced by a more random-looking one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Superseded {
+    pub(crate) old: Arc<str>,
+    pub(crate) new: Arc<str>,
+    shape: String,
+}
+
+impl Superseded {
+    /// Whether `path`, which has pattern `old`, is of the shape that was regrouped (a name
+    /// of another shape may share the old pattern: `job-ABCD5` and `job-ABCD10`).
+    pub(crate) fn covers(&self, path: &str) -> bool {
+        shape(path) == self.shape || random_shape(path) == self.shape
+    }
 }
 
 impl Grouping {
+    /// Patterns superseded since the last call: names already given `old` should move to
+    /// `new` so the loop that made them is one site.
+    pub(crate) fn take_superseded(&mut self) -> Vec<Superseded> {
+        std::mem::take(&mut self.superseded)
+    }
+
     pub(crate) fn pattern(&mut self, path: &str) -> Arc<str> {
         let mine = pattern(path);
         let randomness = |p: &str| p.bytes().filter(|&c| c == b'X').count();
+        // A random part that came out all digits (mkstemp's `123456`, 1 name in ~55,000)
+        // reads as a counter: it joins the random site of its length when there is one.
+        let digits_shape = random_shape(path);
+        if randomness(&mine) == 0 && digits_shape != shape(path) {
+            match self.by_shape.get(&digits_shape) {
+                Some(known) if randomness(known) > 0 => return known.clone(),
+                _ => {
+                    let mine: Arc<str> = Arc::from(mine.as_str());
+                    self.all_digits.insert(digits_shape, mine);
+                }
+            }
+        }
         match self.by_shape.get(&shape(path)) {
             Some(known) if known.as_ref() == mine => known.clone(),
             Some(known) if randomness(known) >= randomness(&mine) && randomness(known) > 0 => {
@@ -36,7 +76,23 @@ impl Grouping {
             Some(_) if randomness(&mine) == 0 => Arc::from(mine),
             _ => {
                 let mine: Arc<str> = Arc::from(mine);
-                self.by_shape.insert(shape(path), mine.clone());
+                let shape = shape(path);
+                if randomness(&mine) > 0
+                    && let Some(old) = self.all_digits.remove(&shape)
+                {
+                    self.superseded.push(Superseded {
+                        old,
+                        new: mine.clone(),
+                        shape: shape.clone(),
+                    });
+                }
+                if let Some(old) = self.by_shape.insert(shape.clone(), mine.clone()) {
+                    self.superseded.push(Superseded {
+                        old,
+                        new: mine.clone(),
+                        shape,
+                    });
+                }
                 mine
             }
         }
@@ -46,6 +102,15 @@ impl Grouping {
 /// The shape of `path`: digits as `N`, every other token of 5 or more characters as its
 /// length, shorter tokens as their pattern.
 fn shape(path: &str) -> String {
+    shape_of(path, false)
+}
+
+/// The shape `path` has if its runs of 5 or more digits are random parts, not counters.
+fn random_shape(path: &str) -> String {
+    shape_of(path, true)
+}
+
+fn shape_of(path: &str, long_digits_random: bool) -> String {
     path.split('/')
         .map(|name| {
             if python_name(name).is_some() {
@@ -62,7 +127,12 @@ fn shape(path: &str) -> String {
                 }
                 for token in split_tokens(word) {
                     match token {
-                        Ok(token) if token.bytes().all(|c| c.is_ascii_digit()) => out.push('N'),
+                        Ok(token)
+                            if token.bytes().all(|c| c.is_ascii_digit())
+                                && !(long_digits_random && token.len() >= 5) =>
+                        {
+                            out.push('N');
+                        }
                         Ok(token) if token.len() >= 5 => out.push_str(&format!("#{}", token.len())),
                         Ok(token) => out.push_str(&token_pattern(token)),
                         Err(separator) => out.push(separator),
@@ -233,6 +303,41 @@ fn irregular_case(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{Grouping, pattern};
+
+    #[test]
+    fn a_word_like_first_name_is_superseded_by_the_first_random_one() {
+        let mut grouping = Grouping::default();
+        assert_eq!(&*grouping.pattern("/w/job-FSVN12"), "/w/job-FSVNN");
+        assert!(grouping.take_superseded().is_empty());
+        assert_eq!(&*grouping.pattern("/w/job-aQ3xZk"), "/w/job-XXXXXX");
+        let superseded = grouping.take_superseded();
+        assert_eq!(superseded.len(), 1);
+        assert_eq!(&*superseded[0].old, "/w/job-FSVNN");
+        assert_eq!(&*superseded[0].new, "/w/job-XXXXXX");
+        assert!(superseded[0].covers("/w/job-FSVN12"));
+        assert!(!superseded[0].covers("/w/job-FSVN1"), "another shape");
+        assert!(grouping.take_superseded().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn an_all_digit_random_suffix_joins_the_random_site() {
+        let mut after = Grouping::default();
+        assert_eq!(&*after.pattern("/t/leak-Xa81Zq"), "/t/leak-XXXXXX");
+        assert_eq!(&*after.pattern("/t/leak-123456"), "/t/leak-XXXXXX");
+        assert_eq!(
+            &*after.pattern("/t/leak-7"),
+            "/t/leak-N",
+            "a short counter stays"
+        );
+        let mut before = Grouping::default();
+        assert_eq!(&*before.pattern("/t/leak-123456"), "/t/leak-N");
+        assert_eq!(&*before.pattern("/t/leak-Xa81Zq"), "/t/leak-XXXXXX");
+        let superseded = before.take_superseded();
+        assert_eq!(superseded.len(), 1, "{superseded:?}");
+        assert_eq!(&*superseded[0].old, "/t/leak-N");
+        assert!(superseded[0].covers("/t/leak-123456"));
+        assert!(!superseded[0].covers("/t/leak-7"));
+    }
 
     #[test]
     fn word_like_random_suffixes_join_the_random_ones() {

@@ -109,6 +109,11 @@ impl Records {
         }
     }
 
+    /// Moves a record to another site: an entry renamed is reported where it lives now.
+    pub(crate) fn move_to_site(&mut self, id: RecordId, site: SiteId) {
+        self.items[id as usize].site = site;
+    }
+
     pub(crate) fn get(&self, id: RecordId) -> &Record {
         &self.items[id as usize]
     }
