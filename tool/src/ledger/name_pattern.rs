@@ -55,7 +55,12 @@ impl Grouping {
 
     pub(crate) fn pattern(&mut self, path: &str) -> Arc<str> {
         let mine = pattern(path);
-        let randomness = |p: &str| p.bytes().filter(|&c| c == b'X').count();
+        // Judged on the name alone: a random directory above (a test's `/tmp/.tmpAb12Cd/`)
+        // makes every pattern under it random-looking, whatever the name.
+        let randomness = |p: &str| {
+            let name = p.rsplit('/').next().unwrap_or(p);
+            name.bytes().filter(|&c| c == b'X').count()
+        };
         // A random part that came out all digits (mkstemp's `123456`, 1 name in ~55,000)
         // reads as a counter: it joins the random site of its length when there is one.
         let digits_shape = random_shape(path);
@@ -317,6 +322,17 @@ mod tests {
         assert!(superseded[0].covers("/w/job-FSVN12"));
         assert!(!superseded[0].covers("/w/job-FSVN1"), "another shape");
         assert!(grouping.take_superseded().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn under_a_random_directory_names_are_grouped_as_anywhere_else() {
+        let mut grouping = Grouping::default();
+        let dir = "/tmp/.tmpAb12Cd";
+        let mut group = |name: &str| grouping.pattern(&format!("{dir}/{name}")).to_string();
+        assert_eq!(group("leak-Xa81Zq"), "/tmp/.XXXXXXXXX/leak-XXXXXX");
+        assert_eq!(group("leak-123456"), "/tmp/.XXXXXXXXX/leak-XXXXXX");
+        assert_eq!(group("alpha.txt"), "/tmp/.XXXXXXXXX/alpha.txt");
+        assert_eq!(group("gamma.txt"), "/tmp/.XXXXXXXXX/gamma.txt");
     }
 
     #[test]
