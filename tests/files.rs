@@ -166,14 +166,7 @@ fn python_temp_files(mode: &str, check: impl FnOnce(&str, &Traced)) {
 #[test]
 fn python_named_temporary_files_kept_are_a_files_leak() {
     python_temp_files("keep", |root, traced| {
-        assert_class(traced, "files", "leak", "delete=False");
-        let files = class(traced, "files");
-        assert_rate(&files["leaked_per_iteration"], 1.0, "files per iteration");
-        assert_rate(
-            &files["bytes_leaked_per_iteration"],
-            FILE_BYTES,
-            "file bytes per iteration",
-        );
+        assert_one_4_kib_file_per_iteration(traced, "delete=False");
         let prefix = format!("{root}/leak-");
         assert_one_leaking_site(
             traced,
@@ -303,14 +296,7 @@ fn a_files_leak_that_fills_its_file_system_is_a_leak_at_its_limit(#[case] mode: 
 #[test]
 fn rotated_logs_never_deleted_are_a_files_leak_at_their_rotated_name() {
     files("rotate", |root, traced| {
-        assert_class(traced, "files", "leak", "rotate");
-        let files = class(traced, "files");
-        assert_rate(&files["leaked_per_iteration"], 1.0, "files per iteration");
-        assert_rate(
-            &files["bytes_leaked_per_iteration"],
-            FILE_BYTES,
-            "file bytes per iteration",
-        );
+        assert_one_4_kib_file_per_iteration(traced, "rotate");
         // Where they pile up: app.log.N, not the one app.log they were created as.
         let rotated = format!("{root}/app.log.N");
         assert_one_leaking_site(
@@ -525,4 +511,16 @@ fn files_created_through_a_symlink_and_removed_by_their_real_path_are_never_a_le
             assert_no_leak_in(traced, &OTHERS, &context);
         });
     }
+}
+
+/// The files class leaks one 4 KiB file per iteration (±5 %).
+fn assert_one_4_kib_file_per_iteration(traced: &Traced, context: &str) {
+    assert_class(traced, "files", "leak", context);
+    let files = class(traced, "files");
+    assert_rate(&files["leaked_per_iteration"], 1.0, "files per iteration");
+    assert_rate(
+        &files["bytes_leaked_per_iteration"],
+        FILE_BYTES,
+        "file bytes per iteration",
+    );
 }
