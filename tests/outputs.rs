@@ -161,3 +161,35 @@ fn attach_refused_access_to_proc_is_exit_4_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// Every report says what leakscope itself cost: its peak RSS, how long the probes took to be
+/// ready, and how long the report took after the target ended, each within sane bounds.
+#[test]
+fn the_report_states_leakscope_s_own_cost() {
+    let output = Command::new(leakscope())
+        .args(["run", "--json", "-", "--", "sh", "-c", "sleep 0.2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let own = &report["self"];
+    let number = |key: &str| {
+        own[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("self.{key} is not a number: {own}"))
+    };
+    let peak = number("peak_rss_bytes");
+    assert!(
+        (1 << 20..1 << 30).contains(&peak),
+        "a peak RSS between 1 MiB and 1 GiB: {own}"
+    );
+    // Start-up is measured from the process start with clock-tick precision (10 ms).
+    let startup = number("startup_ns");
+    assert!(startup < 30_000_000_000, "ready within 30 s: {own}");
+    let report_ns = number("report_ns");
+    assert!(
+        report_ns > 0 && report_ns < 30_000_000_000,
+        "a report within 30 s of the end: {own}"
+    );
+}
