@@ -396,16 +396,28 @@ pub fn site_path(site: &str) -> &str {
     site.find('/').map_or(site, |i| &site[i..])
 }
 
-/// Whether a site's name pattern starts with `prefix`, a real path. Random-looking parts of
-/// a name (a test's temporary directory, mkstemp's suffix) are grouped as a run of `X`
-/// of the same length in the pattern, so an `X` there stands for any one character but `/`.
+/// Whether a site's name pattern starts with `prefix`, a real path. Parts of a name are
+/// grouped in the pattern (a test's temporary directory, mkstemp's suffix): a random-looking
+/// part as a run of `X` of the same length (each stands for any one character but `/`), a
+/// number as one `N` (standing for its digits, however many).
 pub fn pattern_starts_with(site: &str, prefix: &str) -> bool {
-    let mut pattern = site_path(site).chars();
-    prefix.chars().all(|real| match pattern.next() {
-        Some('X') => real != '/',
-        Some(c) => c == real,
-        None => false,
-    })
+    let pattern: Vec<char> = site_path(site).chars().collect();
+    let real: Vec<char> = prefix.chars().collect();
+    let (mut i, mut j) = (0, 0);
+    while j < real.len() {
+        match pattern.get(i) {
+            Some('X') if real[j] != '/' => j += 1,
+            Some('N') if real[j].is_ascii_digit() => {
+                while j < real.len() && real[j].is_ascii_digit() {
+                    j += 1;
+                }
+            }
+            Some(&c) if c == real[j] => j += 1,
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
 }
 
 #[cfg(test)]
