@@ -387,14 +387,20 @@ pub const ENOSPC: i64 = 28;
 /// `-errno` of "disk quota exceeded".
 pub const EDQUOT: i64 = 122;
 
+/// Whether positive `errno` says the file system (or inotify) ran out of room: ENOSPC or
+/// EDQUOT.
+#[inline(always)]
+pub const fn is_out_of_room(errno: i64) -> bool {
+    errno == ENOSPC || errno == EDQUOT
+}
+
 /// Whether a failed call of `nr` with return value `ret` ran out of room for a name on disk
 /// or a watch (ENOSPC, EDQUOT). Those failures are the files and watches classes' limit
 /// (as EMFILE is the fd class's), so they are worth a record even though a failed mkdir
 /// or unlink is otherwise routine and left out.
 #[inline(always)]
 pub const fn failure_is_out_of_room(nr: u32, ret: i64) -> bool {
-    let out_of_room = ret == -ENOSPC || ret == -EDQUOT;
-    out_of_room
+    is_out_of_room(-ret)
         && matches!(
             nr,
             RENAME

@@ -6,12 +6,11 @@
 use super::trend::{self, Judgement, Scale, Verdict};
 use crate::iterations::Iterations;
 use crate::ledger::{ClassKind, FailedAcquisition};
+use leakscope_common::syscalls;
 
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 const ENOMEM: i32 = 12;
-const ENOSPC: i32 = 28;
-const EDQUOT: i32 = 122;
 
 /// Whether `errno` means "this class is out of room" rather than a bad argument.
 pub(crate) fn is_limit(class: ClassKind, errno: i32) -> bool {
@@ -19,8 +18,8 @@ pub(crate) fn is_limit(class: ClassKind, errno: i32) -> bool {
         ClassKind::Fd => errno == EMFILE || errno == ENFILE,
         ClassKind::Mapping | ClassKind::Heap => errno == ENOMEM,
         // A full disk or quota; inotify's max_user_watches also fails with ENOSPC.
-        ClassKind::File => errno == ENOSPC || errno == EDQUOT,
-        ClassKind::Watch => errno == ENOSPC,
+        ClassKind::File => syscalls::is_out_of_room(errno.into()),
+        ClassKind::Watch => i64::from(errno) == syscalls::ENOSPC,
     }
 }
 

@@ -103,9 +103,7 @@ pub(crate) fn failure_class(syscall: u32, errno: i32) -> Option<crate::ledger::C
         _ if out_of_room => Some(ClassKind::File),
         // An open that could not create its file for want of room failed at the files
         // class's limit, not the fd table's.
-        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT
-            if i64::from(errno) == nr::ENOSPC || i64::from(errno) == nr::EDQUOT =>
-        {
+        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT if nr::is_out_of_room(errno.into()) => {
             Some(ClassKind::File)
         }
         other if nr::acquires_no_fd_memory_or_heap(other) => None,
