@@ -57,7 +57,6 @@ pub(crate) fn stat_live(ledger: &Ledger) -> FileSizes {
                 sizes.sizes.insert(record, meta.len());
             }
             Err(error) if error.kind() == ErrorKind::NotFound => {
-                sizes.removed_unseen += 1;
                 sizes.gone.insert(record);
             }
             // Permission denied, a path too long...: the size is unknown, nothing more.
@@ -91,7 +90,7 @@ mod tests {
             sizes.sizes.values().copied().collect::<Vec<_>>(),
             vec![4096]
         );
-        assert_eq!(sizes.removed_unseen, 1);
+        assert_eq!(sizes.removed_unseen(), 1);
     }
 
     #[test]

@@ -13,9 +13,14 @@ pub(crate) struct FileSizes {
     pub(crate) sizes: HashMap<RecordId, u64>,
     /// Live entries missing from disk: removed by a process leakscope did not trace, or
     /// through another name (a symlinked directory).
-    pub(crate) removed_unseen: u64,
-    /// Those entries' records.
     pub(crate) gone: HashSet<RecordId>,
+}
+
+impl FileSizes {
+    /// How many live entries were missing from disk.
+    pub(crate) fn removed_unseen(&self) -> u64 {
+        self.gone.len() as u64
+    }
 }
 
 /// Each entry's bytes as changes over time, in time order, from what the session saw of
@@ -88,10 +93,10 @@ pub(crate) fn doubt(ledger: &Ledger) -> Option<String> {
 
 /// The note a files judgement carries when entries vanished unseen.
 pub(crate) fn removed_unseen_note(sizes: &FileSizes) -> Option<String> {
-    (sizes.removed_unseen > 0).then(|| {
+    let removed_unseen = sizes.removed_unseen();
+    (removed_unseen > 0).then(|| {
         format!(
-            "{} entries still counted live were gone from disk when tracing ended (removed by a process not traced, or through another name such as a symlinked directory)",
-            sizes.removed_unseen
+            "{removed_unseen} entries still counted live were gone from disk when tracing ended (removed by a process not traced, or through another name such as a symlinked directory)"
         )
     })
 }

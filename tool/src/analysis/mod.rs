@@ -135,7 +135,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         let surviving = files_gone::without(ledger.file_records(), gone);
         files = files_gone::settle(files, judge_files(&surviving));
     }
-    files.removed_unseen = Some(facts.file_sizes.removed_unseen);
+    files.removed_unseen = Some(facts.file_sizes.removed_unseen());
     if let Some(note) = file_bytes::removed_unseen_note(&facts.file_sizes) {
         files.count.why = format!("{}; {note}", files.count.why);
     }
