@@ -31,11 +31,8 @@ impl Sampler {
         self.next_ns = time_ns.saturating_add(SAMPLE_PERIOD_NS);
         let window = ledger.live_file_window(self.cursor.as_deref(), SAMPLES_PER_PERIOD);
         for (record, path) in window {
-            let found = path
-                .starts_with('/')
-                .then(|| std::fs::symlink_metadata(&path));
-            if let Some(Ok(meta)) = found {
-                ledger.note_file_size(record, time_ns, meta.len());
+            if let Some(Ok(bytes)) = size_of(&path) {
+                ledger.note_file_size(record, time_ns, bytes);
             }
             self.cursor = Some(path);
         }
@@ -49,21 +46,26 @@ impl Sampler {
 pub(crate) fn stat_live(ledger: &Ledger) -> FileSizes {
     let mut sizes = FileSizes::default();
     for (record, path) in ledger.live_file_paths() {
-        if !path.starts_with('/') {
-            continue;
-        }
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) => {
-                sizes.sizes.insert(record, meta.len());
+        match size_of(&path) {
+            Some(Ok(bytes)) => {
+                sizes.sizes.insert(record, bytes);
             }
-            Err(error) if error.kind() == ErrorKind::NotFound => {
+            Some(Err(error)) if error.kind() == ErrorKind::NotFound => {
                 sizes.gone.insert(record);
             }
             // Permission denied, a path too long...: the size is unknown, nothing more.
-            Err(_) => {}
+            Some(Err(_)) | None => {}
         }
     }
     sizes
+}
+
+/// The size of the entry at `path`, without following a symlink (a symlink's size is its
+/// own, not its target's). `None` for a relative path: the target's cwd was unknown, and
+/// from here it cannot be looked up.
+fn size_of(path: &str) -> Option<std::io::Result<u64>> {
+    path.starts_with('/')
+        .then(|| std::fs::symlink_metadata(path).map(|meta| meta.len()))
 }
 
 #[cfg(test)]
