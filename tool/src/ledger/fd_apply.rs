@@ -131,12 +131,20 @@ pub(super) fn fd_site<'a>(history: &'a History, process: &Process, fd: i32) -> O
 pub(super) fn resolve_at(history: &History, process: &Process, dirfd: i32, path: &str) -> String {
     let base = if path.starts_with('/') {
         None
-    } else if dirfd == AT_FDCWD {
+    } else {
+        dir_of(history, process, dirfd)
+    };
+    paths::resolve(path, base.as_deref())
+}
+
+/// The directory `dirfd` stands for: the cwd for AT_FDCWD, else the path the fd was opened
+/// from (`None` when unknown).
+pub(super) fn dir_of(history: &History, process: &Process, dirfd: i32) -> Option<Arc<str>> {
+    if dirfd == AT_FDCWD {
         process.cwd.clone()
     } else {
         path_of(history, process, dirfd)
-    };
-    paths::resolve(path, base.as_deref())
+    }
 }
 
 /// The path `fd` was opened from (what a path relative to it resolves against).

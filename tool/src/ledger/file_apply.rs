@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use super::fd_apply::{path_of, resolve_at};
-use super::fd_calls::AT_FDCWD;
+use super::fd_apply::{dir_of, path_of, resolve_at};
 use super::file_calls::{At, FanotifyMark, FileOp, MarkAction};
 use super::records::RecordId;
 use super::watches::By;
@@ -74,10 +73,7 @@ impl Ledger {
                 let by = By { tgid, fd, t };
                 // Without a path the mark is on the dirfd itself.
                 let path = resolve(&at)
-                    .or_else(|| match at.dirfd {
-                        AT_FDCWD => process.cwd.as_deref().map(str::to_string),
-                        dirfd => path_of(history, process, dirfd).map(|p| p.to_string()),
-                    })
+                    .or_else(|| dir_of(history, process, at.dirfd).map(|p| p.to_string()))
                     .unwrap_or_else(|| format!("(fd {})", at.dirfd));
                 match action {
                     MarkAction::Add => self.watches.add_mark(history, by, (mark, &path), mask),
