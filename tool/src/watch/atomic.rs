@@ -42,11 +42,17 @@ impl MetricsFile {
         Ok(file)
     }
 
+    /// A fresh `FILE.tmp`. Made with O_EXCL after removing any old one, so a symlink
+    /// someone planted there is never followed: leakscope runs as root, and a metrics
+    /// directory may be writable by others.
     fn create_tmp(&self) -> std::io::Result<File> {
+        match std::fs::remove_file(&self.tmp) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
         OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&self.tmp)
     }
 
@@ -65,6 +71,22 @@ impl MetricsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_symlink_planted_as_the_temporary_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let metrics = dir.path().join("leakscope.prom");
+        std::os::unix::fs::symlink(&victim, dir.path().join("leakscope.prom.tmp")).unwrap();
+        let file = MetricsFile::open(&metrics).unwrap();
+        file.write("leakscope_final 1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(
+            std::fs::read_to_string(&metrics).unwrap(),
+            "leakscope_final 1\n"
+        );
+    }
 
     #[test]
     fn a_bad_directory_is_refused_up_front() {
