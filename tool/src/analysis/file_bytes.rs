@@ -83,12 +83,19 @@ pub(crate) fn changes(ledger: &Ledger, sizes: &FileSizes) -> Vec<ByteChange> {
 
 /// Why the files class may be missing entries or counting gone ones, if it may.
 pub(crate) fn doubt(ledger: &Ledger) -> Option<String> {
-    let unknown = ledger.unknown_renames();
-    (unknown > 0).then(|| {
-        format!(
-            "{unknown} renames' new names could not be read; entries may be missing from the ledger"
-        )
-    })
+    let renames = ledger.unknown_renames();
+    let creations = ledger.unknown_creations();
+    let unread = match (renames, creations) {
+        (0, 0) => return None,
+        (renames, 0) => format!("{renames} renames' new names could not be read"),
+        (0, creations) => {
+            format!("the kernel could not say whether {creations} O_CREAT opens created their file")
+        }
+        (renames, creations) => format!(
+            "{renames} renames' new names could not be read, and the kernel could not say whether {creations} O_CREAT opens created their file"
+        ),
+    };
+    Some(format!("{unread}; entries may be missing from the ledger"))
 }
 
 /// The note a files judgement carries when entries vanished unseen.

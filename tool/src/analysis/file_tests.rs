@@ -388,3 +388,24 @@ fn a_leak_beside_entries_gone_from_disk_stands_at_its_own_rate() {
         .collect();
     assert_eq!(leaking, vec!["file /w/keep-N"]);
 }
+
+#[test]
+fn creations_the_kernel_could_not_judge_make_the_files_class_inconclusive() {
+    // One new name per iteration with a plain O_CREAT and no word from the kernel on whether
+    // it created the file: it may be a leak the ledger cannot see, never a sure "no leak".
+    let s = run(N, |s, i| {
+        s.openat_flags(-100, &format!("/srv/out-{i}"), O_CREAT | O_RDWR, 4)
+            .close(4);
+    });
+    let ledger = s.ledger();
+    let iterations = iterations::detect(&ledger, &IterationRequest::Symbol("tick".into()));
+    let analysis = analyze(&ledger, &iterations, &RunFacts::default());
+    assert_eq!(analysis.files.verdict, Verdict::Inconclusive);
+    assert!(
+        analysis.files.count.why.contains(&format!(
+            "the kernel could not say whether {N} O_CREAT opens created their file"
+        )),
+        "{}",
+        analysis.files.count.why
+    );
+}

@@ -23,6 +23,7 @@ impl Ledger {
                     self.entries.create(history, (tgid, t), path, kind);
                 }
             }
+            FileOp::MaybeCreated => history.unknown_creations += 1,
             FileOp::Remove { at, directory } => {
                 if let Some(path) = resolve(&at) {
                     self.entries.remove(&mut history.files, &path, directory, t);
@@ -123,6 +124,12 @@ impl Ledger {
     /// ledger's map (counted as removed).
     pub(crate) fn unknown_renames(&self) -> u64 {
         self.history.unknown_renames
+    }
+
+    /// O_CREAT opens the kernel could not say created their file or not: each may be an
+    /// entry missing from the ledger.
+    pub(crate) fn unknown_creations(&self) -> u64 {
+        self.history.unknown_creations
     }
 }
 

@@ -31,6 +31,10 @@ pub(crate) enum FileOp {
         at: At,
         kind: EntryKind,
     },
+    /// An open with O_CREAT (without O_EXCL) that may or may not have created its file:
+    /// the kernel could not read whether it did. Counted, so the files class knows it
+    /// may be missing entries.
+    MaybeCreated,
     /// unlink/unlinkat/rmdir.
     Remove {
         at: At,
@@ -99,8 +103,10 @@ pub(crate) fn decode(call: &Syscall) -> Option<FileOp> {
         dirfd,
         path: call.path2.as_ref().map(|p| p.display()),
     };
+    let opened = matches!(call.nr, nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT);
     match call.nr {
-        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT if created(call) => {
+        _ if opened && created(call) == Creation::Unknown => Some(FileOp::MaybeCreated),
+        _ if opened && created(call) == Creation::Created => {
             let dirfd = if matches!(call.nr, nr::OPENAT | nr::OPENAT2) {
                 fd_arg(a[0])
             } else {
@@ -155,8 +161,18 @@ pub(crate) fn decode(call: &Syscall) -> Option<FileOp> {
     }
 }
 
+/// What a successful open-family call did to its name on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Creation {
+    Created,
+    /// It opened an existing file, or made an unnamed one (O_TMPFILE).
+    NotCreated,
+    /// O_CREAT without O_EXCL, and the kernel could not tell.
+    Unknown,
+}
+
 /// Whether a successful open-family call created its file.
-fn created(call: &Syscall) -> bool {
+fn created(call: &Syscall) -> Creation {
     let flags = call
         .open
         .and_then(|open| open.flags)
@@ -170,14 +186,20 @@ fn created(call: &Syscall) -> bool {
         });
     // O_TMPFILE makes an unnamed file: nothing is on disk unless a linkat names it.
     if flags.is_some_and(|f| f & O_TMPFILE_BIT != 0) {
-        return false;
+        return Creation::NotCreated;
     }
-    match call.open.and_then(|open| open.created) {
-        Some(created) => created,
+    match (call.open.and_then(|open| open.created), flags) {
+        (Some(true), _) => Creation::Created,
+        (Some(false), _) => Creation::NotCreated,
         // The kernel could not tell: only O_CREAT|O_EXCL is sure to have created the file
         // (it fails otherwise). Guessing for a plain O_CREAT would make every open of an
-        // existing log a new entry, and a loop that appends to one file a leak.
-        None => flags.is_some_and(|f| f & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL),
+        // existing log a new entry, and a loop that appends to one file a leak; not
+        // counting it may miss a leak, so it is counted as unknown.
+        (None, Some(f)) if f & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL => Creation::Created,
+        (None, Some(f)) if f & O_CREAT == 0 => Creation::NotCreated,
+        // Flags unknown too (openat2 whose `open_how` could not be read): it may have
+        // created.
+        (None, _) => Creation::Unknown,
     }
 }
 
@@ -224,7 +246,15 @@ mod tests {
         let openat = |flags: u64| call(nr::OPENAT, 3, [CWD, 0, flags, 0o600, 0, 0]).with_path("f");
         let plain_creat = O_CREAT;
         let exclusive = O_CREAT | O_EXCL;
-        assert_eq!(decode(&openat(plain_creat)), None);
+        // Without the kernel's word a plain O_CREAT creates no entry, but it is counted as
+        // a creation the ledger may be missing.
+        assert_eq!(decode(&openat(plain_creat)), Some(FileOp::MaybeCreated));
+        let no_creat = openat(2).with_open(2, None);
+        assert_eq!(
+            decode(&no_creat),
+            None,
+            "an open without O_CREAT creates nothing"
+        );
         assert!(matches!(
             decode(&openat(exclusive)),
             Some(FileOp::Create { .. })

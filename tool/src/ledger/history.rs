@@ -38,6 +38,8 @@ pub(super) struct History {
     pub(crate) names: super::name_pattern::Grouping,
     /// Renames whose new name was not captured (the entry left the files map).
     pub(crate) unknown_renames: u64,
+    /// See [`super::Ledger::unknown_creations`].
+    pub(crate) unknown_creations: u64,
 }
 
 /// A new fd record: `fd` of process `tgid` from `site`, acquired at `t`.
