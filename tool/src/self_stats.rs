@@ -78,7 +78,8 @@ mod tests {
 
     #[test]
     fn this_process_has_a_peak_rss_at_least_its_current_one() {
-        let peak = peak_rss_bytes().expect("VmHWM in /proc/self/status");
+        // Current first: other test threads allocate meanwhile, and a peak read after it
+        // covers it (the kernel folds the resident set into VmHWM before it shrinks).
         let current = procfs::process::Process::myself()
             .unwrap()
             .status()
@@ -86,6 +87,7 @@ mod tests {
             .vmrss
             .unwrap()
             * 1024;
+        let peak = peak_rss_bytes().expect("VmHWM in /proc/self/status");
         assert!(peak >= current, "peak {peak} < current {current}");
         // Touch 64 MiB more than the peak so far: VmHWM must follow.
         let block = vec![1u8; 64 << 20];
