@@ -44,10 +44,9 @@ pub(crate) fn changes(ledger: &Ledger, sizes: &FileSizes) -> Vec<ByteChange> {
     }
     let mut changes = Vec::new();
     for (record, mut seen) in looks {
-        if record as usize >= records.all().len() {
+        let Some(held) = records.find(record) else {
             continue;
-        }
-        let held = records.get(record);
+        };
         seen.sort_unstable();
         seen.retain(|&(t, _)| t < held.released_ns || t == u64::MAX);
         let Some(&(_, first)) = seen.first() else {

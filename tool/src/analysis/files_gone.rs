@@ -15,9 +15,8 @@ use crate::ledger::records::{Cause, RecordId, Records};
 pub(crate) fn without(records: &Records, gone: &HashSet<RecordId>) -> Records {
     let mut surviving = records.clone();
     for &id in gone {
-        if (id as usize) < records.all().len() {
-            let born = records.get(id).born_ns;
-            surviving.release(id, born, Cause::Implicit);
+        if let Some(record) = records.find(id) {
+            surviving.release(id, record.born_ns, Cause::Implicit);
         }
     }
     surviving

@@ -20,7 +20,7 @@ pub(crate) const DECADE_LABELS: [&str; 9] = [
     "<1µs", "<10µs", "<100µs", "<1ms", "<10ms", "<100ms", "<1s", "<10s", "≥10s",
 ];
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Lifetimes {
     ns: Histogram<u64>,
     iterations: Histogram<u64>,

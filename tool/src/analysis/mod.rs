@@ -231,7 +231,8 @@ fn resource_class(
         .as_ref()
         .map_or(count.verdict, |b| count.verdict.worst(b.verdict));
 
-    let mut lifetimes = Lifetimes::default();
+    let folded = records.folded();
+    let mut lifetimes = folded.lifetimes.clone();
     for record in traced().filter(|r| r.released_ns != NEVER) {
         if !sites::retained(record.born_ns, record.released_ns, iterations) {
             let ns = record.released_ns.saturating_sub(record.origin_ns);
@@ -261,8 +262,8 @@ fn resource_class(
         },
     );
     ResourceClass {
-        acquired: traced().count() as u64,
-        released: traced().filter(|r| r.released_ns != NEVER).count() as u64,
+        acquired: traced().count() as u64 + folded.traced,
+        released: traced().filter(|r| r.released_ns != NEVER).count() as u64 + folded.traced,
         live_at_end: live_counts.last().map_or_else(
             || records.all().iter().filter(|r| r.is_live()).count() as u64,
             |&v| v as u64,

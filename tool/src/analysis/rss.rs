@@ -76,7 +76,7 @@ pub(crate) fn rss_class(
         bytes,
         unexplained,
         explained_rate,
-        samples: ledger.rss_samples().len(),
+        samples: ledger.rss_samples_taken() as usize,
         bytes_at_end: rss.last().map(|&v| v as u64),
         processes: lasting.len(),
     }

@@ -78,10 +78,11 @@ pub(crate) fn retained_sites(
     }
     let mut by_site: HashMap<SiteId, (Vec<u64>, u64)> = HashMap::new();
     let mut members: HashMap<SiteId, Vec<RecordId>> = HashMap::new();
-    for (id, record) in records.all().iter().enumerate() {
+    for record in records.all() {
+        let id = record.id;
         // A mapping from before the iterations that mremap grows during them is where the
         // leaked bytes are, although the mapping itself is older than the loop.
-        let grown = site_bytes.is_some_and(|b| b.resized.contains(&(id as RecordId)))
+        let grown = site_bytes.is_some_and(|b| b.resized.contains(&id))
             && iterations
                 .last()
                 .is_some_and(|last| record.released_ns >= last && record.born_ns < last);
@@ -90,12 +91,9 @@ pub(crate) fn retained_sites(
         {
             let entry = by_site.entry(record.site).or_default();
             entry.0.push(record.born_ns);
-            entry.1 += bytes
-                .and_then(|b| b.get(&(id as RecordId)))
-                .copied()
-                .unwrap_or(0);
+            entry.1 += bytes.and_then(|b| b.get(&id)).copied().unwrap_or(0);
             if site_bytes.is_some() {
-                members.entry(record.site).or_default().push(id as RecordId);
+                members.entry(record.site).or_default().push(id);
             }
         }
     }

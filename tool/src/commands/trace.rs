@@ -28,6 +28,9 @@ struct Tracing {
     watch: Option<Watch>,
 }
 
+/// Set, the ledger keeps every record even with a marker (tests compare both ways).
+const NO_FOLD_ENV: &str = "LEAKSCOPE_NO_FOLD";
+
 impl EventSink for Tracing {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
         if let Some(watch) = &mut self.watch {
@@ -98,8 +101,14 @@ pub(crate) async fn trace_and_diagnose(
         };
         Watch::start(request, pid, command, iteration_request.clone())
     });
+    let mut ledger = Ledger::new();
+    if matches!(iteration_request, IterationRequest::Symbol(_))
+        && std::env::var_os(NO_FOLD_ENV).is_none()
+    {
+        ledger.stream_on_markers();
+    }
     let mut tracing = Tracing {
-        ledger: Ledger::new(),
+        ledger,
         sizes: file_sizes::Sampler::default(),
         watch,
     };

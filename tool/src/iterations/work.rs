@@ -41,20 +41,51 @@ impl Image {
     }
 }
 
-/// Sorted acquisition times.
+/// Sorted acquisition times, plus acquisitions the ledger folded away, each group weighed
+/// at its earliest time (exact for windows that start and end at iteration boundaries, the
+/// only windows asked of a run that folds).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timeline {
     times: Vec<u64>,
+    /// (time, count), sorted by time.
+    weighted: Vec<(u64, u64)>,
 }
 
 impl Timeline {
     fn new(mut times: Vec<u64>) -> Timeline {
         times.sort_unstable();
-        Timeline { times }
+        Timeline {
+            times,
+            weighted: Vec::new(),
+        }
+    }
+
+    fn with_weighted(mut self, weighted: impl IntoIterator<Item = (u64, u64)>) -> Timeline {
+        self.weighted.extend(weighted);
+        self.weighted.sort_unstable();
+        self
+    }
+
+    /// Acquisitions before `t` (`inclusive`: at or before).
+    fn up_to(&self, t: u64, inclusive: bool) -> usize {
+        let below = |x: u64| if inclusive { x <= t } else { x < t };
+        let plain = self.times.partition_point(|&x| below(x));
+        let folded: u64 = self
+            .weighted
+            .iter()
+            .take_while(|&&(x, _)| below(x))
+            .map(|&(_, n)| n)
+            .sum();
+        plain + folded as usize
     }
 
     pub(crate) fn total(&self) -> usize {
         self.times.len()
+            + self
+                .weighted
+                .iter()
+                .map(|&(_, n)| n as usize)
+                .sum::<usize>()
     }
 
     /// Acquisitions at `from..=to`.
@@ -62,19 +93,18 @@ impl Timeline {
         if to < from {
             return 0;
         }
-        self.times.partition_point(|&t| t <= to) - self.times.partition_point(|&t| t < from)
+        self.up_to(to, true) - self.up_to(from, false)
     }
 
     /// Acquisitions at `from..to`.
     pub(crate) fn between(&self, from: u64, to: u64) -> usize {
-        self.times
-            .partition_point(|&t| t < to)
-            .saturating_sub(self.times.partition_point(|&t| t < from))
+        self.up_to(to, false)
+            .saturating_sub(self.up_to(from, false))
     }
 
     /// Acquisitions after `t`.
     pub(crate) fn after(&self, t: u64) -> usize {
-        self.times.len() - self.times.partition_point(|&t2| t2 <= t)
+        self.total() - self.up_to(t, true)
     }
 
     /// The share of all acquisitions at `from..=to`; `None` when there are none.
@@ -111,8 +141,11 @@ impl Work {
         records(ledger.fd_records());
         records(ledger.map_records());
         all.extend(ledger.heap_growth().iter().map(|g| g.time_ns));
+        let folded = [ledger.fd_records(), ledger.map_records()]
+            .into_iter()
+            .flat_map(|records| records.folded().weighted_acquisitions());
         Work {
-            all: Timeline::new(all),
+            all: Timeline::new(all).with_weighted(folded),
             by_image: by_image
                 .into_iter()
                 .map(|(image, times)| (image, Timeline::new(times)))

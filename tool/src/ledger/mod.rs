@@ -35,6 +35,7 @@ pub(crate) mod name_pattern;
 pub(crate) mod paths;
 pub(crate) mod records;
 pub(crate) mod sites;
+mod streaming;
 pub(crate) mod watches;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -150,6 +151,8 @@ pub(crate) struct Ledger {
     watches: watches::Watches,
     /// Sizes of the live entries, taken when tracing ended (see [`Ledger::note_file_sizes`]).
     file_sizes: crate::analysis::FileSizes,
+    /// Folding settled records away as the run goes (marker iterations only).
+    streaming: streaming::Streaming,
 }
 
 impl Ledger {
@@ -215,6 +218,7 @@ impl Ledger {
                 }
             }
         }
+        self.maybe_fold();
     }
 
     fn count(&mut self, name: &'static str) {
@@ -271,8 +275,13 @@ impl Ledger {
     pub(crate) fn heap_byte_changes(&self) -> &[ByteChange] {
         &self.history.heap_bytes
     }
+    /// The resident samples a boundary can read (superseded ones may be folded away).
     pub(crate) fn rss_samples(&self) -> &[RssSample] {
         &self.history.rss
+    }
+    /// Every resident sample taken, folded ones included.
+    pub(crate) fn rss_samples_taken(&self) -> u64 {
+        self.history.rss.len() as u64 + self.streaming.rss_folded
     }
     pub(crate) fn markers(&self) -> &[u64] {
         &self.history.markers

@@ -1,10 +1,13 @@
-//! One record per resource acquisition (an fd-table entry or a mapping), kept for the whole
-//! run so the analysis can replay what was live at any iteration boundary.
+//! One record per resource acquisition (an fd-table entry or a mapping), kept so the
+//! analysis can replay what was live at any iteration boundary.
 //!
-//! Records are compact (40 bytes): a long run can have millions of them. Everything that
-//! repeats (paths, stacks) is an interned [`SiteId`].
+//! Records are compact (40 bytes), and a record that can no longer change any verdict is
+//! folded away (see [`super::streaming`]): what it adds to the counts, the lifetimes and the
+//! work timeline is kept in [`Folded`], so memory follows what is live, not the events.
+//! Everything that repeats (paths, stacks) is an interned [`SiteId`].
 
 use super::sites::SiteId;
+use crate::analysis::lifetimes::Lifetimes;
 
 pub(crate) type RecordId = u32;
 
@@ -49,6 +52,9 @@ pub(crate) struct Record {
     pub(crate) released_ns: u64,
     pub(crate) site: SiteId,
     pub(crate) tgid: u32,
+    /// Ids are handed out in order and never reused, so folding records away keeps the
+    /// rest sorted by id.
+    pub(crate) id: RecordId,
     pub(crate) origin: Origin,
     pub(crate) cause: Option<Cause>,
 }
@@ -80,29 +86,79 @@ impl Acquisition {
     }
 }
 
+/// What the records folded away add to the class: released resources that lived and died
+/// between two iteration boundaries, so no live count at a boundary includes them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Folded {
+    /// Records folded (seeded ones included).
+    pub(crate) records: u64,
+    /// Of those, acquired during tracing (not seeded): acquisitions, and releases, seen.
+    pub(crate) traced: u64,
+    /// Their lifetimes, in time and in iterations crossed (from the original acquisition).
+    pub(crate) lifetimes: Lifetimes,
+    /// Acquisitions by a traced call, by the iteration they fell in (index 0: before the
+    /// first boundary), each with the earliest acquisition time in it. The work timeline
+    /// weighs them there: exact for any window that starts and ends at a boundary.
+    pub(crate) acquisitions: Vec<(u64, u64)>,
+}
+
+impl Folded {
+    /// Counts an acquisition at `born_ns`, in iteration `index` (-1: before the first).
+    pub(crate) fn acquired_in(&mut self, index: i64, born_ns: u64) {
+        let slot = (index + 1).max(0) as usize;
+        if self.acquisitions.len() <= slot {
+            self.acquisitions.resize(slot + 1, (u64::MAX, 0));
+        }
+        let (earliest, count) = &mut self.acquisitions[slot];
+        *earliest = (*earliest).min(born_ns);
+        *count += 1;
+    }
+
+    /// The folded acquisitions as (earliest time, count), empty iterations left out.
+    pub(crate) fn weighted_acquisitions(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.acquisitions.iter().copied().filter(|&(_, n)| n > 0)
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Records {
+    /// The records kept, sorted by id.
     items: Vec<Record>,
+    next: RecordId,
+    folded: Folded,
 }
 
 impl Records {
     pub(crate) fn add(&mut self, tgid: u32, site: SiteId, acquired: Acquisition) -> RecordId {
-        let id = RecordId::try_from(self.items.len()).expect("fewer than 2^32 records");
+        let id = self.next;
+        self.next = id.checked_add(1).expect("fewer than 2^32 records");
         self.items.push(Record {
             origin_ns: acquired.origin_ns,
             born_ns: acquired.born_ns,
             released_ns: NEVER,
             site,
             tgid,
+            id,
             origin: acquired.origin,
             cause: None,
         });
         id
     }
 
+    fn position(&self, id: RecordId) -> Option<usize> {
+        // Until the first fold, ids are positions.
+        match self.items.get(id as usize) {
+            Some(record) if record.id == id => Some(id as usize),
+            _ => self.items.binary_search_by_key(&id, |r| r.id).ok(),
+        }
+    }
+
     /// Marks a record released; a second release of the same record changes nothing.
     pub(crate) fn release(&mut self, id: RecordId, at_ns: u64, cause: Cause) {
-        let record = &mut self.items[id as usize];
+        let Some(at) = self.position(id) else {
+            return; // folded: released long ago
+        };
+        let record = &mut self.items[at];
         if record.is_live() {
             record.released_ns = at_ns;
             record.cause = Some(cause);
@@ -111,15 +167,50 @@ impl Records {
 
     /// Moves a record to another site: an entry renamed is reported where it lives now.
     pub(crate) fn move_to_site(&mut self, id: RecordId, site: SiteId) {
-        self.items[id as usize].site = site;
+        if let Some(at) = self.position(id) {
+            self.items[at].site = site;
+        }
     }
 
+    /// A record kept; panics on an id never handed out or folded away (only released
+    /// records are folded, and nothing looks those up by id).
     pub(crate) fn get(&self, id: RecordId) -> &Record {
-        &self.items[id as usize]
+        self.find(id).expect("a record kept in the ledger")
     }
 
+    /// A record, if it is kept (not folded away, and handed out at all).
+    pub(crate) fn find(&self, id: RecordId) -> Option<&Record> {
+        self.position(id).map(|at| &self.items[at])
+    }
+
+    /// The records kept, in id order (see [`Records::folded`] for the rest).
     pub(crate) fn all(&self) -> &[Record] {
         &self.items
+    }
+
+    /// What the records folded away add up to.
+    pub(crate) fn folded(&self) -> &Folded {
+        &self.folded
+    }
+
+    /// Folds away every record `fold` says to, handing it to `fold` to add to the
+    /// aggregates first. Returns the ids folded, sorted.
+    pub(crate) fn fold_where(
+        &mut self,
+        mut fold: impl FnMut(&Record, &mut Folded) -> bool,
+    ) -> Vec<RecordId> {
+        let mut gone = Vec::new();
+        let folded = &mut self.folded;
+        self.items.retain(|record| {
+            let out = fold(record, folded);
+            if out {
+                folded.records += 1;
+                gone.push(record.id);
+            }
+            !out
+        });
+        self.items.shrink_to(self.items.len() * 2);
+        gone
     }
 
     #[cfg(test)]

@@ -1,0 +1,199 @@
+//! Bounded memory: folding away what can no longer change a verdict, while tracing.
+//!
+//! When the iterations come from a marker (`--iteration-symbol`, and the built-in extract
+//! job), each boundary is known the moment the marker fires. A resource acquired and
+//! released between the same two boundaries is in no live count at any boundary, is never
+//! retained, and is the same to every later question the analysis asks: one more
+//! acquisition and release, one lifetime, one acquisition in its iteration. So the ledger
+//! adds it to its class's [`Folded`] aggregates and drops the record. Byte changes of a
+//! folded mapping net to zero between those boundaries and are dropped with it; resident
+//! samples that no boundary reads (a later one of the same process comes before the same
+//! boundaries) are dropped too. What is left is what is live, what crossed a boundary, and
+//! one entry per iteration.
+//!
+//! Every fold is exact: the batch analysis of a folded ledger equals that of the full one
+//! (tests below). Nothing is folded until the marker has fired twice (with fewer, the
+//! iterations fall back to time windows, which need every record), and only before the
+//! latest marker less [`SETTLE_NS`], so a marker that reaches the ring late is still in time.
+//!
+//! Iterations found from opens (`--iteration-path`, automatic detection) are only known
+//! at the end: those runs keep every record.
+
+use std::collections::{HashMap, HashSet};
+
+use super::records::{Folded, NEVER, Origin, Record, RecordId, Records};
+use super::{ClassKind, Ledger, RssSample};
+
+/// How far behind the latest marker folding stays: ring records from different CPUs can
+/// arrive out of time order by a few microseconds; this leaves a wide margin.
+pub(crate) const SETTLE_NS: u64 = 50_000_000;
+
+/// Fold once this many events arrived since the last fold (and at least as many as the
+/// records then kept), so the work stays linear in the events.
+pub(crate) const FOLD_EVERY_EVENTS: u64 = 1 << 16;
+
+/// When to fold.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Streaming {
+    /// Folding is on (marker iterations).
+    pub(crate) on: bool,
+    /// Events since the last fold.
+    pub(crate) events: u64,
+    /// Fold again after this many events.
+    pub(crate) every: u64,
+    /// Resident samples folded away (the report counts every sample taken).
+    pub(crate) rss_folded: u64,
+}
+
+/// The boundaries known so far, sorted.
+struct Known<'a> {
+    markers: &'a [u64],
+}
+
+impl Known<'_> {
+    /// The iteration `t` falls in (-1 before the first marker), as the analysis counts it.
+    fn index_at(&self, t: u64) -> i64 {
+        self.markers.partition_point(|&b| b <= t) as i64 - 1
+    }
+
+    /// Markers strictly before `t`: samples with the same count see the same boundaries.
+    fn before(&self, t: u64) -> usize {
+        self.markers.partition_point(|&b| b < t)
+    }
+}
+
+impl Ledger {
+    /// Turns folding on: the iterations will be the marker's hits.
+    pub(crate) fn stream_on_markers(&mut self) {
+        self.streaming.on = true;
+        self.streaming.every = FOLD_EVERY_EVENTS;
+    }
+
+    /// Folds every `every` events instead (tests).
+    #[cfg(test)]
+    pub(crate) fn stream_on_markers_every(&mut self, every: u64) {
+        self.streaming.on = true;
+        self.streaming.every = every;
+    }
+
+    /// Called after each event: folds when enough events have arrived.
+    pub(super) fn maybe_fold(&mut self) {
+        if !self.streaming.on {
+            return;
+        }
+        self.streaming.events += 1;
+        if self.streaming.events >= self.streaming.every {
+            self.streaming.events = 0;
+            self.fold();
+        }
+    }
+
+    /// Folds what the markers seen so far settle.
+    pub(crate) fn fold(&mut self) {
+        let history = &mut self.history;
+        if history.markers.len() < 2 {
+            return;
+        }
+        history.markers.sort_unstable();
+        let Some(settled) = history.markers.last().map(|&m| m.saturating_sub(SETTLE_NS)) else {
+            return;
+        };
+        let known = Known {
+            markers: &history.markers,
+        };
+        // The first failure of each errno is where the report counts what the process held:
+        // resources live across that instant stay.
+        let first_failures = first_failures(&history.failures);
+        let fold_class = |records: &mut Records, class: ClassKind| {
+            let pinned = first_failures.get(&class).map_or(&[][..], Vec::as_slice);
+            records.fold_where(|record, folded| {
+                let foldable = record.released_ns != NEVER
+                    && record.released_ns < settled
+                    && known.index_at(record.born_ns) == known.index_at(record.released_ns)
+                    && !pinned.iter().any(|&(tgid, t)| {
+                        record.tgid == tgid && record.born_ns <= t && record.released_ns > t
+                    });
+                if foldable {
+                    add_to(folded, record, &known);
+                }
+                foldable
+            })
+        };
+        fold_class(&mut history.fds, ClassKind::Fd);
+        let maps_gone = fold_class(&mut history.maps, ClassKind::Mapping);
+        if !maps_gone.is_empty() {
+            let gone = |id: RecordId| maps_gone.binary_search(&id).is_ok();
+            history.map_bytes.retain(|change| !gone(change.record));
+            history.resized.retain(|&id| !gone(id));
+        }
+        history.map_bytes.shrink_to(history.map_bytes.len() * 2);
+        self.streaming.rss_folded += fold_rss(&mut history.rss, &known, settled);
+        history.opens.clear();
+        history.opens.shrink_to_fit();
+        let kept = history.fds.all().len() + history.maps.all().len() + history.rss.len();
+        self.streaming.every = self.streaming.every.max(kept as u64);
+    }
+}
+
+/// Adds a folded record to its class's aggregates, as the analysis would have counted it.
+fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
+    if record.origin == Origin::Seeded {
+        return; // neither an acquisition nor a lifetime the run saw
+    }
+    folded.traced += 1;
+    let crossed = known.index_at(record.released_ns) - known.index_at(record.origin_ns);
+    folded.lifetimes.record(
+        record.released_ns.saturating_sub(record.origin_ns),
+        crossed.max(0) as u64,
+    );
+    if record.origin == Origin::Acquired {
+        folded.acquired_in(known.index_at(record.born_ns), record.born_ns);
+    }
+}
+
+/// (tgid, time) of the first failure of each errno, by class.
+fn first_failures(failures: &[super::FailedAcquisition]) -> HashMap<ClassKind, Vec<(u32, u64)>> {
+    let mut seen = HashSet::new();
+    let mut firsts: HashMap<ClassKind, Vec<(u32, u64)>> = HashMap::new();
+    for failure in failures {
+        if seen.insert((failure.class, failure.errno)) {
+            firsts
+                .entry(failure.class)
+                .or_default()
+                .push((failure.tgid, failure.time_ns));
+        }
+    }
+    firsts
+}
+
+/// Drops each settled sample that a later sample of the same process, before the same
+/// boundaries, supersedes: a boundary reads only the latest sample at or before it. Returns
+/// how many were dropped.
+fn fold_rss(samples: &mut Vec<RssSample>, known: &Known, settled: u64) -> u64 {
+    // The latest settled sample of each (process, boundaries-before) group; of equal
+    // times, the one the replay applies last (it sorts samples by bytes then).
+    let mut latest: HashMap<(u32, usize), (u64, u64)> = HashMap::new();
+    for sample in samples.iter().filter(|s| s.time_ns < settled) {
+        let key = (sample.time_ns, sample.bytes);
+        let slot = latest
+            .entry((sample.tgid, known.before(sample.time_ns)))
+            .or_insert(key);
+        *slot = (*slot).max(key);
+    }
+    let before = samples.len();
+    let mut kept_in_group: HashSet<(u32, usize)> = HashSet::new();
+    samples.retain(|s| {
+        if s.time_ns >= settled {
+            return true;
+        }
+        let group = (s.tgid, known.before(s.time_ns));
+        // Keep exactly one sample per group: the latest (the first of equal times).
+        latest.get(&group) == Some(&(s.time_ns, s.bytes)) && kept_in_group.insert(group)
+    });
+    samples.shrink_to(samples.len() * 2);
+    (before - samples.len()) as u64
+}
+
+#[cfg(test)]
+#[path = "streaming_tests.rs"]
+mod tests;

@@ -1,0 +1,178 @@
+//! Folding is exact: the analysis of a ledger that folded as it went equals the analysis of
+//! the full ledger, on synthetic streams that churn, leak, fork and fail.
+
+use rstest::rstest;
+
+use crate::analysis::{self, RunFacts};
+use crate::event::{FailedCall, What};
+use crate::iterations::{IterationRequest, detect};
+use crate::ledger::Ledger;
+use crate::ledger::test_support::{Stream, call};
+use leakscope_common::syscalls as nr;
+
+const MIB: u64 = 1 << 20;
+
+/// `iterations` marked iterations of `body`, each 2 ms apart, so most of the run is
+/// settled well before it ends.
+fn marked(iterations: u64, mut body: impl FnMut(&mut Stream, u64)) -> Stream {
+    let mut stream = Stream::new(100);
+    stream.open("/etc/before-the-loop", 3).close(3);
+    for i in 0..iterations {
+        stream.marker_with_rss(10 * MIB + 4096 * (i % 7));
+        body(&mut stream, i);
+        stream.now += 2_000_000;
+    }
+    stream.exit();
+    stream
+}
+
+fn replay(stream: &Stream, fold_every: Option<u64>) -> Ledger {
+    let mut ledger = Ledger::new();
+    if let Some(every) = fold_every {
+        ledger.stream_on_markers_every(every);
+    }
+    for event in &stream.events {
+        ledger.apply(event);
+    }
+    ledger
+}
+
+/// The analysis, iterations included, as text.
+fn judged(ledger: &Ledger) -> String {
+    let iterations = detect(ledger, &IterationRequest::Symbol("tick".into()));
+    let analysis = analysis::analyze(ledger, &iterations, &RunFacts::default());
+    format!("{iterations:?}\n{analysis:#?}")
+}
+
+/// An fd open and closed within each iteration, one kept every `keep_every`, and an fd
+/// that lives across one boundary now and then.
+fn fd_churn(keep_every: u64) -> Stream {
+    marked(300, |s, i| {
+        for k in 0..20 {
+            let tgid = s.tgid;
+            s.push(
+                tgid,
+                tgid,
+                What::Syscall(
+                    call(nr::OPENAT, 5, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path("/srv/data"),
+                ),
+                Some(10 * MIB + k * 4096),
+            );
+            s.close(5);
+        }
+        if i % keep_every == 0 {
+            s.open("/srv/kept", 1000 + i as i32);
+        }
+        if i % 10 == 3 {
+            s.open("/srv/crossing", 900);
+        }
+        if i % 10 == 4 {
+            s.close(900);
+        }
+    })
+}
+
+/// Mappings made and unmapped (in parts) within each iteration, one leaked every 4th.
+fn map_churn() -> Stream {
+    marked(250, |s, i| {
+        let base = 0x7000_0000_0000 + i * 0x100_0000;
+        s.mmap_anon(base, 64 * 4096).munmap(base, 16 * 4096);
+        s.munmap(base + 16 * 4096, 48 * 4096);
+        if i % 4 == 0 {
+            s.mmap_anon(base + 0x80_0000, 4096);
+        }
+    })
+}
+
+/// A child forked each iteration inherits the fds, opens one more and exits.
+fn forks() -> Stream {
+    marked(120, |s, i| {
+        let (parent, child) = (s.tgid, 5000 + i as u32);
+        s.open("/srv/shared", 7);
+        s.push(parent, parent, What::Fork { child }, None);
+        s.push(
+            child,
+            child,
+            What::Syscall(
+                call(nr::OPENAT, 8, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path("/srv/child"),
+            ),
+            None,
+        );
+        s.push(child, child, What::Exit, None);
+        s.close(7);
+    })
+}
+
+/// The table fills: EMFILE, with fds churning across the first failure.
+fn failing() -> Stream {
+    marked(200, |s, i| {
+        s.open("/srv/data", 5);
+        if i >= 150 {
+            s.sys(call(nr::CLOSE, 0, [5, 0, 0, 0, 0, 0]));
+            s.push(
+                s.tgid,
+                s.tgid,
+                What::Failed(FailedCall {
+                    nr: nr::OPENAT,
+                    name: "openat",
+                    errno: 24,
+                }),
+                None,
+            );
+        } else {
+            s.close(5);
+            s.open("/srv/leak", 100 + i as i32);
+        }
+    })
+}
+
+#[rstest]
+#[case::fd_churn_leak(fd_churn(3))]
+#[case::fd_churn_no_leak(fd_churn(u64::MAX))]
+#[case::map_churn(map_churn())]
+#[case::forks(forks())]
+#[case::failing(failing())]
+fn folding_changes_no_result(#[case] stream: Stream, #[values(1, 7, 500)] every: u64) {
+    let full = replay(&stream, None);
+    let folded = replay(&stream, Some(every));
+    assert!(
+        folded.fd_records().folded().records + folded.map_records().folded().records > 0,
+        "the stream folded nothing: the test would prove nothing"
+    );
+    assert_eq!(judged(&folded), judged(&full));
+}
+
+#[test]
+fn folding_keeps_what_is_live_and_what_crossed() {
+    let stream = fd_churn(3);
+    let full = replay(&stream, None);
+    let folded = replay(&stream, Some(1));
+    let live = |l: &Ledger| l.fd_records().all().iter().filter(|r| r.is_live()).count();
+    assert_eq!(live(&folded), live(&full));
+    // 300 iterations x 20 churned fds are gone; kept: the live ones, the crossing ones,
+    // the unsettled tail (50 ms = 25 iterations) and what came before the second marker.
+    assert!(
+        folded.fd_records().all().len() < 1_000,
+        "{}",
+        folded.fd_records().all().len()
+    );
+    assert!(folded.rss_samples().len() < full.rss_samples().len() / 5);
+    assert_eq!(folded.rss_samples_taken(), full.rss_samples_taken());
+    // The leak is still found from what was kept, and every acquisition counted (300 x 20
+    // churned, 100 kept, 30 crossing, 1 before the loop).
+    let analysis = judged(&folded);
+    assert!(analysis.contains("verdict: Leak"), "{analysis}");
+    assert!(analysis.contains("acquired: 6131"), "{analysis}");
+}
+
+#[test]
+fn nothing_folds_without_two_markers() {
+    let mut stream = Stream::new(100);
+    for _ in 0..1000 {
+        stream.open("/srv/data", 5).close(5);
+        stream.now += 1_000_000;
+    }
+    stream.marker();
+    let folded = replay(&stream, Some(1));
+    assert_eq!(folded.fd_records().folded().records, 0);
+}
