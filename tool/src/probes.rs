@@ -107,11 +107,13 @@ impl Probes {
             return Err(ProbeError::NoObject);
         }
         let offsets = kernel_offsets::from_running_kernel()?;
+        crate::self_stats::give_back_freed_memory();
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::OFFSETS, &offsets, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .load(OBJECT)
             .map_err(load_refused)?;
+        crate::self_stats::give_back_freed_memory();
         // Raw tracepoints, attached by name; none needs tracefs.
         for raw in programs::RAW_TRACEPOINTS {
             let program: &mut RawTracePoint = program(&mut ebpf, raw.program)?;

@@ -66,7 +66,7 @@ pub(crate) fn of_class(ledger: &Ledger, iterations: &Iterations, class: ClassKin
             .into_iter()
             .map(|(errno, (count, first))| {
                 let failures = ErrnoFailures {
-                    count,
+                    count: count + ledger.folded_failures(class, errno),
                     first_ns: first.time_ns,
                     first_iteration: iterations.index_at(first.time_ns),
                     first_syscall: first.syscall,

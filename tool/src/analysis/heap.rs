@@ -45,7 +45,10 @@ pub(crate) fn heap_class(
     let scale = scales::heap_bytes(ledger);
     let plain = trend::judge(&heap_bytes, &scale, doubt);
     let limit_hit = limits::first_hit(
-        ledger.failed_acquisitions(),
+        (
+            ledger.failed_acquisitions(),
+            ledger.folded_limit_failures(ClassKind::Heap),
+        ),
         ClassKind::Heap,
         iterations,
         &heap_bytes,

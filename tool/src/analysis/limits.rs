@@ -35,8 +35,9 @@ pub(crate) struct LimitHit {
     pub(crate) level: f64,
 }
 
+/// `folded_later`: limit failures after the first one that the ledger only counted.
 pub(crate) fn first_hit(
-    failures: &[FailedAcquisition],
+    (failures, folded_later): (&[FailedAcquisition], u64),
     class: ClassKind,
     iterations: &Iterations,
     series: &[f64],
@@ -50,7 +51,7 @@ pub(crate) fn first_hit(
     Some(LimitHit {
         errno: first.errno,
         iteration,
-        failures: 1 + hits.count() as u64,
+        failures: 1 + hits.count() as u64 + folded_later,
         level: series.get(iteration).copied().unwrap_or(0.0),
     })
 }

@@ -213,7 +213,10 @@ fn resource_class(
         Kind::Watch => ClassKind::Watch,
     };
     let limit_hit = limits::first_hit(
-        ledger.failed_acquisitions(),
+        (
+            ledger.failed_acquisitions(),
+            ledger.folded_limit_failures(class),
+        ),
         class,
         iterations,
         &live_counts,

@@ -88,7 +88,7 @@ impl Acquisition {
 
 /// What the records folded away add to the class: released resources that lived and died
 /// between two iteration boundaries, so no live count at a boundary includes them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Folded {
     /// Records folded (seeded ones included).
     pub(crate) records: u64,
@@ -96,25 +96,33 @@ pub(crate) struct Folded {
     pub(crate) traced: u64,
     /// Their lifetimes, in time and in iterations crossed (from the original acquisition).
     pub(crate) lifetimes: Lifetimes,
-    /// Acquisitions by a traced call, by the iteration they fell in (index 0: before the
-    /// first boundary), each with the earliest acquisition time in it. The work timeline
-    /// weighs them there: exact for any window that starts and ends at a boundary.
-    pub(crate) acquisitions: Vec<(u64, u64)>,
+    /// Acquisitions by a traced call before the first boundary, and from it on, each with
+    /// the earliest acquisition time among them. The work timeline weighs them there:
+    /// exact for the only window asked of a folding run, the first boundary to past the
+    /// last one.
+    pub(crate) acquisitions: [(u64, u64); 2],
+}
+
+impl Default for Folded {
+    fn default() -> Self {
+        Folded {
+            records: 0,
+            traced: 0,
+            lifetimes: Lifetimes::default(),
+            acquisitions: [(u64::MAX, 0); 2],
+        }
+    }
 }
 
 impl Folded {
-    /// Counts an acquisition at `born_ns`, in iteration `index` (-1: before the first).
-    pub(crate) fn acquired_in(&mut self, index: i64, born_ns: u64) {
-        let slot = (index + 1).max(0) as usize;
-        if self.acquisitions.len() <= slot {
-            self.acquisitions.resize(slot + 1, (u64::MAX, 0));
-        }
-        let (earliest, count) = &mut self.acquisitions[slot];
+    /// Counts an acquisition at `born_ns`, before the first boundary or not.
+    pub(crate) fn acquired(&mut self, from_first_boundary: bool, born_ns: u64) {
+        let (earliest, count) = &mut self.acquisitions[usize::from(from_first_boundary)];
         *earliest = (*earliest).min(born_ns);
         *count += 1;
     }
 
-    /// The folded acquisitions as (earliest time, count), empty iterations left out.
+    /// The folded acquisitions as (earliest time, count), empty groups left out.
     pub(crate) fn weighted_acquisitions(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.acquisitions.iter().copied().filter(|&(_, n)| n > 0)
     }
@@ -146,9 +154,13 @@ impl Records {
     }
 
     fn position(&self, id: RecordId) -> Option<usize> {
-        // Until the first fold, ids are positions.
-        match self.items.get(id as usize) {
-            Some(record) if record.id == id => Some(id as usize),
+        // Records added since the last fold have consecutive ids at the end, and most
+        // lookups are of recent records: try the place `id` would have there first.
+        let newest = self.items.last()?;
+        let back = newest.id.checked_sub(id)? as usize;
+        let guess = self.items.len().checked_sub(back + 1);
+        match guess.and_then(|at| self.items.get(at).map(|r| (at, r))) {
+            Some((at, record)) if record.id == id => Some(at),
             _ => self.items.binary_search_by_key(&id, |r| r.id).ok(),
         }
     }
@@ -238,5 +250,29 @@ mod tests {
             (records.get(id).released_ns, records.get(id).cause),
             (20, Some(Cause::Explicit))
         );
+    }
+
+    #[test]
+    fn records_are_found_by_id_after_folds() {
+        let mut records = Records::default();
+        for t in 0..100 {
+            let id = records.add(1, 0, Acquisition::at(Origin::Acquired, t));
+            if id % 3 != 0 {
+                records.release(id, t + 1, Cause::Explicit);
+            }
+        }
+        let gone = records.fold_where(|r, _| r.released_ns != NEVER && r.id % 2 == 0);
+        assert_eq!(gone.len(), 33);
+        for t in 100..110 {
+            records.add(1, 0, Acquisition::at(Origin::Acquired, t));
+        }
+        for id in 0..110 {
+            let kept = id >= 100 || id % 3 == 0 || id % 2 == 1;
+            assert_eq!(records.find(id).map(|r| r.id), kept.then_some(id), "{id}");
+        }
+        assert_eq!(records.find(110), None);
+        records.release(4, 500, Cause::Explicit); // folded: nothing to do
+        records.release(105, 500, Cause::Explicit);
+        assert_eq!(records.get(105).released_ns, 500);
     }
 }

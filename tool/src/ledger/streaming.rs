@@ -11,6 +11,9 @@
 //! boundaries) are dropped too. What is left is what is live, what crossed a boundary, and
 //! one entry per iteration.
 //!
+//! Failures past the first of each kind are only counted. The only facts kept per
+//! iteration are the boundaries themselves and one resident sample per process.
+//!
 //! Every fold is exact: the batch analysis of a folded ledger equals that of the full one
 //! (tests below). Nothing is folded until the marker has fired twice (with fewer, the
 //! iterations fall back to time windows, which need every record), and only before the
@@ -19,10 +22,11 @@
 //! Iterations found from opens (`--iteration-path`, automatic detection) are only known
 //! at the end: those runs keep every record.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::records::{Folded, NEVER, Origin, Record, RecordId, Records};
-use super::{ClassKind, Ledger, RssSample};
+use super::{ClassKind, FailedAcquisition, Ledger, RssSample};
+use crate::analysis::limits::is_limit;
 
 /// How far behind the latest marker folding stays: ring records from different CPUs can
 /// arrive out of time order by a few microseconds; this leaves a wide margin.
@@ -43,6 +47,10 @@ pub(crate) struct Streaming {
     pub(crate) every: u64,
     /// Resident samples folded away (the report counts every sample taken).
     pub(crate) rss_folded: u64,
+    /// Failures folded away, by class and errno.
+    pub(crate) failures_folded: BTreeMap<(ClassKind, i32), u64>,
+    /// Of those, limit failures from the first boundary on, by class.
+    pub(crate) limit_failures_folded: BTreeMap<ClassKind, u64>,
 }
 
 /// The boundaries known so far, sorted.
@@ -127,12 +135,92 @@ impl Ledger {
             history.resized.retain(|&id| !gone(id));
         }
         history.map_bytes.shrink_to(history.map_bytes.len() * 2);
+        let files_gone = fold_class(&mut history.files, ClassKind::File);
+        if !files_gone.is_empty() {
+            let gone = |id: RecordId| files_gone.binary_search(&id).is_ok();
+            history
+                .file_size_samples
+                .retain(|sample| !gone(sample.record));
+        }
+        fold_class(&mut history.watches, ClassKind::Watch);
         self.streaming.rss_folded += fold_rss(&mut history.rss, &known, settled);
+        let first_boundary = history.markers[0];
+        fold_failures(
+            &mut self.streaming,
+            &mut history.failures,
+            settled,
+            first_boundary,
+        );
         history.opens.clear();
         history.opens.shrink_to_fit();
-        let kept = history.fds.all().len() + history.maps.all().len() + history.rss.len();
+        let kept = [
+            &history.fds,
+            &history.maps,
+            &history.files,
+            &history.watches,
+        ]
+        .iter()
+        .map(|records| records.all().len())
+        .sum::<usize>()
+            + history.rss.len()
+            + history.failures.len();
         self.streaming.every = self.streaming.every.max(kept as u64);
     }
+
+    /// Failures of `class` with `errno` folded away (counted, not kept).
+    pub(crate) fn folded_failures(&self, class: ClassKind, errno: i32) -> u64 {
+        self.streaming
+            .failures_folded
+            .get(&(class, errno))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Limit failures of `class` at or after the first boundary folded away: all of them
+    /// came after the first such failure, which is kept.
+    pub(crate) fn folded_limit_failures(&self, class: ClassKind) -> u64 {
+        self.streaming
+            .limit_failures_folded
+            .get(&class)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Keeps, of the settled failures, the first of each class and errno (where the report
+/// says when failing started and what the process held) and the first limit failure from
+/// the first boundary on (where the class hit its wall); the rest are only counted.
+fn fold_failures(
+    streaming: &mut Streaming,
+    failures: &mut Vec<FailedAcquisition>,
+    settled: u64,
+    first_boundary: u64,
+) {
+    // The firsts kept by earlier folds are still first in apply order, so they are found
+    // first again.
+    let mut first_of_errno: HashSet<(ClassKind, i32)> = HashSet::new();
+    let mut first_limit: HashSet<ClassKind> = HashSet::new();
+    failures.retain(|failure| {
+        if failure.time_ns >= settled {
+            return true;
+        }
+        let class = failure.class;
+        let first = first_of_errno.insert((class, failure.errno));
+        let limit = failure.time_ns >= first_boundary && is_limit(class, failure.errno);
+        let first_at_limit = limit && first_limit.insert(class);
+        if first || first_at_limit {
+            return true;
+        }
+        *streaming
+            .failures_folded
+            .entry((class, failure.errno))
+            .or_default() += 1;
+        if limit {
+            *streaming.limit_failures_folded.entry(class).or_default() += 1;
+        }
+        false
+    });
+    failures.shrink_to(failures.len() * 2);
 }
 
 /// Adds a folded record to its class's aggregates, as the analysis would have counted it.
@@ -147,7 +235,7 @@ fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
         crossed.max(0) as u64,
     );
     if record.origin == Origin::Acquired {
-        folded.acquired_in(known.index_at(record.born_ns), record.born_ns);
+        folded.acquired(known.index_at(record.born_ns) >= 0, record.born_ns);
     }
 }
 

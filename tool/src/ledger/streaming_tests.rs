@@ -7,6 +7,7 @@ use crate::analysis::{self, RunFacts};
 use crate::event::{FailedCall, What};
 use crate::iterations::{IterationRequest, detect};
 use crate::ledger::Ledger;
+use crate::ledger::file_tests::FileCalls;
 use crate::ledger::test_support::{Stream, call};
 use leakscope_common::syscalls as nr;
 
@@ -126,7 +127,38 @@ fn failing() -> Stream {
     })
 }
 
+/// Temporary files made and removed in each iteration, one left every 5th; a watch added
+/// and removed in each, one kept every 7th; an O_EXCL open failing with EEXIST in each.
+fn files_and_watches() -> Stream {
+    marked(200, |s, i| {
+        s.mkstemp(&format!("/tmp/w-{i:06}"), 6).close(6);
+        s.unlink(&format!("/tmp/w-{i:06}"));
+        if i % 5 == 0 {
+            s.mkstemp(&format!("/tmp/keep-{i:06}"), 7).close(7);
+        }
+        if i == 0 {
+            s.inotify_init(9);
+        }
+        s.add_watch(9, "/srv/watched", 1).rm_watch(9, 1);
+        if i % 7 == 0 {
+            s.add_watch(9, &format!("/srv/kept-{i}"), 100 + i as i32);
+        }
+        let tgid = s.tgid;
+        s.push(
+            tgid,
+            tgid,
+            What::Failed(FailedCall {
+                nr: nr::OPENAT,
+                name: "openat",
+                errno: 17,
+            }),
+            None,
+        );
+    })
+}
+
 #[rstest]
+#[case::files_and_watches(files_and_watches())]
 #[case::fd_churn_leak(fd_churn(3))]
 #[case::fd_churn_no_leak(fd_churn(u64::MAX))]
 #[case::map_churn(map_churn())]
@@ -135,11 +167,37 @@ fn failing() -> Stream {
 fn folding_changes_no_result(#[case] stream: Stream, #[values(1, 7, 500)] every: u64) {
     let full = replay(&stream, None);
     let folded = replay(&stream, Some(every));
+    let records = [
+        folded.fd_records(),
+        folded.map_records(),
+        folded.file_records(),
+        folded.watch_records(),
+    ];
     assert!(
-        folded.fd_records().folded().records + folded.map_records().folded().records > 0,
+        records.iter().map(|r| r.folded().records).sum::<u64>() > 0,
         "the stream folded nothing: the test would prove nothing"
     );
-    assert_eq!(judged(&folded), judged(&full));
+    assert_same(&judged(&folded), &judged(&full));
+}
+
+/// Equal texts, or the first lines that differ (the analyses are long).
+fn assert_same(folded: &str, full: &str) {
+    let differing = folded
+        .lines()
+        .zip(full.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b);
+    if let Some((at, _)) = differing {
+        let lines = |text: &str| {
+            text.lines()
+                .skip(at.saturating_sub(8))
+                .take(12)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!("folded:\n{}\n---- full:\n{}", lines(folded), lines(full));
+    }
+    assert_eq!(folded.lines().count(), full.lines().count());
 }
 
 #[test]
@@ -163,6 +221,24 @@ fn folding_keeps_what_is_live_and_what_crossed() {
     let analysis = judged(&folded);
     assert!(analysis.contains("verdict: Leak"), "{analysis}");
     assert!(analysis.contains("acquired: 6131"), "{analysis}");
+}
+
+#[test]
+fn files_watches_and_failures_fold() {
+    let folded = replay(&files_and_watches(), Some(1));
+    assert!(
+        folded.file_records().all().len() < 100,
+        "{}",
+        folded.file_records().all().len()
+    );
+    assert!(folded.watch_records().all().len() < 100);
+    let failures = folded.failed_acquisitions().len();
+    assert!(failures < 100, "{failures} of 200 failures kept");
+    let analysis = judged(&folded);
+    assert!(
+        analysis.contains("count: 200,"),
+        "EEXIST counted: {analysis}"
+    );
 }
 
 #[test]
