@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::ledger::records::{NEVER, RecordId};
+use crate::ledger::records::{NEVER, Record, RecordId};
 use crate::ledger::{ByteChange, Ledger};
 
 /// What the session found of the entries still live in the ledger when tracing ended.
@@ -43,37 +43,9 @@ pub(crate) fn changes(ledger: &Ledger, sizes: &FileSizes) -> Vec<ByteChange> {
         looks.entry(record).or_default().push((u64::MAX, bytes));
     }
     let mut changes = Vec::new();
-    for (record, mut seen) in looks {
-        let Some(held) = records.find(record) else {
-            continue;
-        };
-        seen.sort_unstable();
-        seen.retain(|&(t, _)| t < held.released_ns || t == u64::MAX);
-        let Some(&(_, first)) = seen.first() else {
-            continue;
-        };
-        let mut push = |time_ns: u64, bytes: i64| {
-            if bytes != 0 {
-                changes.push(ByteChange {
-                    time_ns,
-                    bytes,
-                    record,
-                });
-            }
-        };
-        let signed = |bytes: u64| bytes.min(i64::MAX as u64) as i64;
-        push(held.born_ns, signed(first));
-        let mut current = first;
-        for pair in seen.windows(2) {
-            let ((looked, _), (_, next)) = (pair[0], pair[1]);
-            // The next look's size holds from just after this look.
-            if looked.saturating_add(1) < held.released_ns {
-                push(looked.saturating_add(1), signed(next) - signed(current));
-                current = next;
-            }
-        }
-        if held.released_ns != NEVER {
-            push(held.released_ns, -signed(current));
+    for (record, seen) in looks {
+        if let Some(held) = records.find(record) {
+            changes.extend(record_changes(held, seen));
         }
     }
     changes.sort_by_key(|c| (c.time_ns, c.record));
@@ -105,4 +77,40 @@ pub(crate) fn removed_unseen_note(sizes: &FileSizes) -> Option<String> {
             "{removed_unseen} entries still counted live were gone from disk when tracing ended (removed by a process not traced, or through another name such as a symlinked directory)"
         )
     })
+}
+
+/// One entry's bytes as changes over time, from its looks (time, size); a look at
+/// `u64::MAX` is the size when tracing ended.
+pub(crate) fn record_changes(held: &Record, mut seen: Vec<(u64, u64)>) -> Vec<ByteChange> {
+    let record = held.id;
+    let mut changes = Vec::new();
+    seen.sort_unstable();
+    seen.retain(|&(t, _)| t < held.released_ns || t == u64::MAX);
+    let Some(&(_, first)) = seen.first() else {
+        return changes;
+    };
+    let mut push = |time_ns: u64, bytes: i64| {
+        if bytes != 0 {
+            changes.push(ByteChange {
+                time_ns,
+                bytes,
+                record,
+            });
+        }
+    };
+    let signed = |bytes: u64| bytes.min(i64::MAX as u64) as i64;
+    push(held.born_ns, signed(first));
+    let mut current = first;
+    for pair in seen.windows(2) {
+        let ((looked, _), (_, next)) = (pair[0], pair[1]);
+        // The next look's size holds from just after this look.
+        if looked.saturating_add(1) < held.released_ns {
+            push(looked.saturating_add(1), signed(next) - signed(current));
+            current = next;
+        }
+    }
+    if held.released_ns != NEVER {
+        push(held.released_ns, -signed(current));
+    }
+    changes
 }

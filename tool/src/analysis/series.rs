@@ -4,11 +4,27 @@
 //! Sampling at boundaries is what makes "teardown is not a release" automatic: whatever a
 //! program frees after its last iteration never shows in the series.
 
-use crate::ledger::records::{NEVER, Records};
+use crate::ledger::records::{NEVER, Records, totals};
 use crate::ledger::{ByteChange, RssSample};
 
-/// Live records just before each boundary (acquired before it, not yet released).
+/// Live records just before each boundary (acquired before it, not yet released), folded
+/// ones included.
 pub(crate) fn live_counts(records: &Records, boundaries: &[u64]) -> Vec<f64> {
+    let kept = kept_live_counts(records, boundaries);
+    with_folded(kept, &records.folded().live)
+}
+
+/// Adds what folded records contribute to a series at the boundaries (the ledger folds
+/// only when the boundaries are the marker's, the same ones it indexed).
+pub(crate) fn with_folded(mut series: Vec<f64>, differences: &[i64]) -> Vec<f64> {
+    debug_assert!(differences.len() <= series.len() + 1);
+    for (value, folded) in series.iter_mut().zip(totals(differences, usize::MAX)) {
+        *value += folded as f64;
+    }
+    series
+}
+
+fn kept_live_counts(records: &Records, boundaries: &[u64]) -> Vec<f64> {
     let mut births: Vec<u64> = records.all().iter().map(|r| r.born_ns).collect();
     let mut deaths: Vec<u64> = records
         .all()

@@ -86,8 +86,9 @@ impl Acquisition {
     }
 }
 
-/// What the records folded away add to the class: released resources that lived and died
-/// between two iteration boundaries, so no live count at a boundary includes them.
+/// What the records folded away add to the class: released resources whose release is
+/// settled (every boundary up to it is known), so what they add to each boundary's live
+/// count and bytes is known for good.
 #[derive(Clone, Debug)]
 pub(crate) struct Folded {
     /// Records folded (seeded ones included).
@@ -101,6 +102,11 @@ pub(crate) struct Folded {
     /// exact for the only window asked of a folding run, the first boundary to past the
     /// last one.
     pub(crate) acquisitions: [(u64, u64); 2],
+    /// What folded records add to the live count at each boundary, as differences:
+    /// the count at boundary `k` adds `live[0..=k]`.
+    pub(crate) live: Vec<i64>,
+    /// Likewise for the class's bytes (mapped bytes, bytes on disk).
+    pub(crate) bytes: Vec<i64>,
 }
 
 impl Default for Folded {
@@ -110,8 +116,31 @@ impl Default for Folded {
             traced: 0,
             lifetimes: Lifetimes::default(),
             acquisitions: [(u64::MAX, 0); 2],
+            live: Vec::new(),
+            bytes: Vec::new(),
         }
     }
+}
+
+/// Adds `amount` at boundary index `at` of a difference series.
+pub(crate) fn add_from(differences: &mut Vec<i64>, at: usize, amount: i64) {
+    if differences.len() <= at {
+        differences.resize(at + 1, 0);
+    }
+    differences[at] += amount;
+}
+
+/// The running totals of a difference series at each of `boundaries` boundaries.
+pub(crate) fn totals(differences: &[i64], boundaries: usize) -> impl Iterator<Item = i64> + '_ {
+    differences
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(0))
+        .take(boundaries)
+        .scan(0i64, |total, d| {
+            *total += d;
+            Some(*total)
+        })
 }
 
 impl Folded {
@@ -205,19 +234,23 @@ impl Records {
         &self.folded
     }
 
+    pub(crate) fn folded_mut(&mut self) -> &mut Folded {
+        &mut self.folded
+    }
+
     /// Folds away every record `fold` says to, handing it to `fold` to add to the
-    /// aggregates first. Returns the ids folded, sorted.
+    /// aggregates first. Returns the records folded, in id order.
     pub(crate) fn fold_where(
         &mut self,
         mut fold: impl FnMut(&Record, &mut Folded) -> bool,
-    ) -> Vec<RecordId> {
+    ) -> Vec<Record> {
         let mut gone = Vec::new();
         let folded = &mut self.folded;
         self.items.retain(|record| {
             let out = fold(record, folded);
             if out {
                 folded.records += 1;
-                gone.push(record.id);
+                gone.push(*record);
             }
             !out
         });
@@ -262,6 +295,7 @@ mod tests {
             }
         }
         let gone = records.fold_where(|r, _| r.released_ns != NEVER && r.id % 2 == 0);
+        assert!(gone.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(gone.len(), 33);
         for t in 100..110 {
             records.add(1, 0, Acquisition::at(Origin::Acquired, t));

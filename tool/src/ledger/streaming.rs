@@ -24,8 +24,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::records::{Folded, NEVER, Origin, Record, RecordId, Records};
+use super::records::{Folded, NEVER, Origin, Record, RecordId, Records, add_from};
 use super::{ClassKind, FailedAcquisition, Ledger, RssSample};
+use crate::analysis::file_bytes;
 use crate::analysis::limits::is_limit;
 
 /// How far behind the latest marker folding stays: ring records from different CPUs can
@@ -47,6 +48,8 @@ pub(crate) struct Streaming {
     pub(crate) every: u64,
     /// Resident samples folded away (the report counts every sample taken).
     pub(crate) rss_folded: u64,
+    /// Resident samples before this index are reduced to one per group already.
+    rss_reduced: usize,
     /// Failures folded away, by class and errno.
     pub(crate) failures_folded: BTreeMap<(ClassKind, i32), u64>,
     /// Of those, limit failures from the first boundary on, by class.
@@ -62,6 +65,11 @@ impl Known<'_> {
     /// The iteration `t` falls in (-1 before the first marker), as the analysis counts it.
     fn index_at(&self, t: u64) -> i64 {
         self.markers.partition_point(|&b| b <= t) as i64 - 1
+    }
+
+    /// The first boundary after `t`: a change at `t` shows from there on.
+    fn after(&self, t: u64) -> usize {
+        self.markers.partition_point(|&b| b <= t)
     }
 
     /// Markers strictly before `t`: samples with the same count see the same boundaries.
@@ -117,7 +125,6 @@ impl Ledger {
             records.fold_where(|record, folded| {
                 let foldable = record.released_ns != NEVER
                     && record.released_ns < settled
-                    && known.index_at(record.born_ns) == known.index_at(record.released_ns)
                     && !pinned.iter().any(|&(tgid, t)| {
                         record.tgid == tgid && record.born_ns <= t && record.released_ns > t
                     });
@@ -130,20 +137,53 @@ impl Ledger {
         fold_class(&mut history.fds, ClassKind::Fd);
         let maps_gone = fold_class(&mut history.maps, ClassKind::Mapping);
         if !maps_gone.is_empty() {
-            let gone = |id: RecordId| maps_gone.binary_search(&id).is_ok();
-            history.map_bytes.retain(|change| !gone(change.record));
+            let gone = |id: RecordId| maps_gone.binary_search_by_key(&id, |r| r.id).is_ok();
+            let folded = history.maps.folded_mut();
+            history.map_bytes.retain(|change| {
+                let out = gone(change.record);
+                if out {
+                    add_from(&mut folded.bytes, known.after(change.time_ns), change.bytes);
+                }
+                !out
+            });
             history.resized.retain(|&id| !gone(id));
         }
         history.map_bytes.shrink_to(history.map_bytes.len() * 2);
         let files_gone = fold_class(&mut history.files, ClassKind::File);
         if !files_gone.is_empty() {
-            let gone = |id: RecordId| files_gone.binary_search(&id).is_ok();
-            history
-                .file_size_samples
-                .retain(|sample| !gone(sample.record));
+            let find = |id: RecordId| {
+                files_gone
+                    .binary_search_by_key(&id, |r| r.id)
+                    .ok()
+                    .map(|at| &files_gone[at])
+            };
+            let gone = |id: RecordId| find(id).is_some();
+            let mut looks: HashMap<RecordId, Vec<(u64, u64)>> = HashMap::new();
+            history.file_size_samples.retain(|sample| {
+                let out = gone(sample.record);
+                if out {
+                    looks
+                        .entry(sample.record)
+                        .or_default()
+                        .push((sample.time_ns, sample.bytes));
+                }
+                !out
+            });
+            let folded = history.files.folded_mut();
+            for (id, seen) in looks {
+                let Some(record) = find(id) else { continue };
+                for change in file_bytes::record_changes(record, seen) {
+                    add_from(&mut folded.bytes, known.after(change.time_ns), change.bytes);
+                }
+            }
         }
         fold_class(&mut history.watches, ClassKind::Watch);
-        self.streaming.rss_folded += fold_rss(&mut history.rss, &known, settled);
+        self.streaming.rss_folded += fold_rss(
+            &mut history.rss,
+            &known,
+            settled,
+            &mut self.streaming.rss_reduced,
+        );
         let first_boundary = history.markers[0];
         fold_failures(
             &mut self.streaming,
@@ -225,6 +265,12 @@ fn fold_failures(
 
 /// Adds a folded record to its class's aggregates, as the analysis would have counted it.
 fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
+    // Live at the boundaries after its birth, up to and including its release's.
+    let (from, to) = (known.after(record.born_ns), known.after(record.released_ns));
+    if from < to {
+        add_from(&mut folded.live, from, 1);
+        add_from(&mut folded.live, to, -1);
+    }
     if record.origin == Origin::Seeded {
         return; // neither an acquisition nor a lifetime the run saw
     }
@@ -255,30 +301,50 @@ fn first_failures(failures: &[super::FailedAcquisition]) -> HashMap<ClassKind, V
 }
 
 /// Drops each settled sample that a later sample of the same process, before the same
-/// boundaries, supersedes: a boundary reads only the latest sample at or before it. Returns
-/// how many were dropped.
-fn fold_rss(samples: &mut Vec<RssSample>, known: &Known, settled: u64) -> u64 {
-    // The latest settled sample of each (process, boundaries-before) group; of equal
-    // times, the one the replay applies last (it sorts samples by bytes then).
+/// boundaries, supersedes: a boundary reads only the latest sample at or before it.
+/// Samples before `*reduced` were reduced by an earlier fold; only the rest is looked at,
+/// with the last reduced samples of the groups it continues. Returns how many were dropped.
+fn fold_rss(samples: &mut Vec<RssSample>, known: &Known, settled: u64, reduced: &mut usize) -> u64 {
+    let group = |s: &RssSample| (s.tgid, known.before(s.time_ns));
+    let Some(first_group) = samples[*reduced..]
+        .iter()
+        .map(|s| known.before(s.time_ns))
+        .min()
+    else {
+        return 0;
+    };
+    // Back over the reduced samples that may share a group with the new ones.
+    let mut start = (*reduced).min(samples.len());
+    while start > 0 && known.before(samples[start - 1].time_ns) >= first_group {
+        start -= 1;
+    }
+    // The latest settled sample of each group; of equal times, the one the replay applies
+    // last (it sorts samples by bytes then).
     let mut latest: HashMap<(u32, usize), (u64, u64)> = HashMap::new();
-    for sample in samples.iter().filter(|s| s.time_ns < settled) {
+    for sample in samples[start..].iter().filter(|s| s.time_ns < settled) {
         let key = (sample.time_ns, sample.bytes);
-        let slot = latest
-            .entry((sample.tgid, known.before(sample.time_ns)))
-            .or_insert(key);
+        let slot = latest.entry(group(sample)).or_insert(key);
         *slot = (*slot).max(key);
     }
     let before = samples.len();
     let mut kept_in_group: HashSet<(u32, usize)> = HashSet::new();
+    let mut at = 0;
     samples.retain(|s| {
-        if s.time_ns >= settled {
+        at += 1;
+        if at <= start || s.time_ns >= settled {
             return true;
         }
-        let group = (s.tgid, known.before(s.time_ns));
         // Keep exactly one sample per group: the latest (the first of equal times).
+        let group = group(s);
         latest.get(&group) == Some(&(s.time_ns, s.bytes)) && kept_in_group.insert(group)
     });
     samples.shrink_to(samples.len() * 2);
+    // What follows is unsettled (or arrived late, and is looked at again next time).
+    *reduced = start
+        + samples[start..]
+            .iter()
+            .position(|s| s.time_ns >= settled)
+            .unwrap_or(samples.len() - start);
     (before - samples.len()) as u64
 }
 
