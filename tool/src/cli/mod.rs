@@ -127,9 +127,10 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "USER")]
     pub(crate) user: Option<String>,
     /// Size of the kernel-to-user ring buffer in MiB (a power of two). Raise it if the
-    /// report shows lost events. The default holds about 180,000 open records: a busy loop
-    /// on a loaded machine can outrun the reader for a while without losing any.
-    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = parse_ring_mib)]
+    /// report shows lost events. The default holds about 45,000 open records, about 0.1 s
+    /// of a tight open/close loop if the reader were stopped. The kernel maps the ring
+    /// twice into leakscope, so it counts twice in leakscope's resident memory.
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
     pub(crate) ring_mib: u32,
     /// Watch mode: every SECS seconds while tracing, print one line per class to stderr
     /// (live amount, iterations, rate and verdict so far: the final report's analysis run on

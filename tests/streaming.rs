@@ -1,0 +1,164 @@
+//! Bounded memory. With a marker, leakscope folds away what can no longer change a
+//! verdict while it traces, so its memory follows what is live, not the events; and the
+//! report is the same as when it keeps every record (`LEAKSCOPE_NO_FOLD=1`).
+
+use std::path::Path;
+
+use leakscope_tests::{Traced, class, fixture, leakscope_json, leakscope_json_with_env};
+use rstest::rstest;
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+
+/// 1,000,000 opens and closes (2,000,000 events) with a marker every 1,000.
+#[test]
+fn two_million_events_with_a_marker_stay_within_64_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.txt");
+    std::fs::write(&file, "x").unwrap();
+    let command = [
+        fixture("open_close").to_string_lossy().into_owned(),
+        "1000000".into(),
+        file.to_string_lossy().into_owned(),
+        "1000".into(),
+    ];
+    let traced = leakscope_json("run", &["--iteration-symbol", "iteration_marker"], &command);
+    let report = &traced.report;
+    assert_eq!(report["lost_events"], 0, "{}", traced.stderr());
+    assert_eq!(report["iterations"]["count"], 1000);
+    let fd = class(&traced, "fd");
+    assert_eq!(fd["verdict"], "no-leak", "{fd}");
+    // Every open counted, although almost none was kept (plus the loader's few).
+    let acquired = fd["acquired"].as_u64().unwrap();
+    assert!((1_000_000..1_000_010).contains(&acquired), "{acquired}");
+    assert_eq!(fd["lifetime_ns"]["count"].as_u64(), Some(acquired));
+    let peak = report["self"]["peak_rss_bytes"]
+        .as_u64()
+        .expect("VmHWM read");
+    assert!(
+        peak <= 64 * MIB,
+        "leakscope's peak RSS was {} MiB",
+        peak / MIB
+    );
+}
+
+/// What must come out the same whether records are folded or kept: everything but times.
+fn essentials(traced: &Traced) -> Value {
+    let report = &traced.report;
+    let mut classes = serde_json::Map::new();
+    for (name, judged) in report["classes"].as_object().unwrap() {
+        let mut kept = serde_json::Map::new();
+        for key in [
+            "verdict",
+            "acquired",
+            "released",
+            "live_at_end",
+            "live_at_exit",
+            "leaked_per_iteration",
+            "bytes_leaked_per_iteration",
+            "live_bytes_at_end",
+            "failures",
+        ] {
+            kept.insert(key.into(), rounded(&judged[key]));
+        }
+        let sites: Vec<Value> = judged["sites"]
+            .as_array()
+            .map(|sites| {
+                sites
+                    .iter()
+                    .map(|s| serde_json::json!([innermost(&s["site"]), s["leaked"], s["verdict"]]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        kept.insert("sites".into(), sites.into());
+        classes.insert(name.clone(), kept.into());
+    }
+    serde_json::json!({
+        "iterations": report["iterations"]["count"],
+        "classes": classes,
+    })
+}
+
+/// Rates to 4 significant digits: sizes on disk are sampled at times that differ from
+/// run to run.
+fn rounded(value: &Value) -> Value {
+    match value.as_f64() {
+        Some(x) if value.is_f64() => format!("{x:.3e}").into(),
+        _ => value.clone(),
+    }
+}
+
+/// A site's resource and innermost frame: how deep a stack walk gets past `main` varies
+/// from run to run.
+fn innermost(site: &Value) -> Value {
+    let text = site.as_str().unwrap_or_default();
+    let mut parts = text.split(" ← ");
+    let first = [parts.next(), parts.next()];
+    first
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ← ")
+        .into()
+}
+
+fn without_rss(mut essentials: Value) -> Value {
+    // Resident memory is sampled and differs from run to run; its verdict is asserted
+    // by the diagnosis tests.
+    essentials["classes"].as_object_mut().unwrap().remove("rss");
+    essentials
+}
+
+#[rstest]
+#[case::fd_leak("fd", "300")]
+#[case::bounded_cache("cache", "300")]
+#[case::churn("churn", "400")]
+#[case::brk("brk", "300")]
+fn folding_changes_no_result(#[case] mode: &str, #[case] iterations: &str) {
+    // Each run in a fresh directory: the fixture's files are created by its first open.
+    let run = |env: &[(&str, &Path)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let command = [
+            fixture("leaky").to_string_lossy().into_owned(),
+            mode.into(),
+            iterations.into(),
+            dir.path().to_string_lossy().into_owned(),
+        ];
+        let options = ["--iteration-symbol", "iteration_marker"];
+        let traced = leakscope_json_with_env("run", &options, &command, env);
+        assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
+        // Sites name the directory: each run's own.
+        let text = without_rss(essentials(&traced)).to_string();
+        text.replace(dir.path().to_str().unwrap(), "DIR")
+    };
+    let folded = run(&[]);
+    let kept = run(&[("LEAKSCOPE_NO_FOLD", Path::new("1"))]);
+    assert_eq!(folded, kept, "{mode}");
+}
+
+/// The built-in job, whose files live from one extraction to the next, with a temporary
+/// file leaked every iteration.
+#[test]
+fn folding_changes_no_result_of_extract() {
+    let options = [
+        "--rounds",
+        "1",
+        "--iterations",
+        "500",
+        "--inject-leak",
+        "tempfile",
+    ];
+    let no_command: [&str; 0] = [];
+    let folded = leakscope_json("extract", &options, &no_command);
+    let kept = leakscope_json_with_env(
+        "extract",
+        &options,
+        &no_command,
+        &[("LEAKSCOPE_NO_FOLD", Path::new("1"))],
+    );
+    assert_eq!(class(&folded, "files")["verdict"], "leak");
+    assert_eq!(
+        without_rss(essentials(&folded)),
+        without_rss(essentials(&kept))
+    );
+}
