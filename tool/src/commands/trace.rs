@@ -9,7 +9,7 @@ use crate::{
     event::Event,
     exit_code, file_sizes,
     iterations::IterationRequest,
-    ledger::Ledger,
+    ledger::{Ledger, streaming::BoundarySource},
     proc_snapshot::Snapshot,
     progress::{Progress, ProgressSink},
     report::{Exporter as _, JsonExporter, Report, TextExporter},
@@ -102,10 +102,15 @@ pub(crate) async fn trace_and_diagnose(
         Watch::start(request, pid, command, iteration_request.clone())
     });
     let mut ledger = Ledger::new();
-    if matches!(iteration_request, IterationRequest::Symbol(_))
-        && std::env::var_os(NO_FOLD_ENV).is_none()
-    {
-        ledger.stream_on_markers();
+    if std::env::var_os(NO_FOLD_ENV).is_none() {
+        match &iteration_request {
+            IterationRequest::Symbol(_) => ledger.stream_on(BoundarySource::Markers),
+            IterationRequest::Path(needle) => {
+                ledger.stream_on(BoundarySource::PathsContaining(needle.clone()))
+            }
+            // Found from the whole run's opens, at the end: nothing can be folded before.
+            IterationRequest::Auto => {}
+        }
     }
     let mut tracing = Tracing {
         ledger,

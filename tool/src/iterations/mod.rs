@@ -138,17 +138,20 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
             }
         }
         IterationRequest::Path(needle) => {
-            let mut boundaries: Vec<u64> = ledger
-                .opened_paths()
-                .iter()
-                .filter(|open| {
-                    ledger
-                        .sites()
-                        .path(open.path)
-                        .is_some_and(|path| path.contains(needle.as_str()))
-                })
-                .map(|open| open.time_ns)
-                .collect();
+            let mut boundaries: Vec<u64> = match ledger.streamed_path_boundaries() {
+                Some(streamed) => streamed.to_vec(),
+                None => ledger
+                    .opened_paths()
+                    .iter()
+                    .filter(|open| {
+                        ledger
+                            .sites()
+                            .path(open.path)
+                            .is_some_and(|path| path.contains(needle.as_str()))
+                    })
+                    .map(|open| open.time_ns)
+                    .collect(),
+            };
             boundaries.sort_unstable();
             let n = boundaries.len();
             if n < 2 {

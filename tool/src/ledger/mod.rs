@@ -35,7 +35,7 @@ pub(crate) mod name_pattern;
 pub(crate) mod paths;
 pub(crate) mod records;
 pub(crate) mod sites;
-mod streaming;
+pub(crate) mod streaming;
 pub(crate) mod watches;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

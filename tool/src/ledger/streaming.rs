@@ -37,11 +37,22 @@ pub(crate) const SETTLE_NS: u64 = 50_000_000;
 /// records then kept), so the work stays linear in the events.
 pub(crate) const FOLD_EVERY_EVENTS: u64 = 1 << 16;
 
+/// Where the boundaries that folding relies on come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BoundarySource {
+    /// The marker's hits (`--iteration-symbol`).
+    Markers,
+    /// Successful opens of paths containing this (`--iteration-path`).
+    PathsContaining(String),
+}
+
 /// When to fold.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Streaming {
-    /// Folding is on (marker iterations).
-    pub(crate) on: bool,
+    /// Folding is on, with these boundaries.
+    pub(crate) on: Option<BoundarySource>,
+    /// The boundaries of `PathsContaining`, in arrival order.
+    pub(crate) path_boundaries: Vec<u64>,
     /// Events since the last fold.
     pub(crate) events: u64,
     /// Fold again after this many events.
@@ -58,65 +69,88 @@ pub(crate) struct Streaming {
 
 /// The boundaries known so far, sorted.
 struct Known<'a> {
-    markers: &'a [u64],
+    boundaries: &'a [u64],
 }
 
 impl Known<'_> {
     /// The iteration `t` falls in (-1 before the first marker), as the analysis counts it.
     fn index_at(&self, t: u64) -> i64 {
-        self.markers.partition_point(|&b| b <= t) as i64 - 1
+        self.boundaries.partition_point(|&b| b <= t) as i64 - 1
     }
 
     /// The first boundary after `t`: a change at `t` shows from there on.
     fn after(&self, t: u64) -> usize {
-        self.markers.partition_point(|&b| b <= t)
+        self.boundaries.partition_point(|&b| b <= t)
     }
 
     /// Markers strictly before `t`: samples with the same count see the same boundaries.
     fn before(&self, t: u64) -> usize {
-        self.markers.partition_point(|&b| b < t)
+        self.boundaries.partition_point(|&b| b < t)
     }
 }
 
 impl Ledger {
-    /// Turns folding on: the iterations will be the marker's hits.
-    pub(crate) fn stream_on_markers(&mut self) {
-        self.streaming.on = true;
+    /// Turns folding on: the iterations will be the boundaries of `source`.
+    pub(crate) fn stream_on(&mut self, source: BoundarySource) {
+        self.streaming.on = Some(source);
         self.streaming.every = FOLD_EVERY_EVENTS;
     }
 
     /// Folds every `every` events instead (tests).
     #[cfg(test)]
-    pub(crate) fn stream_on_markers_every(&mut self, every: u64) {
-        self.streaming.on = true;
+    pub(crate) fn stream_on_every(&mut self, source: BoundarySource, every: u64) {
+        self.streaming.on = Some(source);
         self.streaming.every = every;
+    }
+
+    /// An open of `path` at `t`: a boundary when iterations are opens of such paths.
+    pub(super) fn note_open_for_boundaries(&mut self, path: &str, t: u64) {
+        if let Some(BoundarySource::PathsContaining(needle)) = &self.streaming.on
+            && path.contains(needle.as_str())
+        {
+            self.streaming.path_boundaries.push(t);
+        }
+    }
+
+    /// The boundaries of `--iteration-path`, when the ledger took them as they came (it
+    /// then keeps no opened paths).
+    pub(crate) fn streamed_path_boundaries(&self) -> Option<&[u64]> {
+        matches!(self.streaming.on, Some(BoundarySource::PathsContaining(_)))
+            .then_some(self.streaming.path_boundaries.as_slice())
     }
 
     /// Called after each event: folds when enough events have arrived.
     pub(super) fn maybe_fold(&mut self) {
-        if !self.streaming.on {
+        if self.streaming.on.is_none() {
             return;
         }
         self.streaming.events += 1;
         if self.streaming.events >= self.streaming.every {
             self.streaming.events = 0;
-            self.fold();
+            let boundaries = match self.streaming.on {
+                Some(BoundarySource::Markers) => &mut self.history.markers,
+                _ => &mut self.streaming.path_boundaries,
+            };
+            let mut boundaries = std::mem::take(boundaries);
+            boundaries.sort_unstable();
+            self.fold(&boundaries);
+            match self.streaming.on {
+                Some(BoundarySource::Markers) => self.history.markers = boundaries,
+                _ => self.streaming.path_boundaries = boundaries,
+            }
         }
     }
 
-    /// Folds what the markers seen so far settle.
-    pub(crate) fn fold(&mut self) {
+    /// Folds what the boundaries seen so far (sorted) settle.
+    fn fold(&mut self, boundaries: &[u64]) {
         let history = &mut self.history;
-        if history.markers.len() < 2 {
+        if boundaries.len() < 2 {
             return;
         }
-        history.markers.sort_unstable();
-        let Some(settled) = history.markers.last().map(|&m| m.saturating_sub(SETTLE_NS)) else {
+        let Some(settled) = boundaries.last().map(|&b| b.saturating_sub(SETTLE_NS)) else {
             return;
         };
-        let known = Known {
-            markers: &history.markers,
-        };
+        let known = Known { boundaries };
         // The first failure of each errno is where the report counts what the process held:
         // resources live across that instant stay.
         let first_failures = first_failures(&history.failures);
@@ -184,7 +218,7 @@ impl Ledger {
             settled,
             &mut self.streaming.rss_reduced,
         );
-        let first_boundary = history.markers[0];
+        let first_boundary = boundaries[0];
         fold_failures(
             &mut self.streaming,
             &mut history.failures,

@@ -8,6 +8,7 @@ use crate::event::{FailedCall, What};
 use crate::iterations::{IterationRequest, detect};
 use crate::ledger::Ledger;
 use crate::ledger::file_tests::FileCalls;
+use crate::ledger::streaming::BoundarySource;
 use crate::ledger::test_support::{Stream, call};
 use leakscope_common::syscalls as nr;
 
@@ -20,6 +21,7 @@ fn marked(iterations: u64, mut body: impl FnMut(&mut Stream, u64)) -> Stream {
     stream.open("/etc/before-the-loop", 3).close(3);
     for i in 0..iterations {
         stream.marker_with_rss(10 * MIB + 4096 * (i % 7));
+        stream.open("/srv/iteration/tick", 50).close(50);
         body(&mut stream, i);
         stream.now += 2_000_000;
     }
@@ -28,9 +30,13 @@ fn marked(iterations: u64, mut body: impl FnMut(&mut Stream, u64)) -> Stream {
 }
 
 fn replay(stream: &Stream, fold_every: Option<u64>) -> Ledger {
+    replay_on(stream, fold_every, BoundarySource::Markers)
+}
+
+fn replay_on(stream: &Stream, fold_every: Option<u64>, source: BoundarySource) -> Ledger {
     let mut ledger = Ledger::new();
     if let Some(every) = fold_every {
-        ledger.stream_on_markers_every(every);
+        ledger.stream_on_every(source, every);
     }
     for event in &stream.events {
         ledger.apply(event);
@@ -46,7 +52,11 @@ fn replay(stream: &Stream, fold_every: Option<u64>) -> Ledger {
 
 /// The analysis, iterations included, as text.
 fn judged(ledger: &Ledger) -> String {
-    let iterations = detect(ledger, &IterationRequest::Symbol("tick".into()));
+    judged_on(ledger, &IterationRequest::Symbol("tick".into()))
+}
+
+fn judged_on(ledger: &Ledger, request: &IterationRequest) -> String {
+    let iterations = detect(ledger, request);
     let analysis = analysis::analyze(ledger, &iterations, &RunFacts::default());
     format!("{iterations:?}\n{analysis:#?}")
 }
@@ -208,6 +218,26 @@ fn folding_changes_no_result(#[case] stream: Stream, #[values(1, 7, 500)] every:
     assert_same(&judged(&folded), &judged(&full));
 }
 
+/// Iterations from opens of a path, taken as they come.
+#[rstest]
+#[case::crossing(crossing())]
+#[case::fd_churn_leak(fd_churn(3))]
+#[case::map_churn(map_churn())]
+fn folding_on_path_boundaries_changes_no_result(
+    #[case] stream: Stream,
+    #[values(1, 500)] every: u64,
+) {
+    let source = BoundarySource::PathsContaining("iteration/tick".into());
+    let request = IterationRequest::Path("iteration/tick".into());
+    let full = replay(&stream, None);
+    let folded = replay_on(&stream, Some(every), source);
+    assert!(folded.fd_records().folded().records > 0);
+    assert!(folded.opened_paths().len() < full.opened_paths().len() / 2);
+    let analysis = judged_on(&folded, &request);
+    assert!(analysis.contains("source: Path"), "{analysis}");
+    assert_same(&analysis, &judged_on(&full, &request));
+}
+
 /// Equal texts, or the first lines that differ (the analyses are long).
 fn assert_same(folded: &str, full: &str) {
     let differing = folded
@@ -235,20 +265,20 @@ fn folding_keeps_what_is_live_and_what_crossed() {
     let folded = replay(&stream, Some(1));
     let live = |l: &Ledger| l.fd_records().all().iter().filter(|r| r.is_live()).count();
     assert_eq!(live(&folded), live(&full));
-    // 300 iterations x 20 churned fds are gone; kept: the live ones, the crossing ones,
-    // the unsettled tail (50 ms = 25 iterations) and what came before the second marker.
+    // Of 6,431 fds, kept: the live ones and the tail since the last fold (at least the
+    // unsettled 50 ms = 25 iterations, and fewer than the rest kept).
     assert!(
-        folded.fd_records().all().len() < 1_000,
+        folded.fd_records().all().len() < 1_500,
         "{}",
         folded.fd_records().all().len()
     );
     assert!(folded.rss_samples().len() < full.rss_samples().len() / 5);
     assert_eq!(folded.rss_samples_taken(), full.rss_samples_taken());
     // The leak is still found from what was kept, and every acquisition counted (300 x 20
-    // churned, 100 kept, 30 crossing, 1 before the loop).
+    // churned, 300 ticks, 100 kept, 30 crossing, 1 before the loop).
     let analysis = judged(&folded);
     assert!(analysis.contains("verdict: Leak"), "{analysis}");
-    assert!(analysis.contains("acquired: 6131"), "{analysis}");
+    assert!(analysis.contains("acquired: 6431"), "{analysis}");
 }
 
 #[test]
