@@ -106,7 +106,7 @@ pub(crate) async fn trace_and_diagnose(
         match &iteration_request {
             IterationRequest::Symbol(_) => ledger.stream_on(BoundarySource::Markers),
             IterationRequest::Path(needle) => {
-                ledger.stream_on(BoundarySource::PathsContaining(needle.clone()))
+                ledger.stream_on(BoundarySource::PathsContaining(needle.clone()));
             }
             // Found from the whole run's opens, at the end: nothing can be folded before.
             IterationRequest::Auto => {}
