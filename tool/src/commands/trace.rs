@@ -26,13 +26,21 @@ struct Tracing {
     sizes: file_sizes::Sampler,
     /// `--interval`/`--metrics`: the verdicts so far, now and then.
     watch: Option<Watch>,
+    /// Say [`UNBOUNDED_NOTE`] when tracing begins.
+    note_unbounded: bool,
 }
+
+/// Said once when a run that may last keeps every record.
+const UNBOUNDED_NOTE: &str = "iterations will be found at the end, so every record is kept and memory grows with events; --iteration-symbol or --iteration-path keep it bounded";
 
 /// Set, the ledger keeps every record even with a marker (tests compare both ways).
 const NO_FOLD_ENV: &str = "LEAKSCOPE_NO_FOLD";
 
 impl EventSink for Tracing {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
+        if self.note_unbounded {
+            eprintln!("leakscope: {UNBOUNDED_NOTE}");
+        }
         if let Some(watch) = &mut self.watch {
             watch.begin();
         }
@@ -112,7 +120,11 @@ pub(crate) async fn trace_and_diagnose(
             IterationRequest::Auto => {}
         }
     }
+    // Said when tracing begins (after any refusal), for runs that may last.
+    let note_unbounded = iteration_request == IterationRequest::Auto
+        && (watch.is_some() || matches!(target, Target::Attach { .. }));
     let mut tracing = Tracing {
+        note_unbounded,
         ledger,
         sizes: file_sizes::Sampler::default(),
         watch,
