@@ -53,6 +53,8 @@ pub(crate) struct Streaming {
     pub(crate) on: Option<BoundarySource>,
     /// The boundaries of `PathsContaining`, in arrival order.
     pub(crate) path_boundaries: Vec<u64>,
+    /// How many of the boundaries are sorted already.
+    boundaries_sorted: usize,
     /// Events since the last fold.
     pub(crate) events: u64,
     /// Fold again after this many events.
@@ -65,6 +67,19 @@ pub(crate) struct Streaming {
     pub(crate) failures_folded: BTreeMap<(ClassKind, i32), u64>,
     /// Of those, limit failures from the first boundary on, by class.
     pub(crate) limit_failures_folded: BTreeMap<ClassKind, u64>,
+}
+
+/// Sorts `boundaries`, of which the first `*sorted` already are: new ones almost always
+/// come after them, so a fold does not touch the whole run's boundaries.
+fn sort_new(boundaries: &mut [u64], sorted: &mut usize) {
+    let (old, new) = boundaries.split_at_mut((*sorted).min(boundaries.len()));
+    new.sort_unstable();
+    if let (Some(&last_old), Some(&first_new)) = (old.last(), new.first())
+        && first_new < last_old
+    {
+        boundaries.sort_unstable(); // one arrived late: rare
+    }
+    *sorted = boundaries.len();
 }
 
 /// The boundaries known so far, sorted.
@@ -132,7 +147,7 @@ impl Ledger {
                 _ => &mut self.streaming.path_boundaries,
             };
             let mut boundaries = std::mem::take(boundaries);
-            boundaries.sort_unstable();
+            sort_new(&mut boundaries, &mut self.streaming.boundaries_sorted);
             self.fold(&boundaries);
             match self.streaming.on {
                 Some(BoundarySource::Markers) => self.history.markers = boundaries,
@@ -172,14 +187,15 @@ impl Ledger {
         let maps_gone = fold_class(&mut history.maps, ClassKind::Mapping);
         if !maps_gone.is_empty() {
             let gone = |id: RecordId| maps_gone.binary_search_by_key(&id, |r| r.id).is_ok();
-            let folded = history.maps.folded_mut();
+            let mut shown = Vec::new();
             history.map_bytes.retain(|change| {
                 let out = gone(change.record);
                 if out {
-                    add_from(&mut folded.bytes, known.after(change.time_ns), change.bytes);
+                    shown.push((known.after(change.time_ns), change.bytes));
                 }
                 !out
             });
+            add_summed(&mut history.maps.folded_mut().bytes, shown);
             history.resized.retain(|&id| !gone(id));
         }
         history.map_bytes.shrink_to(history.map_bytes.len() * 2);
@@ -203,13 +219,14 @@ impl Ledger {
                 }
                 !out
             });
-            let folded = history.files.folded_mut();
+            let mut shown = Vec::new();
             for (id, seen) in looks {
                 let Some(record) = find(id) else { continue };
                 for change in file_bytes::record_changes(record, seen) {
-                    add_from(&mut folded.bytes, known.after(change.time_ns), change.bytes);
+                    shown.push((known.after(change.time_ns), change.bytes));
                 }
             }
+            add_summed(&mut history.files.folded_mut().bytes, shown);
         }
         fold_class(&mut history.watches, ClassKind::Watch);
         self.streaming.rss_folded += fold_rss(
@@ -227,6 +244,9 @@ impl Ledger {
         );
         history.opens.clear();
         history.opens.shrink_to_fit();
+        // A fold's work is the records and failures it looks at (resident samples and
+        // boundaries are looked at only where new), so folding again after as many events
+        // keeps the work linear, and the unfolded tail no longer than that.
         let kept = [
             &history.fds,
             &history.maps,
@@ -236,7 +256,6 @@ impl Ledger {
         .iter()
         .map(|records| records.all().len())
         .sum::<usize>()
-            + history.rss.len()
             + history.failures.len();
         self.streaming.every = self.streaming.every.max(kept as u64);
     }
@@ -295,6 +314,19 @@ fn fold_failures(
         false
     });
     failures.shrink_to(failures.len() * 2);
+}
+
+/// Adds byte changes (first boundary they show at, bytes) to a difference series, summed
+/// per boundary first: a mapping made and unmapped between two boundaries adds nothing,
+/// and must not grow the series either.
+fn add_summed(differences: &mut Vec<i64>, mut changes: Vec<(usize, i64)>) {
+    changes.sort_unstable_by_key(|&(at, _)| at);
+    for group in changes.chunk_by(|a, b| a.0 == b.0) {
+        let sum: i64 = group.iter().map(|&(_, bytes)| bytes).sum();
+        if sum != 0 {
+            add_from(differences, group[0].0, sum);
+        }
+    }
 }
 
 /// Adds a folded record to its class's aggregates, as the analysis would have counted it.

@@ -328,3 +328,17 @@ fn nothing_folds_without_two_markers() {
     let folded = replay(&stream, Some(1));
     assert_eq!(folded.fd_records().folded().records, 0);
 }
+
+#[test]
+fn boundaries_are_sorted_where_new_and_in_full_when_one_came_late() {
+    let mut sorted = 0;
+    let mut boundaries = vec![10, 20, 30];
+    super::sort_new(&mut boundaries, &mut sorted);
+    boundaries.extend([50, 40]);
+    super::sort_new(&mut boundaries, &mut sorted);
+    assert_eq!(boundaries, [10, 20, 30, 40, 50]);
+    boundaries.extend([60, 25]);
+    super::sort_new(&mut boundaries, &mut sorted);
+    assert_eq!(boundaries, [10, 20, 25, 30, 40, 50, 60]);
+    assert_eq!(sorted, 7);
+}
