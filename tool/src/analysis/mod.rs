@@ -79,7 +79,9 @@ pub(crate) struct Analysis {
 }
 
 pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts) -> Analysis {
-    let doubt = doubt(iterations, facts.lost_events).or_else(|| unread_deliveries(ledger));
+    let doubt = doubt(iterations, facts.lost_events)
+        .or_else(|| unread_deliveries(ledger))
+        .or_else(|| late_boundaries(ledger));
     let doubt = doubt.as_deref();
     let boundaries = &iterations.boundaries;
     let map_bytes = series::with_folded(
@@ -180,6 +182,16 @@ fn unread_deliveries(ledger: &Ledger) -> Option<String> {
     let unread = ledger.unread_deliveries();
     (unread > 0).then(|| {
         format!("{unread} fd deliveries (received control messages or pidfds) could not be read in full; fds may be missing from the ledger")
+    })
+}
+
+/// Boundaries that reached leakscope after it had folded past their time: what it folded
+/// around them may sit in the wrong iteration. Never seen in practice (the margin is
+/// 50 ms), and never ignored.
+fn late_boundaries(ledger: &Ledger) -> Option<String> {
+    let late = ledger.late_boundaries();
+    (late > 0).then(|| {
+        format!("{late} iteration boundaries arrived more than 50 ms late; counts around them may be off")
     })
 }
 

@@ -205,7 +205,10 @@ impl Ledger {
                 self.exit(tgid, t);
             }
             What::Exit => {}
-            What::Marker { .. } => self.history.markers.push(t),
+            What::Marker { .. } => {
+                self.history.markers.push(t);
+                self.note_marker(t);
+            }
             What::Failed(failed) => {
                 if let Some(class) = fd_calls::failure_class(failed.nr, failed.errno) {
                     self.history.failures.push(FailedAcquisition {

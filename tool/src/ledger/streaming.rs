@@ -55,6 +55,11 @@ pub(crate) struct Streaming {
     pub(crate) path_boundaries: Vec<u64>,
     /// How many of the boundaries are sorted already.
     boundaries_sorted: usize,
+    /// What the last fold took as settled: no boundary may come before it.
+    settled: u64,
+    /// Boundaries that came before it anyway: folds around them may have used the wrong
+    /// iteration.
+    pub(crate) late_boundaries: u64,
     /// Events since the last fold.
     pub(crate) events: u64,
     /// Fold again after this many events.
@@ -124,6 +129,21 @@ impl Ledger {
             && path.contains(needle.as_str())
         {
             self.streaming.path_boundaries.push(t);
+            self.note_boundary_time(t);
+        }
+    }
+
+    /// A marker hit at `t`.
+    pub(super) fn note_marker(&mut self, t: u64) {
+        if self.streaming.on == Some(BoundarySource::Markers) {
+            self.note_boundary_time(t);
+        }
+    }
+
+    /// Counts a boundary that comes before what folding already took as settled.
+    fn note_boundary_time(&mut self, t: u64) {
+        if t < self.streaming.settled {
+            self.streaming.late_boundaries += 1;
         }
     }
 
@@ -165,6 +185,7 @@ impl Ledger {
         let Some(settled) = boundaries.last().map(|&b| b.saturating_sub(SETTLE_NS)) else {
             return;
         };
+        self.streaming.settled = settled;
         let known = Known { boundaries };
         // The first failure of each errno is where the report counts what the process held:
         // resources live across that instant stay.
@@ -258,6 +279,12 @@ impl Ledger {
         .sum::<usize>()
             + history.failures.len();
         self.streaming.every = self.streaming.every.max(kept as u64);
+    }
+
+    /// Boundaries that arrived after folding had settled past their time (see
+    /// [`SETTLE_NS`]): the counts around them may be off.
+    pub(crate) fn late_boundaries(&self) -> u64 {
+        self.streaming.late_boundaries
     }
 
     /// Failures of `class` with `errno` folded away (counted, not kept).

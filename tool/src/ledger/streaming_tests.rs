@@ -342,3 +342,32 @@ fn boundaries_are_sorted_where_new_and_in_full_when_one_came_late() {
     assert_eq!(boundaries, [10, 20, 25, 30, 40, 50, 60]);
     assert_eq!(sorted, 7);
 }
+
+#[test]
+fn a_boundary_arriving_after_the_fold_settled_past_it_makes_every_verdict_inconclusive() {
+    let mut stream = fd_churn(3);
+    let last = stream.events.last().unwrap().time_ns;
+    // A marker stamped 100 ms before the end arrives last.
+    stream.events.push(crate::event::Event {
+        time_ns: last - 100_000_000,
+        tgid: stream.tgid,
+        tid: stream.tgid + 1,
+        rss_bytes: None,
+        what: What::Marker { arg: 0 },
+    });
+    stream.events.push(crate::event::Event {
+        time_ns: last + 1_000,
+        tgid: stream.tgid,
+        tid: stream.tgid,
+        rss_bytes: None,
+        what: What::Marker { arg: 0 },
+    });
+    let folded = replay(&stream, Some(1));
+    assert_eq!(folded.late_boundaries(), 1);
+    let analysis = judged(&folded);
+    assert!(
+        analysis.contains("arrived more than 50 ms late"),
+        "{analysis}"
+    );
+    assert!(!analysis.contains("verdict: Leak"), "{analysis}");
+}
