@@ -55,6 +55,12 @@ pub(crate) fn peak_rss_bytes() -> Option<u64> {
     status.vmhwm.map(|kib| kib * 1024)
 }
 
+/// This process's resident set now (VmRSS), in bytes.
+pub(crate) fn current_rss_bytes() -> Option<u64> {
+    let status = procfs::process::Process::myself().ok()?.status().ok()?;
+    status.vmrss.map(|kib| kib * 1024)
+}
+
 /// How long this process has existed, from the kernel's start time in /proc/self/stat.
 /// That time is in clock ticks (usually 10 ms), so the age is exact to one tick.
 fn process_age_ns() -> Option<u64> {

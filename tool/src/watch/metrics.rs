@@ -105,6 +105,20 @@ pub(crate) fn render(view: &LiveView) -> String {
         &target,
         view.lost_events as f64,
     );
+    if let Some(bytes) = view.own_rss_bytes {
+        family(
+            &mut out,
+            "leakscope_self_resident_bytes",
+            "gauge",
+            "leakscope's own resident set size (VmRSS), ring buffer included.",
+        );
+        sample(
+            &mut out,
+            "leakscope_self_resident_bytes",
+            &target,
+            bytes as f64,
+        );
+    }
     rates(
         &mut out,
         view,

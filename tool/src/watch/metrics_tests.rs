@@ -202,3 +202,14 @@ fn numbers_use_the_formats_spelling() {
     assert_eq!(number(-2.5), "-2.5");
     assert_eq!(number(1e21), "1000000000000000000000");
 }
+
+#[test]
+fn leakscope_own_resident_set_is_a_gauge() {
+    let mut live = view(20, None);
+    live.own_rss_bytes = Some(48 << 20);
+    let scrape = parse(&render(&live));
+    assert_eq!(
+        value(&scrape, "leakscope_self_resident_bytes", &[("pid", "4242")]),
+        (48u64 << 20) as f64
+    );
+}

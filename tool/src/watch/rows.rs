@@ -79,6 +79,8 @@ pub(crate) struct LiveView {
     pub(crate) is_final: bool,
     /// What this view cost (none for the final one).
     pub(crate) cost: Option<Cost>,
+    /// leakscope's own resident set when the view was taken.
+    pub(crate) own_rss_bytes: Option<u64>,
     pub(crate) rows: Vec<Row>,
 }
 
@@ -135,6 +137,7 @@ impl LiveView {
             skipped: 0,
             is_final: false,
             cost: None,
+            own_rss_bytes: crate::self_stats::current_rss_bytes(),
             rows,
         }
     }

@@ -40,10 +40,14 @@ fn header(view: &LiveView) -> String {
     }
     if let Some(cost) = view.cost {
         line.push_str(&format!(
-            " (copy {:.0} ms, analysis {:.0} ms)",
+            " (copy {:.0} ms, analysis {:.0} ms",
             cost.snapshot.as_secs_f64() * 1e3,
             cost.analysis.as_secs_f64() * 1e3
         ));
+        if let Some(bytes) = view.own_rss_bytes {
+            line.push_str(&format!(", leakscope RSS {}", units::bytes(bytes as f64)));
+        }
+        line.push(')');
     }
     if view.skipped > 0 {
         line.push_str(&format!(
