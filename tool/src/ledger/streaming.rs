@@ -1,26 +1,27 @@
 //! Bounded memory: folding away what can no longer change a verdict, while tracing.
 //!
 //! When the iterations come from a marker (`--iteration-symbol`, and the built-in extract
-//! job), each boundary is known the moment the marker fires. A resource acquired and
-//! released between the same two boundaries is in no live count at any boundary, is never
-//! retained, and is the same to every later question the analysis asks: one more
-//! acquisition and release, one lifetime, one acquisition in its iteration. So the ledger
-//! adds it to its class's [`Folded`] aggregates and drops the record. Byte changes of a
-//! folded mapping net to zero between those boundaries and are dropped with it; resident
-//! samples that no boundary reads (a later one of the same process comes before the same
-//! boundaries) are dropped too. What is left is what is live, what crossed a boundary, and
-//! one entry per iteration.
-//!
-//! Failures past the first of each kind are only counted. The only facts kept per
-//! iteration are the boundaries themselves and one resident sample per process.
+//! job) or from opens of a given path (`--iteration-path`), each boundary is known the
+//! moment it happens. Once a resource's release is settled (every boundary up to it is
+//! known), everything the analysis will ask of it is known too: one more acquisition and
+//! release, one lifetime in time and in iterations, the boundaries at which it was live
+//! (and with how many bytes), whether it was acquired before the first boundary. It is
+//! never retained (it was released before the last boundary). So the ledger adds those
+//! facts to its class's [`Folded`] aggregates, with its share of each boundary's count and
+//! bytes as differences, and drops the record, its byte changes and its size samples.
+//! Resident samples that no boundary reads (a later one of the same process comes before
+//! the same boundaries) are dropped, and failures past the first of each kind are only
+//! counted. What is left is what is live, the tail since the last fold, and per iteration
+//! its boundary, one resident sample per process and its entries in the difference series.
 //!
 //! Every fold is exact: the batch analysis of a folded ledger equals that of the full one
-//! (tests below). Nothing is folded until the marker has fired twice (with fewer, the
+//! (tests below). Nothing is folded until two boundaries were seen (with fewer, the
 //! iterations fall back to time windows, which need every record), and only before the
-//! latest marker less [`SETTLE_NS`], so a marker that reaches the ring late is still in time.
+//! latest boundary less [`SETTLE_NS`], so a boundary that reaches the ring late is still
+//! in time; one later still is counted, and makes every verdict inconclusive.
 //!
-//! Iterations found from opens (`--iteration-path`, automatic detection) are only known
-//! at the end: those runs keep every record.
+//! Automatic detection chooses its boundaries from the whole run's opens at the end:
+//! those runs keep every record.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -206,49 +207,9 @@ impl Ledger {
         };
         fold_class(&mut history.fds, ClassKind::Fd);
         let maps_gone = fold_class(&mut history.maps, ClassKind::Mapping);
-        if !maps_gone.is_empty() {
-            let gone = |id: RecordId| maps_gone.binary_search_by_key(&id, |r| r.id).is_ok();
-            let mut shown = Vec::new();
-            history.map_bytes.retain(|change| {
-                let out = gone(change.record);
-                if out {
-                    shown.push((known.after(change.time_ns), change.bytes));
-                }
-                !out
-            });
-            add_summed(&mut history.maps.folded_mut().bytes, shown);
-            history.resized.retain(|&id| !gone(id));
-        }
-        history.map_bytes.shrink_to(history.map_bytes.len() * 2);
+        fold_map_bytes(history, &maps_gone, &known);
         let files_gone = fold_class(&mut history.files, ClassKind::File);
-        if !files_gone.is_empty() {
-            let find = |id: RecordId| {
-                files_gone
-                    .binary_search_by_key(&id, |r| r.id)
-                    .ok()
-                    .map(|at| &files_gone[at])
-            };
-            let gone = |id: RecordId| find(id).is_some();
-            let mut looks: HashMap<RecordId, Vec<(u64, u64)>> = HashMap::new();
-            history.file_size_samples.retain(|sample| {
-                let out = gone(sample.record);
-                if out {
-                    looks
-                        .entry(sample.record)
-                        .or_default()
-                        .push((sample.time_ns, sample.bytes));
-                }
-                !out
-            });
-            let mut shown = Vec::new();
-            for (id, seen) in looks {
-                let Some(record) = find(id) else { continue };
-                for change in file_bytes::record_changes(record, seen) {
-                    shown.push((known.after(change.time_ns), change.bytes));
-                }
-            }
-            add_summed(&mut history.files.folded_mut().bytes, shown);
-        }
+        fold_file_sizes(history, &files_gone, &known);
         fold_class(&mut history.watches, ClassKind::Watch);
         self.streaming.rss_folded += fold_rss(
             &mut history.rss,
@@ -341,6 +302,58 @@ fn fold_failures(
         false
     });
     failures.shrink_to(failures.len() * 2);
+}
+
+/// Drops the byte changes of folded mappings, adding what they show at each boundary to
+/// the class's difference series.
+fn fold_map_bytes(history: &mut super::history::History, gone: &[Record], known: &Known) {
+    if !gone.is_empty() {
+        let gone = |id: RecordId| gone.binary_search_by_key(&id, |r| r.id).is_ok();
+        let mut shown = Vec::new();
+        history.map_bytes.retain(|change| {
+            let out = gone(change.record);
+            if out {
+                shown.push((known.after(change.time_ns), change.bytes));
+            }
+            !out
+        });
+        add_summed(&mut history.maps.folded_mut().bytes, shown);
+        history.resized.retain(|&id| !gone(id));
+    }
+    history.map_bytes.shrink_to(history.map_bytes.len() * 2);
+}
+
+/// Drops the size samples of folded entries on disk, adding the bytes they stood for at
+/// each boundary (as the analysis reads sizes) to the class's difference series.
+fn fold_file_sizes(history: &mut super::history::History, gone: &[Record], known: &Known) {
+    if gone.is_empty() {
+        return;
+    }
+    let find = |id: RecordId| {
+        gone.binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .map(|at| &gone[at])
+    };
+    let mut looks: HashMap<RecordId, Vec<(u64, u64)>> = HashMap::new();
+    history.file_size_samples.retain(|sample| {
+        let out = find(sample.record).is_some();
+        if out {
+            looks
+                .entry(sample.record)
+                .or_default()
+                .push((sample.time_ns, sample.bytes));
+        }
+        !out
+    });
+    let mut shown = Vec::new();
+    for (id, seen) in looks {
+        if let Some(record) = find(id) {
+            for change in file_bytes::record_changes(record, seen) {
+                shown.push((known.after(change.time_ns), change.bytes));
+            }
+        }
+    }
+    add_summed(&mut history.files.folded_mut().bytes, shown);
 }
 
 /// Adds byte changes (first boundary they show at, bytes) to a difference series, summed
