@@ -84,8 +84,9 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         .or_else(|| late_boundaries(ledger));
     let doubt = doubt.as_deref();
     let boundaries = &iterations.boundaries;
-    let map_bytes = series::with_folded(
-        series::byte_totals(ledger.map_byte_changes(), boundaries),
+    let map_bytes = series::byte_totals_with_folded(
+        ledger.map_byte_changes(),
+        boundaries,
         &ledger.map_records().folded().bytes,
     );
 
@@ -118,8 +119,9 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         .map(str::to_string)
         .or_else(|| file_bytes::doubt(ledger));
     let file_changes = file_bytes::changes(ledger, &facts.file_sizes);
-    let file_series = series::with_folded(
-        series::byte_totals(&file_changes, boundaries),
+    let file_series = series::byte_totals_with_folded(
+        &file_changes,
+        boundaries,
         &ledger.file_records().folded().bytes,
     );
     let judge_files = |records: &Records| {

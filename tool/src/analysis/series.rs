@@ -42,6 +42,24 @@ fn kept_live_counts(records: &Records, boundaries: &[u64]) -> Vec<f64> {
 
 /// The running total of `changes` just before each boundary.
 pub(crate) fn byte_totals(changes: &[ByteChange], boundaries: &[u64]) -> Vec<f64> {
+    byte_totals_with_folded(changes, boundaries, &[])
+}
+
+/// [`byte_totals`] plus what folded records add (their difference series), summed as
+/// integers and converted once: byte totals can pass 2^53.
+pub(crate) fn byte_totals_with_folded(
+    changes: &[ByteChange],
+    boundaries: &[u64],
+    differences: &[i64],
+) -> Vec<f64> {
+    exact_byte_totals(changes, boundaries)
+        .into_iter()
+        .zip(totals(differences, usize::MAX))
+        .map(|(kept, folded)| (kept + folded) as f64)
+        .collect()
+}
+
+fn exact_byte_totals(changes: &[ByteChange], boundaries: &[u64]) -> Vec<i64> {
     let mut sorted: Vec<(u64, i64)> = changes.iter().map(|c| (c.time_ns, c.bytes)).collect();
     sorted.sort_by_key(|&(t, _)| t);
     let mut prefix = Vec::with_capacity(sorted.len() + 1);
@@ -53,7 +71,7 @@ pub(crate) fn byte_totals(changes: &[ByteChange], boundaries: &[u64]) -> Vec<f64
     }
     boundaries
         .iter()
-        .map(|&b| prefix[sorted.partition_point(|&(t, _)| t < b)] as f64)
+        .map(|&b| prefix[sorted.partition_point(|&(t, _)| t < b)])
         .collect()
 }
 

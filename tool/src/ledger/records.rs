@@ -1,7 +1,7 @@
 //! One record per resource acquisition (an fd-table entry or a mapping), kept so the
 //! analysis can replay what was live at any iteration boundary.
 //!
-//! Records are compact (40 bytes), and a record that can no longer change any verdict is
+//! Records are compact (48 bytes), and a record that can no longer change any verdict is
 //! folded away (see [`super::streaming`]): what it adds to the counts, the lifetimes and the
 //! work timeline is kept in [`Folded`], so memory follows what is live, not the events.
 //! Everything that repeats (paths, stacks) is an interned [`SiteId`].
@@ -9,7 +9,7 @@
 use super::sites::SiteId;
 use crate::analysis::lifetimes::Lifetimes;
 
-pub(crate) type RecordId = u32;
+pub(crate) type RecordId = u64;
 
 /// `released_ns` of a resource that is still live.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -168,7 +168,8 @@ pub(crate) struct Records {
 impl Records {
     pub(crate) fn add(&mut self, tgid: u32, site: SiteId, acquired: Acquisition) -> RecordId {
         let id = self.next;
-        self.next = id.checked_add(1).expect("fewer than 2^32 records");
+        // 64 bits: folding keeps memory flat, so a run may hand out ids for days.
+        self.next = id + 1;
         self.items.push(Record {
             origin_ns: acquired.origin_ns,
             born_ns: acquired.born_ns,
@@ -201,7 +202,9 @@ impl Records {
         };
         let record = &mut self.items[at];
         if record.is_live() {
-            record.released_ns = at_ns;
+            // Another process's release can be stamped before the acquiring call returned
+            // (the entry on disk exists before its creator's sys_exit): it lived no time.
+            record.released_ns = at_ns.max(record.born_ns);
             record.cause = Some(cause);
         }
     }
@@ -270,7 +273,7 @@ mod tests {
 
     #[test]
     fn record_stays_small() {
-        assert!(size_of::<Record>() <= 40, "{}", size_of::<Record>());
+        assert!(size_of::<Record>() <= 48, "{}", size_of::<Record>());
     }
 
     #[test]

@@ -457,3 +457,7 @@ fn fold_rss(samples: &mut Vec<RssSample>, known: &Known, settled: u64, reduced: 
 #[cfg(test)]
 #[path = "streaming_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "streaming_fuzz_tests.rs"]
+mod fuzz_tests;

@@ -43,7 +43,7 @@ fn replay_on(stream: &Stream, fold_every: Option<u64>, source: BoundarySource) -
         // Sizes of the live entries, looked at on each boundary as the session would.
         if matches!(event.what, What::Marker { .. }) {
             for (record, _) in ledger.live_file_window(None, 100) {
-                ledger.note_file_size(record, event.time_ns + 500, 100 * u64::from(record % 9));
+                ledger.note_file_size(record, event.time_ns + 500, 100 * (record % 9));
             }
         }
     }
@@ -51,7 +51,7 @@ fn replay_on(stream: &Stream, fold_every: Option<u64>, source: BoundarySource) -
 }
 
 /// The analysis, iterations included, as text.
-fn judged(ledger: &Ledger) -> String {
+pub(super) fn judged(ledger: &Ledger) -> String {
     judged_on(ledger, &IterationRequest::Symbol("tick".into()))
 }
 
@@ -239,7 +239,7 @@ fn folding_on_path_boundaries_changes_no_result(
 }
 
 /// Equal texts, or the first lines that differ (the analyses are long).
-fn assert_same(folded: &str, full: &str) {
+pub(super) fn assert_same(folded: &str, full: &str) {
     let differing = folded
         .lines()
         .zip(full.lines())
