@@ -97,7 +97,16 @@ pub(crate) struct Probes {
     tracked: HashMap<MapData, u32, u8>,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
+    /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
+    stats: Option<std::os::fd::OwnedFd>,
 }
+
+/// When set, the kernel counts each program's runs and time (BPF_ENABLE_STATS, for as long
+/// as leakscope runs), and leakscope prints them on stderr when it detaches: one line
+/// `leakscope-program-stats: NAME run_cnt=N run_time_ns=T` per program. `cargo xtask bench`
+/// uses it for the kernel side's own cost per event, which the machine's noise barely
+/// touches. Counting costs two clock reads per run, so it is off unless asked for.
+pub(crate) const PROGRAM_STATS_ENV: &str = "LEAKSCOPE_PROGRAM_STATS";
 
 impl Probes {
     /// Loads and attaches every program. After this returns, the kernel reports any
@@ -107,6 +116,10 @@ impl Probes {
             return Err(ProbeError::NoObject);
         }
         let offsets = kernel_offsets::from_running_kernel()?;
+        // Enabled before load, so no run is left uncounted; a kernel that refuses only
+        // loses the figures.
+        let stats = std::env::var_os(PROGRAM_STATS_ENV)
+            .and_then(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok());
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::OFFSETS, &offsets, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
@@ -142,6 +155,7 @@ impl Probes {
                 tracked,
                 lost,
                 stacks,
+                stats,
             },
             ring,
         ))
@@ -191,6 +205,23 @@ impl Probes {
             .get(&stack_id, 0)
             .map(|trace| trace.frames().iter().map(|frame| frame.ip).collect())
             .unwrap_or_default()
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        if self.stats.is_none() {
+            return;
+        }
+        for (name, program) in self.ebpf.programs() {
+            if let Ok(info) = program.info() {
+                eprintln!(
+                    "leakscope-program-stats: {name} run_cnt={} run_time_ns={}",
+                    info.run_count(),
+                    info.run_time().as_nanos()
+                );
+            }
+        }
     }
 }
 
