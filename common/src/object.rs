@@ -55,7 +55,8 @@ pub mod maps {
 
 /// Programs, by name (the kernel function's symbol).
 pub mod programs {
-    /// Raw tracepoint `sys_exit`: every syscall of interest, and failed acquisitions.
+    /// BTF tracepoint (tp_btf) `sys_exit`: every syscall of interest, and failed
+    /// acquisitions.
     pub const SYS_EXIT: &str = "sys_exit";
     /// Raw tracepoint `sched_process_fork`: new processes, added to the traced set.
     pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
@@ -66,29 +67,34 @@ pub mod programs {
     /// Uprobe on the iteration marker (`--iteration-symbol`), attached by the loader.
     pub const ITERATION_MARKER: &str = "iteration_marker";
 
-    /// A raw-tracepoint program and the tracepoint the loader attaches it to.
+    /// A tracepoint program and the tracepoint the loader attaches it to.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct RawTracepoint {
+    pub struct Tracepoint {
         pub program: &'static str,
         pub tracepoint: &'static str,
     }
 
-    /// Every raw-tracepoint program. Each is named after its tracepoint, but the two names
-    /// are kept apart: one is looked up in the object, the other in the kernel.
-    pub const RAW_TRACEPOINTS: [RawTracepoint; 4] = [
-        RawTracepoint {
-            program: SYS_EXIT,
-            tracepoint: "sys_exit",
-        },
-        RawTracepoint {
+    /// The BTF tracepoint programs (tp_btf): they read their arguments with plain loads,
+    /// where a raw tracepoint needs a probe-read helper call. `sys_exit` runs for every
+    /// syscall on the machine, so it is one of them.
+    pub const BTF_TRACEPOINTS: [Tracepoint; 1] = [Tracepoint {
+        program: SYS_EXIT,
+        tracepoint: "sys_exit",
+    }];
+
+    /// The raw-tracepoint programs (the scheduler events, which are rare). Each is named
+    /// after its tracepoint, but the two names are kept apart: one is looked up in the
+    /// object, the other in the kernel.
+    pub const RAW_TRACEPOINTS: [Tracepoint; 3] = [
+        Tracepoint {
             program: SCHED_PROCESS_FORK,
             tracepoint: "sched_process_fork",
         },
-        RawTracepoint {
+        Tracepoint {
             program: SCHED_PROCESS_EXEC,
             tracepoint: "sched_process_exec",
         },
-        RawTracepoint {
+        Tracepoint {
             program: SCHED_PROCESS_EXIT,
             tracepoint: "sched_process_exit",
         },

@@ -46,6 +46,32 @@ pub(crate) fn current_rss_pages() -> u64 {
     if pages < 0 { 0 } else { pages as u64 }
 }
 
+/// [`current_rss_pages`] for BTF-typed programs (tp_btf): the task pointer from
+/// `bpf_get_current_task_btf` is typed, so the chain task->mm->rss_stat[i].count is read
+/// with plain loads instead of four probe-read helper calls. The offsets come from the
+/// loader's read-only globals, which the verifier sees as constants.
+#[inline(always)]
+pub(crate) fn current_rss_pages_btf() -> u64 {
+    let off = offsets();
+    if off.rss_available == 0 {
+        return RSS_NOT_SAMPLED;
+    }
+    unsafe {
+        let task = aya_ebpf::helpers::generated::bpf_get_current_task_btf() as *const u8;
+        let mm = *(task.add(off.task_mm as usize) as *const *const u8);
+        if mm.is_null() {
+            return RSS_NOT_SAMPLED; // a kernel thread, or a task past exit_mm()
+        }
+        let base = mm.add(off.mm_rss_stat as usize + off.percpu_counter_count as usize);
+        let stride = off.percpu_counter_size as usize;
+        // MM_FILEPAGES = 0, MM_ANONPAGES = 1, MM_SHMEMPAGES = 3 (2 is swap entries).
+        let pages = *(base as *const i64)
+            + *(base.add(stride) as *const i64)
+            + *(base.add(3 * stride) as *const i64);
+        if pages < 0 { 0 } else { pages as u64 }
+    }
+}
+
 /// The `aux` of a successful open, openat, openat2 or creat (see [`open_flags`]): its flags,
 /// and for an open that may create, whether it did.
 #[inline(always)]

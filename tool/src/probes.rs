@@ -8,7 +8,7 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{RawTracePoint, UProbe, uprobe::UProbeScope},
+    programs::{BtfTracePoint, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
 use leakscope_common::{DropReason, globals, maps, programs};
 use thiserror::Error;
@@ -125,7 +125,19 @@ impl Probes {
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .load(OBJECT)
             .map_err(load_refused)?;
-        // Raw tracepoints, attached by name; none needs tracefs.
+        // BTF tracepoints are loaded against the kernel's own type of the tracepoint.
+        let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(Box::new(e)))?;
+        for tp in programs::BTF_TRACEPOINTS {
+            let program: &mut BtfTracePoint = program(&mut ebpf, tp.program)?;
+            program
+                .load(tp.tracepoint, &btf)
+                .and_then(|()| program.attach().map(drop))
+                .map_err(|source| ProbeError::Program {
+                    program: tp.program,
+                    source: Box::new(source),
+                })?;
+        }
+        // Raw tracepoints, attached by name. Neither kind needs tracefs.
         for raw in programs::RAW_TRACEPOINTS {
             let program: &mut RawTracePoint = program(&mut ebpf, raw.program)?;
             program.load().map_err(|source| ProbeError::Program {
@@ -330,6 +342,13 @@ mod tests {
                 matches!(section(raw.program), ProgramSection::RawTracePoint),
                 "{} is no raw tracepoint",
                 raw.program
+            );
+        }
+        for tp in programs::BTF_TRACEPOINTS {
+            assert!(
+                matches!(section(tp.program), ProgramSection::BtfTracePoint),
+                "{} is no BTF tracepoint",
+                tp.program
             );
         }
         assert!(matches!(
