@@ -93,25 +93,36 @@ pub(crate) fn open_aux(at: FlagsAt, args: &[u64; 6], fd: i64) -> u64 {
 
 /// Whether the file at `fd` of the current task has FMODE_CREATED: current ->files ->fdt
 /// ->fd[fd] ->f_mode. `None` when a link of that chain cannot be read.
+///
+/// For BTF-typed programs only (sys_exit): task ->files ->fdt are plain loads through the
+/// typed task pointer; the array element (a variable index) and the file it points at
+/// are probe reads, two instead of six.
 #[inline(always)]
 fn file_was_created(fd: i64) -> Option<bool> {
     let off = offsets();
     if off.f_mode_available == 0 {
         return None;
     }
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let files: u64 = read_kernel(task as u64 + off.task_files as u64)?;
-    if files == 0 {
-        return None;
-    }
-    let fdt: u64 = read_kernel(files + off.files_fdt as u64)?;
-    let max_fds: u32 = read_kernel(fdt + off.fdtable_max_fds as u64)?;
+    let (max_fds, array) = unsafe {
+        let task = aya_ebpf::helpers::generated::bpf_get_current_task_btf() as *const u8;
+        let files = *(task.add(off.task_files as usize) as *const *const u8);
+        if files.is_null() {
+            return None;
+        }
+        let fdt = *(files.add(off.files_fdt as usize) as *const *const u8);
+        if fdt.is_null() {
+            return None;
+        }
+        (
+            *(fdt.add(off.fdtable_max_fds as usize) as *const u32),
+            *(fdt.add(off.fdtable_fd as usize) as *const u64),
+        )
+    };
     // The fd was installed by this very call, so it is in the table; checking keeps a read
     // past the array (another thread replaced the table) from yielding some other word.
     if fd < 0 || fd as u64 >= max_fds as u64 {
         return None;
     }
-    let array: u64 = read_kernel(fdt + off.fdtable_fd as u64)?;
     let file: u64 = read_kernel(array + fd as u64 * 8)?;
     if file == 0 {
         return None; // closed by another thread already
