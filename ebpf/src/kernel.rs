@@ -16,7 +16,9 @@ pub(crate) fn offsets() -> KernelOffsets {
 }
 
 /// Resident pages of the current task's mm (file + anon + shmem), read the way
-/// /proc/PID/statm reads them: the percpu counters' global part.
+/// /proc/PID/statm reads them: the percpu counters' global part. With probe reads, for
+/// the programs whose task pointer is untyped (uprobe, raw tracepoints); sys_exit uses
+/// [`current_rss_pages_btf`].
 #[inline(always)]
 pub(crate) fn current_rss_pages() -> u64 {
     let off = offsets();
