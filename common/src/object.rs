@@ -46,6 +46,12 @@ pub mod maps {
     /// One slot per reason.
     pub const LOST_MAX_ENTRIES: u32 = DropReason::COUNT as u32;
 
+    /// `PerCpuArray<PathEvent>`, one slot: where a path record is built before it is
+    /// copied into the ring cut after its path (`bpf_ringbuf_output`), so the ring carries
+    /// only the bytes in use.
+    pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
+    pub const PATH_SCRATCH_MAX_ENTRIES: u32 = 1;
+
     /// `StackTrace`: user stacks of memory-mapping calls.
     pub const STACKS: &str = "STACKS";
     /// Distinct stacks kept. A stack that finds no room leaves its record without a stack
@@ -126,6 +132,7 @@ mod tests {
             maps::EVENTS,
             maps::LOST,
             maps::STACKS,
+            maps::PATH_SCRATCH,
             programs::SYS_EXIT,
             programs::SCHED_PROCESS_FORK,
             programs::SCHED_PROCESS_EXEC,

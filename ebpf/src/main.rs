@@ -28,7 +28,7 @@ use emit::{
 use kernel::{current_rss_pages, current_rss_pages_btf, offsets};
 use leakscope_common::{
     DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, NO_STACK,
-    fd_arrival, globals, maps, open_flags, programs, same_name, syscalls,
+    PathEvent, fd_arrival, globals, maps, open_flags, programs, same_name, syscalls,
     syscalls::{Delivery, SyscallInfo},
 };
 
@@ -88,6 +88,12 @@ named!(EVENTS, maps::EVENTS);
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(maps::LOST_MAX_ENTRIES, 0);
 named!(LOST, maps::LOST);
+
+/// Where a path record is built before it goes into the ring cut to its length.
+#[map]
+static PATH_SCRATCH: PerCpuArray<PathEvent> =
+    PerCpuArray::with_max_entries(maps::PATH_SCRATCH_MAX_ENTRIES, 0);
+named!(PATH_SCRATCH, maps::PATH_SCRATCH);
 
 /// User stacks of memory-mapping calls.
 #[map]

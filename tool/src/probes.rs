@@ -315,6 +315,11 @@ mod tests {
                 bpf_map_type::BPF_MAP_TYPE_STACK_TRACE,
                 maps::STACKS_MAX_ENTRIES,
             ),
+            (
+                maps::PATH_SCRATCH,
+                bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+                maps::PATH_SCRATCH_MAX_ENTRIES,
+            ),
         ] {
             let map = object
                 .maps
