@@ -27,7 +27,9 @@ pub enum DropReason {
     RingFullFailed = 7,
     /// The filter map of traced processes was full: a forked child is not traced at all.
     TrackedFull = 8,
-    /// The syscall's registers could not be read at sys_exit: the call is unknown.
+    /// The syscall's registers could not be read at sys_exit: the call is unknown. No
+    /// longer counted since sys_exit became a BTF tracepoint that reads them with plain
+    /// loads; the slot stays so every other reason keeps its number.
     RegsRead = 9,
     /// A fork's child tgid could not be read: the child is not traced.
     ChildTgidRead = 10,

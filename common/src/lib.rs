@@ -110,6 +110,9 @@ pub struct StackEvent {
 }
 
 /// An open-family syscall with the path (or memfd name) it was given.
+///
+/// The kernel sends it cut after the path's NUL, rounded up to 8 bytes, so a record may
+/// be shorter than this struct: down to the fixed part plus `path_len` bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PathEvent {

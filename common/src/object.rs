@@ -46,6 +46,12 @@ pub mod maps {
     /// One slot per reason.
     pub const LOST_MAX_ENTRIES: u32 = DropReason::COUNT as u32;
 
+    /// `PerCpuArray<PathEvent>`, one slot: where a path record is built before it is
+    /// copied into the ring cut after its path (`bpf_ringbuf_output`), so the ring carries
+    /// only the bytes in use.
+    pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
+    pub const PATH_SCRATCH_MAX_ENTRIES: u32 = 1;
+
     /// `StackTrace`: user stacks of memory-mapping calls.
     pub const STACKS: &str = "STACKS";
     /// Distinct stacks kept. A stack that finds no room leaves its record without a stack
@@ -55,7 +61,8 @@ pub mod maps {
 
 /// Programs, by name (the kernel function's symbol).
 pub mod programs {
-    /// Raw tracepoint `sys_exit`: every syscall of interest, and failed acquisitions.
+    /// BTF tracepoint (tp_btf) `sys_exit`: every syscall of interest, and failed
+    /// acquisitions.
     pub const SYS_EXIT: &str = "sys_exit";
     /// Raw tracepoint `sched_process_fork`: new processes, added to the traced set.
     pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
@@ -66,29 +73,34 @@ pub mod programs {
     /// Uprobe on the iteration marker (`--iteration-symbol`), attached by the loader.
     pub const ITERATION_MARKER: &str = "iteration_marker";
 
-    /// A raw-tracepoint program and the tracepoint the loader attaches it to.
+    /// A tracepoint program and the tracepoint the loader attaches it to.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct RawTracepoint {
+    pub struct Tracepoint {
         pub program: &'static str,
         pub tracepoint: &'static str,
     }
 
-    /// Every raw-tracepoint program. Each is named after its tracepoint, but the two names
-    /// are kept apart: one is looked up in the object, the other in the kernel.
-    pub const RAW_TRACEPOINTS: [RawTracepoint; 4] = [
-        RawTracepoint {
-            program: SYS_EXIT,
-            tracepoint: "sys_exit",
-        },
-        RawTracepoint {
+    /// The BTF tracepoint programs (tp_btf): they read their arguments with plain loads,
+    /// where a raw tracepoint needs a probe-read helper call. `sys_exit` runs for every
+    /// syscall on the machine, so it is one of them.
+    pub const BTF_TRACEPOINTS: [Tracepoint; 1] = [Tracepoint {
+        program: SYS_EXIT,
+        tracepoint: "sys_exit",
+    }];
+
+    /// The raw-tracepoint programs (the scheduler events, which are rare). Each is named
+    /// after its tracepoint, but the two names are kept apart: one is looked up in the
+    /// object, the other in the kernel.
+    pub const RAW_TRACEPOINTS: [Tracepoint; 3] = [
+        Tracepoint {
             program: SCHED_PROCESS_FORK,
             tracepoint: "sched_process_fork",
         },
-        RawTracepoint {
+        Tracepoint {
             program: SCHED_PROCESS_EXEC,
             tracepoint: "sched_process_exec",
         },
-        RawTracepoint {
+        Tracepoint {
             program: SCHED_PROCESS_EXIT,
             tracepoint: "sched_process_exit",
         },
@@ -120,6 +132,7 @@ mod tests {
             maps::EVENTS,
             maps::LOST,
             maps::STACKS,
+            maps::PATH_SCRATCH,
             programs::SYS_EXIT,
             programs::SCHED_PROCESS_FORK,
             programs::SCHED_PROCESS_EXEC,

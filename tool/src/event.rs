@@ -183,7 +183,7 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
             )
         }
         (Some(_), None) => {
-            let one = read_struct::<PathEvent>(record).ok_or_else(short)?;
+            let one = read_path_event(record).ok_or_else(short)?;
             (Some(CapturedPath::from_wire(&one.path, one.path_len)), None)
         }
         (None, _) => (None, None),
@@ -257,6 +257,24 @@ fn decode_failed(header: &wire::Event) -> Result<FailedCall, DecodeError> {
     })
 }
 
+/// A [`PathEvent`], which the kernel sends cut after its path's NUL (the ring then carries
+/// only the bytes in use): the header and lengths must be there, and the path's bytes.
+fn read_path_event(record: &[u8]) -> Option<PathEvent> {
+    let fixed = size_of::<PathEvent>() - PATH_CAP;
+    if record.len() < fixed {
+        return None;
+    }
+    // SAFETY: PathEvent is Pod: all zeroes is a valid value.
+    let mut event: PathEvent = unsafe { std::mem::zeroed() };
+    let n = record.len().min(size_of::<PathEvent>());
+    // SAFETY: n bytes fit in both; PathEvent is Pod, so any bytes make a valid value.
+    unsafe {
+        std::ptr::copy_nonoverlapping(record.as_ptr(), (&raw mut event).cast::<u8>(), n);
+    }
+    let path_bytes = (event.path_len & !PATH_TRUNCATED) as usize;
+    (fixed + path_bytes <= n).then_some(event)
+}
+
 /// Copies a `#[repr(C)]` plain-old-data struct out of a possibly unaligned byte slice.
 fn read_struct<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
     (bytes.len() >= size_of::<T>())
@@ -324,6 +342,40 @@ pub(crate) mod tests {
         let path = call.path.unwrap();
         assert!(path.truncated);
         assert!(path.display().ends_with('…'));
+    }
+
+    #[test]
+    fn an_open_record_cut_after_its_path_decodes_and_one_cut_inside_it_is_refused() {
+        let mut record = PathEvent {
+            event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
+            path_len: 5,
+            _pad: 0,
+            path: [0xff; PATH_CAP], // what the kernel never sends must never be read
+        };
+        record.path[..6].copy_from_slice(b"a.txt\0");
+        let bytes = bytes_of(&record);
+        let fixed = size_of::<PathEvent>() - PATH_CAP;
+        // As the kernel sends it: the path and its NUL, rounded up to 8 bytes.
+        let sent = &bytes[..fixed + 8];
+        let What::Syscall(call) = decode(sent, 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(call.path.unwrap().display(), "a.txt");
+        // Exactly the path's bytes is enough; one fewer is not.
+        assert!(decode(&bytes[..fixed + 5], 4096).is_ok());
+        let cut = &bytes[..fixed + 4];
+        assert_eq!(decode(cut, 4096), Err(DecodeError::Short(cut.len())));
+        // An empty path (a failed path read) needs only the fixed part.
+        record.path_len = 0;
+        let empty = bytes_of(&record);
+        let What::Syscall(call) = decode(&empty[..fixed], 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(call.path.unwrap().bytes.len(), 0);
+        assert_eq!(
+            decode(&empty[..fixed - 1], 4096),
+            Err(DecodeError::Short(fixed - 1))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{RawTracePoint, UProbe, uprobe::UProbeScope},
+    programs::{BtfTracePoint, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
 use leakscope_common::{DropReason, globals, maps, programs};
 use thiserror::Error;
@@ -97,7 +97,16 @@ pub(crate) struct Probes {
     tracked: HashMap<MapData, u32, u8>,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
+    /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
+    stats: Option<std::os::fd::OwnedFd>,
 }
+
+/// When set, the kernel counts each program's runs and time (BPF_ENABLE_STATS, for as long
+/// as leakscope runs), and leakscope prints them on stderr when it detaches: one line
+/// `leakscope-program-stats: NAME run_cnt=N run_time_ns=T` per program. `cargo xtask bench`
+/// uses it for the kernel side's own cost per event, which the machine's noise barely
+/// touches. Counting costs two clock reads per run, so it is off unless asked for.
+pub(crate) const PROGRAM_STATS_ENV: &str = "LEAKSCOPE_PROGRAM_STATS";
 
 impl Probes {
     /// Loads and attaches every program. After this returns, the kernel reports any
@@ -108,13 +117,32 @@ impl Probes {
         }
         let offsets = kernel_offsets::from_running_kernel()?;
         crate::self_stats::give_back_freed_memory();
+        // Enabled before load, so no run is left uncounted; a kernel that refuses only
+        // loses the figures.
+        let stats = std::env::var_os(PROGRAM_STATS_ENV)
+            .and_then(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok());
+        // Parsed once, for the loader's relocations and the BTF tracepoints' load.
+        let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(Box::new(e)))?;
         let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
             .override_global(globals::OFFSETS, &offsets, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .load(OBJECT)
             .map_err(load_refused)?;
+        // BTF tracepoints are loaded against the kernel's own type of the tracepoint.
+        for tp in programs::BTF_TRACEPOINTS {
+            let program: &mut BtfTracePoint = program(&mut ebpf, tp.program)?;
+            program
+                .load(tp.tracepoint, &btf)
+                .and_then(|()| program.attach().map(drop))
+                .map_err(|source| ProbeError::Program {
+                    program: tp.program,
+                    source: Box::new(source),
+                })?;
+        }
+        drop(btf);
         crate::self_stats::give_back_freed_memory();
-        // Raw tracepoints, attached by name; none needs tracefs.
+        // Raw tracepoints, attached by name. Neither kind needs tracefs.
         for raw in programs::RAW_TRACEPOINTS {
             let program: &mut RawTracePoint = program(&mut ebpf, raw.program)?;
             program.load().map_err(|source| ProbeError::Program {
@@ -144,6 +172,7 @@ impl Probes {
                 tracked,
                 lost,
                 stacks,
+                stats,
             },
             ring,
         ))
@@ -193,6 +222,23 @@ impl Probes {
             .get(&stack_id, 0)
             .map(|trace| trace.frames().iter().map(|frame| frame.ip).collect())
             .unwrap_or_default()
+    }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        if self.stats.is_none() {
+            return;
+        }
+        for (name, program) in self.ebpf.programs() {
+            if let Ok(info) = program.info() {
+                eprintln!(
+                    "leakscope-program-stats: {name} run_cnt={} run_time_ns={}",
+                    info.run_count(),
+                    info.run_time().as_nanos()
+                );
+            }
+        }
     }
 }
 
@@ -274,6 +320,11 @@ mod tests {
                 bpf_map_type::BPF_MAP_TYPE_STACK_TRACE,
                 maps::STACKS_MAX_ENTRIES,
             ),
+            (
+                maps::PATH_SCRATCH,
+                bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+                maps::PATH_SCRATCH_MAX_ENTRIES,
+            ),
         ] {
             let map = object
                 .maps
@@ -301,6 +352,13 @@ mod tests {
                 matches!(section(raw.program), ProgramSection::RawTracePoint),
                 "{} is no raw tracepoint",
                 raw.program
+            );
+        }
+        for tp in programs::BTF_TRACEPOINTS {
+            assert!(
+                matches!(section(tp.program), ProgramSection::BtfTracePoint),
+                "{} is no BTF tracepoint",
+                tp.program
             );
         }
         assert!(matches!(

@@ -8,6 +8,7 @@
 //! leakscope's own peak RSS, start-up and report times come from its JSON's `self` block.
 //! The bench reports the bars; it never fails on a missed one.
 
+mod kernel;
 mod machine;
 mod measure;
 mod peers;
@@ -39,11 +40,22 @@ pub(crate) struct Options {
 const STARTUP_BAR_S: f64 = 0.5;
 const REPORT_BAR_S: f64 = 1.0;
 
-/// What one workload gave: its table and leakscope's own figures over its traced runs.
+/// Separate traced runs with the kernel's program counters on, per workload.
+const KERNEL_RUNS: usize = 3;
+
+/// What one workload gave: its table, leakscope's own figures over its traced runs, and
+/// the kernel side's time per iteration (median over [`KERNEL_RUNS`] runs), in all and in
+/// sys_exit, or why it could not be measured.
 struct Measured<'a> {
     workload: &'a Workload,
     rows: Vec<Row>,
     figures: Vec<SelfFigures>,
+    kernel: Result<KernelCost, String>,
+}
+
+struct KernelCost {
+    all_ns: f64,
+    sys_exit_ns: f64,
 }
 
 pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
@@ -92,10 +104,13 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
                 result,
             });
         }
+        let kernel =
+            kernel_cost(leakscope, workload, &workdir, &mut noise).map_err(|e| format!("{e:#}"));
         measured.push(Measured {
             workload,
             rows,
             figures,
+            kernel,
         });
     }
 
@@ -109,6 +124,7 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
             )
         );
         println!("  {}", own_figures_line(&m.figures));
+        println!("  {}", kernel_line(&m.kernel));
         println!();
     }
     println!(
@@ -150,6 +166,49 @@ fn leakscope_pairs(
         figures.push(measure::self_figures(&json)?);
     }
     Ok((measured, figures))
+}
+
+/// The kernel programs' own time per iteration, from [`KERNEL_RUNS`] separate traced runs.
+fn kernel_cost(
+    leakscope: &Path,
+    workload: &Workload,
+    workdir: &Path,
+    noise: &mut Noise,
+) -> Result<KernelCost> {
+    let json = workdir.join("report.json");
+    let (mut all, mut sys_exit) = (Vec::new(), Vec::new());
+    for run in 1..=KERNEL_RUNS {
+        step(&format!(
+            "{}: kernel counters, run {run}/{KERNEL_RUNS}",
+            workload.name
+        ));
+        noise.look();
+        let stats = kernel::program_stats(&mut workload.traced(leakscope, &json))?;
+        all.push(stats.iter().map(|p| p.run_time_ns).sum::<u64>());
+        sys_exit.push(
+            stats
+                .iter()
+                .filter(|p| p.name == "sys_exit")
+                .map(|p| p.run_time_ns)
+                .sum::<u64>(),
+        );
+    }
+    let per_iteration =
+        |ns: &[u64]| median_u64(ns).unwrap_or(0.0) / workload.iterations.max(1) as f64;
+    Ok(KernelCost {
+        all_ns: per_iteration(&all),
+        sys_exit_ns: per_iteration(&sys_exit),
+    })
+}
+
+fn kernel_line(kernel: &Result<KernelCost, String>) -> String {
+    match kernel {
+        Ok(k) => format!(
+            "kernel programs' own time (BPF_ENABLE_STATS, median of {KERNEL_RUNS} separate runs): {:.0} ns per iteration, of which sys_exit {:.0} ns",
+            k.all_ns, k.sys_exit_ns
+        ),
+        Err(why) => format!("kernel programs' own time: not measured ({why})"),
+    }
 }
 
 /// `pairs` x (untraced, peer) on the peer's reduced count.
