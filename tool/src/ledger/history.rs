@@ -3,7 +3,7 @@
 //! (passed in) and write what happened into the history, so a process borrowed out of the
 //! ledger's map and the history never need to be borrowed together by a free function.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use super::brk::Break;
 use super::fd_table::FdEntry;
@@ -25,7 +25,8 @@ pub(super) struct History {
     pub(crate) rss: Vec<RssSample>,
     pub(crate) markers: Vec<u64>,
     pub(crate) opens: Vec<OpenedPath>,
-    pub(crate) counts: BTreeMap<&'static str, u64>,
+    /// By name; a hash map, since every event counts once (the report sorts them).
+    pub(crate) counts: foldhash::HashMap<&'static str, u64>,
     pub(crate) failures: Vec<FailedAcquisition>,
     /// Mapping records an mremap resized in place (their site names the first size).
     pub(crate) resized: HashSet<RecordId>,

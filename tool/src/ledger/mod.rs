@@ -129,13 +129,13 @@ struct Process {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
     /// What each live process holds now.
-    processes: HashMap<u32, Process>,
+    processes: foldhash::HashMap<u32, Process>,
     /// What happened: records, byte logs, opened paths, counts.
     history: History,
     exits: HashMap<u32, u64>,
     span: Option<(u64, u64)>,
     /// When each process was first seen.
-    first_seen: HashMap<u32, u64>,
+    first_seen: foldhash::HashMap<u32, u64>,
     /// The process leakscope launched or attached to (see [`Ledger::begin`]).
     target: Option<u32>,
     /// When tracing began (CLOCK_MONOTONIC ns): what was held before starts here.
@@ -293,8 +293,8 @@ impl Ledger {
         &self.history.opens
     }
     /// Successful calls by syscall name, plus "fork", "exec", "exit".
-    pub(crate) fn counts(&self) -> &BTreeMap<&'static str, u64> {
-        &self.history.counts
+    pub(crate) fn counts(&self) -> BTreeMap<&'static str, u64> {
+        self.history.counts.iter().map(|(&k, &v)| (k, v)).collect()
     }
     /// Mapping records an mremap resized in place.
     pub(crate) fn resized_mappings(&self) -> &HashSet<RecordId> {

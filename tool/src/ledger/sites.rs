@@ -5,7 +5,6 @@
 //! backing, size, protection and stack, the stack that grew the brk heap. Only the report
 //! turns a site into text (`report::sites`).
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -247,14 +246,14 @@ impl FdKind {
 /// Values interned to dense ids.
 #[derive(Debug, Clone)]
 struct Interner<T> {
-    ids: HashMap<T, u32>,
+    ids: foldhash::HashMap<T, u32>,
     values: Vec<T>,
 }
 
 impl<T> Default for Interner<T> {
     fn default() -> Self {
         Interner {
-            ids: HashMap::new(),
+            ids: foldhash::HashMap::default(),
             values: Vec::new(),
         }
     }

@@ -371,8 +371,11 @@ fn add_summed(differences: &mut Vec<i64>, mut changes: Vec<(usize, i64)>) {
 
 /// Adds a folded record to its class's aggregates, as the analysis would have counted it.
 fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
+    // Two searches (three for a fork copy): this runs for every resource released.
+    let born_in = known.index_at(record.born_ns);
+    let released_in = known.index_at(record.released_ns);
     // Live at the boundaries after its birth, up to and including its release's.
-    let (from, to) = (known.after(record.born_ns), known.after(record.released_ns));
+    let (from, to) = ((born_in + 1) as usize, (released_in + 1) as usize);
     if from < to {
         add_from(&mut folded.live, from, 1);
         add_from(&mut folded.live, to, -1);
@@ -381,13 +384,17 @@ fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
         return; // neither an acquisition nor a lifetime the run saw
     }
     folded.traced += 1;
-    let crossed = known.index_at(record.released_ns) - known.index_at(record.origin_ns);
+    let origin_in = if record.origin_ns == record.born_ns {
+        born_in
+    } else {
+        known.index_at(record.origin_ns)
+    };
     folded.lifetimes.record(
         record.released_ns.saturating_sub(record.origin_ns),
-        crossed.max(0) as u64,
+        (released_in - origin_in).max(0) as u64,
     );
     if record.origin == Origin::Acquired {
-        folded.acquired(known.index_at(record.born_ns) >= 0, record.born_ns);
+        folded.acquired(born_in >= 0, record.born_ns);
     }
 }
 
@@ -426,14 +433,14 @@ fn fold_rss(samples: &mut Vec<RssSample>, known: &Known, settled: u64, reduced: 
     }
     // The latest settled sample of each group; of equal times, the one the replay applies
     // last (it sorts samples by bytes then).
-    let mut latest: HashMap<(u32, usize), (u64, u64)> = HashMap::new();
+    let mut latest: foldhash::HashMap<(u32, usize), (u64, u64)> = Default::default();
     for sample in samples[start..].iter().filter(|s| s.time_ns < settled) {
         let key = (sample.time_ns, sample.bytes);
         let slot = latest.entry(group(sample)).or_insert(key);
         *slot = (*slot).max(key);
     }
     let before = samples.len();
-    let mut kept_in_group: HashSet<(u32, usize)> = HashSet::new();
+    let mut kept_in_group: foldhash::HashSet<(u32, usize)> = Default::default();
     let mut at = 0;
     samples.retain(|s| {
         at += 1;
