@@ -40,6 +40,10 @@ pub(crate) struct Options {
 const STARTUP_BAR_S: f64 = 0.5;
 const REPORT_BAR_S: f64 = 1.0;
 
+/// Issue 11's memory bar: leakscope's peak RSS on this many storm pairs, with a marker.
+const MEMORY_PAIRS: u64 = 5_000_000;
+const MEMORY_BAR_MIB: f64 = 64.0;
+
 /// Separate traced runs with the kernel's program counters on, per workload.
 const KERNEL_RUNS: usize = 3;
 
@@ -127,13 +131,61 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
         println!("  {}", kernel_line(&m.kernel));
         println!();
     }
+    let memory = memory_peak(leakscope, &workloads[0], &workdir, &mut noise);
+    println!("{}", memory_line(&memory));
     println!(
         "{}",
         noise.line(load_before.as_deref(), machine::load_average().as_deref())
     );
     println!();
-    print!("{}", table::render_bars(&bars(&measured)));
+    let mut bars = bars(&measured);
+    bars.push(memory_bar(&memory));
+    print!("{}", table::render_bars(&bars));
     Ok(())
+}
+
+/// One traced storm of [`MEMORY_PAIRS`] pairs: leakscope's own figures.
+fn memory_peak(
+    leakscope: &Path,
+    storm: &Workload,
+    workdir: &Path,
+    noise: &mut Noise,
+) -> Result<SelfFigures, String> {
+    step(&format!(
+        "memory: leakscope on {MEMORY_PAIRS} storm pairs with a marker"
+    ));
+    noise.look();
+    let json = workdir.join("report.json");
+    let _ = std::fs::remove_file(&json);
+    measure::loop_ns(&mut storm.traced_at(leakscope, &json, MEMORY_PAIRS))
+        .and_then(|_| measure::self_figures(&json))
+        .map_err(|e| format!("{e:#}"))
+}
+
+fn memory_line(memory: &Result<SelfFigures, String>) -> String {
+    match memory {
+        Ok(figures) => format!(
+            "memory: {MEMORY_PAIRS} storm pairs ({} events) with a marker: leakscope's peak RSS {}, lost events {}",
+            MEMORY_PAIRS * 2,
+            figures
+                .peak_rss_bytes
+                .map_or("not in the report".to_owned(), |p| mib(p as f64)),
+            figures.lost_events
+        ),
+        Err(why) => format!("memory: not measured: {why}"),
+    }
+}
+
+fn memory_bar(memory: &Result<SelfFigures, String>) -> Bar {
+    let peak = memory.as_ref().ok().and_then(|f| f.peak_rss_bytes);
+    let lost = memory.as_ref().map_or(0, |f| f.lost_events);
+    Bar {
+        name: format!("peak RSS, {}M storm pairs", MEMORY_PAIRS / 1_000_000),
+        limit: format!("≤ {MEMORY_BAR_MIB} MiB"),
+        measured: peak.map(|p| mib(p as f64)),
+        met: lost == 0 && peak.is_some_and(|p| (p as f64) <= MEMORY_BAR_MIB * 1024.0 * 1024.0),
+        note: (lost > 0).then(|| format!("{lost} events lost in that run")),
+    }
 }
 
 /// `pairs` x (untraced, leakscope) on the full workload.

@@ -14,6 +14,11 @@ use crate::shell::{self, step};
 /// `extract::worker::LOOP_NS_ENV`).
 const LOOP_NS_ENV: &str = "LEAKSCOPE_LOOP_NS";
 
+/// The storm calls its marker function before every this many pairs, untraced or not, so
+/// leakscope can be given `--iteration-symbol` (and so keep bounded memory).
+const STORM_PAIRS_PER_MARK: &str = "1000";
+const STORM_MARKER: &str = "iteration_marker";
+
 pub(crate) struct Workload {
     /// The table's title.
     pub(crate) title: String,
@@ -51,7 +56,7 @@ impl Workload {
         std::fs::write(&file, b"x")?;
         Ok(Workload {
             title: format!(
-                "open+close storm: {iterations} x (openat + close) of one file (tests/fixtures/open_close.c)"
+                "open+close storm: {iterations} x (openat + close) of one file, a marker call every {STORM_PAIRS_PER_MARK} (tests/fixtures/open_close.c)"
             ),
             name: "storm",
             iterations,
@@ -82,7 +87,10 @@ impl Workload {
         match &self.kind {
             Kind::Storm { fixture, file } => {
                 let mut command = Command::new(fixture);
-                command.arg(n.to_string()).arg(file);
+                command
+                    .arg(n.to_string())
+                    .arg(file)
+                    .arg(STORM_PAIRS_PER_MARK);
                 command
             }
             Kind::Extract { leakscope, .. } => {
@@ -99,16 +107,23 @@ impl Workload {
 
     /// leakscope tracing the full workload, its JSON report written to `json`.
     pub(crate) fn traced(&self, leakscope: &Path, json: &Path) -> Command {
+        self.traced_at(leakscope, json, self.iterations)
+    }
+
+    /// leakscope tracing the workload at `n` iterations (the storm; the extract loop
+    /// always runs its full count).
+    pub(crate) fn traced_at(&self, leakscope: &Path, json: &Path, n: u64) -> Command {
         match &self.kind {
             Kind::Storm { fixture, file } => {
                 let mut command = Command::new(leakscope);
                 command
-                    .args(["run", "--json"])
+                    .args(["run", "--iteration-symbol", STORM_MARKER, "--json"])
                     .arg(json)
                     .arg("--")
                     .arg(fixture)
-                    .arg(self.iterations.to_string())
-                    .arg(file);
+                    .arg(n.to_string())
+                    .arg(file)
+                    .arg(STORM_PAIRS_PER_MARK);
                 command
             }
             Kind::Extract {
