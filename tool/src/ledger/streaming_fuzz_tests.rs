@@ -7,7 +7,7 @@
 //! cases a review found: a release stamped before its birth, and byte totals past 2^53.
 
 use super::BoundarySource;
-use super::tests::{assert_same, judged};
+use super::tests::{assert_same, difference, judged};
 use crate::analysis::{self, RunFacts};
 use crate::event::{Event, FailedCall, What};
 use crate::iterations::{IterationRequest, detect};
@@ -245,23 +245,9 @@ mod random {
             if i % 97 == 96 {
                 let a = judged_facts(&folded.clone(), &request);
                 let b = judged_facts(&full.clone(), &request);
-                if a != b {
-                    let at = a
-                        .lines()
-                        .zip(b.lines())
-                        .position(|(x, y)| x != y)
-                        .unwrap_or(0);
-                    let ctx = |s: &str| {
-                        s.lines()
-                            .skip(at.saturating_sub(6))
-                            .take(10)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    };
+                if let Some(difference) = difference(&a, &b) {
                     return Err(format!(
-                        "PREFIX {i} seed {seed} every {every} path {path} line {at}\nfolded:\n{}\n---- full:\n{}",
-                        ctx(&a),
-                        ctx(&b)
+                        "prefix {i} seed {seed} every {every} path {path}: {difference}"
                     ));
                 }
             }
@@ -345,23 +331,9 @@ mod random {
         );
         let a = judged_facts(&folded, &request);
         let b = judged_facts(&full, &request);
-        if a != b {
-            let at = a
-                .lines()
-                .zip(b.lines())
-                .position(|(x, y)| x != y)
-                .unwrap_or(0);
-            let ctx = |s: &str| {
-                s.lines()
-                    .skip(at.saturating_sub(6))
-                    .take(10)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            };
+        if let Some(difference) = difference(&a, &b) {
             return Err(format!(
-                "seed {seed} every {every} path {path} line {at}\nfolded:\n{}\n---- full:\n{}",
-                ctx(&a),
-                ctx(&b)
+                "seed {seed} every {every} path {path}: {difference}"
             ));
         }
         Ok(())

@@ -240,22 +240,30 @@ fn folding_on_path_boundaries_changes_no_result(
 
 /// Equal texts, or the first lines that differ (the analyses are long).
 pub(super) fn assert_same(folded: &str, full: &str) {
-    let differing = folded
+    if let Some(difference) = difference(folded, full) {
+        panic!("{difference}");
+    }
+}
+
+/// Where two analyses part, with a few lines of each around it; `None` when equal.
+pub(super) fn difference(folded: &str, full: &str) -> Option<String> {
+    let at = folded
         .lines()
         .zip(full.lines())
-        .enumerate()
-        .find(|(_, (a, b))| a != b);
-    if let Some((at, _)) = differing {
-        let lines = |text: &str| {
-            text.lines()
-                .skip(at.saturating_sub(8))
-                .take(12)
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        panic!("folded:\n{}\n---- full:\n{}", lines(folded), lines(full));
-    }
-    assert_eq!(folded.lines().count(), full.lines().count());
+        .position(|(a, b)| a != b)
+        .or_else(|| (folded.lines().count() != full.lines().count()).then_some(0))?;
+    let lines = |text: &str| {
+        text.lines()
+            .skip(at.saturating_sub(8))
+            .take(12)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Some(format!(
+        "line {at}\nfolded:\n{}\n---- full:\n{}",
+        lines(folded),
+        lines(full)
+    ))
 }
 
 #[test]

@@ -4,11 +4,9 @@
 //! less than the loops' wall time. Counting costs two clock reads per run, so these are
 //! separate runs, never the timed pairs.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
-
-use super::measure::last_lines;
+use anyhow::{Result, bail};
 
 /// leakscope's `probes::PROGRAM_STATS_ENV`.
 const PROGRAM_STATS_ENV: &str = "LEAKSCOPE_PROGRAM_STATS";
@@ -25,16 +23,7 @@ pub(crate) struct ProgramStats {
 
 /// Runs leakscope's traced `command` with the counters on; returns every program's.
 pub(crate) fn program_stats(command: &mut Command) -> Result<Vec<ProgramStats>> {
-    let output = command
-        .env(PROGRAM_STATS_ENV, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("{}: {}", output.status, last_lines(&stderr, 3));
-    }
+    let stderr = super::measure::stderr_of(command.env(PROGRAM_STATS_ENV, "1"))?;
     let stats = parse(&stderr);
     if stats.is_empty() {
         bail!("leakscope printed no program counters (is BPF_ENABLE_STATS refused?)");

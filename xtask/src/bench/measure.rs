@@ -12,21 +12,28 @@ use anyhow::{Context as _, Result, bail};
 /// Runs `command` to its end and returns the `loop_ns=` its workload printed on stderr.
 /// Its stdout (a report, a tracer's output) is thrown away.
 pub(crate) fn loop_ns(command: &mut Command) -> Result<u64> {
-    let output = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        bail!("{}: {}", output.status, last_lines(&stderr, 3));
-    }
+    let stderr = stderr_of(command)?;
     parse_loop_ns(&stderr).with_context(|| {
         format!(
             "{command:?} printed no loop_ns= line: {}",
             last_lines(&stderr, 3)
         )
     })
+}
+
+/// Runs `command` to its end with its stdout thrown away; returns its stderr, or its last
+/// lines as the error when it failed.
+pub(crate) fn stderr_of(command: &mut Command) -> Result<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!("{}: {}", output.status, last_lines(&stderr, 3));
+    }
+    Ok(stderr)
 }
 
 /// Runs `command` with its output held back; on failure, its last lines are the error.
