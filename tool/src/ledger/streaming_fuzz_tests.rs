@@ -215,17 +215,7 @@ mod random {
 
     fn check_prefixes(seed: u64, steps: usize, every: u64, path: bool) -> Result<(), String> {
         let events = random_stream(seed, steps);
-        let (source, request) = if path {
-            (
-                BoundarySource::PathsContaining("iteration/tick".into()),
-                IterationRequest::Path("iteration/tick".into()),
-            )
-        } else {
-            (
-                BoundarySource::Markers,
-                IterationRequest::Symbol("tick".into()),
-            )
-        };
+        let (source, request) = boundaries(path);
         let mut full = seeded();
         let mut folded = seeded();
         folded.stream_on_every(source, every);
@@ -282,34 +272,45 @@ mod random {
 
     #[test]
     fn fuzz_prefixes() {
+        sweep(1..5, &[1, 4], |seed, every, path| {
+            check_prefixes(seed, 700, every, path)
+        });
+    }
+
+    /// Runs `check` on every seed, fold interval and boundary source; fails with the
+    /// first few differences (or panics) found.
+    fn sweep(
+        seeds: std::ops::Range<u64>,
+        everys: &[u64],
+        check: impl Fn(u64, u64, bool) -> Result<(), String> + std::panic::RefUnwindSafe,
+    ) {
         let mut failures = Vec::new();
-        for seed in 1..5u64 {
-            for every in [1, 4] {
+        for seed in seeds {
+            for &every in everys {
                 for path in [false, true] {
-                    if let Err(e) =
-                        std::panic::catch_unwind(|| check_prefixes(seed, 700, every, path))
-                            .unwrap_or_else(|p| {
-                                Err(format!(
-                                    "seed {seed} every {every} path {path} PANIC {:?}",
-                                    p.downcast_ref::<String>()
-                                ))
-                            })
-                    {
-                        failures.push(e);
-                    }
+                    let outcome = std::panic::catch_unwind(|| check(seed, every, path))
+                        .unwrap_or_else(|p| {
+                            Err(format!(
+                                "seed {seed} every {every} path {path} panicked: {:?}",
+                                p.downcast_ref::<String>()
+                            ))
+                        });
+                    failures.extend(outcome.err());
                 }
             }
         }
-        let n = failures.len();
-        for f in failures.iter().take(4) {
-            eprintln!("{f}\n=====");
-        }
-        assert!(failures.is_empty(), "{n} failing");
+        let shown: Vec<&str> = failures.iter().take(4).map(String::as_str).collect();
+        assert!(
+            failures.is_empty(),
+            "{} failing:\n{}",
+            failures.len(),
+            shown.join("\n=====\n")
+        );
     }
 
-    fn check(seed: u64, steps: usize, every: u64, path: bool) -> Result<(), String> {
-        let events = random_stream(seed, steps);
-        let (source, request) = if path {
+    /// The boundaries both ways: (the ledger's source, the detector's request).
+    fn boundaries(path: bool) -> (BoundarySource, IterationRequest) {
+        if path {
             (
                 BoundarySource::PathsContaining("iteration/tick".into()),
                 IterationRequest::Path("iteration/tick".into()),
@@ -319,7 +320,12 @@ mod random {
                 BoundarySource::Markers,
                 IterationRequest::Symbol("tick".into()),
             )
-        };
+        }
+    }
+
+    fn check(seed: u64, steps: usize, every: u64, path: bool) -> Result<(), String> {
+        let events = random_stream(seed, steps);
+        let (source, request) = boundaries(path);
         let full = replay_events(&events, None, source.clone());
         let folded = replay_events(&events, Some(every), source);
         FOLDED.fetch_add(
@@ -342,28 +348,9 @@ mod random {
     static FOLDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     #[test]
     fn fuzz_folding() {
-        let mut failures = Vec::new();
-        for seed in 1000..1040u64 {
-            for every in [1, 37] {
-                for path in [false, true] {
-                    if let Err(e) = std::panic::catch_unwind(|| check(seed, 600, every, path))
-                        .unwrap_or_else(|p| {
-                            Err(format!(
-                                "seed {seed} every {every} path {path} PANIC {:?}",
-                                p.downcast_ref::<String>()
-                            ))
-                        })
-                    {
-                        failures.push(e);
-                    }
-                }
-            }
-        }
-        let n = failures.len();
-        for f in failures.iter().take(4) {
-            eprintln!("{f}\n=====");
-        }
-        assert!(failures.is_empty(), "{n} failing");
+        sweep(1000..1040, &[1, 37], |seed, every, path| {
+            check(seed, 600, every, path)
+        });
         let folded = FOLDED.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
             folded > 10_000,
