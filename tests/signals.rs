@@ -240,8 +240,15 @@ fn a_signal_during_the_report_still_gives_the_report_and_sigkill_leaves_no_probe
 ) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
+    // The target lives a little while: the probes are let go before the report, and a
+    // target that exits at once leaves them loaded for only a few tens of milliseconds,
+    // which polling can miss.
     let mut watched = Watched::start(
-        run_command(&json, Some("report"), &["sh", "-c", "exec 3</dev/null"]),
+        run_command(
+            &json,
+            Some("report"),
+            &["sh", "-c", "exec 3</dev/null; sleep 0.5"],
+        ),
         Stdio::null(),
     );
     let programs = wait_for_programs(watched.pid(), LONG);
