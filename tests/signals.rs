@@ -477,12 +477,13 @@ fn a_terminals_ctrl_c_reaches_the_target_once_and_is_not_passed_on_again() {
     );
     // script(1) gives leakscope a terminal; a ^C written to it is the terminal's SIGINT to
     // the foreground process group (leakscope and the target).
-    let mut terminal = Command::new("script")
-        .args(["-qfec", &inner, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut terminal =
+        leakscope_tests::lifecycle::with_default_stop_signals(&mut Command::new("script"))
+            .args(["-qfec", &inner, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
     let target = pid_in(&pid_file);
     let leakscope_pid = parent_of(target);
     let programs = wait_for_programs(leakscope_pid, LONG);

@@ -167,6 +167,23 @@ pub fn assert_gone(pid: u32, within: Duration, context: &str) {
 }
 
 /// A leakscope process whose stderr is read line by line while it runs.
+/// Gives `command` the default action for the stop signals. A test run started with
+/// `nohup` or as a background job of a script inherits SIGHUP or SIGINT ignored, and an
+/// ignored signal stays ignored across exec: leakscope's target would then never die of
+/// the signal the test sends. The tests are about the signals, not about how CI was run.
+pub fn with_default_stop_signals(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: only async-signal-safe calls (signal) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM, libc::SIGQUIT] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
+}
+
 pub struct Watched {
     pub child: Child,
     lines: mpsc::Receiver<String>,
@@ -176,6 +193,7 @@ pub struct Watched {
 impl Watched {
     /// Starts `command` (a leakscope command line) with stderr piped; stdout as given.
     pub fn start(mut command: Command, stdout: Stdio) -> Watched {
+        with_default_stop_signals(&mut command);
         let mut child = command
             .stdout(stdout)
             .stderr(Stdio::piped())
