@@ -54,30 +54,37 @@ fn watches(mode: &str, check: impl FnOnce(&str, &Traced)) -> bool {
     true
 }
 
+/// A watches leak of one watch per iteration on `ROOT/w-…`, one per path, all dropped
+/// when the watching process exits.
+fn assert_one_watch_leaked_per_iteration(root: &str, traced: &Traced, context: &str) {
+    assert_class(traced, "watches", "leak", context);
+    let watches = class(traced, "watches");
+    assert_rate(
+        &watches["leaked_per_iteration"],
+        1.0,
+        "watches per iteration",
+    );
+    assert_eq!(watches["acquired"], N, "{context}: one per path: {watches}");
+    assert_eq!(watches["live_at_exit"], 0, "{context}: {watches}");
+    let watched = format!("{root}/w-");
+    assert_one_leaking_site(
+        traced,
+        "watches",
+        &format!("naming {watched}"),
+        |site| pattern_starts_with(site, &watched),
+        1.0,
+    );
+}
+
 #[rstest]
 #[case::inotify_on_a_new_path("new-path")]
 #[case::fanotify_mark_on_a_new_path("fanotify")]
 #[case::by_a_worker_forked_per_iteration_on_the_inherited_fd("fork-worker")]
 fn a_watch_on_a_new_path_per_iteration_is_a_watches_leak(#[case] mode: &str) {
     watches(mode, |root, traced| {
-        assert_class(traced, "watches", "leak", mode);
-        let watches = class(traced, "watches");
-        assert_rate(
-            &watches["leaked_per_iteration"],
-            1.0,
-            "watches per iteration",
-        );
-        assert_eq!(watches["acquired"], N, "{mode}: one per path: {watches}");
         // The exit closes the notification fd, which drops every watch it held.
-        assert_eq!(watches["live_at_exit"], 0, "{mode}: {watches}");
-        let watched = format!("{root}/w-");
-        assert_one_leaking_site(
-            traced,
-            "watches",
-            &format!("naming {watched}"),
-            |site| pattern_starts_with(site, &watched),
-            1.0,
-        );
+        assert_one_watch_leaked_per_iteration(root, traced, mode);
+        let watches = class(traced, "watches");
         assert_eq!(
             sites(traced, "watches").len(),
             1,
@@ -156,23 +163,8 @@ fn a_forked_watcher_that_adds_a_watch_per_iteration_is_a_watches_leak() {
     // The parent marks the iterations; its child adds the watches on its own inotify fd
     // and exits after the loop, which drops them all.
     watches("daemon", |root, traced| {
-        assert_class(traced, "watches", "leak", "daemon");
-        let watches = class(traced, "watches");
-        assert_rate(
-            &watches["leaked_per_iteration"],
-            1.0,
-            "watches per iteration",
-        );
-        assert_eq!(watches["acquired"], N, "{watches}");
-        assert_eq!(watches["live_at_exit"], 0, "the child's exit: {watches}");
-        let watched = format!("{root}/w-");
-        assert_one_leaking_site(
-            traced,
-            "watches",
-            &format!("naming {watched}"),
-            |site| pattern_starts_with(site, &watched),
-            1.0,
-        );
+        // The child's exit drops them.
+        assert_one_watch_leaked_per_iteration(root, traced, "daemon");
         assert_eq!(traced.report["counts"]["inotify_add_watch"], N);
         assert_no_leak_in(traced, &OTHERS, "daemon");
     });
