@@ -1,25 +1,29 @@
 //! The `--metrics` file: checked before tracing starts (a typo must not cost the run), then
 //! replaced atomically at each write, so a reader (node_exporter's textfile collector)
-//! never sees half a file: write `FILE.tmp` in the same directory, fsync, rename over FILE.
+//! never sees half a file: write a temporary file in the same directory, fsync, rename it
+//! over FILE. The temporary file gets a fresh random name (a name someone planted, say a
+//! symlink, is never opened: leakscope runs as root and a metrics directory may be writable
+//! by others) and is removed again when a write fails half way.
 
 use std::{
-    fs::{File, OpenOptions},
     io::Write as _,
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
 };
 
 use anyhow::Context as _;
+use tempfile::NamedTempFile;
 
 use crate::exit_code::UsageError;
 
 #[derive(Clone, Debug)]
 pub(crate) struct MetricsFile {
     path: PathBuf,
-    tmp: PathBuf,
+    dir: PathBuf,
 }
 
 impl MetricsFile {
-    /// Checks that FILE's directory takes the temporary file (created, then removed again),
+    /// Checks that FILE's directory takes a temporary file (created, then removed again),
     /// so a bad directory is a usage error before anything runs.
     pub(crate) fn open(path: &Path) -> Result<Self, UsageError> {
         let refused = |error: std::io::Error| {
@@ -31,39 +35,38 @@ impl MetricsFile {
         if path.file_name().is_none() || path.is_dir() {
             return Err(refused(std::io::Error::other("not a file name")));
         }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let file = MetricsFile {
             path: path.to_path_buf(),
-            tmp: PathBuf::from(tmp),
+            dir,
         };
-        file.create_tmp().map_err(refused)?;
-        let _ = std::fs::remove_file(&file.tmp);
+        file.temporary().map_err(refused)?; // dropped: removed at once
         Ok(file)
     }
 
-    /// A fresh `FILE.tmp`. Made with O_EXCL after removing any old one, so a symlink
-    /// someone planted there is never followed: leakscope runs as root, and a metrics
-    /// directory may be writable by others.
-    fn create_tmp(&self) -> std::io::Result<File> {
-        match std::fs::remove_file(&self.tmp) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-            _ => {}
-        }
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&self.tmp)
+    /// A new temporary file next to FILE, so the rename stays on one filesystem. Readable
+    /// by all (less the umask), as a plainly created file would be: the collector that
+    /// publishes it (node_exporter) does not run as root.
+    fn temporary(&self) -> std::io::Result<NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(".leakscope-metrics-")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(&self.dir)
     }
 
     /// Replaces FILE with `contents` in one step.
     pub(crate) fn write(&self, contents: &str) -> anyhow::Result<()> {
-        let written = self.create_tmp().and_then(|mut file| {
+        let written = self.temporary().and_then(|mut file| {
             file.write_all(contents.as_bytes())?;
-            file.sync_all()
+            file.as_file().sync_all()?;
+            Ok(file)
         });
         written
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path))
+            .and_then(|file| file.persist(&self.path).map_err(|error| error.error))
+            .map(drop)
             .with_context(|| format!("cannot write the metrics to {}", self.path.display()))
     }
 }
@@ -100,6 +103,29 @@ mod tests {
             MetricsFile::open(dir.path()).is_err(),
             "a directory is not a file"
         );
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leakscope.prom");
+        let file = MetricsFile::open(&path).unwrap();
+        std::fs::create_dir(&path).unwrap(); // the rename over it fails
+        assert!(file.write("a 1\n").is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("leakscope.prom")]);
+    }
+
+    #[test]
+    fn the_file_is_readable_by_the_collector() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leakscope.prom");
+        MetricsFile::open(&path).unwrap().write("a 1\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o044, 0o044, "group and others may read: {mode:o}");
     }
 
     #[test]
