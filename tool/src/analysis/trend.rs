@@ -133,19 +133,23 @@ fn fit(ys: &[f64]) -> Fit {
             slope_error: 0.0,
         };
     }
+    // Fitted relative to the first value: a flat series of large totals (a GiB of mapped
+    // bytes) then fits a slope of exactly 0, where its mean's rounding would leave noise
+    // such as "-1 B per 51,000,000 iterations".
+    let origin = ys[0];
     let mean_x = (n - 1.0) / 2.0;
-    let mean_y = ys.iter().sum::<f64>() / n;
+    let mean_y = ys.iter().map(|y| y - origin).sum::<f64>() / n;
     let (mut sxy, mut sxx) = (0.0, 0.0);
     for (i, y) in ys.iter().enumerate() {
         let dx = i as f64 - mean_x;
-        sxy += dx * (y - mean_y);
+        sxy += dx * (y - origin - mean_y);
         sxx += dx * dx;
     }
     let slope = sxy / sxx;
     let squares = ys
         .iter()
         .enumerate()
-        .map(|(i, y)| (y - (mean_y + slope * (i as f64 - mean_x))).powi(2))
+        .map(|(i, y)| (y - origin - (mean_y + slope * (i as f64 - mean_x))).powi(2))
         .sum::<f64>();
     let dof = (n - 2.0).max(1.0);
     Fit {
@@ -591,5 +595,15 @@ mod tests {
         .collect();
         assert_eq!(names, ["leak", "plateau", "no-leak", "inconclusive"]);
         assert_eq!(Verdict::Plateau.worst(Verdict::Leak), Verdict::Leak);
+    }
+
+    #[test]
+    fn a_flat_series_of_large_totals_fits_no_slope() {
+        for value in [1.0e9 + 0.5, 3_221_225_472.0, 7.0e15 + 1.0] {
+            let ys = vec![value; 51_001];
+            let fitted = fit(&ys);
+            assert_eq!(fitted.slope, 0.0, "{value}");
+            assert_eq!(fitted.noise, 0.0, "{value}");
+        }
     }
 }
