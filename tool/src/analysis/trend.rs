@@ -188,11 +188,80 @@ fn detection_limit(len: usize, needed: f64, slope_error: f64, scale: &Scale) -> 
         .max(T_CRITICAL * slope_error)
 }
 
-/// Judges `series` (one value per iteration boundary) on `scale`. A `doubt` (lost events:
-/// a lost close looks exactly like a leak; iterations that could not be trusted) makes the
-/// verdict inconclusive, with the doubt as its reason.
+/// How the points of a series stand for iterations: one point every `stride` iterations
+/// (the last point may be closer to the one before), `iterations` in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sampling {
+    pub(crate) stride: u64,
+    pub(crate) iterations: u64,
+}
+
+impl Sampling {
+    /// One point per iteration, `points` of them.
+    #[cfg(test)]
+    pub(crate) fn every(points: usize) -> Sampling {
+        Sampling {
+            stride: 1,
+            iterations: points as u64,
+        }
+    }
+
+    /// The points of a series sampled at `iterations`' boundaries.
+    pub(crate) fn of(iterations: &crate::iterations::Iterations) -> Sampling {
+        Sampling {
+            stride: iterations.stride.max(1),
+            iterations: iterations.count() as u64,
+        }
+    }
+
+    /// The first `points` points of a series sampled so.
+    pub(crate) fn prefix(self, points: usize) -> Sampling {
+        let spanned =
+            (points.saturating_sub(1) as u64 * self.stride + 1).min(points as u64 * self.stride);
+        Sampling {
+            iterations: spanned.min(self.iterations),
+            ..self
+        }
+    }
+
+    /// The points from point `from` on of a series sampled so.
+    pub(crate) fn from_point(self, from: usize) -> Sampling {
+        Sampling {
+            iterations: self.iterations.saturating_sub(from as u64 * self.stride),
+            ..self
+        }
+    }
+
+    /// Iterations spanned by `points` points (at most all of them).
+    fn spanned(self, points: usize) -> u64 {
+        (points as u64 * self.stride).min(self.iterations)
+    }
+}
+
+/// Judges `series` (one value per iteration boundary) on `scale`.
+#[cfg(test)]
 pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
+    judge_sampled(series, scale, doubt, Sampling::every(series.len()))
+}
+
+/// Judges `series` (one value per `sampling.stride` iteration boundaries) on `scale`. A
+/// `doubt` (lost events: a lost close looks exactly like a leak; iterations that could not
+/// be trusted) makes the verdict inconclusive, with the doubt as its reason.
+///
+/// The tests run on the points as they are (a rise per stretch, noise around the line,
+/// the slope's standard error); what comes out per iteration (rates, the detection limit)
+/// is per point divided by the stride, and iteration counts are the iterations the points
+/// stand for. At stride 1 this is the judgement of every boundary.
+pub(crate) fn judge_sampled(
+    series: &[f64],
+    scale: &Scale,
+    doubt: Option<&str>,
+    sampling: Sampling,
+) -> Judgement {
     let n = series.len();
+    let stride = sampling.stride.max(1) as f64;
+    let per_iteration = |per_point: f64| per_point / stride;
+    let iterations = sampling.iterations;
     let inconclusive = |rate: f64, why: String, limit: Option<f64>| Judgement {
         verdict: Verdict::Inconclusive,
         rate,
@@ -201,9 +270,10 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         iterations_needed: None,
     };
     if n < 2 {
-        return inconclusive(0.0, format!("only {n} iteration(s)"), None);
+        return inconclusive(0.0, format!("only {iterations} iteration(s)"), None);
     }
     let window = &series[window_start(n)..];
+    let window_iterations = sampling.spanned(window.len());
     let Fit {
         slope: window_slope,
         noise,
@@ -228,25 +298,27 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         && significant
         && rising + 1 >= steps.len()
         && (steps.len() < 2 || biggest <= MAX_SHARE_OF_ONE_STEP * rise);
+    // Per point; `limit_rate` is per iteration.
     let limit = detection_limit(window.len(), needed, slope_error, scale);
+    let limit_rate = per_iteration(limit);
 
     let recent_rate = slope(&series[n - (n / 3).max(2).min(n)..]);
     if n < MIN_ITERATIONS {
         return inconclusive(
-            slope(series),
-            format!("only {n} iterations (at least {MIN_ITERATIONS} are needed)"),
+            per_iteration(slope(series)),
+            format!("only {iterations} iterations (at least {MIN_ITERATIONS} are needed)"),
             None,
         );
     }
     if let Some(doubt) = doubt {
         let rate = if sustained { window_slope } else { recent_rate };
-        return inconclusive(rate, doubt.to_string(), Some(limit));
+        return inconclusive(per_iteration(rate), doubt.to_string(), Some(limit_rate));
     }
-    let judgement = |verdict, rate, why| Judgement {
+    let judgement = |verdict, rate: f64, why| Judgement {
         verdict,
-        rate,
+        rate: per_iteration(rate),
         why,
-        limit: Some(limit),
+        limit: Some(limit_rate),
         iterations_needed: None,
     };
     // Inconclusive for want of iterations: says how many would settle it.
@@ -265,11 +337,11 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
                  half, {} in the second): it may level off; run more iterations to tell a \
                  leak from warm-up",
                 scale.unit.amount(rise),
-                window.len(),
-                scale.unit.rate(slowing.0),
-                scale.unit.rate(slowing.1),
+                window_iterations,
+                scale.unit.rate(per_iteration(slowing.0)),
+                scale.unit.rate(per_iteration(slowing.1)),
             ),
-            n as u64 * 4,
+            iterations * 4,
         );
     }
     if sustained {
@@ -279,7 +351,7 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
             format!(
                 "rose {} over the last {} iterations, in {rising} of {} stretches",
                 scale.unit.amount(rise),
-                window.len(),
+                window_iterations,
                 steps.len()
             ),
         );
@@ -303,16 +375,16 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
                  and still rises at {}: run more iterations to tell a leak from a cache that \
                  is still filling",
                 scale.unit.amount(rise),
-                window.len(),
+                window_iterations,
                 steps.len(),
-                scale.unit.rate(recent_rate)
+                scale.unit.rate(per_iteration(recent_rate))
             ),
-            n as u64 * 4,
+            iterations * 4,
         );
     }
     let grew = total_rise >= needed && total_rise > 0.0;
     let levelled_off = grew && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise;
-    if limit > scale.meaningful {
+    if limit_rate > scale.meaningful {
         // "Stopped" and "flat" are claims about small rates: a class that moves in coarse
         // steps (a runtime committing its heap tens of MiB at a time) shows flat stretches
         // between steps whether it leaks or not. The limit falls roughly with the window's
@@ -325,13 +397,13 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         } else {
             flat_reason(grew, total_rise, scale)
         };
-        let needed_iterations = (n as f64 * limit / scale.meaningful).ceil() as u64;
+        let needed_iterations = (iterations as f64 * limit_rate / scale.meaningful).ceil() as u64;
         return undecided(
             recent_rate,
             format!(
-                "{what}, but a leak below {} could not show in {n} iterations{}; \
+                "{what}, but a leak below {} could not show in {iterations} iterations{}; \
                  run at least {} iterations to settle it",
-                scale.unit.rate(limit),
+                scale.unit.rate(limit_rate),
                 resolution_note(scale, window.len(), limit),
                 crate::units::grouped(needed_iterations)
             ),
@@ -352,7 +424,7 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
     judgement(
         Verdict::NoLeak,
         recent_rate,
-        format!("{what}: no leak above {}", scale.unit.rate(limit)),
+        format!("{what}: no leak above {}", scale.unit.rate(limit_rate)),
     )
 }
 
