@@ -76,7 +76,12 @@ pub(crate) fn judge_pinned(
         return plain.clone();
     }
     let before = &series[..=hit.point.min(series.len().saturating_sub(1))];
-    let growth = trend::judge_sampled(before, scale, None, hit.sampling.prefix(before.len()));
+    let growth = trend::judge_sampled(
+        before,
+        scale,
+        None,
+        hit.sampling.prefix(before.len(), series.len()),
+    );
     let from = trend::warm_up(before.len());
     let rose = before.last().copied().unwrap_or(0.0) - before.get(from).copied().unwrap_or(0.0);
     // A short climb (the limit came early) is too few boundaries for the stretch tests;

@@ -188,12 +188,16 @@ fn detection_limit(len: usize, needed: f64, slope_error: f64, scale: &Scale) -> 
         .max(T_CRITICAL * slope_error)
 }
 
-/// How the points of a series stand for iterations: one point every `stride` iterations
-/// (the last point may be closer to the one before), `iterations` in all.
+/// How the points of a series stand for iterations: one point every `stride` iterations,
+/// `iterations` in all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Sampling {
     pub(crate) stride: u64,
     pub(crate) iterations: u64,
+    /// The last point is the last boundary, closer than `stride` to the one before: it
+    /// says what is live at the end, but is not judged on (a leak would sit below the
+    /// line through the others, and look like noise).
+    pub(crate) irregular_last: bool,
 }
 
 impl Sampling {
@@ -203,23 +207,27 @@ impl Sampling {
         Sampling {
             stride: 1,
             iterations: points as u64,
+            irregular_last: false,
         }
     }
 
     /// The points of a series sampled at `iterations`' boundaries.
     pub(crate) fn of(iterations: &crate::iterations::Iterations) -> Sampling {
+        let stride = iterations.stride.max(1);
         Sampling {
-            stride: iterations.stride.max(1),
+            stride,
             iterations: iterations.count() as u64,
+            irregular_last: !(iterations.count().saturating_sub(1) as u64).is_multiple_of(stride),
         }
     }
 
-    /// The first `points` points of a series sampled so.
-    pub(crate) fn prefix(self, points: usize) -> Sampling {
+    /// The first `points` points of a series of `len` sampled so.
+    pub(crate) fn prefix(self, points: usize, len: usize) -> Sampling {
         let spanned =
             (points.saturating_sub(1) as u64 * self.stride + 1).min(points as u64 * self.stride);
         Sampling {
             iterations: spanned.min(self.iterations),
+            irregular_last: self.irregular_last && points == len,
             ..self
         }
     }
@@ -258,6 +266,10 @@ pub(crate) fn judge_sampled(
     doubt: Option<&str>,
     sampling: Sampling,
 ) -> Judgement {
+    let series = match series.split_last() {
+        Some((_, regular)) if sampling.irregular_last && regular.len() >= 2 => regular,
+        _ => series,
+    };
     let n = series.len();
     let stride = sampling.stride.max(1) as f64;
     let per_iteration = |per_point: f64| per_point / stride;

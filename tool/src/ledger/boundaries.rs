@@ -230,6 +230,10 @@ pub(crate) fn merge_pairs(differences: &mut Vec<i64>) {
 }
 
 #[cfg(test)]
+#[path = "resolution_tests.rs"]
+mod resolution_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::ledger::records::totals;

@@ -340,7 +340,7 @@ fn nothing_folds_without_two_markers() {
 #[test]
 fn boundaries_are_sorted_where_new_and_in_full_when_one_came_late() {
     let mut boundaries = crate::ledger::boundaries::Kept::new(100);
-    let mut push = |kept: &mut crate::ledger::boundaries::Kept, ts: &[u64]| {
+    let push = |kept: &mut crate::ledger::boundaries::Kept, ts: &[u64]| {
         for &t in ts {
             kept.push(t);
         }
