@@ -89,6 +89,15 @@ impl Known<'_> {
         self.boundaries.partition_point(|&b| b <= t) as i64 - 1
     }
 
+    /// The iteration of kept boundary `index` (-1 before the first), at this stride.
+    fn iteration(&self, index: i64) -> i64 {
+        if index < 0 {
+            -1
+        } else {
+            index * self.stride as i64
+        }
+    }
+
     /// The first kept boundary after `t`: a change at `t` shows from there on (every
     /// real boundary after `t` up to it is not kept).
     fn after(&self, t: u64) -> usize {
@@ -423,9 +432,9 @@ fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
     };
     folded.lifetimes.record(
         record.released_ns.saturating_sub(record.origin_ns),
-        // Kept boundaries crossed, times the stride: exact at stride 1, an unbiased
-        // estimate above (and the analysis of unfolded records counts the same way).
-        (released_in - origin_in).max(0) as u64 * known.stride,
+        // Iterations crossed: exact at stride 1; above, from the first iteration of the
+        // stride each end falls in, as the analysis counts unfolded records.
+        (known.iteration(released_in) - known.iteration(origin_in)).max(0) as u64,
     );
     if record.origin == Origin::Acquired {
         folded.acquired(born_in >= 0, record.born_ns);
