@@ -115,9 +115,15 @@ fn folding_changes_no_result(
     #[case] mode: &str,
     #[case] iterations: &str,
     #[values("--iteration-symbol", "--iteration-path")] source: &str,
+    #[values(None, Some("16"))] max_boundaries: Option<&str>,
 ) {
     // Each run in a fresh directory: the fixture's files are created by its first open.
-    let run = |env: &[(&str, &Path)]| {
+    // With a bound of 16, both runs are judged on every 16th boundary.
+    let run = |more_env: &[(&str, &Path)]| {
+        let mut env: Vec<(&str, &Path)> = more_env.to_vec();
+        if let Some(max) = max_boundaries {
+            env.push(("LEAKSCOPE_MAX_BOUNDARIES", Path::new(max)));
+        }
         let dir = tempfile::tempdir().unwrap();
         let command = [
             fixture("leaky").to_string_lossy().into_owned(),
@@ -130,8 +136,10 @@ fn folding_changes_no_result(
             _ => "/tick",
         };
         let options = [source, marker];
-        let traced = leakscope_json_with_env("run", &options, &command, env);
+        let traced = leakscope_json_with_env("run", &options, &command, &env);
         assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
+        let stride = traced.report["iterations"]["stride"].as_u64();
+        assert_eq!(stride, Some(if max_boundaries.is_some() { 16 } else { 1 }));
         // Sites name the directory: each run's own, random name, which the site's name
         // pattern may or may not have recognised as random.
         let text = without_rss(essentials(&traced)).to_string();
@@ -144,7 +152,7 @@ fn folding_changes_no_result(
     };
     let folded = run(&[]);
     let kept = run(&[("LEAKSCOPE_NO_FOLD", Path::new("1"))]);
-    assert_eq!(folded, kept, "{mode} {source}");
+    assert_eq!(folded, kept, "{mode} {source} {max_boundaries:?}");
 }
 
 /// The built-in job, whose files live from one extraction to the next, with a temporary

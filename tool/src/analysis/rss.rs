@@ -73,7 +73,7 @@ pub(crate) fn rss_class(
             &rss,
             &scale,
             doubt,
-            trend::Sampling::of(iterations).from_point(start),
+            trend::Sampling::of(iterations).skipping(start),
         )
     };
     let unexplained = unexplained(&bytes, explained_rate);

@@ -232,8 +232,8 @@ impl Sampling {
         }
     }
 
-    /// The points from point `from` on of a series sampled so.
-    pub(crate) fn from_point(self, from: usize) -> Sampling {
+    /// The points of a series sampled so, without its first `from`.
+    pub(crate) fn skipping(self, from: usize) -> Sampling {
         Sampling {
             iterations: self.iterations.saturating_sub(from as u64 * self.stride),
             ..self
