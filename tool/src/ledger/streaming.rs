@@ -11,8 +11,10 @@
 //! bytes as differences, and drops the record, its byte changes and its size samples.
 //! Resident samples that no boundary reads (a later one of the same process comes before
 //! the same boundaries) are dropped, and failures past the first of each kind are only
-//! counted. What is left is what is live, the tail since the last fold, and per iteration
-//! its boundary, one resident sample per process and its entries in the difference series.
+//! counted. What is left is what is live, the tail since the last fold, and per kept
+//! boundary (every stride-th iteration's, at most `2 × max` of them: see
+//! [`super::boundaries`]) the boundary, one resident sample per process and its entries in
+//! the difference series.
 //!
 //! Every fold is exact: the batch analysis of a folded ledger equals that of the full one
 //! (tests below). Nothing is folded until two boundaries were seen (with fewer, the
@@ -83,8 +85,7 @@ struct Known<'a> {
 }
 
 impl Known<'_> {
-    /// The kept iteration `t` falls in (-1 before the first marker), as the analysis
-    /// counts it.
+    /// The kept boundary `t` falls after (-1 before the first), as the analysis counts it.
     fn index_at(&self, t: u64) -> i64 {
         self.boundaries.partition_point(|&b| b <= t) as i64 - 1
     }
@@ -98,8 +99,8 @@ impl Known<'_> {
         }
     }
 
-    /// The first kept boundary after `t`: a change at `t` shows from there on (every
-    /// real boundary after `t` up to it is not kept).
+    /// The first kept boundary after `t`: a change at `t` shows from there on (the real
+    /// boundaries before it are not judged on).
     fn after(&self, t: u64) -> usize {
         self.boundaries.partition_point(|&b| b <= t)
     }
