@@ -54,7 +54,7 @@ pub(crate) fn first_hit(
     let point = usize::try_from(iterations.index_at(first.time_ns)).ok()?;
     Some(LimitHit {
         errno: first.errno,
-        iteration: iterations.iteration_of(point),
+        iteration: usize::try_from(iterations.iteration_at(first.time_ns)).unwrap_or(0),
         point,
         sampling: Sampling::of(iterations),
         failures: 1 + hits.count() as u64 + folded_later,

@@ -261,8 +261,8 @@ fn resource_class(
             let ns = record.released_ns.saturating_sub(record.origin_ns);
             // Iterations crossed: exact at stride 1; above, from the first iteration of the
             // stride each end falls in (as the ledger counts what it folds).
-            let crossed = iterations.iteration_at(record.released_ns)
-                - iterations.iteration_at(record.origin_ns);
+            let crossed = iterations.stride_start_at(record.released_ns)
+                - iterations.stride_start_at(record.origin_ns);
             lifetimes.record(ns, crossed.max(0) as u64);
         }
     }

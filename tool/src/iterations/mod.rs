@@ -115,9 +115,26 @@ impl Iterations {
         (point as u64 * self.stride).min(self.total.saturating_sub(1) as u64) as usize
     }
 
-    /// The iteration `t` falls in: -1 before the first boundary (at stride > 1, the first
-    /// iteration of the stride it falls in).
+    /// The iteration `t` falls in: -1 before the first boundary. At stride > 1, an
+    /// estimate: the judged boundaries around `t` are real ones, and the iterations between
+    /// them are taken to be evenly paced (exact at stride 1).
     pub(crate) fn iteration_at(&self, t: u64) -> i64 {
+        let Ok(point) = usize::try_from(self.index_at(t)) else {
+            return -1;
+        };
+        let from = self.iteration_of(point);
+        let Some(&next) = self.boundaries.get(point + 1) else {
+            return from as i64;
+        };
+        let (start, to) = (self.boundaries[point], self.iteration_of(point + 1));
+        let share = (t - start) as f64 / (next - start).max(1) as f64;
+        let within = ((to - from) as f64 * share) as usize;
+        (from + within.min((to - from).saturating_sub(1))) as i64
+    }
+
+    /// The first iteration of the stride `t` falls in (-1 before the first boundary):
+    /// what lifetimes in iterations count from, as the ledger counts those it folds.
+    pub(crate) fn stride_start_at(&self, t: u64) -> i64 {
         match usize::try_from(self.index_at(t)) {
             Ok(point) => self.iteration_of(point) as i64,
             Err(_) => -1,
