@@ -272,3 +272,27 @@ fn iteration_indexes_are_iterations() {
     assert_eq!(strided.fd.verdict, Verdict::Leak);
     assert!(close(exact.fd.count.rate, strided.fd.count.rate, 0.01));
 }
+
+/// Automatic detection picks its boundaries from every open at the end; they are
+/// decimated the same way before the analysis, which is then bounded too.
+#[test]
+fn automatically_detected_boundaries_are_decimated_too() {
+    let ledger = replay(&leaking(), SMALL, false);
+    let iterations = detect(&ledger, &IterationRequest::Auto);
+    assert_eq!(iterations.source, crate::iterations::IterationSource::Auto);
+    assert_eq!(
+        iterations.count(),
+        ITERATIONS as usize,
+        "{}",
+        iterations.detail
+    );
+    assert_eq!(iterations.stride, 128);
+    assert!(iterations.boundaries.len() <= 2 * SMALL);
+    let analysis = analysis::analyze(&ledger, &iterations, &RunFacts::default());
+    assert_eq!(analysis.fd.verdict, Verdict::Leak);
+    assert!(
+        close(analysis.fd.count.rate, 0.1, 0.01),
+        "{}",
+        analysis.fd.count.rate
+    );
+}
