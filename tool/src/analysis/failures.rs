@@ -22,7 +22,7 @@ pub(crate) struct ErrnoFailures {
     pub(crate) count: u64,
     /// The first failure with this errno.
     pub(crate) first_ns: u64,
-    /// The iteration it fell in (`Iterations::index_at`): -1 before the first boundary.
+    /// The iteration it fell in (`Iterations::iteration_at`): -1 before the first boundary.
     pub(crate) first_iteration: i64,
     /// The call that failed first.
     pub(crate) first_syscall: &'static str,
@@ -68,7 +68,7 @@ pub(crate) fn of_class(ledger: &Ledger, iterations: &Iterations, class: ClassKin
                 let failures = ErrnoFailures {
                     count: count + ledger.folded_failures(class, errno),
                     first_ns: first.time_ns,
-                    first_iteration: iterations.index_at(first.time_ns),
+                    first_iteration: iterations.iteration_at(first.time_ns),
                     first_syscall: first.syscall,
                     live_at_first: records.map(|r| live_in_process(r, first.tgid, first.time_ns)),
                 };

@@ -43,7 +43,7 @@ pub(crate) fn heap_class(
 ) -> HeapClass {
     let heap_bytes = series::byte_totals(ledger.heap_byte_changes(), &iterations.boundaries);
     let scale = scales::heap_bytes(ledger);
-    let plain = trend::judge(&heap_bytes, &scale, doubt);
+    let plain = trend::judge_sampled(&heap_bytes, &scale, doubt, trend::Sampling::of(iterations));
     let limit_hit = limits::first_hit(
         (
             ledger.failed_acquisitions(),

@@ -3,7 +3,7 @@
 //! flat. Judged on the count alone that is "grew, then stopped": a plateau. It is a leak
 //! that ran into a wall, and the failed calls are the evidence.
 
-use super::trend::{self, Judgement, Scale, Verdict};
+use super::trend::{self, Judgement, Sampling, Scale, Verdict};
 use crate::iterations::Iterations;
 use crate::ledger::{ClassKind, FailedAcquisition};
 use leakscope_common::syscalls;
@@ -29,6 +29,10 @@ pub(crate) struct LimitHit {
     pub(crate) errno: i32,
     /// The iteration the first limit failure fell in.
     pub(crate) iteration: usize,
+    /// The judged boundary it fell after: its index in the class's series.
+    pub(crate) point: usize,
+    /// How those series' points stand for iterations.
+    pub(crate) sampling: Sampling,
     /// Limit failures from then on.
     pub(crate) failures: u64,
     /// The class's live amount at the boundary before the first failure.
@@ -47,12 +51,14 @@ pub(crate) fn first_hit(
         .iter()
         .filter(|f| f.class == class && is_limit(class, f.errno) && f.time_ns >= first_boundary);
     let first = hits.next()?;
-    let iteration = usize::try_from(iterations.index_at(first.time_ns)).ok()?;
+    let point = usize::try_from(iterations.index_at(first.time_ns)).ok()?;
     Some(LimitHit {
         errno: first.errno,
-        iteration,
+        iteration: usize::try_from(iterations.iteration_at(first.time_ns)).unwrap_or(0),
+        point,
+        sampling: Sampling::of(iterations),
         failures: 1 + hits.count() as u64 + folded_later,
-        level: series.get(iteration).copied().unwrap_or(0.0),
+        level: series.get(point).copied().unwrap_or(0.0),
     })
 }
 
@@ -69,8 +75,13 @@ pub(crate) fn judge_pinned(
     if plain.verdict == Verdict::Leak || doubt.is_some() {
         return plain.clone();
     }
-    let before = &series[..=hit.iteration.min(series.len().saturating_sub(1))];
-    let growth = trend::judge(before, scale, None);
+    let before = &series[..=hit.point.min(series.len().saturating_sub(1))];
+    let growth = trend::judge_sampled(
+        before,
+        scale,
+        None,
+        hit.sampling.prefix(before.len(), series.len()),
+    );
     let from = trend::warm_up(before.len());
     let rose = before.last().copied().unwrap_or(0.0) - before.get(from).copied().unwrap_or(0.0);
     // A short climb (the limit came early) is too few boundaries for the stretch tests;
@@ -83,7 +94,7 @@ pub(crate) fn judge_pinned(
     let rate = if growth.verdict == Verdict::Leak {
         growth.rate
     } else {
-        rose / (before.len() - 1 - from).max(1) as f64
+        rose / (before.len() - 1 - from).max(1) as f64 / hit.sampling.stride.max(1) as f64
     };
     Judgement {
         verdict: Verdict::Leak,

@@ -242,7 +242,7 @@ fn resource_class(
         &live_counts,
     );
     let pinned = |series: &[f64], scale: &Scale| {
-        let plain = trend::judge(series, scale, doubt);
+        let plain = trend::judge_sampled(series, scale, doubt, trend::Sampling::of(iterations));
         match &limit_hit {
             Some(hit) => limits::judge_pinned(series, scale, hit, &plain, doubt),
             None => plain,
@@ -259,8 +259,10 @@ fn resource_class(
     for record in traced().filter(|r| r.released_ns != NEVER) {
         if !sites::retained(record.born_ns, record.released_ns, iterations) {
             let ns = record.released_ns.saturating_sub(record.origin_ns);
-            let crossed =
-                iterations.index_at(record.released_ns) - iterations.index_at(record.origin_ns);
+            // Iterations crossed: exact at stride 1; above, from the first iteration of the
+            // stride each end falls in (as the ledger counts what it folds).
+            let crossed = iterations.stride_start_at(record.released_ns)
+                - iterations.stride_start_at(record.origin_ns);
             lifetimes.record(ns, crossed.max(0) as u64);
         }
     }

@@ -69,7 +69,12 @@ pub(crate) fn rss_class(
             iterations_needed: None,
         }
     } else {
-        trend::judge(&rss, &scale, doubt)
+        trend::judge_sampled(
+            &rss,
+            &scale,
+            doubt,
+            trend::Sampling::of(iterations).skipping(start),
+        )
     };
     let unexplained = unexplained(&bytes, explained_rate);
     RssClass {

@@ -121,7 +121,8 @@ pub(crate) fn retained_sites(
                 .collect();
             // A site that grew until the class hit its limit is judged as the class is: a
             // leak at the rate it grew, not a plateau.
-            let plain = trend::judge(&cumulative, &scales::COUNT, doubt);
+            let sampling = trend::Sampling::of(iterations);
+            let plain = trend::judge_sampled(&cumulative, &scales::COUNT, doubt, sampling);
             let count = match judging.limit_hit {
                 Some(hit) => {
                     super::limits::judge_pinned(&cumulative, &scales::COUNT, hit, &plain, doubt)
@@ -141,7 +142,7 @@ pub(crate) fn retained_sites(
                     let series = site_byte_series(judged.changes, ids, &iterations.boundaries);
                     // Pinned like the count: bytes that grew until the limit leak at the
                     // rate they grew, not spread over the iterations that failed.
-                    let plain = trend::judge(&series, &judged.scale, doubt);
+                    let plain = trend::judge_sampled(&series, &judged.scale, doubt, sampling);
                     let judgement = match judging.limit_hit {
                         Some(hit) => {
                             super::limits::judge_pinned(&series, &judged.scale, hit, &plain, doubt)

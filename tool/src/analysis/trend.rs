@@ -192,11 +192,92 @@ fn detection_limit(len: usize, needed: f64, slope_error: f64, scale: &Scale) -> 
         .max(T_CRITICAL * slope_error)
 }
 
-/// Judges `series` (one value per iteration boundary) on `scale`. A `doubt` (lost events:
-/// a lost close looks exactly like a leak; iterations that could not be trusted) makes the
-/// verdict inconclusive, with the doubt as its reason.
+/// How the points of a series stand for iterations: one point every `stride` iterations,
+/// `iterations` in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sampling {
+    pub(crate) stride: u64,
+    pub(crate) iterations: u64,
+    /// The last point is the last boundary, closer than `stride` to the one before: it
+    /// says what is live at the end, but is not judged on (a leak would sit below the
+    /// line through the others, and look like noise).
+    pub(crate) irregular_last: bool,
+}
+
+impl Sampling {
+    /// One point per iteration, `points` of them.
+    #[cfg(test)]
+    pub(crate) fn every(points: usize) -> Sampling {
+        Sampling {
+            stride: 1,
+            iterations: points as u64,
+            irregular_last: false,
+        }
+    }
+
+    /// The points of a series sampled at `iterations`' boundaries.
+    pub(crate) fn of(iterations: &crate::iterations::Iterations) -> Sampling {
+        let stride = iterations.stride.max(1);
+        Sampling {
+            stride,
+            iterations: iterations.count() as u64,
+            irregular_last: !(iterations.count().saturating_sub(1) as u64).is_multiple_of(stride),
+        }
+    }
+
+    /// The first `points` points of a series of `len` sampled so.
+    pub(crate) fn prefix(self, points: usize, len: usize) -> Sampling {
+        let spanned =
+            (points.saturating_sub(1) as u64 * self.stride + 1).min(points as u64 * self.stride);
+        Sampling {
+            iterations: spanned.min(self.iterations),
+            irregular_last: self.irregular_last && points == len,
+            ..self
+        }
+    }
+
+    /// The points of a series sampled so, without its first `from`.
+    pub(crate) fn skipping(self, from: usize) -> Sampling {
+        Sampling {
+            iterations: self.iterations.saturating_sub(from as u64 * self.stride),
+            ..self
+        }
+    }
+
+    /// Iterations spanned by `points` points (at most all of them).
+    fn spanned(self, points: usize) -> u64 {
+        (points as u64 * self.stride).min(self.iterations)
+    }
+}
+
+/// Judges `series` (one value per iteration boundary) on `scale`.
+#[cfg(test)]
 pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judgement {
+    judge_sampled(series, scale, doubt, Sampling::every(series.len()))
+}
+
+/// Judges `series` (one value per `sampling.stride` iteration boundaries) on `scale`. A
+/// `doubt` (lost events: a lost close looks exactly like a leak; iterations that could not
+/// be trusted) makes the verdict inconclusive, with the doubt as its reason.
+///
+/// The tests run on the points as they are (a rise per stretch, noise around the line,
+/// the slope's standard error); what comes out per iteration (rates, the detection limit)
+/// is per point divided by the stride, and iteration counts are the iterations the points
+/// stand for. At stride 1 this is the judgement of every boundary.
+pub(crate) fn judge_sampled(
+    series: &[f64],
+    scale: &Scale,
+    doubt: Option<&str>,
+    sampling: Sampling,
+) -> Judgement {
+    let series = match series.split_last() {
+        Some((_, regular)) if sampling.irregular_last && regular.len() >= 2 => regular,
+        _ => series,
+    };
     let n = series.len();
+    let stride = sampling.stride.max(1) as f64;
+    let per_iteration = |per_point: f64| per_point / stride;
+    let iterations = sampling.iterations;
     let inconclusive = |rate: f64, why: String, limit: Option<f64>| Judgement {
         verdict: Verdict::Inconclusive,
         rate,
@@ -205,9 +286,10 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         iterations_needed: None,
     };
     if n < 2 {
-        return inconclusive(0.0, format!("only {n} iteration(s)"), None);
+        return inconclusive(0.0, format!("only {iterations} iteration(s)"), None);
     }
     let window = &series[window_start(n)..];
+    let window_iterations = sampling.spanned(window.len());
     let Fit {
         slope: window_slope,
         noise,
@@ -232,25 +314,27 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         && significant
         && rising + 1 >= steps.len()
         && (steps.len() < 2 || biggest <= MAX_SHARE_OF_ONE_STEP * rise);
+    // Per point; `limit_rate` is per iteration.
     let limit = detection_limit(window.len(), needed, slope_error, scale);
+    let limit_rate = per_iteration(limit);
 
     let recent_rate = slope(&series[n - (n / 3).max(2).min(n)..]);
     if n < MIN_ITERATIONS {
         return inconclusive(
-            slope(series),
-            format!("only {n} iterations (at least {MIN_ITERATIONS} are needed)"),
+            per_iteration(slope(series)),
+            format!("only {iterations} iterations (at least {MIN_ITERATIONS} are needed)"),
             None,
         );
     }
     if let Some(doubt) = doubt {
         let rate = if sustained { window_slope } else { recent_rate };
-        return inconclusive(rate, doubt.to_string(), Some(limit));
+        return inconclusive(per_iteration(rate), doubt.to_string(), Some(limit_rate));
     }
-    let judgement = |verdict, rate, why| Judgement {
+    let judgement = |verdict, rate: f64, why| Judgement {
         verdict,
-        rate,
+        rate: per_iteration(rate),
         why,
-        limit: Some(limit),
+        limit: Some(limit_rate),
         iterations_needed: None,
     };
     // Inconclusive for want of iterations: says how many would settle it.
@@ -269,11 +353,11 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
                  half, {} in the second): it may level off; run more iterations to tell a \
                  leak from warm-up",
                 scale.unit.amount(rise),
-                window.len(),
-                scale.unit.rate(slowing.0),
-                scale.unit.rate(slowing.1),
+                window_iterations,
+                scale.unit.rate(per_iteration(slowing.0)),
+                scale.unit.rate(per_iteration(slowing.1)),
             ),
-            n as u64 * 4,
+            iterations * 4,
         );
     }
     if sustained {
@@ -283,7 +367,7 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
             format!(
                 "rose {} over the last {} iterations, in {rising} of {} stretches",
                 scale.unit.amount(rise),
-                window.len(),
+                window_iterations,
                 steps.len()
             ),
         );
@@ -307,16 +391,16 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
                  and still rises at {}: run more iterations to tell a leak from a cache that \
                  is still filling",
                 scale.unit.amount(rise),
-                window.len(),
+                window_iterations,
                 steps.len(),
-                scale.unit.rate(recent_rate)
+                scale.unit.rate(per_iteration(recent_rate))
             ),
-            n as u64 * 4,
+            iterations * 4,
         );
     }
     let grew = total_rise >= needed && total_rise > 0.0;
     let levelled_off = grew && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise;
-    if limit > scale.meaningful {
+    if limit_rate > scale.meaningful {
         // "Stopped" and "flat" are claims about small rates: a class that moves in coarse
         // steps (a runtime committing its heap tens of MiB at a time) shows flat stretches
         // between steps whether it leaks or not. The limit falls roughly with the window's
@@ -329,13 +413,13 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
         } else {
             flat_reason(grew, total_rise, scale)
         };
-        let needed_iterations = (n as f64 * limit / scale.meaningful).ceil() as u64;
+        let needed_iterations = (iterations as f64 * limit_rate / scale.meaningful).ceil() as u64;
         return undecided(
             recent_rate,
             format!(
-                "{what}, but a leak below {} could not show in {n} iterations{}; \
+                "{what}, but a leak below {} could not show in {iterations} iterations{}; \
                  run at least {} iterations to settle it",
-                scale.unit.rate(limit),
+                scale.unit.rate(limit_rate),
                 resolution_note(scale, window.len(), limit),
                 crate::units::grouped(needed_iterations)
             ),
@@ -356,7 +440,7 @@ pub(crate) fn judge(series: &[f64], scale: &Scale, doubt: Option<&str>) -> Judge
     judgement(
         Verdict::NoLeak,
         recent_rate,
-        format!("{what}: no leak above {}", scale.unit.rate(limit)),
+        format!("{what}: no leak above {}", scale.unit.rate(limit_rate)),
     )
 }
 
@@ -407,203 +491,5 @@ fn resolution_note(scale: &Scale, window: usize, limit: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const COUNT: Scale = Scale {
-        floor: 2.0,
-        resolution: 1.0,
-        meaningful: 0.5,
-        unit: Unit::Count,
-    };
-
-    fn bytes(floor: f64) -> Scale {
-        Scale {
-            floor,
-            resolution: 4096.0,
-            meaningful: 1e9,
-            unit: Unit::Bytes,
-        }
-    }
-
-    fn linear(n: usize, per: f64) -> Vec<f64> {
-        (0..n).map(|i| 3.0 + per * i as f64).collect()
-    }
-
-    /// A deterministic pseudo-random jitter in [-1, 1].
-    fn jitter(i: usize) -> f64 {
-        let x = (i as u64)
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((x >> 33) % 2001) as f64 / 1000.0 - 1.0
-    }
-
-    #[test]
-    fn steady_growth_is_a_leak_with_the_exact_rate() {
-        let judgement = judge(&linear(1000, 1.0), &COUNT, None);
-        assert_eq!(judgement.verdict, Verdict::Leak);
-        assert!((judgement.rate - 1.0).abs() < 1e-9, "{}", judgement.rate);
-    }
-
-    #[test]
-    fn slow_stepwise_leak_is_still_a_leak() {
-        let series: Vec<f64> = (0..1000).map(|i| (i / 100) as f64).collect();
-        let judgement = judge(&series, &COUNT, None);
-        assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
-        assert!((judgement.rate - 0.01).abs() < 0.002, "{}", judgement.rate);
-    }
-
-    #[test]
-    fn bounded_cache_is_a_plateau() {
-        let series: Vec<f64> = (0..1000).map(|i| i.min(50) as f64).collect();
-        let judgement = judge(&series, &COUNT, None);
-        assert_eq!(judgement.verdict, Verdict::Plateau, "{}", judgement.why);
-        assert_eq!(judgement.rate, 0.0);
-        // Also when the cache fills well past warm-up.
-        let series: Vec<f64> = (0..1000).map(|i| (i.min(600) / 10) as f64).collect();
-        assert_eq!(judge(&series, &COUNT, None).verdict, Verdict::Plateau);
-    }
-
-    #[test]
-    fn one_late_allocation_is_no_leak() {
-        for at in [500, 700, 900, 990] {
-            let series: Vec<f64> = (0..1000).map(|i| if i >= at { 4.0 } else { 3.0 }).collect();
-            assert_eq!(
-                judge(&series, &COUNT, None).verdict,
-                Verdict::NoLeak,
-                "step at {at}"
-            );
-            let big: Vec<f64> = (0..1000).map(|i| if i >= at { 1e6 } else { 0.0 }).collect();
-            assert_eq!(
-                judge(&big, &bytes(8192.0), None).verdict,
-                Verdict::NoLeak,
-                "big step at {at}"
-            );
-        }
-    }
-
-    #[test]
-    fn noise_is_no_leak() {
-        let series: Vec<f64> = (0..1000).map(|i| 50e6 + 2e6 * jitter(i)).collect();
-        assert_eq!(
-            judge(&series, &bytes(256.0 * 1024.0), None).verdict,
-            Verdict::NoLeak
-        );
-        let churn: Vec<f64> = (0..1000).map(|i| 3.0 + (i % 3) as f64).collect();
-        assert_eq!(judge(&churn, &COUNT, None).verdict, Verdict::NoLeak);
-    }
-
-    #[test]
-    fn noisy_growth_is_a_leak_within_five_percent() {
-        let series: Vec<f64> = (0..1000)
-            .map(|i| 50e6 + 65536.0 * i as f64 + 1e6 * jitter(i))
-            .collect();
-        let judgement = judge(&series, &bytes(256.0 * 1024.0), None);
-        assert_eq!(judgement.verdict, Verdict::Leak);
-        assert!(
-            (judgement.rate / 65536.0 - 1.0).abs() < 0.05,
-            "{}",
-            judgement.rate
-        );
-    }
-
-    #[test]
-    fn growth_that_levels_off_is_not_called_a_leak() {
-        // Warm-up of a garbage-collected runtime: fast at first, ever slower.
-        let series: Vec<f64> = (0..5000)
-            .map(|i| 50e6 + 2e6 * (1.0 - (-(i as f64) / 2500.0).exp()))
-            .collect();
-        let judgement = judge(&series, &bytes(256.0 * 1024.0), None);
-        assert_eq!(
-            judgement.verdict,
-            Verdict::Inconclusive,
-            "{}",
-            judgement.why
-        );
-        assert!(
-            judgement.why.contains("ever more slowly"),
-            "{}",
-            judgement.why
-        );
-        // A steady leak with the same noise is still a leak.
-        let steady: Vec<f64> = (0..5000)
-            .map(|i| 50e6 + 400.0 * i as f64 + 3e4 * jitter(i))
-            .collect();
-        assert_eq!(
-            judge(&steady, &bytes(256.0 * 1024.0), None).verdict,
-            Verdict::Leak
-        );
-    }
-
-    #[test]
-    fn a_sawtooth_that_keeps_rising_is_neither_a_plateau_nor_no_leak() {
-        // A collected heap: +3 per iteration, and every 50 iterations a collection gives
-        // back a third of what it gained, unevenly across stretches.
-        let series: Vec<f64> = (0..3000)
-            .map(|i| {
-                let i = i as f64;
-                3.0 * i - 100.0 * (i / 50.0).floor()
-                    + if (i as u64 / 400).is_multiple_of(2) {
-                        0.0
-                    } else {
-                        -600.0
-                    }
-            })
-            .collect();
-        let judgement = judge(&series, &COUNT, None);
-        assert_ne!(judgement.verdict, Verdict::Plateau, "{}", judgement.why);
-        assert_ne!(judgement.verdict, Verdict::NoLeak, "{}", judgement.why);
-    }
-
-    #[test]
-    fn leak_starting_mid_run_is_a_leak() {
-        let series: Vec<f64> = (0..1000u32).map(|i| i.saturating_sub(400) as f64).collect();
-        let judgement = judge(&series, &COUNT, None);
-        assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
-        assert!((judgement.rate - 1.0).abs() < 0.05);
-    }
-
-    #[test]
-    fn too_few_iterations_or_lost_events_are_inconclusive() {
-        let judgement = judge(&linear(5, 1.0), &COUNT, None);
-        assert_eq!(judgement.verdict, Verdict::Inconclusive);
-        assert!((judgement.rate - 1.0).abs() < 1e-9);
-        assert_eq!(
-            judge(&linear(1000, 1.0), &COUNT, Some("3 events were lost")).verdict,
-            Verdict::Inconclusive
-        );
-        assert_eq!(judge(&[], &COUNT, None).verdict, Verdict::Inconclusive);
-        assert_eq!(judge(&linear(10, 1.0), &COUNT, None).verdict, Verdict::Leak);
-    }
-
-    #[test]
-    fn verdicts_render_as_the_contract_names() {
-        let names: Vec<String> = [
-            Verdict::Leak,
-            Verdict::Plateau,
-            Verdict::NoLeak,
-            Verdict::Inconclusive,
-        ]
-        .iter()
-        .map(|v| {
-            serde_json::to_value(v)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-        assert_eq!(names, ["leak", "plateau", "no-leak", "inconclusive"]);
-        assert_eq!(Verdict::Plateau.worst(Verdict::Leak), Verdict::Leak);
-    }
-
-    #[test]
-    fn a_flat_series_of_large_totals_fits_no_slope() {
-        for value in [1.0e9 + 0.5, 3_221_225_472.0, 7.0e15 + 1.0] {
-            let ys = vec![value; 51_001];
-            let fitted = fit(&ys);
-            assert_eq!(fitted.slope, 0.0, "{value}");
-            assert_eq!(fitted.noise, 0.0, "{value}");
-        }
-    }
-}
+#[path = "trend_tests.rs"]
+mod tests;

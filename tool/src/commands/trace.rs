@@ -110,6 +110,7 @@ pub(crate) async fn trace_and_diagnose(
         Watch::start(request, pid, command, iteration_request.clone())
     });
     let mut ledger = Ledger::new();
+    ledger.set_max_boundaries(crate::ledger::boundaries::max_from_env());
     if std::env::var_os(NO_FOLD_ENV).is_none() {
         match &iteration_request {
             IterationRequest::Symbol(_) => ledger.stream_on(BoundarySource::Markers),

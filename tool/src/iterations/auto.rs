@@ -139,6 +139,8 @@ pub(crate) fn detect(ledger: &Ledger) -> Iterations {
             chosen.regularity
         ),
         boundaries: chosen.times.clone(),
+        stride: 1,
+        total: chosen.times.len(),
         source: IterationSource::Auto,
         confidence: chosen.score,
         auto_path: Some(path),
@@ -177,7 +179,7 @@ fn judge(
         .filter(|_| in_work.iter().all(|(_, image)| Some(*image) == worker))
         .unwrap_or(&work.all);
     let (score, rank, regularity) = score(&times, lifetime, timeline);
-    let coverage = coverage(work, &times);
+    let coverage = coverage(work, &times, 1);
     let flaw = flaw(work, busiest, &in_work, &times);
     Candidate {
         path,

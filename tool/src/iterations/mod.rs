@@ -13,7 +13,9 @@ pub(crate) mod work;
 use serde::Serialize;
 
 use crate::ledger::Ledger;
+use crate::ledger::boundaries::{Sampled, decimate};
 use crate::ledger::records::Origin;
+use crate::ledger::streaming::BoundarySource;
 
 /// Fewer repeats than this cannot make a period worth trusting.
 pub(crate) const MIN_REPEATS: usize = 10;
@@ -55,9 +57,16 @@ impl IterationSource {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Iterations {
-    /// Start times of the iterations, sorted. Iteration `k` runs from `boundaries[k]` to
-    /// `boundaries[k+1]`.
+    /// The boundaries judged on, sorted: the start of every `stride`-th iteration (the
+    /// 0th, the stride-th, ...), then the last one if it is not among them (see
+    /// [`crate::ledger::boundaries`]). With stride 1, iteration `k` runs from
+    /// `boundaries[k]` to `boundaries[k+1]`.
     pub(crate) boundaries: Vec<u64>,
+    /// Iterations between two judged boundaries: 1 unless the run had more than twice the
+    /// bound on kept boundaries.
+    pub(crate) stride: u64,
+    /// Iterations (boundaries) in all.
+    pub(crate) total: usize,
     pub(crate) source: IterationSource,
     /// One sentence on how the boundaries were found.
     pub(crate) detail: String,
@@ -88,13 +97,64 @@ pub(crate) struct MarkerCandidate {
 }
 
 impl Iterations {
+    /// Iterations in all (boundaries, not only those judged on).
     pub(crate) fn count(&self) -> usize {
-        self.boundaries.len()
+        self.total
     }
 
-    /// The iteration `t` falls in: -1 before the first boundary.
+    /// The judged boundary `t` falls after: -1 before the first boundary. It indexes
+    /// series sampled at [`Iterations::boundaries`]; [`Iterations::iteration_at`] is the
+    /// iteration.
     pub(crate) fn index_at(&self, t: u64) -> i64 {
         self.boundaries.partition_point(|&b| b <= t) as i64 - 1
+    }
+
+    /// The iteration of judged boundary `point` (exact at stride 1; the first iteration
+    /// of its stride otherwise).
+    pub(crate) fn iteration_of(&self, point: usize) -> usize {
+        (point as u64 * self.stride).min(self.total.saturating_sub(1) as u64) as usize
+    }
+
+    /// The iteration `t` falls in: -1 before the first boundary. At stride > 1, an
+    /// estimate: the judged boundaries around `t` are real ones, and the iterations between
+    /// them are taken to be evenly paced (exact at stride 1).
+    pub(crate) fn iteration_at(&self, t: u64) -> i64 {
+        let Ok(point) = usize::try_from(self.index_at(t)) else {
+            return -1;
+        };
+        let from = self.iteration_of(point);
+        let Some(&next) = self.boundaries.get(point + 1) else {
+            return from as i64;
+        };
+        let (start, to) = (self.boundaries[point], self.iteration_of(point + 1));
+        let share = (t - start) as f64 / (next - start).max(1) as f64;
+        let within = ((to - from) as f64 * share) as usize;
+        (from + within.min((to - from).saturating_sub(1))) as i64
+    }
+
+    /// The first iteration of the stride `t` falls in (-1 before the first boundary):
+    /// what lifetimes in iterations count from, as the ledger counts those it folds.
+    pub(crate) fn stride_start_at(&self, t: u64) -> i64 {
+        match usize::try_from(self.index_at(t)) {
+            Ok(point) => self.iteration_of(point) as i64,
+            Err(_) => -1,
+        }
+    }
+
+    /// Keeps every boundary's share of the bound: decimates to at most `2 × max` judged
+    /// boundaries as the ledger keeps streamed ones.
+    fn decimated(mut self, max: usize) -> Self {
+        if self.stride == 1 {
+            let Sampled {
+                points,
+                stride,
+                count,
+            } = decimate(std::mem::take(&mut self.boundaries), max);
+            self.boundaries = points;
+            self.stride = stride;
+            self.total = count;
+        }
+        self
     }
 
     /// The last boundary: what is retained past it was retained across iterations, whatever
@@ -110,24 +170,47 @@ impl Iterations {
 
 /// The boundaries for `request`, with their coverage of the run's acquisitions.
 pub(crate) fn detect(ledger: &Ledger, request: &IterationRequest) -> Iterations {
-    let mut iterations = boundaries(ledger, request);
+    let mut iterations = boundaries(ledger, request).decimated(ledger.max_boundaries());
     if iterations.coverage.is_none() {
-        iterations.coverage = work::coverage(&work::Work::new(ledger), &iterations.boundaries);
+        iterations.coverage = work::coverage(
+            &work::Work::new(ledger),
+            &iterations.boundaries,
+            iterations.stride,
+        );
     }
     iterations
+}
+
+/// The streamed boundaries, when the ledger streamed this source.
+fn streamed(ledger: &Ledger, source: &BoundarySource) -> Option<Sampled> {
+    (ledger.streamed_source() == Some(source))
+        .then(|| ledger.streamed_boundaries())
+        .flatten()
 }
 
 fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
     match request {
         IterationRequest::Symbol(symbol) => {
-            let mut boundaries = ledger.markers().to_vec();
-            boundaries.sort_unstable();
-            let n = boundaries.len();
+            let Sampled {
+                points: boundaries,
+                stride,
+                count: n,
+            } = streamed(ledger, &BoundarySource::Markers).unwrap_or_else(|| {
+                let mut all = ledger.markers().to_vec();
+                all.sort_unstable();
+                Sampled {
+                    count: all.len(),
+                    points: all,
+                    stride: 1,
+                }
+            });
             if n < 2 {
                 return time_windows(ledger, format!("the marker `{symbol}` fired {n} time(s)"));
             }
             Iterations {
                 boundaries,
+                stride,
+                total: n,
                 source: IterationSource::Symbol,
                 detail: format!("{n} calls of `{symbol}`"),
                 confidence: repeat_confidence(n),
@@ -138,9 +221,13 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
             }
         }
         IterationRequest::Path(needle) => {
-            let mut boundaries: Vec<u64> = match ledger.streamed_path_boundaries() {
-                Some(streamed) => streamed.to_vec(),
-                None => ledger
+            let source = BoundarySource::PathsContaining(needle.clone());
+            let Sampled {
+                points: boundaries,
+                stride,
+                count: n,
+            } = streamed(ledger, &source).unwrap_or_else(|| {
+                let mut all: Vec<u64> = ledger
                     .opened_paths()
                     .iter()
                     .filter(|open| {
@@ -150,10 +237,14 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                             .is_some_and(|path| path.contains(needle.as_str()))
                     })
                     .map(|open| open.time_ns)
-                    .collect(),
-            };
-            boundaries.sort_unstable();
-            let n = boundaries.len();
+                    .collect();
+                all.sort_unstable();
+                Sampled {
+                    count: all.len(),
+                    points: all,
+                    stride: 1,
+                }
+            });
             if n < 2 {
                 return time_windows(
                     ledger,
@@ -162,6 +253,8 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
             }
             Iterations {
                 boundaries,
+                stride,
+                total: n,
                 source: IterationSource::Path,
                 detail: format!("{n} opens of paths containing \"{needle}\""),
                 confidence: repeat_confidence(n),
@@ -190,6 +283,8 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
     let Some((start, end)) = ledger.span() else {
         return Iterations {
             boundaries: Vec::new(),
+            stride: 1,
+            total: 0,
             source: IterationSource::Time,
             detail: format!("{why}; no events"),
             confidence: 0.0,
@@ -241,7 +336,9 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
             boundaries.len(),
             span as f64 / (boundaries.len().max(2) - 1) as f64 / 1e6
         ),
+        total: boundaries.len(),
         boundaries,
+        stride: 1,
         source: IterationSource::Time,
         confidence: 0.0,
         auto_path: None,

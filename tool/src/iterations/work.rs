@@ -179,9 +179,11 @@ pub(crate) fn median_gap(times: &[u64]) -> u64 {
     *gaps.select_nth_unstable(middle).1
 }
 
-/// Coverage of boundaries: the share of the run's acquisitions from the first boundary to
-/// the end of the last iteration, taken to be one typical iteration past its start.
-pub(crate) fn coverage(work: &Work, boundaries: &[u64]) -> Option<f64> {
+/// Coverage of boundaries (every `stride`-th one, and the last): the share of the run's
+/// acquisitions from the first boundary to the end of the last iteration, taken to be one
+/// typical iteration past its start.
+pub(crate) fn coverage(work: &Work, boundaries: &[u64], stride: u64) -> Option<f64> {
     let (&first, &last) = (boundaries.first()?, boundaries.last()?);
-    work.all.share(first, last + median_gap(boundaries))
+    work.all
+        .share(first, last + median_gap(boundaries) / stride.max(1))
 }

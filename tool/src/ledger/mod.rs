@@ -18,6 +18,7 @@
 //! records (`history::History`): applying a call borrows one process and the history side
 //! by side (`fd_apply`, `map_apply`, `lifecycle`).
 
+pub(crate) mod boundaries;
 pub(crate) mod brk;
 mod fd_apply;
 pub(crate) mod fd_calls;
@@ -206,8 +207,9 @@ impl Ledger {
             }
             What::Exit => {}
             What::Marker { .. } => {
-                self.history.markers.push(t);
-                self.note_marker(t);
+                if !self.note_marker(t) {
+                    self.history.markers.push(t);
+                }
             }
             What::Failed(failed) => {
                 if let Some(class) = fd_calls::failure_class(failed.nr, failed.errno) {
@@ -286,6 +288,8 @@ impl Ledger {
     pub(crate) fn rss_samples_taken(&self) -> u64 {
         self.history.rss.len() as u64 + self.streaming.rss_folded
     }
+    /// Every marker hit, when the marker's hits are not streamed (see
+    /// [`Ledger::streamed_boundaries`]).
     pub(crate) fn markers(&self) -> &[u64] {
         &self.history.markers
     }

@@ -11,8 +11,10 @@
 //! bytes as differences, and drops the record, its byte changes and its size samples.
 //! Resident samples that no boundary reads (a later one of the same process comes before
 //! the same boundaries) are dropped, and failures past the first of each kind are only
-//! counted. What is left is what is live, the tail since the last fold, and per iteration
-//! its boundary, one resident sample per process and its entries in the difference series.
+//! counted. What is left is what is live, the tail since the last fold, and per kept
+//! boundary (every stride-th iteration's, at most `2 × max` of them: see
+//! [`super::boundaries`]) the boundary, one resident sample per process and its entries in
+//! the difference series.
 //!
 //! Every fold is exact: the batch analysis of a folded ledger equals that of the full one
 //! (tests below). Nothing is folded until two boundaries were seen (with fewer, the
@@ -25,6 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::boundaries::{Kept, Kept1, Sampled, merge_pairs};
 use super::records::{Folded, NEVER, Origin, Record, RecordId, Records, add_from};
 use super::{ClassKind, FailedAcquisition, Ledger, RssSample};
 use crate::analysis::file_bytes;
@@ -52,10 +55,9 @@ pub(crate) enum BoundarySource {
 pub(crate) struct Streaming {
     /// Folding is on, with these boundaries.
     pub(crate) on: Option<BoundarySource>,
-    /// The boundaries of `PathsContaining`, in arrival order.
-    pub(crate) path_boundaries: Vec<u64>,
-    /// How many of the boundaries are sorted already.
-    boundaries_sorted: usize,
+    /// The boundaries, at a bounded resolution: the difference series of [`Folded`] are
+    /// indexed by the kept ones.
+    pub(crate) boundaries: Kept,
     /// What the last fold took as settled: no boundary may come before it.
     settled: u64,
     /// Boundaries that came before it anyway: folds around them may have used the wrong
@@ -75,36 +77,36 @@ pub(crate) struct Streaming {
     pub(crate) limit_failures_folded: BTreeMap<ClassKind, u64>,
 }
 
-/// Sorts `boundaries`, of which the first `*sorted` already are: new ones almost always
-/// come after them, so a fold does not touch the whole run's boundaries.
-fn sort_new(boundaries: &mut [u64], sorted: &mut usize) {
-    let (old, new) = boundaries.split_at_mut((*sorted).min(boundaries.len()));
-    new.sort_unstable();
-    if let (Some(&last_old), Some(&first_new)) = (old.last(), new.first())
-        && first_new < last_old
-    {
-        boundaries.sort_unstable(); // one arrived late: rare
-    }
-    *sorted = boundaries.len();
-}
-
-/// The boundaries known so far, sorted.
+/// The boundaries kept so far, sorted, every `stride`-th real one (see
+/// [`super::boundaries`]). Indexes here are kept boundaries, as the analysis counts them.
 struct Known<'a> {
     boundaries: &'a [u64],
+    stride: u64,
 }
 
 impl Known<'_> {
-    /// The iteration `t` falls in (-1 before the first marker), as the analysis counts it.
+    /// The kept boundary `t` falls after (-1 before the first), as the analysis counts it.
     fn index_at(&self, t: u64) -> i64 {
         self.boundaries.partition_point(|&b| b <= t) as i64 - 1
     }
 
-    /// The first boundary after `t`: a change at `t` shows from there on.
+    /// The iteration of kept boundary `index` (-1 before the first), at this stride.
+    fn iteration(&self, index: i64) -> i64 {
+        if index < 0 {
+            -1
+        } else {
+            index * self.stride as i64
+        }
+    }
+
+    /// The first kept boundary after `t`: a change at `t` shows from there on (the real
+    /// boundaries before it are not judged on).
     fn after(&self, t: u64) -> usize {
         self.boundaries.partition_point(|&b| b <= t)
     }
 
-    /// Markers strictly before `t`: samples with the same count see the same boundaries.
+    /// Kept boundaries strictly before `t`: samples with the same count see the same
+    /// boundaries.
     fn before(&self, t: u64) -> usize {
         self.boundaries.partition_point(|&b| b < t)
     }
@@ -113,6 +115,7 @@ impl Known<'_> {
 impl Ledger {
     /// Turns folding on: the iterations will be the boundaries of `source`.
     pub(crate) fn stream_on(&mut self, source: BoundarySource) {
+        self.streaming.boundaries = Kept::new(self.streaming.boundaries.max());
         self.streaming.on = Some(source);
         self.streaming.every = FOLD_EVERY_EVENTS;
     }
@@ -120,6 +123,7 @@ impl Ledger {
     /// Folds every `every` events instead (tests).
     #[cfg(test)]
     pub(crate) fn stream_on_every(&mut self, source: BoundarySource, every: u64) {
+        self.streaming.boundaries = Kept::new(self.streaming.boundaries.max());
         self.streaming.on = Some(source);
         self.streaming.every = every;
     }
@@ -129,30 +133,71 @@ impl Ledger {
         if let Some(BoundarySource::PathsContaining(needle)) = &self.streaming.on
             && path.contains(needle.as_str())
         {
-            self.streaming.path_boundaries.push(t);
-            self.note_boundary_time(t);
+            self.note_boundary(t);
         }
     }
 
-    /// A marker hit at `t`.
-    pub(super) fn note_marker(&mut self, t: u64) {
-        if self.streaming.on == Some(BoundarySource::Markers) {
-            self.note_boundary_time(t);
+    /// A marker hit at `t`; false when the marker's hits are not the streamed boundaries
+    /// (the ledger then keeps every hit for the iteration detector).
+    pub(super) fn note_marker(&mut self, t: u64) -> bool {
+        let streamed = self.streaming.on == Some(BoundarySource::Markers);
+        if streamed {
+            self.note_boundary(t);
         }
+        streamed
     }
 
-    /// Counts a boundary that comes before what folding already took as settled.
-    fn note_boundary_time(&mut self, t: u64) {
+    /// Keeps a streamed boundary (at the bounded resolution), and counts one that comes
+    /// before what folding already took as settled.
+    fn note_boundary(&mut self, t: u64) {
         if t < self.streaming.settled {
             self.streaming.late_boundaries += 1;
         }
+        if self.streaming.boundaries.push(t) == Kept1::Halved {
+            self.merge_boundaries_in_pairs();
+        }
     }
 
-    /// The boundaries of `--iteration-path`, when the ledger took them as they came (it
-    /// then keeps no opened paths).
-    pub(crate) fn streamed_path_boundaries(&self) -> Option<&[u64]> {
-        matches!(self.streaming.on, Some(BoundarySource::PathsContaining(_)))
-            .then_some(self.streaming.path_boundaries.as_slice())
+    /// The stride doubled: every difference series indexed by kept boundaries merges its
+    /// entries in pairs, and resident samples are reduced again to one per (coarser) group.
+    fn merge_boundaries_in_pairs(&mut self) {
+        let history = &mut self.history;
+        for records in [
+            &mut history.fds,
+            &mut history.maps,
+            &mut history.files,
+            &mut history.watches,
+        ] {
+            let folded = records.folded_mut();
+            merge_pairs(&mut folded.live);
+            merge_pairs(&mut folded.bytes);
+        }
+        self.streaming.rss_reduced = 0;
+    }
+
+    /// The streamed boundaries (`--iteration-symbol`, `--iteration-path`) at their bounded
+    /// resolution, when the ledger took them as they came (it then keeps neither every
+    /// marker nor the opened paths).
+    pub(crate) fn streamed_boundaries(&self) -> Option<Sampled> {
+        self.streaming
+            .on
+            .is_some()
+            .then(|| self.streaming.boundaries.sampled())
+    }
+
+    /// Which source is streamed, if any.
+    pub(crate) fn streamed_source(&self) -> Option<&BoundarySource> {
+        self.streaming.on.as_ref()
+    }
+
+    /// At most twice this many boundaries are kept, and judged on.
+    pub(crate) fn max_boundaries(&self) -> usize {
+        self.streaming.boundaries.max()
+    }
+
+    /// Sets the bound on kept boundaries (before any boundary arrives).
+    pub(crate) fn set_max_boundaries(&mut self, max: usize) {
+        self.streaming.boundaries = Kept::new(max);
     }
 
     /// Called after each event: folds when enough events have arrived.
@@ -163,31 +208,28 @@ impl Ledger {
         self.streaming.events += 1;
         if self.streaming.events >= self.streaming.every {
             self.streaming.events = 0;
-            let boundaries = match self.streaming.on {
-                Some(BoundarySource::Markers) => &mut self.history.markers,
-                _ => &mut self.streaming.path_boundaries,
-            };
-            let mut boundaries = std::mem::take(boundaries);
-            sort_new(&mut boundaries, &mut self.streaming.boundaries_sorted);
-            self.fold(&boundaries);
-            match self.streaming.on {
-                Some(BoundarySource::Markers) => self.history.markers = boundaries,
-                _ => self.streaming.path_boundaries = boundaries,
-            }
+            let mut kept = std::mem::take(&mut self.streaming.boundaries);
+            kept.sorted();
+            self.fold(&kept);
+            self.streaming.boundaries = kept;
         }
     }
 
-    /// Folds what the boundaries seen so far (sorted) settle.
-    fn fold(&mut self, boundaries: &[u64]) {
+    /// Folds what the boundaries seen so far settle.
+    fn fold(&mut self, kept: &Kept) {
         let history = &mut self.history;
-        if boundaries.len() < 2 {
+        if kept.count() < 2 {
             return;
         }
-        let Some(settled) = boundaries.last().map(|&b| b.saturating_sub(SETTLE_NS)) else {
+        let Some(settled) = kept.last().map(|b| b.saturating_sub(SETTLE_NS)) else {
             return;
         };
+        let boundaries = kept.sorted_view();
         self.streaming.settled = settled;
-        let known = Known { boundaries };
+        let known = Known {
+            boundaries,
+            stride: kept.stride(),
+        };
         // The first failure of each errno is where the report counts what the process held:
         // resources live across that instant stay.
         let first_failures = first_failures(&history.failures);
@@ -391,7 +433,9 @@ fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
     };
     folded.lifetimes.record(
         record.released_ns.saturating_sub(record.origin_ns),
-        (released_in - origin_in).max(0) as u64,
+        // Iterations crossed: exact at stride 1; above, from the first iteration of the
+        // stride each end falls in, as the analysis counts unfolded records.
+        (known.iteration(released_in) - known.iteration(origin_in)).max(0) as u64,
     );
     if record.origin == Origin::Acquired {
         folded.acquired(born_in >= 0, record.born_ns);

@@ -182,8 +182,14 @@ mod random {
         events
     }
 
-    fn replay_events(events: &[Event], fold_every: Option<u64>, source: BoundarySource) -> Ledger {
+    fn replay_events(
+        events: &[Event],
+        fold_every: Option<u64>,
+        source: BoundarySource,
+        max_boundaries: usize,
+    ) -> Ledger {
         let mut ledger = Ledger::new();
+        ledger.set_max_boundaries(max_boundaries);
         ledger.begin(100, 500_000);
         if let Some(every) = fold_every {
             ledger.stream_on_every(source, every);
@@ -209,15 +215,43 @@ mod random {
             }
         }
         let iterations = detect(ledger, request);
-        let analysis = analysis::analyze(ledger, &iterations, &facts);
+        let mut analysis = analysis::analyze(ledger, &iterations, &facts);
+        if iterations.stride > 1 {
+            for class in [
+                &mut analysis.fd,
+                &mut analysis.mmap,
+                &mut analysis.files,
+                &mut analysis.watches,
+            ] {
+                class.lifetimes = class.lifetimes.without_iterations();
+            }
+        }
         format!("{iterations:?}\n{analysis:#?}")
     }
 
     fn check_prefixes(seed: u64, steps: usize, every: u64, path: bool) -> Result<(), String> {
+        check_prefixes_at(
+            seed,
+            steps,
+            every,
+            path,
+            crate::ledger::boundaries::MAX_BOUNDARIES,
+        )
+    }
+
+    fn check_prefixes_at(
+        seed: u64,
+        steps: usize,
+        every: u64,
+        path: bool,
+        max_boundaries: usize,
+    ) -> Result<(), String> {
         let events = random_stream(seed, steps);
         let (source, request) = boundaries(path);
         let mut full = seeded();
         let mut folded = seeded();
+        full.set_max_boundaries(max_boundaries);
+        folded.set_max_boundaries(max_boundaries);
         folded.stream_on_every(source, every);
         for (i, event) in events.iter().enumerate() {
             for ledger in [&mut full, &mut folded] {
@@ -277,6 +311,14 @@ mod random {
         });
     }
 
+    /// Copies taken mid-run (watch mode) with strides growing as they go.
+    #[test]
+    fn fuzz_prefixes_with_strides() {
+        sweep(5..9, &[1, 4], |seed, every, path| {
+            check_prefixes_at(seed, 900, every, path, 4)
+        });
+    }
+
     /// Runs `check` on every seed, fold interval and boundary source; fails with the
     /// first few differences (or panics) found.
     fn sweep(
@@ -324,10 +366,29 @@ mod random {
     }
 
     fn check(seed: u64, steps: usize, every: u64, path: bool) -> Result<(), String> {
+        check_at(
+            seed,
+            steps,
+            every,
+            path,
+            crate::ledger::boundaries::MAX_BOUNDARIES,
+        )
+    }
+
+    fn check_at(
+        seed: u64,
+        steps: usize,
+        every: u64,
+        path: bool,
+        max_boundaries: usize,
+    ) -> Result<(), String> {
         let events = random_stream(seed, steps);
         let (source, request) = boundaries(path);
-        let full = replay_events(&events, None, source.clone());
-        let folded = replay_events(&events, Some(every), source);
+        let full = replay_events(&events, None, source.clone(), max_boundaries);
+        let folded = replay_events(&events, Some(every), source, max_boundaries);
+        if detect(&full, &request).stride > 1 {
+            STRIDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         FOLDED.fetch_add(
             folded.fd_records().folded().records
                 + folded.map_records().folded().records
@@ -344,6 +405,23 @@ mod random {
         }
         Ok(())
     }
+
+    /// With strides: at most 8 boundaries kept, so the stride doubles several times in a
+    /// run, between folds and after them. Lifetimes in iterations are estimates there
+    /// (each fold counts at its own stride); everything else must be equal.
+    #[test]
+    fn fuzz_folding_with_strides() {
+        sweep(2000..2030, &[1, 37], |seed, every, path| {
+            check_at(seed, 900, every, path, 4)
+        });
+        let strided = STRIDED.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            strided >= 100,
+            "only {strided} runs judged at a stride above 1"
+        );
+    }
+
+    static STRIDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     static FOLDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     #[test]

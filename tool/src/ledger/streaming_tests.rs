@@ -339,16 +339,19 @@ fn nothing_folds_without_two_markers() {
 
 #[test]
 fn boundaries_are_sorted_where_new_and_in_full_when_one_came_late() {
-    let mut sorted = 0;
-    let mut boundaries = vec![10, 20, 30];
-    super::sort_new(&mut boundaries, &mut sorted);
-    boundaries.extend([50, 40]);
-    super::sort_new(&mut boundaries, &mut sorted);
-    assert_eq!(boundaries, [10, 20, 30, 40, 50]);
-    boundaries.extend([60, 25]);
-    super::sort_new(&mut boundaries, &mut sorted);
-    assert_eq!(boundaries, [10, 20, 25, 30, 40, 50, 60]);
-    assert_eq!(sorted, 7);
+    let mut boundaries = crate::ledger::boundaries::Kept::new(100);
+    let push = |kept: &mut crate::ledger::boundaries::Kept, ts: &[u64]| {
+        for &t in ts {
+            kept.push(t);
+        }
+    };
+    push(&mut boundaries, &[10, 20, 30]);
+    boundaries.sorted();
+    push(&mut boundaries, &[50, 40]);
+    assert_eq!(boundaries.sorted(), [10, 20, 30, 40, 50]);
+    push(&mut boundaries, &[60, 25]);
+    assert_eq!(boundaries.sorted(), [10, 20, 25, 30, 40, 50, 60]);
+    assert_eq!(boundaries.sorted_view().len(), 7);
 }
 
 #[test]

@@ -86,6 +86,11 @@ pub(crate) struct Target {
 pub(crate) struct IterationsReport {
     pub(crate) count: usize,
     pub(crate) source: IterationSource,
+    /// Iterations between two judged boundaries: 1, unless the run had more than twice
+    /// the bound on kept boundaries (4096 by default); rates stay per iteration.
+    pub(crate) stride: u64,
+    /// Boundaries the verdicts were judged on (every stride-th one, and the last).
+    pub(crate) judged_boundaries: usize,
     pub(crate) detail: String,
     pub(crate) confidence: f64,
     /// The path auto-detection chose.
@@ -259,6 +264,8 @@ impl IterationsReport {
         IterationsReport {
             count: iterations.count(),
             source: iterations.source,
+            stride: iterations.stride,
+            judged_boundaries: iterations.boundaries.len(),
             detail: iterations.detail.clone(),
             confidence: (iterations.confidence * 100.0).round() / 100.0,
             path: iterations.auto_path.clone(),

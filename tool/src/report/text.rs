@@ -69,6 +69,14 @@ impl Report {
             iterations.detail,
             iterations.confidence
         )?;
+        if iterations.stride > 1 {
+            writeln!(
+                out,
+                "  judged on {} boundaries, one every {} iterations",
+                crate::units::grouped(iterations.judged_boundaries as u64),
+                crate::units::grouped(iterations.stride)
+            )?;
+        }
         if iterations.unconvincing.is_some() && !iterations.candidates.is_empty() {
             writeln!(out, "candidate markers (none convincing):")?;
             for candidate in &iterations.candidates {
