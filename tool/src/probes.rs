@@ -10,7 +10,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
-use leakscope_common::{DropReason, globals, maps, programs};
+use leakscope_common::{DropReason, PathEvent, TrackedProcess, globals, maps, programs};
 use thiserror::Error;
 
 use crate::{
@@ -94,7 +94,7 @@ pub(crate) struct ProbeOptions {
 
 pub(crate) struct Probes {
     ebpf: Ebpf,
-    tracked: HashMap<MapData, u32, u8>,
+    tracked: HashMap<MapData, u32, TrackedProcess>,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
     /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
@@ -107,6 +107,11 @@ pub(crate) struct Probes {
 /// uses it for the kernel side's own cost per event, which the machine's noise barely
 /// touches. Counting costs two clock reads per run, so it is off unless asked for.
 pub(crate) const PROGRAM_STATS_ENV: &str = "LEAKSCOPE_PROGRAM_STATS";
+
+/// When set (to anything), the kernel sends every open as its own record instead of
+/// holding it back to pair it with its close: for comparing the two paths (the reports
+/// must be the same) and for measuring what pairing saves.
+pub(crate) const NO_PAIR_ENV: &str = "LEAKSCOPE_NO_PAIR";
 
 impl Probes {
     /// Loads and attaches every program. After this returns, the kernel reports any
@@ -123,9 +128,11 @@ impl Probes {
             .and_then(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok());
         // Parsed once, for the loader's relocations and the BTF tracepoints' load.
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(Box::new(e)))?;
+        let pair_opens = u32::from(std::env::var_os(NO_PAIR_ENV).is_none());
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(globals::OFFSETS, &offsets, true)
+            .override_global(globals::PAIR_OPENS, &pair_opens, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .load(OBJECT)
             .map_err(load_refused)?;
@@ -180,8 +187,10 @@ impl Probes {
 
     /// Starts tracing process `tgid` (and, from then on, the processes it forks).
     pub(crate) fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        // SAFETY: TrackedProcess is Pod: all zeroes is an empty slot.
+        let empty: TrackedProcess = unsafe { std::mem::zeroed() };
         self.tracked
-            .insert(tgid, 0, 0)
+            .insert(tgid, empty, 0)
             .map_err(|source| ProbeError::Map {
                 map: maps::TRACKED,
                 source,
@@ -199,6 +208,38 @@ impl Probes {
                 binary: binary.display().to_string(),
                 source: Box::new(source),
             })
+    }
+
+    /// The opens the kernel holds back for pairing right now, one per traced process at
+    /// most, each read twice and taken only when both reads are the same sealed open (see
+    /// [`TrackedProcess`]): a slot being rewritten is skipped, its open arrives later.
+    pub(crate) fn held_opens(&self) -> Vec<PathEvent> {
+        // Keys may be visited twice when the kernel removes one meanwhile; bounded by the
+        // map's size.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut opens = Vec::new();
+        for tgid in self
+            .tracked
+            .keys()
+            .take(maps::TRACKED_MAX_ENTRIES as usize)
+            .filter_map(Result::ok)
+        {
+            if !seen.insert(tgid) {
+                continue;
+            }
+            let Ok(first) = self.tracked.get(&tgid, 0) else {
+                continue;
+            };
+            if first.held != leakscope_common::HELD_OPEN {
+                continue;
+            }
+            if let Ok(second) = self.tracked.get(&tgid, 0)
+                && let Some(open) = crate::session::held::sealed_open(&first, &second)
+            {
+                opens.push(open);
+            }
+        }
+        opens
     }
 
     /// The same, by reason (nonzero reasons only, in slot order).
@@ -325,6 +366,11 @@ mod tests {
                 bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
                 maps::PATH_SCRATCH_MAX_ENTRIES,
             ),
+            (
+                maps::EMPTY_PROCESS,
+                bpf_map_type::BPF_MAP_TYPE_ARRAY,
+                maps::EMPTY_PROCESS_MAX_ENTRIES,
+            ),
         ] {
             let map = object
                 .maps
@@ -381,13 +427,14 @@ mod tests {
                 size_of::<KernelOffsets>(),
             )
         };
+        let pair_opens = 1u32.to_ne_bytes();
         // What `override_global(.., must_exist = true)` does at load: the symbol must exist
         // and have exactly this size.
         object
-            .patch_map_data(std::collections::HashMap::from([(
-                globals::OFFSETS,
-                (bytes, true),
-            )]))
-            .expect("the object has the OFFSETS global, of KernelOffsets' size");
+            .patch_map_data(std::collections::HashMap::from([
+                (globals::OFFSETS, (bytes, true)),
+                (globals::PAIR_OPENS, (&pair_opens[..], true)),
+            ]))
+            .expect("the object has the OFFSETS and PAIR_OPENS globals, of their sizes");
     }
 }
