@@ -36,6 +36,21 @@ pub mod maps {
     /// [`DropReason::TrackedFull`], and the child runs untraced.
     pub const TRACKED_MAX_ENTRIES: u32 = 8192;
 
+    /// `Array<u64>`, a bitmap indexed by tgid: the bit is set for a traced process, kept
+    /// equal to [`TRACKED`]'s keys (set when a tgid enters it, cleared before it leaves).
+    /// Tested before the hash lookup, so that the syscalls of the processes not traced
+    /// stop at an array load. A tgid beyond the array (pid_max raised after the load)
+    /// falls through to the lookup.
+    pub const TRACED_PIDS: &str = "TRACED_PIDS";
+    /// The pids the compiled-in size covers; the loader sizes it for
+    /// /proc/sys/kernel/pid_max.
+    pub const TRACED_PIDS_PLACEHOLDER_PIDS: u32 = 32768;
+
+    /// Words of [`TRACED_PIDS`] for pids `0..pids`.
+    pub const fn traced_pids_words(pids: u32) -> u32 {
+        pids.div_ceil(64)
+    }
+
     /// `RingBuf`: every record for userspace.
     pub const EVENTS: &str = "EVENTS";
     /// The ring size compiled into the object. The loader always sets its own (a power of
@@ -143,6 +158,7 @@ mod tests {
             maps::STACKS,
             maps::PATH_SCRATCH,
             maps::EMPTY_PROCESS,
+            maps::TRACED_PIDS,
             programs::SYS_EXIT,
             programs::SCHED_PROCESS_FORK,
             programs::SCHED_PROCESS_EXEC,

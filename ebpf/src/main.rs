@@ -7,6 +7,10 @@
 //! for the struct offsets the loader hands over in [`OFFSETS`].
 #![no_std]
 #![no_main]
+// The BPF target has no atomic types with read-modify-write methods, but the BPF
+// instruction set has atomic or/and: the intrinsics reach them.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod emit;
 mod kernel;
@@ -85,6 +89,14 @@ static TRACKED: HashMap<u32, TrackedProcess> =
     HashMap::with_max_entries(maps::TRACKED_MAX_ENTRIES, 0);
 named!(TRACKED, maps::TRACKED);
 
+/// One bit per tgid, set for each traced process (see `maps::TRACED_PIDS`).
+#[map]
+static TRACED_PIDS: Array<u64> = Array::with_max_entries(
+    maps::traced_pids_words(maps::TRACED_PIDS_PLACEHOLDER_PIDS),
+    0,
+);
+named!(TRACED_PIDS, maps::TRACED_PIDS);
+
 /// A slot of zeroes: the value a forked child is tracked with.
 #[map]
 static EMPTY_PROCESS: Array<TrackedProcess> =
@@ -128,10 +140,33 @@ fn current_ids() -> (u32, u32) {
     ((pid_tgid >> 32) as u32, pid_tgid as u32)
 }
 
-/// The slot of traced process `tgid`; `None` when it is not traced.
+/// The slot of traced process `tgid`; `None` when it is not traced. A process whose bit
+/// in [`TRACED_PIDS`] is clear is not, without a hash lookup.
 #[inline(always)]
 fn tracked(tgid: u32) -> Option<*mut TrackedProcess> {
+    if let Some(word) = TRACED_PIDS.get(tgid / 64)
+        && word & (1 << (tgid % 64)) == 0
+    {
+        return None;
+    }
     TRACKED.get_ptr_mut(tgid)
+}
+
+/// Sets or clears `tgid`'s bit in [`TRACED_PIDS`] (a tgid beyond it is looked up instead).
+/// Atomically: forks and exits of other traced processes may change the same word at once.
+#[inline(always)]
+fn set_traced_pid(tgid: u32, traced: bool) {
+    use core::intrinsics::{AtomicOrdering::Relaxed, atomic_and, atomic_or};
+    if let Some(word) = TRACED_PIDS.get_ptr_mut(tgid / 64) {
+        let bit = 1u64 << (tgid % 64);
+        unsafe {
+            if traced {
+                atomic_or::<u64, u64, { Relaxed }>(word, bit);
+            } else {
+                atomic_and::<u64, u64, { Relaxed }>(word, !bit);
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -364,7 +399,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         Some(empty) => TRACKED.insert(child_tgid, empty, 0).is_ok(),
         None => false, // cannot happen: slot 0 always exists
     };
-    if !inserted {
+    if inserted {
+        set_traced_pid(child_tgid, true);
+    } else {
         count_lost(DropReason::TrackedFull); // the child's events will be lost
     }
     let mut event = header(EventKind::Fork, tgid, tid);
@@ -401,6 +438,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     };
     pairing::flush(process);
     emit(header(EventKind::Exit, tgid, tid));
+    set_traced_pid(tgid, false);
     // Last: `process` points into the entry this frees.
     let _ = TRACKED.remove(tgid);
     0

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
 use leakscope_common::{DropReason, PathEvent, TrackedProcess, globals, maps, programs};
@@ -95,6 +95,7 @@ pub(crate) struct ProbeOptions {
 pub(crate) struct Probes {
     ebpf: Ebpf,
     tracked: HashMap<MapData, u32, TrackedProcess>,
+    traced_pids: Array<MapData, u64>,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
     /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
@@ -134,6 +135,7 @@ impl Probes {
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::PAIR_OPENS, &pair_opens, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
+            .map_max_entries(maps::TRACED_PIDS, maps::traced_pids_words(pid_max()))
             .load(OBJECT)
             .map_err(load_refused)?;
         // BTF tracepoints are loaded against the kernel's own type of the tracepoint.
@@ -171,12 +173,14 @@ impl Probes {
 
         let ring = typed_map(&mut ebpf, maps::EVENTS, RingBuf::try_from)?;
         let tracked = typed_map(&mut ebpf, maps::TRACKED, HashMap::try_from)?;
+        let traced_pids = typed_map(&mut ebpf, maps::TRACED_PIDS, Array::try_from)?;
         let lost = typed_map(&mut ebpf, maps::LOST, PerCpuArray::try_from)?;
         let stacks = typed_map(&mut ebpf, maps::STACKS, StackTraceMap::try_from)?;
         Ok((
             Probes {
                 ebpf,
                 tracked,
+                traced_pids,
                 lost,
                 stacks,
                 stats,
@@ -189,6 +193,24 @@ impl Probes {
     pub(crate) fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
         // SAFETY: TrackedProcess is Pod: all zeroes is an empty slot.
         let empty: TrackedProcess = unsafe { std::mem::zeroed() };
+        // The bit first: a traced process whose bit is clear would be missed, while a bit
+        // without an entry only costs a lookup. A tgid beyond the array is looked up. Read,
+        // set, written back: the kernel changes bits only of processes already traced, and
+        // this is the first one.
+        let (word, bit) = (tgid / 64, 1u64 << (tgid % 64));
+        let set = self
+            .traced_pids
+            .get(&word, 0)
+            .and_then(|bits| self.traced_pids.set(word, bits | bit, 0));
+        match set {
+            Ok(()) | Err(aya::maps::MapError::OutOfBounds { .. }) => {}
+            Err(source) => {
+                return Err(ProbeError::Map {
+                    map: maps::TRACED_PIDS,
+                    source,
+                });
+            }
+        }
         self.tracked
             .insert(tgid, empty, 0)
             .map_err(|source| ProbeError::Map {
@@ -283,6 +305,16 @@ impl Drop for Probes {
     }
 }
 
+/// The kernel's highest pid plus one (`/proc/sys/kernel/pid_max`): the pids
+/// `TRACED_PIDS` covers. If it cannot be read, the compiled-in size (pids beyond the array are
+/// looked up in the hash map, so any size is exact).
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(maps::TRACED_PIDS_PLACEHOLDER_PIDS)
+}
+
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
@@ -370,6 +402,11 @@ mod tests {
                 maps::EMPTY_PROCESS,
                 bpf_map_type::BPF_MAP_TYPE_ARRAY,
                 maps::EMPTY_PROCESS_MAX_ENTRIES,
+            ),
+            (
+                maps::TRACED_PIDS,
+                bpf_map_type::BPF_MAP_TYPE_ARRAY,
+                maps::traced_pids_words(maps::TRACED_PIDS_PLACEHOLDER_PIDS),
             ),
         ] {
             let map = object
