@@ -190,3 +190,60 @@ fn nix_kill(pid: u32) {
     // SAFETY: kill(2) with a pid this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR1) }, 0);
 }
+
+/// `leakscope_live_fds` in a watch-mode metrics file.
+fn live_fds(metrics: &Path) -> f64 {
+    let text = std::fs::read_to_string(metrics).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "leakscope_live_fds")
+        .unwrap_or_else(|| panic!("no leakscope_live_fds in:\n{text}"));
+    match sample.value {
+        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("leakscope_live_fds: {other:?}"),
+    }
+}
+
+/// The same open, seen by watch mode's next view while the process still idles: the view
+/// reads the kernel's slot too.
+#[test]
+fn an_fd_opened_by_a_process_that_then_idles_is_live_in_the_next_watch_view() {
+    for paired in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut target = Command::new(fixture("pair_traps"))
+            .args(["idle", "0"])
+            .arg(dir.path())
+            .spawn()
+            .unwrap();
+        let pid = target.id();
+        let metrics = dir.path().join("leakscope.prom");
+        let mut tracer = Command::new(leakscope_tests::leakscope());
+        tracer
+            .args(["attach", "--pid", &pid.to_string(), "--duration", "6"])
+            .args(["--interval", "1", "--metrics"])
+            .arg(&metrics)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if !paired {
+            tracer.envs(no_pair());
+        }
+        let mut tracer = tracer.spawn().unwrap();
+        let start = std::time::Instant::now();
+        while !metrics.exists() {
+            assert!(start.elapsed() < Duration::from_secs(5), "no metrics file");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let before = live_fds(&metrics);
+        nix_kill(pid);
+        // Two views later.
+        std::thread::sleep(Duration::from_millis(2500));
+        let after = live_fds(&metrics);
+        tracer.kill().unwrap();
+        tracer.wait().unwrap();
+        target.kill().unwrap();
+        target.wait().unwrap();
+        assert_eq!(after, before + 1.0, "paired {paired}");
+    }
+}
