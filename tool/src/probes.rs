@@ -96,6 +96,8 @@ pub(crate) struct Probes {
     ebpf: Ebpf,
     tracked: HashMap<MapData, u32, TrackedProcess>,
     traced_pids: Array<MapData, u64>,
+    /// Whether the kernel holds opens back ([`NO_PAIR_ENV`] unset).
+    pair_opens: bool,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
     /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
@@ -181,6 +183,7 @@ impl Probes {
                 ebpf,
                 tracked,
                 traced_pids,
+                pair_opens: pair_opens != 0,
                 lost,
                 stacks,
                 stats,
@@ -236,6 +239,9 @@ impl Probes {
     /// most, each read twice and taken only when both reads are the same sealed open (see
     /// [`TrackedProcess`]): a slot being rewritten is skipped, its open arrives later.
     pub(crate) fn held_opens(&self) -> Vec<PathEvent> {
+        if !self.pair_opens {
+            return Vec::new();
+        }
         // Keys may be visited twice when the kernel removes one meanwhile; bounded by the
         // map's size.
         let mut seen = std::collections::BTreeSet::new();
