@@ -101,6 +101,9 @@ impl DropReason {
             EventKind::Exit => DropReason::RingFullExit,
             EventKind::Marker => DropReason::RingFullMarker,
             EventKind::Failed => DropReason::RingFullFailed,
+            // Never a header-only record; the kernel counts a lost pair as the two
+            // records it stands for (`RingFullPath` and `RingFullSyscall`).
+            EventKind::OpenClosed => DropReason::RingFullPath,
         }
     }
 }

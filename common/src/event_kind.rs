@@ -21,17 +21,22 @@ pub enum EventKind {
     /// the negative errno. Only the header is sent (no path, no stack): failures can come
     /// in floods (EMFILE in a loop), and the errno is what matters.
     Failed = 6,
+    /// A successful open-family call and the `close` of the fd it returned, paired in the
+    /// kernel: a [`crate::PathEvent`] whose header is the open's and whose `close_tid` and
+    /// `close_ktime_ns` are the close's. The reader splits it back into the two calls.
+    OpenClosed = 7,
 }
 
 impl EventKind {
     /// Every kind, in wire order.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Syscall,
         EventKind::Fork,
         EventKind::Exec,
         EventKind::Exit,
         EventKind::Marker,
         EventKind::Failed,
+        EventKind::OpenClosed,
     ];
 }
 
@@ -52,6 +57,7 @@ impl TryFrom<u32> for EventKind {
             4 => EventKind::Exit,
             5 => EventKind::Marker,
             6 => EventKind::Failed,
+            7 => EventKind::OpenClosed,
             other => return Err(UnknownKind(other)),
         })
     }
@@ -66,7 +72,7 @@ mod tests {
         // A change here is a wire-format change: kernel objects and readers of other
         // versions would misread each other.
         let values = EventKind::ALL.map(|kind| kind as u32);
-        assert_eq!(values, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(values, [1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[test]
@@ -78,7 +84,7 @@ mod tests {
 
     #[test]
     fn values_outside_the_enum_are_refused_with_the_value() {
-        for value in [0, 7, 99, u32::MAX] {
+        for value in [0, 8, 99, u32::MAX] {
             assert_eq!(EventKind::try_from(value), Err(UnknownKind(value)));
         }
     }

@@ -113,14 +113,46 @@ pub struct StackEvent {
 ///
 /// The kernel sends it cut after the path's NUL, rounded up to 8 bytes, so a record may
 /// be shorter than this struct: down to the fixed part plus `path_len` bytes.
+///
+/// With [`EventKind::OpenClosed`] in its header it carries two calls: the open, and the
+/// `close` of its fd by the same thread-less process before any other record of it
+/// (see [`TrackedProcess`]); `close_tid` and `close_ktime_ns` are then the close's.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct PathEvent {
     pub event: Event,
     /// Bytes of `path` in use, without the NUL, or'ed with [`PATH_TRUNCATED`].
     pub path_len: u32,
-    pub _pad: u32,
+    /// [`EventKind::OpenClosed`]: the thread that closed the fd; else 0.
+    pub close_tid: u32,
+    /// [`EventKind::OpenClosed`]: when the close returned; else 0.
+    pub close_ktime_ns: u64,
     pub path: [u8; PATH_CAP],
+}
+
+/// [`TrackedProcess::held`]: the slot holds an open not sent yet.
+pub const HELD_OPEN: u32 = 1;
+
+/// The value of the traced-process map (`maps::TRACKED`), keyed by tgid: the process's
+/// slot for an open held back in the kernel, so that an fd closed soon after its open
+/// crosses the ring as one [`EventKind::OpenClosed`] record instead of two.
+///
+/// The kernel holds an open only while its process has one thread and an fd table that no
+/// other task shares, and every program sends the held open before any other record of
+/// the process: the slot is then written by one task only, one program at a time, and the
+/// process's records keep their order. Userspace reads the slot while tracing (an idle
+/// process's open must not stay hidden) and takes the open when `held == HELD_OPEN` and
+/// `seal_ktime_ns` equals the open's time (the kernel writes the seal and then the flag
+/// last, and clears the flag before it rewrites the slot).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TrackedProcess {
+    /// [`HELD_OPEN`] while `open` is held, else 0.
+    pub held: u32,
+    pub _pad: u32,
+    /// The held open's `ktime_ns`, written after the record.
+    pub seal_ktime_ns: u64,
+    pub open: PathEvent,
 }
 
 /// A call with two paths (rename, renameat, renameat2: the old name, then the new one).
@@ -209,6 +241,15 @@ pub struct KernelOffsets {
     /// 0 when the five offsets above could not be found: opens then say nothing about
     /// whether they created the file.
     pub f_mode_available: u32,
+    /// `task_struct.signal`.
+    pub task_signal: u32,
+    /// `signal_struct.nr_threads`: the process's threads.
+    pub signal_nr_threads: u32,
+    /// `files_struct.count`: the tasks that use this fd table.
+    pub files_count: u32,
+    /// 0 when the three offsets above (or `task_files`) could not be found: no open is
+    /// then held back for pairing (see [`TrackedProcess`]).
+    pub pairing_available: u32,
 }
 
 #[cfg(feature = "user")]
@@ -220,14 +261,16 @@ mod pod {
     unsafe impl aya::Pod for super::StackEvent {}
     unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::TrackedProcess {}
 }
 
 // Layout guards: a change here is a wire-format change and must be deliberate.
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
-const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 8 + PATH_CAP);
+const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 16 + PATH_CAP);
+const _: () = assert!(core::mem::size_of::<TrackedProcess>() == 16 + 104 + 16 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
 const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
 
 #[cfg(test)]

@@ -28,12 +28,28 @@ pub const fn same_name(a: &str, b: &str) -> bool {
 pub mod maps {
     use crate::DropReason;
 
-    /// `HashMap<u32, u8>`: the tgids being traced. The loader inserts the target; the
-    /// kernel adds the children of traced processes when they fork.
+    /// `HashMap<u32, TrackedProcess>`: the tgids being traced, each with its slot for an
+    /// open held back for pairing ([`crate::TrackedProcess`]). The loader inserts the
+    /// target; the kernel adds the children of traced processes when they fork.
     pub const TRACKED: &str = "TRACKED";
     /// Processes traced at once. A fork beyond this is counted as
     /// [`DropReason::TrackedFull`], and the child runs untraced.
     pub const TRACKED_MAX_ENTRIES: u32 = 8192;
+
+    /// `Array<u64>`, a bitmap indexed by tgid: the bit is set for a traced process, kept
+    /// equal to [`TRACKED`]'s keys (set when a tgid enters it, cleared before it leaves).
+    /// Tested before the hash lookup, so that the syscalls of the processes not traced
+    /// stop at an array load. A tgid beyond the array (pid_max raised after the load)
+    /// falls through to the lookup.
+    pub const TRACED_PIDS: &str = "TRACED_PIDS";
+    /// The pids the compiled-in size covers; the loader sizes it for
+    /// /proc/sys/kernel/pid_max.
+    pub const TRACED_PIDS_PLACEHOLDER_PIDS: u32 = 32768;
+
+    /// Words of [`TRACED_PIDS`] for pids `0..pids`.
+    pub const fn traced_pids_words(pids: u32) -> u32 {
+        pids.div_ceil(64)
+    }
 
     /// `RingBuf`: every record for userspace.
     pub const EVENTS: &str = "EVENTS";
@@ -51,6 +67,11 @@ pub mod maps {
     /// only the bytes in use.
     pub const PATH_SCRATCH: &str = "PATH_SCRATCH";
     pub const PATH_SCRATCH_MAX_ENTRIES: u32 = 1;
+
+    /// `Array<TrackedProcess>`, one slot of zeroes: the value a forked child is inserted
+    /// into [`TRACKED`] with (too big for the BPF stack).
+    pub const EMPTY_PROCESS: &str = "EMPTY_PROCESS";
+    pub const EMPTY_PROCESS_MAX_ENTRIES: u32 = 1;
 
     /// `StackTrace`: user stacks of memory-mapping calls.
     pub const STACKS: &str = "STACKS";
@@ -111,6 +132,9 @@ pub mod programs {
 pub mod globals {
     /// [`crate::KernelOffsets`]: struct offsets from the running kernel's BTF.
     pub const OFFSETS: &str = "OFFSETS";
+    /// `u32`: nonzero to hold opens back for pairing with their close
+    /// ([`crate::TrackedProcess`]); the loader sets 0 for `LEAKSCOPE_NO_PAIR=1`.
+    pub const PAIR_OPENS: &str = "PAIR_OPENS";
 }
 
 #[cfg(test)]
@@ -133,12 +157,15 @@ mod tests {
             maps::LOST,
             maps::STACKS,
             maps::PATH_SCRATCH,
+            maps::EMPTY_PROCESS,
+            maps::TRACED_PIDS,
             programs::SYS_EXIT,
             programs::SCHED_PROCESS_FORK,
             programs::SCHED_PROCESS_EXEC,
             programs::SCHED_PROCESS_EXIT,
             programs::ITERATION_MARKER,
             globals::OFFSETS,
+            globals::PAIR_OPENS,
         ];
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is used twice");

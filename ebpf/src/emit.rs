@@ -70,13 +70,31 @@ pub(crate) fn emit_with_path(event: Event, user_path: *const u8) {
         count_lost(DropReason::RingFullPath); // cannot happen: slot 0 always exists
         return;
     };
-    let len = unsafe {
+    unsafe { fill_path_record(record, event, user_path) };
+    if !output_path_record(record) {
+        count_lost(DropReason::RingFullPath);
+    }
+}
+
+/// Writes `event` and the user string at `user_path` into `record`.
+///
+/// # Safety
+/// `record` points at a map value that only this program run writes.
+#[inline(always)]
+pub(crate) unsafe fn fill_path_record(record: *mut PathEvent, event: Event, user_path: *const u8) {
+    unsafe {
         (*record).event = event;
-        (*record)._pad = 0;
-        let len = read_path(user_path, &mut (*record).path);
-        (*record).path_len = len;
-        len
-    };
+        (*record).close_tid = 0;
+        (*record).close_ktime_ns = 0;
+        (*record).path_len = read_path(user_path, &mut (*record).path);
+    }
+}
+
+/// Copies the path record at `record` (a map value) into the ring, cut after its path's
+/// NUL. Returns whether the ring had room.
+#[inline(always)]
+pub(crate) fn output_path_record(record: *mut PathEvent) -> bool {
+    let len = unsafe { (*record).path_len };
     // The path's bytes and its NUL, rounded up to 8; masked, so that the verifier sees
     // the bound (a length is at most PATH_CAP - 1, plus the truncation bit).
     const _: () = assert!(PATH_CAP <= 0x200);
@@ -90,9 +108,7 @@ pub(crate) fn emit_with_path(event: Event, user_path: *const u8) {
             SUBMIT_FLAGS,
         )
     };
-    if sent < 0 {
-        count_lost(DropReason::RingFullPath);
-    }
+    sent >= 0
 }
 
 /// A call with two paths (the rename family: old name, new name).

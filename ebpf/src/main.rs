@@ -7,9 +7,14 @@
 //! for the struct offsets the loader hands over in [`OFFSETS`].
 #![no_std]
 #![no_main]
+// The BPF target has no atomic types with read-modify-write methods, but the BPF
+// instruction set has atomic or/and: the intrinsics reach them.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod emit;
 mod kernel;
+mod pairing;
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
@@ -17,7 +22,7 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, uprobe},
-    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::tracing::StackIdContext,
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext},
 };
@@ -28,7 +33,8 @@ use emit::{
 use kernel::{current_rss_pages, current_rss_pages_btf, offsets};
 use leakscope_common::{
     DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, NO_STACK,
-    PathEvent, fd_arrival, globals, maps, open_flags, programs, same_name, syscalls,
+    PathEvent, TrackedProcess, fd_arrival, globals, maps, open_flags, programs, same_name,
+    syscalls,
     syscalls::{Delivery, SyscallInfo},
 };
 
@@ -63,14 +69,39 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     fdtable_fd: 0,
     file_f_mode: 0,
     f_mode_available: 0,
+    task_signal: 0,
+    signal_nr_threads: 0,
+    files_count: 0,
+    pairing_available: 0,
 };
 named!(OFFSETS, globals::OFFSETS);
 
-/// The processes being traced (tgid -> unused). The loader inserts the target; forks of a
-/// traced process are added here, in the kernel, before the child can run.
+/// Nonzero: hold opens back to pair them with their close ([`pairing`]). Set by the loader.
+#[unsafe(no_mangle)]
+static PAIR_OPENS: u32 = 1;
+named!(PAIR_OPENS, globals::PAIR_OPENS);
+
+/// The processes being traced (tgid -> the slot of its held open, see [`pairing`]). The
+/// loader inserts the target; forks of a traced process are added here, in the kernel,
+/// before the child can run. One lookup both filters a syscall and finds the slot.
 #[map]
-static TRACKED: HashMap<u32, u8> = HashMap::with_max_entries(maps::TRACKED_MAX_ENTRIES, 0);
+static TRACKED: HashMap<u32, TrackedProcess> =
+    HashMap::with_max_entries(maps::TRACKED_MAX_ENTRIES, 0);
 named!(TRACKED, maps::TRACKED);
+
+/// One bit per tgid, set for each traced process (see `maps::TRACED_PIDS`).
+#[map]
+static TRACED_PIDS: Array<u64> = Array::with_max_entries(
+    maps::traced_pids_words(maps::TRACED_PIDS_PLACEHOLDER_PIDS),
+    0,
+);
+named!(TRACED_PIDS, maps::TRACED_PIDS);
+
+/// A slot of zeroes: the value a forked child is tracked with.
+#[map]
+static EMPTY_PROCESS: Array<TrackedProcess> =
+    Array::with_max_entries(maps::EMPTY_PROCESS_MAX_ENTRIES, 0);
+named!(EMPTY_PROCESS, maps::EMPTY_PROCESS);
 
 /// Every record for userspace. The loader resizes it (`--ring-mib`).
 #[map]
@@ -109,9 +140,33 @@ fn current_ids() -> (u32, u32) {
     ((pid_tgid >> 32) as u32, pid_tgid as u32)
 }
 
+/// The slot of traced process `tgid`; `None` when it is not traced. A process whose bit
+/// in [`TRACED_PIDS`] is clear is not, without a hash lookup.
 #[inline(always)]
-fn is_tracked(tgid: u32) -> bool {
-    unsafe { TRACKED.get(tgid) }.is_some()
+fn tracked(tgid: u32) -> Option<*mut TrackedProcess> {
+    if let Some(word) = TRACED_PIDS.get(tgid / 64)
+        && word & (1 << (tgid % 64)) == 0
+    {
+        return None;
+    }
+    TRACKED.get_ptr_mut(tgid)
+}
+
+/// Sets or clears `tgid`'s bit in [`TRACED_PIDS`] (a tgid beyond it is looked up instead).
+/// Atomically: forks and exits of other traced processes may change the same word at once.
+#[inline(always)]
+fn set_traced_pid(tgid: u32, traced: bool) {
+    use core::intrinsics::{AtomicOrdering::Relaxed, atomic_and, atomic_or};
+    if let Some(word) = TRACED_PIDS.get_ptr_mut(tgid / 64) {
+        let bit = 1u64 << (tgid % 64);
+        unsafe {
+            if traced {
+                atomic_or::<u64, u64, { Relaxed }>(word, bit);
+            } else {
+                atomic_and::<u64, u64, { Relaxed }>(word, !bit);
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -147,9 +202,9 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let (tgid, tid) = current_ids();
-    if !is_tracked(tgid) {
+    let Some(process) = tracked(tgid) else {
         return 0;
-    }
+    };
     // The argument registers still hold the caller's values at sys_exit: the syscall
     // handlers read them from pt_regs and never write them back. That saves a sys_enter
     // probe and a per-thread stash map on every syscall.
@@ -166,7 +221,13 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
             sp: (*regs).rsp,
         }
     };
-    on_sys_exit(&ctx, Call { nr, info, ret }, tgid, tid, &regs)
+    // A close of the fd the process's held open returned goes out with it, as one record;
+    // anything else sends the held open first, so the process's records keep their order.
+    if nr == syscalls::CLOSE && ret == 0 && pairing::pair_close(process, regs.args[0], tid) {
+        return 0;
+    }
+    pairing::flush(process);
+    on_sys_exit(&ctx, Call { nr, info, ret }, tgid, tid, &regs, process)
 }
 named!(sys_exit, programs::SYS_EXIT);
 
@@ -178,7 +239,14 @@ struct Call {
 }
 
 #[inline(always)]
-fn on_sys_exit(ctx: &BtfTracePointContext, call: Call, tgid: u32, tid: u32, regs: &Regs) -> i32 {
+fn on_sys_exit(
+    ctx: &BtfTracePointContext,
+    call: Call,
+    tgid: u32,
+    tid: u32,
+    regs: &Regs,
+    process: *mut TrackedProcess,
+) -> i32 {
     let Call { nr, info, ret } = call;
     if !syscalls::succeeded(&info, ret) {
         // A failed call changes no resource, but a failed acquisition is evidence (EMFILE
@@ -274,6 +342,9 @@ fn on_sys_exit(ctx: &BtfTracePointContext, call: Call, tgid: u32, tid: u32, regs
                 Some(arg2) => {
                     emit_with_path_pair(event, path, arg_at(&event.args, arg2) as *const u8)
                 }
+                // An open's fd may be closed next: hold it back to send the two as one.
+                None if open_flags::flags_at(nr).is_some()
+                    && pairing::hold_open(process, event, path) => {}
                 None => emit_with_path(event, path),
             }
         }
@@ -307,9 +378,12 @@ fn read_user_fd(ptr: u64) -> u64 {
 #[raw_tracepoint]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
-    if !is_tracked(tgid) {
+    let Some(process) = tracked(tgid) else {
         return 0;
-    }
+    };
+    // Before the new task (thread or process) exists for anyone: from now on the parent's
+    // fds may be shared or copied, so its held open goes out first (see `pairing`).
+    pairing::flush(process);
     let child: *const u8 = ctx.arg(1);
     let off = offsets();
     let Ok(child_tgid) =
@@ -321,7 +395,13 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     if child_tgid == tgid {
         return 0; // a new thread: it shares the process's resources, nothing to record
     }
-    if TRACKED.insert(child_tgid, 0, 0).is_err() {
+    let inserted = match EMPTY_PROCESS.get(0) {
+        Some(empty) => TRACKED.insert(child_tgid, empty, 0).is_ok(),
+        None => false, // cannot happen: slot 0 always exists
+    };
+    if inserted {
+        set_traced_pid(child_tgid, true);
+    } else {
         count_lost(DropReason::TrackedFull); // the child's events will be lost
     }
     let mut event = header(EventKind::Fork, tgid, tid);
@@ -335,7 +415,8 @@ named!(sched_process_fork, programs::SCHED_PROCESS_FORK);
 #[raw_tracepoint]
 pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
-    if is_tracked(tgid) {
+    if let Some(process) = tracked(tgid) {
+        pairing::flush(process);
         let mut event = header(EventKind::Exec, tgid, tid);
         event.rss_pages = current_rss_pages();
         emit(event);
@@ -349,11 +430,17 @@ named!(sched_process_exec, programs::SCHED_PROCESS_EXEC);
 #[raw_tracepoint]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
-    if tid != tgid || !is_tracked(tgid) {
+    if tid != tgid {
         return 0;
     }
-    let _ = TRACKED.remove(tgid);
+    let Some(process) = tracked(tgid) else {
+        return 0;
+    };
+    pairing::flush(process);
     emit(header(EventKind::Exit, tgid, tid));
+    set_traced_pid(tgid, false);
+    // Last: `process` points into the entry this frees.
+    let _ = TRACKED.remove(tgid);
     0
 }
 named!(sched_process_exit, programs::SCHED_PROCESS_EXIT);
@@ -363,7 +450,8 @@ named!(sched_process_exit, programs::SCHED_PROCESS_EXIT);
 #[uprobe]
 pub fn iteration_marker(ctx: ProbeContext) -> u32 {
     let (tgid, tid) = current_ids();
-    if is_tracked(tgid) {
+    if let Some(process) = tracked(tgid) {
+        pairing::flush(process);
         let mut event = header(EventKind::Marker, tgid, tid);
         event.args[0] = ctx.arg::<u64>(0).unwrap_or(0);
         event.rss_pages = current_rss_pages();

@@ -10,6 +10,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod compare;
 pub mod lifecycle;
 
 /// The leakscope binary under test, named by `LEAKSCOPE_BIN`; `cargo xtask test` builds it and

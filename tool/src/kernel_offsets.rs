@@ -49,7 +49,41 @@ pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
     if let Ok(f_mode) = f_mode_offsets(&btf) {
         offsets = f_mode.fill(offsets);
     }
+    if let Ok(pairing) = pairing_offsets(&btf) {
+        offsets = pairing.fill(offsets);
+    }
     Ok(offsets)
+}
+
+/// The offsets that tell whether a process is one task with its own fd table, the
+/// condition for holding an open back to pair it with its close.
+struct PairingOffsets {
+    task_files: u32,
+    task_signal: u32,
+    signal_nr_threads: u32,
+    files_count: u32,
+}
+
+impl PairingOffsets {
+    fn fill(self, offsets: KernelOffsets) -> KernelOffsets {
+        KernelOffsets {
+            task_files: self.task_files,
+            task_signal: self.task_signal,
+            signal_nr_threads: self.signal_nr_threads,
+            files_count: self.files_count,
+            pairing_available: 1,
+            ..offsets
+        }
+    }
+}
+
+fn pairing_offsets(btf: &Btf) -> Result<PairingOffsets, OffsetsError> {
+    Ok(PairingOffsets {
+        task_files: member_offset(btf, "task_struct", "files")?,
+        task_signal: member_offset(btf, "task_struct", "signal")?,
+        signal_nr_threads: member_offset(btf, "signal_struct", "nr_threads")?,
+        files_count: member_offset(btf, "files_struct", "count")?,
+    })
 }
 
 /// The offsets that sample RSS in the kernel.
@@ -185,5 +219,9 @@ mod tests {
         assert_eq!(offsets.f_mode_available, 1);
         // struct fdtable { unsigned int max_fds; struct file __rcu **fd; ... }
         assert_eq!((offsets.fdtable_max_fds, offsets.fdtable_fd), (0, 8));
+        // struct files_struct { atomic_t count; ... }: the first member.
+        assert_eq!(offsets.pairing_available, 1);
+        assert_eq!(offsets.files_count, 0);
+        assert!(offsets.task_signal > 0 && offsets.signal_nr_threads > 0);
     }
 }

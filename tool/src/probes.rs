@@ -7,10 +7,10 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{BtfTracePoint, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
-use leakscope_common::{DropReason, globals, maps, programs};
+use leakscope_common::{DropReason, PathEvent, TrackedProcess, globals, maps, programs};
 use thiserror::Error;
 
 use crate::{
@@ -94,7 +94,10 @@ pub(crate) struct ProbeOptions {
 
 pub(crate) struct Probes {
     ebpf: Ebpf,
-    tracked: HashMap<MapData, u32, u8>,
+    tracked: HashMap<MapData, u32, TrackedProcess>,
+    traced_pids: Array<MapData, u64>,
+    /// Whether the kernel holds opens back ([`NO_PAIR_ENV`] unset).
+    pair_opens: bool,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
     /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
@@ -107,6 +110,11 @@ pub(crate) struct Probes {
 /// uses it for the kernel side's own cost per event, which the machine's noise barely
 /// touches. Counting costs two clock reads per run, so it is off unless asked for.
 pub(crate) const PROGRAM_STATS_ENV: &str = "LEAKSCOPE_PROGRAM_STATS";
+
+/// When set (to anything), the kernel sends every open as its own record instead of
+/// holding it back to pair it with its close: for comparing the two paths (the reports
+/// must be the same) and for measuring what pairing saves.
+pub(crate) const NO_PAIR_ENV: &str = "LEAKSCOPE_NO_PAIR";
 
 impl Probes {
     /// Loads and attaches every program. After this returns, the kernel reports any
@@ -123,10 +131,13 @@ impl Probes {
             .and_then(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime).ok());
         // Parsed once, for the loader's relocations and the BTF tracepoints' load.
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(Box::new(e)))?;
+        let pair_opens = u32::from(std::env::var_os(NO_PAIR_ENV).is_none());
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(globals::OFFSETS, &offsets, true)
+            .override_global(globals::PAIR_OPENS, &pair_opens, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
+            .map_max_entries(maps::TRACED_PIDS, maps::traced_pids_words(pid_max()))
             .load(OBJECT)
             .map_err(load_refused)?;
         // BTF tracepoints are loaded against the kernel's own type of the tracepoint.
@@ -164,12 +175,15 @@ impl Probes {
 
         let ring = typed_map(&mut ebpf, maps::EVENTS, RingBuf::try_from)?;
         let tracked = typed_map(&mut ebpf, maps::TRACKED, HashMap::try_from)?;
+        let traced_pids = typed_map(&mut ebpf, maps::TRACED_PIDS, Array::try_from)?;
         let lost = typed_map(&mut ebpf, maps::LOST, PerCpuArray::try_from)?;
         let stacks = typed_map(&mut ebpf, maps::STACKS, StackTraceMap::try_from)?;
         Ok((
             Probes {
                 ebpf,
                 tracked,
+                traced_pids,
+                pair_opens: pair_opens != 0,
                 lost,
                 stacks,
                 stats,
@@ -180,8 +194,28 @@ impl Probes {
 
     /// Starts tracing process `tgid` (and, from then on, the processes it forks).
     pub(crate) fn track(&mut self, tgid: u32) -> Result<(), ProbeError> {
+        // SAFETY: TrackedProcess is Pod: all zeroes is an empty slot.
+        let empty: TrackedProcess = unsafe { std::mem::zeroed() };
+        // The bit first: a traced process whose bit is clear would be missed, while a bit
+        // without an entry only costs a lookup. A tgid beyond the array is looked up. Read,
+        // set, written back: the kernel changes bits only of processes already traced, and
+        // this is the first one.
+        let (word, bit) = (tgid / 64, 1u64 << (tgid % 64));
+        let set = self
+            .traced_pids
+            .get(&word, 0)
+            .and_then(|bits| self.traced_pids.set(word, bits | bit, 0));
+        match set {
+            Ok(()) | Err(aya::maps::MapError::OutOfBounds { .. }) => {}
+            Err(source) => {
+                return Err(ProbeError::Map {
+                    map: maps::TRACED_PIDS,
+                    source,
+                });
+            }
+        }
         self.tracked
-            .insert(tgid, 0, 0)
+            .insert(tgid, empty, 0)
             .map_err(|source| ProbeError::Map {
                 map: maps::TRACKED,
                 source,
@@ -199,6 +233,41 @@ impl Probes {
                 binary: binary.display().to_string(),
                 source: Box::new(source),
             })
+    }
+
+    /// The opens the kernel holds back for pairing right now, one per traced process at
+    /// most, each read twice and taken only when both reads are the same sealed open (see
+    /// [`TrackedProcess`]): a slot being rewritten is skipped, its open arrives later.
+    pub(crate) fn held_opens(&self) -> Vec<PathEvent> {
+        if !self.pair_opens {
+            return Vec::new();
+        }
+        // Keys may be visited twice when the kernel removes one meanwhile; bounded by the
+        // map's size.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut opens = Vec::new();
+        for tgid in self
+            .tracked
+            .keys()
+            .take(maps::TRACKED_MAX_ENTRIES as usize)
+            .filter_map(Result::ok)
+        {
+            if !seen.insert(tgid) {
+                continue;
+            }
+            let Ok(first) = self.tracked.get(&tgid, 0) else {
+                continue;
+            };
+            if first.held != leakscope_common::HELD_OPEN {
+                continue;
+            }
+            if let Ok(second) = self.tracked.get(&tgid, 0)
+                && let Some(open) = crate::session::held::sealed_open(&first, &second)
+            {
+                opens.push(open);
+            }
+        }
+        opens
     }
 
     /// The same, by reason (nonzero reasons only, in slot order).
@@ -240,6 +309,16 @@ impl Drop for Probes {
             }
         }
     }
+}
+
+/// The kernel's highest pid plus one (`/proc/sys/kernel/pid_max`): the pids
+/// `TRACED_PIDS` covers. If it cannot be read, the compiled-in size (pids beyond the array are
+/// looked up in the hash map, so any size is exact).
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(maps::TRACED_PIDS_PLACEHOLDER_PIDS)
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, ProbeError>
@@ -325,6 +404,16 @@ mod tests {
                 bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
                 maps::PATH_SCRATCH_MAX_ENTRIES,
             ),
+            (
+                maps::EMPTY_PROCESS,
+                bpf_map_type::BPF_MAP_TYPE_ARRAY,
+                maps::EMPTY_PROCESS_MAX_ENTRIES,
+            ),
+            (
+                maps::TRACED_PIDS,
+                bpf_map_type::BPF_MAP_TYPE_ARRAY,
+                maps::traced_pids_words(maps::TRACED_PIDS_PLACEHOLDER_PIDS),
+            ),
         ] {
             let map = object
                 .maps
@@ -381,13 +470,14 @@ mod tests {
                 size_of::<KernelOffsets>(),
             )
         };
+        let pair_opens = 1u32.to_ne_bytes();
         // What `override_global(.., must_exist = true)` does at load: the symbol must exist
         // and have exactly this size.
         object
-            .patch_map_data(std::collections::HashMap::from([(
-                globals::OFFSETS,
-                (bytes, true),
-            )]))
-            .expect("the object has the OFFSETS global, of KernelOffsets' size");
+            .patch_map_data(std::collections::HashMap::from([
+                (globals::OFFSETS, (bytes, true)),
+                (globals::PAIR_OPENS, (&pair_opens[..], true)),
+            ]))
+            .expect("the object has the OFFSETS and PAIR_OPENS globals, of their sizes");
     }
 }

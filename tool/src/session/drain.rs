@@ -4,13 +4,13 @@
 use aya::maps::{MapData, RingBuf};
 use leakscope_common::DropReason;
 
-use super::{EventSink, Outcome};
+use super::{EventSink, Outcome, held::HeldOpens, ring_positions::RingPositions};
 use crate::{
     diagnosis::TargetExit,
     ending::{self, Ending},
-    event::{self, What},
+    event::{self, Event, What},
     followed::Followed,
-    probes::Probes,
+    probes::{ProbeError, Probes},
     stop,
     symbolize::StackNamer,
 };
@@ -18,6 +18,10 @@ use crate::{
 /// Every this many polls, followed processes that are no longer running but whose exit
 /// event never came (it was lost) are let go, so tracing cannot wait for them forever.
 const LIVENESS_EVERY: u32 = 50;
+
+/// How many rounds the last drain tries, 1 ms apart, to read past a record still being
+/// written (a program fills one in microseconds).
+const FINAL_DRAIN_ATTEMPTS: u32 = 100;
 
 /// How the session traced its target, for the ending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +34,8 @@ pub(super) enum Mode {
 
 pub(super) struct Drainer {
     ring: RingBuf<MapData>,
+    positions: RingPositions,
+    held: HeldOpens,
     pub(super) followed: Followed,
     polls: u32,
     pub(super) namer: StackNamer,
@@ -38,15 +44,24 @@ pub(super) struct Drainer {
 }
 
 impl Drainer {
-    pub(super) fn new(ring: RingBuf<MapData>) -> Drainer {
-        Drainer {
+    pub(super) fn new(ring: RingBuf<MapData>) -> Result<Drainer, ProbeError> {
+        let positions = RingPositions::new(&ring).map_err(|errno| ProbeError::Map {
+            map: leakscope_common::maps::EVENTS,
+            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "mmap",
+                io_error: errno.into(),
+            }),
+        })?;
+        Ok(Drainer {
             ring,
+            positions,
+            held: HeldOpens::default(),
             namer: StackNamer::default(),
             page_size: procfs::page_size(),
             undecodable: 0,
             followed: Followed::default(),
             polls: 0,
-        }
+        })
     }
 
     /// One periodic drain; now and then, also lets go of followed processes that are gone
@@ -78,32 +93,72 @@ impl Drainer {
         });
     }
 
-    /// Moves everything in the ring into the sink.
+    /// Moves everything in the ring into the sink, and the opens the kernel holds back for
+    /// pairing (see [`super::held`]): the slots are read first, then the ring, and the
+    /// opens that the ring did not bring meanwhile come last.
     pub(super) fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
-        while let Some(item) = self.ring.next() {
-            let decoded = event::decode(&item, self.page_size);
-            drop(item); // hand the slot back to the kernel before the slower work below
-            let Ok(mut event) = decoded else {
+        let opens = probes
+            .held_opens()
+            .iter()
+            .filter_map(|open| event::decode_held(open, self.page_size).ok())
+            .collect();
+        // Every record reserved before the slots were read lies before this position.
+        let reserved = self.positions.producer();
+        self.held.begin_round(opens);
+        loop {
+            // The item hands its slot back to the kernel at the end of this block, before
+            // the slower work below.
+            let decoded = match self.ring.next() {
+                Some(item) => event::decode_record(&item, self.page_size),
+                None => break,
+            };
+            let Ok(decoded) = decoded else {
                 self.undecodable += 1;
                 continue;
             };
-            if let What::Syscall(call) = &mut event.what
-                && (call.stack_id.is_some() || !call.stack_words.is_empty())
-            {
-                call.frames =
-                    self.namer
-                        .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
-                            probes.user_stack(id)
-                        });
+            if self.held.admit(&decoded.first) {
+                self.apply(decoded.first, probes, sink);
             }
-            self.followed.observe(&event);
-            match event.what {
-                What::Fork { child } => self.namer.inherit(event.tgid, child),
-                What::Exec => self.namer.exec(event.tgid, event.time_ns),
-                _ => {}
+            if let Some(close) = decoded.close {
+                self.apply(close, probes, sink);
             }
-            sink.apply(&event);
         }
+        let complete = self.positions.consumer() >= reserved;
+        for open in self.held.end_round(complete) {
+            self.apply(open, probes, sink);
+        }
+    }
+
+    /// Drains until a round delivers the held opens too (a record still being written
+    /// stops the reader), or `attempts` rounds passed: for the last drain.
+    pub(super) fn drain_fully(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
+        for _ in 0..FINAL_DRAIN_ATTEMPTS {
+            let reserved = self.positions.producer();
+            self.drain(probes, sink);
+            if self.positions.consumer() >= reserved {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    fn apply(&mut self, mut event: Event, probes: &Probes, sink: &mut dyn EventSink) {
+        if let What::Syscall(call) = &mut event.what
+            && (call.stack_id.is_some() || !call.stack_words.is_empty())
+        {
+            call.frames = self
+                .namer
+                .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
+                    probes.user_stack(id)
+                });
+        }
+        self.followed.observe(&event);
+        match event.what {
+            What::Fork { child } => self.namer.inherit(event.tgid, child),
+            What::Exec => self.namer.exec(event.tgid, event.time_ns),
+            _ => {}
+        }
+        sink.apply(&event);
     }
 
     pub(super) fn outcome(

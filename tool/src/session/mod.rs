@@ -15,6 +15,8 @@ use nix::sys::signal::Signal;
 use thiserror::Error;
 
 mod drain;
+pub(crate) mod held;
+mod ring_positions;
 
 use drain::{Drainer, Mode};
 
@@ -168,7 +170,7 @@ pub(crate) async fn trace(
     let (mut probes, ring) = Probes::load(&ProbeOptions {
         ring_bytes: config.ring_bytes,
     })?;
-    let mut drain = Drainer::new(ring);
+    let mut drain = Drainer::new(ring)?;
     match target {
         Target::Spawn {
             argv,
@@ -281,12 +283,12 @@ async fn spawn_and_trace(
             if since.elapsed() < FORCED_REAP_WAIT {
                 continue;
             }
-            drain.drain(probes, sink);
+            drain.drain_fully(probes, sink);
             break;
         }
         if status.is_some() {
             // The exit tracepoint fired before wait() returned, so the ring now holds it.
-            drain.drain(probes, sink);
+            drain.drain_fully(probes, sink);
             // Processes the target left running (a daemon) are followed until they exit
             // too, unless tracing was stopped by a signal.
             if stopped > 0 || drain.followed.is_empty() {
@@ -378,7 +380,7 @@ async fn attach_and_trace(
     }
     stop::set_phase(Phase::Other);
     crate::self_stats::mark_tracing_ended();
-    drain.drain(probes, sink);
+    drain.drain_fully(probes, sink);
     let end = if drain.followed.target_exited() {
         TargetExit::ExitedUnknownStatus
     } else {

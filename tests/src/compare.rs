@@ -1,0 +1,88 @@
+//! Reducing a report to what two ways of tracing the same workload must agree on (folded
+//! or kept records, paired or unpaired opens): every count, verdict, rate, site and
+//! lifetime in iterations; not times, which differ from run to run.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::Traced;
+
+/// What must come out the same: everything but times. Sites are named by their resource
+/// (see [`resource_of`]).
+pub fn essentials(traced: &Traced) -> Value {
+    let report = &traced.report;
+    let mut classes = serde_json::Map::new();
+    for (name, judged) in report["classes"].as_object().unwrap() {
+        let mut kept = serde_json::Map::new();
+        for key in [
+            "verdict",
+            "acquired",
+            "released",
+            "live_at_end",
+            "live_at_exit",
+            "leaked_per_iteration",
+            "bytes_leaked_per_iteration",
+            "live_bytes_at_end",
+            "failures",
+            "lifetime_iterations",
+        ] {
+            kept.insert(key.into(), rounded(&judged[key]));
+        }
+        // How many lifetimes were measured; their nanoseconds differ from run to run.
+        kept.insert("lifetimes".into(), judged["lifetime_ns"]["count"].clone());
+        let sites: Vec<Value> = judged["sites"]
+            .as_array()
+            .map(|sites| {
+                sites
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!([resource_of(&s["site"]), s["leaked"], s["verdict"]])
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        kept.insert("sites".into(), sites.into());
+        classes.insert(name.clone(), kept.into());
+    }
+    serde_json::json!({
+        "iterations": report["iterations"]["count"],
+        "counts": report["counts"],
+        "unknown_releases": report["unknown_releases"],
+        "classes": classes,
+    })
+}
+
+/// Rates to 4 significant digits: sizes on disk are sampled at times that differ from
+/// run to run.
+pub fn rounded(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => format!("{:.3e}", n.as_f64().unwrap()).into(),
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), rounded(v))).collect(),
+        Value::Array(items) => items.iter().map(rounded).collect(),
+        _ => value.clone(),
+    }
+}
+
+/// A site's resource without its stack: how far a stack walk gets, and whether a libc
+/// frame is named yet, varies from run to run.
+pub fn resource_of(site: &Value) -> Value {
+    let text = site.as_str().unwrap_or_default();
+    text.split(" ← ").next().unwrap_or_default().into()
+}
+
+/// Without resident memory, which is sampled and differs from run to run (its verdict is
+/// asserted by the diagnosis tests).
+pub fn without_rss(mut essentials: Value) -> Value {
+    essentials["classes"].as_object_mut().unwrap().remove("rss");
+    essentials
+}
+
+/// `text` with the temporary directory `dir` named `DIR`, also where a site's name pattern
+/// recognised its random name.
+pub fn without_dir(text: &str, dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let as_pattern = dir.with_file_name(format!(".{}", "X".repeat(name.len() - 1)));
+    text.replace(dir.to_str().unwrap(), "DIR")
+        .replace(as_pattern.to_str().unwrap(), "DIR")
+}

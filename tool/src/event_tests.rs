@@ -1,0 +1,393 @@
+use super::*;
+
+pub(crate) fn wire_event(kind: EventKind, nr: u32, ret: i64) -> wire::Event {
+    wire::Event {
+        syscall_nr: nr,
+        ret,
+        args: [1, 2, 3, 4, 5, 6],
+        ..wire::Event::new(kind, 42, 100, 101)
+    }
+}
+
+fn bytes_of<T: aya::Pod>(value: &T) -> Vec<u8> {
+    // SAFETY: Pod types have no padding-dependent invariants; reading their bytes is fine.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+}
+
+#[test]
+fn decodes_close() {
+    let event = decode(
+        &bytes_of(&wire_event(EventKind::Syscall, syscalls::CLOSE, 0)),
+        4096,
+    )
+    .unwrap();
+    let What::Syscall(call) = event.what else {
+        panic!("not a syscall")
+    };
+    assert_eq!(
+        (call.name, call.ret, call.path, call.stack_id),
+        ("close", 0, None, None)
+    );
+    assert_eq!((event.tgid, event.tid, event.rss_bytes), (100, 101, None));
+}
+
+#[test]
+fn decodes_open_path_and_truncation() {
+    let mut record = PathEvent {
+        event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
+        path_len: 5,
+        close_tid: 0,
+        close_ktime_ns: 0,
+        path: [0; PATH_CAP],
+    };
+    record.event.rss_pages = 10;
+    record.path[..5].copy_from_slice(b"a.txt");
+    let event = decode(&bytes_of(&record), 4096).unwrap();
+    assert_eq!(event.rss_bytes, Some(40960));
+    let What::Syscall(call) = event.what else {
+        panic!()
+    };
+    assert_eq!(call.path.as_ref().unwrap().display(), "a.txt");
+
+    record.path_len = (PATH_CAP as u32 - 1) | PATH_TRUNCATED;
+    let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+        panic!()
+    };
+    let path = call.path.unwrap();
+    assert!(path.truncated);
+    assert!(path.display().ends_with('…'));
+}
+
+#[test]
+fn an_open_record_cut_after_its_path_decodes_and_one_cut_inside_it_is_refused() {
+    let mut record = PathEvent {
+        event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
+        path_len: 5,
+        close_tid: 0,
+        close_ktime_ns: 0,
+        path: [0xff; PATH_CAP], // what the kernel never sends must never be read
+    };
+    record.path[..6].copy_from_slice(b"a.txt\0");
+    let bytes = bytes_of(&record);
+    let fixed = size_of::<PathEvent>() - PATH_CAP;
+    // As the kernel sends it: the path and its NUL, rounded up to 8 bytes.
+    let sent = &bytes[..fixed + 8];
+    let What::Syscall(call) = decode(sent, 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.path.unwrap().display(), "a.txt");
+    // Exactly the path's bytes is enough; one fewer is not.
+    assert!(decode(&bytes[..fixed + 5], 4096).is_ok());
+    let cut = &bytes[..fixed + 4];
+    assert_eq!(decode(cut, 4096), Err(DecodeError::Short(cut.len())));
+    // An empty path (a failed path read) needs only the fixed part.
+    record.path_len = 0;
+    let empty = bytes_of(&record);
+    let What::Syscall(call) = decode(&empty[..fixed], 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.path.unwrap().bytes.len(), 0);
+    assert_eq!(
+        decode(&empty[..fixed - 1], 4096),
+        Err(DecodeError::Short(fixed - 1))
+    );
+}
+
+#[test]
+fn decodes_both_paths_of_a_rename() {
+    let mut record = PathPairEvent {
+        event: wire_event(EventKind::Syscall, syscalls::RENAMEAT2, 0),
+        path_len: 5,
+        path2_len: (PATH_CAP as u32 - 1) | PATH_TRUNCATED,
+        path: [0; PATH_CAP],
+        path2: [b'x'; PATH_CAP],
+    };
+    record.path[..5].copy_from_slice(b"a.tmp");
+    let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.path.unwrap().display(), "a.tmp");
+    let new_name = call.path2.unwrap();
+    assert!(new_name.truncated);
+    assert_eq!(new_name.bytes.len(), PATH_CAP - 1);
+    assert_eq!(call.open, None, "a rename is no open");
+
+    // A record cut short of the second path is refused, not read half.
+    let bytes = bytes_of(&record);
+    let cut = &bytes[..size_of::<PathEvent>()];
+    assert_eq!(decode(cut, 4096), Err(DecodeError::Short(cut.len())));
+}
+
+#[test]
+fn decodes_open_flags_and_creation() {
+    let o_creat_excl = open_flags::O_CREAT | open_flags::O_EXCL;
+    let cases = [
+        // Created, not created, creation unknown, flags unknown (openat2 unreadable).
+        (syscalls::OPENAT, Some(o_creat_excl), Some(true)),
+        (syscalls::OPEN, Some(open_flags::O_CREAT), Some(false)),
+        (syscalls::CREAT, Some(open_flags::CREAT_FLAGS), None),
+        (syscalls::OPENAT2, None, None),
+    ];
+    for (nr, flags, created) in cases {
+        let mut record = PathEvent {
+            event: wire_event(EventKind::Syscall, nr, 3),
+            path_len: 1,
+            close_tid: 0,
+            close_ktime_ns: 0,
+            path: [b'f'; PATH_CAP],
+        };
+        record.event.aux = open_flags::encode(flags, created);
+        let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+            panic!()
+        };
+        assert_eq!(
+            call.open,
+            Some(OpenInfo {
+                flags: flags.map(|f| f as u32),
+                created
+            }),
+            "{}",
+            call.name
+        );
+        assert_eq!(call.path2, None);
+    }
+    // Bit by bit, as the kernel side sets them: flags 0o100 known, created known and set.
+    let mut record = PathEvent {
+        event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
+        path_len: 0,
+        close_tid: 0,
+        close_ktime_ns: 0,
+        path: [0; PATH_CAP],
+    };
+    record.event.aux = 0o100 | 1 << 32 | 1 << 33 | 1 << 34;
+    let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(
+        call.open,
+        Some(OpenInfo {
+            flags: Some(0o100),
+            created: Some(true)
+        })
+    );
+    // Other calls carry no open information, whatever their aux.
+    let mut mkdir = record;
+    mkdir.event.syscall_nr = syscalls::MKDIR;
+    let What::Syscall(call) = decode(&bytes_of(&mkdir), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!((call.name, call.open), ("mkdir", None));
+}
+
+#[test]
+fn decodes_fd_pair_and_fork() {
+    let mut pipe = wire_event(EventKind::Syscall, syscalls::PIPE2, 0);
+    pipe.aux = (7u64 << 32) | 6;
+    let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.fd_pair, Some([6, 7]));
+
+    let mut fork = wire_event(EventKind::Fork, 0, 0);
+    fork.aux = 555;
+    assert_eq!(
+        decode(&bytes_of(&fork), 4096).unwrap().what,
+        What::Fork { child: 555 }
+    );
+}
+
+#[test]
+fn decodes_every_header_only_kind() {
+    for (kind, what) in [
+        (EventKind::Exec, What::Exec),
+        (EventKind::Exit, What::Exit),
+        // The marker function's first argument travels in args[0].
+        (EventKind::Marker, What::Marker { arg: 1 }),
+    ] {
+        let event = decode(&bytes_of(&wire_event(kind, 0, 0)), 4096).unwrap();
+        assert_eq!(event.what, what, "{kind:?}");
+    }
+}
+
+#[test]
+fn unreadable_fd_pair_decodes_as_unknown_not_as_fds_0_and_0() {
+    let mut pipe = wire_event(EventKind::Syscall, syscalls::PIPE2, 0);
+    pipe.aux = FD_PAIR_UNKNOWN;
+    let What::Syscall(call) = decode(&bytes_of(&pipe), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.fd_pair, None);
+}
+
+#[test]
+fn decodes_failed_acquisition_header_only() {
+    // The kernel sends a bare header: no path even for openat, no stack even for mmap.
+    for (nr, errno, name) in [
+        (syscalls::OPENAT, 24, "openat"),
+        (syscalls::MMAP, 12, "mmap"),
+    ] {
+        let record = wire_event(EventKind::Failed, nr, -(errno as i64));
+        let event = decode(&bytes_of(&record), 4096).unwrap();
+        assert_eq!(event.what, What::Failed(FailedCall { nr, name, errno }));
+        assert_eq!((event.tgid, event.time_ns), (100, 42));
+    }
+    assert_eq!(
+        decode(&bytes_of(&wire_event(EventKind::Failed, 0, -24)), 4096),
+        Err(DecodeError::UnknownSyscall(0))
+    );
+}
+
+#[test]
+fn decodes_mapping_stack_words() {
+    let mut record = leakscope_common::StackEvent {
+        event: wire_event(EventKind::Syscall, syscalls::MMAP, 0x7f00_0000_0000),
+        words: [0; leakscope_common::STACK_SCAN_WORDS],
+    };
+    record.event.stack_id = 7;
+    record.words[0] = 0x5555_0000_1234;
+    let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.stack_id, Some(7));
+    assert_eq!(call.stack_words[0], 0x5555_0000_1234);
+    assert_eq!(call.stack_words.len(), leakscope_common::STACK_SCAN_WORDS);
+}
+
+#[test]
+fn decodes_received_fds_and_pidfds() {
+    let mut record = ControlEvent {
+        event: wire_event(EventKind::Syscall, syscalls::RECVMSG, 1),
+        control_len: 24,
+        flags: 0,
+        message_index: 0,
+        uncopied_messages: 0,
+        control: [0; CONTROL_CAP],
+    };
+    record.control[..8].copy_from_slice(&24u64.to_ne_bytes());
+    record.control[8..12].copy_from_slice(&1i32.to_ne_bytes());
+    record.control[12..16].copy_from_slice(&1u32.to_ne_bytes());
+    record.control[16..20].copy_from_slice(&5i32.to_ne_bytes());
+    record.control[20..24].copy_from_slice(&6i32.to_ne_bytes());
+    let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+        panic!()
+    };
+    let delivered = call.delivered.unwrap();
+    assert_eq!((delivered.rights, delivered.unread), (vec![5, 6], 0));
+
+    // Messages beyond recvmmsg's copy cap, and unreadable control data, are unread.
+    record.event.syscall_nr = syscalls::RECVMMSG;
+    record.uncopied_messages = 3;
+    record.flags = CONTROL_UNREADABLE;
+    let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
+        panic!()
+    };
+    let delivered = call.delivered.unwrap();
+    assert_eq!((delivered.rights.len(), delivered.unread), (0, 4));
+
+    let mut clone = wire_event(EventKind::Syscall, syscalls::CLONE, 4321);
+    clone.aux = 9;
+    let What::Syscall(call) = decode(&bytes_of(&clone), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.delivered.unwrap().pidfds, vec![9]);
+    clone.aux = FD_UNREADABLE;
+    let What::Syscall(call) = decode(&bytes_of(&clone), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.delivered.unwrap().unread, 1);
+}
+
+#[test]
+fn rejects_garbage() {
+    assert_eq!(decode(&[0; 8], 4096), Err(DecodeError::Short(8)));
+    let mut unknown = wire_event(EventKind::Exit, 0, 0);
+    unknown.kind = 99;
+    assert_eq!(
+        decode(&bytes_of(&unknown), 4096),
+        Err(DecodeError::UnknownKind(UnknownKind(99)))
+    );
+    assert_eq!(
+        decode(&bytes_of(&wire_event(EventKind::Syscall, 0, 0)), 4096),
+        Err(DecodeError::UnknownSyscall(0))
+    );
+}
+
+/// An open of `a.txt` returning fd 3, as the kernel sends it alone.
+fn open_record() -> PathEvent {
+    let mut record = PathEvent {
+        event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
+        path_len: 5,
+        close_tid: 0,
+        close_ktime_ns: 0,
+        path: [0; PATH_CAP],
+    };
+    record.event.rss_pages = 10;
+    record.path[..5].copy_from_slice(b"a.txt");
+    record
+}
+
+#[test]
+fn a_paired_record_is_the_open_alone_then_its_close() {
+    let alone = decode_record(&bytes_of(&open_record()), 4096).unwrap();
+    assert_eq!(alone.close, None);
+
+    let mut paired = open_record();
+    paired.event.kind = EventKind::OpenClosed as u32;
+    paired.close_tid = 102;
+    paired.close_ktime_ns = 50;
+    // Cut after the path, as the kernel sends it.
+    let fixed = size_of::<PathEvent>() - PATH_CAP;
+    let decoded = decode_record(&bytes_of(&paired)[..fixed + 8], 4096).unwrap();
+    assert_eq!(decoded.first, alone.first, "the open, as if sent alone");
+    let close = decoded.close.expect("the close");
+    assert_eq!(
+        (close.time_ns, close.tgid, close.tid, close.rss_bytes),
+        (50, 100, 102, None)
+    );
+    let What::Syscall(call) = close.what else {
+        panic!("not a syscall")
+    };
+    // What the ledger reads of a close that came as its own record.
+    let What::Syscall(own) = decode(
+        &bytes_of(&wire_event(EventKind::Syscall, syscalls::CLOSE, 0)),
+        4096,
+    )
+    .unwrap()
+    .what
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (call.nr, call.name, call.ret, call.args[0]),
+        (own.nr, own.name, 0, 3)
+    );
+    assert_eq!(
+        (
+            call.path,
+            call.open,
+            call.stack_id,
+            call.delivered,
+            call.fd_pair
+        ),
+        (None, None, None, None, None)
+    );
+}
+
+#[test]
+fn a_paired_record_cut_inside_its_path_is_short() {
+    let mut paired = open_record();
+    paired.event.kind = EventKind::OpenClosed as u32;
+    let fixed = size_of::<PathEvent>() - PATH_CAP;
+    let bytes = bytes_of(&paired);
+    let cut = &bytes[..fixed + 2];
+    assert_eq!(decode_record(cut, 4096), Err(DecodeError::Short(cut.len())));
+}
+
+#[test]
+fn a_held_open_read_from_its_slot_decodes_as_the_open() {
+    let record = open_record();
+    assert_eq!(
+        decode_held(&record, 4096).unwrap(),
+        decode(&bytes_of(&record), 4096).unwrap()
+    );
+}
