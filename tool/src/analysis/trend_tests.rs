@@ -229,14 +229,14 @@ fn a_strided_series_is_judged_per_iteration() {
     };
     let judgement = judge_sampled(&series, &COUNT, None, irregular);
     assert!((judgement.rate - 1.0).abs() < 1e-9, "{}", judgement.rate);
+}
 
-    #[test]
-    fn a_flat_series_of_large_totals_fits_no_slope() {
-        for value in [1.0e9 + 0.5, 3_221_225_472.0, 7.0e15 + 1.0] {
-            let ys = vec![value; 51_001];
-            let fitted = fit(&ys);
-            assert_eq!(fitted.slope, 0.0, "{value}");
-            assert_eq!(fitted.noise, 0.0, "{value}");
-        }
+#[test]
+fn a_flat_series_of_large_totals_fits_no_slope() {
+    for value in [1.0e9 + 0.5, 3_221_225_472.0, 7.0e15 + 1.0] {
+        let ys = vec![value; 51_001];
+        let fitted = fit(&ys);
+        assert_eq!(fitted.slope, 0.0, "{value}");
+        assert_eq!(fitted.noise, 0.0, "{value}");
     }
 }

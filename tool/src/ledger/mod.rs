@@ -19,6 +19,7 @@
 //! by side (`fd_apply`, `map_apply`, `lifecycle`).
 
 pub(crate) mod boundaries;
+pub(crate) mod recent_boundaries;
 pub(crate) mod brk;
 mod fd_apply;
 pub(crate) mod fd_calls;
