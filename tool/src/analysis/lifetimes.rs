@@ -73,19 +73,6 @@ impl Lifetimes {
     }
 }
 
-#[cfg(test)]
-impl Lifetimes {
-    /// The same lifetimes without their length in iterations: at a stride above 1 that is
-    /// an estimate, made at each fold's stride (tests compare the rest exactly).
-    pub(crate) fn without_iterations(&self) -> Lifetimes {
-        Lifetimes {
-            iterations: Histogram::new(3).expect("a valid precision"),
-            max_iterations: 0,
-            ..self.clone()
-        }
-    }
-}
-
 fn percentiles(histogram: &Histogram<u64>, max: u64) -> Percentiles {
     if histogram.is_empty() {
         return Percentiles::default();

@@ -259,11 +259,8 @@ fn resource_class(
     for record in traced().filter(|r| r.released_ns != NEVER) {
         if !sites::retained(record.born_ns, record.released_ns, iterations) {
             let ns = record.released_ns.saturating_sub(record.origin_ns);
-            // Iterations crossed: exact at stride 1; above, from the first iteration of the
-            // stride each end falls in (as the ledger counts what it folds).
-            let crossed = iterations.stride_start_at(record.released_ns)
-                - iterations.stride_start_at(record.origin_ns);
-            lifetimes.record(ns, crossed.max(0) as u64);
+            let crossed = iterations.crossed(record.origin_ns, record.released_ns);
+            lifetimes.record(ns, crossed);
         }
     }
     let last = iterations.last().unwrap_or(u64::MAX);

@@ -141,6 +141,7 @@ pub(crate) fn detect(ledger: &Ledger) -> Iterations {
         boundaries: chosen.times.clone(),
         stride: 1,
         total: chosen.times.len(),
+        recent: None,
         source: IterationSource::Auto,
         confidence: chosen.score,
         auto_path: Some(path),

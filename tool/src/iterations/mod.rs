@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::ledger::Ledger;
 use crate::ledger::boundaries::{Sampled, decimate};
+use crate::ledger::recent_boundaries::Recent;
 use crate::ledger::records::Origin;
 use crate::ledger::streaming::BoundarySource;
 
@@ -67,6 +68,9 @@ pub(crate) struct Iterations {
     pub(crate) stride: u64,
     /// Iterations (boundaries) in all.
     pub(crate) total: usize,
+    /// At a stride above 1, the latest real boundaries, every one: lifetimes in iterations
+    /// that fall among them are counted exactly.
+    pub(crate) recent: Option<Recent>,
     pub(crate) source: IterationSource,
     /// One sentence on how the boundaries were found.
     pub(crate) detail: String,
@@ -141,6 +145,16 @@ impl Iterations {
         }
     }
 
+    /// Iterations crossed from `from` to `to`: exact at stride 1, and above it when both
+    /// fall among the recent boundaries; otherwise counted from the first iteration of the
+    /// stride each falls in, as the ledger counts what it folds.
+    pub(crate) fn crossed(&self, from: u64, to: u64) -> u64 {
+        if let Some(exact) = self.recent.as_ref().and_then(|r| r.crossed(from, to)) {
+            return exact;
+        }
+        (self.stride_start_at(to) - self.stride_start_at(from)).max(0) as u64
+    }
+
     /// Keeps every boundary's share of the bound: decimates to at most `2 × max` judged
     /// boundaries as the ledger keeps streamed ones.
     fn decimated(mut self, max: usize) -> Self {
@@ -149,10 +163,12 @@ impl Iterations {
                 points,
                 stride,
                 count,
+                recent,
             } = decimate(std::mem::take(&mut self.boundaries), max);
             self.boundaries = points;
             self.stride = stride;
             self.total = count;
+            self.recent = recent;
         }
         self
     }
@@ -195,6 +211,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 points: boundaries,
                 stride,
                 count: n,
+                recent,
             } = streamed(ledger, &BoundarySource::Markers).unwrap_or_else(|| {
                 let mut all = ledger.markers().to_vec();
                 all.sort_unstable();
@@ -202,6 +219,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                     count: all.len(),
                     points: all,
                     stride: 1,
+                    recent: None,
                 }
             });
             if n < 2 {
@@ -211,6 +229,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 boundaries,
                 stride,
                 total: n,
+                recent,
                 source: IterationSource::Symbol,
                 detail: format!("{n} calls of `{symbol}`"),
                 confidence: repeat_confidence(n),
@@ -226,6 +245,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 points: boundaries,
                 stride,
                 count: n,
+                recent,
             } = streamed(ledger, &source).unwrap_or_else(|| {
                 let mut all: Vec<u64> = ledger
                     .opened_paths()
@@ -243,6 +263,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                     count: all.len(),
                     points: all,
                     stride: 1,
+                    recent: None,
                 }
             });
             if n < 2 {
@@ -255,6 +276,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 boundaries,
                 stride,
                 total: n,
+                recent,
                 source: IterationSource::Path,
                 detail: format!("{n} opens of paths containing \"{needle}\""),
                 confidence: repeat_confidence(n),
@@ -285,6 +307,7 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
             boundaries: Vec::new(),
             stride: 1,
             total: 0,
+            recent: None,
             source: IterationSource::Time,
             detail: format!("{why}; no events"),
             confidence: 0.0,
@@ -337,6 +360,7 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
             span as f64 / (boundaries.len().max(2) - 1) as f64 / 1e6
         ),
         total: boundaries.len(),
+        recent: None,
         boundaries,
         stride: 1,
         source: IterationSource::Time,

@@ -14,6 +14,8 @@
 //! streamed (a marker run that does not fold, automatic detection, time windows), so an
 //! analysis of the same boundaries sees the same points either way.
 
+use super::recent_boundaries::Recent;
+
 /// The default bound: at most twice this many boundaries are kept.
 pub(crate) const MAX_BOUNDARIES: usize = 4096;
 
@@ -51,6 +53,9 @@ pub(crate) struct Sampled {
     pub(crate) stride: u64,
     /// Real boundaries.
     pub(crate) count: usize,
+    /// The latest real boundaries, every one, when the stride is above 1: lifetimes in
+    /// iterations are counted on them ([`Recent`]).
+    pub(crate) recent: Option<Recent>,
 }
 
 /// Decimates a sorted list of every boundary as [`Kept`] would have kept them.
@@ -62,8 +67,10 @@ pub(crate) fn decimate(sorted: Vec<u64>, max: usize) -> Sampled {
             points: sorted,
             stride,
             count,
+            recent: None,
         };
     }
+    let recent = Some(Recent::from_sorted(&sorted));
     let last = sorted.last().copied();
     let mut points: Vec<u64> = sorted.into_iter().step_by(stride as usize).collect();
     if let Some(last) = last
@@ -75,6 +82,7 @@ pub(crate) fn decimate(sorted: Vec<u64>, max: usize) -> Sampled {
         points,
         stride,
         count,
+        recent,
     }
 }
 
@@ -90,6 +98,8 @@ pub(crate) struct Kept {
     /// The latest real boundary.
     last: Option<u64>,
     max: usize,
+    /// The latest real boundaries, every one.
+    recent: Recent,
 }
 
 impl Default for Kept {
@@ -117,6 +127,7 @@ impl Kept {
             count: 0,
             last: None,
             max: max.max(1),
+            recent: Recent::default(),
         }
     }
 
@@ -139,6 +150,11 @@ impl Kept {
         self.stride
     }
 
+    /// The latest real boundaries, every one.
+    pub(crate) fn recent(&self) -> &Recent {
+        &self.recent
+    }
+
     /// One more real boundary, at `t`. Boundaries of different CPUs may arrive a little out
     /// of order; whichever arrives stride-th is kept, and it is a real boundary all the same.
     pub(crate) fn push(&mut self, t: u64) -> Kept1 {
@@ -146,6 +162,7 @@ impl Kept {
             self.kept.push(t);
         }
         self.count += 1;
+        self.recent.push(t);
         self.last = Some(self.last.map_or(t, |last| last.max(t)));
         if self.kept.len() < 2 * self.max {
             return Kept1::Added;
@@ -199,6 +216,7 @@ impl Kept {
             points,
             stride: self.stride,
             count: self.count,
+            recent: (self.stride > 1).then(|| self.recent.clone()),
         }
     }
 

@@ -19,7 +19,6 @@
 //! by side (`fd_apply`, `map_apply`, `lifecycle`).
 
 pub(crate) mod boundaries;
-pub(crate) mod recent_boundaries;
 pub(crate) mod brk;
 mod fd_apply;
 pub(crate) mod fd_calls;
@@ -35,6 +34,7 @@ pub(crate) mod map_calls;
 pub(crate) mod mappings;
 pub(crate) mod name_pattern;
 pub(crate) mod paths;
+pub(crate) mod recent_boundaries;
 pub(crate) mod records;
 pub(crate) mod sites;
 pub(crate) mod streaming;

@@ -73,7 +73,9 @@ mod tests {
 
     #[test]
     fn recent_iterations_are_exact_and_older_ones_are_not_guessed() {
-        let all: Vec<u64> = (0..(EXACT_RECENT as u64 + 1000)).map(|i| 10 + 10 * i).collect();
+        let all: Vec<u64> = (0..(EXACT_RECENT as u64 + 1000))
+            .map(|i| 10 + 10 * i)
+            .collect();
         let mut pushed = Recent::default();
         for &t in &all {
             pushed.push(t);
@@ -81,7 +83,12 @@ mod tests {
         let at_once = Recent::from_sorted(&all);
         assert_eq!(pushed, at_once);
         let oldest = all[1000];
-        for t in [oldest, oldest + 5, all[40_000] + 3, *all.last().unwrap() + 99] {
+        for t in [
+            oldest,
+            oldest + 5,
+            all[40_000] + 3,
+            *all.last().unwrap() + 99,
+        ] {
             assert_eq!(pushed.iteration_at(t), Some(exact(&all, t)), "{t}");
         }
         assert_eq!(pushed.iteration_at(oldest - 1), None);

@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::boundaries::{Kept, Kept1, Sampled, merge_pairs};
+use super::recent_boundaries::Recent;
 use super::records::{Folded, NEVER, Origin, Record, RecordId, Records, add_from};
 use super::{ClassKind, FailedAcquisition, Ledger, RssSample};
 use crate::analysis::file_bytes;
@@ -82,6 +83,8 @@ pub(crate) struct Streaming {
 struct Known<'a> {
     boundaries: &'a [u64],
     stride: u64,
+    /// The latest real boundaries, every one.
+    recent: &'a Recent,
 }
 
 impl Known<'_> {
@@ -97,6 +100,18 @@ impl Known<'_> {
         } else {
             index * self.stride as i64
         }
+    }
+
+    /// Iterations crossed from `from` (in kept boundary `from_in`) to `to` (in `to_in`), as
+    /// [`crate::iterations::Iterations::crossed`] counts them: exact at stride 1, and above
+    /// it when both fall among the recent boundaries; otherwise in strides.
+    fn crossed(&self, from: u64, from_in: i64, to: u64, to_in: i64) -> u64 {
+        if self.stride > 1
+            && let Some(exact) = self.recent.crossed(from, to)
+        {
+            return exact;
+        }
+        (self.iteration(to_in) - self.iteration(from_in)).max(0) as u64
     }
 
     /// The first kept boundary after `t`: a change at `t` shows from there on (the real
@@ -229,6 +244,7 @@ impl Ledger {
         let known = Known {
             boundaries,
             stride: kept.stride(),
+            recent: kept.recent(),
         };
         // The first failure of each errno is where the report counts what the process held:
         // resources live across that instant stay.
@@ -433,9 +449,7 @@ fn add_to(folded: &mut Folded, record: &Record, known: &Known) {
     };
     folded.lifetimes.record(
         record.released_ns.saturating_sub(record.origin_ns),
-        // Iterations crossed: exact at stride 1; above, from the first iteration of the
-        // stride each end falls in, as the analysis counts unfolded records.
-        (known.iteration(released_in) - known.iteration(origin_in)).max(0) as u64,
+        known.crossed(record.origin_ns, origin_in, record.released_ns, released_in),
     );
     if record.origin == Origin::Acquired {
         folded.acquired(born_in >= 0, record.born_ns);
