@@ -20,8 +20,9 @@
 //! latest boundary less [`SETTLE_NS`], so a boundary that reaches the ring late is still
 //! in time; one later still is counted, and makes every verdict inconclusive.
 //!
-//! Automatic detection chooses its boundaries from the whole run's opens at the end:
-//! those runs keep every record.
+//! Automatic detection chooses its boundaries from the run's opens: those runs keep every
+//! record until it commits to a rule early (see `crate::iterations::early`), and fold from
+//! then on, with the opens of the chosen path by the chosen program image as boundaries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -45,6 +46,13 @@ pub(crate) enum BoundarySource {
     Markers,
     /// Successful opens of paths containing this (`--iteration-path`).
     PathsContaining(String),
+    /// Successful opens of exactly this path by process `tgid` after its `execs`-th exec
+    /// (automatic detection, committed to early: the opens it would choose at the end).
+    OpensBy {
+        path: String,
+        tgid: u32,
+        execs: usize,
+    },
 }
 
 /// When to fold.
@@ -117,6 +125,14 @@ impl Ledger {
         self.streaming.every = FOLD_EVERY_EVENTS;
     }
 
+    /// Turns folding on mid-run, with the boundaries of `source` seen so far, folding
+    /// every `every` events ([`FOLD_EVERY_EVENTS`] but in tests).
+    pub(crate) fn stream_on_from(&mut self, source: BoundarySource, seen: Vec<u64>, every: u64) {
+        self.streaming.on = Some(source);
+        self.streaming.every = every;
+        self.streaming.path_boundaries = seen;
+    }
+
     /// Folds every `every` events instead (tests).
     #[cfg(test)]
     pub(crate) fn stream_on_every(&mut self, source: BoundarySource, every: u64) {
@@ -124,11 +140,19 @@ impl Ledger {
         self.streaming.every = every;
     }
 
-    /// An open of `path` at `t`: a boundary when iterations are opens of such paths.
-    pub(super) fn note_open_for_boundaries(&mut self, path: &str, t: u64) {
-        if let Some(BoundarySource::PathsContaining(needle)) = &self.streaming.on
-            && path.contains(needle.as_str())
-        {
+    /// An open of `path` by `tgid` at `t`: a boundary when iterations are opens of such
+    /// paths.
+    pub(super) fn note_open_for_boundaries(&mut self, tgid: u32, path: &str, t: u64) {
+        let boundary = match &self.streaming.on {
+            Some(BoundarySource::PathsContaining(needle)) => path.contains(needle.as_str()),
+            Some(BoundarySource::OpensBy {
+                path: chosen,
+                tgid: by,
+                execs,
+            }) => *by == tgid && path == chosen && self.exec_times(tgid).len() == *execs,
+            _ => false,
+        };
+        if boundary {
             self.streaming.path_boundaries.push(t);
             self.note_boundary_time(t);
         }
@@ -151,8 +175,11 @@ impl Ledger {
     /// The boundaries of `--iteration-path`, when the ledger took them as they came (it
     /// then keeps no opened paths).
     pub(crate) fn streamed_path_boundaries(&self) -> Option<&[u64]> {
-        matches!(self.streaming.on, Some(BoundarySource::PathsContaining(_)))
-            .then_some(self.streaming.path_boundaries.as_slice())
+        matches!(
+            self.streaming.on,
+            Some(BoundarySource::PathsContaining(_) | BoundarySource::OpensBy { .. })
+        )
+        .then_some(self.streaming.path_boundaries.as_slice())
     }
 
     /// Called after each event: folds when enough events have arrived.
