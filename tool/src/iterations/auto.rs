@@ -64,19 +64,23 @@ pub(crate) fn detect(ledger: &Ledger) -> Iterations {
     }
 }
 
-/// Detection on the whole ledger: the iterations, and the image whose opens they are when
-/// a candidate was convincing.
-pub(super) fn choose(ledger: &Ledger) -> (Iterations, Option<Image>) {
-    if ledger.span().is_none() {
-        return (time_windows(ledger, "nothing was traced".into()), None);
-    }
+/// Detection on the whole ledger: the iterations, the image whose opens they are when a
+/// candidate was convincing, and the work it weighed.
+pub(super) fn choose(ledger: &Ledger) -> (Iterations, Option<Image>, Work) {
     let work = Work::new(ledger);
+    if ledger.span().is_none() {
+        return (
+            time_windows(ledger, "nothing was traced".into()),
+            None,
+            work,
+        );
+    }
     let busiest = work.busiest();
     let iterations = choose_among_opens(ledger, &work, busiest);
     let worker = busiest
         .map(|(image, _)| image)
         .filter(|_| iterations.source == IterationSource::Auto);
-    (iterations, worker)
+    (iterations, worker, work)
 }
 
 fn choose_among_opens(ledger: &Ledger, work: &Work, busiest: Option<(Image, usize)>) -> Iterations {

@@ -29,11 +29,16 @@ use crate::event::{Event, What};
 use crate::ledger::Ledger;
 use crate::ledger::streaming::{BoundarySource, FOLD_EVERY_EVENTS};
 
-/// Events before the first try: enough for a loop of up to a few thousand events per
-/// iteration to repeat [`MIN_EARLY_REPEATS`] times, while the records kept until then
-/// (about 120 B per event, some 30 MiB) stay well inside the memory bar. Short runs, which
-/// never get here, are judged exactly as before.
-pub(crate) const EARLY_DETECT_EVENTS: u64 = 1 << 18;
+/// Events before the first try: enough for a loop of up to 1,300 events per iteration to
+/// repeat [`MIN_EARLY_REPEATS`] times (2,600 at the second try), while the records kept
+/// until then (about 120 B per event, some 15 MiB) stay well inside the memory bar. Short
+/// runs, which never get here, are judged exactly as before.
+pub(crate) const EARLY_DETECT_EVENTS: u64 = 1 << 17;
+/// Tries, each at twice the events of the one before. A try runs on the drain's thread and
+/// holds it up for about 0.5 µs per event seen (measured: 130 ms at 2^18 events, 850 ms at
+/// 2^21); past 2^18 the ring could fill meanwhile, and lost events make every verdict
+/// inconclusive. After the last, detection waits for the end, as without this module.
+const TRIES: u32 = 2;
 /// Lowers [`EARLY_DETECT_EVENTS`] (tests).
 pub(crate) const EARLY_DETECT_ENV: &str = "LEAKSCOPE_EARLY_DETECT_EVENTS";
 /// A rule is committed to only after this many iterations: the checks that make it
@@ -61,7 +66,8 @@ pub(crate) struct Early {
     next_try: u64,
     /// For stderr, until taken: said once, when the first try found no loop.
     note: Option<String>,
-    tried: bool,
+    /// Tries that found no loop.
+    tries: u32,
     commit: Option<Commit>,
     /// Fold every this many events once committed.
     fold_every: u64,
@@ -73,7 +79,7 @@ impl Early {
             events: 0,
             next_try: first_try,
             note: None,
-            tried: false,
+            tries: 0,
             commit: None,
             fold_every: FOLD_EVERY_EVENTS,
         }
@@ -97,13 +103,18 @@ impl Early {
     /// Runs the detection on what was seen so far, and commits to what it finds if that
     /// is convincing enough.
     fn try_now(&mut self, ledger: &mut Ledger) {
-        let (iterations, worker) = auto::choose(ledger);
+        let (iterations, worker, work) = auto::choose(ledger);
         let convincing = iterations.unconvincing.is_none()
             && iterations.count() >= MIN_EARLY_REPEATS
             && iterations.confidence >= MIN_EARLY_CONFIDENCE;
         match (worker, &iterations.auto_path) {
             (Some(image), Some(path)) if convincing => {
-                let commit = Commit::new(ledger, self.events, path.clone(), image, &iterations);
+                let chosen = Chosen {
+                    events: self.events,
+                    path: path.clone(),
+                    image,
+                };
+                let commit = Commit::new(ledger, &work, chosen, &iterations);
                 let source = BoundarySource::OpensBy {
                     path: path.clone(),
                     tgid: image.tgid,
@@ -113,17 +124,28 @@ impl Early {
                 self.commit = Some(commit);
             }
             _ => {
-                if !self.tried {
+                self.tries += 1;
+                let again = (self.tries < TRIES).then(|| self.events.saturating_mul(2));
+                if self.tries == 1 {
+                    let when = again.map_or_else(String::new, |n| {
+                        format!(" (it is looked for once more at {n} events)")
+                    });
                     self.note = Some(format!(
-                        "no loop found in the first {} events, so every record is kept and memory grows with events (looked for again at twice as many); --iteration-symbol or --iteration-path keep it bounded",
+                        "no loop found in the first {} events{when}, so every record is kept and memory grows with events; --iteration-symbol or --iteration-path keep it bounded",
                         self.events
                     ));
                 }
-                self.tried = true;
-                self.next_try = self.events.saturating_mul(2);
+                self.next_try = again.unwrap_or(u64::MAX);
             }
         }
     }
+}
+
+/// What a try chose: the opens of `path` by `image`, from the first `events` events.
+struct Chosen {
+    events: u64,
+    path: String,
+    image: Image,
 }
 
 /// The rule committed to, and what the end's checks need of the run that gets folded.
@@ -151,15 +173,13 @@ pub(crate) struct Commit {
 }
 
 impl Commit {
-    /// Counts what the ledger has seen: everything is still kept.
-    fn new(
-        ledger: &Ledger,
-        events: u64,
-        path: String,
-        image: Image,
-        iterations: &Iterations,
-    ) -> Commit {
-        let work = Work::new(ledger);
+    /// Counts what the ledger has seen (its `work`): everything is still kept.
+    fn new(ledger: &Ledger, work: &Work, chosen: Chosen, iterations: &Iterations) -> Commit {
+        let Chosen {
+            events,
+            path,
+            image,
+        } = chosen;
         let times = &iterations.boundaries;
         let empty = Timeline::default();
         let worker = work.of(image).unwrap_or(&empty);

@@ -61,7 +61,7 @@ fn run(iterations: u64, keep_every: u64, ticks: impl Fn(u64) -> bool) -> Stream 
 
 /// Work that does not repeat convincingly: every data file opened once, and the only
 /// recurring path opened at random points.
-fn unlooped(iterations: u64) -> Stream {
+fn unlooped(iterations: u64, step_ns: u64) -> Stream {
     let mut s = Stream::new(100);
     let mut x: u64 = 1;
     for i in 0..iterations {
@@ -69,13 +69,13 @@ fn unlooped(iterations: u64) -> Stream {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         if (x >> 33).is_multiple_of(4) {
-            s.open(TICK, 5).close(5);
+            s.open("/srv/random/tick", 5).close(5);
         }
         s.open(&format!("/srv/once/{i}"), 6).close(6);
         if i % 3 == 0 {
             s.open(&format!("/srv/kept/{i}"), 1000 + i as i32);
         }
-        s.now += 2_000_000;
+        s.now += step_ns;
     }
     s.exit();
     s
@@ -173,7 +173,7 @@ fn a_path_that_stops_recurring_while_the_work_goes_on_makes_every_verdict_inconc
 
 #[test]
 fn without_a_convincing_loop_every_record_is_kept_and_the_user_told_once() {
-    let stream = unlooped(3000);
+    let stream = unlooped(3000, 2_000_000);
     let mut ledger = Ledger::new();
     ledger.detect_early_with(Early::new(2_000).folding_every(500));
     let mut notes = Vec::new();
@@ -191,6 +191,37 @@ fn without_a_convincing_loop_every_record_is_kept_and_the_user_told_once() {
     assert_eq!(folded_records(&ledger), 0);
     let batch = traced(&stream, None);
     assert_eq!(judged(&ledger), judged(&batch));
+}
+
+#[test]
+fn a_loop_that_starts_late_is_committed_to_at_the_second_try() {
+    // About 2,500 events of a quick start-up without a loop, then the loop (the loop must
+    // span most of the process's life so far to be trusted).
+    let mut stream = unlooped(800, 100_000);
+    stream.events.pop(); // its exit
+    let tail = run(1500, 7, |_| true);
+    let start = stream.now;
+    stream
+        .events
+        .extend(tail.events.into_iter().map(|mut event| {
+            event.time_ns += start;
+            event
+        }));
+    let mut ledger = Ledger::new();
+    ledger.detect_early_with(Early::new(2_000).folding_every(500));
+    let mut notes = Vec::new();
+    for event in &stream.events {
+        ledger.apply(event);
+        notes.extend(ledger.take_early_note());
+    }
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("looked for once more at 4000 events"));
+    let (committed, analysis) = judged(&ledger);
+    assert_eq!(committed.chosen_from_events, Some(4_000));
+    let (batch, batch_analysis) = judged(&traced(&stream, None));
+    assert_eq!(committed.boundaries, batch.boundaries);
+    assert_eq!(committed.confidence, batch.confidence);
+    assert_same(&analysis, &batch_analysis);
 }
 
 #[test]
