@@ -60,13 +60,26 @@ struct Candidate {
 pub(crate) fn detect(ledger: &Ledger) -> Iterations {
     match ledger.early_commit() {
         Some(commit) => super::early::conclude(ledger, commit),
-        None => choose(ledger).0,
+        None => choose(ledger, Ranking::AsSeen).0,
     }
+}
+
+/// How candidates are ranked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ranking {
+    /// As the run stands: more repeats are more evidence (see [`score`]).
+    AsSeen,
+    /// As the run will stand when it has repeated many times more: by score alone, which
+    /// is what [`Ranking::AsSeen`] tends to as every candidate's repeats grow. A choice
+    /// made early must be the one the end of a long run would make: a path opened 8 times
+    /// per iteration outranks the once-per-iteration one after 100 iterations, not after
+    /// 400.
+    Eventual,
 }
 
 /// Detection on the whole ledger: the iterations, the image whose opens they are when a
 /// candidate was convincing, and the work it weighed.
-pub(super) fn choose(ledger: &Ledger) -> (Iterations, Option<Image>, Work) {
+pub(super) fn choose(ledger: &Ledger, ranking: Ranking) -> (Iterations, Option<Image>, Work) {
     let work = Work::new(ledger);
     if ledger.span().is_none() {
         return (
@@ -76,14 +89,19 @@ pub(super) fn choose(ledger: &Ledger) -> (Iterations, Option<Image>, Work) {
         );
     }
     let busiest = work.busiest();
-    let iterations = choose_among_opens(ledger, &work, busiest);
+    let iterations = choose_among_opens(ledger, &work, busiest, ranking);
     let worker = busiest
         .map(|(image, _)| image)
         .filter(|_| iterations.source == IterationSource::Auto);
     (iterations, worker, work)
 }
 
-fn choose_among_opens(ledger: &Ledger, work: &Work, busiest: Option<(Image, usize)>) -> Iterations {
+fn choose_among_opens(
+    ledger: &Ledger,
+    work: &Work,
+    busiest: Option<(Image, usize)>,
+    ranking: Ranking,
+) -> Iterations {
     let mut opens: HashMap<SiteId, Vec<(u64, Image)>> = HashMap::new();
     for open in ledger.opened_paths() {
         let image = Image::at(ledger, open.tgid, open.time_ns);
@@ -96,6 +114,12 @@ fn choose_among_opens(ledger: &Ledger, work: &Work, busiest: Option<(Image, usiz
         .into_iter()
         .filter(|(_, opens)| opens.len() >= MIN_REPEATS)
         .map(|(path, opens)| judge(ledger, work, busiest, path, opens))
+        .map(|mut candidate| {
+            if ranking == Ranking::Eventual {
+                candidate.rank = candidate.score;
+            }
+            candidate
+        })
         .collect();
     if candidates.is_empty() {
         return time_windows(

@@ -103,7 +103,7 @@ impl Early {
     /// Runs the detection on what was seen so far, and commits to what it finds if that
     /// is convincing enough.
     fn try_now(&mut self, ledger: &mut Ledger) {
-        let (iterations, worker, work) = auto::choose(ledger);
+        let (iterations, worker, work) = auto::choose(ledger, auto::Ranking::Eventual);
         let convincing = iterations.unconvincing.is_none()
             && iterations.count() >= MIN_EARLY_REPEATS
             && iterations.confidence >= MIN_EARLY_CONFIDENCE;

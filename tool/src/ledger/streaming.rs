@@ -126,10 +126,12 @@ impl Ledger {
     }
 
     /// Turns folding on mid-run, with the boundaries of `source` seen so far, folding
-    /// every `every` events ([`FOLD_EVERY_EVENTS`] but in tests).
+    /// every `every` events ([`FOLD_EVERY_EVENTS`] but in tests), the first time after the
+    /// next event: what was kept until now is the most there will be.
     pub(crate) fn stream_on_from(&mut self, source: BoundarySource, seen: Vec<u64>, every: u64) {
         self.streaming.on = Some(source);
         self.streaming.every = every;
+        self.streaming.events = every.saturating_sub(1);
         self.streaming.path_boundaries = seen;
     }
 
