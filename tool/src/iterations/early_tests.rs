@@ -224,6 +224,60 @@ fn a_loop_that_starts_late_is_committed_to_at_the_second_try() {
     assert_same(&analysis, &batch_analysis);
 }
 
+/// A path opened 8 times per iteration outranks the once-per-iteration tick after 100
+/// iterations as the run stands (more repeats), but not once the run is long: the early
+/// choice is the one the end makes.
+#[test]
+fn the_early_choice_is_the_one_a_long_run_ends_with() {
+    let mut s = Stream::new(100);
+    for _ in 0..1500 {
+        s.open(TICK, 5).close(5);
+        for fd in 6..14 {
+            s.open("/srv/loop/data", fd);
+        }
+        for fd in 6..14 {
+            s.close(fd);
+        }
+        s.now += 2_000_000;
+    }
+    s.exit();
+    let early = traced(&s, Some(2_500));
+    let (committed, analysis) = judged(&early);
+    assert!(committed.chosen_from_events.is_some());
+    assert_eq!(committed.auto_path.as_deref(), Some(TICK));
+    let (batch, batch_analysis) = judged(&traced(&s, None));
+    assert_eq!(batch.auto_path.as_deref(), Some(TICK));
+    assert_eq!(committed.boundaries, batch.boundaries);
+    assert_same(&analysis, &batch_analysis);
+}
+
+/// The work moves to a process the rule does not follow: inconclusive.
+#[test]
+fn work_that_moves_to_another_process_makes_every_verdict_inconclusive() {
+    let mut s = run(300, 1, |_| true);
+    s.events.pop(); // its exit
+    s.push(100, 100, What::Fork { child: 200 }, None);
+    for i in 0..3000 {
+        s.push(
+            200,
+            200,
+            What::Syscall(
+                call(nr::OPENAT, 7, [-100i64 as u64, 0, 0, 0, 0, 0])
+                    .with_path(&format!("/srv/other/{i}")),
+            ),
+            None,
+        );
+        s.now += 100_000;
+    }
+    let early = traced(&s, Some(2_000));
+    assert!(early.early_commit().is_some());
+    let (committed, analysis) = judged(&early);
+    let reason = committed.unconvincing.as_deref().expect("unconvincing");
+    assert!(reason.contains("pid 200"), "{reason}");
+    assert!(!analysis.contains("verdict: Leak,"), "{analysis}");
+    assert!(!analysis.contains("verdict: NoLeak,"), "{analysis}");
+}
+
 #[test]
 fn a_short_run_is_judged_as_before() {
     let stream = run(300, 7, |_| true);
