@@ -52,14 +52,15 @@ impl EventSink for Tracing {
 
     fn apply(&mut self, event: &Event) {
         self.ledger.apply(event);
-        // Automatic detection found no loop early: memory grows with events (said once).
-        if let Some(note) = self.ledger.take_early_note() {
-            eprintln!("leakscope: {note}");
-        }
         self.sizes.after_event(&mut self.ledger, event.time_ns);
     }
 
     fn polled(&mut self, lost: &dyn Fn() -> (u64, u64)) {
+        self.ledger.poll_early();
+        // Automatic detection found no loop early: memory grows with events (said once).
+        if let Some(note) = self.ledger.take_early_note() {
+            eprintln!("leakscope: {note}");
+        }
         if let Some(watch) = &mut self.watch {
             watch.polled(&self.ledger, lost);
         }

@@ -264,10 +264,20 @@ pub(crate) fn after_event(ledger: &mut Ledger, event: &Event) {
         return;
     };
     early.events += 1;
-    match &mut early.commit {
-        Some(commit) => commit.count(ledger, event),
-        None if early.events >= early.next_try => early.try_now(ledger),
-        None => {}
+    if let Some(commit) = &mut early.commit {
+        commit.count(ledger, event);
+    }
+    ledger.put_early(early);
+}
+
+/// Called between drains: tries if it is time. A try holds up the drain (see [`TRIES`]),
+/// and right after a drain the ring is empty, with all its room for what comes meanwhile.
+pub(crate) fn poll(ledger: &mut Ledger) {
+    let Some(mut early) = ledger.take_early() else {
+        return;
+    };
+    if early.commit.is_none() && early.events >= early.next_try {
+        early.try_now(ledger);
     }
     ledger.put_early(early);
 }

@@ -87,10 +87,18 @@ fn traced(stream: &Stream, first_try: Option<u64>) -> Ledger {
     if let Some(events) = first_try {
         ledger.detect_early_with(Early::new(events).folding_every(500));
     }
-    for event in &stream.events {
-        ledger.apply(event);
-    }
+    apply_all(&mut ledger, &stream.events);
     ledger
+}
+
+/// Applies `events` as the drain does, polling between passes of 50 events.
+fn apply_all(ledger: &mut Ledger, events: &[crate::event::Event]) {
+    for pass in events.chunks(50) {
+        for event in pass {
+            ledger.apply(event);
+        }
+        ledger.poll_early();
+    }
 }
 
 fn judged(ledger: &Ledger) -> (Iterations, String) {
@@ -177,8 +185,8 @@ fn without_a_convincing_loop_every_record_is_kept_and_the_user_told_once() {
     let mut ledger = Ledger::new();
     ledger.detect_early_with(Early::new(2_000).folding_every(500));
     let mut notes = Vec::new();
-    for event in &stream.events {
-        ledger.apply(event);
+    for pass in stream.events.chunks(50) {
+        apply_all(&mut ledger, pass);
         notes.extend(ledger.take_early_note());
     }
     assert_eq!(notes.len(), 1, "{notes:?}");
@@ -210,8 +218,8 @@ fn a_loop_that_starts_late_is_committed_to_at_the_second_try() {
     let mut ledger = Ledger::new();
     ledger.detect_early_with(Early::new(2_000).folding_every(500));
     let mut notes = Vec::new();
-    for event in &stream.events {
-        ledger.apply(event);
+    for pass in stream.events.chunks(50) {
+        apply_all(&mut ledger, pass);
         notes.extend(ledger.take_early_note());
     }
     assert_eq!(notes.len(), 1, "{notes:?}");

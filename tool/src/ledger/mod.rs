@@ -241,6 +241,13 @@ impl Ledger {
         self.early = Some(Box::new(early));
     }
 
+    /// Between drains: automatic detection tries to choose the loop if it is time.
+    pub(crate) fn poll_early(&mut self) {
+        if self.early.is_some() {
+            crate::iterations::early::poll(self);
+        }
+    }
+
     /// The detector while tracing, taken out to work on the ledger beside it.
     pub(crate) fn take_early(&mut self) -> Option<Box<crate::iterations::early::Early>> {
         self.early.take()
