@@ -3,13 +3,14 @@
 //! Automatic detection ([`super::auto`]) chooses its boundaries from the run's opens, so
 //! until it has chosen, every record is kept and memory grows with the events. Once a run
 //! has applied [`EARLY_DETECT_EVENTS`] events, the same detection runs on what was seen so
-//! far. If it finds a convincing loop, repeated [`MIN_EARLY_REPEATS`] times or more with a
-//! confidence of [`MIN_EARLY_CONFIDENCE`] or more, the ledger commits to it: from then on
-//! the boundaries are the opens of that exact path by that program image (the opens the
-//! detection at the end would take for that candidate), the ones seen so far included, and
-//! released resources are folded as with a marker. Otherwise every record is kept, the
-//! detection is tried again at twice the events, and the user is told once that memory
-//! grows with events.
+//! far, at the next pause between drain passes. It ranks candidates as a long run's end
+//! would ([`auto::Ranking::Eventual`]). If it finds a convincing loop, repeated
+//! [`MIN_EARLY_REPEATS`] times or more with a confidence of [`MIN_EARLY_CONFIDENCE`] or
+//! more, the ledger commits to it: from then on the boundaries are the opens of that exact
+//! path by that program image (the opens the detection at the end would take for that
+//! candidate), the ones seen so far included, and released resources are folded as with a
+//! marker. Otherwise every record is kept, the detection is tried once more at twice the
+//! events, and the user is told once that memory grows with events.
 //!
 //! Folded records can no longer be weighed as candidates, so at the end the committed rule
 //! is judged again on the whole run, by the same checks as at the end of a batch run
@@ -36,8 +37,9 @@ use crate::ledger::streaming::{BoundarySource, FOLD_EVERY_EVENTS};
 pub(crate) const EARLY_DETECT_EVENTS: u64 = 1 << 17;
 /// Tries, each at twice the events of the one before. A try runs on the drain's thread and
 /// holds it up for about 0.5 µs per event seen (measured: 130 ms at 2^18 events, 850 ms at
-/// 2^21); past 2^18 the ring could fill meanwhile, and lost events make every verdict
-/// inconclusive. After the last, detection waits for the end, as without this module.
+/// 2^21). It runs right after a drain pass, when the ring is empty, but past 2^18 events
+/// the ring could still fill meanwhile, and lost events make every verdict inconclusive.
+/// After the last try, detection waits for the end, as without this module.
 const TRIES: u32 = 2;
 /// Lowers [`EARLY_DETECT_EVENTS`] (tests).
 pub(crate) const EARLY_DETECT_ENV: &str = "LEAKSCOPE_EARLY_DETECT_EVENTS";
