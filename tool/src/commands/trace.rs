@@ -8,7 +8,7 @@ use crate::{
     ending::{Ending, How, Interruption, KilledBy},
     event::Event,
     exit_code, file_sizes,
-    iterations::IterationRequest,
+    iterations::{IterationRequest, early},
     ledger::{Ledger, streaming::BoundarySource},
     proc_snapshot::Snapshot,
     progress::{Progress, ProgressSink},
@@ -26,21 +26,14 @@ struct Tracing {
     sizes: file_sizes::Sampler,
     /// `--interval`/`--metrics`: the verdicts so far, now and then.
     watch: Option<Watch>,
-    /// Say [`UNBOUNDED_NOTE`] when tracing begins.
-    note_unbounded: bool,
 }
 
-/// Said once when a run that may last keeps every record.
-const UNBOUNDED_NOTE: &str = "iterations will be found at the end, so every record is kept and memory grows with events; --iteration-symbol or --iteration-path keep it bounded";
-
-/// Set, the ledger keeps every record even with a marker (tests compare both ways).
+/// Set, the ledger keeps every record even with a marker, and automatic detection waits
+/// for the end (tests compare both ways).
 const NO_FOLD_ENV: &str = "LEAKSCOPE_NO_FOLD";
 
 impl EventSink for Tracing {
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot) {
-        if self.note_unbounded {
-            eprintln!("leakscope: {UNBOUNDED_NOTE}");
-        }
         if let Some(watch) = &mut self.watch {
             watch.begin();
         }
@@ -63,6 +56,11 @@ impl EventSink for Tracing {
     }
 
     fn polled(&mut self, lost: &dyn Fn() -> (u64, u64)) {
+        self.ledger.poll_early();
+        // Automatic detection found no loop early: memory grows with events (said once).
+        if let Some(note) = self.ledger.take_early_note() {
+            eprintln!("leakscope: {note}");
+        }
         if let Some(watch) = &mut self.watch {
             watch.polled(&self.ledger, lost);
         }
@@ -117,15 +115,11 @@ pub(crate) async fn trace_and_diagnose(
             IterationRequest::Path(needle) => {
                 ledger.stream_on(BoundarySource::PathsContaining(needle.clone()));
             }
-            // Found from the whole run's opens, at the end: nothing can be folded before.
-            IterationRequest::Auto => {}
+            // Chosen from the opens seen so far once there are enough; folded from then on.
+            IterationRequest::Auto => ledger.detect_early(early::first_try()),
         }
     }
-    // Said when tracing begins (after any refusal), for runs that may last.
-    let note_unbounded = iteration_request == IterationRequest::Auto
-        && (watch.is_some() || matches!(target, Target::Attach { .. }));
     let mut tracing = Tracing {
-        note_unbounded,
         ledger,
         sizes: file_sizes::Sampler::default(),
         watch,

@@ -58,11 +58,50 @@ struct Candidate {
 }
 
 pub(crate) fn detect(ledger: &Ledger) -> Iterations {
-    if ledger.span().is_none() {
-        return time_windows(ledger, "nothing was traced".into());
+    match ledger.early_commit() {
+        Some(commit) => super::early::conclude(ledger, commit),
+        None => choose(ledger, Ranking::AsSeen).0,
     }
+}
+
+/// How candidates are ranked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ranking {
+    /// As the run stands: more repeats are more evidence (see [`score`]).
+    AsSeen,
+    /// As the run will stand when it has repeated many times more: by score alone, which
+    /// is what [`Ranking::AsSeen`] tends to as every candidate's repeats grow. A choice
+    /// made early must be the one the end of a long run would make: a path opened 8 times
+    /// per iteration outranks the once-per-iteration one after 100 iterations, not after
+    /// 400.
+    Eventual,
+}
+
+/// Detection on the whole ledger: the iterations, the image whose opens they are when a
+/// candidate was convincing, and the work it weighed.
+pub(super) fn choose(ledger: &Ledger, ranking: Ranking) -> (Iterations, Option<Image>, Work) {
     let work = Work::new(ledger);
+    if ledger.span().is_none() {
+        return (
+            time_windows(ledger, "nothing was traced".into()),
+            None,
+            work,
+        );
+    }
     let busiest = work.busiest();
+    let iterations = choose_among_opens(ledger, &work, busiest, ranking);
+    let worker = busiest
+        .map(|(image, _)| image)
+        .filter(|_| iterations.source == IterationSource::Auto);
+    (iterations, worker, work)
+}
+
+fn choose_among_opens(
+    ledger: &Ledger,
+    work: &Work,
+    busiest: Option<(Image, usize)>,
+    ranking: Ranking,
+) -> Iterations {
     let mut opens: HashMap<SiteId, Vec<(u64, Image)>> = HashMap::new();
     for open in ledger.opened_paths() {
         let image = Image::at(ledger, open.tgid, open.time_ns);
@@ -74,7 +113,13 @@ pub(crate) fn detect(ledger: &Ledger) -> Iterations {
     let mut candidates: Vec<Candidate> = opens
         .into_iter()
         .filter(|(_, opens)| opens.len() >= MIN_REPEATS)
-        .map(|(path, opens)| judge(ledger, &work, busiest, path, opens))
+        .map(|(path, opens)| judge(ledger, work, busiest, path, opens))
+        .map(|mut candidate| {
+            if ranking == Ranking::Eventual {
+                candidate.rank = candidate.score;
+            }
+            candidate
+        })
         .collect();
     if candidates.is_empty() {
         return time_windows(
@@ -148,6 +193,7 @@ pub(crate) fn detect(ledger: &Ledger) -> Iterations {
         coverage: chosen.coverage,
         candidates: named,
         unconvincing: None,
+        chosen_from_events: None,
     }
 }
 
@@ -181,7 +227,11 @@ fn judge(
         .unwrap_or(&work.all);
     let (score, rank, regularity) = score(&times, lifetime, timeline);
     let coverage = coverage(work, &times, 1);
-    let flaw = flaw(work, busiest, &in_work, &times);
+    let by_worker = in_work
+        .iter()
+        .filter(|(_, image)| Some(*image) == worker)
+        .count();
+    let flaw = flaw(work, busiest, by_worker, &times);
     Candidate {
         path,
         count,
@@ -197,17 +247,17 @@ fn judge(
 /// Why these opens do not mark the loop of the run's work, or `None` if they do. The work
 /// is the working image's: other processes (a shim's helpers, a runtime's own start-up
 /// shims) may do more in all, before the loop, without making the loop less of one.
-fn flaw(
+/// `in_work`: how many of the opens the busiest image made.
+pub(super) fn flaw(
     work: &Work,
     busiest: Option<(Image, usize)>,
-    opens: &[(u64, Image)],
+    in_work: usize,
     times: &[u64],
 ) -> Option<String> {
     // A path was opened, so some image acquired an fd: there is a busiest one.
     let Some((worker, acquisitions)) = busiest else {
         return Some("was opened, yet no process acquired anything".into());
     };
-    let in_work = opens.iter().filter(|(_, image)| *image == worker).count();
     if in_work < MIN_REPEATS {
         return Some(format!(
             "is not a loop of the process that does the work (pid {}, which made the most \
@@ -275,7 +325,7 @@ fn percent(share: f64) -> String {
 /// Returns (score, rank, regularity). The score is the reported confidence; candidates
 /// are ranked by score × n / (n + [`CONFIDENT_REPEATS`]), so that past the confident
 /// number, more repeats still count as more evidence.
-fn score(times: &[u64], lifetime: (u64, u64), work: &Timeline) -> (f64, f64, f64) {
+pub(super) fn score(times: &[u64], lifetime: (u64, u64), work: &Timeline) -> (f64, f64, f64) {
     let lifetime_len = (lifetime.1 - lifetime.0).max(1) as f64;
     let coverage = ((times[times.len() - 1] - times[0]) as f64 / lifetime_len).min(1.0);
     let regularity = regularity(times, work);

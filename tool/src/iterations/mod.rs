@@ -8,6 +8,7 @@
 //! time windows too, and `unconvincing` makes every verdict inconclusive.
 
 mod auto;
+pub(crate) mod early;
 pub(crate) mod work;
 
 use serde::Serialize;
@@ -89,6 +90,9 @@ pub(crate) struct Iterations {
     /// Set when the boundaries are not good enough to judge on: every verdict is then
     /// inconclusive, with this reason.
     pub(crate) unconvincing: Option<String>,
+    /// Set when automatic detection chose its rule while tracing, from this many events
+    /// (see [`early`]).
+    pub(crate) chosen_from_events: Option<u64>,
 }
 
 /// A path that recurs often enough to be an iteration marker.
@@ -237,6 +241,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 coverage: None,
                 candidates: Vec::new(),
                 unconvincing: None,
+                chosen_from_events: None,
             }
         }
         IterationRequest::Path(needle) => {
@@ -284,6 +289,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 coverage: None,
                 candidates: Vec::new(),
                 unconvincing: None,
+                chosen_from_events: None,
             }
         }
         IterationRequest::Auto => auto::detect(ledger),
@@ -315,6 +321,7 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
             coverage: None,
             candidates: Vec::new(),
             unconvincing: None,
+            chosen_from_events: None,
         };
     };
     let acquired = |records: &crate::ledger::records::Records| {
@@ -369,6 +376,7 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
         coverage: None,
         candidates: Vec::new(),
         unconvincing: None,
+        chosen_from_events: None,
     }
 }
 

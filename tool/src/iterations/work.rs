@@ -27,6 +27,14 @@ impl Image {
         }
     }
 
+    /// The image `tgid` runs now, as events are applied (each process's in time order).
+    pub(crate) fn now(ledger: &Ledger, tgid: u32) -> Image {
+        Image {
+            tgid,
+            epoch: ledger.exec_times(tgid).len(),
+        }
+    }
+
     /// From its exec (or the process's first event) to the next exec, the exit, or the end
     /// of the run.
     pub(crate) fn life(&self, ledger: &Ledger) -> Option<(u64, u64)> {
@@ -47,12 +55,13 @@ impl Image {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timeline {
     times: Vec<u64>,
-    /// (time, count), sorted by time.
+    /// (time, count of this group and every earlier one), sorted by time: a run committed
+    /// to early has one group per iteration, looked up once per iteration.
     weighted: Vec<(u64, u64)>,
 }
 
 impl Timeline {
-    fn new(mut times: Vec<u64>) -> Timeline {
+    pub(super) fn new(mut times: Vec<u64>) -> Timeline {
         times.sort_unstable();
         Timeline {
             times,
@@ -60,32 +69,47 @@ impl Timeline {
         }
     }
 
-    fn with_weighted(mut self, weighted: impl IntoIterator<Item = (u64, u64)>) -> Timeline {
-        self.weighted.extend(weighted);
-        self.weighted.sort_unstable();
+    /// With `weighted` groups of acquisitions, each (time, count).
+    pub(super) fn with_weighted(
+        mut self,
+        weighted: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Timeline {
+        let mut groups: Vec<(u64, u64)> = self.weighted_groups().collect();
+        groups.extend(weighted);
+        groups.sort_unstable();
+        self.weighted = groups
+            .into_iter()
+            .scan(0u64, |sum, (t, n)| {
+                *sum += n;
+                Some((t, *sum))
+            })
+            .collect();
         self
+    }
+
+    /// The weighted groups as (time, count).
+    fn weighted_groups(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut before = 0;
+        self.weighted.iter().map(move |&(t, sum)| {
+            let n = sum - before;
+            before = sum;
+            (t, n)
+        })
     }
 
     /// Acquisitions before `t` (`inclusive`: at or before).
     fn up_to(&self, t: u64, inclusive: bool) -> usize {
         let below = |x: u64| if inclusive { x <= t } else { x < t };
         let plain = self.times.partition_point(|&x| below(x));
-        let folded: u64 = self
-            .weighted
-            .iter()
-            .take_while(|&&(x, _)| below(x))
-            .map(|&(_, n)| n)
-            .sum();
+        let groups = self.weighted.partition_point(|&(x, _)| below(x));
+        let folded = groups
+            .checked_sub(1)
+            .map_or(0, |last| self.weighted[last].1);
         plain + folded as usize
     }
 
     pub(crate) fn total(&self) -> usize {
-        self.times.len()
-            + self
-                .weighted
-                .iter()
-                .map(|&(_, n)| n as usize)
-                .sum::<usize>()
+        self.times.len() + self.weighted.last().map_or(0, |&(_, sum)| sum as usize)
     }
 
     /// Acquisitions at `from..=to`.
@@ -100,6 +124,11 @@ impl Timeline {
     pub(crate) fn between(&self, from: u64, to: u64) -> usize {
         self.up_to(to, false)
             .saturating_sub(self.up_to(from, false))
+    }
+
+    /// The plain (not folded) acquisition times at or after `t`.
+    pub(super) fn from(&self, t: u64) -> Vec<u64> {
+        self.times[self.times.partition_point(|&x| x < t)..].to_vec()
     }
 
     /// Acquisitions after `t`.
@@ -151,6 +180,19 @@ impl Work {
                 .map(|(image, times)| (image, Timeline::new(times)))
                 .collect(),
         }
+    }
+
+    /// From parts: a run committed to its iterations early knows each image's work from
+    /// counts kept as it went (see [`super::early`]).
+    pub(super) fn from_parts(all: Timeline, by_image: HashMap<Image, Timeline>) -> Work {
+        Work { all, by_image }
+    }
+
+    /// Each image's fd and mapping acquisitions.
+    pub(super) fn totals(&self) -> impl Iterator<Item = (Image, usize)> + '_ {
+        self.by_image
+            .iter()
+            .map(|(&image, timeline)| (image, timeline.total()))
     }
 
     /// The fd and mapping acquisitions of one image.

@@ -35,7 +35,7 @@ impl Ledger {
                     tgid,
                 });
                 history.install(process, new(fd, site, cloexec));
-                self.note_open_for_boundaries(&resolved, t);
+                self.note_open_for_boundaries(tgid, &resolved, t);
             }
             FdOp::New { fd, kind, cloexec } => {
                 if matches!(&kind, FdKind::Anon(name) if matches!(&**name, "inotify" | "fanotify"))

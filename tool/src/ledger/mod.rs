@@ -155,6 +155,8 @@ pub(crate) struct Ledger {
     file_sizes: crate::analysis::FileSizes,
     /// Folding settled records away as the run goes (marker iterations only).
     streaming: streaming::Streaming,
+    /// Automatic detection while tracing, when it is on (see [`Ledger::detect_early`]).
+    early: Option<Box<crate::iterations::early::Early>>,
 }
 
 impl Ledger {
@@ -224,7 +226,50 @@ impl Ledger {
                 }
             }
         }
+        if self.early.is_some() {
+            crate::iterations::early::after_event(self, event);
+        }
         self.maybe_fold();
+    }
+
+    /// Turns automatic detection while tracing on: the first try after `events` events
+    /// (see [`crate::iterations::early`]).
+    pub(crate) fn detect_early(&mut self, events: u64) {
+        self.early = Some(Box::new(crate::iterations::early::Early::new(events)));
+    }
+
+    /// Likewise, with the detector given (tests).
+    #[cfg(test)]
+    pub(crate) fn detect_early_with(&mut self, early: crate::iterations::early::Early) {
+        self.early = Some(Box::new(early));
+    }
+
+    /// Between drains: automatic detection tries to choose the loop if it is time.
+    pub(crate) fn poll_early(&mut self) {
+        if self.early.is_some() {
+            crate::iterations::early::poll(self);
+        }
+    }
+
+    /// The detector while tracing, taken out to work on the ledger beside it.
+    pub(crate) fn take_early(&mut self) -> Option<Box<crate::iterations::early::Early>> {
+        self.early.take()
+    }
+
+    pub(crate) fn put_early(&mut self, early: Box<crate::iterations::early::Early>) {
+        self.early = Some(early);
+    }
+
+    /// The rule automatic detection committed to while tracing, if it did.
+    pub(crate) fn early_commit(&self) -> Option<&crate::iterations::early::Commit> {
+        self.early.as_deref().and_then(|early| early.commit())
+    }
+
+    /// A note for the user from the detector while tracing, once.
+    pub(crate) fn take_early_note(&mut self) -> Option<String> {
+        self.early
+            .as_deref_mut()
+            .and_then(|early| early.take_note())
     }
 
     fn count(&mut self, name: &'static str) {

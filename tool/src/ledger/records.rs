@@ -232,6 +232,11 @@ impl Records {
         &self.items
     }
 
+    /// Records added so far, folded ones included: what a call added is the difference.
+    pub(crate) fn handed_out(&self) -> u64 {
+        self.next
+    }
+
     /// What the records folded away add up to.
     pub(crate) fn folded(&self) -> &Folded {
         &self.folded

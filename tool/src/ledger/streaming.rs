@@ -22,8 +22,9 @@
 //! latest boundary less [`SETTLE_NS`], so a boundary that reaches the ring late is still
 //! in time; one later still is counted, and makes every verdict inconclusive.
 //!
-//! Automatic detection chooses its boundaries from the whole run's opens at the end:
-//! those runs keep every record.
+//! Automatic detection chooses its boundaries from the run's opens: those runs keep every
+//! record until it commits to a rule early (see `crate::iterations::early`), and fold from
+//! then on, with the opens of the chosen path by the chosen program image as boundaries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -49,6 +50,13 @@ pub(crate) enum BoundarySource {
     Markers,
     /// Successful opens of paths containing this (`--iteration-path`).
     PathsContaining(String),
+    /// Successful opens of exactly this path by process `tgid` after its `execs`-th exec
+    /// (automatic detection, committed to early: the opens it would choose at the end).
+    OpensBy {
+        path: String,
+        tgid: u32,
+        execs: usize,
+    },
 }
 
 /// When to fold.
@@ -59,6 +67,9 @@ pub(crate) struct Streaming {
     /// The boundaries, at a bounded resolution: the difference series of [`Folded`] are
     /// indexed by the kept ones.
     pub(crate) boundaries: Kept,
+    /// Every boundary, for [`BoundarySource::OpensBy`] only (see
+    /// [`Ledger::committed_loop_boundaries`]): 8 bytes per iteration.
+    pub(crate) committed_loop: Vec<u64>,
     /// What the last fold took as settled: no boundary may come before it.
     settled: u64,
     /// Boundaries that came before it anyway: folds around them may have used the wrong
@@ -135,6 +146,20 @@ impl Ledger {
         self.streaming.every = FOLD_EVERY_EVENTS;
     }
 
+    /// Turns folding on mid-run, with the boundaries of `source` seen so far, folding
+    /// every `every` events ([`FOLD_EVERY_EVENTS`] but in tests), the first time after the
+    /// next event: what was kept until now is the most there will be.
+    pub(crate) fn stream_on_from(&mut self, source: BoundarySource, seen: Vec<u64>, every: u64) {
+        self.streaming.boundaries = Kept::new(self.streaming.boundaries.max());
+        self.streaming.on = Some(source);
+        self.streaming.every = every;
+        self.streaming.events = every.saturating_sub(1);
+        for &t in &seen {
+            self.note_boundary(t); // nothing is folded yet: no series to merge
+        }
+        self.streaming.committed_loop = seen;
+    }
+
     /// Folds every `every` events instead (tests).
     #[cfg(test)]
     pub(crate) fn stream_on_every(&mut self, source: BoundarySource, every: u64) {
@@ -143,11 +168,25 @@ impl Ledger {
         self.streaming.every = every;
     }
 
-    /// An open of `path` at `t`: a boundary when iterations are opens of such paths.
-    pub(super) fn note_open_for_boundaries(&mut self, path: &str, t: u64) {
-        if let Some(BoundarySource::PathsContaining(needle)) = &self.streaming.on
-            && path.contains(needle.as_str())
-        {
+    /// An open of `path` by `tgid` at `t`: a boundary when iterations are opens of such
+    /// paths.
+    pub(super) fn note_open_for_boundaries(&mut self, tgid: u32, path: &str, t: u64) {
+        let boundary = match &self.streaming.on {
+            Some(BoundarySource::PathsContaining(needle)) => path.contains(needle.as_str()),
+            Some(BoundarySource::OpensBy {
+                path: chosen,
+                tgid: by,
+                execs,
+            }) => {
+                let ours = *by == tgid && path == chosen && self.exec_times(tgid).len() == *execs;
+                if ours {
+                    self.streaming.committed_loop.push(t);
+                }
+                ours
+            }
+            _ => false,
+        };
+        if boundary {
             self.note_boundary(t);
         }
     }
@@ -213,6 +252,13 @@ impl Ledger {
     /// Sets the bound on kept boundaries (before any boundary arrives).
     pub(crate) fn set_max_boundaries(&mut self, max: usize) {
         self.streaming.boundaries = Kept::new(max);
+    }
+
+    /// Every boundary of a loop automatic detection committed to while tracing: its checks
+    /// at the end (regularity, tail, coverage) weigh each iteration.
+    pub(crate) fn committed_loop_boundaries(&self) -> Option<&[u64]> {
+        matches!(self.streaming.on, Some(BoundarySource::OpensBy { .. }))
+            .then_some(self.streaming.committed_loop.as_slice())
     }
 
     /// Called after each event: folds when enough events have arrived.

@@ -103,6 +103,10 @@ pub(crate) struct IterationsReport {
     /// Why no iteration source was convincing: every verdict is then inconclusive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) unconvincing: Option<String>,
+    /// Automatic detection chose its rule while tracing, from the first this many events
+    /// (and judged it again on the whole run at the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) chosen_from_events: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -272,6 +276,7 @@ impl IterationsReport {
             coverage: iterations.coverage.map(|c| (c * 1000.0).round() / 1000.0),
             candidates: iterations.candidates.clone(),
             unconvincing: iterations.unconvincing.clone(),
+            chosen_from_events: iterations.chosen_from_events,
         }
     }
 }
