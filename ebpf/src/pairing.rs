@@ -14,7 +14,9 @@
 //! (see [`TrackedProcess`]); the reader drops the ring's copy of an open it already took.
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_get_current_task_btf};
-use leakscope_common::{DropReason, Event, EventKind, HELD_OPEN, PathEvent, TrackedProcess};
+use leakscope_common::{
+    DropReason, Event, EventKind, HELD_OPEN, PathEvent, TrackedProcess, open_flags,
+};
 
 use crate::{
     PAIR_OPENS, count_lost,
@@ -36,7 +38,7 @@ pub(crate) fn flush(process: *mut TrackedProcess) {
         if (*process).held != HELD_OPEN {
             return;
         }
-        (*process).held = 0;
+        set_held(process, 0);
         if !output_path_record(&raw mut (*process).open) {
             count_lost(DropReason::RingFullPath);
         }
@@ -51,11 +53,13 @@ pub(crate) fn pair_close(process: *mut TrackedProcess, fd: u64, tid: u32) -> boo
         if (*process).held != HELD_OPEN || (*process).open.event.ret != fd as u32 as i64 {
             return false;
         }
-        (*process).held = 0;
+        // Volatile stores, in this order: the flag is cleared before the record changes,
+        // so a reader never takes a sealed copy that is half an `OpenClosed`.
+        set_held(process, 0);
         let record: *mut PathEvent = &raw mut (*process).open;
-        (*record).event.kind = EventKind::OpenClosed as u32;
-        (*record).close_tid = tid;
-        (*record).close_ktime_ns = bpf_ktime_get_ns();
+        core::ptr::write_volatile(&raw mut (*record).event.kind, EventKind::OpenClosed as u32);
+        core::ptr::write_volatile(&raw mut (*record).close_tid, tid);
+        core::ptr::write_volatile(&raw mut (*record).close_ktime_ns, bpf_ktime_get_ns());
         if !output_path_record(record) {
             // The two records it stands for, as they would have been counted unpaired.
             count_lost(DropReason::RingFullPath);
@@ -70,7 +74,7 @@ pub(crate) fn pair_close(process: *mut TrackedProcess, fd: u64, tid: u32) -> boo
 /// slot must be empty (every program flushes it first). Returns whether it was held.
 #[inline(always)]
 pub(crate) fn hold_open(process: *mut TrackedProcess, event: Event, user_path: *const u8) -> bool {
-    if !pairing_on() || !alone_with_its_fds() {
+    if !pairing_on() || may_have_created(event.aux) || !alone_with_its_fds() {
         return false;
     }
     unsafe {
@@ -78,10 +82,29 @@ pub(crate) fn hold_open(process: *mut TrackedProcess, event: Event, user_path: *
         // is rewritten, and only a sealed one afterwards.
         let time = event.ktime_ns;
         fill_path_record(&raw mut (*process).open, event, user_path);
-        (*process).seal_ktime_ns = time;
-        (*process).held = HELD_OPEN;
+        core::ptr::write_volatile(&raw mut (*process).seal_ktime_ns, time);
+        set_held(process, HELD_OPEN);
     }
     true
+}
+
+/// The slot's flag, stored volatile: the compiler must neither move it before the record's
+/// stores that precede it nor after those that follow.
+#[inline(always)]
+unsafe fn set_held(process: *mut TrackedProcess, value: u32) {
+    unsafe { core::ptr::write_volatile(&raw mut (*process).held, value) };
+}
+
+/// Whether an open (its `aux`, see [`open_flags::encode`]) may have created a file. Such an
+/// open is never held: the files ledger is shared by every process and keyed by path, so a
+/// rename or unlink of the new file by another process must not reach it first.
+#[inline(always)]
+fn may_have_created(aux: u64) -> bool {
+    match open_flags::decode(aux) {
+        (_, Some(created)) => created,
+        (Some(flags), None) => open_flags::may_create(flags),
+        (None, None) => true,
+    }
 }
 
 /// Whether the current process has one thread, and its fd table is used by no other task.

@@ -77,6 +77,7 @@ impl Drainer {
         } else {
             self.drain(probes, sink);
         }
+        // An incomplete round's held opens wait for the next poll, 10 ms on.
         sink.polled(&|| {
             let by_reason = probes.lost_by_reason();
             let lost = |reason| {
@@ -96,7 +97,15 @@ impl Drainer {
     /// Moves everything in the ring into the sink, and the opens the kernel holds back for
     /// pairing (see [`super::held`]): the slots are read first, then the ring, and the
     /// opens that the ring did not bring meanwhile come last.
-    pub(super) fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
+    /// Returns whether the round was complete: an incomplete one (a record reserved before
+    /// the slots were read is still being written) keeps the held opens for the next round.
+    pub(super) fn drain(&mut self, probes: &Probes, sink: &mut dyn EventSink) -> bool {
+        self.drain_round(probes, sink, false)
+    }
+
+    /// [`Drain::drain`]; with `force`, the held opens are delivered even if the round was
+    /// not complete.
+    fn drain_round(&mut self, probes: &Probes, sink: &mut dyn EventSink, force: bool) -> bool {
         let opens = probes
             .held_opens()
             .iter()
@@ -124,22 +133,26 @@ impl Drainer {
             }
         }
         let complete = self.positions.consumer() >= reserved;
-        for open in self.held.end_round(complete) {
+        for open in self.held.end_round(complete || force) {
             self.apply(open, probes, sink);
         }
+        complete
     }
 
     /// Drains until a round delivers the held opens too (a record still being written
     /// stops the reader), or `attempts` rounds passed: for the last drain.
+    /// The held opens are delivered in the end all the same: a record still unwritten after
+    /// every attempt is lost either way, and the opens are real.
     pub(super) fn drain_fully(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
         for _ in 0..FINAL_DRAIN_ATTEMPTS {
-            let reserved = self.positions.producer();
-            self.drain(probes, sink);
-            if self.positions.consumer() >= reserved {
+            // The round's own completeness: it compares the consumer with the producer
+            // position it read itself, after reading the slots.
+            if self.drain(probes, sink) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        self.drain_round(probes, sink, true);
     }
 
     fn apply(&mut self, mut event: Event, probes: &Probes, sink: &mut dyn EventSink) {
