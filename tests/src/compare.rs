@@ -85,4 +85,41 @@ pub fn without_dir(text: &str, dir: &Path) -> String {
     let as_pattern = dir.with_file_name(format!(".{}", "X".repeat(name.len() - 1)));
     text.replace(dir.to_str().unwrap(), "DIR")
         .replace(as_pattern.to_str().unwrap(), "DIR")
+        .replace(&digits_as_n(dir.to_str().unwrap()), "DIR")
+}
+
+/// `text` with each run of digits written `N`, as a site's name pattern writes a number
+/// that changes between iterations (`.tmpab3` may read `.tmpabN`).
+fn digits_as_n(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_digits = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('N');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// `text` with every directory directly under `parent` (a run's temporary directory,
+/// however a site's name pattern rewrote its random name) named `DIR`.
+pub fn without_dirs_under(text: &str, parent: &Path) -> String {
+    let prefix = format!("{}/", parent.to_str().unwrap().trim_end_matches('/'));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&prefix) {
+        out.push_str(&rest[..at]);
+        out.push_str("DIR");
+        let name = &rest[at + prefix.len()..];
+        let end = name.find(['/', '"']).unwrap_or(name.len());
+        rest = &name[end..];
+    }
+    out.push_str(rest);
+    out
 }
