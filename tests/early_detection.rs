@@ -5,7 +5,11 @@
 
 use std::path::Path;
 
-use leakscope_tests::{Traced, assert_no_leak_in, class, fixture, leakscope_json_with_env};
+use leakscope_tests::{
+    Traced, assert_no_leak_in, class,
+    compare::{essentials, without_dir, without_dirs_under, without_rss},
+    fixture, leakscope_json_with_env,
+};
 use rstest::rstest;
 use serde_json::Value;
 
@@ -30,65 +34,17 @@ fn leaky_auto(args: &[&str], env: &[(&str, &Path)]) -> (Traced, String) {
     assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
     // Sites name the directory: each run's own random name, which a site's name pattern
     // may or may not have recognised as random.
-    let name = dir.path().file_name().unwrap().to_str().unwrap();
-    let as_pattern = dir
-        .path()
-        .with_file_name(format!(".{}", "X".repeat(name.len() - 1)));
-    let text = essentials(&traced)
-        .to_string()
-        .replace(dir.path().to_str().unwrap(), "DIR")
-        .replace(as_pattern.to_str().unwrap(), "DIR");
+    let text = without_dir(&early_essentials(&traced).to_string(), dir.path());
+    let text = without_dirs_under(&text, dir.path().parent().unwrap());
     (traced, text)
 }
 
-/// What must come out the same whether the loop was chosen early or at the end:
-/// iterations, verdicts, counts, rates (to 4 digits) and sites (without stacks). Resident
-/// memory is sampled and differs from run to run; the diagnosis tests assert it.
-fn essentials(traced: &Traced) -> Value {
-    let report = &traced.report;
-    let mut classes = serde_json::Map::new();
-    for (name, judged) in report["classes"].as_object().unwrap() {
-        if name == "rss" {
-            continue;
-        }
-        let mut kept = serde_json::Map::new();
-        for key in [
-            "verdict",
-            "acquired",
-            "released",
-            "live_at_end",
-            "leaked_per_iteration",
-            "bytes_leaked_per_iteration",
-            "live_bytes_at_end",
-        ] {
-            let value = &judged[key];
-            let value = match value.as_f64() {
-                Some(x) if value.is_f64() => format!("{x:.3e}").into(),
-                _ => value.clone(),
-            };
-            kept.insert(key.into(), value);
-        }
-        let sites: Vec<Value> = judged["sites"]
-            .as_array()
-            .map(|sites| {
-                sites
-                    .iter()
-                    .map(|s| {
-                        let site = s["site"].as_str().unwrap_or_default();
-                        let resource = site.split(" ← ").next().unwrap_or_default();
-                        serde_json::json!([resource, s["leaked"], s["verdict"]])
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        kept.insert("sites".into(), sites.into());
-        classes.insert(name.clone(), kept.into());
-    }
-    serde_json::json!({
-        "iterations": report["iterations"]["count"],
-        "path": report["iterations"]["path"],
-        "classes": classes,
-    })
+/// What must come out the same whether the loop was chosen early or at the end: what
+/// [`essentials`] keeps, and the loop's path.
+fn early_essentials(traced: &Traced) -> Value {
+    let mut kept = without_rss(essentials(traced));
+    kept["path"] = traced.report["iterations"]["path"].clone();
+    kept
 }
 
 fn chosen_from(traced: &Traced) -> Option<u64> {

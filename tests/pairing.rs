@@ -9,7 +9,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use leakscope_tests::{
     Traced, assert_rate, class,
-    compare::{essentials, without_dir, without_dirs_under, without_rss},
+    compare::{assert_same_extract, essentials, without_dir, without_dirs_under, without_rss},
     fixture, leakscope_json, leakscope_json_with_env,
 };
 use rstest::rstest;
@@ -73,22 +73,7 @@ fn pairing_changes_no_result_of_extract() {
     let unpaired = leakscope_json_with_env("extract", &options, &no_command, &no_pair());
     assert_eq!(class(&paired, "files")["verdict"], "leak");
     assert_eq!(paired.report["lost_events"], 0, "{}", paired.stderr());
-    // The workspace's random name, however a site's pattern rewrote it, and the bytes of
-    // the files live at the end, which are read while the worker's last files may still be
-    // written: within 0.1 %.
-    let comparable = |traced: &Traced| {
-        let mut essentials = without_rss(essentials(traced));
-        let bytes = essentials["classes"]["files"]["live_bytes_at_end"].take();
-        let text = without_dirs_under(&essentials.to_string(), Path::new("/tmp"));
-        (text, bytes.as_f64().unwrap_or(0.0))
-    };
-    let ((paired, paired_bytes), (unpaired, unpaired_bytes)) =
-        (comparable(&paired), comparable(&unpaired));
-    assert_eq!(paired, unpaired);
-    assert!(
-        (paired_bytes - unpaired_bytes).abs() <= 0.001 * unpaired_bytes,
-        "{paired_bytes} / {unpaired_bytes}"
-    );
+    assert_same_extract(&paired, &unpaired);
 }
 
 /// The fd class of a trap that must not leak: runs 5 times paired, each the same as the

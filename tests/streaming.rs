@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use leakscope_tests::{
-    Traced, assert_rate, class, fixture, leakscope_json, leakscope_json_with_env,
+    Traced, assert_rate, class,
+    compare::{assert_same_extract, essentials, without_dir, without_dirs_under, without_rss},
+    fixture, leakscope_json, leakscope_json_with_env,
 };
 use rstest::rstest;
-use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 
@@ -42,68 +43,6 @@ fn two_million_events_with_a_marker_stay_within_64_mib() {
         "leakscope's peak RSS was {} MiB",
         peak / MIB
     );
-}
-
-/// What must come out the same whether records are folded or kept: everything but times.
-fn essentials(traced: &Traced) -> Value {
-    let report = &traced.report;
-    let mut classes = serde_json::Map::new();
-    for (name, judged) in report["classes"].as_object().unwrap() {
-        let mut kept = serde_json::Map::new();
-        for key in [
-            "verdict",
-            "acquired",
-            "released",
-            "live_at_end",
-            "live_at_exit",
-            "leaked_per_iteration",
-            "bytes_leaked_per_iteration",
-            "live_bytes_at_end",
-            "failures",
-        ] {
-            kept.insert(key.into(), rounded(&judged[key]));
-        }
-        let sites: Vec<Value> = judged["sites"]
-            .as_array()
-            .map(|sites| {
-                sites
-                    .iter()
-                    .map(|s| {
-                        serde_json::json!([resource_of(&s["site"]), s["leaked"], s["verdict"]])
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        kept.insert("sites".into(), sites.into());
-        classes.insert(name.clone(), kept.into());
-    }
-    serde_json::json!({
-        "iterations": report["iterations"]["count"],
-        "classes": classes,
-    })
-}
-
-/// Rates to 4 significant digits: sizes on disk are sampled at times that differ from
-/// run to run.
-fn rounded(value: &Value) -> Value {
-    match value.as_f64() {
-        Some(x) if value.is_f64() => format!("{x:.3e}").into(),
-        _ => value.clone(),
-    }
-}
-
-/// A site's resource without its stack: how far a stack walk gets, and whether a libc
-/// frame is named yet, varies from run to run.
-fn resource_of(site: &Value) -> Value {
-    let text = site.as_str().unwrap_or_default();
-    text.split(" ← ").next().unwrap_or_default().into()
-}
-
-fn without_rss(mut essentials: Value) -> Value {
-    // Resident memory is sampled and differs from run to run; its verdict is asserted
-    // by the diagnosis tests.
-    essentials["classes"].as_object_mut().unwrap().remove("rss");
-    essentials
 }
 
 #[rstest]
@@ -142,13 +81,8 @@ fn folding_changes_no_result(
         assert_eq!(stride, Some(if max_boundaries.is_some() { 16 } else { 1 }));
         // Sites name the directory: each run's own, random name, which the site's name
         // pattern may or may not have recognised as random.
-        let text = without_rss(essentials(&traced)).to_string();
-        let name = dir.path().file_name().unwrap().to_str().unwrap();
-        let as_pattern = dir
-            .path()
-            .with_file_name(format!(".{}", "X".repeat(name.len() - 1)));
-        text.replace(dir.path().to_str().unwrap(), "DIR")
-            .replace(as_pattern.to_str().unwrap(), "DIR")
+        let text = without_dir(&without_rss(essentials(&traced)).to_string(), dir.path());
+        without_dirs_under(&text, dir.path().parent().unwrap())
     };
     let folded = run(&[]);
     let kept = run(&[("LEAKSCOPE_NO_FOLD", Path::new("1"))]);
@@ -176,10 +110,7 @@ fn folding_changes_no_result_of_extract() {
         &[("LEAKSCOPE_NO_FOLD", Path::new("1"))],
     );
     assert_eq!(class(&folded, "files")["verdict"], "leak");
-    assert_eq!(
-        without_rss(essentials(&folded)),
-        without_rss(essentials(&kept))
-    );
+    assert_same_extract(&folded, &kept);
 }
 
 /// `leaky MODE N` under `--iteration-symbol`, keeping at most `2 × max` boundaries.

@@ -123,3 +123,24 @@ pub fn without_dirs_under(text: &str, parent: &Path) -> String {
     out.push_str(rest);
     out
 }
+
+/// An `extract` report reduced for comparison, with the bytes of its files live at the end
+/// apart: the workspace's random name is written `DIR` however a site's pattern rewrote
+/// it, and the bytes are read while the worker's last files may still be written (compare
+/// them within a tolerance).
+pub fn comparable_extract(traced: &Traced) -> (String, f64) {
+    let mut essentials = without_rss(essentials(traced));
+    let bytes = essentials["classes"]["files"]["live_bytes_at_end"].take();
+    let text = without_dirs_under(&essentials.to_string(), Path::new("/tmp"));
+    (text, bytes.as_f64().unwrap_or(0.0))
+}
+
+/// Two runs of `extract` agree: see [`comparable_extract`]; the bytes within 0.1 %.
+pub fn assert_same_extract(a: &Traced, b: &Traced) {
+    let ((a, a_bytes), (b, b_bytes)) = (comparable_extract(a), comparable_extract(b));
+    assert_eq!(a, b);
+    assert!(
+        (a_bytes - b_bytes).abs() <= 0.001 * b_bytes.max(a_bytes),
+        "{a_bytes} / {b_bytes}"
+    );
+}
