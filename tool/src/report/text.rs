@@ -153,7 +153,13 @@ impl Report {
         row([
             "fd",
             verdict_text(c.fd.verdict),
-            &with_unit(units::count_rate(c.fd.leaked_per_iteration), "fds"),
+            &with_unit(
+                units::count_rate(seen(
+                    c.fd.leaked_per_iteration,
+                    c.fd.detection_limit_per_iteration,
+                )),
+                "fds",
+            ),
             &c.fd.live_at_end.to_string(),
             &with_unit(count_limit(c.fd.detection_limit_per_iteration), "fds"),
         ]);
@@ -164,8 +170,14 @@ impl Report {
             verdict_text(c.mmap.verdict),
             &format!(
                 "{}, {}",
-                with_unit(units::count_rate(c.mmap.leaked_per_iteration), "maps"),
-                units::bytes_rate(map_bytes)
+                with_unit(
+                    units::count_rate(seen(
+                        c.mmap.leaked_per_iteration,
+                        c.mmap.detection_limit_per_iteration,
+                    )),
+                    "maps",
+                ),
+                units::bytes_rate(seen(map_bytes, c.mmap.detection_limit_bytes_per_iteration))
             ),
             &format!("{} ({})", c.mmap.live_at_end, units::bytes(live_bytes)),
             &format!(
@@ -177,14 +189,20 @@ impl Report {
         row([
             "brk",
             verdict_text(c.brk.verdict),
-            &units::bytes_rate(c.brk.bytes_per_iteration),
+            &units::bytes_rate(seen(
+                c.brk.bytes_per_iteration,
+                c.brk.detection_limit_bytes_per_iteration,
+            )),
             &units::bytes(c.brk.live_bytes_at_end as f64),
             &bytes_limit(c.brk.detection_limit_bytes_per_iteration),
         ]);
         row([
             "rss",
             verdict_text(c.rss.verdict),
-            &units::bytes_rate(c.rss.bytes_per_iteration),
+            &units::bytes_rate(seen(
+                c.rss.bytes_per_iteration,
+                c.rss.detection_limit_bytes_per_iteration,
+            )),
             &c.rss
                 .bytes_at_end
                 .map_or("not sampled".into(), |b| units::bytes(b as f64)),
@@ -415,6 +433,16 @@ fn needed_unless_none(class: &ResourceReport) -> Option<u64> {
 }
 
 /// A table row of the files or watches class (files with their bytes, as mmap's).
+/// A fitted rate as the table shows it beside its detection limit: one below a hundredth of
+/// that limit is rounding noise of a flat series (the fit of sizes sampled mid-write can
+/// give "-1 B per 4,500,000 iterations"), and reads 0. JSON keeps the fitted value.
+fn seen(rate: f64, limit: Option<f64>) -> f64 {
+    match limit {
+        Some(limit) if rate.abs() < limit / 100.0 => 0.0,
+        _ => rate,
+    }
+}
+
 fn disk_row(name: &str, unit: &str, class: &ResourceReport) -> [String; 5] {
     let verdict = verdict_text(class.verdict).to_string();
     if none_created(class) {
@@ -426,7 +454,13 @@ fn disk_row(name: &str, unit: &str, class: &ResourceReport) -> [String; 5] {
             "-".into(),
         ];
     }
-    let count = with_unit(units::count_rate(class.leaked_per_iteration), unit);
+    let count = with_unit(
+        units::count_rate(seen(
+            class.leaked_per_iteration,
+            class.detection_limit_per_iteration,
+        )),
+        unit,
+    );
     let limit = with_unit(
         class
             .detection_limit_per_iteration
@@ -435,7 +469,10 @@ fn disk_row(name: &str, unit: &str, class: &ResourceReport) -> [String; 5] {
     );
     let (rate, live, limit) = match class.bytes_leaked_per_iteration {
         Some(bytes) => (
-            format!("{count}, {}", units::bytes_rate(bytes)),
+            format!(
+                "{count}, {}",
+                units::bytes_rate(seen(bytes, class.detection_limit_bytes_per_iteration))
+            ),
             format!(
                 "{} ({})",
                 class.live_at_end,
@@ -459,5 +496,18 @@ fn limit_meaning(class: &str, errno: &str) -> Option<&'static str> {
         ("files", "EDQUOT") => Some("the disk quota is used up"),
         ("watches", "ENOSPC") => Some("fs.inotify.max_user_watches reached"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod seen_tests {
+    use super::seen;
+
+    #[test]
+    fn a_rate_far_below_its_limit_reads_zero_and_others_stay() {
+        assert_eq!(seen(-2.2e-7, Some(0.09)), 0.0);
+        assert_eq!(seen(0.5, Some(0.09)), 0.5);
+        assert_eq!(seen(0.002, Some(0.09)), 0.002, "within a hundredth: shown");
+        assert_eq!(seen(-2.2e-7, None), -2.2e-7, "no limit: as fitted");
     }
 }
