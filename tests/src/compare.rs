@@ -144,3 +144,23 @@ pub fn assert_same_extract(a: &Traced, b: &Traced) {
         "{a_bytes} / {b_bytes}"
     );
 }
+
+/// The built-in job with a temporary file leaked every iteration (its files live from one
+/// extraction to the next), run as is and with `env`: the two reports must agree (see
+/// [`assert_same_extract`]). Returns the first run.
+pub fn extract_unchanged_by(env: &[(&str, &Path)]) -> Traced {
+    let options = [
+        "--rounds",
+        "1",
+        "--iterations",
+        "500",
+        "--inject-leak",
+        "tempfile",
+    ];
+    let no_command: [&str; 0] = [];
+    let plain = crate::leakscope_json("extract", &options, &no_command);
+    let other = crate::leakscope_json_with_env("extract", &options, &no_command, env);
+    assert_eq!(plain.report["lost_events"], 0, "{}", plain.stderr());
+    assert_same_extract(&plain, &other);
+    plain
+}

@@ -89,6 +89,27 @@ pub(crate) struct Syscall {
     pub(crate) open: Option<OpenInfo>,
 }
 
+impl Syscall {
+    /// A call of `nr` (a traced syscall) with its return value and arguments, and nothing
+    /// else captured: no path, stack, fd pair or deliveries.
+    pub(crate) fn bare(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
+        Syscall {
+            nr,
+            name: syscalls::info(nr).map_or("?", |info| info.name),
+            ret,
+            args,
+            fd_pair: None,
+            path: None,
+            stack_id: None,
+            stack_words: Vec::new(),
+            frames: None,
+            delivered: None,
+            path2: None,
+            open: None,
+        }
+    }
+}
+
 /// What the kernel saw of an open, openat, openat2 or creat beyond its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OpenInfo {
@@ -177,20 +198,7 @@ pub(crate) fn decode_record(record: &[u8], page_size: u64) -> Result<Decoded, De
         tgid: header.tgid,
         tid: paired.close_tid,
         rss_bytes: None,
-        what: What::Syscall(Syscall {
-            nr: syscalls::CLOSE,
-            name: "close",
-            ret: 0,
-            args: [fd, 0, 0, 0, 0, 0],
-            fd_pair: None,
-            path: None,
-            stack_id: None,
-            stack_words: Vec::new(),
-            frames: None,
-            delivered: None,
-            path2: None,
-            open: None,
-        }),
+        what: What::Syscall(Syscall::bare(syscalls::CLOSE, 0, [fd, 0, 0, 0, 0, 0])),
     };
     Ok(Decoded {
         first,

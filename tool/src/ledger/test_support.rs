@@ -5,20 +5,8 @@ use leakscope_common::syscalls;
 
 /// A successful syscall `nr` returning `ret`.
 pub(crate) fn call(nr: u32, ret: i64, args: [u64; 6]) -> Syscall {
-    Syscall {
-        nr,
-        name: syscalls::info(nr).expect("a traced syscall").name,
-        ret,
-        args,
-        fd_pair: None,
-        path: None,
-        stack_id: None,
-        stack_words: Vec::new(),
-        frames: None,
-        delivered: None,
-        path2: None,
-        open: None,
-    }
+    assert!(syscalls::info(nr).is_some(), "a traced syscall");
+    Syscall::bare(nr, ret, args)
 }
 
 impl Syscall {

@@ -9,21 +9,11 @@ fn open(tgid: u32, time_ns: u64, fd: i64) -> Event {
         tid: tgid,
         rss_bytes: None,
         what: What::Syscall(Syscall {
-            nr: syscalls::OPENAT,
-            name: "openat",
-            ret: fd,
-            args: [0; 6],
-            fd_pair: None,
-            path: None,
-            stack_id: None,
-            stack_words: Vec::new(),
-            frames: None,
-            delivered: None,
-            path2: None,
             open: Some(OpenInfo {
                 flags: Some(0),
                 created: None,
             }),
+            ..Syscall::bare(syscalls::OPENAT, fd, [0; 6])
         }),
     }
 }
