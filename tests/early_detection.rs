@@ -7,13 +7,11 @@ use std::path::Path;
 
 use leakscope_tests::{
     Traced, assert_no_leak_in, class,
-    compare::{essentials, without_dir, without_dirs_under, without_rss},
+    compare::{assert_peak_rss_within, essentials, without_dir, without_dirs_under, without_rss},
     fixture, leakscope_json_with_env,
 };
 use rstest::rstest;
 use serde_json::Value;
-
-const MIB: u64 = 1 << 20;
 
 /// A millisecond's rest between iterations: a try comes between drain passes, so the run
 /// must last many of them (10 ms each).
@@ -138,12 +136,5 @@ fn two_million_events_without_a_marker_stay_within_64_mib() {
     // Every dup counted, although almost none was kept (plus the loader's few).
     let acquired = fd["acquired"].as_u64().unwrap();
     assert!((1_004_000..1_004_020).contains(&acquired), "{acquired}");
-    let peak = report["self"]["peak_rss_bytes"]
-        .as_u64()
-        .expect("VmHWM read");
-    assert!(
-        peak <= 64 * MIB,
-        "leakscope's peak RSS was {} MiB",
-        peak / MIB
-    );
+    assert_peak_rss_within(&traced, 64);
 }

@@ -136,6 +136,15 @@ fn a_file_created_by_one_process_and_renamed_by_another_is_a_files_leak_either_w
     }
 }
 
+/// `pair_traps idle`: opens once on SIGUSR1, then sleeps until killed.
+fn idle_target(dir: &Path) -> std::process::Child {
+    Command::new(fixture("pair_traps"))
+        .args(["idle", "0"])
+        .arg(dir)
+        .spawn()
+        .unwrap()
+}
+
 /// An fd opened while leakscope is attached, by a process that then only sleeps: the open
 /// is the process's last record, held in the kernel when tracing ends, and must be counted
 /// live.
@@ -143,11 +152,7 @@ fn a_file_created_by_one_process_and_renamed_by_another_is_a_files_leak_either_w
 fn an_fd_opened_by_a_process_that_then_idles_is_live_when_an_attach_ends() {
     for paired in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let mut target = Command::new(fixture("pair_traps"))
-            .args(["idle", "0"])
-            .arg(dir.path())
-            .spawn()
-            .unwrap();
+        let mut target = idle_target(dir.path());
         let pid = target.id();
         // Opens once leakscope has surely attached (start-up takes about 0.3 s).
         let signaller = std::thread::spawn(move || {
@@ -219,11 +224,7 @@ fn live_fds(metrics: &Path) -> f64 {
 fn an_fd_opened_by_a_process_that_then_idles_is_live_in_the_next_watch_view() {
     for paired in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let mut target = Command::new(fixture("pair_traps"))
-            .args(["idle", "0"])
-            .arg(dir.path())
-            .spawn()
-            .unwrap();
+        let mut target = idle_target(dir.path());
         let pid = target.id();
         let metrics = dir.path().join("leakscope.prom");
         let mut tracer = Command::new(leakscope_tests::leakscope());

@@ -6,12 +6,13 @@ use std::path::Path;
 
 use leakscope_tests::{
     Traced, assert_rate, class,
-    compare::{essentials, extract_unchanged_by, without_dir, without_dirs_under, without_rss},
+    compare::{
+        assert_peak_rss_within, essentials, extract_unchanged_by, without_dir, without_dirs_under,
+        without_rss,
+    },
     fixture, leakscope_json, leakscope_json_with_env,
 };
 use rstest::rstest;
-
-const MIB: u64 = 1 << 20;
 
 /// 1,000,000 opens and closes (2,000,000 events) with a marker every 1,000.
 #[test]
@@ -35,14 +36,7 @@ fn two_million_events_with_a_marker_stay_within_64_mib() {
     let acquired = fd["acquired"].as_u64().unwrap();
     assert!((1_000_000..1_000_010).contains(&acquired), "{acquired}");
     assert_eq!(fd["lifetime_ns"]["count"].as_u64(), Some(acquired));
-    let peak = report["self"]["peak_rss_bytes"]
-        .as_u64()
-        .expect("VmHWM read");
-    assert!(
-        peak <= 64 * MIB,
-        "leakscope's peak RSS was {} MiB",
-        peak / MIB
-    );
+    assert_peak_rss_within(&traced, 64);
 }
 
 #[rstest]

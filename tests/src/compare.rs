@@ -164,3 +164,15 @@ pub fn extract_unchanged_by(env: &[(&str, &Path)]) -> Traced {
     assert_same_extract(&plain, &other);
     plain
 }
+
+/// leakscope's own peak resident set (`self.peak_rss_bytes`, VmHWM) is at most `mib` MiB.
+pub fn assert_peak_rss_within(traced: &Traced, mib: u64) {
+    let peak = traced.report["self"]["peak_rss_bytes"]
+        .as_u64()
+        .expect("VmHWM read");
+    assert!(
+        peak <= mib << 20,
+        "leakscope's peak RSS was {} MiB",
+        peak >> 20
+    );
+}
