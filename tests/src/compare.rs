@@ -138,7 +138,7 @@ pub fn comparable_extract(traced: &Traced) -> (String, f64) {
 /// Two runs of `extract` agree: see [`comparable_extract`]; the bytes within 0.1 %.
 pub fn assert_same_extract(a: &Traced, b: &Traced) {
     let ((a, a_bytes), (b, b_bytes)) = (comparable_extract(a), comparable_extract(b));
-    assert_eq!(a, b);
+    assert_same_text(&a, &b);
     assert!(
         (a_bytes - b_bytes).abs() <= 0.001 * b_bytes.max(a_bytes),
         "{a_bytes} / {b_bytes}"
@@ -174,5 +174,28 @@ pub fn assert_peak_rss_within(traced: &Traced, mib: u64) {
         peak <= mib << 20,
         "leakscope's peak RSS was {} MiB",
         peak >> 20
+    );
+}
+
+/// `a == b`, or a panic that shows where they part (reports reduced to one line are long).
+pub fn assert_same_text(a: &str, b: &str) {
+    let Some(at) = a
+        .char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map(|((at, _), _)| at)
+        .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
+    else {
+        return;
+    };
+    let around = |text: &str| {
+        let from = text.floor_char_boundary(at.saturating_sub(300));
+        let to = text.ceil_char_boundary((at + 200).min(text.len()));
+        text[from..to].to_string()
+    };
+    panic!(
+        "they part at byte {at}:\n{}\n---- and ----\n{}",
+        around(a),
+        around(b)
     );
 }
