@@ -302,12 +302,9 @@ pub(super) fn conclude(ledger: &Ledger, commit: &Commit) -> Iterations {
         .life(ledger)
         .unwrap_or((times.first().copied().unwrap_or(0), last));
     let (score, _, regularity) = auto::score(&times, lifetime, &worker);
-    let sampled = ledger.streamed_boundaries().unwrap_or_else(|| Sampled {
-        points: times.clone(),
-        stride: 1,
-        count: times.len(),
-        recent: None,
-    });
+    let sampled = ledger
+        .streamed_boundaries()
+        .unwrap_or_else(|| Sampled::every(times.clone()));
     let (path, n, events) = (&commit.path, times.len(), commit.events);
     let flaw = match busiest {
         Some((image, acquisitions)) if image != commit.image => Some(format!(

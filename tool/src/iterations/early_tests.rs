@@ -9,6 +9,7 @@ use crate::iterations::{IterationRequest, IterationSource, Iterations, detect};
 use crate::ledger::Ledger;
 use crate::ledger::test_support::{Stream, call};
 use leakscope_common::syscalls as nr;
+use rstest::rstest;
 
 const TICK: &str = "/srv/loop/tick";
 
@@ -107,6 +108,18 @@ fn apply_all(ledger: &mut Ledger, events: &[crate::event::Event]) {
     }
 }
 
+/// [`traced`] from 2,000 events on, with the notes it gave the user as it went.
+fn traced_with_notes(stream: &Stream) -> (Ledger, Vec<String>) {
+    let mut ledger = Ledger::new();
+    ledger.detect_early_with(Early::new(2_000).folding_every(500));
+    let mut notes = Vec::new();
+    for pass in stream.events.chunks(50) {
+        apply_all(&mut ledger, pass);
+        notes.extend(ledger.take_early_note());
+    }
+    (ledger, notes)
+}
+
 fn judged(ledger: &Ledger) -> (Iterations, String) {
     let iterations = detect(ledger, &IterationRequest::Auto);
     let analysis = analysis::analyze(ledger, &iterations, &RunFacts::default());
@@ -117,12 +130,17 @@ fn folded_records(ledger: &Ledger) -> u64 {
     ledger.fd_records().folded().records + ledger.map_records().folded().records
 }
 
-#[test]
-fn a_run_committed_early_is_judged_as_the_whole_run_is() {
+/// Also at a stride (a bound of 16 boundaries: every 64th judged): the committed run folds
+/// its series by the kept boundaries, and is judged on the same points as the batch run,
+/// which decimates every boundary at the end.
+#[rstest]
+fn a_run_committed_early_is_judged_as_the_whole_run_is(
+    #[values(crate::ledger::boundaries::MAX_BOUNDARIES, 16)] max: usize,
+) {
     for keep_every in [1, 7, u64::MAX] {
         let stream = run(1500, keep_every, |_| true);
-        let (batch, batch_analysis) = judged(&traced(&stream, None));
-        let early = traced(&stream, Some(2_000));
+        let (batch, batch_analysis) = judged(&traced_at(&stream, None, max));
+        let early = traced_at(&stream, Some(2_000), max);
         assert!(early.early_commit().is_some(), "committed");
         assert!(
             folded_records(&early) > 5_000,
@@ -133,6 +151,9 @@ fn a_run_committed_early_is_judged_as_the_whole_run_is() {
         let (committed, analysis) = judged(&early);
         assert_eq!(batch.source, IterationSource::Auto);
         assert_eq!(committed.source, IterationSource::Auto);
+        assert_eq!(batch.stride, if max == 16 { 64 } else { 1 });
+        assert_eq!(committed.stride, batch.stride);
+        assert_eq!(committed.total, batch.total);
         assert_eq!(committed.boundaries, batch.boundaries);
         assert_eq!(committed.auto_path, batch.auto_path);
         assert_eq!(committed.confidence, batch.confidence);
@@ -162,26 +183,6 @@ fn a_run_committed_early_is_judged_as_the_whole_run_is() {
     }
 }
 
-/// At a stride, too: the committed run folds its series by the kept boundaries, and is
-/// judged on the same points as the batch run, which decimates every boundary at the end.
-#[test]
-fn a_run_committed_early_is_judged_as_the_whole_run_is_at_a_stride() {
-    for keep_every in [1, 7, u64::MAX] {
-        let stream = run(1500, keep_every, |_| true);
-        let (batch, batch_analysis) = judged(&traced_at(&stream, None, 16));
-        let early = traced_at(&stream, Some(2_000), 16);
-        assert!(early.early_commit().is_some(), "committed");
-        let (committed, analysis) = judged(&early);
-        assert_eq!(batch.stride, 64);
-        assert_eq!(committed.stride, batch.stride);
-        assert_eq!(committed.total, batch.total);
-        assert_eq!(committed.boundaries, batch.boundaries);
-        assert_eq!(committed.confidence, batch.confidence);
-        assert_eq!(committed.coverage, batch.coverage);
-        assert_same(&analysis, &batch_analysis);
-    }
-}
-
 #[test]
 fn a_path_that_stops_recurring_while_the_work_goes_on_makes_every_verdict_inconclusive() {
     // A leak of one fd per iteration throughout; the tick stops half way.
@@ -208,13 +209,7 @@ fn a_path_that_stops_recurring_while_the_work_goes_on_makes_every_verdict_inconc
 #[test]
 fn without_a_convincing_loop_every_record_is_kept_and_the_user_told_once() {
     let stream = unlooped(3000, 2_000_000);
-    let mut ledger = Ledger::new();
-    ledger.detect_early_with(Early::new(2_000).folding_every(500));
-    let mut notes = Vec::new();
-    for pass in stream.events.chunks(50) {
-        apply_all(&mut ledger, pass);
-        notes.extend(ledger.take_early_note());
-    }
+    let (ledger, notes) = traced_with_notes(&stream);
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].contains("memory grows with events"),
@@ -241,13 +236,7 @@ fn a_loop_that_starts_late_is_committed_to_at_the_second_try() {
             event.time_ns += start;
             event
         }));
-    let mut ledger = Ledger::new();
-    ledger.detect_early_with(Early::new(2_000).folding_every(500));
-    let mut notes = Vec::new();
-    for pass in stream.events.chunks(50) {
-        apply_all(&mut ledger, pass);
-        notes.extend(ledger.take_early_note());
-    }
+    let (ledger, notes) = traced_with_notes(&stream);
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].contains("looked for once more at 4000 events"));
     let (committed, analysis) = judged(&ledger);

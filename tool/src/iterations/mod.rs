@@ -211,47 +211,24 @@ fn streamed(ledger: &Ledger, source: &BoundarySource) -> Option<Sampled> {
 fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
     match request {
         IterationRequest::Symbol(symbol) => {
-            let Sampled {
-                points: boundaries,
-                stride,
-                count: n,
-                recent,
-            } = streamed(ledger, &BoundarySource::Markers).unwrap_or_else(|| {
+            let sampled = streamed(ledger, &BoundarySource::Markers).unwrap_or_else(|| {
                 let mut all = ledger.markers().to_vec();
                 all.sort_unstable();
-                Sampled {
-                    count: all.len(),
-                    points: all,
-                    stride: 1,
-                    recent: None,
-                }
+                Sampled::every(all)
             });
+            let n = sampled.count;
             if n < 2 {
                 return time_windows(ledger, format!("the marker `{symbol}` fired {n} time(s)"));
             }
-            Iterations {
-                boundaries,
-                stride,
-                total: n,
-                recent,
-                source: IterationSource::Symbol,
-                detail: format!("{n} calls of `{symbol}`"),
-                confidence: repeat_confidence(n),
-                auto_path: None,
-                coverage: None,
-                candidates: Vec::new(),
-                unconvincing: None,
-                chosen_from_events: None,
-            }
+            explicit(
+                sampled,
+                IterationSource::Symbol,
+                format!("{n} calls of `{symbol}`"),
+            )
         }
         IterationRequest::Path(needle) => {
             let source = BoundarySource::PathsContaining(needle.clone());
-            let Sampled {
-                points: boundaries,
-                stride,
-                count: n,
-                recent,
-            } = streamed(ledger, &source).unwrap_or_else(|| {
+            let sampled = streamed(ledger, &source).unwrap_or_else(|| {
                 let mut all: Vec<u64> = ledger
                     .opened_paths()
                     .iter()
@@ -264,35 +241,46 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                     .map(|open| open.time_ns)
                     .collect();
                 all.sort_unstable();
-                Sampled {
-                    count: all.len(),
-                    points: all,
-                    stride: 1,
-                    recent: None,
-                }
+                Sampled::every(all)
             });
+            let n = sampled.count;
             if n < 2 {
                 return time_windows(
                     ledger,
                     format!("paths containing \"{needle}\" were opened {n} time(s)"),
                 );
             }
-            Iterations {
-                boundaries,
-                stride,
-                total: n,
-                recent,
-                source: IterationSource::Path,
-                detail: format!("{n} opens of paths containing \"{needle}\""),
-                confidence: repeat_confidence(n),
-                auto_path: None,
-                coverage: None,
-                candidates: Vec::new(),
-                unconvincing: None,
-                chosen_from_events: None,
-            }
+            explicit(
+                sampled,
+                IterationSource::Path,
+                format!("{n} opens of paths containing \"{needle}\""),
+            )
         }
         IterationRequest::Auto => auto::detect(ledger),
+    }
+}
+
+/// The iterations of an explicit source (a marker, a path), on `sampled` boundaries.
+fn explicit(sampled: Sampled, source: IterationSource, detail: String) -> Iterations {
+    let Sampled {
+        points,
+        stride,
+        count,
+        recent,
+    } = sampled;
+    Iterations {
+        boundaries: points,
+        stride,
+        total: count,
+        recent,
+        source,
+        detail,
+        confidence: repeat_confidence(count),
+        auto_path: None,
+        coverage: None,
+        candidates: Vec::new(),
+        unconvincing: None,
+        chosen_from_events: None,
     }
 }
 

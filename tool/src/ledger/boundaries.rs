@@ -58,17 +58,24 @@ pub(crate) struct Sampled {
     pub(crate) recent: Option<Recent>,
 }
 
+impl Sampled {
+    /// Every boundary of `sorted`, at stride 1 (not yet decimated).
+    pub(crate) fn every(sorted: Vec<u64>) -> Sampled {
+        Sampled {
+            count: sorted.len(),
+            points: sorted,
+            stride: 1,
+            recent: None,
+        }
+    }
+}
+
 /// Decimates a sorted list of every boundary as [`Kept`] would have kept them.
 pub(crate) fn decimate(sorted: Vec<u64>, max: usize) -> Sampled {
     let count = sorted.len();
     let stride = stride_for(count, max);
     if stride == 1 {
-        return Sampled {
-            points: sorted,
-            stride,
-            count,
-            recent: None,
-        };
+        return Sampled::every(sorted);
     }
     let recent = Some(Recent::from_sorted(&sorted));
     let last = sorted.last().copied();
