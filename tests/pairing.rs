@@ -9,7 +9,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use leakscope_tests::{
     Traced, assert_rate, class,
-    compare::{essentials, extract_unchanged_by, without_dir, without_dirs_under, without_rss},
+    compare::{essentials, extract_unchanged_by, without_dir, without_rss},
     fixture, leakscope_json_with_env,
 };
 use rstest::rstest;
@@ -35,8 +35,6 @@ fn traced(name: &str, mode: &str, n: &str, options: &[&str], paired: bool) -> (T
     assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
     assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
     let text = without_dir(&without_rss(essentials(&traced)).to_string(), dir.path());
-    // Whatever a site's name pattern made of the directory's random name.
-    let text = without_dirs_under(&text, dir.path().parent().unwrap());
     (traced, text)
 }
 

@@ -78,33 +78,14 @@ pub fn without_rss(mut essentials: Value) -> Value {
     essentials
 }
 
-/// `text` with the temporary directory `dir` named `DIR`, also where a site's name pattern
-/// recognised its random name.
+/// `text` with the temporary directory `dir` named `DIR`, however a site's name pattern
+/// rewrote its random name (`.tmpab3Xy` may read `.tmpabNXy` or `.XXXXXXXX`): every
+/// directory beside it is named so.
 pub fn without_dir(text: &str, dir: &Path) -> String {
-    let name = dir.file_name().unwrap().to_str().unwrap();
-    let as_pattern = dir.with_file_name(format!(".{}", "X".repeat(name.len() - 1)));
-    text.replace(dir.to_str().unwrap(), "DIR")
-        .replace(as_pattern.to_str().unwrap(), "DIR")
-        .replace(&digits_as_n(dir.to_str().unwrap()), "DIR")
-}
-
-/// `text` with each run of digits written `N`, as a site's name pattern writes a number
-/// that changes between iterations (`.tmpab3` may read `.tmpabN`).
-fn digits_as_n(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_digits = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('N');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
-        }
-    }
-    out
+    without_dirs_under(
+        text,
+        dir.parent().expect("a temporary directory has a parent"),
+    )
 }
 
 /// `text` with every directory directly under `parent` (a run's temporary directory,
