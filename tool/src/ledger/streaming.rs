@@ -141,18 +141,14 @@ impl Known<'_> {
 impl Ledger {
     /// Turns folding on: the iterations will be the boundaries of `source`.
     pub(crate) fn stream_on(&mut self, source: BoundarySource) {
-        self.streaming.boundaries = Kept::new(self.streaming.boundaries.max());
-        self.streaming.on = Some(source);
-        self.streaming.every = FOLD_EVERY_EVENTS;
+        self.stream_on_every(source, FOLD_EVERY_EVENTS);
     }
 
     /// Turns folding on mid-run, with the boundaries of `source` seen so far, folding
     /// every `every` events ([`FOLD_EVERY_EVENTS`] but in tests), the first time after the
     /// next event: what was kept until now is the most there will be.
     pub(crate) fn stream_on_from(&mut self, source: BoundarySource, seen: Vec<u64>, every: u64) {
-        self.streaming.boundaries = Kept::new(self.streaming.boundaries.max());
-        self.streaming.on = Some(source);
-        self.streaming.every = every;
+        self.stream_on_every(source, every);
         self.streaming.events = every.saturating_sub(1);
         for &t in &seen {
             self.note_boundary(t); // nothing is folded yet: no series to merge
@@ -160,8 +156,7 @@ impl Ledger {
         self.streaming.committed_loop = seen;
     }
 
-    /// Folds every `every` events instead (tests).
-    #[cfg(test)]
+    /// [`Ledger::stream_on`], folding every `every` events (tests fold more often).
     pub(crate) fn stream_on_every(&mut self, source: BoundarySource, every: u64) {
         self.streaming.boundaries = Kept::new(self.streaming.boundaries.max());
         self.streaming.on = Some(source);
