@@ -33,15 +33,7 @@ fn decodes_close() {
 
 #[test]
 fn decodes_open_path_and_truncation() {
-    let mut record = PathEvent {
-        event: wire_event(EventKind::Syscall, syscalls::OPENAT, 3),
-        path_len: 5,
-        close_tid: 0,
-        close_ktime_ns: 0,
-        path: [0; PATH_CAP],
-    };
-    record.event.rss_pages = 10;
-    record.path[..5].copy_from_slice(b"a.txt");
+    let mut record = open_record();
     let event = decode(&bytes_of(&record), 4096).unwrap();
     assert_eq!(event.rss_bytes, Some(40960));
     let What::Syscall(call) = event.what else {
