@@ -41,11 +41,15 @@ pub enum DropReason {
     /// The path (or memfd name) of an open-family call could not be read: the record
     /// arrives with an empty path, so the fd is placed at no real site.
     PathRead = 13,
+    /// An exiting thread could not tell whether its whole process was ending (the
+    /// process's live-thread count could not be read), so the leader's exit was taken as
+    /// the process's end: a process whose leader went first may have stopped being traced.
+    ExitUnclear = 14,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -63,6 +67,7 @@ impl DropReason {
         DropReason::FdPairRead,
         DropReason::RingFullControl,
         DropReason::PathRead,
+        DropReason::ExitUnclear,
     ];
 
     /// The slot in the `LOST` array.
@@ -87,6 +92,7 @@ impl DropReason {
             DropReason::FdPairRead => "fd_pair_read_failed",
             DropReason::RingFullControl => "ring_full_control",
             DropReason::PathRead => "path_read_failed",
+            DropReason::ExitUnclear => "exit_unclear",
         }
     }
 

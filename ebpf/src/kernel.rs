@@ -1,5 +1,6 @@
 //! Reads of kernel structs, at the offsets the loader found in BTF ([`crate::OFFSETS`]):
-//! the current task's resident set, and whether an open created its file.
+//! the current task's resident set, whether an open created its file, whether an exiting
+//! thread is its process's last, and whether an fd is still in the fd table.
 
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user};
 use leakscope_common::{
@@ -131,6 +132,24 @@ fn file_was_created(fd: i64) -> Option<bool> {
     }
     let mode: u32 = read_kernel(file + off.file_f_mode as u64)?;
     Some(mode & open_flags::FMODE_CREATED != 0)
+}
+
+/// For `sched_process_exit`, which runs in the exiting thread: whether its whole process is
+/// ending, i.e. no thread of it is left that has not begun to exit. `do_exit` decrements
+/// `signal->live` before the tracepoint, so the last thread to exit sees 0 (threads exiting
+/// at the same moment may all see it: the caller keeps one). A leader that exits while
+/// other threads run on (`pthread_exit`, or an exec by another thread, which the kernel
+/// makes the new leader under the same pid) sees more. `None` when it cannot be read.
+#[inline(always)]
+pub(crate) fn process_is_ending() -> Option<bool> {
+    let off = offsets();
+    let task = unsafe { bpf_get_current_task() };
+    let signal: u64 = read_kernel(task + off.task_signal as u64)?;
+    if signal == 0 {
+        return None;
+    }
+    let live: i32 = read_kernel(signal + off.signal_live as u64)?;
+    Some(live == 0)
 }
 
 #[inline(always)]

@@ -73,6 +73,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     signal_nr_threads: 0,
     files_count: 0,
     pairing_available: 0,
+    signal_live: 0,
 };
 named!(OFFSETS, globals::OFFSETS);
 
@@ -425,22 +426,37 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
 }
 named!(sched_process_exec, programs::SCHED_PROCESS_EXEC);
 
-/// `sched_process_exit`: runs in each exiting thread. Only the group leader's exit ends the
-/// process for the ledger; other threads' exits change no resource.
+/// `sched_process_exit`: runs in each exiting thread. Only the end of the whole process (its
+/// last thread) ends it for the ledger. Not the leader's exit: a leader may go first while
+/// the process lives on (`pthread_exit`), and an exec by another thread ends the old leader
+/// and gives its pid to the exec'ing thread, which `sched_process_exec` then reports.
 #[raw_tracepoint]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
-    if tid != tgid {
-        return 0;
-    }
     let Some(process) = tracked(tgid) else {
         return 0;
     };
+    let ending = match kernel::process_is_ending() {
+        Some(ending) => ending,
+        // Unreadable (never seen): the leader's exit is the best guess left, and it is
+        // counted, so a run that may have stopped following a process early says so.
+        None => {
+            count_lost(DropReason::ExitUnclear);
+            tid == tgid
+        }
+    };
+    if !ending {
+        return 0; // other threads go on: they keep the process's resources
+    }
+    // Threads exiting at the same moment may all see the process ending; the one whose
+    // removal of the entry succeeds reports it. None of them holds an open: one is held
+    // only while the process has one thread, and a clone sends it first.
     pairing::flush(process);
-    emit(header(EventKind::Exit, tgid, tid));
+    if TRACKED.remove(tgid).is_err() {
+        return 0;
+    }
     set_traced_pid(tgid, false);
-    // Last: `process` points into the entry this frees.
-    let _ = TRACKED.remove(tgid);
+    emit(header(EventKind::Exit, tgid, tid));
     0
 }
 named!(sched_process_exit, programs::SCHED_PROCESS_EXIT);
