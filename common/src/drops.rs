@@ -45,11 +45,15 @@ pub enum DropReason {
     /// process's live-thread count could not be read), so the leader's exit was taken as
     /// the process's end: a process whose leader went first may have stopped being traced.
     ExitUnclear = 14,
+    /// A close failed (not EBADF) and the fd table could not be read to tell whether it
+    /// had already freed the fd (see [`crate::close_outcome`]): it was taken as not
+    /// closed, so the fd may be reported live when it is not.
+    CloseUnclear = 15,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -68,6 +72,7 @@ impl DropReason {
         DropReason::RingFullControl,
         DropReason::PathRead,
         DropReason::ExitUnclear,
+        DropReason::CloseUnclear,
     ];
 
     /// The slot in the `LOST` array.
@@ -93,6 +98,7 @@ impl DropReason {
             DropReason::RingFullControl => "ring_full_control",
             DropReason::PathRead => "path_read_failed",
             DropReason::ExitUnclear => "exit_unclear",
+            DropReason::CloseUnclear => "close_unclear",
         }
     }
 

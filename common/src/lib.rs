@@ -6,6 +6,7 @@
 //! layout byte for byte.
 #![no_std]
 
+pub mod close_outcome;
 pub mod drops;
 mod event_kind;
 pub mod fd_arrival;

@@ -33,8 +33,9 @@ use emit::{
 use kernel::{current_rss_pages, current_rss_pages_btf, offsets};
 use leakscope_common::{
     DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, NO_STACK,
-    PathEvent, TrackedProcess, fd_arrival, globals, maps, open_flags, programs, same_name,
-    syscalls,
+    PathEvent, TrackedProcess, close_outcome,
+    close_outcome::CloseOutcome,
+    fd_arrival, globals, maps, open_flags, programs, same_name, syscalls,
     syscalls::{Delivery, SyscallInfo},
 };
 
@@ -249,7 +250,7 @@ fn on_sys_exit(
     process: *mut TrackedProcess,
 ) -> i32 {
     let Call { nr, info, ret } = call;
-    if !syscalls::succeeded(&info, ret) {
+    if !syscalls::succeeded(&info, ret) && !failed_close_released(nr, ret, regs.args[0]) {
         // A failed call changes no resource, but a failed acquisition is evidence (EMFILE
         // means the table is full): send the header alone, with the errno in `ret`.
         // recvmsg's EAGAIN or a failed bpf lookup is no attempt at an fd: leave them out, or
@@ -352,6 +353,24 @@ fn on_sys_exit(
         (None, _) => emit(event),
     }
     0
+}
+
+/// Whether a failed syscall is a `close` that released its fd all the same (a flush that
+/// failed after the fd was freed: see [`close_outcome`]); it is then sent with its error,
+/// as the release it was. Never paired: only a close that returned 0 pairs.
+#[inline(always)]
+fn failed_close_released(nr: u32, ret: i64, fd: u64) -> bool {
+    if nr != syscalls::CLOSE || ret == close_outcome::EBADF {
+        return false;
+    }
+    match close_outcome::close_outcome(ret, kernel::fd_in_table(fd)) {
+        CloseOutcome::Closed => true,
+        CloseOutcome::NotClosed => false,
+        CloseOutcome::Unclear => {
+            count_lost(DropReason::CloseUnclear);
+            false
+        }
+    }
 }
 
 /// Indexing `args` directly would compile a bounds check with a panic path, and the
