@@ -358,6 +358,10 @@ fn on_sys_exit(
 /// Whether a failed syscall is a `close` that released its fd all the same (a flush that
 /// failed after the fd was freed: see [`close_outcome`]); it is then sent with its error,
 /// as the release it was. Never paired: only a close that returned 0 pairs.
+///
+/// Only failed closes pay for the table read. Its one blind spot: in a process whose other
+/// thread opens a file between this close and the read, and gets the same fd number, the
+/// new file is taken for the old one and the close for a refused one.
 #[inline(always)]
 fn failed_close_released(nr: u32, ret: i64, fd: u64) -> bool {
     if nr != syscalls::CLOSE || ret == close_outcome::EBADF {
