@@ -361,11 +361,14 @@ fn close_fail(mode: &str) -> (tempfile::TempDir, Traced) {
     (dir, traced)
 }
 
-/// A close that a seccomp filter fails with EINTR never ran: its fd stays, one leaks per
-/// iteration, and the failed closes are no releases (nor paired with their opens).
-#[test]
-fn a_close_refused_by_seccomp_keeps_its_fd_a_leak_of_exactly_one_per_iteration() {
-    let (dir, traced) = close_fail("seccomp");
+/// A close (or close_range) that a seccomp filter fails with EINTR never ran: its fd
+/// stays, one leaks per iteration, and the failed calls are no releases (nor paired with
+/// their opens).
+#[rstest]
+#[case::close("seccomp")]
+#[case::close_range("seccomp-close-range")]
+fn a_close_refused_by_seccomp_keeps_its_fd_a_leak_of_exactly_one_per_iteration(#[case] mode: &str) {
+    let (dir, traced) = close_fail(mode);
     let fd = class(&traced, "fd");
     assert_eq!(fd["verdict"], "leak", "{fd}");
     assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
@@ -374,6 +377,7 @@ fn a_close_refused_by_seccomp_keeps_its_fd_a_leak_of_exactly_one_per_iteration()
     assert_eq!(fd["sites"][0]["site"], site.as_str());
     assert_eq!(fd["sites"][0]["leaked"], CLOSE_ITERATIONS - 1, "{fd}");
     let counts = traced.counts();
+    assert_eq!(counts.get("close_range"), None, "{counts:?}");
     assert_eq!(
         counts["openat"] - counts["close"],
         CLOSE_ITERATIONS as i64,
