@@ -253,3 +253,18 @@ fn an_fd_opened_by_a_process_that_then_idles_is_live_in_the_next_watch_view() {
         assert_eq!(after, before + 1.0, "paired {paired}");
     }
 }
+
+/// A close that fails never pairs with the open held before it: refused by seccomp (the
+/// fd stays) or failed after freeing the fd (a FUSE flush's EIO: a release all the same).
+/// Either way the reports are those of unpaired runs.
+#[rstest]
+#[case::seccomp("seccomp")]
+#[case::fuse_eio("fuse-eio")]
+fn a_failed_close_gives_the_same_report_paired_or_not(#[case] mode: &str) {
+    let options = ["--iteration-symbol", "iteration_marker"];
+    let (paired_run, paired) = traced("close_fail", mode, "300", &options, true);
+    let (_, unpaired) = traced("close_fail", mode, "300", &options, false);
+    assert_eq!(paired, unpaired, "{mode}");
+    let expected = if mode == "seccomp" { "leak" } else { "no-leak" };
+    assert_eq!(class(&paired_run, "fd")["verdict"], expected, "{mode}");
+}

@@ -341,3 +341,73 @@ fn garbage_collected_runtimes_that_drop_their_blocks_never_leak(#[case] interpre
         }
     }
 }
+
+const CLOSE_ITERATIONS: usize = 400;
+
+/// `close_fail MODE N DIR` marked by its iteration symbol (see the fixture): every
+/// iteration's close fails, and the fixture checked each fd was left as the mode says.
+fn close_fail(mode: &str) -> (tempfile::TempDir, Traced) {
+    let dir = tempfile::tempdir().unwrap();
+    let command = vec![
+        fixture("close_fail").to_string_lossy().into_owned(),
+        mode.into(),
+        CLOSE_ITERATIONS.to_string(),
+        dir.path().to_string_lossy().into_owned(),
+    ];
+    let traced = leakscope_json("run", &["--iteration-symbol", "iteration_marker"], &command);
+    assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
+    assert_eq!(traced.report["unknown_releases"], 0, "{}", traced.stderr());
+    assert_ran(&traced, CLOSE_ITERATIONS);
+    (dir, traced)
+}
+
+/// A close (or close_range) that a seccomp filter fails with EINTR never ran: its fd
+/// stays, one leaks per iteration, and the failed calls are no releases (nor paired with
+/// their opens).
+#[rstest]
+#[case::close("seccomp")]
+#[case::close_range("seccomp-close-range")]
+fn a_close_refused_by_seccomp_keeps_its_fd_a_leak_of_exactly_one_per_iteration(#[case] mode: &str) {
+    let (dir, traced) = close_fail(mode);
+    let fd = class(&traced, "fd");
+    assert_eq!(fd["verdict"], "leak", "{fd}");
+    assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
+    assert_eq!(fd["sites"].as_array().unwrap().len(), 1, "{fd}");
+    let site = format!("{}/f.txt", dir.path().display());
+    assert_eq!(fd["sites"][0]["site"], site.as_str());
+    assert_eq!(fd["sites"][0]["leaked"], CLOSE_ITERATIONS - 1, "{fd}");
+    let counts = traced.counts();
+    assert_eq!(counts.get("close_range"), None, "{counts:?}");
+    assert_eq!(
+        counts["openat"] - counts["close"],
+        CLOSE_ITERATIONS as i64,
+        "every open before the filter was closed, and no failed close counts as one: \
+         {counts:?}"
+    );
+}
+
+/// Linux frees the fd before the flush whose error close returns: a FUSE filesystem whose
+/// FLUSH fails makes every close return EIO (or EINTR) with its fd gone. Each is a
+/// release, so nothing leaks, five times out of five.
+#[rstest]
+#[case::eio("fuse-eio")]
+#[case::eintr("fuse-eintr")]
+fn a_close_that_fails_after_freeing_its_fd_is_a_release_five_times_out_of_five(#[case] mode: &str) {
+    for run in 0..5 {
+        let (_dir, traced) = close_fail(mode);
+        let fd = class(&traced, "fd");
+        assert_eq!(fd["verdict"], "no-leak", "{mode} run {run}: {fd}");
+        assert_eq!(fd["leaked_per_iteration"], 0.0, "{fd}");
+        assert!(fd["sites"].as_array().unwrap().is_empty(), "{fd}");
+        assert_eq!(
+            fd["acquired"], fd["released"],
+            "every fd released by the end: {fd}"
+        );
+        assert!(
+            traced.counts()["close"] >= CLOSE_ITERATIONS as i64,
+            "each failed close is the release it was: {:?}",
+            traced.counts()
+        );
+        assert_never_a_leak(&traced, &format!("{mode} run {run}"));
+    }
+}

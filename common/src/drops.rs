@@ -41,11 +41,19 @@ pub enum DropReason {
     /// The path (or memfd name) of an open-family call could not be read: the record
     /// arrives with an empty path, so the fd is placed at no real site.
     PathRead = 13,
+    /// An exiting thread could not tell whether its whole process was ending (the
+    /// process's live-thread count could not be read), so the leader's exit was taken as
+    /// the process's end: a process whose leader went first may have stopped being traced.
+    ExitUnclear = 14,
+    /// A close failed (not EBADF) and the fd table could not be read to tell whether it
+    /// had already freed the fd (see [`crate::close_outcome`]): it was taken as not
+    /// closed, so the fd may be reported live when it is not.
+    CloseUnclear = 15,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -63,6 +71,8 @@ impl DropReason {
         DropReason::FdPairRead,
         DropReason::RingFullControl,
         DropReason::PathRead,
+        DropReason::ExitUnclear,
+        DropReason::CloseUnclear,
     ];
 
     /// The slot in the `LOST` array.
@@ -87,6 +97,8 @@ impl DropReason {
             DropReason::FdPairRead => "fd_pair_read_failed",
             DropReason::RingFullControl => "ring_full_control",
             DropReason::PathRead => "path_read_failed",
+            DropReason::ExitUnclear => "exit_unclear",
+            DropReason::CloseUnclear => "close_unclear",
         }
     }
 

@@ -6,6 +6,7 @@
 //! layout byte for byte.
 #![no_std]
 
+pub mod close_outcome;
 pub mod drops;
 mod event_kind;
 pub mod fd_arrival;
@@ -250,6 +251,11 @@ pub struct KernelOffsets {
     /// 0 when the three offsets above (or `task_files`) could not be found: no open is
     /// then held back for pairing (see [`TrackedProcess`]).
     pub pairing_available: u32,
+    /// `signal_struct.live`: the process's threads that have not begun to exit. Zero in
+    /// `sched_process_exit` means the whole process is ending, not one thread (its leader
+    /// may go first: a `pthread_exit`, or an exec by another thread). Always found, with
+    /// `task_signal`, or the loader refuses to start.
+    pub signal_live: u32,
 }
 
 #[cfg(feature = "user")]
@@ -270,7 +276,7 @@ const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 16 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<TrackedProcess>() == 16 + 104 + 16 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
 const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 68);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
 
 #[cfg(test)]

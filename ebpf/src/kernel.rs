@@ -1,5 +1,6 @@
 //! Reads of kernel structs, at the offsets the loader found in BTF ([`crate::OFFSETS`]):
-//! the current task's resident set, and whether an open created its file.
+//! the current task's resident set, whether an open created its file, whether an exiting
+//! thread is its process's last, and whether an fd is still in the fd table.
 
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_user};
 use leakscope_common::{
@@ -93,14 +94,38 @@ pub(crate) fn open_aux(at: FlagsAt, args: &[u64; 6], fd: i64) -> u64 {
     open_flags::encode(flags, created)
 }
 
-/// Whether the file at `fd` of the current task has FMODE_CREATED: current ->files ->fdt
-/// ->fd[fd] ->f_mode. `None` when a link of that chain cannot be read.
-///
-/// For BTF-typed programs only (sys_exit): task ->files ->fdt are plain loads through the
-/// typed task pointer; the array element (a variable index) and the file it points at
-/// are probe reads, two instead of six.
+/// Whether the file at `fd` of the current task has FMODE_CREATED. `None` when the file
+/// cannot be read.
 #[inline(always)]
 fn file_was_created(fd: i64) -> Option<bool> {
+    // The fd was installed by this very call, so it is in the table (an empty slot: closed
+    // by another thread already).
+    if fd < 0 {
+        return None;
+    }
+    let file = current_fd_file(fd as u64)?;
+    if file == 0 {
+        return None;
+    }
+    let mode: u32 = read_kernel(file + offsets().file_f_mode as u64)?;
+    Some(mode & open_flags::FMODE_CREATED != 0)
+}
+
+/// Whether `fd` is in the current task's fd table now; `None` when the table cannot be
+/// read. For a `close` that failed: see [`leakscope_common::close_outcome`].
+#[inline(always)]
+pub(crate) fn fd_in_table(fd: u64) -> Option<bool> {
+    current_fd_file(fd as u32 as u64).map(|file| file != 0)
+}
+
+/// The `struct file *` at `fd` in the current task's table: current ->files ->fdt
+/// ->fd[fd]. `Some(0)` when that slot is empty or beyond the table; `None` when a link of
+/// the chain cannot be read.
+///
+/// For BTF-typed programs only (sys_exit): task ->files ->fdt are plain loads through the
+/// typed task pointer; the array element (a variable index) is a probe read.
+#[inline(always)]
+fn current_fd_file(fd: u64) -> Option<u64> {
     let off = offsets();
     if off.f_mode_available == 0 {
         return None;
@@ -120,17 +145,30 @@ fn file_was_created(fd: i64) -> Option<bool> {
             *(fdt.add(off.fdtable_fd as usize) as *const u64),
         )
     };
-    // The fd was installed by this very call, so it is in the table; checking keeps a read
-    // past the array (another thread replaced the table) from yielding some other word.
-    if fd < 0 || fd as u64 >= max_fds as u64 {
+    // Checked, so that a read never goes past the array (the table may also have been
+    // replaced by a larger one meanwhile: an fd beyond this one was not in it).
+    if fd >= max_fds as u64 {
+        return Some(0);
+    }
+    read_kernel(array + fd * 8)
+}
+
+/// For `sched_process_exit`, which runs in the exiting thread: whether its whole process is
+/// ending, i.e. no thread of it is left that has not begun to exit. `do_exit` decrements
+/// `signal->live` before the tracepoint, so the last thread to exit sees 0 (threads exiting
+/// at the same moment may all see it: the caller keeps one). A leader that exits while
+/// other threads run on (`pthread_exit`, or an exec by another thread, which the kernel
+/// makes the new leader under the same pid) sees more. `None` when it cannot be read.
+#[inline(always)]
+pub(crate) fn process_is_ending() -> Option<bool> {
+    let off = offsets();
+    let task = unsafe { bpf_get_current_task() };
+    let signal: u64 = read_kernel(task + off.task_signal as u64)?;
+    if signal == 0 {
         return None;
     }
-    let file: u64 = read_kernel(array + fd as u64 * 8)?;
-    if file == 0 {
-        return None; // closed by another thread already
-    }
-    let mode: u32 = read_kernel(file + off.file_f_mode as u64)?;
-    Some(mode & open_flags::FMODE_CREATED != 0)
+    let live: i32 = read_kernel(signal + off.signal_live as u64)?;
+    Some(live == 0)
 }
 
 #[inline(always)]

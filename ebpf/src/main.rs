@@ -33,8 +33,9 @@ use emit::{
 use kernel::{current_rss_pages, current_rss_pages_btf, offsets};
 use leakscope_common::{
     DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, NO_STACK,
-    PathEvent, TrackedProcess, fd_arrival, globals, maps, open_flags, programs, same_name,
-    syscalls,
+    PathEvent, TrackedProcess, close_outcome,
+    close_outcome::CloseOutcome,
+    fd_arrival, globals, maps, open_flags, programs, same_name, syscalls,
     syscalls::{Delivery, SyscallInfo},
 };
 
@@ -73,6 +74,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     signal_nr_threads: 0,
     files_count: 0,
     pairing_available: 0,
+    signal_live: 0,
 };
 named!(OFFSETS, globals::OFFSETS);
 
@@ -248,7 +250,7 @@ fn on_sys_exit(
     process: *mut TrackedProcess,
 ) -> i32 {
     let Call { nr, info, ret } = call;
-    if !syscalls::succeeded(&info, ret) {
+    if !syscalls::succeeded(&info, ret) && !failed_close_released(nr, ret, regs.args[0]) {
         // A failed call changes no resource, but a failed acquisition is evidence (EMFILE
         // means the table is full): send the header alone, with the errno in `ret`.
         // recvmsg's EAGAIN or a failed bpf lookup is no attempt at an fd: leave them out, or
@@ -353,6 +355,28 @@ fn on_sys_exit(
     0
 }
 
+/// Whether a failed syscall is a `close` that released its fd all the same (a flush that
+/// failed after the fd was freed: see [`close_outcome`]); it is then sent with its error,
+/// as the release it was. Never paired: only a close that returned 0 pairs.
+///
+/// Only failed closes pay for the table read. Its one blind spot: in a process whose other
+/// thread opens a file between this close and the read, and gets the same fd number, the
+/// new file is taken for the old one and the close for a refused one.
+#[inline(always)]
+fn failed_close_released(nr: u32, ret: i64, fd: u64) -> bool {
+    if nr != syscalls::CLOSE || ret == close_outcome::EBADF {
+        return false;
+    }
+    match close_outcome::close_outcome(ret, kernel::fd_in_table(fd)) {
+        CloseOutcome::Closed => true,
+        CloseOutcome::NotClosed => false,
+        CloseOutcome::Unclear => {
+            count_lost(DropReason::CloseUnclear);
+            false
+        }
+    }
+}
+
 /// Indexing `args` directly would compile a bounds check with a panic path, and the
 /// verifier rejects programs that end in a call that never returns.
 #[inline(always)]
@@ -425,22 +449,37 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
 }
 named!(sched_process_exec, programs::SCHED_PROCESS_EXEC);
 
-/// `sched_process_exit`: runs in each exiting thread. Only the group leader's exit ends the
-/// process for the ledger; other threads' exits change no resource.
+/// `sched_process_exit`: runs in each exiting thread. Only the end of the whole process (its
+/// last thread) ends it for the ledger. Not the leader's exit: a leader may go first while
+/// the process lives on (`pthread_exit`), and an exec by another thread ends the old leader
+/// and gives its pid to the exec'ing thread, which `sched_process_exec` then reports.
 #[raw_tracepoint]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
-    if tid != tgid {
-        return 0;
-    }
     let Some(process) = tracked(tgid) else {
         return 0;
     };
+    let ending = match kernel::process_is_ending() {
+        Some(ending) => ending,
+        // Unreadable (never seen): the leader's exit is the best guess left, and it is
+        // counted, so a run that may have stopped following a process early says so.
+        None => {
+            count_lost(DropReason::ExitUnclear);
+            tid == tgid
+        }
+    };
+    if !ending {
+        return 0; // other threads go on: they keep the process's resources
+    }
+    // Threads exiting at the same moment may all see the process ending; the one whose
+    // removal of the entry succeeds reports it. None of them holds an open: one is held
+    // only while the process has one thread, and a clone sends it first.
     pairing::flush(process);
-    emit(header(EventKind::Exit, tgid, tid));
+    if TRACKED.remove(tgid).is_err() {
+        return 0;
+    }
     set_traced_pid(tgid, false);
-    // Last: `process` points into the entry this frees.
-    let _ = TRACKED.remove(tgid);
+    emit(header(EventKind::Exit, tgid, tid));
     0
 }
 named!(sched_process_exit, programs::SCHED_PROCESS_EXIT);

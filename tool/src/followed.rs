@@ -100,13 +100,20 @@ impl Followed {
     }
 }
 
+/// Whether any thread of process `tgid` runs. Not only its leader: a leader that called
+/// `pthread_exit` stays a zombie (and `/proc/PID/stat` says so) while its other threads go
+/// on with the process.
 fn is_running(tgid: u32) -> bool {
     use procfs::process::{ProcState, Process};
-    Process::new(tgid as i32)
-        .and_then(|process| process.stat())
-        .ok()
-        .and_then(|stat| stat.state().ok())
-        .is_some_and(|state| !matches!(state, ProcState::Zombie | ProcState::Dead))
+    let Ok(tasks) = Process::new(tgid as i32).and_then(|process| process.tasks()) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        task.stat()
+            .ok()
+            .and_then(|stat| stat.state().ok())
+            .is_some_and(|state| !matches!(state, ProcState::Zombie | ProcState::Dead))
+    })
 }
 
 /// `/proc/PID/cmdline` as arguments; `None` when the process is gone (or its arguments

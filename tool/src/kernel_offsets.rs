@@ -30,8 +30,10 @@ impl OffsetsError {
     }
 }
 
-/// Reads the offsets from the running kernel. Fork tracking needs `task_struct.tgid`, so
-/// its absence is an error; the RSS offsets are optional (RSS is then sampled from /proc).
+/// Reads the offsets from the running kernel. Fork tracking needs `task_struct.tgid`, and
+/// telling a process's end from its leader thread's needs `task_struct.signal` and
+/// `signal_struct.live`, so their absence is an error; the RSS offsets are optional (RSS is
+/// then sampled from /proc).
 pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
     if !Path::new(VMLINUX_BTF).exists() {
         return Err(OffsetsError::NoBtf);
@@ -39,6 +41,8 @@ pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
     let btf = Btf::from_file(VMLINUX_BTF).map_err(|e| OffsetsError::Parse(e.to_string()))?;
     let mut offsets = KernelOffsets {
         task_tgid: member_offset(&btf, "task_struct", "tgid")?,
+        task_signal: member_offset(&btf, "task_struct", "signal")?,
+        signal_live: member_offset(&btf, "signal_struct", "live")?,
         ..Default::default()
     };
     // Each optional group is found, or left out, on its own: RSS sampling and the
@@ -223,5 +227,7 @@ mod tests {
         assert_eq!(offsets.pairing_available, 1);
         assert_eq!(offsets.files_count, 0);
         assert!(offsets.task_signal > 0 && offsets.signal_nr_threads > 0);
+        // struct signal_struct { refcount_t sigcnt; atomic_t live; ... }
+        assert_eq!(offsets.signal_live, 4);
     }
 }

@@ -202,13 +202,13 @@ impl Ledger {
                 self.execs.entry(tgid).or_default().push(t);
                 self.exec(tgid, t);
             }
-            // A thread's exit releases nothing: its process still holds the table. The
-            // process is gone when its leader (tid == tgid) exits.
-            What::Exit if event.tid == tgid => {
+            // The kernel sends one exit per process, when its last thread exits (from
+            // whichever thread that is: the leader may have gone first). A thread's own
+            // exit, the leader's included, releases nothing and is not sent.
+            What::Exit => {
                 self.count("exit");
                 self.exit(tgid, t);
             }
-            What::Exit => {}
             What::Marker { .. } => {
                 if !self.note_marker(t) {
                     self.history.markers.push(t);

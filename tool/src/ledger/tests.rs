@@ -193,12 +193,62 @@ fn threads_share_their_process_table() {
         What::Syscall(call(nr::OPENAT, 4, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path("/tmp/b")),
         None,
     );
-    s.push(PID, PID + 1, What::Exit, None); // a thread's exit releases nothing
     let ledger = s.ledger();
     assert_eq!(ledger.unknown_releases(), 0);
     assert_eq!(live_fds(&ledger), vec![(4, "/tmp/b".into())]);
-    assert!(!ledger.counts().contains_key("exit"));
-    assert_eq!(ledger.exit_time(PID), None);
+}
+
+/// The kernel reports a process's end once, from its last thread, which need not be the
+/// leader (a leader that `pthread_exit`s goes first, silently).
+#[test]
+fn a_process_ends_with_its_last_thread_whichever_it_is() {
+    let mut s = Stream::new(PID);
+    s.open("/tmp/a", 3);
+    s.push(
+        PID,
+        PID + 1,
+        What::Syscall(call(nr::OPENAT, 4, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path("/tmp/b")),
+        None,
+    );
+    let ledger = s.ledger();
+    assert_eq!(
+        live_fds(&ledger).len(),
+        2,
+        "the leader's going changed nothing"
+    );
+    s.push(PID, PID + 1, What::Exit, None);
+    let ledger = s.ledger();
+    assert!(live_fds(&ledger).is_empty());
+    assert_eq!(causes(&ledger), vec![Some(Cause::Exit), Some(Cause::Exit)]);
+    assert_eq!(ledger.counts()["exit"], 1);
+    assert!(ledger.exit_time(PID).is_some());
+}
+
+/// An exec by a thread other than the leader reaches the ledger as any exec: the kernel
+/// gives the exec'ing thread the leader's pid before `sched_process_exec`. The fds opened by
+/// either thread are one table: the CLOEXEC ones go, the rest stay.
+#[test]
+fn an_exec_by_a_second_thread_keeps_what_any_thread_opened_without_cloexec() {
+    let mut s = Stream::new(PID);
+    s.open("/tmp/kept", 3).open_cloexec("/tmp/cloexec", 4);
+    s.push(
+        PID,
+        PID + 1,
+        What::Syscall(call(nr::OPENAT, 5, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path("/tmp/b")),
+        None,
+    );
+    s.push(PID, PID, What::Exec, None);
+    s.open("/tmp/after", 4);
+    let ledger = s.ledger();
+    assert_eq!(
+        live_fds(&ledger),
+        vec![
+            (3, "/tmp/kept".into()),
+            (4, "/tmp/after".into()),
+            (5, "/tmp/b".into())
+        ]
+    );
+    assert_eq!(ledger.unknown_releases(), 0);
 }
 
 #[test]
