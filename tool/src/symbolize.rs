@@ -20,6 +20,20 @@ use procfs::process::MMapPath;
 /// How many frames a site keeps: enough to see past allocator wrappers.
 const MAX_FRAMES: usize = 6;
 
+/// Words of the stack copy scanned for return addresses into the program's own code.
+const SCAN_WORDS: usize = 16;
+
+/// The user registers a stack copy starts at (see `leakscope_common::UserStackEvent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct UserRegs {
+    pub(crate) ip: u64,
+    pub(crate) sp: u64,
+    pub(crate) bp: u64,
+}
+
+/// Names of a call's frames, innermost first; `None` when nothing could be named.
+pub(crate) type Frames = Option<Arc<[String]>>;
+
 /// A file-backed range of a process's address space.
 struct FileRange {
     start: u64,
@@ -41,8 +55,8 @@ struct MapsCopy {
 
 pub(crate) struct StackNamer {
     symbolizer: Symbolizer,
-    /// By (tgid, stack id, word at the stack pointer, first own-code word).
-    cache: HashMap<(u32, u32, u64, u64), Arc<[String]>>,
+    /// By (tgid, instruction pointer, word at the stack pointer, first own-code word).
+    cache: HashMap<(u32, u64, u64, u64), Arc<[String]>>,
     maps: HashMap<u32, MapsCopy>,
 }
 
@@ -136,32 +150,42 @@ impl StackNamer {
         }
     }
 
-    /// Frames for a mapping call in process `tgid`, innermost first: the kernel's
-    /// frame-pointer walk (`stack_id`, fetched by `read_stack`), with the word at the stack
-    /// pointer as the libc wrapper's caller. When that yields nothing but libc, the
-    /// `stack_words` that point into the program's own code are used instead, each marked
-    /// with a trailing `?` (found by scanning, not by walking).
-    pub(crate) fn frames(
-        &mut self,
-        tgid: u32,
-        stack_id: Option<u32>,
-        stack_words: &[u64],
-        read_stack: impl FnOnce(u32) -> Vec<u64>,
-    ) -> Option<Arc<[String]>> {
+    /// Frames for a mapping call in process `tgid`, innermost first, from the registers
+    /// and the copy of the user stack the kernel sent with it.
+    ///
+    /// Interim: no unwinding yet. The instruction pointer is the first frame, the word at the
+    /// stack pointer its caller, and the first [`SCAN_WORDS`] words of the copy are scanned
+    /// for return addresses into the program's own code (the CFI unwinder replaces this).
+    pub(crate) fn unwound(&mut self, tgid: u32, regs: UserRegs, stack: &[u8]) -> Frames {
+        let words: Vec<u64> = stack
+            .chunks_exact(8)
+            .take(SCAN_WORDS)
+            .map(|word| u64::from_ne_bytes(word.try_into().expect("chunks of 8")))
+            .collect();
+        let walked: Vec<u64> = [regs.ip].into_iter().filter(|&ip| ip != 0).collect();
+        self.frames(tgid, &walked, &words)
+    }
+
+    /// Frames for a mapping call in process `tgid`, innermost first: the addresses `walked`
+    /// from the call, with the word at the stack pointer as the libc wrapper's caller.
+    /// When that yields nothing but libc, the `stack_words` that point into the program's
+    /// own code are used instead, each marked with a trailing `?` (found by scanning, not
+    /// by walking).
+    fn frames(&mut self, tgid: u32, walked: &[u64], stack_words: &[u64]) -> Frames {
         let return_address = stack_words.first().copied().unwrap_or(0);
         let scanned = self.own_code_words(tgid, stack_words);
         let key = (
             tgid,
-            stack_id.unwrap_or(u32::MAX),
+            walked.first().copied().unwrap_or(0),
             return_address,
             scanned.first().copied().unwrap_or(0),
         );
         if let Some(frames) = self.cache.get(&key) {
             return Some(frames.clone());
         }
-        let mut ips = stack_id.map(read_stack).unwrap_or_default();
-        // The frame-pointer walk starts inside libc's wrapper and skips its caller; the
-        // word at the stack pointer is that caller's return address. Put it second.
+        let mut ips = walked.to_vec();
+        // The walk starts inside libc's wrapper and skips its caller; the word at the
+        // stack pointer is that caller's return address. Put it second.
         if return_address != 0 && !ips.contains(&return_address) {
             let at = ips.len().min(1);
             ips.insert(at, return_address);
@@ -339,9 +363,7 @@ mod live_tests {
         let libc_ip = libc::getpid as *const () as u64;
         let own_ip = own_function();
         let frames = namer
-            .frames(std::process::id(), Some(1), &[], |_| {
-                vec![libc_ip + 1, own_ip + 1]
-            })
+            .frames(std::process::id(), &[libc_ip + 1, own_ip + 1], &[])
             .unwrap();
         assert_eq!(frames.len(), 1, "{frames:?}");
         assert!(frames[0].contains("own_function"), "{frames:?}");
