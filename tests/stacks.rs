@@ -1,0 +1,102 @@
+//! Sites that name the program's own function, in programs built the ordinary way: -O2,
+//! no frame pointers (fixtures/nofp). The kernel copies the user stack with each mmap,
+//! mremap and brk, and leakscope unwinds it with the binaries' CFI, through libc's malloc,
+//! up to the function that leaks.
+
+use leakscope_tests::{
+    Source, Traced, assert_class, assert_rate, assert_verdicts, class, diagnose, fixture, sites,
+};
+
+const N: usize = 1000;
+
+/// `leakscope run --iteration-symbol iteration_marker` on a fixture built without frame
+/// pointers, which must run all its iterations.
+fn run_nofp(name: &str) -> Traced {
+    let dir = tempfile::tempdir().unwrap();
+    let command = vec![
+        fixture(&format!("nofp/{name}"))
+            .to_string_lossy()
+            .into_owned(),
+        N.to_string(),
+    ];
+    let traced = diagnose(Source::Symbol, dir.path(), &command);
+    assert_eq!(
+        traced.report["target"]["exit_code"],
+        0,
+        "{}",
+        traced.stderr()
+    );
+    assert_eq!(
+        traced.report["iterations"]["count"], N,
+        "{}",
+        traced.report["iterations"]
+    );
+    traced
+}
+
+/// The top site of class `name` names `function`, in the JSON and in the text report's line
+/// for that class under "retained across iterations".
+fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
+    let top = &sites(traced, name)[0];
+    let site = top["site"].as_str().unwrap_or_default();
+    assert!(
+        site.contains(function),
+        "the top {name} site names {function}: {top}\nall: {:?}",
+        sites(traced, name)
+    );
+    let text = traced.stdout();
+    let line = text
+        .lines()
+        .skip_while(|line| !line.starts_with("retained across iterations"))
+        .find(|line| line.trim_start().starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} line among the top sites:\n{text}"));
+    assert!(
+        line.contains(function),
+        "the text's top {name} site names {function}: {line}"
+    );
+}
+
+#[test]
+fn a_large_malloc_leak_is_placed_at_the_function_that_mallocs() {
+    let traced = run_nofp("mmap_big_malloc");
+    // The brk class sees only malloc's start-up: no growth, but its 132 KiB steps are too
+    // coarse to rule out a small leak in 1000 iterations ("flat").
+    assert_verdicts(
+        &traced,
+        ["no-leak", "leak", "flat", "flat"],
+        "mmap_big_malloc",
+    );
+    let mmap = class(&traced, "mmap");
+    assert_rate(&mmap["leaked_per_iteration"], 1.0, "mappings per iteration");
+    // 256 KiB and malloc's header, in whole pages.
+    assert_rate(
+        &mmap["bytes_leaked_per_iteration"],
+        260.0 * 1024.0,
+        "mapped bytes per iteration",
+    );
+    let top = &sites(&traced, "mmap")[0];
+    assert!(
+        top["site"]
+            .as_str()
+            .is_some_and(|site| site.starts_with("anon 260 KiB rw- private")),
+        "{top}"
+    );
+    assert_rate(&top["leaked_per_iteration"], 1.0, "top site rate");
+    assert_top_site_names(&traced, "mmap", "leak_big");
+}
+
+#[test]
+fn a_small_malloc_leak_is_placed_at_the_function_that_mallocs() {
+    let traced = run_nofp("brk_malloc");
+    assert_class(&traced, "mmap", "no-leak", "brk_malloc");
+    assert_class(&traced, "brk", "leak", "brk_malloc");
+    // 4096 bytes and malloc's 16-byte chunk header per block.
+    assert_rate(
+        &class(&traced, "brk")["bytes_per_iteration"],
+        4112.0,
+        "brk bytes per iteration",
+    );
+    let top = &sites(&traced, "brk")[0];
+    assert_rate(&top["bytes_per_iteration"], 4112.0, "top site rate");
+    assert_top_site_names(&traced, "brk", "leak_pages");
+}
