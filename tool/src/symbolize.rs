@@ -153,16 +153,18 @@ impl StackNamer {
     /// Frames for a mapping call in process `tgid`, innermost first, from the registers
     /// and the copy of the user stack the kernel sent with it.
     ///
-    /// Interim: no unwinding yet. The instruction pointer is the first frame, the word at the
-    /// stack pointer its caller, and the first [`SCAN_WORDS`] words of the copy are scanned
-    /// for return addresses into the program's own code (the CFI unwinder replaces this).
+    /// Interim, until the CFI unwinder replaces it: what the kernel's frame-pointer walk
+    /// gave, done on the copy (the instruction pointer, then the return addresses of the
+    /// frames chained from `bp`), the word at the stack pointer as the caller of libc's
+    /// wrapper, and the first [`SCAN_WORDS`] words of the copy scanned for return addresses
+    /// into the program's own code.
     pub(crate) fn unwound(&mut self, tgid: u32, regs: UserRegs, stack: &[u8]) -> Frames {
         let words: Vec<u64> = stack
             .chunks_exact(8)
             .take(SCAN_WORDS)
             .map(|word| u64::from_ne_bytes(word.try_into().expect("chunks of 8")))
             .collect();
-        let walked: Vec<u64> = [regs.ip].into_iter().filter(|&ip| ip != 0).collect();
+        let walked = frame_pointer_walk(regs, stack);
         self.frames(tgid, &walked, &words)
     }
 
@@ -305,6 +307,35 @@ impl StackNamer {
     }
 }
 
+/// The instruction pointer, then the return addresses of the frames chained from `bp`
+/// (`[bp]` is the caller's bp, `[bp + 8]` the return address), as far as the copy of the
+/// stack reaches and the chain climbs: what the kernel's frame-pointer walk returned.
+fn frame_pointer_walk(regs: UserRegs, stack: &[u8]) -> Vec<u64> {
+    let word_at = |address: u64| {
+        let offset = usize::try_from(address.checked_sub(regs.sp)?).ok()?;
+        let bytes = stack.get(offset..offset.checked_add(8)?)?;
+        Some(u64::from_ne_bytes(bytes.try_into().ok()?))
+    };
+    let mut ips = vec![regs.ip];
+    let mut bp = regs.bp;
+    while ips.len() <= MAX_FRAMES {
+        let (Some(next), Some(ra)) = (word_at(bp), word_at(bp.wrapping_add(8))) else {
+            break;
+        };
+        if ra == 0 {
+            break;
+        }
+        ips.push(ra);
+        // A caller's frame lies above its callee's: anything else is no chain.
+        if next <= bp {
+            break;
+        }
+        bp = next;
+    }
+    ips.retain(|&ip| ip != 0);
+    ips
+}
+
 /// A frame's name and whether it lies in a system library, if it was found at all.
 fn named(symbol: &Symbolized<'_>) -> Option<(String, bool)> {
     match symbol {
@@ -345,6 +376,36 @@ mod tests {
             "/usr/bin/leakscope"
         ))));
         assert!(!is_system_library(None));
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_pointer_walk_follows_the_chain_within_the_copy() {
+        let sp = 0x7000_0000;
+        let mut stack = vec![0u8; 64];
+        let mut put = |at: u64, value: u64| {
+            let offset = (at - sp) as usize;
+            stack[offset..offset + 8].copy_from_slice(&value.to_ne_bytes());
+        };
+        // Two frames: bp -> sp + 16 (ra 0x111), whose caller's bp is sp + 40 (ra 0x222),
+        // whose caller's bp lies beyond the copy.
+        put(sp + 16, sp + 40);
+        put(sp + 24, 0x111);
+        put(sp + 40, sp + 0x1000);
+        put(sp + 48, 0x222);
+        let regs = UserRegs {
+            ip: 0x100,
+            sp,
+            bp: sp + 16,
+        };
+        assert_eq!(frame_pointer_walk(regs, &stack), [0x100, 0x111, 0x222]);
+        // A bp outside the copy (code without frame pointers): the ip alone.
+        let regs = UserRegs { bp: 0x3000, ..regs };
+        assert_eq!(frame_pointer_walk(regs, &stack), [0x100]);
     }
 }
 
