@@ -253,6 +253,6 @@ mod tests {
         assert!(offsets.task_signal > 0 && offsets.signal_nr_threads > 0);
         assert_eq!(offsets.start_stack_available, 1);
         // start_stack follows the code and data bounds in mm_struct: well inside it.
-        assert!(offsets.mm_start_stack > 0 && offsets.mm_start_stack % 8 == 0);
+        assert!(offsets.mm_start_stack > 0 && offsets.mm_start_stack.is_multiple_of(8));
     }
 }

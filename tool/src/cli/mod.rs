@@ -231,7 +231,7 @@ fn parse_stack_bytes(text: &str) -> Result<u32, String> {
     let bytes: u32 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a whole number of bytes"))?;
-    if !(USTACK_MIN_BYTES..=USTACK_CAP as u32).contains(&bytes) || bytes % 8 != 0 {
+    if !(USTACK_MIN_BYTES..=USTACK_CAP as u32).contains(&bytes) || !bytes.is_multiple_of(8) {
         return Err(format!(
             "{bytes} bytes: the stack copy must be a multiple of 8 between {USTACK_MIN_BYTES} \
              and {USTACK_CAP}"
