@@ -4,22 +4,26 @@
 //! up to the function that leaks.
 
 use leakscope_tests::{
-    Source, Traced, assert_class, assert_rate, assert_verdicts, class, diagnose, fixture, sites,
+    Traced, assert_class, assert_rate, assert_verdicts, class, fixture, leakscope_json, sites,
 };
 
 const N: usize = 1000;
 
-/// `leakscope run --iteration-symbol iteration_marker` on a fixture built without frame
-/// pointers, which must run all its iterations.
-fn run_nofp(name: &str) -> Traced {
-    let dir = tempfile::tempdir().unwrap();
+/// `leakscope run --iteration-symbol iteration_marker OPTIONS` on a fixture built without
+/// frame pointers, which must run all its iterations with nothing lost.
+fn run_nofp(name: &str, options: &[&str]) -> Traced {
     let command = vec![
         fixture(&format!("nofp/{name}"))
             .to_string_lossy()
             .into_owned(),
         N.to_string(),
     ];
-    let traced = diagnose(Source::Symbol, dir.path(), &command);
+    let options: Vec<&str> = ["--iteration-symbol", "iteration_marker"]
+        .into_iter()
+        .chain(options.iter().copied())
+        .collect();
+    let traced = leakscope_json("run", &options, &command);
+    assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
     assert_eq!(
         traced.report["target"]["exit_code"],
         0,
@@ -56,17 +60,12 @@ fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
     );
 }
 
-#[test]
-fn a_large_malloc_leak_is_placed_at_the_function_that_mallocs() {
-    let traced = run_nofp("mmap_big_malloc");
+/// The mmap class's verdict, rates and top site on `mmap_big_malloc`.
+fn assert_one_big_mapping_per_iteration(traced: &Traced, context: &str) {
     // The brk class sees only malloc's start-up: no growth, but its 132 KiB steps are too
     // coarse to rule out a small leak in 1000 iterations ("flat").
-    assert_verdicts(
-        &traced,
-        ["no-leak", "leak", "flat", "flat"],
-        "mmap_big_malloc",
-    );
-    let mmap = class(&traced, "mmap");
+    assert_verdicts(traced, ["no-leak", "leak", "flat", "flat"], context);
+    let mmap = class(traced, "mmap");
     assert_rate(&mmap["leaked_per_iteration"], 1.0, "mappings per iteration");
     // 256 KiB and malloc's header, in whole pages.
     assert_rate(
@@ -74,20 +73,36 @@ fn a_large_malloc_leak_is_placed_at_the_function_that_mallocs() {
         260.0 * 1024.0,
         "mapped bytes per iteration",
     );
-    let top = &sites(&traced, "mmap")[0];
+    let top = &sites(traced, "mmap")[0];
     assert!(
         top["site"]
             .as_str()
             .is_some_and(|site| site.starts_with("anon 260 KiB rw- private")),
-        "{top}"
+        "{context}: {top}"
     );
     assert_rate(&top["leaked_per_iteration"], 1.0, "top site rate");
+}
+
+#[test]
+fn a_large_malloc_leak_is_placed_at_the_function_that_mallocs() {
+    let traced = run_nofp("mmap_big_malloc", &[]);
+    assert_one_big_mapping_per_iteration(&traced, "mmap_big_malloc");
     assert_top_site_names(&traced, "mmap", "leak_big");
+}
+
+/// The smallest and the largest stack copy load (the verifier checks every bound of the
+/// copy against its buffer) and change nothing in what is counted.
+#[test]
+fn every_stack_copy_size_counts_the_same() {
+    for bytes in ["512", "16384"] {
+        let traced = run_nofp("mmap_big_malloc", &["--stack-bytes", bytes]);
+        assert_one_big_mapping_per_iteration(&traced, &format!("--stack-bytes {bytes}"));
+    }
 }
 
 #[test]
 fn a_small_malloc_leak_is_placed_at_the_function_that_mallocs() {
-    let traced = run_nofp("brk_malloc");
+    let traced = run_nofp("brk_malloc", &[]);
     assert_class(&traced, "mmap", "no-leak", "brk_malloc");
     assert_class(&traced, "brk", "leak", "brk_malloc");
     // 4096 bytes and malloc's 16-byte chunk header per block.
