@@ -77,7 +77,7 @@ pub(crate) struct Syscall {
     /// Symbolized frames (innermost first) for `stack_id`/`stack_words`, filled in
     /// by the loader while the process is still alive to be symbolized. Shared, because
     /// many calls come from the same few stacks.
-    pub(crate) frames: Option<std::sync::Arc<[String]>>,
+    pub(crate) frames: Option<crate::stacks::Frames>,
     /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
     /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
     /// Boxed: rare, and every event would otherwise carry its room.

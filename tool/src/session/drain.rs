@@ -11,8 +11,8 @@ use crate::{
     event::{self, Event, What},
     followed::Followed,
     probes::{ProbeError, Probes},
+    stacks::StackNamer,
     stop,
-    symbolize::StackNamer,
 };
 
 /// Every this many polls, followed processes that are no longer running but whose exit

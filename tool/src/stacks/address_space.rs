@@ -1,0 +1,288 @@
+//! Each traced process's code modules: which file is mapped executable where, with its
+//! load bias and a framehop unwinder over them.
+//!
+//! Many targets are gone before their events are drained, so the table is a copy of
+//! `/proc/PID/maps` taken as soon as the process is known (after exec, at attach,
+//! inherited at fork), refreshed while the process lives when a stack reaches code the
+//! copy does not cover (a library loaded after it was taken).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use procfs::process::{MMPermissions, MMapPath};
+
+use super::classify::module_kind;
+use super::elf_sections::{Data, ElfCache};
+use super::frame::FrameKind;
+use framehop::Unwinder as _;
+use framehop::x86_64::UnwinderX86_64;
+
+/// How often, at most, a live process's copy is taken again because a stack reached code
+/// it does not cover (JIT code never is covered: do not reread maps for every stack).
+const REFRESH_EVERY: Duration = Duration::from_millis(50);
+
+/// An executable file mapping.
+#[derive(Debug)]
+pub(crate) struct CodeRange {
+    pub(crate) range: Range<u64>,
+    pub(crate) file_offset: u64,
+    pub(crate) path: Arc<std::path::Path>,
+    /// The file name, as frames show it (`libc.so.6`).
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: FrameKind,
+}
+
+/// The code ranges of one address space, resolved against their files on first use.
+#[derive(Debug)]
+pub(crate) struct Space {
+    code: Vec<CodeRange>,
+    /// Anonymous executable ranges (JIT code): covered, although no module describes them.
+    anon_code: Vec<Range<u64>>,
+    resolved: OnceLock<Resolved>,
+}
+
+/// What the files say about the ranges: load biases, and an unwinder with their CFI.
+pub(crate) struct Resolved {
+    /// By index into `Space::code`; `None` when the file could not be read.
+    biases: Vec<Option<u64>>,
+    pub(crate) unwinder: UnwinderX86_64<Data>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("biases", &self.biases)
+            .finish()
+    }
+}
+
+/// A code address located in a module: the file and the address in its own layout.
+pub(crate) struct Located<'a> {
+    pub(crate) module: &'a CodeRange,
+    pub(crate) vaddr: u64,
+}
+
+impl Space {
+    fn from_maps(maps: procfs::process::MemoryMaps) -> Space {
+        let mut code = Vec::new();
+        let mut anon_code = Vec::new();
+        for map in maps {
+            if !map.perms.contains(MMPermissions::EXECUTE) {
+                continue;
+            }
+            let range = map.address.0..map.address.1;
+            match map.pathname {
+                MMapPath::Path(path) => code.push(code_range(path, range, map.offset)),
+                _ => anon_code.push(range),
+            }
+        }
+        Space {
+            code,
+            anon_code,
+            resolved: OnceLock::new(),
+        }
+    }
+
+    /// The module ranges, the biases and the unwinder (built on first use).
+    pub(crate) fn resolved(&self, files: &mut ElfCache) -> &Resolved {
+        self.resolved.get_or_init(|| {
+            let mut unwinder = UnwinderX86_64::new();
+            let biases = self
+                .code
+                .iter()
+                .map(|code| {
+                    let sections = files.get(&code.path)?;
+                    let bias = sections.load_bias(code.range.start, code.file_offset)?;
+                    unwinder.add_module(super::unwind::module(code, bias, &sections));
+                    Some(bias)
+                })
+                .collect();
+            Resolved { biases, unwinder }
+        })
+    }
+
+    /// The module and ELF address of `addr`, if a readable file's code covers it.
+    pub(crate) fn locate(&self, files: &mut ElfCache, addr: u64) -> Option<Located<'_>> {
+        let index = self.code.iter().position(|c| c.range.contains(&addr))?;
+        let bias = self.resolved(files).biases[index]?;
+        Some(Located {
+            module: &self.code[index],
+            vaddr: addr.wrapping_sub(bias),
+        })
+    }
+
+    /// The module whose code covers `addr`, even if its file could not be read.
+    pub(crate) fn module_at(&self, addr: u64) -> Option<&CodeRange> {
+        self.code.iter().find(|c| c.range.contains(&addr))
+    }
+
+    /// Whether some executable mapping (file or anonymous) covers `addr`.
+    pub(crate) fn covers(&self, addr: u64) -> bool {
+        self.module_at(addr).is_some() || self.anon_code.iter().any(|r| r.contains(&addr))
+    }
+
+    /// Whether `addr` lies in code of a module that is not a system library.
+    pub(crate) fn in_own_code(&self, addr: u64) -> bool {
+        self.module_at(addr)
+            .is_some_and(|code| code.kind == FrameKind::User)
+    }
+}
+
+fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64) -> CodeRange {
+    let name: Arc<str> = path
+        .file_name()
+        .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
+        .into();
+    CodeRange {
+        kind: module_kind(&name),
+        range,
+        file_offset,
+        path: path.into(),
+        name,
+    }
+}
+
+/// A copy of a process's code mappings and when it was taken (CLOCK_MONOTONIC ns, the
+/// probes' clock), so an exec after it can be recognised as making it stale.
+struct MapsCopy {
+    taken_ns: u64,
+    taken: Instant,
+    space: Arc<Space>,
+    /// Taken by the spawner right after the target's first exec: it already describes the
+    /// program that exec's event (drained later) announces.
+    covers_next_exec: bool,
+}
+
+/// The address spaces of the traced processes, by tgid.
+#[derive(Default)]
+pub(crate) struct AddressSpaces {
+    copies: HashMap<u32, MapsCopy>,
+}
+
+impl AddressSpaces {
+    /// Copies the mappings of a target that has just exec'd. The spawner learns of the
+    /// exec when the close-on-exec pipe closes, which is before the kernel maps the new
+    /// program; so wait (briefly) until its code is mapped.
+    pub(crate) fn remember_after_exec(&mut self, tgid: u32) {
+        const WAIT: Duration = Duration::from_micros(200);
+        for _ in 0..100 {
+            let exe = procfs::process::Process::new(tgid as i32).and_then(|p| p.exe());
+            self.remember(tgid);
+            let Some(copy) = self.copies.get_mut(&tgid) else {
+                return;
+            }; // gone already
+            if exe.is_ok_and(|exe| copy.space.code.iter().any(|c| *c.path == *exe)) {
+                copy.covers_next_exec = true;
+                return;
+            }
+            std::thread::sleep(WAIT);
+        }
+    }
+
+    /// Copies the mappings of `tgid` now, while it is alive.
+    pub(crate) fn remember(&mut self, tgid: u32) {
+        let taken_ns = crate::event::monotonic_now_ns();
+        let taken = Instant::now();
+        let Ok(maps) = procfs::process::Process::new(tgid as i32).and_then(|p| p.maps()) else {
+            return;
+        };
+        let copy = MapsCopy {
+            taken_ns,
+            taken,
+            space: Arc::new(Space::from_maps(maps)),
+            covers_next_exec: false,
+        };
+        self.copies.insert(tgid, copy);
+    }
+
+    /// A forked child has its parent's address space.
+    pub(crate) fn inherit(&mut self, parent: u32, child: u32) {
+        if let Some(copy) = self.copies.get(&parent) {
+            let copy = MapsCopy {
+                taken_ns: copy.taken_ns,
+                taken: copy.taken,
+                space: copy.space.clone(),
+                covers_next_exec: false,
+            };
+            self.copies.insert(child, copy);
+        }
+    }
+
+    /// `tgid` exec'd at `time_ns`: copy its new mappings, or forget a copy that predates
+    /// the exec (it describes the old program).
+    pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64) {
+        if let Some(copy) = self.copies.get_mut(&tgid)
+            && copy.covers_next_exec
+        {
+            copy.covers_next_exec = false;
+            return;
+        }
+        self.remember(tgid);
+        if self
+            .copies
+            .get(&tgid)
+            .is_some_and(|copy| copy.taken_ns < time_ns)
+        {
+            self.copies.remove(&tgid);
+        }
+    }
+
+    /// The address space of `tgid` in which to resolve `addrs`: the copy, taken again
+    /// first when the process lives and some address lies in no code the copy knows
+    /// (at most every [`REFRESH_EVERY`]); a first copy when there is none yet.
+    pub(crate) fn for_addresses(&mut self, tgid: u32, addrs: &[u64]) -> Option<Arc<Space>> {
+        let stale = match self.copies.get(&tgid) {
+            None => true,
+            Some(copy) => {
+                copy.taken.elapsed() >= REFRESH_EVERY
+                    && addrs.iter().any(|&addr| !copy.space.covers(addr))
+            }
+        };
+        if stale {
+            let exec_copy = self.copies.get(&tgid).map(|c| c.covers_next_exec);
+            self.remember(tgid);
+            // A refresh keeps the promise that the copy already describes the next exec.
+            if let (Some(true), Some(copy)) = (exec_copy, self.copies.get_mut(&tgid)) {
+                copy.covers_next_exec = true;
+            }
+        }
+        self.copies.get(&tgid).map(|copy| copy.space.clone())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn space(&self, tgid: u32) -> Option<&Arc<Space>> {
+        self.copies.get(&tgid).map(|copy| &copy.space)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_space_has_libc_and_the_test_binary() {
+        let mut spaces = AddressSpaces::default();
+        let me = std::process::id();
+        spaces.remember(me);
+        let space = spaces.space(me).unwrap().clone();
+        let libc_ip = libc::getpid as *const () as u64;
+        let module = space.module_at(libc_ip).unwrap();
+        assert!(module.name.starts_with("libc.so"), "{}", module.name);
+        assert_eq!(module.kind, FrameKind::System);
+        let own_ip = our_own_space_has_libc_and_the_test_binary as *const () as u64;
+        assert!(space.in_own_code(own_ip));
+        assert!(!space.in_own_code(libc_ip));
+        let mut files = ElfCache::default();
+        let located = space.locate(&mut files, libc_ip).unwrap();
+        assert!(located.vaddr < libc_ip);
+        // A forked child shares the table; an exec after the copy drops it.
+        let child = u32::MAX - 1; // no such process: nothing to copy again
+        spaces.inherit(me, child);
+        assert!(Arc::ptr_eq(spaces.space(child).unwrap(), &space));
+        spaces.exec(child, u64::MAX);
+        assert!(spaces.space(child).is_none());
+    }
+}
