@@ -166,6 +166,7 @@ impl Drainer {
                 });
         }
         self.followed.observe(&event);
+        self.namer.observe(&event);
         match event.what {
             What::Fork { child } => self.namer.inherit(event.tgid, child),
             What::Exec => self.namer.exec(event.tgid, event.time_ns),

@@ -8,15 +8,20 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use procfs::process::{MMPermissions, MMapPath};
 
+use std::os::unix::ffi::OsStrExt;
+
+use leakscope_common::syscalls as nr;
+
 use super::classify::module_kind;
 use super::elf_sections::{Data, ElfCache};
 use super::frame::FrameKind;
+use crate::event::{Event, Syscall, What};
 use framehop::Unwinder as _;
 use framehop::x86_64::UnwinderX86_64;
 
@@ -25,7 +30,7 @@ use framehop::x86_64::UnwinderX86_64;
 const REFRESH_EVERY: Duration = Duration::from_millis(50);
 
 /// An executable file mapping.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct CodeRange {
     pub(crate) range: Range<u64>,
     pub(crate) file_offset: u64,
@@ -160,6 +165,8 @@ struct MapsCopy {
 #[derive(Default)]
 pub(crate) struct AddressSpaces {
     copies: HashMap<u32, MapsCopy>,
+    /// Open fds of absolute paths, by tgid: what an executable mmap of an fd maps.
+    open_files: HashMap<u32, HashMap<i32, Arc<Path>>>,
 }
 
 impl AddressSpaces {
@@ -189,10 +196,16 @@ impl AddressSpaces {
         let Ok(maps) = procfs::process::Process::new(tgid as i32).and_then(|p| p.maps()) else {
             return;
         };
+        let space = Space::from_maps(maps);
+        // A zombie's maps are empty, and so are a process's in the middle of its exec: a
+        // copy with no code replaces nothing (an exec drops the old copy by itself).
+        if space.code.is_empty() && self.copies.contains_key(&tgid) {
+            return;
+        }
         let copy = MapsCopy {
             taken_ns,
             taken,
-            space: Arc::new(Space::from_maps(maps)),
+            space: Arc::new(space),
             covers_next_exec: false,
         };
         self.copies.insert(tgid, copy);
@@ -252,6 +265,92 @@ impl AddressSpaces {
         self.copies.get(&tgid).map(|copy| copy.space.clone())
     }
 
+    /// Follows the calls that load code: the dynamic loader (and dlopen) opens a library,
+    /// maps its code with PROT_EXEC from the fd and closes it. Each such mapping joins the
+    /// process's table, so a library loaded after the copy was taken (libc, for a program
+    /// gone before its events are drained) still names its frames.
+    pub(crate) fn observe(&mut self, event: &Event) {
+        match &event.what {
+            What::Syscall(call) => self.observe_call(event.tgid, call),
+            What::Exec | What::Exit => {
+                self.open_files.remove(&event.tgid);
+            }
+            _ => {}
+        }
+    }
+
+    fn observe_call(&mut self, tgid: u32, call: &Syscall) {
+        match call.nr {
+            nr::OPEN | nr::OPENAT | nr::OPENAT2 => {
+                let Some(path) = call.path.as_ref().filter(|p| !p.truncated) else {
+                    return;
+                };
+                let fd = call.ret as i32;
+                let files = self.open_files.entry(tgid).or_default();
+                if path.bytes.first() == Some(&b'/') {
+                    let path = Path::new(std::ffi::OsStr::from_bytes(&path.bytes));
+                    files.insert(fd, path.into());
+                } else {
+                    // A relative path is not followed: forget what the fd was before.
+                    files.remove(&fd);
+                }
+            }
+            nr::CLOSE => {
+                if let Some(files) = self.open_files.get_mut(&tgid) {
+                    files.remove(&(call.args[0] as i32));
+                }
+            }
+            nr::MMAP if call.args[2] & libc::PROT_EXEC as u64 != 0 => {
+                let fd = call.args[4] as i32;
+                let Some(path) = self.open_files.get(&tgid).and_then(|files| files.get(&fd)) else {
+                    return;
+                };
+                const PAGE: u64 = 4096;
+                let start = call.ret as u64;
+                let end = start.saturating_add(call.args[1].div_ceil(PAGE) * PAGE);
+                let code = code_range(path.to_path_buf(), start..end, call.args[5]);
+                self.add_code(tgid, code);
+            }
+            _ => {}
+        }
+    }
+
+    /// Puts a newly mapped code range into `tgid`'s table, in place of what it overlaps
+    /// (a MAP_FIXED mapping replaces the pages under it).
+    fn add_code(&mut self, tgid: u32, new: CodeRange) {
+        let Some(copy) = self.copies.get_mut(&tgid) else {
+            return;
+        };
+        let added = new.range.clone();
+        let overlaps = |r: &Range<u64>| r.start < added.end && added.start < r.end;
+        let old = &copy.space;
+        if old
+            .code
+            .iter()
+            .any(|c| c.range == new.range && c.path == new.path && c.file_offset == new.file_offset)
+        {
+            return; // the copy was taken after this mapping was made
+        }
+        let mut code: Vec<CodeRange> = old
+            .code
+            .iter()
+            .filter(|c| !overlaps(&c.range))
+            .cloned()
+            .collect();
+        code.push(new);
+        let anon_code = old
+            .anon_code
+            .iter()
+            .filter(|r| !overlaps(r))
+            .cloned()
+            .collect();
+        copy.space = Arc::new(Space {
+            code,
+            anon_code,
+            resolved: OnceLock::new(),
+        });
+    }
+
     #[cfg(test)]
     pub(crate) fn space(&self, tgid: u32) -> Option<&Arc<Space>> {
         self.copies.get(&tgid).map(|copy| &copy.space)
@@ -284,5 +383,61 @@ mod tests {
         assert!(Arc::ptr_eq(spaces.space(child).unwrap(), &space));
         spaces.exec(child, u64::MAX);
         assert!(spaces.space(child).is_none());
+    }
+
+    /// The loader's way of mapping a library: open, mmap of the code with PROT_EXEC from
+    /// the fd, close. The mapping joins the table, named by the opened path.
+    #[test]
+    fn an_executable_mmap_of_an_opened_library_joins_the_table() {
+        use crate::ledger::test_support::call;
+        let event = |what: What| Event {
+            time_ns: 1,
+            tgid: std::process::id(),
+            tid: std::process::id(),
+            rss_bytes: None,
+            what,
+        };
+        let libc_path = "/lib/x86_64-linux-gnu/libc.so.6";
+        let sections = ElfCache::default().get(Path::new(libc_path)).unwrap();
+        let text = sections.exec_segments[0];
+        let mut spaces = AddressSpaces::default();
+        let me = std::process::id();
+        spaces.remember(me);
+        // Somewhere nothing is mapped in this process.
+        let at = 0x1000_0000_0000u64;
+        let open = call(nr::OPENAT, 7, [0; 6]).with_path(libc_path);
+        let exec_map = |fd: u64| {
+            let (prot, flags) = (
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+            );
+            let offset = text.file_offset & !4095;
+            call(
+                nr::MMAP,
+                at as i64,
+                [at, 0x10000, prot as u64, flags as u64, fd, offset],
+            )
+        };
+        spaces.observe(&event(What::Syscall(open)));
+        spaces.observe(&event(What::Syscall(exec_map(7))));
+        spaces.observe(&event(What::Syscall(call(
+            nr::CLOSE,
+            0,
+            [7, 0, 0, 0, 0, 0],
+        ))));
+        let space = spaces.space(me).unwrap().clone();
+        let module = space
+            .module_at(at + 0x100)
+            .expect("the new mapping is code");
+        assert_eq!(&*module.name, "libc.so.6");
+        let mut files = ElfCache::default();
+        let located = space.locate(&mut files, at + 0x100).unwrap();
+        assert_eq!(
+            located.vaddr,
+            (text.file_offset & !4095) + 0x100 - text.file_offset + text.vaddr
+        );
+        // After the close, the fd no longer names the file.
+        spaces.observe(&event(What::Syscall(exec_map(7))));
+        assert!(Arc::ptr_eq(spaces.space(me).unwrap(), &space));
     }
 }

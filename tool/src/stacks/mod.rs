@@ -69,6 +69,12 @@ impl StackNamer {
         self.spaces.inherit(parent, child);
     }
 
+    /// Follows the opens and executable mmaps that load code (see
+    /// [`AddressSpaces::observe`]).
+    pub(crate) fn observe(&mut self, event: &crate::event::Event) {
+        self.spaces.observe(event);
+    }
+
     /// `tgid` exec'd at `time_ns`: its old code mappings no longer apply.
     pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64) {
         self.spaces.exec(tgid, time_ns);
@@ -157,8 +163,10 @@ impl StackNamer {
         if let Some(frames) = self.walked.get(&key) {
             return frames.clone();
         }
-        // The guessed return address may not be code at all: drop it then.
-        ips.retain(|&ip| ip != return_address || space.module_at(ip).is_some());
+        // A frame-pointer walk through code built without them (libc, ld.so) yields words
+        // that are no code at all, and the guessed return address may be none: drop what
+        // no executable mapping covers.
+        ips.retain(|&ip| space.covers(ip));
         // Return addresses name the call before them.
         let lookups: Vec<u64> = ips.iter().map(|ip| ip.saturating_sub(1)).collect();
         let mut frames = self.name_all(&space, &lookups);
