@@ -38,15 +38,20 @@ fn run_nofp(name: &str, options: &[&str]) -> Traced {
     traced
 }
 
-/// The top site of class `name` names `function`, in the JSON and in the text report's line
-/// for that class under "retained across iterations".
+/// The top site of class `name` starts at `function`: its first JSON frame, its `site` text,
+/// and the text report's line for that class under "retained across iterations".
 fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
     let top = &sites(traced, name)[0];
+    assert_eq!(
+        top["frames"][0]["function"],
+        function,
+        "the top {name} site's first frame: {top}\nall: {:?}",
+        sites(traced, name)
+    );
     let site = top["site"].as_str().unwrap_or_default();
     assert!(
         site.contains(function),
-        "the top {name} site names {function}: {top}\nall: {:?}",
-        sites(traced, name)
+        "the top {name} site names {function}: {top}"
     );
     let text = traced.stdout();
     let line = text

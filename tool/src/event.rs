@@ -6,7 +6,7 @@
 
 use crate::{
     delivered::{self, Delivered},
-    symbolize::{Frames, UserRegs},
+    stacks::{Frames, UserRegs},
 };
 use leakscope_common::{
     self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent, EventKind,
@@ -80,7 +80,7 @@ pub(crate) struct Syscall {
     /// Symbolized frames (innermost first) unwound from `stack`, filled in by the drain
     /// while the process is still alive to be symbolized. Shared, because many calls come
     /// from the same few stacks.
-    pub(crate) frames: Frames,
+    pub(crate) frames: Option<Frames>,
     /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
     /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
     /// Boxed: rare, and every event would otherwise carry its room.

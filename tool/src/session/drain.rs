@@ -11,8 +11,8 @@ use crate::{
     event::{self, Event, What},
     followed::Followed,
     probes::{ProbeError, Probes},
+    stacks::StackNamer,
     stop,
-    symbolize::StackNamer,
 };
 
 /// Every this many polls, followed processes that are no longer running but whose exit
@@ -161,9 +161,11 @@ impl Drainer {
         if let What::Syscall(call) = &mut event.what
             && let Some(stack) = call.stack.take()
         {
-            call.frames = self.namer.unwound(event.tgid, stack.regs, &stack.bytes);
+            let frames = self.namer.unwound(event.tgid, stack.regs, &stack.bytes);
+            call.frames = (!frames.is_empty()).then_some(frames);
         }
         self.followed.observe(&event);
+        self.namer.observe(&event);
         match event.what {
             What::Fork { child } => self.namer.inherit(event.tgid, child),
             What::Exec => self.namer.exec(event.tgid, event.time_ns),
