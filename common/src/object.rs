@@ -77,6 +77,10 @@ pub mod maps {
     /// busy word) before it is copied into the ring cut to the stack bytes read.
     pub const USTACK_SCRATCH: &str = "USTACK_SCRATCH";
     pub const USTACK_SCRATCH_MAX_ENTRIES: u32 = 1;
+
+    /// `PerCpuArray` of one slot: each CPU's token bucket for stacks (`--stack-rate`).
+    pub const STACK_BUCKET: &str = "STACK_BUCKET";
+    pub const STACK_BUCKET_MAX_ENTRIES: u32 = 1;
 }
 
 /// Programs, by name (the kernel function's symbol).
@@ -137,6 +141,8 @@ pub mod globals {
     /// `u32`: bytes of user stack copied with a memory-mapping call (`--stack-bytes`), a
     /// multiple of 8 in `USTACK_MIN_BYTES..=USTACK_CAP`.
     pub const STACK_BYTES: &str = "STACK_BYTES";
+    /// `u32`: stacks copied per second per CPU (`--stack-rate`); 0 = with every call.
+    pub const STACK_RATE: &str = "STACK_RATE";
 }
 
 #[cfg(test)]
@@ -158,6 +164,7 @@ mod tests {
             maps::EVENTS,
             maps::LOST,
             maps::USTACK_SCRATCH,
+            maps::STACK_BUCKET,
             maps::PATH_SCRATCH,
             maps::EMPTY_PROCESS,
             maps::TRACED_PIDS,
@@ -169,6 +176,7 @@ mod tests {
             globals::OFFSETS,
             globals::PAIR_OPENS,
             globals::STACK_BYTES,
+            globals::STACK_RATE,
         ];
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is used twice");

@@ -19,8 +19,9 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 use leakscope_common::{
-    DropReason, Event, USTACK_CAP, USTACK_DEFAULT_BYTES, USTACK_MIN_BYTES, USTACK_SHORT,
-    USTACK_UNREADABLE, UserStackEvent, globals, maps, same_name,
+    DropReason, Event, USTACK_CAP, USTACK_DEFAULT_BYTES, USTACK_DEFAULT_RATE, USTACK_MIN_BYTES,
+    USTACK_SHORT, USTACK_UNREADABLE, UserStackEvent, globals, maps, same_name,
+    stack_rate::{self, StackBucket},
 };
 
 use crate::{EVENTS, SUBMIT_FLAGS, count_lost, emit::emit, kernel::offsets};
@@ -41,6 +42,29 @@ pub(crate) struct StackScratch {
 static USTACK_SCRATCH: PerCpuArray<StackScratch> =
     PerCpuArray::with_max_entries(maps::USTACK_SCRATCH_MAX_ENTRIES, 0);
 named!(USTACK_SCRATCH, maps::USTACK_SCRATCH);
+
+/// Stacks per second per CPU (`--stack-rate`), set by the loader; 0: every call. A storm
+/// of mapping calls would otherwise have the reader unwind 100,000 stacks a second and fall
+/// behind the ring.
+#[unsafe(no_mangle)]
+static STACK_RATE: u32 = USTACK_DEFAULT_RATE;
+named!(STACK_RATE, globals::STACK_RATE);
+
+/// Each CPU's token bucket for stacks ([`stack_rate`]).
+#[map]
+static STACK_BUCKET: PerCpuArray<StackBucket> =
+    PerCpuArray::with_max_entries(maps::STACK_BUCKET_MAX_ENTRIES, 0);
+named!(STACK_BUCKET, maps::STACK_BUCKET);
+
+/// Whether this CPU's bucket allows a stack at `now_ns` (taking its cost if so).
+#[inline(always)]
+fn stack_allowed(now_ns: u64) -> bool {
+    let rate = unsafe { read_volatile(&STACK_RATE) } as u64;
+    match STACK_BUCKET.get_ptr_mut(0) {
+        Some(bucket) => stack_rate::take(unsafe { &mut *bucket }, now_ns, rate),
+        None => true, // cannot happen: slot 0 always exists
+    }
+}
 
 /// Bytes of stack to copy (`--stack-bytes`), set by the loader; a multiple of 8 in
 /// `USTACK_MIN_BYTES..=USTACK_CAP` (clamped here all the same).
@@ -63,8 +87,9 @@ pub(crate) struct UserRegs {
 const STACK_RING_SHARE_DIVISOR: u64 = 2;
 
 /// Sends `event` as a [`UserStackEvent`] with the user stack at `regs.sp`. When the stack
-/// cannot go (the ring is already half full, the slot is busy, the ring has no room for
-/// it), the header goes alone, so the call itself is never lost for want of its stack.
+/// is not to go (the ring is already half full, this CPU's stacks are over `--stack-rate`)
+/// or cannot (the slot is busy, the ring has no room for it), the header goes alone, so the
+/// call itself is never lost for want of its stack.
 ///
 /// For BTF-typed programs only (sys_exit): the retry past the main thread's stack reads
 /// `mm->start_stack` with plain loads.
@@ -72,7 +97,7 @@ const STACK_RING_SHARE_DIVISOR: u64 = 2;
 pub(crate) fn emit_with_user_stack(event: Event, regs: &UserRegs) {
     let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if unread > size / STACK_RING_SHARE_DIVISOR {
+    if unread > size / STACK_RING_SHARE_DIVISOR || !stack_allowed(event.ktime_ns) {
         emit(event);
         return;
     }

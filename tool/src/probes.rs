@@ -93,6 +93,8 @@ pub(crate) struct ProbeOptions {
     /// Bytes of user stack the kernel copies with each mapping call: a multiple of 8 in
     /// `USTACK_MIN_BYTES..=USTACK_CAP` (`--stack-bytes` checks it).
     pub(crate) stack_bytes: u32,
+    /// Stacks the kernel copies per second per CPU; 0: with every call.
+    pub(crate) stack_rate: u32,
 }
 
 pub(crate) struct Probes {
@@ -139,6 +141,7 @@ impl Probes {
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::PAIR_OPENS, &pair_opens, true)
             .override_global(globals::STACK_BYTES, &options.stack_bytes, true)
+            .override_global(globals::STACK_RATE, &options.stack_rate, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .map_max_entries(maps::TRACED_PIDS, maps::traced_pids_words(pid_max()))
             .load(OBJECT)
@@ -393,6 +396,11 @@ mod tests {
                 maps::USTACK_SCRATCH_MAX_ENTRIES,
             ),
             (
+                maps::STACK_BUCKET,
+                bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+                maps::STACK_BUCKET_MAX_ENTRIES,
+            ),
+            (
                 maps::PATH_SCRATCH,
                 bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
                 maps::PATH_SCRATCH_MAX_ENTRIES,
@@ -465,6 +473,7 @@ mod tests {
         };
         let pair_opens = 1u32.to_ne_bytes();
         let stack_bytes = leakscope_common::USTACK_DEFAULT_BYTES.to_ne_bytes();
+        let stack_rate = leakscope_common::USTACK_DEFAULT_RATE.to_ne_bytes();
         // What `override_global(.., must_exist = true)` does at load: the symbol must exist
         // and have exactly this size.
         object

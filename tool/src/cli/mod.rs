@@ -145,6 +145,13 @@ pub(crate) struct CommonArgs {
         value_parser = parse_stack_bytes
     )]
     pub(crate) stack_bytes: u32,
+    /// Stacks copied per second on each CPU (0: with every call). A program that maps memory
+    /// now and then gets a stack with each mmap, mremap and brk; one that does it in a tight
+    /// loop gets one with some of them, and the others' sites have no frames: each stack
+    /// costs the target about a microsecond and leakscope an unwind. Raise it (or 0) when a
+    /// busy program's sites lack frames.
+    #[arg(long, value_name = "N", default_value_t = leakscope_common::USTACK_DEFAULT_RATE)]
+    pub(crate) stack_rate: u32,
     /// Watch mode: every SECS seconds while tracing, print one line per class to stderr
     /// (live amount, iterations, rate and verdict so far: the final report's analysis run on
     /// what was traced until then). On a terminal the lines redraw in place; otherwise each
