@@ -481,9 +481,8 @@ mod tests {
                 (globals::OFFSETS, (bytes, true)),
                 (globals::PAIR_OPENS, (&pair_opens[..], true)),
                 (globals::STACK_BYTES, (&stack_bytes[..], true)),
+                (globals::STACK_RATE, (&stack_rate[..], true)),
             ]))
-            .expect(
-                "the object has the OFFSETS, PAIR_OPENS and STACK_BYTES globals, of their sizes",
-            );
+            .expect("the object has every global the loader sets, of its size");
     }
 }
