@@ -38,6 +38,9 @@ pub(crate) struct CodeRange {
     /// The file name, as frames show it (`libc.so.6`).
     pub(crate) name: Arc<str>,
     pub(crate) kind: FrameKind,
+    /// The same number for the same path in every copy: the symbol cache's key (a
+    /// path is slow to hash, and a frame is named on every captured stack).
+    pub(crate) file_id: u32,
 }
 
 /// The code ranges of one address space, resolved against their files on first use.
@@ -71,7 +74,7 @@ pub(crate) struct Located<'a> {
 }
 
 impl Space {
-    fn from_maps(maps: procfs::process::MemoryMaps) -> Space {
+    fn from_maps(maps: procfs::process::MemoryMaps, ids: &mut FileIds) -> Space {
         let mut code = Vec::new();
         let mut anon_code = Vec::new();
         for map in maps {
@@ -80,7 +83,7 @@ impl Space {
             }
             let range = map.address.0..map.address.1;
             match map.pathname {
-                MMapPath::Path(path) => code.push(code_range(path, range, map.offset)),
+                MMapPath::Path(path) => code.push(code_range(path, range, map.offset, ids)),
                 _ => anon_code.push(range),
             }
         }
@@ -136,7 +139,19 @@ impl Space {
     }
 }
 
-fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64) -> CodeRange {
+/// Numbers for paths, see [`CodeRange::file_id`].
+#[derive(Default)]
+struct FileIds(HashMap<Arc<Path>, u32>);
+
+impl FileIds {
+    fn id(&mut self, path: &Arc<Path>) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(path.clone()).or_insert(next)
+    }
+}
+
+fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64, ids: &mut FileIds) -> CodeRange {
+    let path: Arc<Path> = path.into();
     let name: Arc<str> = path
         .file_name()
         .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
@@ -145,7 +160,8 @@ fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64) -> CodeRange {
         kind: module_kind(&name),
         range,
         file_offset,
-        path: path.into(),
+        file_id: ids.id(&path),
+        path,
         name,
     }
 }
@@ -167,6 +183,7 @@ pub(crate) struct AddressSpaces {
     copies: HashMap<u32, MapsCopy>,
     /// Open fds of absolute paths, by tgid: what an executable mmap of an fd maps.
     open_files: HashMap<u32, HashMap<i32, Arc<Path>>>,
+    file_ids: FileIds,
 }
 
 impl AddressSpaces {
@@ -196,7 +213,7 @@ impl AddressSpaces {
         let Ok(maps) = procfs::process::Process::new(tgid as i32).and_then(|p| p.maps()) else {
             return;
         };
-        let space = Space::from_maps(maps);
+        let space = Space::from_maps(maps, &mut self.file_ids);
         // A zombie's maps are empty, and so are a process's in the middle of its exec: a
         // copy with no code replaces nothing (an exec drops the old copy by itself).
         if space.code.is_empty() && self.copies.contains_key(&tgid) {
@@ -308,7 +325,12 @@ impl AddressSpaces {
                 const PAGE: u64 = 4096;
                 let start = call.ret as u64;
                 let end = start.saturating_add(call.args[1].div_ceil(PAGE) * PAGE);
-                let code = code_range(path.to_path_buf(), start..end, call.args[5]);
+                let code = code_range(
+                    path.to_path_buf(),
+                    start..end,
+                    call.args[5],
+                    &mut self.file_ids,
+                );
                 self.add_code(tgid, code);
             }
             _ => {}
