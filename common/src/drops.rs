@@ -13,7 +13,8 @@ pub enum DropReason {
     RingFullSyscall = 0,
     /// ... for an open-family record with its path.
     RingFullPath = 1,
-    /// ... for a memory-mapping record with its stack words.
+    /// ... for a memory-mapping record with its user stack: the syscall's header is sent
+    /// alone instead (when that finds no room either, [`DropReason::RingFullSyscall`]).
     RingFullStack = 2,
     /// ... for a fork record.
     RingFullFork = 3,
@@ -41,11 +42,15 @@ pub enum DropReason {
     /// The path (or memfd name) of an open-family call could not be read: the record
     /// arrives with an empty path, so the fd is placed at no real site.
     PathRead = 13,
+    /// The per-CPU slot where a stack record is built was in use by another program run on
+    /// the same CPU (a kernel booted with full preemption): the syscall's header is sent
+    /// without its stack.
+    StackScratchBusy = 14,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -63,6 +68,7 @@ impl DropReason {
         DropReason::FdPairRead,
         DropReason::RingFullControl,
         DropReason::PathRead,
+        DropReason::StackScratchBusy,
     ];
 
     /// The slot in the `LOST` array.
@@ -87,6 +93,7 @@ impl DropReason {
             DropReason::FdPairRead => "fd_pair_read_failed",
             DropReason::RingFullControl => "ring_full_control",
             DropReason::PathRead => "path_read_failed",
+            DropReason::StackScratchBusy => "stack_scratch_busy",
         }
     }
 

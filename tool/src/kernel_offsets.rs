@@ -52,6 +52,9 @@ pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
     if let Ok(pairing) = pairing_offsets(&btf) {
         offsets = pairing.fill(offsets);
     }
+    if let Ok(start) = stack_start_offsets(&btf) {
+        offsets = start.fill(offsets);
+    }
     Ok(offsets)
 }
 
@@ -113,6 +116,31 @@ fn rss_offsets(btf: &Btf) -> Result<RssOffsets, OffsetsError> {
         mm_rss_stat: member_offset(btf, "mm_struct", "rss_stat")?,
         percpu_counter_size: struct_size(btf, "percpu_counter")?,
         percpu_counter_count: member_offset(btf, "percpu_counter", "count")?,
+    })
+}
+
+/// The offsets that find where the main thread's stack began (task -> mm -> start_stack),
+/// for a stack copy that runs off its end.
+struct StackStartOffsets {
+    task_mm: u32,
+    mm_start_stack: u32,
+}
+
+impl StackStartOffsets {
+    fn fill(self, offsets: KernelOffsets) -> KernelOffsets {
+        KernelOffsets {
+            task_mm: self.task_mm,
+            mm_start_stack: self.mm_start_stack,
+            start_stack_available: 1,
+            ..offsets
+        }
+    }
+}
+
+fn stack_start_offsets(btf: &Btf) -> Result<StackStartOffsets, OffsetsError> {
+    Ok(StackStartOffsets {
+        task_mm: member_offset(btf, "task_struct", "mm")?,
+        mm_start_stack: member_offset(btf, "mm_struct", "start_stack")?,
     })
 }
 
@@ -223,5 +251,8 @@ mod tests {
         assert_eq!(offsets.pairing_available, 1);
         assert_eq!(offsets.files_count, 0);
         assert!(offsets.task_signal > 0 && offsets.signal_nr_threads > 0);
+        assert_eq!(offsets.start_stack_available, 1);
+        // start_stack follows the code and data bounds in mm_struct: well inside it.
+        assert!(offsets.mm_start_stack > 0 && offsets.mm_start_stack.is_multiple_of(8));
     }
 }

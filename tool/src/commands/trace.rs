@@ -90,6 +90,7 @@ pub(crate) async fn trace_and_diagnose(
     };
     let config = TraceConfig {
         ring_bytes: common.ring_mib << 20,
+        stack_bytes: common.stack_bytes,
         marker,
     };
     let watch = watch.map(|request| {

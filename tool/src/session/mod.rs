@@ -85,6 +85,8 @@ pub(crate) struct MarkerSpec {
 
 pub(crate) struct TraceConfig {
     pub(crate) ring_bytes: u32,
+    /// Bytes of user stack copied with each mapping call (`--stack-bytes`).
+    pub(crate) stack_bytes: u32,
     pub(crate) marker: Option<MarkerSpec>,
 }
 
@@ -169,6 +171,7 @@ pub(crate) async fn trace(
     stop_if_interrupted()?;
     let (mut probes, ring) = Probes::load(&ProbeOptions {
         ring_bytes: config.ring_bytes,
+        stack_bytes: config.stack_bytes,
     })?;
     let mut drain = Drainer::new(ring)?;
     match target {

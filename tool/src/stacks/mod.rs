@@ -85,13 +85,6 @@ impl StackNamer {
     /// `stack` holds the bytes from `regs.sp` up. Frames come innermost first, inlined
     /// functions expanded; an unwind cut short (the copy ended, code without CFI or frame
     /// pointer) keeps the frames it found. Empty when nothing is known of the process.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the drain calls it once the kernel sends copied stacks (UserStackEvent)"
-        )
-    )]
     pub(crate) fn unwound(&mut self, tgid: u32, regs: UserRegs, stack: &[u8]) -> Frames {
         let Some(mut space) = self.spaces.for_addresses(tgid, &[regs.ip]) else {
             return Arc::from([]);
@@ -132,6 +125,13 @@ impl StackNamer {
     /// pointer as the libc wrapper's caller. When that reaches none of the program's own
     /// code, the `stack_words` that point into it follow, each marked with a trailing `?`
     /// (found by scanning, not by walking).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the kernel sends copied stacks (UserStackEvent) now; the walk goes with its tests"
+        )
+    )]
     pub(crate) fn frames(
         &mut self,
         tgid: u32,
