@@ -283,8 +283,13 @@ impl AddressSpaces {
     pub(crate) fn observe(&mut self, event: &Event) {
         match &event.what {
             What::Syscall(call) => self.observe_call(event.tgid, call),
-            What::Exec | What::Exit => {
+            What::Exec => {
                 self.open_files.remove(&event.tgid);
+            }
+            // A process's last record: no stack of it comes after.
+            What::Exit => {
+                self.open_files.remove(&event.tgid);
+                self.copies.remove(&event.tgid);
             }
             _ => {}
         }
@@ -454,5 +459,8 @@ mod tests {
         // After the close, the fd no longer names the file.
         spaces.observe(&event(What::Syscall(exec_map(7))));
         assert!(Arc::ptr_eq(spaces.space(me).unwrap(), &space));
+        // The process's exit is its last record: its table goes.
+        spaces.observe(&event(What::Exit));
+        assert!(spaces.space(me).is_none());
     }
 }
