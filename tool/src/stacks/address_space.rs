@@ -38,6 +38,9 @@ pub(crate) struct CodeRange {
     /// The file name, as frames show it (`libc.so.6`).
     pub(crate) name: Arc<str>,
     pub(crate) kind: FrameKind,
+    /// The same number for the same path in every copy: the symbol cache's key (a
+    /// path is slow to hash, and a frame is named on every captured stack).
+    pub(crate) file_id: u32,
 }
 
 /// The code ranges of one address space, resolved against their files on first use.
@@ -71,7 +74,7 @@ pub(crate) struct Located<'a> {
 }
 
 impl Space {
-    fn from_maps(maps: procfs::process::MemoryMaps) -> Space {
+    fn from_maps(maps: procfs::process::MemoryMaps, ids: &mut FileIds) -> Space {
         let mut code = Vec::new();
         let mut anon_code = Vec::new();
         for map in maps {
@@ -80,7 +83,7 @@ impl Space {
             }
             let range = map.address.0..map.address.1;
             match map.pathname {
-                MMapPath::Path(path) => code.push(code_range(path, range, map.offset)),
+                MMapPath::Path(path) => code.push(code_range(path, range, map.offset, ids)),
                 _ => anon_code.push(range),
             }
         }
@@ -128,15 +131,21 @@ impl Space {
     pub(crate) fn covers(&self, addr: u64) -> bool {
         self.module_at(addr).is_some() || self.anon_code.iter().any(|r| r.contains(&addr))
     }
+}
 
-    /// Whether `addr` lies in code of a module that is not a system library.
-    pub(crate) fn in_own_code(&self, addr: u64) -> bool {
-        self.module_at(addr)
-            .is_some_and(|code| code.kind == FrameKind::User)
+/// Numbers for paths, see [`CodeRange::file_id`].
+#[derive(Default)]
+struct FileIds(HashMap<Arc<Path>, u32>);
+
+impl FileIds {
+    fn id(&mut self, path: &Arc<Path>) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(path.clone()).or_insert(next)
     }
 }
 
-fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64) -> CodeRange {
+fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64, ids: &mut FileIds) -> CodeRange {
+    let path: Arc<Path> = path.into();
     let name: Arc<str> = path
         .file_name()
         .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
@@ -145,7 +154,8 @@ fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64) -> CodeRange {
         kind: module_kind(&name),
         range,
         file_offset,
-        path: path.into(),
+        file_id: ids.id(&path),
+        path,
         name,
     }
 }
@@ -167,6 +177,7 @@ pub(crate) struct AddressSpaces {
     copies: HashMap<u32, MapsCopy>,
     /// Open fds of absolute paths, by tgid: what an executable mmap of an fd maps.
     open_files: HashMap<u32, HashMap<i32, Arc<Path>>>,
+    file_ids: FileIds,
 }
 
 impl AddressSpaces {
@@ -196,7 +207,7 @@ impl AddressSpaces {
         let Ok(maps) = procfs::process::Process::new(tgid as i32).and_then(|p| p.maps()) else {
             return;
         };
-        let space = Space::from_maps(maps);
+        let space = Space::from_maps(maps, &mut self.file_ids);
         // A zombie's maps are empty, and so are a process's in the middle of its exec: a
         // copy with no code replaces nothing (an exec drops the old copy by itself).
         if space.code.is_empty() && self.copies.contains_key(&tgid) {
@@ -272,8 +283,13 @@ impl AddressSpaces {
     pub(crate) fn observe(&mut self, event: &Event) {
         match &event.what {
             What::Syscall(call) => self.observe_call(event.tgid, call),
-            What::Exec | What::Exit => {
+            What::Exec => {
                 self.open_files.remove(&event.tgid);
+            }
+            // A process's last record: no stack of it comes after.
+            What::Exit => {
+                self.open_files.remove(&event.tgid);
+                self.copies.remove(&event.tgid);
             }
             _ => {}
         }
@@ -308,7 +324,12 @@ impl AddressSpaces {
                 const PAGE: u64 = 4096;
                 let start = call.ret as u64;
                 let end = start.saturating_add(call.args[1].div_ceil(PAGE) * PAGE);
-                let code = code_range(path.to_path_buf(), start..end, call.args[5]);
+                let code = code_range(
+                    path.to_path_buf(),
+                    start..end,
+                    call.args[5],
+                    &mut self.file_ids,
+                );
                 self.add_code(tgid, code);
             }
             _ => {}
@@ -372,8 +393,7 @@ mod tests {
         assert!(module.name.starts_with("libc.so"), "{}", module.name);
         assert_eq!(module.kind, FrameKind::System);
         let own_ip = our_own_space_has_libc_and_the_test_binary as *const () as u64;
-        assert!(space.in_own_code(own_ip));
-        assert!(!space.in_own_code(libc_ip));
+        assert_eq!(space.module_at(own_ip).unwrap().kind, FrameKind::User);
         let mut files = ElfCache::default();
         let located = space.locate(&mut files, libc_ip).unwrap();
         assert!(located.vaddr < libc_ip);
@@ -439,5 +459,8 @@ mod tests {
         // After the close, the fd no longer names the file.
         spaces.observe(&event(What::Syscall(exec_map(7))));
         assert!(Arc::ptr_eq(spaces.space(me).unwrap(), &space));
+        // The process's exit is its last record: its table goes.
+        spaces.observe(&event(What::Exit));
+        assert!(spaces.space(me).is_none());
     }
 }

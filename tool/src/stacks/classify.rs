@@ -87,7 +87,9 @@ impl SiteStack {
             .position(|frame| frame.kind == FrameKind::User);
         let first_user = user.unwrap_or(0);
         let mut folded = Folded::default();
-        for frame in &frames[..first_user] {
+        // Counted as the unwinder found them: a function inlined into another is part of
+        // its caller's frame.
+        for frame in frames[..first_user].iter().filter(|f| !f.inlined) {
             folded.add(fold_label(frame));
         }
         let mut shown: Vec<Frame> = frames[first_user..]
@@ -270,6 +272,22 @@ mod tests {
         let site = SiteStack::fold(&frames).unwrap();
         assert_eq!(&*site.frames[0].function, "a.out+0x1139");
         assert_eq!(site.folded.to_string(), "[1 libc frame]");
+    }
+
+    #[test]
+    fn inlined_frames_are_not_counted_as_folded_frames() {
+        let inlined = Frame {
+            inlined: true,
+            ..frame("sysmalloc_mmap", "libc.so.6")
+        };
+        let frames = [
+            frame("__mmap64", "libc.so.6"),
+            inlined,
+            frame("sysmalloc", "libc.so.6"),
+            frame("leak_big", "app"),
+        ];
+        let site = SiteStack::fold(&frames).unwrap();
+        assert_eq!(site.folded.to_string(), "[2 libc frames]");
     }
 
     #[test]

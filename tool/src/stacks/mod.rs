@@ -14,20 +14,20 @@ mod frame;
 mod symbolize;
 mod unwind;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use framehop::x86_64::CacheX86_64;
 
 use address_space::{AddressSpaces, Space};
-pub(crate) use classify::{Folded, SITE_FRAMES, SiteStack};
+#[cfg(test)]
+pub(crate) use classify::SITE_FRAMES;
+pub(crate) use classify::{Folded, SiteStack};
 use elf_sections::ElfCache;
-pub(crate) use frame::{Frame, FrameJson, FrameKind, Frames};
+#[cfg(test)]
+pub(crate) use frame::FrameKind;
+pub(crate) use frame::{Frame, FrameJson, Frames};
 use symbolize::FrameNamer;
 pub(crate) use unwind::UserRegs;
-
-/// How many frames the frame-pointer walk (the old capture) keeps, before folding.
-const WALKED_FRAMES: usize = 16;
 
 /// Turns captured user stacks into frames, per traced process.
 pub(crate) struct StackNamer {
@@ -35,9 +35,6 @@ pub(crate) struct StackNamer {
     files: ElfCache,
     names: FrameNamer,
     unwind_cache: CacheX86_64,
-    /// Frame-pointer walks by (tgid, stack id, word at the stack pointer, first own-code
-    /// word): the same few stacks come again and again.
-    walked: HashMap<(u32, u32, u64, u64), Option<Frames>>,
 }
 
 impl Default for StackNamer {
@@ -47,7 +44,6 @@ impl Default for StackNamer {
             files: ElfCache::default(),
             names: FrameNamer::default(),
             unwind_cache: CacheX86_64::new(),
-            walked: HashMap::new(),
         }
     }
 }
@@ -117,76 +113,6 @@ impl StackNamer {
             }
         }
         frames.truncate(unwind::MAX_FRAMES);
-        frames
-    }
-
-    /// Frames for a mapping call in process `tgid`, innermost first, from the kernel's
-    /// frame-pointer walk (`stack_id`, fetched by `read_stack`) with the word at the stack
-    /// pointer as the libc wrapper's caller. When that reaches none of the program's own
-    /// code, the `stack_words` that point into it follow, each marked with a trailing `?`
-    /// (found by scanning, not by walking).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the kernel sends copied stacks (UserStackEvent) now; the walk goes with its tests"
-        )
-    )]
-    pub(crate) fn frames(
-        &mut self,
-        tgid: u32,
-        stack_id: Option<u32>,
-        stack_words: &[u64],
-        read_stack: impl FnOnce(u32) -> Vec<u64>,
-    ) -> Option<Frames> {
-        let return_address = stack_words.first().copied().unwrap_or(0);
-        let mut ips = stack_id.map(read_stack).unwrap_or_default();
-        // The frame-pointer walk starts inside libc's wrapper and skips its caller; the
-        // word at the stack pointer is that caller's return address. Put it second.
-        if return_address != 0 && !ips.contains(&return_address) {
-            let at = ips.len().min(1);
-            ips.insert(at, return_address);
-        }
-        ips.truncate(WALKED_FRAMES);
-        let space = self.spaces.for_addresses(tgid, &ips)?;
-        let scanned: Vec<u64> = stack_words
-            .iter()
-            .copied()
-            .filter(|&word| space.in_own_code(word))
-            .collect();
-        let key = (
-            tgid,
-            stack_id.unwrap_or(u32::MAX),
-            return_address,
-            scanned.first().copied().unwrap_or(0),
-        );
-        if let Some(frames) = self.walked.get(&key) {
-            return frames.clone();
-        }
-        // A frame-pointer walk through code built without them (libc, ld.so) yields words
-        // that are no code at all, and the guessed return address may be none: drop what
-        // no executable mapping covers.
-        ips.retain(|&ip| space.covers(ip));
-        // Return addresses name the call before them.
-        let lookups: Vec<u64> = ips.iter().map(|ip| ip.saturating_sub(1)).collect();
-        let mut frames = self.name_all(&space, &lookups);
-        if !frames.iter().any(|frame| frame.kind == FrameKind::User) {
-            let mut own: Vec<u64> = scanned.iter().map(|w| w.saturating_sub(1)).collect();
-            own.dedup();
-            own.truncate(SITE_FRAMES * 2);
-            frames.extend(self.name_all(&space, &own).into_iter().map(|frame| Frame {
-                function: Arc::from(format!("{}?", frame.function)),
-                ..frame
-            }));
-        }
-        frames.dedup();
-        // Unresolved addresses below the named frames (start-up code mapped after the copy
-        // was taken) add nothing a reader can use.
-        while frames.len() > 1 && frames.last().is_some_and(|f| f.kind == FrameKind::Unknown) {
-            frames.pop();
-        }
-        let frames: Option<Frames> = (!frames.is_empty()).then(|| frames.into());
-        self.walked.insert(key, frames.clone());
         frames
     }
 }

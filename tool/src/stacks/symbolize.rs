@@ -3,8 +3,6 @@
 //! Inlined functions become frames of their own, innermost first, so a leaking helper the
 //! compiler inlined is still named.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use blazesym::symbolize::{
@@ -19,14 +17,14 @@ use super::frame::{Frame, FrameKind};
 /// Names frames, caching them by (file, address in the file).
 pub(crate) struct FrameNamer {
     symbolizer: Symbolizer,
-    cache: HashMap<(Arc<Path>, u64), Arc<[Frame]>>,
+    cache: foldhash::HashMap<(u32, u64), Arc<[Frame]>>,
 }
 
 impl Default for FrameNamer {
     fn default() -> Self {
         FrameNamer {
             symbolizer: Symbolizer::new(),
-            cache: HashMap::new(),
+            cache: foldhash::HashMap::default(),
         }
     }
 }
@@ -35,7 +33,7 @@ impl FrameNamer {
     /// The frames at ELF address `vaddr` of `module`: the function, preceded by the
     /// functions inlined into it at that address; `module+0xvaddr` when no symbol covers it.
     pub(crate) fn frames(&mut self, module: &CodeRange, vaddr: u64) -> Arc<[Frame]> {
-        let key = (module.path.clone(), vaddr);
+        let key = (module.file_id, vaddr);
         if let Some(frames) = self.cache.get(&key) {
             return frames.clone();
         }

@@ -138,26 +138,3 @@ fn libc_addresses_are_named_with_their_module() {
     assert!(frame.module.starts_with("libc.so"), "{frame:?}");
     assert_eq!(frame.kind, FrameKind::System);
 }
-
-#[inline(never)]
-fn own_function() -> u64 {
-    own_function as *const () as u64
-}
-
-#[test]
-fn the_frame_pointer_walk_folds_libc_and_keeps_own_frames() {
-    let mut namer = StackNamer::default();
-    let libc_ip = libc::getpid as *const () as u64;
-    let own_ip = own_function();
-    let frames = namer
-        .frames(std::process::id(), Some(1), &[], |_| {
-            vec![libc_ip + 1, own_ip + 1]
-        })
-        .unwrap();
-    let site = SiteStack::fold(&frames).unwrap();
-    assert!(
-        site.frames[0].function.contains("own_function"),
-        "{frames:?}"
-    );
-    assert_eq!(site.folded.to_string(), "[1 libc frame]");
-}
