@@ -1,13 +1,33 @@
-//! Compiles the C fixtures (fixtures/*.c) into OUT_DIR/fixtures, with frame pointers so
-//! leakscope can walk their stacks.
-use std::{env, fs, path::PathBuf};
+//! Compiles the C fixtures into OUT_DIR/fixtures: fixtures/*.c with frame pointers (-O1), as
+//! the first tests were written for a frame-pointer walk; fixtures/nofp/*.c the way
+//! distributions build (-O2, no frame pointers), for the tests that unwind with CFI.
+use std::{
+    env, fs,
+    path::{Path, PathBuf},
+};
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("fixtures");
-    fs::create_dir_all(&out).unwrap();
-    let compiler = cc::Build::new().get_compiler();
     println!("cargo:rerun-if-changed=fixtures");
-    for entry in fs::read_dir("fixtures").unwrap() {
+    println!("cargo:rerun-if-changed=fixtures/nofp");
+    compile_all(
+        Path::new("fixtures"),
+        &out,
+        &["-O1", "-g", "-fno-omit-frame-pointer", "-pthread"],
+    );
+    compile_all(
+        Path::new("fixtures/nofp"),
+        &out.join("nofp"),
+        &["-O2", "-g", "-fomit-frame-pointer", "-pthread"],
+    );
+    println!("cargo:rustc-env=FIXTURE_DIR={}", out.display());
+}
+
+/// Every `*.c` of `sources` into a program of its name in `out`.
+fn compile_all(sources: &Path, out: &Path, flags: &[&str]) {
+    fs::create_dir_all(out).unwrap();
+    let compiler = cc::Build::new().get_compiler();
+    for entry in fs::read_dir(sources).unwrap() {
         let source = entry.unwrap().path();
         if source.extension().is_none_or(|ext| ext != "c") {
             continue;
@@ -15,12 +35,12 @@ fn main() {
         let name = source.file_stem().unwrap();
         let status = compiler
             .to_command()
-            .args(["-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o"])
+            .args(flags)
+            .arg("-o")
             .arg(out.join(name))
             .arg(&source)
             .status()
             .expect("cannot run the C compiler");
         assert!(status.success(), "compiling {} failed", source.display());
     }
-    println!("cargo:rustc-env=FIXTURE_DIR={}", out.display());
 }

@@ -54,6 +54,14 @@ fn bad_flags_are_usage_errors() {
     let output = leakscope_cmd(&["run", "--ring-mib", "3", "--", "/bin/true"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("power of two"));
+    for bytes in ["256", "20000", "1001"] {
+        let output = leakscope_cmd(&["run", "--stack-bytes", bytes, "--", "/bin/true"]);
+        assert_eq!(output.status.code(), Some(2), "--stack-bytes {bytes}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("multiple of 8 between 512 and 16384"),
+            "--stack-bytes {bytes}"
+        );
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@ pub enum DropReason {
     RingFullSyscall = 0,
     /// ... for an open-family record with its path.
     RingFullPath = 1,
-    /// ... for a memory-mapping record with its stack words.
+    /// ... for a memory-mapping record with its user stack: the syscall's header is sent
+    /// alone instead (when that finds no room either, [`DropReason::RingFullSyscall`]).
     RingFullStack = 2,
     /// ... for a fork record.
     RingFullFork = 3,
@@ -49,11 +50,15 @@ pub enum DropReason {
     /// had already freed the fd (see [`crate::close_outcome`]): it was taken as not
     /// closed, so the fd may be reported live when it is not.
     CloseUnclear = 15,
+    /// The per-CPU slot where a stack record is built was in use by another program run on
+    /// the same CPU (a kernel booted with full preemption): the syscall's header is sent
+    /// without its stack.
+    StackScratchBusy = 16,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -73,6 +78,7 @@ impl DropReason {
         DropReason::PathRead,
         DropReason::ExitUnclear,
         DropReason::CloseUnclear,
+        DropReason::StackScratchBusy,
     ];
 
     /// The slot in the `LOST` array.
@@ -99,6 +105,7 @@ impl DropReason {
             DropReason::PathRead => "path_read_failed",
             DropReason::ExitUnclear => "exit_unclear",
             DropReason::CloseUnclear => "close_unclear",
+            DropReason::StackScratchBusy => "stack_scratch_busy",
         }
     }
 

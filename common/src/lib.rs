@@ -12,6 +12,7 @@ mod event_kind;
 pub mod fd_arrival;
 mod object;
 pub mod open_flags;
+pub mod stack_rate;
 pub mod syscalls;
 
 pub use drops::DropReason;
@@ -22,8 +23,25 @@ pub use object::{globals, maps, programs, same_name};
 /// Longer paths are cut and flagged (`PATH_TRUNCATED`), never silently.
 pub const PATH_CAP: usize = 256;
 
-/// Words of user stack copied with a memory-mapping call (see [`StackEvent`]).
-pub const STACK_SCAN_WORDS: usize = 16;
+/// The most bytes of user stack a [`UserStackEvent`] carries (`--stack-bytes` at most).
+/// 16 KiB reaches `main` through deep library code; the default is half of it
+/// ([`USTACK_DEFAULT_BYTES`]), as `perf record --call-graph dwarf` copies.
+pub const USTACK_CAP: usize = 16384;
+/// The bytes of stack copied unless the user asks otherwise (`--stack-bytes`).
+pub const USTACK_DEFAULT_BYTES: u32 = 8192;
+/// Stacks copied per second per CPU unless the user asks otherwise (`--stack-rate`): a
+/// program that maps memory now and then gets a stack on every call, a storm of mapping
+/// calls one on some (about 1 µs of copying each, and an unwind in the reader).
+pub const USTACK_DEFAULT_RATE: u32 = 2000;
+/// The fewest bytes `--stack-bytes` accepts: below this, a copy rarely reaches past libc.
+pub const USTACK_MIN_BYTES: u32 = 512;
+
+/// [`UserStackEvent::flags`]: fewer bytes than asked for could be read (the stack ends
+/// closer to the stack pointer, as the main thread's does near `main`): `len` says how many.
+pub const USTACK_SHORT: u32 = 1 << 0;
+/// [`UserStackEvent::flags`]: not even [`USTACK_MIN_BYTES`] could be read: `len` is 0 and
+/// only the registers are known.
+pub const USTACK_UNREADABLE: u32 = 1 << 1;
 
 /// Set in [`PathEvent::path_len`] (and in both lengths of a [`PathPairEvent`]) when the
 /// path did not fit in [`PATH_CAP`].
@@ -32,7 +50,8 @@ pub const PATH_TRUNCATED: u32 = 1 << 31;
 /// `rss_pages` value meaning "not sampled for this event".
 pub const RSS_NOT_SAMPLED: u64 = u64::MAX;
 
-/// `stack_id` value meaning "no stack was taken".
+/// `stack_id` value meaning "no stack was taken" (the field is kept for its 8 bytes: the
+/// stack travels in a [`UserStackEvent`] now).
 pub const NO_STACK: i64 = -1;
 
 /// `aux` of a pipe/pipe2/socketpair record whose `int[2]` could not be read: the pair
@@ -66,7 +85,8 @@ pub struct Event {
     /// Resident set of the process in pages (file + anon + shmem), or [`RSS_NOT_SAMPLED`].
     /// Sampled on markers, opens and process exit, where iteration boundaries can fall.
     pub rss_pages: u64,
-    /// Id in the user-stack map, or [`NO_STACK`]. Taken for memory-mapping syscalls.
+    /// Always [`NO_STACK`]: the user stack travels in a [`UserStackEvent`]. Kept so that
+    /// every record keeps its layout.
     pub stack_id: i64,
 }
 
@@ -96,18 +116,39 @@ impl Event {
     }
 }
 
-/// A memory-mapping syscall with the top of the user stack.
+/// A memory-mapping syscall (mmap, mremap, brk) with the user registers and a bounded copy
+/// of the user stack, for unwinding in userspace with the binaries' CFI (`.eh_frame`), as
+/// `perf record --call-graph dwarf` does. A frame-pointer walk in the kernel stops inside
+/// libc, which is built without frame pointers, and so do programs built the ordinary way.
 ///
-/// The kernel's frame-pointer walk stops inside libc, which is built without frame
-/// pointers (malloc -> sbrk -> brk loses everything above libc). The raw words at the
-/// stack pointer still hold the return addresses into the caller; userspace picks out
-/// the ones that point into the program's own code.
+/// The kernel sends it cut to `len` bytes of stack: a record is
+/// `size_of::<UserStackEvent>() - USTACK_CAP + len` bytes long. The syscall's header goes
+/// alone, a record of `size_of::<Event>()` bytes, when the stack is not sent: on purpose
+/// while the ring is more than half full (a storm of mapping calls must not crowd out the
+/// records the counts are made of; nothing is counted lost), or when it could not be (the
+/// ring had no room for it, the scratch slot was busy: counted in `LOST`).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct StackEvent {
+pub struct UserStackEvent {
+    /// The syscall's own header.
     pub event: Event,
-    /// Words from the user stack pointer up; zero where they could not be read.
-    pub words: [u64; STACK_SCAN_WORDS],
+    /// The user instruction pointer at the syscall (just after the `syscall` instruction).
+    pub ip: u64,
+    /// The user stack pointer: `bytes[0]` is the byte at this address.
+    pub sp: u64,
+    /// The user frame pointer register (rbp), for code that keeps frame pointers.
+    pub bp: u64,
+    /// Bytes of `bytes` in use, a multiple of 8, at most [`USTACK_CAP`].
+    pub len: u32,
+    /// [`USTACK_SHORT`], [`USTACK_UNREADABLE`].
+    pub flags: u32,
+    /// The user stack from `sp` up.
+    pub bytes: [u8; USTACK_CAP],
+}
+
+impl UserStackEvent {
+    /// The bytes before the stack copy: the part every stack record has.
+    pub const FIXED: usize = core::mem::size_of::<UserStackEvent>() - USTACK_CAP;
 }
 
 /// An open-family syscall with the path (or memfd name) it was given.
@@ -256,6 +297,12 @@ pub struct KernelOffsets {
     /// may go first: a `pthread_exit`, or an exec by another thread). Always found, with
     /// `task_signal`, or the loader refuses to start.
     pub signal_live: u32,
+    /// `mm_struct.start_stack`: where the main thread's stack began (its `argc`). A stack
+    /// copy of the main thread that runs off the end of its stack is retried up to there.
+    pub mm_start_stack: u32,
+    /// 0 when `mm_start_stack` (or `task_mm`) could not be found: a copy that fails is then
+    /// retried with halving lengths only.
+    pub start_stack_available: u32,
 }
 
 #[cfg(feature = "user")]
@@ -264,7 +311,7 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::PathEvent {}
     unsafe impl aya::Pod for super::PathPairEvent {}
-    unsafe impl aya::Pod for super::StackEvent {}
+    unsafe impl aya::Pod for super::UserStackEvent {}
     unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::TrackedProcess {}
@@ -274,9 +321,15 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<PathEvent>() == 104 + 16 + PATH_CAP);
 const _: () = assert!(core::mem::size_of::<TrackedProcess>() == 16 + 104 + 16 + PATH_CAP);
-const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN_WORDS);
+const _: () = assert!(core::mem::size_of::<UserStackEvent>() == 104 + 32 + USTACK_CAP);
+// A per-CPU map value may be at most 32 KiB (the kernel's PCPU_MIN_UNIT_SIZE): the kernel
+// builds the record in one.
+const _: () = assert!(core::mem::size_of::<UserStackEvent>() + 8 <= 32 * 1024);
+const _: () = assert!(USTACK_CAP.is_power_of_two());
+const _: () = assert!(USTACK_MIN_BYTES <= USTACK_DEFAULT_BYTES);
+const _: () = assert!(USTACK_DEFAULT_BYTES as usize <= USTACK_CAP);
 const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 68);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 76);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
 
 #[cfg(test)]

@@ -73,11 +73,14 @@ pub mod maps {
     pub const EMPTY_PROCESS: &str = "EMPTY_PROCESS";
     pub const EMPTY_PROCESS_MAX_ENTRIES: u32 = 1;
 
-    /// `StackTrace`: user stacks of memory-mapping calls.
-    pub const STACKS: &str = "STACKS";
-    /// Distinct stacks kept. A stack that finds no room leaves its record without a stack
-    /// id (`NO_STACK`); the record still carries the raw stack words.
-    pub const STACKS_MAX_ENTRIES: u32 = 16384;
+    /// `PerCpuArray` of one slot: where a [`crate::UserStackEvent`] is built (behind a
+    /// busy word) before it is copied into the ring cut to the stack bytes read.
+    pub const USTACK_SCRATCH: &str = "USTACK_SCRATCH";
+    pub const USTACK_SCRATCH_MAX_ENTRIES: u32 = 1;
+
+    /// `PerCpuArray` of one slot: each CPU's token bucket for stacks (`--stack-rate`).
+    pub const STACK_BUCKET: &str = "STACK_BUCKET";
+    pub const STACK_BUCKET_MAX_ENTRIES: u32 = 1;
 }
 
 /// Programs, by name (the kernel function's symbol).
@@ -135,6 +138,11 @@ pub mod globals {
     /// `u32`: nonzero to hold opens back for pairing with their close
     /// ([`crate::TrackedProcess`]); the loader sets 0 for `LEAKSCOPE_NO_PAIR=1`.
     pub const PAIR_OPENS: &str = "PAIR_OPENS";
+    /// `u32`: bytes of user stack copied with a memory-mapping call (`--stack-bytes`), a
+    /// multiple of 8 in `USTACK_MIN_BYTES..=USTACK_CAP`.
+    pub const STACK_BYTES: &str = "STACK_BYTES";
+    /// `u32`: stacks copied per second per CPU (`--stack-rate`); 0 = with every call.
+    pub const STACK_RATE: &str = "STACK_RATE";
 }
 
 #[cfg(test)]
@@ -155,7 +163,8 @@ mod tests {
             maps::TRACKED,
             maps::EVENTS,
             maps::LOST,
-            maps::STACKS,
+            maps::USTACK_SCRATCH,
+            maps::STACK_BUCKET,
             maps::PATH_SCRATCH,
             maps::EMPTY_PROCESS,
             maps::TRACED_PIDS,
@@ -166,6 +175,8 @@ mod tests {
             programs::ITERATION_MARKER,
             globals::OFFSETS,
             globals::PAIR_OPENS,
+            globals::STACK_BYTES,
+            globals::STACK_RATE,
         ];
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is used twice");

@@ -15,7 +15,8 @@ pub struct SyscallInfo {
     pub second_path_arg: Option<u8>,
     /// Which argument points at an `int[2]` the kernel filled with two new fds.
     pub fd_pair_arg: Option<u8>,
-    /// Memory-mapping calls get a user stack, so leaked mappings can be placed.
+    /// Memory-mapping calls are sent as a [`crate::UserStackEvent`] (registers and a copy
+    /// of the user stack), so leaked mappings can be placed.
     pub take_stack: bool,
     /// Whether the return value is an address (mmap, mremap, brk), where errors are
     /// `-4095..=-1` and everything else, even "negative" high addresses, is success.
@@ -82,10 +83,14 @@ const fn delivering(nr: u32, name: &'static str, delivery: Delivery) -> SyscallI
         ..plain(nr, name)
     }
 }
-const fn mapping(nr: u32, name: &'static str, returns_address: bool) -> SyscallInfo {
+/// A call that creates or moves a mapping (or grows the heap): it returns an address, and
+/// its user stack is copied so its site can name the code that asked. munmap releases, and
+/// nobody asks where a release came from: it gets no stack, which would cost a copy of
+/// the user stack on every unmap.
+const fn mapping(nr: u32, name: &'static str) -> SyscallInfo {
     SyscallInfo {
         take_stack: true,
-        returns_address,
+        returns_address: true,
         ..plain(nr, name)
     }
 }
@@ -166,11 +171,11 @@ pub const OPEN_TREE_ATTR: u32 = 467;
 pub const ALL: &[SyscallInfo] = &[
     with_path(OPEN, "open", 0),
     plain(CLOSE, "close"),
-    mapping(MMAP, "mmap", true),
-    mapping(MUNMAP, "munmap", false),
-    mapping(BRK, "brk", true),
+    mapping(MMAP, "mmap"),
+    plain(MUNMAP, "munmap"),
+    mapping(BRK, "brk"),
     with_fd_pair(PIPE, "pipe", 0),
-    mapping(MREMAP, "mremap", true),
+    mapping(MREMAP, "mremap"),
     plain(DUP, "dup"),
     plain(DUP2, "dup2"),
     plain(SOCKET, "socket"),
@@ -432,6 +437,19 @@ mod tests {
             }
         }
         assert_eq!(info(0), None, "read is not traced");
+    }
+
+    #[test]
+    fn only_calls_that_create_mappings_or_grow_the_heap_copy_the_user_stack() {
+        let stacked: [u32; 3] = [MMAP, BRK, MREMAP];
+        for entry in ALL {
+            assert_eq!(
+                entry.take_stack,
+                stacked.contains(&entry.nr),
+                "{}",
+                entry.name
+            );
+        }
     }
 
     #[test]

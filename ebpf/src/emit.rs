@@ -1,13 +1,11 @@
-//! The ring-buffer writers: one per record shape (header only, with stack words, with one
-//! or two paths, with control data). Each counts its own ring-full reason in `LOST`.
+//! The ring-buffer writers: one per record shape (header only, with one or two paths, with
+//! control data; the one with a user stack is in [`crate::ustack`]). Each counts its own ring-full reason in `LOST`.
 
-use aya_ebpf::helpers::{
-    bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
-};
+use aya_ebpf::helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes};
 use leakscope_common::{
     CONTROL_CAP, CONTROL_CONTINUED, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent,
     DropReason, Event, MMSG_COPY_CAP, PATH_CAP, PATH_TRUNCATED, PathEvent, PathPairEvent,
-    STACK_SCAN_WORDS, StackEvent, fd_arrival,
+    fd_arrival,
 };
 
 use core::{ffi::c_void, mem::size_of};
@@ -32,30 +30,6 @@ pub(crate) fn emit(event: Event) {
                 .map_or(DropReason::RingFullSyscall, DropReason::ring_full),
         ),
     }
-}
-
-/// A memory-mapping call with the top of the user stack.
-#[inline(always)]
-pub(crate) fn emit_with_stack_words(event: Event, user_sp: u64) {
-    let Some(mut entry) = EVENTS.reserve::<StackEvent>(0) else {
-        count_lost(DropReason::RingFullStack);
-        return;
-    };
-    let record = entry.as_mut_ptr();
-    unsafe {
-        (*record).event = event;
-        let words = &mut (*record).words;
-        let bytes =
-            core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, STACK_SCAN_WORDS * 8);
-        if bpf_probe_read_user_buf(user_sp as *const u8, bytes).is_err() {
-            // Near the top of the stack: fall back to the one word that matters most.
-            *words = [0; STACK_SCAN_WORDS];
-            if let Ok(word) = bpf_probe_read_user(user_sp as *const u64) {
-                words[0] = word;
-            }
-        }
-    }
-    entry.submit(SUBMIT_FLAGS);
 }
 
 /// A call with one path (or memfd name), sent cut after the path's NUL (rounded up to 8

@@ -17,23 +17,19 @@ mod kernel;
 mod pairing;
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
+    bindings::{BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
     },
     macros::{btf_tracepoint, map, raw_tracepoint, uprobe},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::tracing::StackIdContext,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext},
 };
-use emit::{
-    emit, emit_message_control, emit_mmsg_controls, emit_with_path, emit_with_path_pair,
-    emit_with_stack_words,
-};
+use emit::{emit, emit_message_control, emit_mmsg_controls, emit_with_path, emit_with_path_pair};
 use kernel::{current_rss_pages, current_rss_pages_btf, offsets};
 use leakscope_common::{
-    DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, NO_STACK,
-    PathEvent, TrackedProcess, close_outcome,
+    DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, PathEvent,
+    TrackedProcess, close_outcome,
     close_outcome::CloseOutcome,
     fd_arrival, globals, maps, open_flags, programs, same_name, syscalls,
     syscalls::{Delivery, SyscallInfo},
@@ -55,6 +51,10 @@ macro_rules! named {
     };
 }
 
+// After `named!`, which it uses.
+mod ustack;
+use ustack::{UserRegs, emit_with_user_stack};
+
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
 #[unsafe(no_mangle)]
 static OFFSETS: KernelOffsets = KernelOffsets {
@@ -75,6 +75,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     files_count: 0,
     pairing_available: 0,
     signal_live: 0,
+    mm_start_stack: 0,
+    start_stack_available: 0,
 };
 named!(OFFSETS, globals::OFFSETS);
 
@@ -128,11 +130,6 @@ static PATH_SCRATCH: PerCpuArray<PathEvent> =
     PerCpuArray::with_max_entries(maps::PATH_SCRATCH_MAX_ENTRIES, 0);
 named!(PATH_SCRATCH, maps::PATH_SCRATCH);
 
-/// User stacks of memory-mapping calls.
-#[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(maps::STACKS_MAX_ENTRIES, 0);
-named!(STACKS, maps::STACKS);
-
 /// Wakeups cost more than the whole event path (toolchain notes), so userspace polls.
 const SUBMIT_FLAGS: u64 = BPF_RB_NO_WAKEUP as u64;
 
@@ -183,11 +180,11 @@ fn header(kind: EventKind, tgid: u32, tid: u32) -> Event {
     Event::new(kind, unsafe { bpf_ktime_get_ns() }, tgid, tid)
 }
 
-/// The registers sys_exit needs besides the number: the six arguments, the user stack
-/// pointer.
+/// The registers sys_exit needs besides the number: the six arguments, and where the user
+/// code stood (for a mapping call's stack).
 struct Regs {
     args: [u64; 6],
-    sp: u64,
+    user: UserRegs,
 }
 
 /// `sys_exit` as a BTF tracepoint (tp_btf): its `pt_regs` pointer is typed, so the
@@ -220,7 +217,12 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
                 (*regs).r8,
                 (*regs).r9,
             ],
-            sp: (*regs).rsp,
+            // At sys_exit these are the user's: rip just after the `syscall` instruction.
+            user: UserRegs {
+                ip: (*regs).rip,
+                sp: (*regs).rsp,
+                bp: (*regs).rbp,
+            },
         }
     };
     // A close of the fd the process's held open returned goes out with it, as one record;
@@ -229,7 +231,7 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     pairing::flush(process);
-    on_sys_exit(&ctx, Call { nr, info, ret }, tgid, tid, &regs, process)
+    on_sys_exit(Call { nr, info, ret }, tgid, tid, &regs, process)
 }
 named!(sys_exit, programs::SYS_EXIT);
 
@@ -241,14 +243,7 @@ struct Call {
 }
 
 #[inline(always)]
-fn on_sys_exit(
-    ctx: &BtfTracePointContext,
-    call: Call,
-    tgid: u32,
-    tid: u32,
-    regs: &Regs,
-    process: *mut TrackedProcess,
-) -> i32 {
+fn on_sys_exit(call: Call, tgid: u32, tid: u32, regs: &Regs, process: *mut TrackedProcess) -> i32 {
     let Call { nr, info, ret } = call;
     if !syscalls::succeeded(&info, ret) && !failed_close_released(nr, ret, regs.args[0]) {
         // A failed call changes no resource, but a failed acquisition is evidence (EMFILE
@@ -321,11 +316,7 @@ fn on_sys_exit(
         };
     }
     if info.take_stack {
-        event.stack_id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
-            Ok(id) => id,
-            Err(_) => NO_STACK,
-        };
-        emit_with_stack_words(event, regs.sp);
+        emit_with_user_stack(event, &regs.user);
         return 0;
     }
 
@@ -506,7 +497,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-/// GPL-compatible: the probe-read and stack helpers are GPL-only.
+/// GPL-compatible: the probe-read helpers are GPL-only.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -4,11 +4,15 @@
 //! into [`Event`], the type every later stage (ledger, analysis, report) consumes. It is
 //! pure so it can be tested from hand-made records without root.
 
-use crate::delivered::{self, Delivered};
+use crate::{
+    delivered::{self, Delivered},
+    stacks::{Frames, UserRegs},
+};
 use leakscope_common::{
     self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent, EventKind,
     FD_PAIR_UNKNOWN, FD_UNREADABLE, PATH_CAP, PATH_TRUNCATED, PathEvent, PathPairEvent,
-    RSS_NOT_SAMPLED, StackEvent, UnknownKind, open_flags, syscalls, syscalls::Delivery,
+    RSS_NOT_SAMPLED, USTACK_CAP, USTACK_SHORT, USTACK_UNREADABLE, UnknownKind, UserStackEvent,
+    open_flags, syscalls, syscalls::Delivery,
 };
 use thiserror::Error;
 
@@ -69,15 +73,14 @@ pub(crate) struct Syscall {
     /// link/linkat/symlink/symlinkat the new name, the entry being created; for the rename
     /// family the old name.
     pub(crate) path: Option<CapturedPath>,
-    /// User stack id for mapping calls (resolve with the loader's stack map).
-    pub(crate) stack_id: Option<u32>,
-    /// The top of the user stack for mapping calls (see `leakscope_common::StackEvent`);
-    /// empty for other calls.
-    pub(crate) stack_words: Vec<u64>,
-    /// Symbolized frames (innermost first) for `stack_id`/`stack_words`, filled in
-    /// by the loader while the process is still alive to be symbolized. Shared, because
-    /// many calls come from the same few stacks.
-    pub(crate) frames: Option<std::sync::Arc<[String]>>,
+    /// The registers and a copy of the user stack, for mapping calls (mmap, mremap, brk)
+    /// whose stack reached userspace; taken by the drain once it has unwound them into
+    /// `frames`. Boxed: kilobytes, and most calls have none.
+    pub(crate) stack: Option<Box<UserStack>>,
+    /// Symbolized frames (innermost first) unwound from `stack`, filled in by the drain
+    /// while the process is still alive to be symbolized. Shared, because many calls come
+    /// from the same few stacks.
+    pub(crate) frames: Option<Frames>,
     /// Fds the call installed beyond its return value (recvmsg/recvmmsg control messages,
     /// clone's CLONE_PIDFD, SO_PEERPIDFD); `None` for calls that deliver none that way.
     /// Boxed: rare, and every event would otherwise carry its room.
@@ -100,14 +103,25 @@ impl Syscall {
             args,
             fd_pair: None,
             path: None,
-            stack_id: None,
-            stack_words: Vec::new(),
+            stack: None,
             frames: None,
             delivered: None,
             path2: None,
             open: None,
         }
     }
+}
+
+/// Where the user code stood at a call, and the user stack above it
+/// (a [`UserStackEvent`] decoded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UserStack {
+    pub(crate) regs: UserRegs,
+    /// The stack from `regs.sp` up: up to `--stack-bytes` bytes, fewer when the stack ended
+    /// sooner (`short`), none when nothing could be read (`unreadable`).
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) short: bool,
+    pub(crate) unreadable: bool,
 }
 
 /// What the kernel saw of an open, openat, openat2 or creat beyond its arguments.
@@ -278,13 +292,10 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
             created,
         }
     });
-    let stack_words = if info.take_stack {
-        read_struct::<StackEvent>(record)
-            .ok_or(DecodeError::Short(record.len()))?
-            .words
-            .to_vec()
+    let stack = if info.take_stack {
+        read_user_stack(record)?.map(Box::new)
     } else {
-        Vec::new()
+        None
     };
     let delivered = match info.delivery {
         Delivery::None => None,
@@ -322,8 +333,7 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         path,
         path2: path2.map(Box::new),
         open,
-        stack_id: u32::try_from(header.stack_id).ok(),
-        stack_words,
+        stack,
         frames: None,
         delivered,
     })
@@ -338,6 +348,38 @@ fn decode_failed(header: &wire::Event) -> Result<FailedCall, DecodeError> {
         // The kernel returns -errno; keep the errno positive, as errno(3) does.
         errno: header.ret.unsigned_abs().min(i32::MAX as u64) as i32,
     })
+}
+
+/// The stack part of a [`UserStackEvent`], which the kernel sends cut after `len` bytes of
+/// stack. A record of the header alone is a call whose stack could not be sent (the kernel
+/// counted why): `None`. A record shorter than its own `len` says is corrupt.
+fn read_user_stack(record: &[u8]) -> Result<Option<UserStack>, DecodeError> {
+    use std::mem::offset_of;
+    if record.len() == size_of::<wire::Event>() {
+        return Ok(None);
+    }
+    let short = || DecodeError::Short(record.len());
+    let fixed = record.get(..UserStackEvent::FIXED).ok_or_else(short)?;
+    let u64_at = |at: usize| u64::from_ne_bytes(fixed[at..at + 8].try_into().unwrap());
+    let u32_at = |at: usize| u32::from_ne_bytes(fixed[at..at + 4].try_into().unwrap());
+    let len = u32_at(offset_of!(UserStackEvent, len)) as usize;
+    let flags = u32_at(offset_of!(UserStackEvent, flags));
+    if len > USTACK_CAP {
+        return Err(short());
+    }
+    let bytes = record
+        .get(UserStackEvent::FIXED..UserStackEvent::FIXED + len)
+        .ok_or_else(short)?;
+    Ok(Some(UserStack {
+        regs: UserRegs {
+            ip: u64_at(offset_of!(UserStackEvent, ip)),
+            sp: u64_at(offset_of!(UserStackEvent, sp)),
+            bp: u64_at(offset_of!(UserStackEvent, bp)),
+        },
+        bytes: bytes.to_vec(),
+        short: flags & USTACK_SHORT != 0,
+        unreadable: flags & USTACK_UNREADABLE != 0,
+    }))
 }
 
 /// A [`PathEvent`], which the kernel sends cut after its path's NUL (the ring then carries

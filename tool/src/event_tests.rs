@@ -25,7 +25,7 @@ fn decodes_close() {
         panic!("not a syscall")
     };
     assert_eq!(
-        (call.name, call.ret, call.path, call.stack_id),
+        (call.name, call.ret, call.path, call.stack),
         ("close", 0, None, None)
     );
     assert_eq!((event.tgid, event.tid, event.rss_bytes), (100, 101, None));
@@ -229,20 +229,96 @@ fn decodes_failed_acquisition_header_only() {
     );
 }
 
-#[test]
-fn decodes_mapping_stack_words() {
-    let mut record = leakscope_common::StackEvent {
+/// An mmap record as the kernel sends it: cut after `len` bytes of stack, each byte its
+/// offset (mod 251) so that a misplaced cut shows.
+fn stack_record(len: u32, flags: u32) -> Vec<u8> {
+    let mut record = Box::new(UserStackEvent {
         event: wire_event(EventKind::Syscall, syscalls::MMAP, 0x7f00_0000_0000),
-        words: [0; leakscope_common::STACK_SCAN_WORDS],
-    };
-    record.event.stack_id = 7;
-    record.words[0] = 0x5555_0000_1234;
-    let What::Syscall(call) = decode(&bytes_of(&record), 4096).unwrap().what else {
-        panic!()
-    };
-    assert_eq!(call.stack_id, Some(7));
-    assert_eq!(call.stack_words[0], 0x5555_0000_1234);
-    assert_eq!(call.stack_words.len(), leakscope_common::STACK_SCAN_WORDS);
+        ip: 0x7f11_0000_0010,
+        sp: 0x7ffc_0000_1000,
+        bp: 0x7ffc_0000_2000,
+        len,
+        flags,
+        bytes: [0xff; USTACK_CAP], // what the kernel never sends must never be read
+    });
+    for (i, byte) in record.bytes.iter_mut().enumerate().take(len as usize) {
+        *byte = (i % 251) as u8;
+    }
+    let mut bytes = bytes_of(&*record);
+    bytes.truncate(UserStackEvent::FIXED + len as usize);
+    bytes
+}
+
+fn decoded_stack(record: &[u8]) -> Result<Option<Box<UserStack>>, DecodeError> {
+    decode(record, 4096).map(|event| match event.what {
+        What::Syscall(call) => call.stack,
+        other => panic!("not a syscall: {other:?}"),
+    })
+}
+
+#[test]
+fn a_full_stack_record_decodes_with_its_registers_and_bytes() {
+    let stack = decoded_stack(&stack_record(8192, 0)).unwrap().unwrap();
+    assert_eq!(
+        stack.regs,
+        UserRegs {
+            ip: 0x7f11_0000_0010,
+            sp: 0x7ffc_0000_1000,
+            bp: 0x7ffc_0000_2000
+        }
+    );
+    assert_eq!(stack.bytes.len(), 8192);
+    assert_eq!((stack.bytes[0], stack.bytes[8191]), (0, (8191 % 251) as u8));
+    assert!(!stack.short && !stack.unreadable);
+}
+
+#[test]
+fn a_short_stack_record_carries_the_bytes_that_could_be_read() {
+    let stack = decoded_stack(&stack_record(1224, USTACK_SHORT))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stack.bytes.len(), 1224);
+    assert!(stack.short && !stack.unreadable);
+}
+
+#[test]
+fn an_unreadable_stack_record_has_registers_and_no_bytes() {
+    let stack = decoded_stack(&stack_record(0, USTACK_UNREADABLE))
+        .unwrap()
+        .unwrap();
+    assert!(stack.bytes.is_empty() && stack.unreadable);
+    assert_eq!(stack.regs.sp, 0x7ffc_0000_1000);
+}
+
+#[test]
+fn a_mapping_call_sent_without_its_stack_decodes_without_one() {
+    // The ring had no room for the stack (or the slot was busy): the header went alone.
+    let header = wire_event(EventKind::Syscall, syscalls::MMAP, 0x7f00_0000_0000);
+    assert_eq!(decoded_stack(&bytes_of(&header)), Ok(None));
+}
+
+#[test]
+fn a_stack_record_cut_before_its_length_or_inside_its_registers_is_refused() {
+    let mut record = stack_record(4096, 0);
+    record.truncate(record.len() - 8);
+    assert_eq!(
+        decoded_stack(&record),
+        Err(DecodeError::Short(record.len()))
+    );
+    let mut record = stack_record(0, USTACK_UNREADABLE);
+    record.truncate(UserStackEvent::FIXED - 4);
+    assert_eq!(
+        decoded_stack(&record),
+        Err(DecodeError::Short(record.len()))
+    );
+    // A length beyond the capacity cannot be the kernel's.
+    let mut record = stack_record(16, 0);
+    let at = std::mem::offset_of!(UserStackEvent, len);
+    record[at..at + 4].copy_from_slice(&(USTACK_CAP as u32 + 8).to_ne_bytes());
+    assert_eq!(
+        decoded_stack(&record),
+        Err(DecodeError::Short(record.len()))
+    );
 }
 
 #[test]
@@ -357,7 +433,7 @@ fn a_paired_record_is_the_open_alone_then_its_close() {
         (
             call.path,
             call.open,
-            call.stack_id,
+            call.stack,
             call.delivered,
             call.fd_pair
         ),

@@ -56,6 +56,9 @@ pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
     if let Ok(pairing) = pairing_offsets(&btf) {
         offsets = pairing.fill(offsets);
     }
+    if let Ok(start) = stack_start_offsets(&btf) {
+        offsets = start.fill(offsets);
+    }
     Ok(offsets)
 }
 
@@ -117,6 +120,31 @@ fn rss_offsets(btf: &Btf) -> Result<RssOffsets, OffsetsError> {
         mm_rss_stat: member_offset(btf, "mm_struct", "rss_stat")?,
         percpu_counter_size: struct_size(btf, "percpu_counter")?,
         percpu_counter_count: member_offset(btf, "percpu_counter", "count")?,
+    })
+}
+
+/// The offsets that find where the main thread's stack began (task -> mm -> start_stack),
+/// for a stack copy that runs off its end.
+struct StackStartOffsets {
+    task_mm: u32,
+    mm_start_stack: u32,
+}
+
+impl StackStartOffsets {
+    fn fill(self, offsets: KernelOffsets) -> KernelOffsets {
+        KernelOffsets {
+            task_mm: self.task_mm,
+            mm_start_stack: self.mm_start_stack,
+            start_stack_available: 1,
+            ..offsets
+        }
+    }
+}
+
+fn stack_start_offsets(btf: &Btf) -> Result<StackStartOffsets, OffsetsError> {
+    Ok(StackStartOffsets {
+        task_mm: member_offset(btf, "task_struct", "mm")?,
+        mm_start_stack: member_offset(btf, "mm_struct", "start_stack")?,
     })
 }
 
@@ -229,5 +257,8 @@ mod tests {
         assert!(offsets.task_signal > 0 && offsets.signal_nr_threads > 0);
         // struct signal_struct { refcount_t sigcnt; atomic_t live; ... }
         assert_eq!(offsets.signal_live, 4);
+        assert_eq!(offsets.start_stack_available, 1);
+        // start_stack follows the code and data bounds in mm_struct: well inside it.
+        assert!(offsets.mm_start_stack > 0 && offsets.mm_start_stack.is_multiple_of(8));
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, RawTracePoint, UProbe, uprobe::UProbeScope},
 };
 use leakscope_common::{DropReason, PathEvent, TrackedProcess, globals, maps, programs};
@@ -90,6 +90,11 @@ fn load_refused(error: aya::EbpfError) -> ProbeError {
 pub(crate) struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub(crate) ring_bytes: u32,
+    /// Bytes of user stack the kernel copies with each mapping call: a multiple of 8 in
+    /// `USTACK_MIN_BYTES..=USTACK_CAP` (`--stack-bytes` checks it).
+    pub(crate) stack_bytes: u32,
+    /// Stacks the kernel copies per second per CPU; 0: with every call.
+    pub(crate) stack_rate: u32,
 }
 
 pub(crate) struct Probes {
@@ -99,7 +104,6 @@ pub(crate) struct Probes {
     /// Whether the kernel holds opens back ([`NO_PAIR_ENV`] unset).
     pair_opens: bool,
     lost: PerCpuArray<MapData, u64>,
-    stacks: StackTraceMap<MapData>,
     /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
     stats: Option<std::os::fd::OwnedFd>,
 }
@@ -136,6 +140,8 @@ impl Probes {
             .btf(Some(&btf))
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::PAIR_OPENS, &pair_opens, true)
+            .override_global(globals::STACK_BYTES, &options.stack_bytes, true)
+            .override_global(globals::STACK_RATE, &options.stack_rate, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .map_max_entries(maps::TRACED_PIDS, maps::traced_pids_words(pid_max()))
             .load(OBJECT)
@@ -177,7 +183,6 @@ impl Probes {
         let tracked = typed_map(&mut ebpf, maps::TRACKED, HashMap::try_from)?;
         let traced_pids = typed_map(&mut ebpf, maps::TRACED_PIDS, Array::try_from)?;
         let lost = typed_map(&mut ebpf, maps::LOST, PerCpuArray::try_from)?;
-        let stacks = typed_map(&mut ebpf, maps::STACKS, StackTraceMap::try_from)?;
         Ok((
             Probes {
                 ebpf,
@@ -185,7 +190,6 @@ impl Probes {
                 traced_pids,
                 pair_opens: pair_opens != 0,
                 lost,
-                stacks,
                 stats,
             },
             ring,
@@ -283,14 +287,6 @@ impl Probes {
                 (n > 0).then_some((reason, n))
             })
             .collect()
-    }
-
-    /// The user-stack instruction pointers recorded under `stack_id`, innermost first.
-    pub(crate) fn user_stack(&self, stack_id: u32) -> Vec<u64> {
-        self.stacks
-            .get(&stack_id, 0)
-            .map(|trace| trace.frames().iter().map(|frame| frame.ip).collect())
-            .unwrap_or_default()
     }
 }
 
@@ -395,9 +391,14 @@ mod tests {
                 maps::LOST_MAX_ENTRIES,
             ),
             (
-                maps::STACKS,
-                bpf_map_type::BPF_MAP_TYPE_STACK_TRACE,
-                maps::STACKS_MAX_ENTRIES,
+                maps::USTACK_SCRATCH,
+                bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+                maps::USTACK_SCRATCH_MAX_ENTRIES,
+            ),
+            (
+                maps::STACK_BUCKET,
+                bpf_map_type::BPF_MAP_TYPE_PERCPU_ARRAY,
+                maps::STACK_BUCKET_MAX_ENTRIES,
             ),
             (
                 maps::PATH_SCRATCH,
@@ -471,13 +472,17 @@ mod tests {
             )
         };
         let pair_opens = 1u32.to_ne_bytes();
+        let stack_bytes = leakscope_common::USTACK_DEFAULT_BYTES.to_ne_bytes();
+        let stack_rate = leakscope_common::USTACK_DEFAULT_RATE.to_ne_bytes();
         // What `override_global(.., must_exist = true)` does at load: the symbol must exist
         // and have exactly this size.
         object
             .patch_map_data(std::collections::HashMap::from([
                 (globals::OFFSETS, (bytes, true)),
                 (globals::PAIR_OPENS, (&pair_opens[..], true)),
+                (globals::STACK_BYTES, (&stack_bytes[..], true)),
+                (globals::STACK_RATE, (&stack_rate[..], true)),
             ]))
-            .expect("the object has the OFFSETS and PAIR_OPENS globals, of their sizes");
+            .expect("the object has every global the loader sets, of its size");
     }
 }

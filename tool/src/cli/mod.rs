@@ -132,6 +132,26 @@ pub(crate) struct CommonArgs {
     /// twice into leakscope, so it counts twice in leakscope's resident memory.
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
     pub(crate) ring_mib: u32,
+    /// Bytes of the target's stack copied with each mmap, mremap and brk (512 to 16384, a
+    /// multiple of 8), so that the site of a leaked mapping or heap growth can name the
+    /// function that asked for it, even in code built without frame pointers. The copy must
+    /// reach from the system call up to that function's frame: raise it when sites stop in
+    /// libc or a library (deep call chains, big stack buffers, Node), lower it to cut the
+    /// cost of programs that map memory in a tight loop.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = leakscope_common::USTACK_DEFAULT_BYTES,
+        value_parser = parse_stack_bytes
+    )]
+    pub(crate) stack_bytes: u32,
+    /// Stacks copied per second on each CPU (0: with every call). A program that maps memory
+    /// now and then gets a stack with each mmap, mremap and brk; one that does it in a tight
+    /// loop gets one with some of them, and the others' sites have no frames: each stack
+    /// costs the target about a microsecond and leakscope an unwind. Raise it (or 0) when a
+    /// busy program's sites lack frames.
+    #[arg(long, value_name = "N", default_value_t = leakscope_common::USTACK_DEFAULT_RATE)]
+    pub(crate) stack_rate: u32,
     /// Watch mode: every SECS seconds while tracing, print one line per class to stderr
     /// (live amount, iterations, rate and verdict so far: the final report's analysis run on
     /// what was traced until then). On a terminal the lines redraw in place; otherwise each
@@ -213,9 +233,32 @@ fn parse_ring_mib(text: &str) -> Result<u32, String> {
     Ok(mib)
 }
 
+fn parse_stack_bytes(text: &str) -> Result<u32, String> {
+    use leakscope_common::{USTACK_CAP, USTACK_MIN_BYTES};
+    let bytes: u32 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number of bytes"))?;
+    if !(USTACK_MIN_BYTES..=USTACK_CAP as u32).contains(&bytes) || !bytes.is_multiple_of(8) {
+        return Err(format!(
+            "{bytes} bytes: the stack copy must be a multiple of 8 between {USTACK_MIN_BYTES} \
+             and {USTACK_CAP}"
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_bytes_are_a_multiple_of_8_within_the_kernel_s_bounds() {
+        assert_eq!(parse_stack_bytes("512"), Ok(512));
+        assert_eq!(parse_stack_bytes("16384"), Ok(16384));
+        for refused in ["504", "16392", "1001", "8k", "-8"] {
+            assert!(parse_stack_bytes(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn marker_forms() {

@@ -90,6 +90,8 @@ pub(crate) async fn trace_and_diagnose(
     };
     let config = TraceConfig {
         ring_bytes: common.ring_mib << 20,
+        stack_bytes: common.stack_bytes,
+        stack_rate: common.stack_rate,
         marker,
     };
     let watch = watch.map(|request| {

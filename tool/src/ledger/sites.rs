@@ -13,8 +13,7 @@ use procfs::process::MMapPath;
 pub(crate) type SiteId = u32;
 pub(crate) type StackId = u32;
 
-/// Frames that identify a call site: deeper frames do not split a site.
-pub(crate) const SITE_FRAMES: usize = 3;
+use crate::stacks::{Folded, Frame, SiteStack};
 
 /// Where a resource came from.
 ///
@@ -278,7 +277,13 @@ impl<T: Clone + Eq + Hash> Interner<T> {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Sites {
     keys: Interner<SiteKey>,
-    stacks: Interner<Arc<[Arc<str>]>>,
+    /// A site's frames: from the first frame of the program's own code on (see
+    /// [`SiteStack::fold`]).
+    stacks: Interner<Arc<[Frame]>>,
+    /// By stack id: what was folded above the stack's frames, as its first call had it
+    /// (it does not split a site: the same code reached through another libc path is the
+    /// same leak).
+    folded: Vec<Folded>,
 }
 
 impl Sites {
@@ -301,20 +306,25 @@ impl Sites {
         }
     }
 
-    /// Interns the innermost [`SITE_FRAMES`] frames of a call; `None` without frames.
-    pub(crate) fn intern_stack(&mut self, frames: Option<&[String]>) -> Option<StackId> {
-        let frames = frames.filter(|frames| !frames.is_empty())?;
-        let top: Arc<[Arc<str>]> = frames
-            .iter()
-            .take(SITE_FRAMES)
-            .map(|frame| Arc::from(frame.as_str()))
-            .collect();
-        Some(self.stacks.intern(top))
+    /// Interns a call's stack folded to a site's frames (see [`SiteStack::fold`]);
+    /// `None` without frames.
+    pub(crate) fn intern_stack(&mut self, frames: Option<&[Frame]>) -> Option<StackId> {
+        let SiteStack { frames, folded } = SiteStack::fold(frames?)?;
+        let id = self.stacks.intern(frames);
+        if id as usize == self.folded.len() {
+            self.folded.push(folded);
+        }
+        Some(id)
     }
 
     /// A stack's frames, innermost first.
-    pub(crate) fn stack(&self, id: StackId) -> &[Arc<str>] {
+    pub(crate) fn stack(&self, id: StackId) -> &[Frame] {
         self.stacks.get(id)
+    }
+
+    /// What was folded above a stack's frames.
+    pub(crate) fn folded(&self, id: StackId) -> &Folded {
+        &self.folded[id as usize]
     }
 }
 
@@ -336,11 +346,12 @@ mod tests {
     #[test]
     fn stacks_are_told_apart_by_their_innermost_frames() {
         let mut sites = Sites::default();
-        let frames = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let frames = |names: &[&str]| names.iter().map(|n| Frame::named(n)).collect::<Vec<_>>();
         let a = sites.intern_stack(Some(&frames(&["f", "g", "h", "main"])));
         let b = sites.intern_stack(Some(&frames(&["f", "g", "h", "other"])));
         assert_eq!(a, b);
         assert_eq!(sites.intern_stack(Some(&[])), None);
-        assert_eq!(sites.stack(a.unwrap()).len(), SITE_FRAMES);
+        assert_eq!(sites.stack(a.unwrap()).len(), crate::stacks::SITE_FRAMES);
+        assert!(sites.folded(a.unwrap()).is_empty());
     }
 }

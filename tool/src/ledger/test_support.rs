@@ -46,11 +46,18 @@ impl Syscall {
         self
     }
 
+    /// A stack of fully described frames, innermost first (see [`libc_frame`],
+    /// [`source_frame`]).
+    pub(crate) fn with_stack(mut self, frames: Vec<crate::stacks::Frame>) -> Self {
+        self.frames = Some(frames.into());
+        self
+    }
+
     pub(crate) fn with_frames(mut self, frames: &[&str]) -> Self {
         self.frames = Some(
             frames
                 .iter()
-                .map(|f| f.to_string())
+                .map(|f| crate::stacks::Frame::named(f))
                 .collect::<Vec<_>>()
                 .into(),
         );
@@ -206,4 +213,23 @@ impl super::Ledger {
 /// A `/proc/PID/fd` link as procfs parses it.
 pub(crate) fn link(text: &str) -> procfs::process::FDTarget {
     text.parse().expect("a /proc fd link")
+}
+
+/// A frame in libc without line information, as unwinding finds them.
+pub(crate) fn libc_frame(function: &str) -> crate::stacks::Frame {
+    crate::stacks::Frame {
+        module: "libc.so.6".into(),
+        kind: crate::stacks::FrameKind::System,
+        ..crate::stacks::Frame::named(function)
+    }
+}
+
+/// A frame of the program's own code with its source file and line.
+pub(crate) fn source_frame(function: &str, file: &str, line: u32) -> crate::stacks::Frame {
+    crate::stacks::Frame {
+        file: Some(file.into()),
+        line: Some(line),
+        module: "parser".into(),
+        ..crate::stacks::Frame::named(function)
+    }
 }

@@ -12,12 +12,16 @@ use crate::ledger::sites::{
     Backing, EntryKind, FdKind, FdSite, FdSource, MappingSite, MarkType, PidfdDelivery, Seeded,
     SiteId, SiteKey, Sites, StackId, WatchApi,
 };
+use crate::stacks::FrameJson;
 use crate::units;
 
 /// A class's site in the report: where retained resources came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct SiteReport {
     pub(crate) site: String,
+    /// The frames the site's text shows, for sites that have a stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) frames: Option<Vec<FrameJson>>,
     /// Retained resources from this site.
     pub(crate) leaked: u64,
     pub(crate) leaked_per_iteration: f64,
@@ -35,6 +39,7 @@ impl SiteReport {
     pub(crate) fn new(site: &Site, sites: &Sites) -> Self {
         SiteReport {
             site: resized_site_text(site.site, sites, site.resized_to),
+            frames: site_frames(sites.key(site.site), sites),
             leaked: site.leaked,
             leaked_per_iteration: site.leaked_per_iteration,
             bytes_leaked: site.bytes_leaked,
@@ -48,6 +53,9 @@ impl SiteReport {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct HeapSiteReport {
     pub(crate) site: String,
+    /// The frames the site's text shows, when the growth had a stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) frames: Option<Vec<FrameJson>>,
     /// Bytes the break grew by from this site during the iterations.
     pub(crate) bytes: u64,
     pub(crate) bytes_per_iteration: f64,
@@ -57,10 +65,21 @@ impl HeapSiteReport {
     pub(crate) fn new(site: &HeapSite, sites: &Sites) -> Self {
         HeapSiteReport {
             site: site_text(site.site, sites),
+            frames: site_frames(sites.key(site.site), sites),
             bytes: site.bytes,
             bytes_per_iteration: site.bytes_per_iteration,
         }
     }
+}
+
+/// The frames of a site that has a stack, as JSON lists them.
+pub(crate) fn site_frames(key: &SiteKey, sites: &Sites) -> Option<Vec<FrameJson>> {
+    let stack = match key {
+        SiteKey::Mapping(mapping) => mapping.stack,
+        SiteKey::Brk { stack } => *stack,
+        _ => None,
+    }?;
+    Some(sites.stack(stack).iter().map(FrameJson::from).collect())
 }
 
 /// The text of site `id`.
@@ -141,10 +160,16 @@ impl SiteText<'_> {
         self.frames(f, mapping.stack)
     }
 
-    /// " ← f ← g ← h": the innermost frames of the call, when symbolized.
+    /// " ← leak_big (app.c:12) ← main (app.c:30)  [2 libc frames]": the call's frames
+    /// from the program's own code on, and what was folded above them.
     fn frames(&self, f: &mut Formatter<'_>, stack: Option<StackId>) -> fmt::Result {
-        for frame in stack.map_or(&[][..], |id| self.sites.stack(id)) {
+        let Some(id) = stack else { return Ok(()) };
+        for frame in self.sites.stack(id) {
             write!(f, " ← {frame}")?;
+        }
+        let folded = self.sites.folded(id);
+        if !folded.is_empty() {
+            write!(f, "  {folded}")?;
         }
         Ok(())
     }
@@ -231,6 +256,7 @@ fn prot_text(prot: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stacks::{Frame, FrameKind};
     use procfs::process::MMapPath;
     use std::sync::Arc;
 
@@ -263,7 +289,7 @@ mod tests {
     #[test]
     fn mapping_and_brk_sites_name_their_stack() {
         let mut sites = Sites::default();
-        let frames: Vec<String> = ["f", "g", "h", "main"].map(String::from).to_vec();
+        let frames = ["f", "g", "h", "main"].map(Frame::named);
         let stack = sites.intern_stack(Some(&frames));
         let mapping = SiteKey::Mapping(MappingSite {
             backing: Backing::Anon,
@@ -281,6 +307,48 @@ mod tests {
             "brk".to_string()
         );
         assert_eq!(prot_text(5), "r-x");
+    }
+
+    #[test]
+    fn a_stack_shows_file_and_line_and_what_was_folded() {
+        let mut sites = Sites::default();
+        let frame = |function: &str, module: &str, line: Option<u32>| Frame {
+            module: Arc::from(module),
+            kind: if module.starts_with("libc") {
+                FrameKind::System
+            } else {
+                FrameKind::User
+            },
+            file: line.map(|_| Arc::from("/src/mmap_big_malloc.c")),
+            line,
+            ..Frame::named(function)
+        };
+        let frames = [
+            frame("__GI___mmap64", "libc.so.6", None),
+            frame("sysmalloc_mmap", "libc.so.6", None),
+            frame("leak_big", "mmap_big_malloc", Some(12)),
+            frame("main", "mmap_big_malloc", Some(30)),
+        ];
+        let stack = sites.intern_stack(Some(&frames));
+        let mapping = SiteKey::Mapping(MappingSite {
+            backing: Backing::Anon,
+            len: 262144,
+            prot: 3,
+            shared: false,
+            stack,
+        });
+        assert_eq!(
+            text(mapping, &mut sites),
+            "anon 256 KiB rw- private ← leak_big (mmap_big_malloc.c:12) \
+             ← main (mmap_big_malloc.c:30)  [2 libc frames]"
+        );
+        let json = site_frames(&SiteKey::Brk { stack }, &sites).unwrap();
+        assert_eq!(json.len(), 2);
+        assert_eq!(json[0].function, "leak_big");
+        assert_eq!(json[0].file.as_deref(), Some("/src/mmap_big_malloc.c"));
+        assert_eq!(json[0].line, Some(12));
+        assert_eq!(json[0].module.as_deref(), Some("mmap_big_malloc"));
+        assert_eq!(site_frames(&SiteKey::Brk { stack: None }, &sites), None);
     }
 
     #[test]

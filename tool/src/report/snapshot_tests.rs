@@ -14,7 +14,7 @@ use crate::diagnosis::{FollowedProcesses, RunInfo, TargetExit, diagnose, diagnos
 use crate::event::{FailedCall, What};
 use crate::iterations::IterationRequest;
 use crate::ledger::Ledger;
-use crate::ledger::test_support::{Stream, call, link};
+use crate::ledger::test_support::{Stream, call, libc_frame, link, source_frame};
 use leakscope_common::syscalls as nr;
 
 use super::Report;
@@ -105,10 +105,16 @@ fn a_brk_leak_with_its_stack() {
         s.marker_with_rss(8_000_000 + 8192 * i);
         let top = 0x100_0000 + 8192 * (i + 1);
         s.sys(
-            call(nr::BRK, top as i64, [top, 0, 0, 0, 0, 0]).with_frames(&[
-                "sbrk",
-                "malloc",
-                "parse_line",
+            // Unwound through libc (folded in the site) to the program's function.
+            call(nr::BRK, top as i64, [top, 0, 0, 0, 0, 0]).with_stack(vec![
+                libc_frame("__brk"),
+                libc_frame("__sbrk"),
+                libc_frame("sysmalloc"),
+                libc_frame("malloc"),
+                source_frame("parse_line", "/src/parser/parse.c", 88),
+                source_frame("main", "/src/parser/main.c", 140),
+                libc_frame("__libc_start_call_main"),
+                libc_frame("__libc_start_main_impl"),
             ]),
         );
         s.open("/srv/data/input.csv", 3).close(3);

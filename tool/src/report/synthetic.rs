@@ -60,6 +60,7 @@ pub(crate) fn leaking(site: &str, bytes: Option<u64>) -> ResourceReport {
         lifetime_iterations: Percentiles::default(),
         sites: vec![SiteReport {
             site: site.into(),
+            frames: None,
             leaked: 99,
             leaked_per_iteration: 1.0,
             bytes_leaked: per_byte(99),

@@ -11,8 +11,8 @@ use crate::{
     event::{self, Event, What},
     followed::Followed,
     probes::{ProbeError, Probes},
+    stacks::StackNamer,
     stop,
-    symbolize::StackNamer,
 };
 
 /// Every this many polls, followed processes that are no longer running but whose exit
@@ -126,15 +126,15 @@ impl Drainer {
                 continue;
             };
             if self.held.admit(&decoded.first) {
-                self.apply(decoded.first, probes, sink);
+                self.apply(decoded.first, sink);
             }
             if let Some(close) = decoded.close {
-                self.apply(close, probes, sink);
+                self.apply(close, sink);
             }
         }
         let complete = self.positions.consumer() >= reserved;
         for open in self.held.end_round(complete || force) {
-            self.apply(open, probes, sink);
+            self.apply(open, sink);
         }
         complete
     }
@@ -155,17 +155,17 @@ impl Drainer {
         self.drain_round(probes, sink, true);
     }
 
-    fn apply(&mut self, mut event: Event, probes: &Probes, sink: &mut dyn EventSink) {
+    fn apply(&mut self, mut event: Event, sink: &mut dyn EventSink) {
+        // Unwound now, while the process is likely still there to be symbolized; the copy
+        // of the stack is not needed past this point.
         if let What::Syscall(call) = &mut event.what
-            && (call.stack_id.is_some() || !call.stack_words.is_empty())
+            && let Some(stack) = call.stack.take()
         {
-            call.frames = self
-                .namer
-                .frames(event.tgid, call.stack_id, &call.stack_words, |id| {
-                    probes.user_stack(id)
-                });
+            let frames = self.namer.unwound(event.tgid, stack.regs, &stack.bytes);
+            call.frames = (!frames.is_empty()).then_some(frames);
         }
         self.followed.observe(&event);
+        self.namer.observe(&event);
         match event.what {
             What::Fork { child } => self.namer.inherit(event.tgid, child),
             What::Exec => self.namer.exec(event.tgid, event.time_ns),

@@ -85,6 +85,10 @@ pub(crate) struct MarkerSpec {
 
 pub(crate) struct TraceConfig {
     pub(crate) ring_bytes: u32,
+    /// Bytes of user stack copied with each mapping call (`--stack-bytes`).
+    pub(crate) stack_bytes: u32,
+    /// Stacks per second per CPU (`--stack-rate`; 0: every call).
+    pub(crate) stack_rate: u32,
     pub(crate) marker: Option<MarkerSpec>,
 }
 
@@ -169,6 +173,8 @@ pub(crate) async fn trace(
     stop_if_interrupted()?;
     let (mut probes, ring) = Probes::load(&ProbeOptions {
         ring_bytes: config.ring_bytes,
+        stack_bytes: config.stack_bytes,
+        stack_rate: config.stack_rate,
     })?;
     let mut drain = Drainer::new(ring)?;
     match target {

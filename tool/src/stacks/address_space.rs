@@ -1,0 +1,466 @@
+//! Each traced process's code modules: which file is mapped executable where, with its
+//! load bias and a framehop unwinder over them.
+//!
+//! Many targets are gone before their events are drained, so the table is a copy of
+//! `/proc/PID/maps` taken as soon as the process is known (after exec, at attach,
+//! inherited at fork), refreshed while the process lives when a stack reaches code the
+//! copy does not cover (a library loaded after it was taken).
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use procfs::process::{MMPermissions, MMapPath};
+
+use std::os::unix::ffi::OsStrExt;
+
+use leakscope_common::syscalls as nr;
+
+use super::classify::module_kind;
+use super::elf_sections::{Data, ElfCache};
+use super::frame::FrameKind;
+use crate::event::{Event, Syscall, What};
+use framehop::Unwinder as _;
+use framehop::x86_64::UnwinderX86_64;
+
+/// How often, at most, a live process's copy is taken again because a stack reached code
+/// it does not cover (JIT code never is covered: do not reread maps for every stack).
+const REFRESH_EVERY: Duration = Duration::from_millis(50);
+
+/// An executable file mapping.
+#[derive(Clone, Debug)]
+pub(crate) struct CodeRange {
+    pub(crate) range: Range<u64>,
+    pub(crate) file_offset: u64,
+    pub(crate) path: Arc<std::path::Path>,
+    /// The file name, as frames show it (`libc.so.6`).
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: FrameKind,
+    /// The same number for the same path in every copy: the symbol cache's key (a
+    /// path is slow to hash, and a frame is named on every captured stack).
+    pub(crate) file_id: u32,
+}
+
+/// The code ranges of one address space, resolved against their files on first use.
+#[derive(Debug)]
+pub(crate) struct Space {
+    code: Vec<CodeRange>,
+    /// Anonymous executable ranges (JIT code): covered, although no module describes them.
+    anon_code: Vec<Range<u64>>,
+    resolved: OnceLock<Resolved>,
+}
+
+/// What the files say about the ranges: load biases, and an unwinder with their CFI.
+pub(crate) struct Resolved {
+    /// By index into `Space::code`; `None` when the file could not be read.
+    biases: Vec<Option<u64>>,
+    pub(crate) unwinder: UnwinderX86_64<Data>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("biases", &self.biases)
+            .finish()
+    }
+}
+
+/// A code address located in a module: the file and the address in its own layout.
+pub(crate) struct Located<'a> {
+    pub(crate) module: &'a CodeRange,
+    pub(crate) vaddr: u64,
+}
+
+impl Space {
+    fn from_maps(maps: procfs::process::MemoryMaps, ids: &mut FileIds) -> Space {
+        let mut code = Vec::new();
+        let mut anon_code = Vec::new();
+        for map in maps {
+            if !map.perms.contains(MMPermissions::EXECUTE) {
+                continue;
+            }
+            let range = map.address.0..map.address.1;
+            match map.pathname {
+                MMapPath::Path(path) => code.push(code_range(path, range, map.offset, ids)),
+                _ => anon_code.push(range),
+            }
+        }
+        Space {
+            code,
+            anon_code,
+            resolved: OnceLock::new(),
+        }
+    }
+
+    /// The module ranges, the biases and the unwinder (built on first use).
+    pub(crate) fn resolved(&self, files: &mut ElfCache) -> &Resolved {
+        self.resolved.get_or_init(|| {
+            let mut unwinder = UnwinderX86_64::new();
+            let biases = self
+                .code
+                .iter()
+                .map(|code| {
+                    let sections = files.get(&code.path)?;
+                    let bias = sections.load_bias(code.range.start, code.file_offset)?;
+                    unwinder.add_module(super::unwind::module(code, bias, &sections));
+                    Some(bias)
+                })
+                .collect();
+            Resolved { biases, unwinder }
+        })
+    }
+
+    /// The module and ELF address of `addr`, if a readable file's code covers it.
+    pub(crate) fn locate(&self, files: &mut ElfCache, addr: u64) -> Option<Located<'_>> {
+        let index = self.code.iter().position(|c| c.range.contains(&addr))?;
+        let bias = self.resolved(files).biases[index]?;
+        Some(Located {
+            module: &self.code[index],
+            vaddr: addr.wrapping_sub(bias),
+        })
+    }
+
+    /// The module whose code covers `addr`, even if its file could not be read.
+    pub(crate) fn module_at(&self, addr: u64) -> Option<&CodeRange> {
+        self.code.iter().find(|c| c.range.contains(&addr))
+    }
+
+    /// Whether some executable mapping (file or anonymous) covers `addr`.
+    pub(crate) fn covers(&self, addr: u64) -> bool {
+        self.module_at(addr).is_some() || self.anon_code.iter().any(|r| r.contains(&addr))
+    }
+}
+
+/// Numbers for paths, see [`CodeRange::file_id`].
+#[derive(Default)]
+struct FileIds(HashMap<Arc<Path>, u32>);
+
+impl FileIds {
+    fn id(&mut self, path: &Arc<Path>) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(path.clone()).or_insert(next)
+    }
+}
+
+fn code_range(path: PathBuf, range: Range<u64>, file_offset: u64, ids: &mut FileIds) -> CodeRange {
+    let path: Arc<Path> = path.into();
+    let name: Arc<str> = path
+        .file_name()
+        .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
+        .into();
+    CodeRange {
+        kind: module_kind(&name),
+        range,
+        file_offset,
+        file_id: ids.id(&path),
+        path,
+        name,
+    }
+}
+
+/// A copy of a process's code mappings and when it was taken (CLOCK_MONOTONIC ns, the
+/// probes' clock), so an exec after it can be recognised as making it stale.
+struct MapsCopy {
+    taken_ns: u64,
+    taken: Instant,
+    space: Arc<Space>,
+    /// Taken by the spawner right after the target's first exec: it already describes the
+    /// program that exec's event (drained later) announces.
+    covers_next_exec: bool,
+}
+
+/// The address spaces of the traced processes, by tgid.
+#[derive(Default)]
+pub(crate) struct AddressSpaces {
+    copies: HashMap<u32, MapsCopy>,
+    /// Open fds of absolute paths, by tgid: what an executable mmap of an fd maps.
+    open_files: HashMap<u32, HashMap<i32, Arc<Path>>>,
+    file_ids: FileIds,
+}
+
+impl AddressSpaces {
+    /// Copies the mappings of a target that has just exec'd. The spawner learns of the
+    /// exec when the close-on-exec pipe closes, which is before the kernel maps the new
+    /// program; so wait (briefly) until its code is mapped.
+    pub(crate) fn remember_after_exec(&mut self, tgid: u32) {
+        const WAIT: Duration = Duration::from_micros(200);
+        for _ in 0..100 {
+            let exe = procfs::process::Process::new(tgid as i32).and_then(|p| p.exe());
+            self.remember(tgid);
+            let Some(copy) = self.copies.get_mut(&tgid) else {
+                return;
+            }; // gone already
+            if exe.is_ok_and(|exe| copy.space.code.iter().any(|c| *c.path == *exe)) {
+                copy.covers_next_exec = true;
+                return;
+            }
+            std::thread::sleep(WAIT);
+        }
+    }
+
+    /// Copies the mappings of `tgid` now, while it is alive.
+    pub(crate) fn remember(&mut self, tgid: u32) {
+        let taken_ns = crate::event::monotonic_now_ns();
+        let taken = Instant::now();
+        let Ok(maps) = procfs::process::Process::new(tgid as i32).and_then(|p| p.maps()) else {
+            return;
+        };
+        let space = Space::from_maps(maps, &mut self.file_ids);
+        // A zombie's maps are empty, and so are a process's in the middle of its exec: a
+        // copy with no code replaces nothing (an exec drops the old copy by itself).
+        if space.code.is_empty() && self.copies.contains_key(&tgid) {
+            return;
+        }
+        let copy = MapsCopy {
+            taken_ns,
+            taken,
+            space: Arc::new(space),
+            covers_next_exec: false,
+        };
+        self.copies.insert(tgid, copy);
+    }
+
+    /// A forked child has its parent's address space.
+    pub(crate) fn inherit(&mut self, parent: u32, child: u32) {
+        if let Some(copy) = self.copies.get(&parent) {
+            let copy = MapsCopy {
+                taken_ns: copy.taken_ns,
+                taken: copy.taken,
+                space: copy.space.clone(),
+                covers_next_exec: false,
+            };
+            self.copies.insert(child, copy);
+        }
+    }
+
+    /// `tgid` exec'd at `time_ns`: copy its new mappings, or forget a copy that predates
+    /// the exec (it describes the old program).
+    pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64) {
+        if let Some(copy) = self.copies.get_mut(&tgid)
+            && copy.covers_next_exec
+        {
+            copy.covers_next_exec = false;
+            return;
+        }
+        self.remember(tgid);
+        if self
+            .copies
+            .get(&tgid)
+            .is_some_and(|copy| copy.taken_ns < time_ns)
+        {
+            self.copies.remove(&tgid);
+        }
+    }
+
+    /// The address space of `tgid` in which to resolve `addrs`: the copy, taken again
+    /// first when the process lives and some address lies in no code the copy knows
+    /// (at most every [`REFRESH_EVERY`]); a first copy when there is none yet.
+    pub(crate) fn for_addresses(&mut self, tgid: u32, addrs: &[u64]) -> Option<Arc<Space>> {
+        let stale = match self.copies.get(&tgid) {
+            None => true,
+            Some(copy) => {
+                copy.taken.elapsed() >= REFRESH_EVERY
+                    && addrs.iter().any(|&addr| !copy.space.covers(addr))
+            }
+        };
+        if stale {
+            let exec_copy = self.copies.get(&tgid).map(|c| c.covers_next_exec);
+            self.remember(tgid);
+            // A refresh keeps the promise that the copy already describes the next exec.
+            if let (Some(true), Some(copy)) = (exec_copy, self.copies.get_mut(&tgid)) {
+                copy.covers_next_exec = true;
+            }
+        }
+        self.copies.get(&tgid).map(|copy| copy.space.clone())
+    }
+
+    /// Follows the calls that load code: the dynamic loader (and dlopen) opens a library,
+    /// maps its code with PROT_EXEC from the fd and closes it. Each such mapping joins the
+    /// process's table, so a library loaded after the copy was taken (libc, for a program
+    /// gone before its events are drained) still names its frames.
+    pub(crate) fn observe(&mut self, event: &Event) {
+        match &event.what {
+            What::Syscall(call) => self.observe_call(event.tgid, call),
+            What::Exec => {
+                self.open_files.remove(&event.tgid);
+            }
+            // A process's last record: no stack of it comes after.
+            What::Exit => {
+                self.open_files.remove(&event.tgid);
+                self.copies.remove(&event.tgid);
+            }
+            _ => {}
+        }
+    }
+
+    fn observe_call(&mut self, tgid: u32, call: &Syscall) {
+        match call.nr {
+            nr::OPEN | nr::OPENAT | nr::OPENAT2 => {
+                let Some(path) = call.path.as_ref().filter(|p| !p.truncated) else {
+                    return;
+                };
+                let fd = call.ret as i32;
+                let files = self.open_files.entry(tgid).or_default();
+                if path.bytes.first() == Some(&b'/') {
+                    let path = Path::new(std::ffi::OsStr::from_bytes(&path.bytes));
+                    files.insert(fd, path.into());
+                } else {
+                    // A relative path is not followed: forget what the fd was before.
+                    files.remove(&fd);
+                }
+            }
+            nr::CLOSE => {
+                if let Some(files) = self.open_files.get_mut(&tgid) {
+                    files.remove(&(call.args[0] as i32));
+                }
+            }
+            nr::MMAP if call.args[2] & libc::PROT_EXEC as u64 != 0 => {
+                let fd = call.args[4] as i32;
+                let Some(path) = self.open_files.get(&tgid).and_then(|files| files.get(&fd)) else {
+                    return;
+                };
+                const PAGE: u64 = 4096;
+                let start = call.ret as u64;
+                let end = start.saturating_add(call.args[1].div_ceil(PAGE) * PAGE);
+                let code = code_range(
+                    path.to_path_buf(),
+                    start..end,
+                    call.args[5],
+                    &mut self.file_ids,
+                );
+                self.add_code(tgid, code);
+            }
+            _ => {}
+        }
+    }
+
+    /// Puts a newly mapped code range into `tgid`'s table, in place of what it overlaps
+    /// (a MAP_FIXED mapping replaces the pages under it).
+    fn add_code(&mut self, tgid: u32, new: CodeRange) {
+        let Some(copy) = self.copies.get_mut(&tgid) else {
+            return;
+        };
+        let added = new.range.clone();
+        let overlaps = |r: &Range<u64>| r.start < added.end && added.start < r.end;
+        let old = &copy.space;
+        if old
+            .code
+            .iter()
+            .any(|c| c.range == new.range && c.path == new.path && c.file_offset == new.file_offset)
+        {
+            return; // the copy was taken after this mapping was made
+        }
+        let mut code: Vec<CodeRange> = old
+            .code
+            .iter()
+            .filter(|c| !overlaps(&c.range))
+            .cloned()
+            .collect();
+        code.push(new);
+        let anon_code = old
+            .anon_code
+            .iter()
+            .filter(|r| !overlaps(r))
+            .cloned()
+            .collect();
+        copy.space = Arc::new(Space {
+            code,
+            anon_code,
+            resolved: OnceLock::new(),
+        });
+    }
+
+    #[cfg(test)]
+    pub(crate) fn space(&self, tgid: u32) -> Option<&Arc<Space>> {
+        self.copies.get(&tgid).map(|copy| &copy.space)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_space_has_libc_and_the_test_binary() {
+        let mut spaces = AddressSpaces::default();
+        let me = std::process::id();
+        spaces.remember(me);
+        let space = spaces.space(me).unwrap().clone();
+        let libc_ip = libc::getpid as *const () as u64;
+        let module = space.module_at(libc_ip).unwrap();
+        assert!(module.name.starts_with("libc.so"), "{}", module.name);
+        assert_eq!(module.kind, FrameKind::System);
+        let own_ip = our_own_space_has_libc_and_the_test_binary as *const () as u64;
+        assert_eq!(space.module_at(own_ip).unwrap().kind, FrameKind::User);
+        let mut files = ElfCache::default();
+        let located = space.locate(&mut files, libc_ip).unwrap();
+        assert!(located.vaddr < libc_ip);
+        // A forked child shares the table; an exec after the copy drops it.
+        let child = u32::MAX - 1; // no such process: nothing to copy again
+        spaces.inherit(me, child);
+        assert!(Arc::ptr_eq(spaces.space(child).unwrap(), &space));
+        spaces.exec(child, u64::MAX);
+        assert!(spaces.space(child).is_none());
+    }
+
+    /// The loader's way of mapping a library: open, mmap of the code with PROT_EXEC from
+    /// the fd, close. The mapping joins the table, named by the opened path.
+    #[test]
+    fn an_executable_mmap_of_an_opened_library_joins_the_table() {
+        use crate::ledger::test_support::call;
+        let event = |what: What| Event {
+            time_ns: 1,
+            tgid: std::process::id(),
+            tid: std::process::id(),
+            rss_bytes: None,
+            what,
+        };
+        let libc_path = "/lib/x86_64-linux-gnu/libc.so.6";
+        let sections = ElfCache::default().get(Path::new(libc_path)).unwrap();
+        let text = sections.exec_segments[0];
+        let mut spaces = AddressSpaces::default();
+        let me = std::process::id();
+        spaces.remember(me);
+        // Somewhere nothing is mapped in this process.
+        let at = 0x1000_0000_0000u64;
+        let open = call(nr::OPENAT, 7, [0; 6]).with_path(libc_path);
+        let exec_map = |fd: u64| {
+            let (prot, flags) = (
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+            );
+            let offset = text.file_offset & !4095;
+            call(
+                nr::MMAP,
+                at as i64,
+                [at, 0x10000, prot as u64, flags as u64, fd, offset],
+            )
+        };
+        spaces.observe(&event(What::Syscall(open)));
+        spaces.observe(&event(What::Syscall(exec_map(7))));
+        spaces.observe(&event(What::Syscall(call(
+            nr::CLOSE,
+            0,
+            [7, 0, 0, 0, 0, 0],
+        ))));
+        let space = spaces.space(me).unwrap().clone();
+        let module = space
+            .module_at(at + 0x100)
+            .expect("the new mapping is code");
+        assert_eq!(&*module.name, "libc.so.6");
+        let mut files = ElfCache::default();
+        let located = space.locate(&mut files, at + 0x100).unwrap();
+        assert_eq!(
+            located.vaddr,
+            (text.file_offset & !4095) + 0x100 - text.file_offset + text.vaddr
+        );
+        // After the close, the fd no longer names the file.
+        spaces.observe(&event(What::Syscall(exec_map(7))));
+        assert!(Arc::ptr_eq(spaces.space(me).unwrap(), &space));
+        // The process's exit is its last record: its table goes.
+        spaces.observe(&event(What::Exit));
+        assert!(spaces.space(me).is_none());
+    }
+}

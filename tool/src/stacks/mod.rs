@@ -1,0 +1,121 @@
+//! User stacks: from what the kernel captured to named frames.
+//!
+//! - `address_space`: each process's code modules (copies of its maps), fork and exec;
+//! - `elf_sections`: a file's CFI sections and load bias, cached per file;
+//! - `unwind`: framehop over a copied stack, through code without frame pointers;
+//! - `symbolize`: blazesym over the module's file, inlined functions as frames;
+//! - `classify`: the program's own frames, and how a site folds the others;
+//! - `frame`: the [`Frame`] the ledger, the report and JSON share.
+
+mod address_space;
+mod classify;
+mod elf_sections;
+mod frame;
+mod symbolize;
+mod unwind;
+
+use std::sync::Arc;
+
+use framehop::x86_64::CacheX86_64;
+
+use address_space::{AddressSpaces, Space};
+#[cfg(test)]
+pub(crate) use classify::SITE_FRAMES;
+pub(crate) use classify::{Folded, SiteStack};
+use elf_sections::ElfCache;
+#[cfg(test)]
+pub(crate) use frame::FrameKind;
+pub(crate) use frame::{Frame, FrameJson, Frames};
+use symbolize::FrameNamer;
+pub(crate) use unwind::UserRegs;
+
+/// Turns captured user stacks into frames, per traced process.
+pub(crate) struct StackNamer {
+    spaces: AddressSpaces,
+    files: ElfCache,
+    names: FrameNamer,
+    unwind_cache: CacheX86_64,
+}
+
+impl Default for StackNamer {
+    fn default() -> Self {
+        StackNamer {
+            spaces: AddressSpaces::default(),
+            files: ElfCache::default(),
+            names: FrameNamer::default(),
+            unwind_cache: CacheX86_64::new(),
+        }
+    }
+}
+
+impl StackNamer {
+    /// Copies the code mappings of a target that has just exec'd (see
+    /// [`AddressSpaces::remember_after_exec`]).
+    pub(crate) fn remember_after_exec(&mut self, tgid: u32) {
+        self.spaces.remember_after_exec(tgid);
+    }
+
+    /// Copies the code mappings of `tgid` now, while it is alive.
+    pub(crate) fn remember(&mut self, tgid: u32) {
+        self.spaces.remember(tgid);
+    }
+
+    /// A forked child has its parent's address space.
+    pub(crate) fn inherit(&mut self, parent: u32, child: u32) {
+        self.spaces.inherit(parent, child);
+    }
+
+    /// Follows the opens and executable mmaps that load code (see
+    /// [`AddressSpaces::observe`]).
+    pub(crate) fn observe(&mut self, event: &crate::event::Event) {
+        self.spaces.observe(event);
+    }
+
+    /// `tgid` exec'd at `time_ns`: its old code mappings no longer apply.
+    pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64) {
+        self.spaces.exec(tgid, time_ns);
+    }
+
+    /// Unwinds a copied user stack with the binaries' CFI and names the frames.
+    ///
+    /// `stack` holds the bytes from `regs.sp` up. Frames come innermost first, inlined
+    /// functions expanded; an unwind cut short (the copy ended, code without CFI or frame
+    /// pointer) keeps the frames it found. Empty when nothing is known of the process.
+    pub(crate) fn unwound(&mut self, tgid: u32, regs: UserRegs, stack: &[u8]) -> Frames {
+        let Some(mut space) = self.spaces.for_addresses(tgid, &[regs.ip]) else {
+            return Arc::from([]);
+        };
+        let mut addrs = self.unwind_in(&space, regs, stack);
+        // A library loaded after the copy was taken: take it again and unwind once more.
+        if let Some(newer) = self.spaces.for_addresses(tgid, &addrs)
+            && !Arc::ptr_eq(&newer, &space)
+        {
+            space = newer;
+            addrs = self.unwind_in(&space, regs, stack);
+        }
+        self.name_all(&space, &addrs).into()
+    }
+
+    fn unwind_in(&mut self, space: &Space, regs: UserRegs, stack: &[u8]) -> Vec<u64> {
+        let resolved = space.resolved(&mut self.files);
+        unwind::unwind(&resolved.unwinder, &mut self.unwind_cache, regs, stack).0
+    }
+
+    /// Frames for lookup addresses, innermost first.
+    fn name_all(&mut self, space: &Space, addrs: &[u64]) -> Vec<Frame> {
+        let mut frames = Vec::with_capacity(addrs.len());
+        for &addr in addrs {
+            match space.locate(&mut self.files, addr) {
+                Some(located) => {
+                    frames.extend_from_slice(&self.names.frames(located.module, located.vaddr));
+                }
+                None => frames.push(symbolize::unlocated(space.module_at(addr), addr)),
+            }
+        }
+        frames.truncate(unwind::MAX_FRAMES);
+        frames
+    }
+}
+
+#[cfg(test)]
+mod tests;
