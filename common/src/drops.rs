@@ -41,11 +41,17 @@ pub enum DropReason {
     /// The path (or memfd name) of an open-family call could not be read: the record
     /// arrives with an empty path, so the fd is placed at no real site.
     PathRead = 13,
+    /// `--heap`: an allocation found no room in the live-allocation map: it counts in the
+    /// process's heap totals but has no site, and its free is not paired.
+    HeapLiveFull = 14,
+    /// `--heap`: a thread's allocator call found no room for its stash: the allocation is
+    /// not recorded at all.
+    HeapInflightFull = 15,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -63,6 +69,8 @@ impl DropReason {
         DropReason::FdPairRead,
         DropReason::RingFullControl,
         DropReason::PathRead,
+        DropReason::HeapLiveFull,
+        DropReason::HeapInflightFull,
     ];
 
     /// The slot in the `LOST` array.
@@ -87,7 +95,15 @@ impl DropReason {
             DropReason::FdPairRead => "fd_pair_read_failed",
             DropReason::RingFullControl => "ring_full_control",
             DropReason::PathRead => "path_read_failed",
+            DropReason::HeapLiveFull => "heap_live_map_full",
+            DropReason::HeapInflightFull => "heap_inflight_map_full",
         }
+    }
+
+    /// Whether the reason concerns `--heap`'s allocation maps only (the heap class counts
+    /// those itself; no other class misses anything).
+    pub const fn is_heap(self) -> bool {
+        matches!(self, DropReason::HeapLiveFull | DropReason::HeapInflightFull)
     }
 
     /// The reason a full ring gives for a plain header record of `kind`. A syscall record

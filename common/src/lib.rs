@@ -9,6 +9,7 @@
 pub mod drops;
 mod event_kind;
 pub mod fd_arrival;
+pub mod heap;
 mod object;
 pub mod open_flags;
 pub mod syscalls;
@@ -262,6 +263,10 @@ mod pod {
     unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::TrackedProcess {}
+    unsafe impl aya::Pod for super::heap::HeapKey {}
+    unsafe impl aya::Pod for super::heap::HeapLive {}
+    unsafe impl aya::Pod for super::heap::HeapTotals {}
+    unsafe impl aya::Pod for super::heap::HeapInflight {}
 }
 
 // Layout guards: a change here is a wire-format change and must be deliberate.
@@ -272,6 +277,10 @@ const _: () = assert!(core::mem::size_of::<StackEvent>() == 104 + 8 * STACK_SCAN
 const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
+const _: () = assert!(core::mem::size_of::<heap::HeapKey>() == 16);
+const _: () = assert!(core::mem::size_of::<heap::HeapLive>() == 40);
+const _: () = assert!(core::mem::size_of::<heap::HeapTotals>() == 72);
+const _: () = assert!(core::mem::size_of::<heap::HeapInflight>() == 40 + 40 + 8);
 
 #[cfg(test)]
 mod tests {

@@ -78,6 +78,18 @@ pub mod maps {
     /// Distinct stacks kept. A stack that finds no room leaves its record without a stack
     /// id (`NO_STACK`); the record still carries the raw stack words.
     pub const STACKS_MAX_ENTRIES: u32 = 16384;
+
+    /// `--heap`: `HashMap<u32 tid, HeapInflight>`, an allocator call between its entry and
+    /// its return.
+    pub const HEAP_INFLIGHT: &str = "HEAP_INFLIGHT";
+    pub const HEAP_INFLIGHT_MAX_ENTRIES: u32 = 16384;
+    /// `--heap`: `HashMap<HeapKey, HeapLive>`, the live allocations of traced processes,
+    /// allocated as they come (`BPF_F_NO_PREALLOC`).
+    pub const HEAP_LIVE: &str = "HEAP_LIVE";
+    pub const HEAP_LIVE_MAX_ENTRIES: u32 = 1 << 20;
+    /// `--heap`: `HashMap<u32 tgid, HeapTotals>`.
+    pub const HEAP_TOTALS: &str = "HEAP_TOTALS";
+    pub const HEAP_TOTALS_MAX_ENTRIES: u32 = 8192;
 }
 
 /// Programs, by name (the kernel function's symbol).
@@ -93,6 +105,13 @@ pub mod programs {
     pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
     /// Uprobe on the iteration marker (`--iteration-symbol`), attached by the loader.
     pub const ITERATION_MARKER: &str = "iteration_marker";
+    /// `--heap`: uprobe on every allocating entry point ([`crate::heap::SYMBOLS`]), the
+    /// kind in the attach cookie.
+    pub const HEAP_ENTER: &str = "heap_enter";
+    /// `--heap`: uretprobe on the same entry points.
+    pub const HEAP_RETURN: &str = "heap_return";
+    /// `--heap`: uprobe on every freeing entry point.
+    pub const HEAP_FREE: &str = "heap_free";
 
     /// A tracepoint program and the tracepoint the loader attaches it to.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +154,9 @@ pub mod globals {
     /// `u32`: nonzero to hold opens back for pairing with their close
     /// ([`crate::TrackedProcess`]); the loader sets 0 for `LEAKSCOPE_NO_PAIR=1`.
     pub const PAIR_OPENS: &str = "PAIR_OPENS";
+    /// `u32`: nonzero under `--heap`: the iteration marker then counts the process's
+    /// iterations for its allocations and carries its heap totals.
+    pub const HEAP_ON: &str = "HEAP_ON";
 }
 
 #[cfg(test)]
@@ -164,8 +186,15 @@ mod tests {
             programs::SCHED_PROCESS_EXEC,
             programs::SCHED_PROCESS_EXIT,
             programs::ITERATION_MARKER,
+            programs::HEAP_ENTER,
+            programs::HEAP_RETURN,
+            programs::HEAP_FREE,
+            maps::HEAP_INFLIGHT,
+            maps::HEAP_LIVE,
+            maps::HEAP_TOTALS,
             globals::OFFSETS,
             globals::PAIR_OPENS,
+            globals::HEAP_ON,
         ];
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is used twice");

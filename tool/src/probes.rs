@@ -46,6 +46,12 @@ pub(crate) enum ProbeError {
         map: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("--heap: cannot attach to `{symbol}` in {binary}")]
+    Heap {
+        symbol: &'static str,
+        binary: String,
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("cannot attach the iteration marker to `{symbol}` in {binary}")]
     Marker {
         symbol: String,
@@ -65,7 +71,7 @@ impl ProbeError {
                 source: aya::maps::MapError::CreateError { .. },
                 ..
             } => exit_code::NO_PRIVILEGE_OR_FEATURE,
-            ProbeError::Marker { .. } => exit_code::USAGE,
+            ProbeError::Marker { .. } | ProbeError::Heap { .. } => exit_code::USAGE,
             ProbeError::NoObject
             | ProbeError::MissingProgram(_)
             | ProbeError::MissingMap(_)
@@ -90,6 +96,8 @@ fn load_refused(error: aya::EbpfError) -> ProbeError {
 pub(crate) struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub(crate) ring_bytes: u32,
+    /// `--heap`: load the allocator programs and let the marker carry heap totals.
+    pub(crate) heap: bool,
 }
 
 pub(crate) struct Probes {
@@ -100,6 +108,8 @@ pub(crate) struct Probes {
     pair_opens: bool,
     lost: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
+    /// `--heap`: the live allocations and the per-process totals.
+    heap: Option<crate::heap::HeapMaps>,
     /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
     stats: Option<std::os::fd::OwnedFd>,
 }
@@ -132,10 +142,12 @@ impl Probes {
         // Parsed once, for the loader's relocations and the BTF tracepoints' load.
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(Box::new(e)))?;
         let pair_opens = u32::from(std::env::var_os(NO_PAIR_ENV).is_none());
+        let heap_on = u32::from(options.heap);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::PAIR_OPENS, &pair_opens, true)
+            .override_global(globals::HEAP_ON, &heap_on, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .map_max_entries(maps::TRACED_PIDS, maps::traced_pids_words(pid_max()))
             .load(OBJECT)
@@ -178,6 +190,26 @@ impl Probes {
         let traced_pids = typed_map(&mut ebpf, maps::TRACED_PIDS, Array::try_from)?;
         let lost = typed_map(&mut ebpf, maps::LOST, PerCpuArray::try_from)?;
         let stacks = typed_map(&mut ebpf, maps::STACKS, StackTraceMap::try_from)?;
+        let heap = if options.heap {
+            for name in [programs::HEAP_ENTER, programs::HEAP_FREE] {
+                let probe: &mut UProbe = program(&mut ebpf, name)?;
+                probe.load().map_err(|source| ProbeError::Program {
+                    program: name,
+                    source: Box::new(source),
+                })?;
+            }
+            let probe: &mut UProbe = program(&mut ebpf, programs::HEAP_RETURN)?;
+            probe.load().map_err(|source| ProbeError::Program {
+                program: programs::HEAP_RETURN,
+                source: Box::new(source),
+            })?;
+            Some(crate::heap::HeapMaps {
+                live: typed_map(&mut ebpf, maps::HEAP_LIVE, HashMap::try_from)?,
+                totals: typed_map(&mut ebpf, maps::HEAP_TOTALS, HashMap::try_from)?,
+            })
+        } else {
+            None
+        };
         Ok((
             Probes {
                 ebpf,
@@ -186,6 +218,7 @@ impl Probes {
                 pair_opens: pair_opens != 0,
                 lost,
                 stacks,
+                heap,
                 stats,
             },
             ring,
@@ -233,6 +266,55 @@ impl Probes {
                 binary: binary.display().to_string(),
                 source: Box::new(source),
             })
+    }
+
+    /// `--heap`: attaches the allocator programs to `points`, for process `pid` only. An
+    /// entry point the kernel refuses is skipped; `malloc` and `free` must attach, else the
+    /// error says why. Returns how many were attached.
+    pub(crate) fn attach_heap(
+        &mut self,
+        pid: u32,
+        points: &[crate::heap::attach::EntryPoint],
+    ) -> Result<usize, ProbeError> {
+        use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint};
+        use leakscope_common::heap::HeapKind;
+        let Some(scope) = std::num::NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
+            return Ok(0);
+        };
+        let mut attached = 0;
+        for point in points {
+            let names: &[&'static str] = if point.kind == HeapKind::Free {
+                &[programs::HEAP_FREE]
+            } else {
+                &[programs::HEAP_ENTER, programs::HEAP_RETURN]
+            };
+            let mut ok = true;
+            for &name in names {
+                let probe: &mut UProbe = program(&mut self.ebpf, name)?;
+                let at = UProbeAttachPoint {
+                    location: UProbeAttachLocation::Symbol(point.symbol),
+                    cookie: Some(point.kind as u64),
+                };
+                match probe.attach(at, &point.object, scope) {
+                    Ok(_) => {}
+                    Err(source) if matches!(point.symbol, "malloc" | "free") => {
+                        return Err(ProbeError::Heap {
+                            symbol: point.symbol,
+                            binary: point.object.display().to_string(),
+                            source: Box::new(source),
+                        });
+                    }
+                    Err(_) => ok = false,
+                }
+            }
+            attached += usize::from(ok);
+        }
+        Ok(attached)
+    }
+
+    /// `--heap`: the kernel's heap maps (None without it).
+    pub(crate) fn heap_maps(&self) -> Option<&crate::heap::HeapMaps> {
+        self.heap.as_ref()
     }
 
     /// The opens the kernel holds back for pairing right now, one per traced process at

@@ -261,6 +261,20 @@ impl StackNamer {
 }
 
 impl StackNamer {
+    /// The function at `address` in process `tgid` and whether it lies in a system library:
+    /// through /proc while the process lives, else through the copy of its mappings.
+    pub(crate) fn name_address(&self, tgid: u32, address: u64) -> Option<(String, bool)> {
+        let source = Source::Process(Process::new(tgid.into()));
+        match self.symbolizer.symbolize(&source, Input::AbsAddr(&[address])) {
+            Ok(symbols) => symbols.first().and_then(named),
+            Err(_) => self
+                .symbolize_offline(tgid, &[address])?
+                .into_iter()
+                .next()
+                .flatten(),
+        }
+    }
+
     fn symbolize_offline(&self, tgid: u32, ips: &[u64]) -> Option<Vec<Option<(String, bool)>>> {
         let ranges = &self.maps.get(&tgid)?.ranges;
         Some(

@@ -91,6 +91,7 @@ pub(crate) async fn trace_and_diagnose(
     let config = TraceConfig {
         ring_bytes: common.ring_mib << 20,
         marker,
+        heap: common.heap,
     };
     let watch = watch.map(|request| {
         let (pid, command) = match &target {
@@ -141,6 +142,9 @@ pub(crate) async fn trace_and_diagnose(
     let mut ledger = tracing.ledger;
     // Entries left on disk are sized now, before anyone can remove them.
     ledger.note_file_sizes(file_sizes::stat_live(&ledger));
+    if let Some(heap) = &outcome.heap {
+        ledger.note_heap_snapshot(heap.clone());
+    }
     stop::test_pause("report", "").await;
     let exit = outcome.end;
     let info = RunInfo {

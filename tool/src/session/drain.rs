@@ -200,13 +200,25 @@ impl Drainer {
                 .find(|(r, _)| *r == reason)
                 .map_or(0, |(_, n)| *n)
         };
+        let heap = probes.heap_maps().map(|maps| {
+            let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps);
+            snapshot.name_callers(|tgid, address| self.namer.name_address(tgid, address));
+            snapshot
+        });
         Outcome {
+            heap,
             pid,
             command,
             end,
             running_at_end,
             commands: std::mem::take(&mut self.followed).into_commands(),
-            lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
+            // A heap allocation the kernel could not record casts doubt on the heap class
+            // only, which counts them itself (`HeapTotals::unrecorded`).
+            lost_events: lost_by_reason
+                .iter()
+                .filter(|(reason, _)| !reason.is_heap())
+                .map(|(_, n)| n)
+                .sum(),
             lost_markers: lost(DropReason::RingFullMarker),
             lost_by_reason,
             fd_limit,

@@ -86,6 +86,8 @@ pub(crate) struct MarkerSpec {
 pub(crate) struct TraceConfig {
     pub(crate) ring_bytes: u32,
     pub(crate) marker: Option<MarkerSpec>,
+    /// `--heap`: trace the target's allocator.
+    pub(crate) heap: bool,
 }
 
 pub(crate) struct Outcome {
@@ -110,6 +112,8 @@ pub(crate) struct Outcome {
     pub(crate) undecodable: u64,
     /// How tracing ended, for the report.
     pub(crate) ending: Ending,
+    /// `--heap`: the kernel's heap maps when tracing ended.
+    pub(crate) heap: Option<crate::heap::snapshot::HeapSnapshot>,
 }
 
 #[derive(Debug, Error)]
@@ -126,6 +130,8 @@ pub(crate) enum TraceError {
     Symbol(#[from] crate::symbols::SymbolError),
     #[error("cannot find the target's executable `{0}` for the iteration marker")]
     MarkerBinary(String),
+    #[error("{0}")]
+    Heap(String),
     #[error("waiting for the target failed")]
     Wait(#[source] std::io::Error),
     #[error(
@@ -152,6 +158,7 @@ impl TraceError {
             TraceError::Target(target) => target.exit_status(),
             TraceError::Snapshot(snapshot) => snapshot.exit_status(),
             TraceError::Symbol(symbol) => symbol.exit_status(),
+            TraceError::Heap(_) => exit_code::USAGE,
             TraceError::MarkerBinary(_) | TraceError::Wait(_) => exit_code::FAILURE,
         }
     }
@@ -169,6 +176,7 @@ pub(crate) async fn trace(
     stop_if_interrupted()?;
     let (mut probes, ring) = Probes::load(&ProbeOptions {
         ring_bytes: config.ring_bytes,
+        heap: config.heap,
     })?;
     let mut drain = Drainer::new(ring)?;
     match target {
@@ -211,10 +219,21 @@ async fn spawn_and_trace(
         SpawnStdout::Stderr => (TargetStdout::Stderr, None),
         SpawnStdout::Lines(sink) => (TargetStdout::Piped, Some(sink)),
     };
+    let heap_objects = if config.heap {
+        let binary = which_program(&argv[0])
+            .ok_or_else(|| TraceError::MarkerBinary(argv[0].to_string_lossy().into()))?;
+        Some(crate::heap::attach::objects_of_executable(&binary))
+    } else {
+        None
+    };
     let gated = target::spawn_gated(&argv, run_as, target_stdout)?;
     let pid = gated.pid;
     let since_ns = crate::event::monotonic_now_ns();
     probes.track(pid)?;
+    // Before the exec: a uprobe scoped to the process follows it into its new image.
+    if let Some(objects) = heap_objects {
+        attach_heap(probes, pid, &objects)?;
+    }
     drain.followed = Followed::new(pid, command.clone());
     // The ledger starts at the target's exec: of what the gated child holds now (our own
     // fds and mappings, copied by the fork), only the fds the exec keeps are the target's.
@@ -317,6 +336,14 @@ async fn spawn_and_trace(
     Ok(drain.outcome(probes, pid, command, end, Mode::Launched, fd_limit))
 }
 
+/// `--heap`: the allocator uprobes on `objects`, for process `pid` only.
+fn attach_heap(probes: &mut Probes, pid: u32, objects: &[PathBuf]) -> Result<(), TraceError> {
+    let points = crate::heap::attach::entry_points(objects);
+    crate::heap::attach::check_usable(&points, objects).map_err(TraceError::Heap)?;
+    probes.attach_heap(pid, &points)?;
+    Ok(())
+}
+
 /// After a second stop signal, how long the killed target gets to be reaped before the
 /// report is written without it.
 const FORCED_REAP_WAIT: Duration = Duration::from_secs(2);
@@ -351,6 +378,9 @@ async fn attach_and_trace(
     }
     let since_ns = crate::event::monotonic_now_ns();
     probes.track(pid)?;
+    if config.heap {
+        attach_heap(probes, pid, &crate::heap::attach::objects_of_process(pid))?;
+    }
     // Read what it holds only after the filter is set, so nothing falls in between.
     let snapshot = snapshot_of(pid)?;
     let command = followed::proc_command(pid).unwrap_or_default();
