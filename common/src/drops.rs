@@ -103,7 +103,10 @@ impl DropReason {
     /// Whether the reason concerns `--heap`'s allocation maps only (the heap class counts
     /// those itself; no other class misses anything).
     pub const fn is_heap(self) -> bool {
-        matches!(self, DropReason::HeapLiveFull | DropReason::HeapInflightFull)
+        matches!(
+            self,
+            DropReason::HeapLiveFull | DropReason::HeapInflightFull
+        )
     }
 
     /// The reason a full ring gives for a plain header record of `kind`. A syscall record

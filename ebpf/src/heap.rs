@@ -135,7 +135,11 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
         kind: kind as u32,
         depth: 0,
         size,
-        memptr: if kind == HeapKind::PosixMemalign { a0 } else { 0 },
+        memptr: if kind == HeapKind::PosixMemalign {
+            a0
+        } else {
+            0
+        },
         // At entry the return address is the word at the stack pointer.
         caller: unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0),
         entry_sp: sp,
@@ -300,7 +304,8 @@ named!(heap_free, programs::HEAP_FREE);
 /// iteration. Returns (live bytes, live count, missed frees, unrecorded) for the record.
 #[inline(always)]
 pub(crate) fn on_marker(tgid: u32) -> Option<[u64; 4]> {
-    let t = HEAP_TOTALS.get_ptr_mut(tgid)?;
+    // Created here too: an allocation after the first marker must belong to iteration 1.
+    let t = totals(tgid)?;
     add_u(unsafe { &raw mut (*t).iteration }, 1);
     unsafe {
         Some([

@@ -39,10 +39,7 @@ pub(crate) enum What {
     Exit,
     /// The iteration-marker uprobe fired; `arg` is the marker function's first argument.
     /// Under `--heap`, `heap` is the process's allocator totals at that instant.
-    Marker {
-        arg: u64,
-        heap: Option<MarkerHeap>,
-    },
+    Marker { arg: u64, heap: Option<MarkerHeap> },
     /// A call that would have acquired a resource failed (EMFILE, ENOMEM, ...): evidence
     /// that the process hit a limit, not a change of any resource.
     Failed(FailedCall),

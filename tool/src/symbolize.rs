@@ -265,7 +265,10 @@ impl StackNamer {
     /// through /proc while the process lives, else through the copy of its mappings.
     pub(crate) fn name_address(&self, tgid: u32, address: u64) -> Option<(String, bool)> {
         let source = Source::Process(Process::new(tgid.into()));
-        match self.symbolizer.symbolize(&source, Input::AbsAddr(&[address])) {
+        match self
+            .symbolizer
+            .symbolize(&source, Input::AbsAddr(&[address]))
+        {
             Ok(symbols) => symbols.first().and_then(named),
             Err(_) => self
                 .symbolize_offline(tgid, &[address])?

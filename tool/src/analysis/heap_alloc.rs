@@ -68,9 +68,10 @@ pub(crate) fn alloc_class(
         return None;
     }
     let (missed_frees, unrecorded) = match ledger.heap_snapshot() {
-        Some(snapshot) => snapshot.totals.values().fold((0, 0), |(m, u), t| {
-            (m + t.missed_frees, u + t.unrecorded)
-        }),
+        Some(snapshot) => snapshot
+            .totals
+            .values()
+            .fold((0, 0), |(m, u), t| (m + t.missed_frees, u + t.unrecorded)),
         None => ledger.alloc_doubts(),
     };
     let unrecorded_doubt = (unrecorded > 0).then(|| {

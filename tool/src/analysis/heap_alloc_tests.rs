@@ -30,8 +30,16 @@ fn judged(ledger: &Ledger) -> AllocClass {
 fn thirty_bytes_per_iteration_is_a_leak_of_thirty_bytes() {
     let class = judged(&run(2000, |i| (4096 + 30 * i, 10 + i)));
     assert_eq!(class.verdict, Verdict::Leak, "{}", class.bytes.why);
-    assert!((class.bytes.rate - 30.0).abs() < 0.5, "{}", class.bytes.rate);
-    assert!((class.count.rate - 1.0).abs() < 0.05, "{}", class.count.rate);
+    assert!(
+        (class.bytes.rate - 30.0).abs() < 0.5,
+        "{}",
+        class.bytes.rate
+    );
+    assert!(
+        (class.count.rate - 1.0).abs() < 0.05,
+        "{}",
+        class.count.rate
+    );
 }
 
 #[test]
@@ -70,7 +78,11 @@ fn allocations_the_kernel_could_not_record_make_the_class_inconclusive() {
     });
     let class = judged(&ledger);
     assert_eq!(class.verdict, Verdict::Inconclusive);
-    assert!(class.bytes.why.contains("3 allocations"), "{}", class.bytes.why);
+    assert!(
+        class.bytes.why.contains("3 allocations"),
+        "{}",
+        class.bytes.why
+    );
 }
 
 #[test]

@@ -240,8 +240,16 @@ mod tests {
             return;
         };
         let points = entry_points(&[libstdcxx]);
-        assert!(points.iter().any(|p| p.symbol == "_Znwm" && p.kind == HeapKind::Malloc));
-        assert!(points.iter().any(|p| p.symbol == "_ZdlPv" && p.kind == HeapKind::Free));
+        assert!(
+            points
+                .iter()
+                .any(|p| p.symbol == "_Znwm" && p.kind == HeapKind::Malloc)
+        );
+        assert!(
+            points
+                .iter()
+                .any(|p| p.symbol == "_ZdlPv" && p.kind == HeapKind::Free)
+        );
     }
 
     #[test]

@@ -34,12 +34,12 @@ pub(crate) struct HeapSnapshot {
 impl HeapSnapshot {
     /// Reads both maps. Entries from before a process's last exec are skipped.
     pub(crate) fn take(maps: &super::HeapMaps) -> HeapSnapshot {
-        let totals: BTreeMap<u32, HeapTotals> = maps
-            .totals
+        let totals: BTreeMap<u32, HeapTotals> = maps.totals.iter().filter_map(Result::ok).collect();
+        let live = maps
+            .live
             .iter()
             .filter_map(Result::ok)
-            .collect();
-        let live = maps.live.iter().filter_map(Result::ok).map(|(k, v)| (k.tgid, v));
+            .map(|(k, v)| (k.tgid, v));
         HeapSnapshot {
             survivors: aggregate(live, &totals),
             totals,
@@ -48,9 +48,14 @@ impl HeapSnapshot {
 
     /// Names each caller with `name(tgid, address)`: the function holding the return
     /// address (looked up one byte before it, inside the call instruction).
-    pub(crate) fn name_callers(&mut self, mut name: impl FnMut(u32, u64) -> Option<(String, bool)>) {
+    pub(crate) fn name_callers(
+        &mut self,
+        mut name: impl FnMut(u32, u64) -> Option<(String, bool)>,
+    ) {
         for survivors in &mut self.survivors {
-            if let Some((function, system)) = name(survivors.tgid, survivors.caller.saturating_sub(1)) {
+            if let Some((function, system)) =
+                name(survivors.tgid, survivors.caller.saturating_sub(1))
+            {
                 survivors.function = Some(function);
                 survivors.system = system;
             }
@@ -132,7 +137,10 @@ mod tests {
         assert_eq!((leak.caller, leak.count, leak.bytes), (0xb, 3, 90));
         assert_eq!((leak.in_loop_count, leak.in_loop_bytes), (2, 60));
         let startup = &survivors[1];
-        assert_eq!((startup.caller, startup.count, startup.in_loop_count), (0xa, 1, 0));
+        assert_eq!(
+            (startup.caller, startup.count, startup.in_loop_count),
+            (0xa, 1, 0)
+        );
     }
 
     #[test]
@@ -149,6 +157,9 @@ mod tests {
             assert_eq!((tgid, address), (3, 0x1004));
             Some(("leak_thirty".into(), false))
         });
-        assert_eq!(snapshot.survivors[0].function.as_deref(), Some("leak_thirty"));
+        assert_eq!(
+            snapshot.survivors[0].function.as_deref(),
+            Some("leak_thirty")
+        );
     }
 }

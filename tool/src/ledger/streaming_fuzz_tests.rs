@@ -489,7 +489,11 @@ mod found_in_review {
         events.push(at(10 * MS + 100, 200, unlink("/tmp/x")));
         events.push(at(10 * MS + 300, 300, What::Marker { arg: 0, heap: None }));
         for k in 1..20 {
-            events.push(at(10 * MS + k * 20 * MS, 100, What::Marker { arg: 0, heap: None }));
+            events.push(at(
+                10 * MS + k * 20 * MS,
+                100,
+                What::Marker { arg: 0, heap: None },
+            ));
         }
         let (folded, full) = both(&events, &[]);
         assert_same(&folded, &full);
@@ -502,7 +506,11 @@ mod found_in_review {
     fn byte_totals_above_2_pow_53_round_differently() {
         let mut events = vec![at(MS / 2, 100, creat("/tmp/big", 7))];
         for k in 0..40u64 {
-            events.push(at(MS + k * 20 * MS, 100, What::Marker { arg: 0, heap: None }));
+            events.push(at(
+                MS + k * 20 * MS,
+                100,
+                What::Marker { arg: 0, heap: None },
+            ));
             if k % 4 == 1 {
                 events.push(at(
                     MS + k * 20 * MS + MS,

@@ -200,6 +200,16 @@ impl Report {
                 limit_text(classes.brk.limit_hit.as_ref(), None)
             ));
         }
+        if let Some(heap) = classes.heap.as_ref().filter(|h| h.verdict == Verdict::Leak) {
+            let site = heap
+                .sites
+                .first()
+                .map_or(String::new(), |s| format!(", allocated in {}", s.site));
+            leaks.push(format!(
+                "heap leak: {}{site}",
+                units::per_iteration(units::bytes_rate(heap.bytes_per_iteration)),
+            ));
+        }
         for (name, class) in [("files", &classes.files), ("watches", &classes.watches)] {
             if class.verdict == Verdict::Leak {
                 // Files leak bytes on disk too; watches are counted only.
