@@ -118,6 +118,72 @@ fn cpp_new_is_attributed_to_the_caller_of_operator_new_and_counted_once() {
 }
 
 #[test]
+fn attach_traces_the_allocator_of_a_running_process() {
+    // 2 ms per iteration; attached for 2 s: about 1,000 iterations.
+    let mut target = std::process::Command::new(fixture("heap_small"))
+        .args(["100000", "2000"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = target.id().to_string();
+    let traced = leakscope_json(
+        "attach",
+        &[
+            "--pid",
+            &pid,
+            "--duration",
+            "2",
+            "--heap",
+            "--iteration-symbol",
+            "iteration_marker",
+        ],
+        &[] as &[&str],
+    );
+    target.kill().unwrap();
+    target.wait().unwrap();
+    assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        30.0,
+        "heap bytes per iteration",
+    );
+    assert_eq!(top_site(&traced), "leak_thirty");
+}
+
+#[test]
+fn a_static_stripped_binary_without_malloc_and_free_symbols_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("static.c");
+    std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+    let binary = dir.path().join("static");
+    let compiled = std::process::Command::new("cc")
+        .args(["-static", "-s", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .unwrap();
+    if !compiled.success() {
+        eprintln!("no static libc here: skipped");
+        return;
+    }
+    let output = std::process::Command::new(leakscope_tests::leakscope())
+        .args(["run", "--heap", "--"])
+        .arg(&binary)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("--heap: no `malloc` or `free`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn without_heap_there_is_no_heap_class() {
     let traced = leakscope_json(
         "run",

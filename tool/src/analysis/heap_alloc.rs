@@ -38,6 +38,8 @@ pub(crate) struct AllocClass {
     pub(crate) missed_frees: u64,
     /// Allocations the kernel could not record (its live map was full).
     pub(crate) unrecorded: u64,
+    /// Frees of allocations made before an earlier iteration marker.
+    pub(crate) late_frees: u64,
     /// Callers of the allocations made inside the iterations and still live at the end,
     /// most bytes first.
     pub(crate) sites: Vec<AllocSite>,
@@ -74,6 +76,9 @@ pub(crate) fn alloc_class(
             .fold((0, 0), |(m, u), t| (m + t.missed_frees, u + t.unrecorded)),
         None => ledger.alloc_doubts(),
     };
+    let late_frees = ledger
+        .heap_snapshot()
+        .map_or(0, |s| s.totals.values().map(|t| t.late_frees).sum());
     let unrecorded_doubt = (unrecorded > 0).then(|| {
         format!("{unrecorded} allocations found the kernel's live-allocation map full and were not counted")
     });
@@ -114,6 +119,7 @@ pub(crate) fn alloc_class(
         live_count_at_end,
         missed_frees,
         unrecorded,
+        late_frees,
         sites: sites(ledger),
     })
 }

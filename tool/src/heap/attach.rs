@@ -149,7 +149,7 @@ fn dynamic_entries(file: &object::File, path: &Path) -> (Vec<String>, Vec<PathBu
     let origin = path.parent().unwrap_or(Path::new("/"));
     let (mut needed, mut search) = (Vec::new(), Vec::new());
     for entry in entries {
-        let tag: i64 = entry.d_tag(endian).into();
+        let tag: i64 = entry.d_tag(endian);
         if !matches!(
             tag,
             object::elf::DT_NEEDED | object::elf::DT_RUNPATH | object::elf::DT_RPATH

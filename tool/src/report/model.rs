@@ -145,6 +145,9 @@ pub(crate) struct HeapReport {
     /// Allocations the kernel could not record (its map was full): the class is then
     /// inconclusive.
     pub(crate) unrecorded: u64,
+    /// Frees of blocks allocated in an earlier iteration (or before the first marker):
+    /// blocks that lived across an iteration boundary and were freed after all.
+    pub(crate) late_frees: u64,
     /// Callers of what was allocated inside the iterations and never freed, most bytes
     /// first.
     pub(crate) sites: Vec<HeapCallerReport>,
@@ -190,6 +193,7 @@ impl HeapReport {
             iterations_needed: deciding.iterations_needed,
             missed_frees: class.missed_frees,
             unrecorded: class.unrecorded,
+            late_frees: class.late_frees,
             sites: class
                 .sites
                 .iter()
