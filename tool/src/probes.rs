@@ -46,7 +46,10 @@ pub(crate) enum ProbeError {
         map: &'static str,
         source: aya::maps::MapError,
     },
-    #[error("--heap: cannot attach to `{symbol}` in {binary}")]
+    #[error(
+        "--heap: cannot attach to `{symbol}` in {binary}{}",
+        refused_hint(source)
+    )]
     Heap {
         symbol: &'static str,
         binary: String,
@@ -77,6 +80,17 @@ impl ProbeError {
             | ProbeError::MissingMap(_)
             | ProbeError::Map { .. } => exit_code::FAILURE,
         }
+    }
+}
+
+/// The kernel refuses (EINVAL) a uprobe where another tracer's uprobe already sits with
+/// other options: bcc's memleak running on the same library is the usual one.
+fn refused_hint(error: &aya::programs::ProgramError) -> &'static str {
+    let text = error.to_string();
+    if text.contains("perf_event_open") && text.contains("os error 22") {
+        " (another uprobe tracer on the same function, e.g. bcc's memleak, makes the kernel refuse it)"
+    } else {
+        ""
     }
 }
 
@@ -496,6 +510,21 @@ mod tests {
                 bpf_map_type::BPF_MAP_TYPE_ARRAY,
                 maps::traced_pids_words(maps::TRACED_PIDS_PLACEHOLDER_PIDS),
             ),
+            (
+                maps::HEAP_INFLIGHT,
+                bpf_map_type::BPF_MAP_TYPE_HASH,
+                maps::HEAP_INFLIGHT_MAX_ENTRIES,
+            ),
+            (
+                maps::HEAP_LIVE,
+                bpf_map_type::BPF_MAP_TYPE_HASH,
+                maps::HEAP_LIVE_MAX_ENTRIES,
+            ),
+            (
+                maps::HEAP_TOTALS,
+                bpf_map_type::BPF_MAP_TYPE_HASH,
+                maps::HEAP_TOTALS_MAX_ENTRIES,
+            ),
         ] {
             let map = object
                 .maps
@@ -532,9 +561,19 @@ mod tests {
                 tp.program
             );
         }
+        for name in [
+            programs::ITERATION_MARKER,
+            programs::HEAP_ENTER,
+            programs::HEAP_FREE,
+        ] {
+            assert!(
+                matches!(section(name), ProgramSection::UProbe { sleepable: false }),
+                "{name} is no uprobe"
+            );
+        }
         assert!(matches!(
-            section(programs::ITERATION_MARKER),
-            ProgramSection::UProbe { sleepable: false }
+            section(programs::HEAP_RETURN),
+            ProgramSection::URetProbe { sleepable: false }
         ));
     }
 
@@ -553,13 +592,15 @@ mod tests {
             )
         };
         let pair_opens = 1u32.to_ne_bytes();
+        let heap_on = 0u32.to_ne_bytes();
         // What `override_global(.., must_exist = true)` does at load: the symbol must exist
         // and have exactly this size.
         object
             .patch_map_data(std::collections::HashMap::from([
                 (globals::OFFSETS, (bytes, true)),
                 (globals::PAIR_OPENS, (&pair_opens[..], true)),
+                (globals::HEAP_ON, (&heap_on[..], true)),
             ]))
-            .expect("the object has the OFFSETS and PAIR_OPENS globals, of their sizes");
+            .expect("the object has the OFFSETS, PAIR_OPENS and HEAP_ON globals, of their sizes");
     }
 }
