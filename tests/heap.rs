@@ -184,6 +184,29 @@ fn a_static_stripped_binary_without_malloc_and_free_symbols_exits_2_with_one_lin
 }
 
 #[test]
+fn without_a_marker_the_heap_totals_are_read_at_each_poll() {
+    // --iteration-path: no marker carries the totals, so leakscope reads them every 10 ms;
+    // 1 ms per iteration, so each sample spans about ten iterations.
+    let dir = tempfile::tempdir().unwrap();
+    let tick = dir.path().join("tick");
+    let traced = leakscope_json(
+        "run",
+        &["--heap", "--iteration-path", tick.to_str().unwrap()],
+        &[
+            fixture("heap_small").to_string_lossy().into_owned(),
+            "1500".into(),
+            "1000".into(),
+            tick.to_string_lossy().into_owned(),
+        ],
+    );
+    assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+    assert_eq!(traced.report["iterations"]["source"], "path");
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(&heap["bytes_per_iteration"], 30.0, "heap bytes per iteration");
+}
+
+#[test]
 fn without_heap_there_is_no_heap_class() {
     let traced = leakscope_json(
         "run",

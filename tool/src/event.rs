@@ -57,6 +57,17 @@ pub(crate) struct MarkerHeap {
     pub(crate) unrecorded: u64,
 }
 
+impl From<&leakscope_common::heap::HeapTotals> for MarkerHeap {
+    fn from(totals: &leakscope_common::heap::HeapTotals) -> Self {
+        MarkerHeap {
+            live_bytes: totals.live_bytes.max(0) as u64,
+            live_count: totals.live_count.max(0) as u64,
+            missed_frees: totals.missed_frees,
+            unrecorded: totals.unrecorded,
+        }
+    }
+}
+
 /// A failed acquiring syscall.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FailedCall {

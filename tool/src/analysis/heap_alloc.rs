@@ -95,7 +95,7 @@ pub(crate) fn alloc_class(
             Judgement {
                 verdict: Verdict::Inconclusive,
                 rate: 0.0,
-                why: "the allocator's totals are taken at the iteration marker: run with --iteration-symbol".into(),
+                why: "the allocator's totals were not sampled through the iterations".into(),
                 limit: None,
                 iterations_needed: None,
             }

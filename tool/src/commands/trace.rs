@@ -55,6 +55,12 @@ impl EventSink for Tracing {
         self.sizes.after_event(&mut self.ledger, event.time_ns);
     }
 
+    fn heap_sampled(&mut self, time_ns: u64, totals: &[(u32, crate::event::MarkerHeap)]) {
+        for (tgid, heap) in totals {
+            self.ledger.note_heap_totals(*tgid, time_ns, heap);
+        }
+    }
+
     fn polled(&mut self, lost: &dyn Fn() -> (u64, u64)) {
         self.ledger.poll_early();
         // Automatic detection found no loop early: memory grows with events (said once).

@@ -213,7 +213,7 @@ impl Ledger {
             What::Exit => {}
             What::Marker { heap, .. } => {
                 if let Some(heap) = heap {
-                    self.note_marker_heap(tgid, t, heap);
+                    self.note_heap_totals(tgid, t, heap);
                 }
                 if !self.note_marker(t) {
                     self.history.markers.push(t);
@@ -313,8 +313,8 @@ impl Ledger {
         &self.history.watches
     }
     /// What the session found on disk of the live entries when tracing ended.
-    /// `--heap`: a process's allocator totals at its marker.
-    fn note_marker_heap(&mut self, tgid: u32, time_ns: u64, heap: &crate::event::MarkerHeap) {
+    /// `--heap`: a process's allocator totals at its marker, or read at a poll.
+    pub(crate) fn note_heap_totals(&mut self, tgid: u32, time_ns: u64, heap: &crate::event::MarkerHeap) {
         let sample = |bytes| RssSample {
             time_ns,
             tgid,

@@ -41,6 +41,8 @@ pub(super) struct Drainer {
     pub(super) namer: StackNamer,
     page_size: u64,
     undecodable: u64,
+    /// `--heap` without a marker: read the heap totals at every poll.
+    pub(super) sample_heap: bool,
 }
 
 impl Drainer {
@@ -61,6 +63,7 @@ impl Drainer {
             undecodable: 0,
             followed: Followed::default(),
             polls: 0,
+            sample_heap: false,
         })
     }
 
@@ -77,6 +80,7 @@ impl Drainer {
         } else {
             self.drain(probes, sink);
         }
+        self.sample_heap_totals(probes, sink);
         // An incomplete round's held opens wait for the next poll, 10 ms on.
         sink.polled(&|| {
             let by_reason = probes.lost_by_reason();
@@ -144,6 +148,11 @@ impl Drainer {
     /// The held opens are delivered in the end all the same: a record still unwritten after
     /// every attempt is lost either way, and the opens are real.
     pub(super) fn drain_fully(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
+        self.drain_rounds(probes, sink);
+        self.sample_heap_totals(probes, sink);
+    }
+
+    fn drain_rounds(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
         for _ in 0..FINAL_DRAIN_ATTEMPTS {
             // The round's own completeness: it compares the consumer with the producer
             // position it read itself, after reading the slots.
@@ -153,6 +162,23 @@ impl Drainer {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         self.drain_round(probes, sink, true);
+    }
+
+    /// `--heap` without a marker: every process's allocator totals now, after the records
+    /// drained before (the sample is stamped when it was read).
+    fn sample_heap_totals(&self, probes: &Probes, sink: &mut dyn EventSink) {
+        let Some(maps) = probes.heap_maps().filter(|_| self.sample_heap) else {
+            return;
+        };
+        let totals: Vec<(u32, crate::event::MarkerHeap)> = maps
+            .totals
+            .iter()
+            .filter_map(Result::ok)
+            // An exited process holds nothing: its exit already said so.
+            .filter(|(tgid, _)| self.followed.live().contains(tgid))
+            .map(|(tgid, t)| (tgid, crate::event::MarkerHeap::from(&t)))
+            .collect();
+        sink.heap_sampled(crate::event::monotonic_now_ns(), &totals);
     }
 
     fn apply(&mut self, mut event: Event, probes: &Probes, sink: &mut dyn EventSink) {

@@ -47,6 +47,9 @@ pub(crate) trait EventSink {
     /// then while tracing (the watch mode's views). `lost` reads the kernel's counts of
     /// records it could not deliver: (all of them, iteration markers among them).
     fn polled(&mut self, _lost: &dyn Fn() -> (u64, u64)) {}
+    /// `--heap` without an iteration marker: each process's allocator totals, read from the
+    /// kernel at `time_ns` (every [`POLL_INTERVAL`]), since no marker carries them.
+    fn heap_sampled(&mut self, _time_ns: u64, _totals: &[(u32, crate::event::MarkerHeap)]) {}
 }
 
 pub(crate) type LineSink = Box<dyn FnMut(String) + Send>;
@@ -179,6 +182,8 @@ pub(crate) async fn trace(
         heap: config.heap,
     })?;
     let mut drain = Drainer::new(ring)?;
+    // A marker carries the heap totals exactly; without one they are read at each poll.
+    drain.sample_heap = config.heap && config.marker.is_none();
     match target {
         Target::Spawn {
             argv,
