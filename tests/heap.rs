@@ -203,7 +203,17 @@ fn without_a_marker_the_heap_totals_are_read_at_each_poll() {
     assert_eq!(traced.report["iterations"]["source"], "path");
     let heap = heap(&traced);
     assert_eq!(heap["verdict"], "leak", "{heap}");
-    assert_rate(&heap["bytes_per_iteration"], 30.0, "heap bytes per iteration");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        30.0,
+        "heap bytes per iteration",
+    ); // The survivors' times place them between the path's boundaries.
+    assert_eq!(top_site(&traced), "leak_thirty");
+    assert_rate(
+        &heap["sites"][0]["bytes_per_iteration"],
+        30.0,
+        "site bytes per iteration",
+    );
 }
 
 #[test]

@@ -120,40 +120,55 @@ pub(crate) fn alloc_class(
         missed_frees,
         unrecorded,
         late_frees,
-        sites: sites(ledger),
+        sites: sites(ledger, iterations),
     })
 }
 
-fn sites(ledger: &Ledger) -> Vec<AllocSite> {
+fn sites(ledger: &Ledger, iterations: &Iterations) -> Vec<AllocSite> {
     let Some(snapshot) = ledger.heap_snapshot() else {
         return Vec::new();
     };
-    snapshot
+    let mut sites: Vec<AllocSite> = snapshot
         .survivors
         .iter()
-        .filter(|s| s.in_loop_count > 0)
-        .take(SITES_SHOWN)
-        .map(|s| {
-            // Made after the first marker and before the last: over iterations - 1 of them.
-            let spanned = snapshot
-                .totals
-                .get(&s.tgid)
-                .map_or(0, |t| t.iteration.saturating_sub(1))
-                .max(1) as f64;
-            AllocSite {
+        .filter_map(|s| {
+            let markers = snapshot.totals.get(&s.tgid).map_or(0, |t| t.iteration);
+            // With markers: made after the first and before the last (over markers - 1
+            // iterations), exactly. Without: made between the first and the last boundary,
+            // to a stretch of the run.
+            let (count, bytes, spanned) = if markers >= 2 {
+                (s.in_loop_count, s.in_loop_bytes, markers - 1)
+            } else {
+                let (first, last) = (iterations.first()?, iterations.last()?);
+                let (count, bytes) = s
+                    .by_time
+                    .iter()
+                    .filter(|&(&bucket, _)| {
+                        let (lo, hi) = snapshot.bucket_range(bucket);
+                        let middle = lo + (hi - lo) / 2;
+                        first <= middle && middle < last
+                    })
+                    .fold((0, 0), |(c, b), (_, &(dc, db))| (c + dc, b + db));
+                (count, bytes, iterations.count().saturating_sub(1) as u64)
+            };
+            let spanned = spanned.max(1) as f64;
+            (count > 0).then(|| AllocSite {
                 function: s
                     .function
                     .clone()
                     .unwrap_or_else(|| format!("{:#x}", s.caller)),
                 system: s.system,
                 tgid: s.tgid,
-                count: s.in_loop_count,
-                bytes: s.in_loop_bytes,
-                bytes_per_iteration: s.in_loop_bytes as f64 / spanned,
-                allocations_per_iteration: s.in_loop_count as f64 / spanned,
-            }
+                count,
+                bytes,
+                bytes_per_iteration: bytes as f64 / spanned,
+                allocations_per_iteration: count as f64 / spanned,
+            })
         })
-        .collect()
+        .collect();
+    sites.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.function.cmp(&b.function)));
+    sites.truncate(SITES_SHOWN);
+    sites
 }
 
 #[cfg(test)]

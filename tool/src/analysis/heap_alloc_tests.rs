@@ -74,6 +74,7 @@ fn allocations_the_kernel_could_not_record_make_the_class_inconclusive() {
                 ..HeapTotals::default()
             },
         )]),
+        span: (0, 1),
         survivors: Vec::new(),
     });
     let class = judged(&ledger);
@@ -109,8 +110,9 @@ fn sites_are_the_callers_of_what_was_made_in_the_loop_and_survived() {
         )
     });
     let mut snapshot = HeapSnapshot {
-        survivors: aggregate(live, &totals),
+        survivors: aggregate(live, &totals, (0, 1 << 20)),
         totals,
+        span: (0, 1 << 20),
     };
     snapshot.name_callers(|_, _| Some(("leak_thirty".into(), false)));
     ledger.note_heap_snapshot(snapshot);
@@ -120,5 +122,50 @@ fn sites_are_the_callers_of_what_was_made_in_the_loop_and_survived() {
     // Made after markers 1..=10, before the 11th: 10 iterations, one each (the one
     // before the first marker is start-up).
     assert_eq!((site.count, site.bytes), (10, 300));
+    assert!((site.bytes_per_iteration - 30.0).abs() < 1e-9);
+}
+
+#[test]
+fn without_markers_in_the_kernel_sites_count_what_was_made_between_the_boundaries() {
+    // 101 boundaries at 1.001 ms .. 1.101 ms (the stream's microseconds); one 30-byte block
+    // made in each iteration, and a 4 KiB block at start-up, before the first boundary.
+    let ledger_events = run(101, |i| (30 * i, i));
+    let mut ledger = ledger_events;
+    let span = (1_000_000, 1_000_000 + 256 * 1_000);
+    let allocation = |alloc_ns, size, caller| HeapLive {
+        size,
+        alloc_ns,
+        alloc_iter: 0,
+        caller,
+        tid: PID,
+        kind: 1,
+    };
+    let live = (0..100)
+        .map(|i| (PID, allocation(1_001_500 + i * 1_000, 30, 0xb)))
+        .chain(std::iter::once((PID, allocation(1_000_100, 4096, 0xa))));
+    let totals = BTreeMap::from([(PID, HeapTotals::default())]);
+    let mut snapshot = HeapSnapshot {
+        survivors: aggregate(live, &totals, span),
+        totals,
+        span,
+    };
+    snapshot.name_callers(|_, address| {
+        Some((
+            // Looked up one byte before the return address.
+            if address == 0xa - 1 {
+                "startup"
+            } else {
+                "leak_thirty"
+            }
+            .into(),
+            false,
+        ))
+    });
+    ledger.note_heap_snapshot(snapshot);
+    let class = judged(&ledger);
+    assert_eq!(class.sites.len(), 1, "{:?}", class.sites);
+    let site = &class.sites[0];
+    assert_eq!(site.function, "leak_thirty");
+    assert_eq!((site.count, site.bytes), (100, 3000));
     assert!((site.bytes_per_iteration - 30.0).abs() < 1e-9);
 }

@@ -4,6 +4,11 @@
 
 use std::collections::BTreeMap;
 
+/// Survivors are also counted by when they were made, in this many equal stretches of the
+/// traced time, so iteration boundaries that are known only after tracing (paths, automatic
+/// detection) can still tell the loop's allocations from start-up's: to 1/256 of the run.
+pub(crate) const TIME_BUCKETS: u64 = 256;
+
 use leakscope_common::heap::{HeapLive, HeapTotals};
 
 /// The allocations of one caller still live at the end.
@@ -17,6 +22,9 @@ pub(crate) struct Survivors {
     /// Of those, made inside the iterations: after the first marker, before the last.
     pub(crate) in_loop_count: u64,
     pub(crate) in_loop_bytes: u64,
+    /// (count, bytes) by stretch of the traced time ([`HeapSnapshot::bucket_range`]); only
+    /// the stretches with survivors.
+    pub(crate) by_time: BTreeMap<u64, (u64, u64)>,
     /// The caller's function, filled in by [`HeapSnapshot::name_callers`].
     pub(crate) function: Option<String>,
     /// Whether the caller lies in a system library (libc, libstdc++, the loader).
@@ -27,23 +35,35 @@ pub(crate) struct Survivors {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct HeapSnapshot {
     pub(crate) totals: BTreeMap<u32, HeapTotals>,
+    /// The traced time the stretches of [`Survivors::by_time`] divide (CLOCK_MONOTONIC ns).
+    pub(crate) span: (u64, u64),
     /// By survivors made inside the iterations, most bytes first.
     pub(crate) survivors: Vec<Survivors>,
 }
 
 impl HeapSnapshot {
-    /// Reads both maps. Entries from before a process's last exec are skipped.
-    pub(crate) fn take(maps: &super::HeapMaps) -> HeapSnapshot {
+    /// Reads both maps; `since_ns` is when tracing began. Entries from before a process's
+    /// last exec are skipped.
+    pub(crate) fn take(maps: &super::HeapMaps, since_ns: u64) -> HeapSnapshot {
         let totals: BTreeMap<u32, HeapTotals> = maps.totals.iter().filter_map(Result::ok).collect();
+        let span = (since_ns, crate::event::monotonic_now_ns().max(since_ns + 1));
         let live = maps
             .live
             .iter()
             .filter_map(Result::ok)
             .map(|(k, v)| (k.tgid, v));
         HeapSnapshot {
-            survivors: aggregate(live, &totals),
+            survivors: aggregate(live, &totals, span),
             totals,
+            span,
         }
+    }
+
+    /// The times stretch `bucket` covers: `[start, end)`.
+    pub(crate) fn bucket_range(&self, bucket: u64) -> (u64, u64) {
+        let (start, end) = self.span;
+        let width = (end - start).div_ceil(TIME_BUCKETS).max(1);
+        (start + bucket * width, start + (bucket + 1) * width)
     }
 
     /// Names each caller with `name(tgid, address)`: the function holding the return
@@ -67,7 +87,9 @@ impl HeapSnapshot {
 pub(crate) fn aggregate(
     live: impl Iterator<Item = (u32, HeapLive)>,
     totals: &BTreeMap<u32, HeapTotals>,
+    (start, end): (u64, u64),
 ) -> Vec<Survivors> {
+    let width = (end.saturating_sub(start)).div_ceil(TIME_BUCKETS).max(1);
     let mut by_caller: BTreeMap<(u32, u64), Survivors> = BTreeMap::new();
     for (tgid, allocation) in live {
         let process = totals.get(&tgid).copied().unwrap_or_default();
@@ -83,6 +105,11 @@ pub(crate) fn aggregate(
             });
         entry.count += 1;
         entry.bytes += allocation.size;
+        // Made before tracing began (attach): stretch 0; after the snapshot's end: the last.
+        let bucket = (allocation.alloc_ns.saturating_sub(start) / width).min(TIME_BUCKETS - 1);
+        let slot = entry.by_time.entry(bucket).or_default();
+        slot.0 += 1;
+        slot.1 += allocation.size;
         if allocation.alloc_iter >= 1 && allocation.alloc_iter < process.iteration {
             entry.in_loop_count += 1;
             entry.in_loop_bytes += allocation.size;
@@ -131,7 +158,7 @@ mod tests {
             // The image before the exec: skipped.
             (7, allocation(1000, 3, 0xb, 50)),
         ];
-        let survivors = aggregate(live.into_iter(), &totals);
+        let survivors = aggregate(live.into_iter(), &totals, (0, 2560));
         assert_eq!(survivors.len(), 2);
         let leak = &survivors[0];
         assert_eq!((leak.caller, leak.count, leak.bytes), (0xb, 3, 90));
@@ -141,12 +168,18 @@ mod tests {
             (startup.caller, startup.count, startup.in_loop_count),
             (0xa, 1, 0)
         );
+        // Stretches of 10 ns: 300, 400 and 500 ns fall in 30, 40 and 50.
+        assert_eq!(
+            leak.by_time,
+            BTreeMap::from([(30, (1, 30)), (40, (1, 30)), (50, (1, 30))])
+        );
     }
 
     #[test]
     fn callers_are_named_by_the_byte_before_the_return_address() {
         let mut snapshot = HeapSnapshot {
             totals: BTreeMap::new(),
+            span: (0, 1),
             survivors: vec![Survivors {
                 tgid: 3,
                 caller: 0x1005,

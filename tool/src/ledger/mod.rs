@@ -314,7 +314,12 @@ impl Ledger {
     }
     /// What the session found on disk of the live entries when tracing ended.
     /// `--heap`: a process's allocator totals at its marker, or read at a poll.
-    pub(crate) fn note_heap_totals(&mut self, tgid: u32, time_ns: u64, heap: &crate::event::MarkerHeap) {
+    pub(crate) fn note_heap_totals(
+        &mut self,
+        tgid: u32,
+        time_ns: u64,
+        heap: &crate::event::MarkerHeap,
+    ) {
         let sample = |bytes| RssSample {
             time_ns,
             tgid,

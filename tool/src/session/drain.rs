@@ -43,6 +43,8 @@ pub(super) struct Drainer {
     undecodable: u64,
     /// `--heap` without a marker: read the heap totals at every poll.
     pub(super) sample_heap: bool,
+    /// When tracing began (CLOCK_MONOTONIC ns).
+    pub(super) since_ns: u64,
 }
 
 impl Drainer {
@@ -64,6 +66,7 @@ impl Drainer {
             followed: Followed::default(),
             polls: 0,
             sample_heap: false,
+            since_ns: crate::event::monotonic_now_ns(),
         })
     }
 
@@ -227,7 +230,7 @@ impl Drainer {
                 .map_or(0, |(_, n)| *n)
         };
         let heap = probes.heap_maps().map(|maps| {
-            let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps);
+            let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns);
             snapshot.name_callers(|tgid, address| self.namer.name_address(tgid, address));
             snapshot
         });

@@ -234,6 +234,7 @@ async fn spawn_and_trace(
     let gated = target::spawn_gated(&argv, run_as, target_stdout)?;
     let pid = gated.pid;
     let since_ns = crate::event::monotonic_now_ns();
+    drain.since_ns = since_ns;
     probes.track(pid)?;
     // Before the exec: a uprobe scoped to the process follows it into its new image.
     if let Some(objects) = heap_objects {
@@ -382,6 +383,7 @@ async fn attach_and_trace(
         probes.attach_marker(&binary, &marker.symbol)?;
     }
     let since_ns = crate::event::monotonic_now_ns();
+    drain.since_ns = since_ns;
     probes.track(pid)?;
     if config.heap {
         attach_heap(probes, pid, &crate::heap::attach::objects_of_process(pid))?;
