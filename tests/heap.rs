@@ -217,6 +217,23 @@ fn without_a_marker_the_heap_totals_are_read_at_each_poll() {
 }
 
 #[test]
+fn a_forked_child_gets_the_allocator_probes_too() {
+    let traced = run_heap("heap_fork", 2000);
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        30.0,
+        "heap bytes per iteration",
+    );
+    assert_eq!(top_site(&traced), "leak_in_child");
+    assert_ne!(
+        heap["sites"][0]["pid"], traced.report["target"]["pid"],
+        "the child's site"
+    );
+}
+
+#[test]
 fn without_heap_there_is_no_heap_class() {
     let traced = leakscope_json(
         "run",

@@ -107,6 +107,13 @@ fn load_refused(error: aya::EbpfError) -> ProbeError {
     })
 }
 
+/// One `--heap` uprobe attached to one process.
+#[derive(Debug)]
+pub(crate) struct HeapLink {
+    program: &'static str,
+    link: aya::programs::uprobe::UProbeLinkId,
+}
+
 pub(crate) struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub(crate) ring_bytes: u32,
@@ -284,25 +291,24 @@ impl Probes {
 
     /// `--heap`: attaches the allocator programs to `points`, for process `pid` only. An
     /// entry point the kernel refuses is skipped; `malloc` and `free` must attach, else the
-    /// error says why. Returns how many were attached.
+    /// error says why. Returns the links, to detach them when the process is gone.
     pub(crate) fn attach_heap(
         &mut self,
         pid: u32,
         points: &[crate::heap::attach::EntryPoint],
-    ) -> Result<usize, ProbeError> {
+    ) -> Result<Vec<HeapLink>, ProbeError> {
         use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint};
         use leakscope_common::heap::HeapKind;
         let Some(scope) = std::num::NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
-        let mut attached = 0;
+        let mut links = Vec::new();
         for point in points {
             let names: &[&'static str] = if point.kind == HeapKind::Free {
                 &[programs::HEAP_FREE]
             } else {
                 &[programs::HEAP_ENTER, programs::HEAP_RETURN]
             };
-            let mut ok = true;
             for &name in names {
                 let probe: &mut UProbe = program(&mut self.ebpf, name)?;
                 let at = UProbeAttachPoint {
@@ -310,7 +316,10 @@ impl Probes {
                     cookie: Some(point.kind as u64),
                 };
                 match probe.attach(at, &point.object, scope) {
-                    Ok(_) => {}
+                    Ok(link) => links.push(HeapLink {
+                        program: name,
+                        link,
+                    }),
                     Err(source) if matches!(point.symbol, "malloc" | "free") => {
                         return Err(ProbeError::Heap {
                             symbol: point.symbol,
@@ -318,12 +327,24 @@ impl Probes {
                             source: Box::new(source),
                         });
                     }
-                    Err(_) => ok = false,
+                    Err(_) => {} // an optional entry point: skipped
                 }
             }
-            attached += usize::from(ok);
         }
-        Ok(attached)
+        Ok(links)
+    }
+
+    /// Detaches heap probes of a process that is gone (each holds an fd and kernel memory).
+    pub(crate) fn detach_heap(&mut self, links: Vec<HeapLink>) {
+        for HeapLink {
+            program: name,
+            link,
+        } in links
+        {
+            if let Ok(probe) = program::<UProbe>(&mut self.ebpf, name) {
+                let _ = probe.detach(link);
+            }
+        }
     }
 
     /// `--heap`: the kernel's heap maps (None without it).

@@ -82,7 +82,13 @@ pub(crate) fn alloc_class(
     let unrecorded_doubt = (unrecorded > 0).then(|| {
         format!("{unrecorded} allocations found the kernel's live-allocation map full and were not counted")
     });
-    let doubt = doubt.or(unrecorded_doubt.as_deref());
+    let unfollowed = ledger.heap_snapshot().map_or(0, |s| s.unfollowed);
+    let unfollowed_doubt = (unfollowed > 0).then(|| {
+        format!("{unfollowed} traced processes were not followed with the allocator probes (too many at once)")
+    });
+    let doubt = doubt
+        .or(unrecorded_doubt.as_deref())
+        .or(unfollowed_doubt.as_deref());
     let exits: Vec<(u32, u64)> = ledger.exits().collect();
     let judge = |samples, scale: &Scale| {
         let totals = series::rss_totals(samples, &exits, &iterations.boundaries);

@@ -75,6 +75,7 @@ fn allocations_the_kernel_could_not_record_make_the_class_inconclusive() {
             },
         )]),
         span: (0, 1),
+        unfollowed: 0,
         survivors: Vec::new(),
     });
     let class = judged(&ledger);
@@ -113,6 +114,7 @@ fn sites_are_the_callers_of_what_was_made_in_the_loop_and_survived() {
         survivors: aggregate(live, &totals, (0, 1 << 20)),
         totals,
         span: (0, 1 << 20),
+        unfollowed: 0,
     };
     snapshot.name_callers(|_, _| Some(("leak_thirty".into(), false)));
     ledger.note_heap_snapshot(snapshot);
@@ -148,6 +150,7 @@ fn without_markers_in_the_kernel_sites_count_what_was_made_between_the_boundarie
         survivors: aggregate(live, &totals, span),
         totals,
         span,
+        unfollowed: 0,
     };
     snapshot.name_callers(|_, address| {
         Some((
@@ -168,4 +171,22 @@ fn without_markers_in_the_kernel_sites_count_what_was_made_between_the_boundarie
     assert_eq!(site.function, "leak_thirty");
     assert_eq!((site.count, site.bytes), (100, 3000));
     assert!((site.bytes_per_iteration - 30.0).abs() < 1e-9);
+}
+
+#[test]
+fn processes_left_without_allocator_probes_make_the_class_inconclusive() {
+    let mut ledger = run(2000, |_| (4096, 10));
+    ledger.note_heap_snapshot(HeapSnapshot {
+        totals: BTreeMap::new(),
+        span: (0, 1),
+        unfollowed: 2,
+        survivors: Vec::new(),
+    });
+    let class = judged(&ledger);
+    assert_eq!(class.verdict, Verdict::Inconclusive);
+    assert!(
+        class.bytes.why.contains("2 traced processes"),
+        "{}",
+        class.bytes.why
+    );
 }

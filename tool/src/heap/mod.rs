@@ -2,6 +2,7 @@
 //! go ([`attach`]) and what the kernel's maps hold at the end ([`snapshot`]).
 
 pub(crate) mod attach;
+pub(crate) mod follow;
 pub(crate) mod snapshot;
 
 use aya::maps::{HashMap, MapData};

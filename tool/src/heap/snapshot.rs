@@ -37,6 +37,8 @@ pub(crate) struct HeapSnapshot {
     pub(crate) totals: BTreeMap<u32, HeapTotals>,
     /// The traced time the stretches of [`Survivors::by_time`] divide (CLOCK_MONOTONIC ns).
     pub(crate) span: (u64, u64),
+    /// Traced processes whose allocator was not traced (too many at once).
+    pub(crate) unfollowed: u64,
     /// By survivors made inside the iterations, most bytes first.
     pub(crate) survivors: Vec<Survivors>,
 }
@@ -56,6 +58,7 @@ impl HeapSnapshot {
             survivors: aggregate(live, &totals, span),
             totals,
             span,
+            unfollowed: 0,
         }
     }
 
@@ -180,6 +183,7 @@ mod tests {
         let mut snapshot = HeapSnapshot {
             totals: BTreeMap::new(),
             span: (0, 1),
+            unfollowed: 0,
             survivors: vec![Survivors {
                 tgid: 3,
                 caller: 0x1005,

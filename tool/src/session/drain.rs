@@ -45,6 +45,9 @@ pub(super) struct Drainer {
     pub(super) sample_heap: bool,
     /// When tracing began (CLOCK_MONOTONIC ns).
     pub(super) since_ns: u64,
+    /// `--heap`: the allocator probes of each process, and the processes that forked or
+    /// exec'd since the last poll and may need more (see [`Drainer::follow_heap`]).
+    pub(super) heap: Option<crate::heap::follow::HeapFollower>,
 }
 
 impl Drainer {
@@ -67,6 +70,7 @@ impl Drainer {
             polls: 0,
             sample_heap: false,
             since_ns: crate::event::monotonic_now_ns(),
+            heap: None,
         })
     }
 
@@ -167,6 +171,14 @@ impl Drainer {
         self.drain_round(probes, sink, true);
     }
 
+    /// `--heap`: attaches the allocator probes to the processes that forked or exec'd since
+    /// the last call (their allocations before it are not seen: a miss, never a false leak).
+    pub(super) fn follow_heap(&mut self, probes: &mut Probes) {
+        if let Some(heap) = &mut self.heap {
+            heap.attach_pending(probes);
+        }
+    }
+
     /// `--heap` without a marker: every process's allocator totals now, after the records
     /// drained before (the sample is stamped when it was read).
     fn sample_heap_totals(&self, probes: &Probes, sink: &mut dyn EventSink) {
@@ -195,6 +207,9 @@ impl Drainer {
                 });
         }
         self.followed.observe(&event);
+        if let Some(heap) = &mut self.heap {
+            heap.observe(&event);
+        }
         match event.what {
             What::Fork { child } => self.namer.inherit(event.tgid, child),
             What::Exec => self.namer.exec(event.tgid, event.time_ns),
@@ -231,6 +246,7 @@ impl Drainer {
         };
         let heap = probes.heap_maps().map(|maps| {
             let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns);
+            snapshot.unfollowed = self.heap.as_ref().map_or(0, |h| h.unfollowed);
             snapshot.name_callers(|tgid, address| self.namer.name_address(tgid, address));
             snapshot
         });

@@ -239,6 +239,7 @@ async fn spawn_and_trace(
     // Before the exec: a uprobe scoped to the process follows it into its new image.
     if let Some(objects) = heap_objects {
         attach_heap(probes, pid, &objects)?;
+        drain.heap = Some(crate::heap::follow::HeapFollower::new(pid, objects));
     }
     drain.followed = Followed::new(pid, command.clone());
     // The ledger starts at the target's exec: of what the gated child holds now (our own
@@ -298,7 +299,10 @@ async fn spawn_and_trace(
             // The watcher passes the signal on to the target (or kills it at the second);
             // here the loop only notices.
             _ = stops.changed() => {}
-            _ = tokio::time::sleep(POLL_INTERVAL) => drain.poll(probes, sink),
+            _ = tokio::time::sleep(POLL_INTERVAL) => {
+                drain.poll(probes, sink);
+                drain.follow_heap(probes);
+            }
         }
         let stopped = stop::count();
         if stopped >= 2 && status.is_none() {
@@ -386,7 +390,9 @@ async fn attach_and_trace(
     drain.since_ns = since_ns;
     probes.track(pid)?;
     if config.heap {
-        attach_heap(probes, pid, &crate::heap::attach::objects_of_process(pid))?;
+        let objects = crate::heap::attach::objects_of_process(pid);
+        attach_heap(probes, pid, &objects)?;
+        drain.heap = Some(crate::heap::follow::HeapFollower::new(pid, objects));
     }
     // Read what it holds only after the filter is set, so nothing falls in between.
     let snapshot = snapshot_of(pid)?;
@@ -409,6 +415,7 @@ async fn attach_and_trace(
             _ = sleep_until(deadline) => { duration_passed = true; break; }
             _ = tokio::time::sleep(POLL_INTERVAL) => {
                 drain.poll(probes, sink);
+                drain.follow_heap(probes);
                 if drain.followed.is_empty() {
                     break;
                 }
