@@ -86,8 +86,15 @@ pub(crate) fn alloc_class(
     let unfollowed_doubt = (unfollowed > 0).then(|| {
         format!("{unfollowed} traced processes were not followed with the allocator probes (too many at once)")
     });
+    let dropped = ledger.heap_snapshot().map_or(0, |s| s.dropped);
+    let dropped_doubt = (dropped > 0).then(|| {
+        format!(
+            "{dropped} allocator calls could not be recorded in the kernel (its maps were full)"
+        )
+    });
     let doubt = doubt
         .or(unrecorded_doubt.as_deref())
+        .or(dropped_doubt.as_deref())
         .or(unfollowed_doubt.as_deref());
     let exits: Vec<(u32, u64)> = ledger.exits().collect();
     let judge = |samples, scale: &Scale| {

@@ -76,6 +76,7 @@ fn allocations_the_kernel_could_not_record_make_the_class_inconclusive() {
         )]),
         span: (0, 1),
         unfollowed: 0,
+        dropped: 0,
         survivors: Vec::new(),
     });
     let class = judged(&ledger);
@@ -115,6 +116,7 @@ fn sites_are_the_callers_of_what_was_made_in_the_loop_and_survived() {
         totals,
         span: (0, 1 << 20),
         unfollowed: 0,
+        dropped: 0,
     };
     snapshot.name_callers(|_, _| Some(("leak_thirty".into(), false)));
     ledger.note_heap_snapshot(snapshot);
@@ -151,6 +153,7 @@ fn without_markers_in_the_kernel_sites_count_what_was_made_between_the_boundarie
         totals,
         span,
         unfollowed: 0,
+        dropped: 0,
     };
     snapshot.name_callers(|_, address| {
         Some((
@@ -180,6 +183,7 @@ fn processes_left_without_allocator_probes_make_the_class_inconclusive() {
         totals: BTreeMap::new(),
         span: (0, 1),
         unfollowed: 2,
+        dropped: 0,
         survivors: Vec::new(),
     });
     let class = judged(&ledger);

@@ -39,6 +39,8 @@ pub(crate) struct HeapSnapshot {
     pub(crate) span: (u64, u64),
     /// Traced processes whose allocator was not traced (too many at once).
     pub(crate) unfollowed: u64,
+    /// Allocator calls the kernel could not record (`heap_*` drop reasons: a full map).
+    pub(crate) dropped: u64,
     /// By survivors made inside the iterations, most bytes first.
     pub(crate) survivors: Vec<Survivors>,
 }
@@ -59,6 +61,7 @@ impl HeapSnapshot {
             totals,
             span,
             unfollowed: 0,
+            dropped: 0,
         }
     }
 
@@ -184,6 +187,7 @@ mod tests {
             totals: BTreeMap::new(),
             span: (0, 1),
             unfollowed: 0,
+            dropped: 0,
             survivors: vec![Survivors {
                 tgid: 3,
                 caller: 0x1005,

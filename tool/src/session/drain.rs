@@ -99,7 +99,12 @@ impl Drainer {
                     .sum::<u64>()
             };
             (
-                by_reason.iter().map(|(_, n)| n).sum(),
+                // The heap class's own drops are no lost events (see `outcome`).
+                by_reason
+                    .iter()
+                    .filter(|(r, _)| !r.is_heap())
+                    .map(|(_, n)| n)
+                    .sum(),
                 lost(DropReason::RingFullMarker),
             )
         });
@@ -237,7 +242,12 @@ impl Drainer {
             sent_to_target: &stop::sent_to_target(),
             processes_running: running_at_end.len(),
         });
-        let lost_by_reason = probes.lost_by_reason();
+        // A heap allocation the kernel could not record casts doubt on the heap class only,
+        // which says so itself: it is no lost event (`lost_by_reason` sums to those).
+        let (heap_drops, lost_by_reason): (Vec<_>, Vec<_>) = probes
+            .lost_by_reason()
+            .into_iter()
+            .partition(|(reason, _)| reason.is_heap());
         let lost = |reason| {
             lost_by_reason
                 .iter()
@@ -247,6 +257,7 @@ impl Drainer {
         let heap = probes.heap_maps().map(|maps| {
             let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns);
             snapshot.unfollowed = self.heap.as_ref().map_or(0, |h| h.unfollowed);
+            snapshot.dropped = heap_drops.iter().map(|(_, n)| n).sum();
             snapshot.name_callers(|tgid, address| self.namer.name_address(tgid, address));
             snapshot
         });
@@ -257,13 +268,7 @@ impl Drainer {
             end,
             running_at_end,
             commands: std::mem::take(&mut self.followed).into_commands(),
-            // A heap allocation the kernel could not record casts doubt on the heap class
-            // only, which counts them itself (`HeapTotals::unrecorded`).
-            lost_events: lost_by_reason
-                .iter()
-                .filter(|(reason, _)| !reason.is_heap())
-                .map(|(_, n)| n)
-                .sum(),
+            lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
             lost_markers: lost(DropReason::RingFullMarker),
             lost_by_reason,
             fd_limit,
