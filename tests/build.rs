@@ -23,24 +23,26 @@ fn main() {
     println!("cargo:rustc-env=FIXTURE_DIR={}", out.display());
 }
 
-/// Every `*.c` of `sources` into a program of its name in `out`.
+/// Every `*.c` and `*.cpp` of `sources` into a program of its name in `out`.
 fn compile_all(sources: &Path, out: &Path, flags: &[&str]) {
     fs::create_dir_all(out).unwrap();
     let compiler = cc::Build::new().get_compiler();
     for entry in fs::read_dir(sources).unwrap() {
         let source = entry.unwrap().path();
-        if source.extension().is_none_or(|ext| ext != "c") {
-            continue;
-        }
+        // C++ fixtures (new/delete) go through g++, with the same flags.
+        let mut command = match source.extension().and_then(|ext| ext.to_str()) {
+            Some("c") => compiler.to_command(),
+            Some("cpp") => std::process::Command::new("g++"),
+            _ => continue,
+        };
         let name = source.file_stem().unwrap();
-        let status = compiler
-            .to_command()
+        let status = command
             .args(flags)
             .arg("-o")
             .arg(out.join(name))
             .arg(&source)
             .status()
-            .expect("cannot run the C compiler");
+            .expect("cannot run the C/C++ compiler");
         assert!(status.success(), "compiling {} failed", source.display());
     }
 }

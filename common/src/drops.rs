@@ -54,11 +54,17 @@ pub enum DropReason {
     /// the same CPU (a kernel booted with full preemption): the syscall's header is sent
     /// without its stack.
     StackScratchBusy = 16,
+    /// `--heap`: an allocation found no room in the live-allocation map: it counts in the
+    /// process's heap totals but has no site, and its free is not paired.
+    HeapLiveFull = 17,
+    /// `--heap`: a thread's allocator call found no room for its stash: the allocation is
+    /// not recorded at all.
+    HeapInflightFull = 18,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -79,6 +85,8 @@ impl DropReason {
         DropReason::ExitUnclear,
         DropReason::CloseUnclear,
         DropReason::StackScratchBusy,
+        DropReason::HeapLiveFull,
+        DropReason::HeapInflightFull,
     ];
 
     /// The slot in the `LOST` array.
@@ -106,7 +114,18 @@ impl DropReason {
             DropReason::ExitUnclear => "exit_unclear",
             DropReason::CloseUnclear => "close_unclear",
             DropReason::StackScratchBusy => "stack_scratch_busy",
+            DropReason::HeapLiveFull => "heap_live_map_full",
+            DropReason::HeapInflightFull => "heap_inflight_map_full",
         }
+    }
+
+    /// Whether the reason concerns `--heap`'s allocation maps only (the heap class counts
+    /// those itself; no other class misses anything).
+    pub const fn is_heap(self) -> bool {
+        matches!(
+            self,
+            DropReason::HeapLiveFull | DropReason::HeapInflightFull
+        )
     }
 
     /// The reason a full ring gives for a plain header record of `kind`. A syscall record

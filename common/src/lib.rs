@@ -10,6 +10,7 @@ pub mod close_outcome;
 pub mod drops;
 mod event_kind;
 pub mod fd_arrival;
+pub mod heap;
 mod object;
 pub mod open_flags;
 pub mod stack_rate;
@@ -315,6 +316,10 @@ mod pod {
     unsafe impl aya::Pod for super::ControlEvent {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::TrackedProcess {}
+    unsafe impl aya::Pod for super::heap::HeapKey {}
+    unsafe impl aya::Pod for super::heap::HeapLive {}
+    unsafe impl aya::Pod for super::heap::HeapTotals {}
+    unsafe impl aya::Pod for super::heap::HeapInflight {}
 }
 
 // Layout guards: a change here is a wire-format change and must be deliberate.
@@ -331,6 +336,10 @@ const _: () = assert!(USTACK_DEFAULT_BYTES as usize <= USTACK_CAP);
 const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 76);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
+const _: () = assert!(core::mem::size_of::<heap::HeapKey>() == 16);
+const _: () = assert!(core::mem::size_of::<heap::HeapLive>() == 40);
+const _: () = assert!(core::mem::size_of::<heap::HeapTotals>() == 72);
+const _: () = assert!(core::mem::size_of::<heap::HeapInflight>() == 40 + 40 + 8);
 
 #[cfg(test)]
 mod tests {

@@ -81,6 +81,18 @@ pub mod maps {
     /// `PerCpuArray` of one slot: each CPU's token bucket for stacks (`--stack-rate`).
     pub const STACK_BUCKET: &str = "STACK_BUCKET";
     pub const STACK_BUCKET_MAX_ENTRIES: u32 = 1;
+
+    /// `--heap`: `HashMap<u32 tid, HeapInflight>`, an allocator call between its entry and
+    /// its return.
+    pub const HEAP_INFLIGHT: &str = "HEAP_INFLIGHT";
+    pub const HEAP_INFLIGHT_MAX_ENTRIES: u32 = 16384;
+    /// `--heap`: `HashMap<HeapKey, HeapLive>`, the live allocations of traced processes,
+    /// allocated as they come (`BPF_F_NO_PREALLOC`).
+    pub const HEAP_LIVE: &str = "HEAP_LIVE";
+    pub const HEAP_LIVE_MAX_ENTRIES: u32 = 1 << 20;
+    /// `--heap`: `HashMap<u32 tgid, HeapTotals>`.
+    pub const HEAP_TOTALS: &str = "HEAP_TOTALS";
+    pub const HEAP_TOTALS_MAX_ENTRIES: u32 = 8192;
 }
 
 /// Programs, by name (the kernel function's symbol).
@@ -96,6 +108,13 @@ pub mod programs {
     pub const SCHED_PROCESS_EXIT: &str = "sched_process_exit";
     /// Uprobe on the iteration marker (`--iteration-symbol`), attached by the loader.
     pub const ITERATION_MARKER: &str = "iteration_marker";
+    /// `--heap`: uprobe on every allocating entry point ([`crate::heap::SYMBOLS`]), the
+    /// kind in the attach cookie.
+    pub const HEAP_ENTER: &str = "heap_enter";
+    /// `--heap`: uretprobe on the same entry points.
+    pub const HEAP_RETURN: &str = "heap_return";
+    /// `--heap`: uprobe on every freeing entry point.
+    pub const HEAP_FREE: &str = "heap_free";
 
     /// A tracepoint program and the tracepoint the loader attaches it to.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +162,9 @@ pub mod globals {
     pub const STACK_BYTES: &str = "STACK_BYTES";
     /// `u32`: stacks copied per second per CPU (`--stack-rate`); 0 = with every call.
     pub const STACK_RATE: &str = "STACK_RATE";
+    /// `u32`: nonzero under `--heap`: the iteration marker then counts the process's
+    /// iterations for its allocations and carries its heap totals.
+    pub const HEAP_ON: &str = "HEAP_ON";
 }
 
 #[cfg(test)]
@@ -173,10 +195,17 @@ mod tests {
             programs::SCHED_PROCESS_EXEC,
             programs::SCHED_PROCESS_EXIT,
             programs::ITERATION_MARKER,
+            programs::HEAP_ENTER,
+            programs::HEAP_RETURN,
+            programs::HEAP_FREE,
+            maps::HEAP_INFLIGHT,
+            maps::HEAP_LIVE,
+            maps::HEAP_TOTALS,
             globals::OFFSETS,
             globals::PAIR_OPENS,
             globals::STACK_BYTES,
             globals::STACK_RATE,
+            globals::HEAP_ON,
         ];
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is used twice");

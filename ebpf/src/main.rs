@@ -54,6 +54,7 @@ macro_rules! named {
 // After `named!`, which it uses.
 mod ustack;
 use ustack::{UserRegs, emit_with_user_stack};
+mod heap;
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
 #[unsafe(no_mangle)]
@@ -433,6 +434,9 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
     if let Some(process) = tracked(tgid) {
         pairing::flush(process);
         let mut event = header(EventKind::Exec, tgid, tid);
+        if heap::heap_on() {
+            heap::on_exec(tgid, event.ktime_ns);
+        }
         event.rss_pages = current_rss_pages();
         emit(event);
     }
@@ -484,6 +488,17 @@ pub fn iteration_marker(ctx: ProbeContext) -> u32 {
         pairing::flush(process);
         let mut event = header(EventKind::Marker, tgid, tid);
         event.args[0] = ctx.arg::<u64>(0).unwrap_or(0);
+        // Under --heap: args[1..5] are the live heap bytes and allocations, the missed
+        // frees and the unrecorded allocations; args[5] = 1 says they are there.
+        if heap::heap_on()
+            && let Some(heap) = heap::on_marker(tgid)
+        {
+            event.args[1] = heap[0];
+            event.args[2] = heap[1];
+            event.args[3] = heap[2];
+            event.args[4] = heap[3];
+            event.args[5] = 1;
+        }
         event.rss_pages = current_rss_pages();
         emit(event);
     }

@@ -42,10 +42,34 @@ pub(crate) enum What {
     /// Process `tgid` is gone: everything it held is released.
     Exit,
     /// The iteration-marker uprobe fired; `arg` is the marker function's first argument.
-    Marker { arg: u64 },
+    /// Under `--heap`, `heap` is the process's allocator totals at that instant.
+    Marker { arg: u64, heap: Option<MarkerHeap> },
     /// A call that would have acquired a resource failed (EMFILE, ENOMEM, ...): evidence
     /// that the process hit a limit, not a change of any resource.
     Failed(FailedCall),
+}
+
+/// `--heap`: a process's allocator totals, as the kernel kept them, at its iteration marker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MarkerHeap {
+    /// Bytes allocated and not freed (paired in the kernel).
+    pub(crate) live_bytes: u64,
+    pub(crate) live_count: u64,
+    /// Allocations whose free was never seen (their address came back while live).
+    pub(crate) missed_frees: u64,
+    /// Allocations the kernel could not record (its map was full).
+    pub(crate) unrecorded: u64,
+}
+
+impl From<&leakscope_common::heap::HeapTotals> for MarkerHeap {
+    fn from(totals: &leakscope_common::heap::HeapTotals) -> Self {
+        MarkerHeap {
+            live_bytes: totals.live_bytes.max(0) as u64,
+            live_count: totals.live_count.max(0) as u64,
+            missed_frees: totals.missed_frees,
+            unrecorded: totals.unrecorded,
+        }
+    }
 }
 
 /// A failed acquiring syscall.
@@ -253,6 +277,13 @@ fn decode_header(
         EventKind::Exit => What::Exit,
         EventKind::Marker => What::Marker {
             arg: header.args[0],
+            // See the kernel's `iteration_marker`: args[5] = 1 when args[1..5] are there.
+            heap: (header.args[5] == 1).then(|| MarkerHeap {
+                live_bytes: (header.args[1] as i64).max(0) as u64,
+                live_count: (header.args[2] as i64).max(0) as u64,
+                missed_frees: header.args[3],
+                unrecorded: header.args[4],
+            }),
         },
         EventKind::Failed => What::Failed(decode_failed(header)?),
         // Split by `decode_record` before it gets here.

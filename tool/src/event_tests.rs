@@ -194,7 +194,7 @@ fn decodes_every_header_only_kind() {
         (EventKind::Exec, What::Exec),
         (EventKind::Exit, What::Exit),
         // The marker function's first argument travels in args[0].
-        (EventKind::Marker, What::Marker { arg: 1 }),
+        (EventKind::Marker, What::Marker { arg: 1, heap: None }),
     ] {
         let event = decode(&bytes_of(&wire_event(kind, 0, 0)), 4096).unwrap();
         assert_eq!(event.what, what, "{kind:?}");

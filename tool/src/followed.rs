@@ -156,7 +156,7 @@ mod tests {
     fn a_process_whose_fork_event_was_lost_is_followed_from_its_first_event() {
         let mut followed = Followed::new(10, Vec::new());
         followed.observe(&event(10, What::Exit));
-        followed.observe(&event(11, What::Marker { arg: 0 }));
+        followed.observe(&event(11, What::Marker { arg: 0, heap: None }));
         assert_eq!(followed.live(), &BTreeSet::from([11]));
         followed.observe(&event(11, What::Exit));
         assert!(followed.is_empty());

@@ -18,6 +18,7 @@ mod exit_code;
 mod extract;
 mod file_sizes;
 mod followed;
+mod heap;
 mod iterations;
 mod kernel_offsets;
 mod ledger;

@@ -46,6 +46,15 @@ pub(crate) enum ProbeError {
         map: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(
+        "--heap: cannot attach to `{symbol}` in {binary}{}",
+        refused_hint(source)
+    )]
+    Heap {
+        symbol: &'static str,
+        binary: String,
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("cannot attach the iteration marker to `{symbol}` in {binary}")]
     Marker {
         symbol: String,
@@ -65,12 +74,23 @@ impl ProbeError {
                 source: aya::maps::MapError::CreateError { .. },
                 ..
             } => exit_code::NO_PRIVILEGE_OR_FEATURE,
-            ProbeError::Marker { .. } => exit_code::USAGE,
+            ProbeError::Marker { .. } | ProbeError::Heap { .. } => exit_code::USAGE,
             ProbeError::NoObject
             | ProbeError::MissingProgram(_)
             | ProbeError::MissingMap(_)
             | ProbeError::Map { .. } => exit_code::FAILURE,
         }
+    }
+}
+
+/// The kernel refuses (EINVAL) a uprobe where another tracer's uprobe already sits with
+/// other options: bcc's memleak running on the same library is the usual one.
+fn refused_hint(error: &aya::programs::ProgramError) -> &'static str {
+    let text = error.to_string();
+    if text.contains("perf_event_open") && text.contains("os error 22") {
+        " (another uprobe tracer on the same function, e.g. bcc's memleak, makes the kernel refuse it)"
+    } else {
+        ""
     }
 }
 
@@ -87,6 +107,13 @@ fn load_refused(error: aya::EbpfError) -> ProbeError {
     })
 }
 
+/// One `--heap` uprobe attached to one process.
+#[derive(Debug)]
+pub(crate) struct HeapLink {
+    program: &'static str,
+    link: aya::programs::uprobe::UProbeLinkId,
+}
+
 pub(crate) struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub(crate) ring_bytes: u32,
@@ -95,6 +122,8 @@ pub(crate) struct ProbeOptions {
     pub(crate) stack_bytes: u32,
     /// Stacks the kernel copies per second per CPU; 0: with every call.
     pub(crate) stack_rate: u32,
+    /// `--heap`: load the allocator programs and let the marker carry heap totals.
+    pub(crate) heap: bool,
 }
 
 pub(crate) struct Probes {
@@ -104,6 +133,8 @@ pub(crate) struct Probes {
     /// Whether the kernel holds opens back ([`NO_PAIR_ENV`] unset).
     pair_opens: bool,
     lost: PerCpuArray<MapData, u64>,
+    /// `--heap`: the live allocations and the per-process totals.
+    heap: Option<crate::heap::HeapMaps>,
     /// Held while the kernel counts the programs' runs and run time ([`PROGRAM_STATS_ENV`]).
     stats: Option<std::os::fd::OwnedFd>,
 }
@@ -136,12 +167,14 @@ impl Probes {
         // Parsed once, for the loader's relocations and the BTF tracepoints' load.
         let btf = aya::Btf::from_sys_fs().map_err(|e| ProbeError::Load(Box::new(e)))?;
         let pair_opens = u32::from(std::env::var_os(NO_PAIR_ENV).is_none());
+        let heap_on = u32::from(options.heap);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(globals::OFFSETS, &offsets, true)
             .override_global(globals::PAIR_OPENS, &pair_opens, true)
             .override_global(globals::STACK_BYTES, &options.stack_bytes, true)
             .override_global(globals::STACK_RATE, &options.stack_rate, true)
+            .override_global(globals::HEAP_ON, &heap_on, true)
             .map_max_entries(maps::EVENTS, options.ring_bytes)
             .map_max_entries(maps::TRACED_PIDS, maps::traced_pids_words(pid_max()))
             .load(OBJECT)
@@ -183,6 +216,26 @@ impl Probes {
         let tracked = typed_map(&mut ebpf, maps::TRACKED, HashMap::try_from)?;
         let traced_pids = typed_map(&mut ebpf, maps::TRACED_PIDS, Array::try_from)?;
         let lost = typed_map(&mut ebpf, maps::LOST, PerCpuArray::try_from)?;
+        let heap = if options.heap {
+            for name in [programs::HEAP_ENTER, programs::HEAP_FREE] {
+                let probe: &mut UProbe = program(&mut ebpf, name)?;
+                probe.load().map_err(|source| ProbeError::Program {
+                    program: name,
+                    source: Box::new(source),
+                })?;
+            }
+            let probe: &mut UProbe = program(&mut ebpf, programs::HEAP_RETURN)?;
+            probe.load().map_err(|source| ProbeError::Program {
+                program: programs::HEAP_RETURN,
+                source: Box::new(source),
+            })?;
+            Some(crate::heap::HeapMaps {
+                live: typed_map(&mut ebpf, maps::HEAP_LIVE, HashMap::try_from)?,
+                totals: typed_map(&mut ebpf, maps::HEAP_TOTALS, HashMap::try_from)?,
+            })
+        } else {
+            None
+        };
         Ok((
             Probes {
                 ebpf,
@@ -190,6 +243,7 @@ impl Probes {
                 traced_pids,
                 pair_opens: pair_opens != 0,
                 lost,
+                heap,
                 stats,
             },
             ring,
@@ -237,6 +291,69 @@ impl Probes {
                 binary: binary.display().to_string(),
                 source: Box::new(source),
             })
+    }
+
+    /// `--heap`: attaches the allocator programs to `points`, for process `pid` only. An
+    /// entry point the kernel refuses is skipped; `malloc` and `free` must attach, else the
+    /// error says why. Returns the links, to detach them when the process is gone.
+    pub(crate) fn attach_heap(
+        &mut self,
+        pid: u32,
+        points: &[crate::heap::attach::EntryPoint],
+    ) -> Result<Vec<HeapLink>, ProbeError> {
+        use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint};
+        use leakscope_common::heap::HeapKind;
+        let Some(scope) = std::num::NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
+            return Ok(Vec::new());
+        };
+        let mut links = Vec::new();
+        for point in points {
+            let names: &[&'static str] = if point.kind == HeapKind::Free {
+                &[programs::HEAP_FREE]
+            } else {
+                &[programs::HEAP_ENTER, programs::HEAP_RETURN]
+            };
+            for &name in names {
+                let probe: &mut UProbe = program(&mut self.ebpf, name)?;
+                let at = UProbeAttachPoint {
+                    location: UProbeAttachLocation::Symbol(point.symbol),
+                    cookie: Some(point.kind as u64),
+                };
+                match probe.attach(at, &point.object, scope) {
+                    Ok(link) => links.push(HeapLink {
+                        program: name,
+                        link,
+                    }),
+                    Err(source) if matches!(point.symbol, "malloc" | "free") => {
+                        return Err(ProbeError::Heap {
+                            symbol: point.symbol,
+                            binary: point.object.display().to_string(),
+                            source: Box::new(source),
+                        });
+                    }
+                    Err(_) => {} // an optional entry point: skipped
+                }
+            }
+        }
+        Ok(links)
+    }
+
+    /// Detaches heap probes of a process that is gone (each holds an fd and kernel memory).
+    pub(crate) fn detach_heap(&mut self, links: Vec<HeapLink>) {
+        for HeapLink {
+            program: name,
+            link,
+        } in links
+        {
+            if let Ok(probe) = program::<UProbe>(&mut self.ebpf, name) {
+                let _ = probe.detach(link);
+            }
+        }
+    }
+
+    /// `--heap`: the kernel's heap maps (None without it).
+    pub(crate) fn heap_maps(&self) -> Option<&crate::heap::HeapMaps> {
+        self.heap.as_ref()
     }
 
     /// The opens the kernel holds back for pairing right now, one per traced process at
@@ -415,6 +532,21 @@ mod tests {
                 bpf_map_type::BPF_MAP_TYPE_ARRAY,
                 maps::traced_pids_words(maps::TRACED_PIDS_PLACEHOLDER_PIDS),
             ),
+            (
+                maps::HEAP_INFLIGHT,
+                bpf_map_type::BPF_MAP_TYPE_HASH,
+                maps::HEAP_INFLIGHT_MAX_ENTRIES,
+            ),
+            (
+                maps::HEAP_LIVE,
+                bpf_map_type::BPF_MAP_TYPE_HASH,
+                maps::HEAP_LIVE_MAX_ENTRIES,
+            ),
+            (
+                maps::HEAP_TOTALS,
+                bpf_map_type::BPF_MAP_TYPE_HASH,
+                maps::HEAP_TOTALS_MAX_ENTRIES,
+            ),
         ] {
             let map = object
                 .maps
@@ -451,9 +583,19 @@ mod tests {
                 tp.program
             );
         }
+        for name in [
+            programs::ITERATION_MARKER,
+            programs::HEAP_ENTER,
+            programs::HEAP_FREE,
+        ] {
+            assert!(
+                matches!(section(name), ProgramSection::UProbe { sleepable: false }),
+                "{name} is no uprobe"
+            );
+        }
         assert!(matches!(
-            section(programs::ITERATION_MARKER),
-            ProgramSection::UProbe { sleepable: false }
+            section(programs::HEAP_RETURN),
+            ProgramSection::URetProbe { sleepable: false }
         ));
     }
 
@@ -474,6 +616,7 @@ mod tests {
         let pair_opens = 1u32.to_ne_bytes();
         let stack_bytes = leakscope_common::USTACK_DEFAULT_BYTES.to_ne_bytes();
         let stack_rate = leakscope_common::USTACK_DEFAULT_RATE.to_ne_bytes();
+        let heap_on = 0u32.to_ne_bytes();
         // What `override_global(.., must_exist = true)` does at load: the symbol must exist
         // and have exactly this size.
         object
@@ -482,6 +625,7 @@ mod tests {
                 (globals::PAIR_OPENS, (&pair_opens[..], true)),
                 (globals::STACK_BYTES, (&stack_bytes[..], true)),
                 (globals::STACK_RATE, (&stack_rate[..], true)),
+                (globals::HEAP_ON, (&heap_on[..], true)),
             ]))
             .expect("the object has every global the loader sets, of its size");
     }

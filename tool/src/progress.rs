@@ -87,6 +87,10 @@ impl<S: EventSink> EventSink for ProgressSink<'_, S> {
         self.inner.polled(lost);
     }
 
+    fn heap_sampled(&mut self, time_ns: u64, totals: &[(u32, crate::event::MarkerHeap)]) {
+        self.inner.heap_sampled(time_ns, totals);
+    }
+
     fn apply(&mut self, event: &Event) {
         self.inner.apply(event);
         if let (What::Marker { .. }, Some(bar)) = (&event.what, &self.progress.bar) {

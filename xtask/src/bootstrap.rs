@@ -143,10 +143,11 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// The integration tests compile C fixtures and run Python and Node ones.
+/// The integration tests compile C and C++ fixtures and run Python and Node ones.
 pub(crate) fn ensure_fixture_tools() -> Result<()> {
     for (program, package) in [
         ("cc", "gcc"),
+        ("g++", "g++"),
         ("python3", "python3"),
         ("node", "nodejs"),
         ("strace", "strace"),

@@ -56,6 +56,13 @@ enum Task {
         /// leakscope alone, without the peers.
         #[arg(long)]
         no_peers: bool,
+        /// malloc+free pairs of the heap row (`leakscope run --heap` against bcc's
+        /// memleak-bpfcc); 0 leaves the row out.
+        #[arg(long, default_value_t = 100_000)]
+        heap_iterations: u64,
+        /// Only the heap row.
+        #[arg(long)]
+        only_heap: bool,
     },
 }
 
@@ -81,6 +88,8 @@ fn main() -> Result<()> {
             extract_rounds,
             extract_iterations,
             no_peers,
+            heap_iterations,
+            only_heap,
         } => {
             let binary = build()?;
             let options = bench::Options {
@@ -89,6 +98,8 @@ fn main() -> Result<()> {
                 extract_rounds,
                 extract_iterations,
                 peers: !no_peers,
+                heap_iterations,
+                only_heap,
             };
             bench::run(&binary, &options)?;
         }

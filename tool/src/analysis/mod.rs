@@ -6,6 +6,7 @@ pub(crate) mod failures;
 pub(crate) mod file_bytes;
 pub(crate) mod files_gone;
 pub(crate) mod heap;
+pub(crate) mod heap_alloc;
 pub(crate) mod lifetimes;
 pub(crate) mod limits;
 pub(crate) mod rss;
@@ -76,6 +77,8 @@ pub(crate) struct Analysis {
     pub(crate) files: ResourceClass,
     /// inotify watches and fanotify marks.
     pub(crate) watches: ResourceClass,
+    /// `--heap`: the allocator's live bytes (`None` without it).
+    pub(crate) heap: Option<heap_alloc::AllocClass>,
 }
 
 pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts) -> Analysis {
@@ -157,7 +160,9 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         doubt,
         None,
     );
+    let heap = heap_alloc::alloc_class(ledger, iterations, doubt);
     Analysis {
+        heap,
         fd,
         mmap,
         brk,

@@ -165,6 +165,14 @@ pub(crate) struct CommonArgs {
     /// `--metrics /var/lib/node_exporter/textfile/leakscope.prom`.
     #[arg(long, value_name = "FILE")]
     pub(crate) metrics: Option<PathBuf>,
+    /// Trace the target's allocator (malloc, calloc, realloc, free, C++ new/delete,
+    /// jemalloc, mimalloc) with uprobes, pairing allocations with frees in the kernel: adds
+    /// the class `heap` (bytes live per iteration, and the callers of what survives). It
+    /// costs a uprobe trap, a few microseconds, on every allocator call of the target:
+    /// an allocation-heavy program runs many times slower, as under bcc's memleak.
+    /// The launched or attached process only, not its children.
+    #[arg(long)]
+    pub(crate) heap: bool,
 }
 
 /// The command line that parses back into `args`: each field written as its own flag, in

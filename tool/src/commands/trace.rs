@@ -55,6 +55,12 @@ impl EventSink for Tracing {
         self.sizes.after_event(&mut self.ledger, event.time_ns);
     }
 
+    fn heap_sampled(&mut self, time_ns: u64, totals: &[(u32, crate::event::MarkerHeap)]) {
+        for (tgid, heap) in totals {
+            self.ledger.note_heap_totals(*tgid, time_ns, heap);
+        }
+    }
+
     fn polled(&mut self, lost: &dyn Fn() -> (u64, u64)) {
         self.ledger.poll_early();
         // Automatic detection found no loop early: memory grows with events (said once).
@@ -93,6 +99,7 @@ pub(crate) async fn trace_and_diagnose(
         stack_bytes: common.stack_bytes,
         stack_rate: common.stack_rate,
         marker,
+        heap: common.heap,
     };
     let watch = watch.map(|request| {
         let (pid, command) = match &target {
@@ -143,6 +150,9 @@ pub(crate) async fn trace_and_diagnose(
     let mut ledger = tracing.ledger;
     // Entries left on disk are sized now, before anyone can remove them.
     ledger.note_file_sizes(file_sizes::stat_live(&ledger));
+    if let Some(heap) = &outcome.heap {
+        ledger.note_heap_snapshot(heap.clone());
+    }
     stop::test_pause("report", "").await;
     let exit = outcome.end;
     let info = RunInfo {

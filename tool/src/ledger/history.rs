@@ -23,6 +23,11 @@ pub(super) struct History {
     pub(crate) heap_bytes: Vec<ByteChange>,
     pub(crate) heap_growth: Vec<HeapGrowth>,
     pub(crate) rss: Vec<RssSample>,
+    /// `--heap`: live allocated bytes and allocations of a process at its markers.
+    pub(crate) alloc_bytes: Vec<RssSample>,
+    pub(crate) alloc_counts: Vec<RssSample>,
+    /// `--heap`: the latest marker's missed frees and unrecorded allocations, by process.
+    pub(crate) alloc_doubts: std::collections::BTreeMap<u32, (u64, u64)>,
     pub(crate) markers: Vec<u64>,
     pub(crate) opens: Vec<OpenedPath>,
     /// By name; a hash map, since every event counts once (the report sorts them).

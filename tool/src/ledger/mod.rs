@@ -157,6 +157,8 @@ pub(crate) struct Ledger {
     streaming: streaming::Streaming,
     /// Automatic detection while tracing, when it is on (see [`Ledger::detect_early`]).
     early: Option<Box<crate::iterations::early::Early>>,
+    /// `--heap`: the kernel's heap maps when tracing ended.
+    heap_snapshot: Option<crate::heap::snapshot::HeapSnapshot>,
 }
 
 impl Ledger {
@@ -209,7 +211,10 @@ impl Ledger {
                 self.count("exit");
                 self.exit(tgid, t);
             }
-            What::Marker { .. } => {
+            What::Marker { heap, .. } => {
+                if let Some(heap) = heap {
+                    self.note_heap_totals(tgid, t, heap);
+                }
                 if !self.note_marker(t) {
                     self.history.markers.push(t);
                 }
@@ -308,6 +313,53 @@ impl Ledger {
         &self.history.watches
     }
     /// What the session found on disk of the live entries when tracing ended.
+    /// `--heap`: a process's allocator totals at its marker, or read at a poll.
+    pub(crate) fn note_heap_totals(
+        &mut self,
+        tgid: u32,
+        time_ns: u64,
+        heap: &crate::event::MarkerHeap,
+    ) {
+        let sample = |bytes| RssSample {
+            time_ns,
+            tgid,
+            bytes,
+        };
+        self.history.alloc_bytes.push(sample(heap.live_bytes));
+        self.history.alloc_counts.push(sample(heap.live_count));
+        self.history
+            .alloc_doubts
+            .insert(tgid, (heap.missed_frees, heap.unrecorded));
+    }
+
+    /// `--heap`: live allocated bytes of each process at its markers.
+    pub(crate) fn alloc_byte_samples(&self) -> &[RssSample] {
+        &self.history.alloc_bytes
+    }
+
+    /// `--heap`: live allocations of each process at its markers.
+    pub(crate) fn alloc_count_samples(&self) -> &[RssSample] {
+        &self.history.alloc_counts
+    }
+
+    /// `--heap`: (missed frees, unrecorded allocations) summed over the processes, as of
+    /// their latest markers.
+    pub(crate) fn alloc_doubts(&self) -> (u64, u64) {
+        self.history
+            .alloc_doubts
+            .values()
+            .fold((0, 0), |(m, u), (dm, du)| (m + dm, u + du))
+    }
+
+    /// `--heap`: the kernel's heap maps as tracing ended.
+    pub(crate) fn note_heap_snapshot(&mut self, snapshot: crate::heap::snapshot::HeapSnapshot) {
+        self.heap_snapshot = Some(snapshot);
+    }
+
+    pub(crate) fn heap_snapshot(&self) -> Option<&crate::heap::snapshot::HeapSnapshot> {
+        self.heap_snapshot.as_ref()
+    }
+
     pub(crate) fn note_file_sizes(&mut self, sizes: crate::analysis::FileSizes) {
         self.file_sizes = sizes;
     }

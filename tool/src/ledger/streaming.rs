@@ -83,6 +83,8 @@ pub(crate) struct Streaming {
     pub(crate) rss_folded: u64,
     /// Resident samples before this index are reduced to one per group already.
     rss_reduced: usize,
+    /// The same for `--heap`'s samples of live bytes and allocations.
+    alloc_reduced: [usize; 2],
     /// Failures folded away, by class and errno.
     pub(crate) failures_folded: BTreeMap<(ClassKind, i32), u64>,
     /// Of those, limit failures from the first boundary on, by class.
@@ -222,6 +224,7 @@ impl Ledger {
             merge_pairs(&mut folded.bytes);
         }
         self.streaming.rss_reduced = 0;
+        self.streaming.alloc_reduced = [0, 0];
     }
 
     /// The streamed boundaries (`--iteration-symbol`, `--iteration-path`) at their bounded
@@ -316,6 +319,13 @@ impl Ledger {
             settled,
             &mut self.streaming.rss_reduced,
         );
+        // Only the latest sample before each boundary is read, as for resident memory.
+        for (samples, reduced) in [&mut history.alloc_bytes, &mut history.alloc_counts]
+            .into_iter()
+            .zip(self.streaming.alloc_reduced.iter_mut())
+        {
+            fold_rss(samples, &known, settled, reduced);
+        }
         let first_boundary = boundaries[0];
         fold_failures(
             &mut self.streaming,

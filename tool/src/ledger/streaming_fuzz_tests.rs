@@ -63,7 +63,7 @@ mod random {
             let p = procs[r.below(procs.len() as u64) as usize];
             let rss = (r.below(3) == 0).then(|| 1 << 20 | (r.below(8) << 12));
             let what = match r.below(22) {
-                0..=2 => What::Marker { arg: 0 },
+                0..=2 => What::Marker { arg: 0, heap: None },
                 3 => What::Syscall(
                     sys(nr::OPENAT, 40, [-100i64 as u64, 0, 0, 0, 0, 0])
                         .with_path("/srv/iteration/tick"),
@@ -484,12 +484,16 @@ mod found_in_review {
     /// but `add_to` adds nothing when from >= to.
     #[test]
     fn released_before_born_folds_differently() {
-        let mut events = vec![at(MS, 100, What::Marker { arg: 0 })];
+        let mut events = vec![at(MS, 100, What::Marker { arg: 0, heap: None })];
         events.push(at(10 * MS + 500, 100, creat("/tmp/x", 7))); // stamped last, arrives first
         events.push(at(10 * MS + 100, 200, unlink("/tmp/x")));
-        events.push(at(10 * MS + 300, 300, What::Marker { arg: 0 }));
+        events.push(at(10 * MS + 300, 300, What::Marker { arg: 0, heap: None }));
         for k in 1..20 {
-            events.push(at(10 * MS + k * 20 * MS, 100, What::Marker { arg: 0 }));
+            events.push(at(
+                10 * MS + k * 20 * MS,
+                100,
+                What::Marker { arg: 0, heap: None },
+            ));
         }
         let (folded, full) = both(&events, &[]);
         assert_same(&folded, &full);
@@ -502,7 +506,11 @@ mod found_in_review {
     fn byte_totals_above_2_pow_53_round_differently() {
         let mut events = vec![at(MS / 2, 100, creat("/tmp/big", 7))];
         for k in 0..40u64 {
-            events.push(at(MS + k * 20 * MS, 100, What::Marker { arg: 0 }));
+            events.push(at(
+                MS + k * 20 * MS,
+                100,
+                What::Marker { arg: 0, heap: None },
+            ));
             if k % 4 == 1 {
                 events.push(at(
                     MS + k * 20 * MS + MS,

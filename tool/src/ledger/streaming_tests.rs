@@ -364,14 +364,14 @@ fn a_boundary_arriving_after_the_fold_settled_past_it_makes_every_verdict_inconc
         tgid: stream.tgid,
         tid: stream.tgid + 1,
         rss_bytes: None,
-        what: What::Marker { arg: 0 },
+        what: What::Marker { arg: 0, heap: None },
     });
     stream.events.push(crate::event::Event {
         time_ns: last + 1_000,
         tgid: stream.tgid,
         tid: stream.tgid,
         rss_bytes: None,
-        what: What::Marker { arg: 0 },
+        what: What::Marker { arg: 0, heap: None },
     });
     let folded = replay(&stream, Some(1));
     assert_eq!(folded.late_boundaries(), 1);

@@ -140,12 +140,32 @@ impl Stream {
 
     pub(crate) fn marker(&mut self) -> &mut Self {
         let tgid = self.tgid;
-        self.push(tgid, tgid, What::Marker { arg: 0 }, None)
+        self.push(tgid, tgid, What::Marker { arg: 0, heap: None }, None)
     }
 
     pub(crate) fn marker_with_rss(&mut self, rss: u64) -> &mut Self {
         let tgid = self.tgid;
-        self.push(tgid, tgid, What::Marker { arg: 0 }, Some(rss))
+        self.push(tgid, tgid, What::Marker { arg: 0, heap: None }, Some(rss))
+    }
+
+    /// A marker carrying the allocator totals `--heap` adds: (live bytes, live count).
+    pub(crate) fn marker_with_heap(&mut self, live_bytes: u64, live_count: u64) -> &mut Self {
+        let tgid = self.tgid;
+        let heap = crate::event::MarkerHeap {
+            live_bytes,
+            live_count,
+            missed_frees: 0,
+            unrecorded: 0,
+        };
+        self.push(
+            tgid,
+            tgid,
+            What::Marker {
+                arg: 0,
+                heap: Some(heap),
+            },
+            None,
+        )
     }
 
     pub(crate) fn exit(&mut self) -> &mut Self {

@@ -200,6 +200,16 @@ impl Report {
                 limit_text(classes.brk.limit_hit.as_ref(), None)
             ));
         }
+        if let Some(heap) = classes.heap.as_ref().filter(|h| h.verdict == Verdict::Leak) {
+            let site = heap
+                .sites
+                .first()
+                .map_or(String::new(), |s| format!(", allocated in {}", s.site));
+            leaks.push(format!(
+                "heap leak: {}{site}",
+                units::per_iteration(units::bytes_rate(heap.bytes_per_iteration)),
+            ));
+        }
         for (name, class) in [("files", &classes.files), ("watches", &classes.watches)] {
             if class.verdict == Verdict::Leak {
                 // Files leak bytes on disk too; watches are counted only.
@@ -227,7 +237,7 @@ impl Report {
         leaks
     }
 
-    fn spoken(&self) -> [Spoken<'_>; 6] {
+    fn spoken(&self) -> Vec<Spoken<'_>> {
         let c = &self.classes;
         let count_limit =
             |class: &ResourceReport| class.detection_limit_per_iteration.map(units::count_rate);
@@ -240,7 +250,7 @@ impl Report {
             (Some(count), Some(bytes)) => Some(format!("{} or {bytes}", per_iteration(&count))),
             (count, bytes) => count.map(|c| per_iteration(&c)).or(bytes),
         };
-        [
+        let mut spoken = vec![
             Spoken {
                 name: "fds",
                 adjective: "fd",
@@ -289,7 +299,18 @@ impl Report {
                 limit: count_limit(&c.watches).map(|l| per_iteration(&l)),
                 none_created: none_created(&c.watches),
             },
-        ]
+        ];
+        if let Some(heap) = &c.heap {
+            spoken.push(Spoken {
+                name: "heap allocations",
+                adjective: "heap",
+                verdict: heap.verdict,
+                why: &heap.why,
+                limit: bytes_limit(heap.detection_limit_bytes_per_iteration),
+                none_created: false,
+            });
+        }
+        spoken
     }
 }
 

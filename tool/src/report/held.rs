@@ -175,6 +175,17 @@ impl Classes {
         for site in &mut self.brk.sites {
             site.bytes_per_iteration = 0.0;
         }
+        if let Some(heap) = &mut self.heap {
+            heap.bytes_per_iteration = 0.0;
+            heap.allocations_per_iteration = 0.0;
+            heap.detection_limit_bytes_per_iteration = None;
+            heap.verdict = Verdict::Inconclusive;
+            heap.why = why.to_string();
+            for site in &mut heap.sites {
+                site.bytes_per_iteration = 0.0;
+                site.allocations_per_iteration = 0.0;
+            }
+        }
         let rss = &mut self.rss;
         rss.bytes_per_iteration = 0.0;
         rss.unexplained_bytes_per_iteration = 0.0;

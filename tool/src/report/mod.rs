@@ -28,6 +28,7 @@ impl Report {
             classes.rss.verdict,
             classes.files.verdict,
             classes.watches.verdict,
+            classes.heap.as_ref().map_or(Verdict::NoLeak, |h| h.verdict),
         ]
         .contains(&Verdict::Leak)
     }

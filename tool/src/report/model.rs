@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::failures::{self, Failures};
+use crate::analysis::heap_alloc::AllocClass;
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::limits::{self, LimitHit};
 use crate::analysis::trend::{Judgement, Verdict};
@@ -119,6 +120,95 @@ pub(crate) struct Classes {
     pub(crate) files: ResourceReport,
     /// inotify watches and fanotify marks.
     pub(crate) watches: ResourceReport,
+    /// `--heap`: the allocator traced (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) heap: Option<HeapReport>,
+}
+
+/// `--heap`: bytes allocated and not freed, paired in the kernel.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct HeapReport {
+    pub(crate) verdict: Verdict,
+    pub(crate) why: String,
+    pub(crate) bytes_per_iteration: f64,
+    pub(crate) allocations_per_iteration: f64,
+    /// Live allocated bytes and allocations at the last iteration boundary (`null`
+    /// before any marker).
+    pub(crate) live_bytes_at_end: Option<u64>,
+    pub(crate) live_allocations_at_end: Option<u64>,
+    pub(crate) detection_limit_bytes_per_iteration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) iterations_needed: Option<u64>,
+    /// Allocations whose free went through an entry point leakscope does not trace (the
+    /// allocator handed their address out again while they were live).
+    pub(crate) missed_frees: u64,
+    /// Allocations the kernel could not record (its map was full): the class is then
+    /// inconclusive.
+    pub(crate) unrecorded: u64,
+    /// Frees of blocks allocated in an earlier iteration (or before the first marker):
+    /// blocks that lived across an iteration boundary and were freed after all.
+    pub(crate) late_frees: u64,
+    /// Callers of what was allocated inside the iterations and never freed, most bytes
+    /// first.
+    pub(crate) sites: Vec<HeapCallerReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct HeapCallerReport {
+    /// The function that called the allocator (outermost call: `new`, not the `malloc`
+    /// inside it).
+    pub(crate) site: String,
+    /// The caller is in a system library (libc, libstdc++): the program's own function is
+    /// further up the stack.
+    pub(crate) system: bool,
+    pub(crate) pid: u32,
+    pub(crate) allocations: u64,
+    pub(crate) bytes: u64,
+    pub(crate) bytes_per_iteration: f64,
+    pub(crate) allocations_per_iteration: f64,
+}
+
+impl HeapReport {
+    fn new(class: &AllocClass) -> Self {
+        let deciding = if class.count.verdict > class.bytes.verdict {
+            &class.count
+        } else {
+            &class.bytes
+        };
+        let mut why = deciding.why.clone();
+        if class.missed_frees > 0 {
+            why.push_str(&format!(
+                "; {} allocations were freed through an entry point not traced (their address came back)",
+                class.missed_frees
+            ));
+        }
+        HeapReport {
+            verdict: class.verdict,
+            why,
+            bytes_per_iteration: class.bytes.rate,
+            allocations_per_iteration: class.count.rate,
+            live_bytes_at_end: class.live_bytes_at_end,
+            live_allocations_at_end: class.live_count_at_end,
+            detection_limit_bytes_per_iteration: class.bytes.limit,
+            iterations_needed: deciding.iterations_needed,
+            missed_frees: class.missed_frees,
+            unrecorded: class.unrecorded,
+            late_frees: class.late_frees,
+            sites: class
+                .sites
+                .iter()
+                .map(|s| HeapCallerReport {
+                    site: s.function.clone(),
+                    system: s.system,
+                    pid: s.tgid,
+                    allocations: s.count,
+                    bytes: s.bytes,
+                    bytes_per_iteration: s.bytes_per_iteration,
+                    allocations_per_iteration: s.allocations_per_iteration,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -291,6 +381,7 @@ impl Classes {
             rss: RssReport::new(&analysis.rss),
             files: ResourceReport::new(&analysis.files, sites),
             watches: ResourceReport::new(&analysis.watches, sites),
+            heap: analysis.heap.as_ref().map(HeapReport::new),
         }
     }
 }

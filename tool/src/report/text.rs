@@ -214,6 +214,28 @@ impl Report {
         ] {
             row(disk_row(name, unit, class).each_ref().map(String::as_str));
         }
+        if let Some(heap) = &c.heap {
+            row([
+                "heap",
+                verdict_text(heap.verdict),
+                &format!(
+                    "{}, {}",
+                    units::bytes_rate(seen(
+                        heap.bytes_per_iteration,
+                        heap.detection_limit_bytes_per_iteration
+                    )),
+                    with_unit(units::count_rate(heap.allocations_per_iteration), "allocs")
+                ),
+                &heap.live_bytes_at_end.map_or("-".into(), |b| {
+                    format!(
+                        "{} ({} allocs)",
+                        units::bytes(b as f64),
+                        heap.live_allocations_at_end.unwrap_or(0)
+                    )
+                }),
+                &bytes_limit(heap.detection_limit_bytes_per_iteration),
+            ]);
+        }
         let mut widths = [7, 13, 28, 16, 0];
         for cells in &rows {
             for (width, cell) in widths.iter_mut().zip(cells) {
@@ -247,6 +269,9 @@ impl Report {
         ] {
             writeln!(out, "  why {name}: {why}")?;
         }
+        if let Some(heap) = &c.heap {
+            writeln!(out, "  why heap: {}", heap.why)?;
+        }
         for (name, needed) in [
             ("fd", c.fd.iterations_needed),
             ("mmap", c.mmap.iterations_needed),
@@ -254,6 +279,7 @@ impl Report {
             ("rss", c.rss.iterations_needed),
             ("files", needed_unless_none(&c.files)),
             ("watches", needed_unless_none(&c.watches)),
+            ("heap", c.heap.as_ref().and_then(|h| h.iterations_needed)),
         ] {
             if let Some(needed) = needed {
                 writeln!(
@@ -313,7 +339,14 @@ impl Report {
         ];
         let heap_grew =
             self.classes.brk.verdict != Verdict::NoLeak && !self.classes.brk.sites.is_empty();
-        if classes.iter().all(|(_, class)| class.sites.is_empty()) && !heap_grew {
+        let allocated = c
+            .heap
+            .as_ref()
+            .filter(|h| h.verdict != Verdict::NoLeak && !h.sites.is_empty());
+        if classes.iter().all(|(_, class)| class.sites.is_empty())
+            && !heap_grew
+            && allocated.is_none()
+        {
             return writeln!(out, "no resource was retained across iterations");
         }
         writeln!(out, "retained across iterations (top sites):")?;
@@ -349,6 +382,22 @@ impl Report {
                     units::bytes_rate(site.bytes_per_iteration)
                 )?;
             }
+        }
+        for site in allocated
+            .map_or(&[][..], |h| &h.sites[..])
+            .iter()
+            .take(SITES_SHOWN)
+        {
+            writeln!(
+                out,
+                "  heap    {:>9} in {} allocations by {}{}  ({}, {})",
+                units::bytes(site.bytes as f64),
+                site.allocations,
+                site.site,
+                if site.system { " (system library)" } else { "" },
+                units::per_iteration(units::bytes_rate(site.bytes_per_iteration)),
+                units::per_iteration(units::count_rate(site.allocations_per_iteration)),
+            )?;
         }
         Ok(())
     }

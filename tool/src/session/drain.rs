@@ -41,6 +41,13 @@ pub(super) struct Drainer {
     pub(super) namer: StackNamer,
     page_size: u64,
     undecodable: u64,
+    /// `--heap` without a marker: read the heap totals at every poll.
+    pub(super) sample_heap: bool,
+    /// When tracing began (CLOCK_MONOTONIC ns).
+    pub(super) since_ns: u64,
+    /// `--heap`: the allocator probes of each process, and the processes that forked or
+    /// exec'd since the last poll and may need more (see [`Drainer::follow_heap`]).
+    pub(super) heap: Option<crate::heap::follow::HeapFollower>,
 }
 
 impl Drainer {
@@ -61,6 +68,9 @@ impl Drainer {
             undecodable: 0,
             followed: Followed::default(),
             polls: 0,
+            sample_heap: false,
+            since_ns: crate::event::monotonic_now_ns(),
+            heap: None,
         })
     }
 
@@ -77,6 +87,7 @@ impl Drainer {
         } else {
             self.drain(probes, sink);
         }
+        self.sample_heap_totals(probes, sink);
         // An incomplete round's held opens wait for the next poll, 10 ms on.
         sink.polled(&|| {
             let by_reason = probes.lost_by_reason();
@@ -88,7 +99,12 @@ impl Drainer {
                     .sum::<u64>()
             };
             (
-                by_reason.iter().map(|(_, n)| n).sum(),
+                // The heap class's own drops are no lost events (see `outcome`).
+                by_reason
+                    .iter()
+                    .filter(|(r, _)| !r.is_heap())
+                    .map(|(_, n)| n)
+                    .sum(),
                 lost(DropReason::RingFullMarker),
             )
         });
@@ -144,6 +160,11 @@ impl Drainer {
     /// The held opens are delivered in the end all the same: a record still unwritten after
     /// every attempt is lost either way, and the opens are real.
     pub(super) fn drain_fully(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
+        self.drain_rounds(probes, sink);
+        self.sample_heap_totals(probes, sink);
+    }
+
+    fn drain_rounds(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
         for _ in 0..FINAL_DRAIN_ATTEMPTS {
             // The round's own completeness: it compares the consumer with the producer
             // position it read itself, after reading the slots.
@@ -153,6 +174,31 @@ impl Drainer {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         self.drain_round(probes, sink, true);
+    }
+
+    /// `--heap`: attaches the allocator probes to the processes that forked or exec'd since
+    /// the last call (their allocations before it are not seen: a miss, never a false leak).
+    pub(super) fn follow_heap(&mut self, probes: &mut Probes) {
+        if let Some(heap) = &mut self.heap {
+            heap.attach_pending(probes);
+        }
+    }
+
+    /// `--heap` without a marker: every process's allocator totals now, after the records
+    /// drained before (the sample is stamped when it was read).
+    fn sample_heap_totals(&self, probes: &Probes, sink: &mut dyn EventSink) {
+        let Some(maps) = probes.heap_maps().filter(|_| self.sample_heap) else {
+            return;
+        };
+        let totals: Vec<(u32, crate::event::MarkerHeap)> = maps
+            .totals
+            .iter()
+            .filter_map(Result::ok)
+            // An exited process holds nothing: its exit already said so.
+            .filter(|(tgid, _)| self.followed.live().contains(tgid))
+            .map(|(tgid, t)| (tgid, crate::event::MarkerHeap::from(&t)))
+            .collect();
+        sink.heap_sampled(crate::event::monotonic_now_ns(), &totals);
     }
 
     fn apply(&mut self, mut event: Event, sink: &mut dyn EventSink) {
@@ -166,6 +212,9 @@ impl Drainer {
         }
         self.followed.observe(&event);
         self.namer.observe(&event);
+        if let Some(heap) = &mut self.heap {
+            heap.observe(&event);
+        }
         match event.what {
             What::Fork { child } => self.namer.inherit(event.tgid, child),
             What::Exec => self.namer.exec(event.tgid, event.time_ns),
@@ -193,14 +242,27 @@ impl Drainer {
             sent_to_target: &stop::sent_to_target(),
             processes_running: running_at_end.len(),
         });
-        let lost_by_reason = probes.lost_by_reason();
+        // A heap allocation the kernel could not record casts doubt on the heap class only,
+        // which says so itself: it is no lost event (`lost_by_reason` sums to those).
+        let (heap_drops, lost_by_reason): (Vec<_>, Vec<_>) = probes
+            .lost_by_reason()
+            .into_iter()
+            .partition(|(reason, _)| reason.is_heap());
         let lost = |reason| {
             lost_by_reason
                 .iter()
                 .find(|(r, _)| *r == reason)
                 .map_or(0, |(_, n)| *n)
         };
+        let heap = probes.heap_maps().map(|maps| {
+            let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns);
+            snapshot.unfollowed = self.heap.as_ref().map_or(0, |h| h.unfollowed);
+            snapshot.dropped = heap_drops.iter().map(|(_, n)| n).sum();
+            snapshot.name_callers(|tgid, address| self.namer.name_address(tgid, address));
+            snapshot
+        });
         Outcome {
+            heap,
             pid,
             command,
             end,

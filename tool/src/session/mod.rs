@@ -47,6 +47,9 @@ pub(crate) trait EventSink {
     /// then while tracing (the watch mode's views). `lost` reads the kernel's counts of
     /// records it could not deliver: (all of them, iteration markers among them).
     fn polled(&mut self, _lost: &dyn Fn() -> (u64, u64)) {}
+    /// `--heap` without an iteration marker: each process's allocator totals, read from the
+    /// kernel at `time_ns` (every [`POLL_INTERVAL`]), since no marker carries them.
+    fn heap_sampled(&mut self, _time_ns: u64, _totals: &[(u32, crate::event::MarkerHeap)]) {}
 }
 
 pub(crate) type LineSink = Box<dyn FnMut(String) + Send>;
@@ -90,6 +93,8 @@ pub(crate) struct TraceConfig {
     /// Stacks per second per CPU (`--stack-rate`; 0: every call).
     pub(crate) stack_rate: u32,
     pub(crate) marker: Option<MarkerSpec>,
+    /// `--heap`: trace the target's allocator.
+    pub(crate) heap: bool,
 }
 
 pub(crate) struct Outcome {
@@ -114,6 +119,8 @@ pub(crate) struct Outcome {
     pub(crate) undecodable: u64,
     /// How tracing ended, for the report.
     pub(crate) ending: Ending,
+    /// `--heap`: the kernel's heap maps when tracing ended.
+    pub(crate) heap: Option<crate::heap::snapshot::HeapSnapshot>,
 }
 
 #[derive(Debug, Error)]
@@ -130,6 +137,8 @@ pub(crate) enum TraceError {
     Symbol(#[from] crate::symbols::SymbolError),
     #[error("cannot find the target's executable `{0}` for the iteration marker")]
     MarkerBinary(String),
+    #[error("{0}")]
+    Heap(String),
     #[error("waiting for the target failed")]
     Wait(#[source] std::io::Error),
     #[error(
@@ -156,6 +165,7 @@ impl TraceError {
             TraceError::Target(target) => target.exit_status(),
             TraceError::Snapshot(snapshot) => snapshot.exit_status(),
             TraceError::Symbol(symbol) => symbol.exit_status(),
+            TraceError::Heap(_) => exit_code::USAGE,
             TraceError::MarkerBinary(_) | TraceError::Wait(_) => exit_code::FAILURE,
         }
     }
@@ -175,8 +185,11 @@ pub(crate) async fn trace(
         ring_bytes: config.ring_bytes,
         stack_bytes: config.stack_bytes,
         stack_rate: config.stack_rate,
+        heap: config.heap,
     })?;
     let mut drain = Drainer::new(ring)?;
+    // A marker carries the heap totals exactly; without one they are read at each poll.
+    drain.sample_heap = config.heap && config.marker.is_none();
     match target {
         Target::Spawn {
             argv,
@@ -217,10 +230,23 @@ async fn spawn_and_trace(
         SpawnStdout::Stderr => (TargetStdout::Stderr, None),
         SpawnStdout::Lines(sink) => (TargetStdout::Piped, Some(sink)),
     };
+    let heap_objects = if config.heap {
+        let binary = which_program(&argv[0])
+            .ok_or_else(|| TraceError::MarkerBinary(argv[0].to_string_lossy().into()))?;
+        Some(crate::heap::attach::objects_of_executable(&binary))
+    } else {
+        None
+    };
     let gated = target::spawn_gated(&argv, run_as, target_stdout)?;
     let pid = gated.pid;
     let since_ns = crate::event::monotonic_now_ns();
+    drain.since_ns = since_ns;
     probes.track(pid)?;
+    // Before the exec: a uprobe scoped to the process follows it into its new image.
+    if let Some(objects) = heap_objects {
+        attach_heap(probes, pid, &objects)?;
+        drain.heap = Some(crate::heap::follow::HeapFollower::new(pid, objects));
+    }
     drain.followed = Followed::new(pid, command.clone());
     // The ledger starts at the target's exec: of what the gated child holds now (our own
     // fds and mappings, copied by the fork), only the fds the exec keeps are the target's.
@@ -279,7 +305,10 @@ async fn spawn_and_trace(
             // The watcher passes the signal on to the target (or kills it at the second);
             // here the loop only notices.
             _ = stops.changed() => {}
-            _ = tokio::time::sleep(POLL_INTERVAL) => drain.poll(probes, sink),
+            _ = tokio::time::sleep(POLL_INTERVAL) => {
+                drain.poll(probes, sink);
+                drain.follow_heap(probes);
+            }
         }
         let stopped = stop::count();
         if stopped >= 2 && status.is_none() {
@@ -323,6 +352,14 @@ async fn spawn_and_trace(
     Ok(drain.outcome(probes, pid, command, end, Mode::Launched, fd_limit))
 }
 
+/// `--heap`: the allocator uprobes on `objects`, for process `pid` only.
+fn attach_heap(probes: &mut Probes, pid: u32, objects: &[PathBuf]) -> Result<(), TraceError> {
+    let points = crate::heap::attach::entry_points(objects);
+    crate::heap::attach::check_usable(&points, objects).map_err(TraceError::Heap)?;
+    probes.attach_heap(pid, &points)?;
+    Ok(())
+}
+
 /// After a second stop signal, how long the killed target gets to be reaped before the
 /// report is written without it.
 const FORCED_REAP_WAIT: Duration = Duration::from_secs(2);
@@ -356,7 +393,13 @@ async fn attach_and_trace(
         probes.attach_marker(&binary, &marker.symbol)?;
     }
     let since_ns = crate::event::monotonic_now_ns();
+    drain.since_ns = since_ns;
     probes.track(pid)?;
+    if config.heap {
+        let objects = crate::heap::attach::objects_of_process(pid);
+        attach_heap(probes, pid, &objects)?;
+        drain.heap = Some(crate::heap::follow::HeapFollower::new(pid, objects));
+    }
     // Read what it holds only after the filter is set, so nothing falls in between.
     let snapshot = snapshot_of(pid)?;
     let command = followed::proc_command(pid).unwrap_or_default();
@@ -378,6 +421,7 @@ async fn attach_and_trace(
             _ = sleep_until(deadline) => { duration_passed = true; break; }
             _ = tokio::time::sleep(POLL_INTERVAL) => {
                 drain.poll(probes, sink);
+                drain.follow_heap(probes);
                 if drain.followed.is_empty() {
                     break;
                 }

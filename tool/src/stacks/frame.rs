@@ -78,7 +78,6 @@ impl Frame {
         }
     }
 
-    #[cfg(test)]
     /// Whether a symbol named this frame (rather than only its module or address).
     pub(crate) fn is_named(&self) -> bool {
         !self.function.starts_with("0x") && !self.function.contains("+0x")

@@ -23,7 +23,6 @@ use address_space::{AddressSpaces, Space};
 pub(crate) use classify::SITE_FRAMES;
 pub(crate) use classify::{Folded, SiteStack};
 use elf_sections::ElfCache;
-#[cfg(test)]
 pub(crate) use frame::FrameKind;
 pub(crate) use frame::{Frame, FrameJson, Frames};
 use symbolize::FrameNamer;
@@ -94,6 +93,17 @@ impl StackNamer {
             addrs = self.unwind_in(&space, regs, stack);
         }
         self.name_all(&space, &addrs).into()
+    }
+
+    /// The function at lookup address `addr` of process `tgid` (a caller's return address
+    /// minus one), innermost inlined function first, and whether it lies outside the
+    /// program's own code (libc, the loader, a runtime): `--heap` names callers this way.
+    pub(crate) fn name_address(&mut self, tgid: u32, addr: u64) -> Option<(String, bool)> {
+        let space = self.spaces.for_addresses(tgid, &[addr])?;
+        let frame = self.name_all(&space, &[addr]).into_iter().next()?;
+        frame
+            .is_named()
+            .then(|| (frame.function.to_string(), frame.kind != FrameKind::User))
     }
 
     fn unwind_in(&mut self, space: &Space, regs: UserRegs, stack: &[u8]) -> Vec<u64> {

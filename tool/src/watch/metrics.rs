@@ -17,7 +17,7 @@ const VERDICTS: [Verdict; 4] = [
 
 /// One gauge per live amount: (metric, help, class, which number of the row).
 type Pick = fn(&Row) -> Option<f64>;
-const LIVE: [(&str, &str, Class, Pick); 8] = [
+const LIVE: [(&str, &str, Class, Pick); 10] = [
     (
         "leakscope_live_fds",
         "File descriptors the traced processes hold now.",
@@ -64,6 +64,18 @@ const LIVE: [(&str, &str, Class, Pick); 8] = [
         "leakscope_live_watches",
         "inotify watches and fanotify marks held now.",
         Class::Watches,
+        |r| r.live.map(|n| n as f64),
+    ),
+    (
+        "leakscope_heap_bytes",
+        "--heap: bytes allocated and not freed, at the last iteration boundary.",
+        Class::Heap,
+        |r| r.bytes.map(|n| n as f64),
+    ),
+    (
+        "leakscope_heap_allocations",
+        "--heap: allocations not freed, at the last iteration boundary.",
+        Class::Heap,
         |r| r.live.map(|n| n as f64),
     ),
 ];

@@ -15,6 +15,8 @@ pub(crate) enum Class {
     Rss,
     Files,
     Watches,
+    /// `--heap`: the allocator's live blocks.
+    Heap,
 }
 
 impl Class {
@@ -26,6 +28,7 @@ impl Class {
             Class::Rss => "rss",
             Class::Files => "files",
             Class::Watches => "watches",
+            Class::Heap => "heap",
         }
     }
 }
@@ -106,7 +109,7 @@ impl LiveView {
             bytes_rate: r.bytes_leaked_per_iteration,
             verdict: r.verdict,
         };
-        let rows = vec![
+        let mut rows = vec![
             resource(Class::Fd, &classes.fd, false),
             resource(Class::Mmap, &classes.mmap, true),
             Row {
@@ -128,6 +131,16 @@ impl LiveView {
             resource(Class::Files, &classes.files, true),
             resource(Class::Watches, &classes.watches, false),
         ];
+        if let Some(heap) = &classes.heap {
+            rows.push(Row {
+                class: Class::Heap,
+                live: heap.live_allocations_at_end,
+                bytes: heap.live_bytes_at_end.map(|b| b as i64),
+                rate: Some(heap.allocations_per_iteration),
+                bytes_rate: Some(heap.bytes_per_iteration),
+                verdict: heap.verdict,
+            });
+        }
         LiveView {
             subject,
             taken_at: SystemTime::now(),

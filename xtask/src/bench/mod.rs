@@ -8,6 +8,7 @@
 //! leakscope's own peak RSS, start-up and report times come from its JSON's `self` block.
 //! The bench reports the bars; it never fails on a missed one.
 
+mod heap_row;
 mod kernel;
 mod machine;
 mod measure;
@@ -34,6 +35,10 @@ pub(crate) struct Options {
     pub(crate) extract_iterations: u64,
     /// Run the peers too (off for a quick look at leakscope alone).
     pub(crate) peers: bool,
+    /// The heap row's malloc+free pairs (0: no heap row).
+    pub(crate) heap_iterations: u64,
+    /// Only the heap row.
+    pub(crate) only_heap: bool,
 }
 
 /// Issue 11's bars on leakscope's own times.
@@ -67,6 +72,15 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
     let workdir = std::env::temp_dir().join("leakscope-bench");
     std::fs::create_dir_all(&workdir)
         .with_context(|| format!("cannot create {}", workdir.display()))?;
+    if options.only_heap {
+        let pairs = options.pairs.min(3);
+        println!();
+        print!(
+            "{}",
+            heap_row::run(leakscope, &workdir, pairs, options.heap_iterations.max(1))
+        );
+        return Ok(());
+    }
     let peers = if options.peers {
         peers::all(&workdir)
             .into_iter()
@@ -129,6 +143,15 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
         );
         println!("  {}", own_figures_line(&m.figures));
         println!("  {}", kernel_line(&m.kernel));
+        println!();
+    }
+    if options.heap_iterations > 0 {
+        // Every allocator call traps into the kernel under both tracers: a few pairs do.
+        let pairs = options.pairs.min(3);
+        print!(
+            "{}",
+            heap_row::run(leakscope, &workdir, pairs, options.heap_iterations)
+        );
         println!();
     }
     let memory = memory_peak(leakscope, &workloads[0], &workdir, &mut noise);

@@ -151,7 +151,7 @@ impl Peer {
 }
 
 /// `apt-get install PACKAGE`, after one `apt-get update` per bench run.
-fn install(package: &str) -> Result<(), String> {
+pub(crate) fn install(package: &str) -> Result<(), String> {
     static UPDATED: Once = Once::new();
     UPDATED.call_once(|| {
         let _ = measure::run_quietly(Command::new("apt-get").args(["update", "-qq"]));

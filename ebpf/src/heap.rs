@@ -1,0 +1,332 @@
+//! `--heap`: the allocator's entry points, paired in the kernel.
+//!
+//! - `heap_enter` (uprobe on every allocating symbol, its [`HeapKind`] in the attach cookie)
+//!   stashes the size and the caller's pc per thread. A call made inside another one
+//!   (operator new -> malloc, realloc(NULL) -> malloc) runs lower on the same stack and is
+//!   ignored, so the outermost call and its caller name the allocation.
+//! - `heap_return` (uretprobe on the same symbols) inserts the result in [`HEAP_LIVE`] and
+//!   adds it to the process's [`HEAP_TOTALS`].
+//! - `heap_free` (uprobe on every freeing symbol) removes it and subtracts it.
+//!
+//! Nothing goes through the ring: the iteration marker carries the totals, and userspace
+//! reads the survivors out of [`HEAP_LIVE`] at the end.
+
+use core::intrinsics::{AtomicOrdering::Relaxed, atomic_xadd};
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_get_attach_cookie},
+    macros::{map, uprobe, uretprobe},
+    maps::HashMap,
+    programs::{ProbeContext, RetProbeContext},
+};
+use leakscope_common::{
+    DropReason, globals,
+    heap::{HeapInflight, HeapKey, HeapKind, HeapLive, HeapTotals},
+    maps, programs, same_name,
+};
+
+use crate::{count_lost, current_ids, tracked};
+
+/// `n * size`, or `u64::MAX` when it overflows (the call then fails and records nothing).
+/// In 32-bit halves: `checked_mul` (and `n > MAX / size`, which LLVM turns into it) needs a
+/// 128-bit multiply that BPF has no instruction for.
+#[inline(always)]
+fn product(n: u64, size: u64) -> u64 {
+    let (big, small) = if n >= size { (n, size) } else { (size, n) };
+    if small >> 32 != 0 {
+        return u64::MAX;
+    }
+    let high = (big >> 32) * small;
+    if high >> 32 != 0 {
+        return u64::MAX;
+    }
+    let low = (big & 0xffff_ffff) * small;
+    let total = (high << 32).wrapping_add(low);
+    if total < low { u64::MAX } else { total }
+}
+
+/// Nonzero under `--heap` (set by the loader): the marker then counts iterations for the
+/// allocations and carries the totals.
+#[unsafe(no_mangle)]
+static HEAP_ON: u32 = 0;
+named!(HEAP_ON, globals::HEAP_ON);
+
+#[map]
+static HEAP_INFLIGHT: HashMap<u32, HeapInflight> =
+    HashMap::with_max_entries(maps::HEAP_INFLIGHT_MAX_ENTRIES, 0);
+named!(HEAP_INFLIGHT, maps::HEAP_INFLIGHT);
+
+#[map]
+static HEAP_LIVE: HashMap<HeapKey, HeapLive> =
+    HashMap::with_max_entries(maps::HEAP_LIVE_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+named!(HEAP_LIVE, maps::HEAP_LIVE);
+
+#[map]
+static HEAP_TOTALS: HashMap<u32, HeapTotals> =
+    HashMap::with_max_entries(maps::HEAP_TOTALS_MAX_ENTRIES, 0);
+named!(HEAP_TOTALS, maps::HEAP_TOTALS);
+
+const PAGE: u64 = 4096;
+
+#[inline(always)]
+pub(crate) fn heap_on() -> bool {
+    unsafe { core::ptr::read_volatile(&HEAP_ON) != 0 }
+}
+
+/// `*field += delta`, atomically: every thread of the process allocates at once. The result
+/// is unused, so it compiles to a plain BPF atomic add.
+#[inline(always)]
+fn add(field: *mut i64, delta: i64) {
+    unsafe { atomic_xadd::<i64, i64, { Relaxed }>(field, delta) };
+}
+
+#[inline(always)]
+fn add_u(field: *mut u64, delta: u64) {
+    unsafe { atomic_xadd::<u64, u64, { Relaxed }>(field, delta) };
+}
+
+/// The process's totals, created on first use.
+#[inline(always)]
+fn totals(tgid: u32) -> Option<*mut HeapTotals> {
+    if let Some(t) = HEAP_TOTALS.get_ptr_mut(tgid) {
+        return Some(t);
+    }
+    let _ = HEAP_TOTALS.insert(tgid, HeapTotals::default(), BPF_NOEXIST as u64);
+    HEAP_TOTALS.get_ptr_mut(tgid)
+}
+
+#[inline(always)]
+fn arg(ctx: &ProbeContext, n: usize) -> u64 {
+    ctx.arg::<u64>(n).unwrap_or(0)
+}
+
+#[uprobe]
+pub fn heap_enter(ctx: ProbeContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    if tracked(tgid).is_none() {
+        return 0;
+    }
+    let Some(kind) = HeapKind::from_cookie(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }) else {
+        return 0;
+    };
+    let sp = unsafe { (*ctx.regs).rsp };
+    if let Some(stash) = HEAP_INFLIGHT.get_ptr_mut(tid) {
+        // Lower on the stack than the outermost call: nested inside it.
+        if sp < unsafe { (*stash).entry_sp } {
+            unsafe { (*stash).depth += 1 };
+            return 0;
+        }
+        // Else its return was never seen (a thread unwound out of it): replace it.
+    }
+    let (a0, a1, a2) = (arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
+    let size = match kind {
+        HeapKind::Malloc | HeapKind::AlignedArg0 => a0,
+        HeapKind::Pvalloc => a0.div_ceil(PAGE) * PAGE,
+        HeapKind::Calloc => product(a0, a1),
+        HeapKind::Realloc => a1,
+        HeapKind::ReallocArray => product(a1, a2),
+        HeapKind::AlignedArg1 => a1,
+        HeapKind::PosixMemalign => a2,
+        HeapKind::Free => return 0, // attached to heap_free, never here
+    };
+    let mut stash = HeapInflight {
+        kind: kind as u32,
+        depth: 0,
+        size,
+        memptr: if kind == HeapKind::PosixMemalign {
+            a0
+        } else {
+            0
+        },
+        // At entry the return address is the word at the stack pointer.
+        caller: unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0),
+        entry_sp: sp,
+        old_addr: 0,
+        old: HeapLive::default(),
+    };
+    // realloc frees its old block now, not at return: by then another thread may have been
+    // handed the same address.
+    if matches!(kind, HeapKind::Realloc | HeapKind::ReallocArray) && a0 != 0 {
+        let key = HeapKey {
+            tgid,
+            _pad: 0,
+            addr: a0,
+        };
+        if let Some(old) = unsafe { HEAP_LIVE.get(&key) } {
+            let old = *old;
+            if HEAP_LIVE.remove(&key).is_ok() {
+                stash.old = old;
+                stash.old_addr = a0;
+                release(tgid, &old);
+            }
+        }
+    }
+    if HEAP_INFLIGHT.insert(tid, stash, BPF_ANY as u64).is_err() {
+        count_lost(DropReason::HeapInflightFull);
+    }
+    0
+}
+named!(heap_enter, programs::HEAP_ENTER);
+
+#[uretprobe]
+pub fn heap_return(ctx: RetProbeContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    let Some(stash) = HEAP_INFLIGHT.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // After the return the stack pointer is one word above the entry's; a nested call's
+    // return is lower.
+    let sp = unsafe { (*ctx.regs).rsp };
+    if sp <= unsafe { (*stash).entry_sp } {
+        unsafe {
+            if (*stash).depth > 0 {
+                (*stash).depth -= 1;
+            }
+        }
+        return 0;
+    }
+    let stash = unsafe { *stash };
+    let _ = HEAP_INFLIGHT.remove(tid);
+    let mut addr: u64 = ctx.ret();
+    if stash.kind == HeapKind::PosixMemalign as u32 {
+        addr = if addr as u32 == 0 {
+            unsafe { bpf_probe_read_user(stash.memptr as *const u64) }.unwrap_or(0)
+        } else {
+            0
+        };
+    }
+    if addr == 0 {
+        // A failed realloc keeps its old block: put it back.
+        if stash.old_addr != 0 && stash.size != 0 {
+            record(tgid, stash.old_addr, &stash.old);
+        }
+        return 0;
+    }
+    let Some(t) = totals(tgid) else {
+        return 0;
+    };
+    let live = HeapLive {
+        size: stash.size,
+        alloc_ns: unsafe { bpf_ktime_get_ns() },
+        alloc_iter: unsafe { (*t).iteration },
+        caller: stash.caller,
+        tid,
+        kind: stash.kind,
+    };
+    record(tgid, addr, &live);
+    0
+}
+named!(heap_return, programs::HEAP_RETURN);
+
+/// Puts `live` in [`HEAP_LIVE`] at `addr` and adds it to the totals.
+#[inline(always)]
+fn record(tgid: u32, addr: u64, live: &HeapLive) {
+    let Some(t) = totals(tgid) else {
+        return;
+    };
+    let key = HeapKey {
+        tgid,
+        _pad: 0,
+        addr,
+    };
+    if HEAP_LIVE.insert(&key, live, BPF_NOEXIST as u64).is_err() {
+        // Either the address is still live (its free went through an entry point not
+        // traced) or the map is full.
+        let stale = unsafe { HEAP_LIVE.get(&key) }.copied();
+        match stale {
+            Some(stale) => {
+                if stale.alloc_ns >= unsafe { (*t).epoch_ns } {
+                    release(tgid, &stale);
+                    add_u(unsafe { &raw mut (*t).missed_frees }, 1);
+                }
+                if HEAP_LIVE.insert(&key, live, BPF_ANY as u64).is_err() {
+                    count_lost(DropReason::HeapLiveFull);
+                    add_u(unsafe { &raw mut (*t).unrecorded }, 1);
+                    return;
+                }
+            }
+            None => {
+                // Not in the totals either: a free of it could never be paired.
+                count_lost(DropReason::HeapLiveFull);
+                add_u(unsafe { &raw mut (*t).unrecorded }, 1);
+                return;
+            }
+        }
+    }
+    add(unsafe { &raw mut (*t).live_bytes }, live.size as i64);
+    add(unsafe { &raw mut (*t).live_count }, 1);
+    add_u(unsafe { &raw mut (*t).allocs }, 1);
+}
+
+/// Takes `live` (already out of [`HEAP_LIVE`]) off the totals.
+#[inline(always)]
+fn release(tgid: u32, live: &HeapLive) {
+    let Some(t) = HEAP_TOTALS.get_ptr_mut(tgid) else {
+        return;
+    };
+    if live.alloc_ns < unsafe { (*t).epoch_ns } {
+        return; // the old image's: never counted in these totals
+    }
+    add(unsafe { &raw mut (*t).live_bytes }, -(live.size as i64));
+    add(unsafe { &raw mut (*t).live_count }, -1);
+    add_u(unsafe { &raw mut (*t).frees }, 1);
+    if live.alloc_iter != unsafe { (*t).iteration } {
+        add_u(unsafe { &raw mut (*t).late_frees }, 1);
+    }
+}
+
+#[uprobe]
+pub fn heap_free(ctx: ProbeContext) -> u32 {
+    let (tgid, _) = current_ids();
+    let addr = arg(&ctx, 0);
+    if addr == 0 || tracked(tgid).is_none() {
+        return 0;
+    }
+    let key = HeapKey {
+        tgid,
+        _pad: 0,
+        addr,
+    };
+    let Some(live) = (unsafe { HEAP_LIVE.get(&key) }).copied() else {
+        return 0; // allocated before tracing, or through an entry point not traced
+    };
+    // Only the thread whose remove succeeds subtracts it.
+    if HEAP_LIVE.remove(&key).is_ok() {
+        release(tgid, &live);
+    }
+    0
+}
+named!(heap_free, programs::HEAP_FREE);
+
+/// The iteration marker of `tgid` fired: its allocations from now on belong to the next
+/// iteration. Returns (live bytes, live count, missed frees, unrecorded) for the record.
+#[inline(always)]
+pub(crate) fn on_marker(tgid: u32) -> Option<[u64; 4]> {
+    // Created here too: an allocation after the first marker must belong to iteration 1.
+    let t = totals(tgid)?;
+    add_u(unsafe { &raw mut (*t).iteration }, 1);
+    unsafe {
+        Some([
+            (*t).live_bytes as u64,
+            (*t).live_count as u64,
+            (*t).missed_frees,
+            (*t).unrecorded,
+        ])
+    }
+}
+
+/// `tgid` exec'd: a new image with an empty heap. Its old allocations stay in
+/// [`HEAP_LIVE`] until userspace drops them, and are never paired again.
+#[inline(always)]
+pub(crate) fn on_exec(tgid: u32, now: u64) {
+    if let Some(t) = HEAP_TOTALS.get_ptr_mut(tgid) {
+        unsafe {
+            *t = HeapTotals {
+                epoch_ns: now,
+                ..HeapTotals::default()
+            }
+        };
+    }
+}

@@ -1,0 +1,251 @@
+//! `--heap`: the allocator traced with uprobes, paired in the kernel. The fixtures are built
+//! the ordinary way (`-O2 -g`, no frame pointers; see build.rs), and each leaks from a known
+//! function: the class's verdict, its rate and its top site's function are asserted.
+
+use leakscope_tests::{Traced, assert_rate, class, fixture, leakscope_json};
+use serde_json::Value;
+
+/// `leakscope run --heap --iteration-symbol iteration_marker -- FIXTURE N`.
+fn run_heap(name: &str, n: u64) -> Traced {
+    let traced = leakscope_json(
+        "run",
+        &["--heap", "--iteration-symbol", "iteration_marker"],
+        &[fixture(&format!("nofp/{name}")).to_string_lossy().into_owned(), n.to_string()],
+    );
+    assert!(
+        traced.output.status.success() || traced.output.status.code() == Some(0),
+        "{}",
+        traced.stderr()
+    );
+    assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
+    traced
+}
+
+fn heap(traced: &Traced) -> &Value {
+    let heap = class(traced, "heap");
+    assert!(
+        heap.is_object(),
+        "no heap class in {}",
+        traced.report["classes"]
+    );
+    heap
+}
+
+fn top_site(traced: &Traced) -> &str {
+    heap(traced)["sites"][0]["site"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no heap site in {}", heap(traced)))
+}
+
+#[test]
+fn thirty_bytes_per_iteration_is_a_heap_leak_at_leak_thirty_that_brk_cannot_see() {
+    let traced = run_heap("heap_small", 2000);
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        30.0,
+        "heap bytes per iteration",
+    );
+    assert_rate(
+        &heap["allocations_per_iteration"],
+        1.0,
+        "heap allocations per iteration",
+    );
+    // Exact: one 30-byte block per iteration survives, nothing else (the churn is freed).
+    assert_eq!(heap["live_allocations_at_end"], 2000, "{heap}");
+    assert_eq!(heap["live_bytes_at_end"], 60000, "{heap}");
+    assert_eq!(heap["missed_frees"], 0, "{heap}");
+    assert_eq!(top_site(&traced), "leak_thirty");
+    assert_rate(
+        &heap["sites"][0]["bytes_per_iteration"],
+        30.0,
+        "site bytes per iteration",
+    );
+    // The break never moves for 60 KB of 48-byte chunks in glibc's first 132 KiB.
+    let brk = class(&traced, "brk")["verdict"].as_str().unwrap();
+    assert!(matches!(brk, "no-leak" | "inconclusive"), "brk: {brk}");
+    let text = traced.stdout();
+    assert!(
+        text.contains("heap leak: 30 B per iteration, allocated in leak_thirty"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_program_that_frees_everything_is_never_a_heap_leak() {
+    // malloc, calloc, realloc (incl. NULL and shrinking), posix_memalign, aligned_alloc and
+    // strdup, all freed: run five times, so a verdict that flips is caught.
+    for run in 0..5 {
+        let traced = run_heap("heap_churn", 2000);
+        let heap = heap(&traced);
+        assert_eq!(heap["verdict"], "no-leak", "run {run}: {heap}");
+        assert_eq!(heap["sites"], Value::Array(vec![]), "run {run}: {heap}");
+        assert_eq!(heap["missed_frees"], 0, "run {run}: {heap}");
+    }
+}
+
+#[test]
+fn a_worker_thread_s_leak_in_its_glibc_arena_is_found_at_worker_leak() {
+    let traced = run_heap("heap_thread", 2000);
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        48.0,
+        "heap bytes per iteration",
+    );
+    assert_eq!(top_site(&traced), "worker_leak");
+}
+
+#[test]
+fn cpp_new_is_attributed_to_the_caller_of_operator_new_and_counted_once() {
+    let traced = run_heap("cpp_new", 2000);
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    // sizeof(Node) = 40; malloc inside operator new is nested, not a second allocation.
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        40.0,
+        "heap bytes per iteration",
+    );
+    assert_rate(
+        &heap["allocations_per_iteration"],
+        1.0,
+        "heap allocations per iteration",
+    );
+    assert_eq!(top_site(&traced), "leak_nodes()");
+}
+
+#[test]
+fn attach_traces_the_allocator_of_a_running_process() {
+    // 2 ms per iteration; attached for 2 s: about 1,000 iterations.
+    let mut target = std::process::Command::new(fixture("nofp/heap_small"))
+        .args(["100000", "2000"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = target.id().to_string();
+    let traced = leakscope_json(
+        "attach",
+        &[
+            "--pid",
+            &pid,
+            "--duration",
+            "2",
+            "--heap",
+            "--iteration-symbol",
+            "iteration_marker",
+        ],
+        &[] as &[&str],
+    );
+    target.kill().unwrap();
+    target.wait().unwrap();
+    assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        30.0,
+        "heap bytes per iteration",
+    );
+    assert_eq!(top_site(&traced), "leak_thirty");
+}
+
+#[test]
+fn a_static_stripped_binary_without_malloc_and_free_symbols_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("static.c");
+    std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+    let binary = dir.path().join("static");
+    let compiled = std::process::Command::new("cc")
+        .args(["-static", "-s", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .unwrap();
+    if !compiled.success() {
+        eprintln!("no static libc here: skipped");
+        return;
+    }
+    let output = std::process::Command::new(leakscope_tests::leakscope())
+        .args(["run", "--heap", "--"])
+        .arg(&binary)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("--heap: no `malloc` or `free`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_a_marker_the_heap_totals_are_read_at_each_poll() {
+    // --iteration-path: no marker carries the totals, so leakscope reads them every 10 ms;
+    // 1 ms per iteration, so each sample spans about ten iterations.
+    let dir = tempfile::tempdir().unwrap();
+    let tick = dir.path().join("tick");
+    let traced = leakscope_json(
+        "run",
+        &["--heap", "--iteration-path", tick.to_str().unwrap()],
+        &[
+            fixture("nofp/heap_small").to_string_lossy().into_owned(),
+            "1500".into(),
+            "1000".into(),
+            tick.to_string_lossy().into_owned(),
+        ],
+    );
+    assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+    assert_eq!(traced.report["iterations"]["source"], "path");
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        30.0,
+        "heap bytes per iteration",
+    ); // The survivors' times place them between the path's boundaries.
+    assert_eq!(top_site(&traced), "leak_thirty");
+    assert_rate(
+        &heap["sites"][0]["bytes_per_iteration"],
+        30.0,
+        "site bytes per iteration",
+    );
+}
+
+#[test]
+fn a_forked_child_gets_the_allocator_probes_too() {
+    let traced = run_heap("heap_fork", 2000);
+    let heap = heap(&traced);
+    assert_eq!(heap["verdict"], "leak", "{heap}");
+    assert_rate(
+        &heap["bytes_per_iteration"],
+        30.0,
+        "heap bytes per iteration",
+    );
+    assert_eq!(top_site(&traced), "leak_in_child");
+    assert_ne!(
+        heap["sites"][0]["pid"], traced.report["target"]["pid"],
+        "the child's site"
+    );
+}
+
+#[test]
+fn without_heap_there_is_no_heap_class() {
+    let traced = leakscope_json(
+        "run",
+        &["--iteration-symbol", "iteration_marker"],
+        &[
+            fixture("nofp/heap_small").to_string_lossy().into_owned(),
+            "10".into(),
+        ],
+    );
+    assert!(
+        class(&traced, "heap").is_null(),
+        "{}",
+        traced.report["classes"]
+    );
+}

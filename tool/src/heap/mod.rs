@@ -1,0 +1,15 @@
+//! `--heap`: the allocator traced with uprobes (see `ebpf/src/heap.rs`): where the probes
+//! go ([`attach`]) and what the kernel's maps hold at the end ([`snapshot`]).
+
+pub(crate) mod attach;
+pub(crate) mod follow;
+pub(crate) mod snapshot;
+
+use aya::maps::{HashMap, MapData};
+use leakscope_common::heap::{HeapKey, HeapLive, HeapTotals};
+
+/// The kernel's heap maps, taken out of the object by the loader.
+pub(crate) struct HeapMaps {
+    pub(crate) live: HashMap<MapData, HeapKey, HeapLive>,
+    pub(crate) totals: HashMap<MapData, u32, HeapTotals>,
+}

@@ -1,0 +1,206 @@
+//! What the kernel's heap maps hold when tracing ends: the surviving allocations, summed by
+//! process and caller while they are read (never one record per allocation: a leak of
+//! millions of blocks stays a handful of rows), and each process's totals.
+
+use std::collections::BTreeMap;
+
+/// Survivors are also counted by when they were made, in this many equal stretches of the
+/// traced time, so iteration boundaries that are known only after tracing (paths, automatic
+/// detection) can still tell the loop's allocations from start-up's: to 1/256 of the run.
+pub(crate) const TIME_BUCKETS: u64 = 256;
+
+use leakscope_common::heap::{HeapLive, HeapTotals};
+
+/// The allocations of one caller still live at the end.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Survivors {
+    pub(crate) tgid: u32,
+    /// The return address of the allocator call (the caller's pc).
+    pub(crate) caller: u64,
+    pub(crate) count: u64,
+    pub(crate) bytes: u64,
+    /// Of those, made inside the iterations: after the first marker, before the last.
+    pub(crate) in_loop_count: u64,
+    pub(crate) in_loop_bytes: u64,
+    /// (count, bytes) by stretch of the traced time ([`HeapSnapshot::bucket_range`]); only
+    /// the stretches with survivors.
+    pub(crate) by_time: BTreeMap<u64, (u64, u64)>,
+    /// The caller's function, filled in by [`HeapSnapshot::name_callers`].
+    pub(crate) function: Option<String>,
+    /// Whether the caller lies in a system library (libc, libstdc++, the loader).
+    pub(crate) system: bool,
+}
+
+/// The heap maps at the end of tracing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct HeapSnapshot {
+    pub(crate) totals: BTreeMap<u32, HeapTotals>,
+    /// The traced time the stretches of [`Survivors::by_time`] divide (CLOCK_MONOTONIC ns).
+    pub(crate) span: (u64, u64),
+    /// Traced processes whose allocator was not traced (too many at once).
+    pub(crate) unfollowed: u64,
+    /// Allocator calls the kernel could not record (`heap_*` drop reasons: a full map).
+    pub(crate) dropped: u64,
+    /// By survivors made inside the iterations, most bytes first.
+    pub(crate) survivors: Vec<Survivors>,
+}
+
+impl HeapSnapshot {
+    /// Reads both maps; `since_ns` is when tracing began. Entries from before a process's
+    /// last exec are skipped.
+    pub(crate) fn take(maps: &super::HeapMaps, since_ns: u64) -> HeapSnapshot {
+        let totals: BTreeMap<u32, HeapTotals> = maps.totals.iter().filter_map(Result::ok).collect();
+        let span = (since_ns, crate::event::monotonic_now_ns().max(since_ns + 1));
+        let live = maps
+            .live
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k.tgid, v));
+        HeapSnapshot {
+            survivors: aggregate(live, &totals, span),
+            totals,
+            span,
+            unfollowed: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The times stretch `bucket` covers: `[start, end)`.
+    pub(crate) fn bucket_range(&self, bucket: u64) -> (u64, u64) {
+        let (start, end) = self.span;
+        let width = (end - start).div_ceil(TIME_BUCKETS).max(1);
+        (start + bucket * width, start + (bucket + 1) * width)
+    }
+
+    /// Names each caller with `name(tgid, address)`: the function holding the return
+    /// address (looked up one byte before it, inside the call instruction).
+    pub(crate) fn name_callers(
+        &mut self,
+        mut name: impl FnMut(u32, u64) -> Option<(String, bool)>,
+    ) {
+        for survivors in &mut self.survivors {
+            if let Some((function, system)) =
+                name(survivors.tgid, survivors.caller.saturating_sub(1))
+            {
+                survivors.function = Some(function);
+                survivors.system = system;
+            }
+        }
+    }
+}
+
+/// Sums live allocations by (process, caller).
+pub(crate) fn aggregate(
+    live: impl Iterator<Item = (u32, HeapLive)>,
+    totals: &BTreeMap<u32, HeapTotals>,
+    (start, end): (u64, u64),
+) -> Vec<Survivors> {
+    let width = (end.saturating_sub(start)).div_ceil(TIME_BUCKETS).max(1);
+    let mut by_caller: BTreeMap<(u32, u64), Survivors> = BTreeMap::new();
+    for (tgid, allocation) in live {
+        let process = totals.get(&tgid).copied().unwrap_or_default();
+        if allocation.alloc_ns < process.epoch_ns {
+            continue; // the image before the last exec
+        }
+        let entry = by_caller
+            .entry((tgid, allocation.caller))
+            .or_insert_with(|| Survivors {
+                tgid,
+                caller: allocation.caller,
+                ..Survivors::default()
+            });
+        entry.count += 1;
+        entry.bytes += allocation.size;
+        // Made before tracing began (attach): stretch 0; after the snapshot's end: the last.
+        let bucket = (allocation.alloc_ns.saturating_sub(start) / width).min(TIME_BUCKETS - 1);
+        let slot = entry.by_time.entry(bucket).or_default();
+        slot.0 += 1;
+        slot.1 += allocation.size;
+        if allocation.alloc_iter >= 1 && allocation.alloc_iter < process.iteration {
+            entry.in_loop_count += 1;
+            entry.in_loop_bytes += allocation.size;
+        }
+    }
+    let mut survivors: Vec<Survivors> = by_caller.into_values().collect();
+    survivors.sort_by(|a, b| {
+        (b.in_loop_bytes, b.bytes)
+            .cmp(&(a.in_loop_bytes, a.bytes))
+            .then(a.caller.cmp(&b.caller))
+    });
+    survivors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allocation(size: u64, alloc_iter: u64, caller: u64, alloc_ns: u64) -> HeapLive {
+        HeapLive {
+            size,
+            alloc_ns,
+            alloc_iter,
+            caller,
+            tid: 1,
+            kind: 1,
+        }
+    }
+
+    #[test]
+    fn survivors_are_summed_by_caller_and_those_made_in_the_loop_are_told_apart() {
+        let totals = BTreeMap::from([(
+            7,
+            HeapTotals {
+                iteration: 10,
+                epoch_ns: 100,
+                ..HeapTotals::default()
+            },
+        )]);
+        let live = [
+            // Before the first marker (start-up), inside the loop, after the last marker.
+            (7, allocation(500, 0, 0xa, 200)),
+            (7, allocation(30, 1, 0xb, 300)),
+            (7, allocation(30, 9, 0xb, 400)),
+            (7, allocation(30, 10, 0xb, 500)),
+            // The image before the exec: skipped.
+            (7, allocation(1000, 3, 0xb, 50)),
+        ];
+        let survivors = aggregate(live.into_iter(), &totals, (0, 2560));
+        assert_eq!(survivors.len(), 2);
+        let leak = &survivors[0];
+        assert_eq!((leak.caller, leak.count, leak.bytes), (0xb, 3, 90));
+        assert_eq!((leak.in_loop_count, leak.in_loop_bytes), (2, 60));
+        let startup = &survivors[1];
+        assert_eq!(
+            (startup.caller, startup.count, startup.in_loop_count),
+            (0xa, 1, 0)
+        );
+        // Stretches of 10 ns: 300, 400 and 500 ns fall in 30, 40 and 50.
+        assert_eq!(
+            leak.by_time,
+            BTreeMap::from([(30, (1, 30)), (40, (1, 30)), (50, (1, 30))])
+        );
+    }
+
+    #[test]
+    fn callers_are_named_by_the_byte_before_the_return_address() {
+        let mut snapshot = HeapSnapshot {
+            totals: BTreeMap::new(),
+            span: (0, 1),
+            unfollowed: 0,
+            dropped: 0,
+            survivors: vec![Survivors {
+                tgid: 3,
+                caller: 0x1005,
+                ..Survivors::default()
+            }],
+        };
+        snapshot.name_callers(|tgid, address| {
+            assert_eq!((tgid, address), (3, 0x1004));
+            Some(("leak_thirty".into(), false))
+        });
+        assert_eq!(
+            snapshot.survivors[0].function.as_deref(),
+            Some("leak_thirty")
+        );
+    }
+}
