@@ -246,6 +246,7 @@ async fn spawn_and_trace(
     if let Some(objects) = heap_objects {
         attach_heap(probes, pid, &objects)?;
         drain.heap = Some(crate::heap::follow::HeapFollower::new(pid, objects));
+        drain.namer.keep_exited_spaces();
     }
     drain.followed = Followed::new(pid, command.clone());
     // The ledger starts at the target's exec: of what the gated child holds now (our own
@@ -399,6 +400,7 @@ async fn attach_and_trace(
         let objects = crate::heap::attach::objects_of_process(pid);
         attach_heap(probes, pid, &objects)?;
         drain.heap = Some(crate::heap::follow::HeapFollower::new(pid, objects));
+        drain.namer.keep_exited_spaces();
     }
     // Read what it holds only after the filter is set, so nothing falls in between.
     let snapshot = snapshot_of(pid)?;

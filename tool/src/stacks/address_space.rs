@@ -178,9 +178,17 @@ pub(crate) struct AddressSpaces {
     /// Open fds of absolute paths, by tgid: what an executable mmap of an fd maps.
     open_files: HashMap<u32, HashMap<i32, Arc<Path>>>,
     file_ids: FileIds,
+    /// Keep a process's table after its exit: `--heap` names the callers of surviving
+    /// allocations only when the run ends, often after their processes are gone.
+    keep_exited: bool,
 }
 
 impl AddressSpaces {
+    /// From now on a process's table outlives its exit (see `keep_exited`).
+    pub(crate) fn keep_exited(&mut self) {
+        self.keep_exited = true;
+    }
+
     /// Copies the mappings of a target that has just exec'd. The spawner learns of the
     /// exec when the close-on-exec pipe closes, which is before the kernel maps the new
     /// program; so wait (briefly) until its code is mapped.
@@ -289,7 +297,9 @@ impl AddressSpaces {
             // A process's last record: no stack of it comes after.
             What::Exit => {
                 self.open_files.remove(&event.tgid);
-                self.copies.remove(&event.tgid);
+                if !self.keep_exited {
+                    self.copies.remove(&event.tgid);
+                }
             }
             _ => {}
         }

@@ -70,6 +70,12 @@ impl StackNamer {
         self.spaces.observe(event);
     }
 
+    /// Processes' code modules stay known after they exit, so addresses can be named
+    /// when the run ends (`--heap` names its survivors' callers then).
+    pub(crate) fn keep_exited_spaces(&mut self) {
+        self.spaces.keep_exited();
+    }
+
     /// `tgid` exec'd at `time_ns`: its old code mappings no longer apply.
     pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64) {
         self.spaces.exec(tgid, time_ns);
