@@ -10,7 +10,12 @@ fn run_heap(name: &str, n: u64) -> Traced {
     let traced = leakscope_json(
         "run",
         &["--heap", "--iteration-symbol", "iteration_marker"],
-        &[fixture(&format!("nofp/{name}")).to_string_lossy().into_owned(), n.to_string()],
+        &[
+            fixture(&format!("nofp/{name}"))
+                .to_string_lossy()
+                .into_owned(),
+            n.to_string(),
+        ],
     );
     assert!(
         traced.output.status.success() || traced.output.status.code() == Some(0),
