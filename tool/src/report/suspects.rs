@@ -1,14 +1,14 @@
 //! `extract`'s answer to the original report's list of suspects: "file handles, internal
 //! buffers, directory watchers, event listeners, temporary files that persist". Each suspect
 //! is answered from the class verdicts that cover it, with their evidence, and says so
-//! honestly when no class covers it directly (event listeners: heap tracing does not exist
-//! yet, so only the memory classes bound them).
+//! honestly when no class covers it directly (event listeners are heap objects: the heap
+//! class answers for them under `--heap`; without it only the memory classes bound them).
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::model::{Classes, Report, ResourceReport};
+use super::model::{Classes, HeapReport, Report, ResourceReport};
 use crate::analysis::trend::Verdict;
 use crate::units;
 
@@ -58,7 +58,10 @@ pub(crate) fn suspects(c: &Classes) -> Vec<Suspect> {
             evidence: memory.evidence.clone(),
         },
         counted("directory watchers", "watches", &c.watches),
-        listeners(&memory),
+        match &c.heap {
+            Some(heap) => traced_listeners(heap),
+            None => listeners(&memory),
+        },
         temporary_files(&c.files),
     ]
 }
@@ -210,10 +213,38 @@ fn memory(c: &Classes) -> Memory {
     }
 }
 
-/// Event listeners are heap objects, and heap allocations are not traced yet (`--heap`,
-/// issue 12): only the memory they would take bounds them.
+/// Event listeners are heap objects: under `--heap` the heap class's verdict is theirs.
+fn traced_listeners(heap: &HeapReport) -> Suspect {
+    let evidence = match heap.verdict {
+        Verdict::Leak => {
+            let site = heap
+                .sites
+                .first()
+                .map_or(String::new(), |site| format!(", most from {}", site.site));
+            format!(
+                "heap leak: {}{site} (heap)",
+                bytes_per_extraction(heap.bytes_per_iteration)
+            )
+        }
+        Verdict::NoLeak => match heap.detection_limit_bytes_per_iteration {
+            Some(limit) => format!("no heap leak above {} (heap)", bytes_per_extraction(limit)),
+            None => "no heap leak (heap)".to_string(),
+        },
+        Verdict::Plateau => format!("grew, then stopped (bounded): {} (heap)", heap.why),
+        Verdict::Inconclusive => format!("inconclusive: {} (heap)", heap.why),
+    };
+    Suspect {
+        suspect: "event listeners",
+        classes: vec!["heap"],
+        verdict: heap.verdict,
+        evidence,
+    }
+}
+
+/// Without `--heap` the heap objects listeners are go untraced: only the memory they would
+/// take bounds them.
 fn listeners(memory: &Memory) -> Suspect {
-    const NOT_TRACED: &str = "not traced: heap allocations need --heap (not available yet)";
+    const NOT_TRACED: &str = "not traced: heap allocations are traced with --heap";
     let (verdict, evidence) = match memory.verdict {
         Verdict::NoLeak => (
             Verdict::NoLeak,

@@ -37,7 +37,7 @@ fn a_clean_run_answers_each_suspect_with_its_limit() {
             "  file handles       no leak above 1 per 50,000 extractions (fd)",
             "  internal buffers   brk, mappings and RSS flat: no leak above 64 B per extraction",
             "  directory watchers none created (watches)",
-            "  event listeners    not traced: heap allocations need --heap (not available yet); brk/mmap/RSS bound them: no leak above 64 B per extraction",
+            "  event listeners    not traced: heap allocations are traced with --heap; brk/mmap/RSS bound them: no leak above 64 B per extraction",
             "  temporary files    no leak above 1 per 50,000 extractions (files: 2 on disk at the end, flat)",
             "",
         ]
@@ -101,7 +101,7 @@ fn a_memory_leak_is_a_buffer_leak_but_only_inconclusive_for_listeners() {
     assert_eq!(suspects[3].verdict, Verdict::Inconclusive);
     assert!(
         suspects[3].evidence.starts_with(
-            "inconclusive: not traced: heap allocations need --heap (not available yet); memory grows (see internal buffers)"
+            "inconclusive: not traced: heap allocations are traced with --heap; memory grows (see internal buffers)"
         ),
         "{}",
         suspects[3].evidence
@@ -130,7 +130,7 @@ fn inconclusive_classes_give_their_reason_and_next_step() {
     );
     assert_eq!(
         suspects[3].evidence,
-        "inconclusive: not traced: heap allocations need --heap (not available yet); brk/mmap/RSS, which bound them, are inconclusive too (see internal buffers)"
+        "inconclusive: not traced: heap allocations are traced with --heap; brk/mmap/RSS, which bound them, are inconclusive too (see internal buffers)"
     );
     assert_eq!(
         suspects[4].evidence,
@@ -176,5 +176,53 @@ fn the_json_has_suspects_only_when_answered() {
     assert_eq!(
         suspects[1]["classes"],
         serde_json::json!(["brk", "mmap", "rss"])
+    );
+}
+
+/// A heap class judged under `--heap`, of `verdict`.
+fn heap(verdict: Verdict, bytes_per_iteration: f64) -> HeapReport {
+    HeapReport {
+        verdict,
+        why: "a reason".to_string(),
+        bytes_per_iteration,
+        allocations_per_iteration: 1.0,
+        live_bytes_at_end: Some(60_000),
+        live_allocations_at_end: Some(2_000),
+        detection_limit_bytes_per_iteration: Some(2.0),
+        iterations_needed: None,
+        missed_frees: 0,
+        unrecorded: 0,
+        late_frees: 0,
+        sites: vec![super::super::model::HeapCallerReport {
+            site: "add_listener".to_string(),
+            system: false,
+            pid: 1,
+            allocations: 2_000,
+            bytes: 60_000,
+            bytes_per_iteration,
+            allocations_per_iteration: 1.0,
+        }],
+    }
+}
+
+#[test]
+fn under_heap_listeners_take_the_heap_class_verdict() {
+    let mut report = settled();
+    report.classes.heap = Some(heap(Verdict::Leak, 30.0));
+    let listeners = &suspects(&report.classes)[3];
+    assert_eq!(listeners.suspect, "event listeners");
+    assert_eq!(listeners.verdict, Verdict::Leak);
+    assert_eq!(listeners.classes, ["heap"]);
+    assert_eq!(
+        listeners.evidence,
+        "heap leak: 30 B per extraction, most from add_listener (heap)"
+    );
+
+    report.classes.heap = Some(heap(Verdict::NoLeak, 0.0));
+    let listeners = &suspects(&report.classes)[3];
+    assert_eq!(listeners.verdict, Verdict::NoLeak);
+    assert_eq!(
+        listeners.evidence,
+        "no heap leak above 2.0 B per extraction (heap)"
     );
 }
