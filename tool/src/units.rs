@@ -86,7 +86,9 @@ pub(crate) fn bytes_rate(rate: f64) -> String {
         "0 B".into()
     } else if magnitude >= 10.0 {
         bytes(rate.round())
-    } else if magnitude >= 1.0 {
+    } else if magnitude >= 0.5 {
+        // Below 0.5 B, "1 B per N iterations" reads better; above it N would round to 1
+        // ("1 B per 1 iterations" for 0.95 B).
         format!("{rate:.1} B")
     } else {
         let sign = if rate < 0.0 { "-" } else { "" };
@@ -140,5 +142,7 @@ mod tests {
         assert_eq!(bytes_rate(48.0), "48 B");
         assert_eq!(bytes_rate(2.5), "2.5 B");
         assert_eq!(bytes_rate(0.01), "1 B per 100 iterations");
+        assert_eq!(bytes_rate(0.948), "0.9 B");
+        assert_eq!(bytes_rate(0.4), "1 B per 3 iterations");
     }
 }
