@@ -254,3 +254,29 @@ fn without_heap_there_is_no_heap_class() {
         traced.report["classes"]
     );
 }
+
+/// The built-in job under `--heap`: the tar crate's extraction loop frees what it allocates,
+/// so the heap class and the "event listeners" suspect it answers are no-leak, every time.
+#[test]
+fn extract_under_heap_frees_everything_five_times_out_of_five() {
+    for run in 0..5 {
+        let traced = leakscope_json(
+            "extract",
+            &["--heap", "--rounds", "2", "--iterations", "300"],
+            &[] as &[&str],
+        );
+        assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+        assert_eq!(traced.report["iterations"]["count"], 600);
+        let heap = heap(&traced);
+        assert_eq!(heap["verdict"], "no-leak", "run {run}: {heap}");
+        assert_eq!(heap["unrecorded"], 0, "run {run}: {heap}");
+        let listeners = traced.report["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["suspect"] == "event listeners")
+            .expect("extract answers the event listeners suspect");
+        assert_eq!(listeners["classes"], serde_json::json!(["heap"]));
+        assert_eq!(listeners["verdict"], "no-leak", "run {run}: {listeners}");
+    }
+}
