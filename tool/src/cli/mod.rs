@@ -170,7 +170,8 @@ pub(crate) struct CommonArgs {
     /// the class `heap` (bytes live per iteration, and the callers of what survives). It
     /// costs a uprobe trap, a few microseconds, on every allocator call of the target:
     /// an allocation-heavy program runs many times slower, as under bcc's memleak.
-    /// Forked and exec'd processes get their own probes within a poll (10 ms): what they allocate before is not seen.
+    /// Forked and exec'd processes get their own probes within a poll (10 ms): what they
+    /// allocate before that is not seen.
     #[arg(long)]
     pub(crate) heap: bool,
 }
