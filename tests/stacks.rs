@@ -109,6 +109,26 @@ fn every_stack_copy_size_and_rate_counts_the_same() {
     assert_top_site_names(&traced, "mmap", "leak_big");
 }
 
+/// Past `--stack-rate` a call is recorded without its stack. Those calls join the one site
+/// they differ from only by the stack, so the leak stays one site, at the full rate, named
+/// by its function, and says how many of its calls came without a stack.
+#[test]
+fn calls_past_the_stack_rate_join_their_stacked_site() {
+    // A burst of 200 stacks: the loader's mmaps and the loop's first calls get one; the loop
+    // (1,000 calls in well under a second) runs past it.
+    let traced = run_nofp("mmap_big_malloc", &["--stack-rate", "100"]);
+    assert_one_big_mapping_per_iteration(&traced, "--stack-rate 100");
+    assert_top_site_names(&traced, "mmap", "leak_big");
+    let top = &sites(&traced, "mmap")[0];
+    let without = top["without_stack"].as_u64().unwrap_or(0);
+    assert!(without > (N as u64) / 2 && without < N as u64, "{top}");
+    assert!(
+        traced.stdout().contains("of them recorded without a stack"),
+        "{}",
+        traced.stdout()
+    );
+}
+
 #[test]
 fn a_small_malloc_leak_is_placed_at_the_function_that_mallocs() {
     let traced = run_nofp("brk_malloc", &[]);

@@ -34,6 +34,9 @@ pub(crate) struct HeapSite {
     /// Bytes the break grew by from this site during the iterations.
     pub(crate) bytes: u64,
     pub(crate) bytes_per_iteration: f64,
+    /// Of `bytes`, those grown by calls recorded without a stack (see
+    /// [`super::sites::stack_owners`]).
+    pub(crate) without_stack: u64,
 }
 
 pub(crate) fn heap_class(
@@ -71,21 +74,29 @@ fn heap_sites(ledger: &Ledger, iterations: &Iterations) -> Vec<HeapSite> {
     let (Some(first), Some(last)) = (iterations.first(), iterations.last()) else {
         return Vec::new();
     };
-    let mut by_site: HashMap<SiteId, u64> = HashMap::new();
-    for growth in ledger
-        .heap_growth()
-        .iter()
-        .filter(|g| g.time_ns >= first && g.time_ns < last)
-    {
-        *by_site.entry(growth.site).or_default() += growth.bytes;
+    let in_loop = |g: &&crate::ledger::HeapGrowth| g.time_ns >= first && g.time_ns < last;
+    let owners = super::sites::stack_owners(
+        ledger.sites(),
+        ledger.heap_growth().iter().filter(in_loop).map(|g| g.site),
+    );
+    let mut by_site: HashMap<SiteId, (u64, u64)> = HashMap::new();
+    for growth in ledger.heap_growth().iter().filter(in_loop) {
+        let (site, unstacked) = match owners.get(&growth.site) {
+            Some(&owner) => (owner, growth.bytes),
+            None => (growth.site, 0),
+        };
+        let entry = by_site.entry(site).or_default();
+        entry.0 += growth.bytes;
+        entry.1 += unstacked;
     }
     let spanned = iterations.count().saturating_sub(1).max(1) as f64;
     let mut sites: Vec<HeapSite> = by_site
         .into_iter()
-        .map(|(site, bytes)| HeapSite {
+        .map(|(site, (bytes, without_stack))| HeapSite {
             site,
             bytes,
             bytes_per_iteration: bytes as f64 / spanned,
+            without_stack,
         })
         .collect();
     let keys = ledger.sites();

@@ -30,6 +30,33 @@ pub(crate) struct Site {
     /// The trend of this site's retained count: "leak" if it kept growing, "plateau" for a
     /// bounded cache.
     pub(crate) verdict: Verdict,
+    /// Of `leaked`, those recorded without a stack (past `--stack-rate`, or while the ring
+    /// was half full), counted here because this is the one site they differ from only by
+    /// the stack.
+    pub(crate) without_stack: u64,
+}
+
+/// Calls recorded without their stack belong to the one stacked site that differs from
+/// them only by the stack: by site id, the stacked owner of each stackless site that has
+/// exactly one among `retained`. With two or more candidates the stackless site stays
+/// apart, as it is: nothing says which of them it was.
+pub(crate) fn stack_owners(
+    sites: &Sites,
+    retained: impl Iterator<Item = SiteId>,
+) -> HashMap<SiteId, SiteId> {
+    let mut candidates: HashMap<SiteId, Vec<SiteId>> = HashMap::new();
+    for site in retained {
+        if let Some(bare) = sites.without_stack(site) {
+            let owners = candidates.entry(bare).or_default();
+            if !owners.contains(&site) {
+                owners.push(site);
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .filter_map(|(bare, owners)| (owners.len() == 1).then(|| (bare, owners[0])))
+        .collect()
 }
 
 /// Whether a record was retained across iterations: acquired from the first boundary on,
@@ -78,22 +105,40 @@ pub(crate) fn retained_sites(
     }
     let mut by_site: HashMap<SiteId, (Vec<u64>, u64)> = HashMap::new();
     let mut members: HashMap<SiteId, Vec<RecordId>> = HashMap::new();
-    for record in records.all() {
-        let id = record.id;
+    let mut without_stack: HashMap<SiteId, u64> = HashMap::new();
+    let is_retained = |record: &crate::ledger::records::Record| {
         // A mapping from before the iterations that mremap grows during them is where the
         // leaked bytes are, although the mapping itself is older than the loop.
-        let grown = site_bytes.is_some_and(|b| b.resized.contains(&id))
+        let grown = site_bytes.is_some_and(|b| b.resized.contains(&record.id))
             && iterations
                 .last()
                 .is_some_and(|last| record.released_ns >= last && record.born_ns < last);
-        if record.origin != Origin::Seeded
+        record.origin != Origin::Seeded
             && (retained(record.born_ns, record.released_ns, iterations) || grown)
-        {
-            let entry = by_site.entry(record.site).or_default();
+    };
+    let owners = stack_owners(
+        sites,
+        records
+            .all()
+            .iter()
+            .filter(|r| is_retained(r))
+            .map(|r| r.site),
+    );
+    for record in records.all() {
+        let id = record.id;
+        if is_retained(record) {
+            let site = match owners.get(&record.site) {
+                Some(&owner) => {
+                    *without_stack.entry(owner).or_default() += 1;
+                    owner
+                }
+                None => record.site,
+            };
+            let entry = by_site.entry(site).or_default();
             entry.0.push(record.born_ns);
             entry.1 += bytes.and_then(|b| b.get(&id)).copied().unwrap_or(0);
             if site_bytes.is_some() {
-                members.entry(record.site).or_default().push(id);
+                members.entry(site).or_default().push(id);
             }
         }
     }
@@ -166,6 +211,7 @@ pub(crate) fn retained_sites(
                 bytes_leaked: bytes.map(|_| bytes_of_site),
                 bytes_leaked_per_iteration: bytes_rate,
                 verdict,
+                without_stack: without_stack.get(&site).copied().unwrap_or(0),
             }
         })
         .collect()
@@ -196,4 +242,44 @@ pub(crate) fn bytes_by_record(changes: &[ByteChange], at: u64) -> HashMap<Record
         .filter(|&(_, bytes)| bytes > 0)
         .map(|(id, bytes)| (id, bytes as u64))
         .collect()
+}
+
+#[cfg(test)]
+mod stack_owner_tests {
+    use super::*;
+    use crate::ledger::sites::{Backing, MappingSite, SiteKey};
+    use crate::stacks::Frame;
+
+    fn mapping(stack: Option<u32>) -> SiteKey {
+        SiteKey::Mapping(MappingSite {
+            backing: Backing::Anon,
+            len: 65536,
+            prot: 3,
+            shared: false,
+            stack,
+        })
+    }
+
+    #[test]
+    fn a_call_without_its_stack_joins_the_one_site_it_differs_from_only_by_the_stack() {
+        let mut sites = Sites::default();
+        let leak = sites.intern_stack(Some(&[Frame::named("leak_big")]));
+        let stacked = sites.intern(mapping(leak));
+        let bare = sites.intern(mapping(None));
+        let brk_stack = sites.intern_stack(Some(&[Frame::named("grow")]));
+        let brk = sites.intern(SiteKey::Brk { stack: brk_stack });
+        let owners = stack_owners(&sites, [stacked, bare, brk, stacked].into_iter());
+        assert_eq!(owners, HashMap::from([(bare, stacked)]));
+    }
+
+    #[test]
+    fn with_two_stacked_candidates_a_call_without_its_stack_stays_apart() {
+        let mut sites = Sites::default();
+        let one = sites.intern_stack(Some(&[Frame::named("one")]));
+        let two = sites.intern_stack(Some(&[Frame::named("two")]));
+        let first = sites.intern(mapping(one));
+        let second = sites.intern(mapping(two));
+        sites.intern(mapping(None));
+        assert!(stack_owners(&sites, [first, second].into_iter()).is_empty());
+    }
 }

@@ -295,6 +295,20 @@ impl Sites {
         self.keys.get(id)
     }
 
+    /// For a site with a stack, the same site as recorded without one (a call past
+    /// `--stack-rate`, or made while the ring was half full), if any was.
+    pub(crate) fn without_stack(&self, id: SiteId) -> Option<SiteId> {
+        let bare = match self.key(id) {
+            SiteKey::Mapping(mapping) if mapping.stack.is_some() => SiteKey::Mapping(MappingSite {
+                stack: None,
+                ..mapping.clone()
+            }),
+            SiteKey::Brk { stack: Some(_) } => SiteKey::Brk { stack: None },
+            _ => return None,
+        };
+        self.keys.ids.get(&bare).copied()
+    }
+
     /// The path of an fd site, for the iteration detector (which matches opened paths).
     pub(crate) fn path(&self, id: SiteId) -> Option<&str> {
         match self.key(id) {

@@ -33,6 +33,14 @@ pub(crate) struct SiteReport {
     pub(crate) bytes_leaked_per_iteration: Option<f64>,
     /// The trend of this site's retained count.
     pub(crate) verdict: Verdict,
+    /// Of `leaked`, those recorded without a stack (past `--stack-rate`, or while the
+    /// ring was half full) and counted here, the one site they differ from only by it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) without_stack: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SiteReport {
@@ -45,6 +53,7 @@ impl SiteReport {
             bytes_leaked: site.bytes_leaked,
             bytes_leaked_per_iteration: site.bytes_leaked_per_iteration,
             verdict: site.verdict,
+            without_stack: site.without_stack,
         }
     }
 }
@@ -59,6 +68,9 @@ pub(crate) struct HeapSiteReport {
     /// Bytes the break grew by from this site during the iterations.
     pub(crate) bytes: u64,
     pub(crate) bytes_per_iteration: f64,
+    /// Of `bytes`, those grown by calls recorded without a stack (see [`SiteReport`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) without_stack_bytes: u64,
 }
 
 impl HeapSiteReport {
@@ -68,6 +80,7 @@ impl HeapSiteReport {
             frames: site_frames(sites.key(site.site), sites),
             bytes: site.bytes,
             bytes_per_iteration: site.bytes_per_iteration,
+            without_stack_bytes: site.without_stack,
         }
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn leaking(site: &str, bytes: Option<u64>) -> ResourceReport {
             bytes_leaked: per_byte(99),
             bytes_leaked_per_iteration: bytes.map(|b| b as f64),
             verdict: Verdict::Leak,
+            without_stack: 0,
         }],
         failures: Default::default(),
         lifetime_decades: [0; DECADE_LABELS.len()],

@@ -363,9 +363,13 @@ impl Report {
                     ),
                     None => count,
                 };
+                let unstacked = match site.without_stack {
+                    0 => String::new(),
+                    n => format!(", {n} of them recorded without a stack"),
+                };
                 writeln!(
                     out,
-                    "  {name:<7} {:>7} × {}  ({rate}{bytes}, {})",
+                    "  {name:<7} {:>7} × {}  ({rate}{bytes}, {}{unstacked})",
                     site.leaked,
                     site.site,
                     site.verdict.as_str()
@@ -374,9 +378,16 @@ impl Report {
         }
         if heap_grew {
             for site in self.classes.brk.sites.iter().take(SITES_SHOWN) {
+                let unstacked = match site.without_stack_bytes {
+                    0 => String::new(),
+                    bytes => format!(
+                        ", {} by calls recorded without a stack",
+                        units::bytes(bytes as f64)
+                    ),
+                };
                 writeln!(
                     out,
-                    "  brk     {:>9} grown at {}  ({}/iter)",
+                    "  brk     {:>9} grown at {}  ({}/iter{unstacked})",
                     units::bytes(site.bytes as f64),
                     site.site,
                     units::bytes_rate(site.bytes_per_iteration)
