@@ -42,16 +42,23 @@ fn top_site(traced: &Traced) -> &str {
         .unwrap_or_else(|| panic!("no heap site in {}", heap(traced)))
 }
 
-#[test]
-fn thirty_bytes_per_iteration_is_a_heap_leak_at_leak_thirty_that_brk_cannot_see() {
-    let traced = run_heap("heap_small", 2000);
-    let heap = heap(&traced);
+/// The heap class is a leak of `bytes` per iteration, whose top site is `function`.
+fn assert_heap_leak<'a>(traced: &'a Traced, bytes: f64, function: &str) -> &'a Value {
+    let heap = heap(traced);
     assert_eq!(heap["verdict"], "leak", "{heap}");
     assert_rate(
         &heap["bytes_per_iteration"],
-        30.0,
+        bytes,
         "heap bytes per iteration",
     );
+    assert_eq!(top_site(traced), function);
+    heap
+}
+
+#[test]
+fn thirty_bytes_per_iteration_is_a_heap_leak_at_leak_thirty_that_brk_cannot_see() {
+    let traced = run_heap("heap_small", 2000);
+    let heap = assert_heap_leak(&traced, 30.0, "leak_thirty");
     assert_rate(
         &heap["allocations_per_iteration"],
         1.0,
@@ -61,7 +68,6 @@ fn thirty_bytes_per_iteration_is_a_heap_leak_at_leak_thirty_that_brk_cannot_see(
     assert_eq!(heap["live_allocations_at_end"], 2000, "{heap}");
     assert_eq!(heap["live_bytes_at_end"], 60000, "{heap}");
     assert_eq!(heap["missed_frees"], 0, "{heap}");
-    assert_eq!(top_site(&traced), "leak_thirty");
     assert_rate(
         &heap["sites"][0]["bytes_per_iteration"],
         30.0,
@@ -93,33 +99,19 @@ fn a_program_that_frees_everything_is_never_a_heap_leak() {
 #[test]
 fn a_worker_thread_s_leak_in_its_glibc_arena_is_found_at_worker_leak() {
     let traced = run_heap("heap_thread", 2000);
-    let heap = heap(&traced);
-    assert_eq!(heap["verdict"], "leak", "{heap}");
-    assert_rate(
-        &heap["bytes_per_iteration"],
-        48.0,
-        "heap bytes per iteration",
-    );
-    assert_eq!(top_site(&traced), "worker_leak");
+    assert_heap_leak(&traced, 48.0, "worker_leak");
 }
 
 #[test]
 fn cpp_new_is_attributed_to_the_caller_of_operator_new_and_counted_once() {
     let traced = run_heap("cpp_new", 2000);
-    let heap = heap(&traced);
-    assert_eq!(heap["verdict"], "leak", "{heap}");
     // sizeof(Node) = 40; malloc inside operator new is nested, not a second allocation.
-    assert_rate(
-        &heap["bytes_per_iteration"],
-        40.0,
-        "heap bytes per iteration",
-    );
+    let heap = assert_heap_leak(&traced, 40.0, "leak_nodes()");
     assert_rate(
         &heap["allocations_per_iteration"],
         1.0,
         "heap allocations per iteration",
     );
-    assert_eq!(top_site(&traced), "leak_nodes()");
 }
 
 #[test]
@@ -147,14 +139,7 @@ fn attach_traces_the_allocator_of_a_running_process() {
     target.kill().unwrap();
     target.wait().unwrap();
     assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
-    let heap = heap(&traced);
-    assert_eq!(heap["verdict"], "leak", "{heap}");
-    assert_rate(
-        &heap["bytes_per_iteration"],
-        30.0,
-        "heap bytes per iteration",
-    );
-    assert_eq!(top_site(&traced), "leak_thirty");
+    assert_heap_leak(&traced, 30.0, "leak_thirty");
 }
 
 #[test]
@@ -224,14 +209,7 @@ fn without_a_marker_the_heap_totals_are_read_at_each_poll() {
 #[test]
 fn a_forked_child_gets_the_allocator_probes_too() {
     let traced = run_heap("heap_fork", 2000);
-    let heap = heap(&traced);
-    assert_eq!(heap["verdict"], "leak", "{heap}");
-    assert_rate(
-        &heap["bytes_per_iteration"],
-        30.0,
-        "heap bytes per iteration",
-    );
-    assert_eq!(top_site(&traced), "leak_in_child");
+    let heap = assert_heap_leak(&traced, 30.0, "leak_in_child");
     assert_ne!(
         heap["sites"][0]["pid"], traced.report["target"]["pid"],
         "the child's site"
