@@ -73,11 +73,15 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
     std::fs::create_dir_all(&workdir)
         .with_context(|| format!("cannot create {}", workdir.display()))?;
     if options.only_heap {
-        let pairs = options.pairs.min(3);
         println!();
         print!(
             "{}",
-            heap_row::run(leakscope, &workdir, pairs, options.heap_iterations.max(1))
+            heap_row::run(
+                leakscope,
+                &workdir,
+                options.pairs,
+                options.heap_iterations.max(1)
+            )
         );
         return Ok(());
     }
@@ -146,11 +150,10 @@ pub(crate) fn run(leakscope: &Path, options: &Options) -> Result<()> {
         println!();
     }
     if options.heap_iterations > 0 {
-        // Every allocator call traps into the kernel under both tracers: a few pairs do.
-        let pairs = options.pairs.min(3);
+        // As many pairs as the other rows: the uprobe traps are as noisy as anything.
         print!(
             "{}",
-            heap_row::run(leakscope, &workdir, pairs, options.heap_iterations)
+            heap_row::run(leakscope, &workdir, options.pairs, options.heap_iterations)
         );
         println!();
     }
