@@ -14,6 +14,9 @@ pub(crate) struct Followed {
     /// Every process ever followed, so that one whose fork event was lost is still picked
     /// up by its first event.
     seen: HashSet<u32>,
+    /// The process of the previous event: most events come in runs from one process, and
+    /// it is in `seen` already (the reader pays this lookup on every event).
+    last_seen: Option<u32>,
     target_exited: bool,
     commands: BTreeMap<u32, Vec<String>>,
 }
@@ -24,6 +27,7 @@ impl Followed {
             target,
             live: BTreeSet::from([target]),
             seen: HashSet::from([target]),
+            last_seen: None,
             target_exited: false,
             commands: BTreeMap::from([(target, command)]),
         }
@@ -32,8 +36,11 @@ impl Followed {
     /// Follows one event of the stream: forks add a process, exits remove one, an exec
     /// changes its command line (read from /proc, while the process is there to read).
     pub(crate) fn observe(&mut self, event: &Event) {
-        if self.seen.insert(event.tgid) && event.what != What::Exit {
-            self.live.insert(event.tgid);
+        if self.last_seen != Some(event.tgid) {
+            if self.seen.insert(event.tgid) && event.what != What::Exit {
+                self.live.insert(event.tgid);
+            }
+            self.last_seen = Some(event.tgid);
         }
         match event.what {
             // A fork is a new process even if its pid was used before.

@@ -91,6 +91,10 @@ impl<S: EventSink> EventSink for ProgressSink<'_, S> {
         self.inner.heap_sampled(time_ns, totals);
     }
 
+    fn path_of_fd(&self, tgid: u32, fd: i32) -> Option<std::sync::Arc<str>> {
+        self.inner.path_of_fd(tgid, fd)
+    }
+
     fn apply(&mut self, event: &Event) {
         self.inner.apply(event);
         if let (What::Marker { .. }, Some(bar)) = (&event.what, &self.progress.bar) {

@@ -50,6 +50,10 @@ impl EventSink for Tracing {
         }
     }
 
+    fn path_of_fd(&self, tgid: u32, fd: i32) -> Option<std::sync::Arc<str>> {
+        self.ledger.path_of_fd(tgid, fd)
+    }
+
     fn apply(&mut self, event: &Event) {
         self.ledger.apply(event);
         self.sizes.after_event(&mut self.ledger, event.time_ns);

@@ -301,6 +301,14 @@ impl Ledger {
     pub(crate) fn fd_records(&self) -> &Records {
         &self.history.fds
     }
+    /// The path `tgid`'s open `fd` was opened by, if it was opened by path.
+    pub(crate) fn path_of_fd(&self, tgid: u32, fd: i32) -> Option<Arc<str>> {
+        let process = self.processes.get(&tgid)?;
+        match fd_apply::fd_site(&self.history, process, fd)?.source {
+            sites::FdSource::Path(ref path) => Some(path.clone()),
+            _ => None,
+        }
+    }
     pub(crate) fn map_records(&self) -> &Records {
         &self.history.maps
     }

@@ -19,6 +19,15 @@ pub(crate) fn resolve(path: &str, base: Option<&str>) -> String {
 /// Removes empty and `.` components and folds `..` into its parent where one is known.
 pub(crate) fn normalize(path: &str) -> String {
     let absolute = path.starts_with('/');
+    // Most paths are normal already: the reader normalizes every opened path.
+    let inner = if absolute { &path[1..] } else { path };
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .all(|part| !matches!(part, "" | "." | ".."))
+    {
+        return path.to_owned();
+    }
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -63,5 +72,17 @@ mod tests {
         assert_eq!(resolve("./a//b.txt", None), "a/b.txt");
         assert_eq!(resolve("../a", None), "../a");
         assert_eq!(resolve(".", None), ".");
+    }
+
+    #[test]
+    fn normal_paths_come_back_unchanged_and_others_are_cleaned() {
+        for normal in ["/tmp/x/a.txt", "a/b", "/a", "..a/b.", ".hidden/x"] {
+            assert_eq!(normalize(normal), normal);
+        }
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize("/tmp/"), "/tmp");
+        assert_eq!(normalize("/tmp/./a"), "/tmp/a");
+        assert_eq!(normalize("a/.."), ".");
+        assert_eq!(normalize(""), ".");
     }
 }

@@ -211,7 +211,8 @@ impl Drainer {
             call.frames = (!frames.is_empty()).then_some(frames);
         }
         self.followed.observe(&event);
-        self.namer.observe(&event);
+        self.namer
+            .observe(&event, &|tgid, fd| sink.path_of_fd(tgid, fd));
         if let Some(heap) = &mut self.heap {
             heap.observe(&event);
         }

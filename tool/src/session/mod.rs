@@ -50,6 +50,11 @@ pub(crate) trait EventSink {
     /// `--heap` without an iteration marker: each process's allocator totals, read from the
     /// kernel at `time_ns` (every [`POLL_INTERVAL`]), since no marker carries them.
     fn heap_sampled(&mut self, _time_ns: u64, _totals: &[(u32, crate::event::MarkerHeap)]) {}
+    /// The path `tgid`'s open `fd` was opened by, if known (absolute when the working
+    /// directory was): what an executable mmap of it maps.
+    fn path_of_fd(&self, _tgid: u32, _fd: i32) -> Option<std::sync::Arc<str>> {
+        None
+    }
 }
 
 pub(crate) type LineSink = Box<dyn FnMut(String) + Send>;

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use procfs::process::{MMPermissions, MMapPath};
 
-use std::os::unix::ffi::OsStrExt;
-
 use leakscope_common::syscalls as nr;
 
 use super::classify::module_kind;
@@ -175,8 +173,6 @@ struct MapsCopy {
 #[derive(Default)]
 pub(crate) struct AddressSpaces {
     copies: HashMap<u32, MapsCopy>,
-    /// Open fds of absolute paths, by tgid: what an executable mmap of an fd maps.
-    open_files: HashMap<u32, HashMap<i32, Arc<Path>>>,
     file_ids: FileIds,
     /// Keep a process's table after its exit: `--heap` names the callers of surviving
     /// allocations only when the run ends, often after their processes are gone.
@@ -287,63 +283,41 @@ impl AddressSpaces {
     /// Follows the calls that load code: the dynamic loader (and dlopen) opens a library,
     /// maps its code with PROT_EXEC from the fd and closes it. Each such mapping joins the
     /// process's table, so a library loaded after the copy was taken (libc, for a program
-    /// gone before its events are drained) still names its frames.
-    pub(crate) fn observe(&mut self, event: &Event) {
+    /// gone before its events are drained) still names its frames. `path_of_fd` names an
+    /// fd the process has open: the ledger already follows every fd, so no second table
+    /// is kept here (that cost the reader a hash insert per open).
+    pub(crate) fn observe(
+        &mut self,
+        event: &Event,
+        path_of_fd: &dyn Fn(u32, i32) -> Option<Arc<str>>,
+    ) {
         match &event.what {
-            What::Syscall(call) => self.observe_call(event.tgid, call),
-            What::Exec => {
-                self.open_files.remove(&event.tgid);
+            What::Syscall(call) => {
+                if let Some(fd) = executable_fd_mapping(call)
+                    && let Some(path) = path_of_fd(event.tgid, fd).filter(|p| p.starts_with('/'))
+                {
+                    self.map_code(event.tgid, call, Path::new(&*path));
+                }
             }
             // A process's last record: no stack of it comes after.
-            What::Exit => {
-                self.open_files.remove(&event.tgid);
-                if !self.keep_exited {
-                    self.copies.remove(&event.tgid);
-                }
+            What::Exit if !self.keep_exited => {
+                self.copies.remove(&event.tgid);
             }
             _ => {}
         }
     }
 
-    fn observe_call(&mut self, tgid: u32, call: &Syscall) {
-        match call.nr {
-            nr::OPEN | nr::OPENAT | nr::OPENAT2 => {
-                let Some(path) = call.path.as_ref().filter(|p| !p.truncated) else {
-                    return;
-                };
-                let fd = call.ret as i32;
-                let files = self.open_files.entry(tgid).or_default();
-                if path.bytes.first() == Some(&b'/') {
-                    let path = Path::new(std::ffi::OsStr::from_bytes(&path.bytes));
-                    files.insert(fd, path.into());
-                } else {
-                    // A relative path is not followed: forget what the fd was before.
-                    files.remove(&fd);
-                }
-            }
-            nr::CLOSE => {
-                if let Some(files) = self.open_files.get_mut(&tgid) {
-                    files.remove(&(call.args[0] as i32));
-                }
-            }
-            nr::MMAP if call.args[2] & libc::PROT_EXEC as u64 != 0 => {
-                let fd = call.args[4] as i32;
-                let Some(path) = self.open_files.get(&tgid).and_then(|files| files.get(&fd)) else {
-                    return;
-                };
-                const PAGE: u64 = 4096;
-                let start = call.ret as u64;
-                let end = start.saturating_add(call.args[1].div_ceil(PAGE) * PAGE);
-                let code = code_range(
-                    path.to_path_buf(),
-                    start..end,
-                    call.args[5],
-                    &mut self.file_ids,
-                );
-                self.add_code(tgid, code);
-            }
-            _ => {}
-        }
+    fn map_code(&mut self, tgid: u32, call: &Syscall, path: &Path) {
+        const PAGE: u64 = 4096;
+        let start = call.ret as u64;
+        let end = start.saturating_add(call.args[1].div_ceil(PAGE) * PAGE);
+        let code = code_range(
+            path.to_path_buf(),
+            start..end,
+            call.args[5],
+            &mut self.file_ids,
+        );
+        self.add_code(tgid, code);
     }
 
     /// Puts a newly mapped code range into `tgid`'s table, in place of what it overlaps
@@ -386,6 +360,12 @@ impl AddressSpaces {
     pub(crate) fn space(&self, tgid: u32) -> Option<&Arc<Space>> {
         self.copies.get(&tgid).map(|copy| &copy.space)
     }
+}
+
+/// The fd an `mmap` maps executable code from, if it does.
+fn executable_fd_mapping(call: &Syscall) -> Option<i32> {
+    let fd = call.args[4] as i32;
+    (call.nr == nr::MMAP && call.args[2] & libc::PROT_EXEC as u64 != 0 && fd >= 0).then_some(fd)
 }
 
 #[cfg(test)]
@@ -435,7 +415,6 @@ mod tests {
         spaces.remember(me);
         // Somewhere nothing is mapped in this process.
         let at = 0x1000_0000_0000u64;
-        let open = call(nr::OPENAT, 7, [0; 6]).with_path(libc_path);
         let exec_map = |fd: u64| {
             let (prot, flags) = (
                 libc::PROT_READ | libc::PROT_EXEC,
@@ -448,13 +427,10 @@ mod tests {
                 [at, 0x10000, prot as u64, flags as u64, fd, offset],
             )
         };
-        spaces.observe(&event(What::Syscall(open)));
-        spaces.observe(&event(What::Syscall(exec_map(7))));
-        spaces.observe(&event(What::Syscall(call(
-            nr::CLOSE,
-            0,
-            [7, 0, 0, 0, 0, 0],
-        ))));
+        // The ledger's view of the process's fds: 7 is the library, until it is closed.
+        let open = |_: u32, fd: i32| (fd == 7).then(|| Arc::<str>::from(libc_path));
+        let closed = |_: u32, _: i32| None;
+        spaces.observe(&event(What::Syscall(exec_map(7))), &open);
         let space = spaces.space(me).unwrap().clone();
         let module = space
             .module_at(at + 0x100)
@@ -467,10 +443,10 @@ mod tests {
             (text.file_offset & !4095) + 0x100 - text.file_offset + text.vaddr
         );
         // After the close, the fd no longer names the file.
-        spaces.observe(&event(What::Syscall(exec_map(7))));
+        spaces.observe(&event(What::Syscall(exec_map(7))), &closed);
         assert!(Arc::ptr_eq(spaces.space(me).unwrap(), &space));
         // The process's exit is its last record: its table goes.
-        spaces.observe(&event(What::Exit));
+        spaces.observe(&event(What::Exit), &closed);
         assert!(spaces.space(me).is_none());
     }
 }

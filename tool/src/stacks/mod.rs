@@ -64,10 +64,14 @@ impl StackNamer {
         self.spaces.inherit(parent, child);
     }
 
-    /// Follows the opens and executable mmaps that load code (see
-    /// [`AddressSpaces::observe`]).
-    pub(crate) fn observe(&mut self, event: &crate::event::Event) {
-        self.spaces.observe(event);
+    /// Follows the executable mmaps that load code (see [`AddressSpaces::observe`]);
+    /// `path_of_fd` names the fds the processes hold.
+    pub(crate) fn observe(
+        &mut self,
+        event: &crate::event::Event,
+        path_of_fd: &dyn Fn(u32, i32) -> Option<std::sync::Arc<str>>,
+    ) {
+        self.spaces.observe(event, path_of_fd);
     }
 
     /// Processes' code modules stay known after they exit, so addresses can be named
