@@ -11,6 +11,7 @@ pub mod drops;
 mod event_kind;
 pub mod fd_arrival;
 pub mod heap;
+pub mod lifetime_buckets;
 mod object;
 pub mod open_flags;
 pub mod stack_rate;
@@ -320,6 +321,7 @@ mod pod {
     unsafe impl aya::Pod for super::heap::HeapLive {}
     unsafe impl aya::Pod for super::heap::HeapTotals {}
     unsafe impl aya::Pod for super::heap::HeapInflight {}
+    unsafe impl aya::Pod for super::lifetime_buckets::HeapLifetimes {}
 }
 
 // Layout guards: a change here is a wire-format change and must be deliberate.
@@ -340,6 +342,10 @@ const _: () = assert!(core::mem::size_of::<heap::HeapKey>() == 16);
 const _: () = assert!(core::mem::size_of::<heap::HeapLive>() == 40);
 const _: () = assert!(core::mem::size_of::<heap::HeapTotals>() == 72);
 const _: () = assert!(core::mem::size_of::<heap::HeapInflight>() == 40 + 40 + 8);
+const _: () = assert!(
+    core::mem::size_of::<lifetime_buckets::HeapLifetimes>() == 2 * 8 * lifetime_buckets::BUCKETS
+);
+const _: () = assert!(core::mem::size_of::<lifetime_buckets::HeapLifetimes>() <= 32 * 1024);
 
 #[cfg(test)]
 mod tests {

@@ -93,6 +93,10 @@ pub mod maps {
     /// `--heap`: `HashMap<u32 tgid, HeapTotals>`.
     pub const HEAP_TOTALS: &str = "HEAP_TOTALS";
     pub const HEAP_TOTALS_MAX_ENTRIES: u32 = 8192;
+    /// `--heap`: `PerCpuArray` of one `HeapLifetimes`: freed allocations' lifetimes, by
+    /// bucket.
+    pub const HEAP_LIFETIMES: &str = "HEAP_LIFETIMES";
+    pub const HEAP_LIFETIMES_MAX_ENTRIES: u32 = 1;
 }
 
 /// Programs, by name (the kernel function's symbol).
@@ -201,6 +205,7 @@ mod tests {
             maps::HEAP_INFLIGHT,
             maps::HEAP_LIVE,
             maps::HEAP_TOTALS,
+            maps::HEAP_LIFETIMES,
             globals::OFFSETS,
             globals::PAIR_OPENS,
             globals::STACK_BYTES,

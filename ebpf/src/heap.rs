@@ -8,8 +8,9 @@
 //!   adds it to the process's [`HEAP_TOTALS`].
 //! - `heap_free` (uprobe on every freeing symbol) removes it and subtracts it.
 //!
-//! Nothing goes through the ring: the iteration marker carries the totals, and userspace
-//! reads the survivors out of [`HEAP_LIVE`] at the end.
+//! Nothing goes through the ring: the iteration marker carries the totals, userspace reads
+//! the survivors out of [`HEAP_LIVE`] at the end, and each free counts its block's lifetime
+//! in [`HEAP_LIFETIMES`].
 
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_xadd};
 
@@ -18,12 +19,13 @@ use aya_ebpf::{
     bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
-    maps::HashMap,
+    maps::{HashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
 use leakscope_common::{
     DropReason, globals,
     heap::{HeapInflight, HeapKey, HeapKind, HeapLive, HeapTotals},
+    lifetime_buckets::{self, HeapLifetimes},
     maps, programs, same_name,
 };
 
@@ -68,7 +70,31 @@ static HEAP_TOTALS: HashMap<u32, HeapTotals> =
     HashMap::with_max_entries(maps::HEAP_TOTALS_MAX_ENTRIES, 0);
 named!(HEAP_TOTALS, maps::HEAP_TOTALS);
 
+/// Freed blocks' lifetimes by bucket, per CPU (summed by the reader at the end).
+#[map]
+static HEAP_LIFETIMES: PerCpuArray<HeapLifetimes> =
+    PerCpuArray::with_max_entries(maps::HEAP_LIFETIMES_MAX_ENTRIES, 0);
+named!(HEAP_LIFETIMES, maps::HEAP_LIFETIMES);
+
 const PAGE: u64 = 4096;
+
+/// Counts a freed block that lived `ns` nanoseconds and `iterations` markers.
+#[inline(always)]
+fn count_lifetime(ns: u64, iterations: u64) {
+    let Some(counts) = HEAP_LIFETIMES.get_ptr_mut(0) else {
+        return;
+    };
+    let (ns, iterations) = (
+        lifetime_buckets::bucket(ns),
+        lifetime_buckets::bucket(iterations),
+    );
+    // Bounds the verifier can see (`bucket` never exceeds them).
+    if ns < lifetime_buckets::BUCKETS && iterations < lifetime_buckets::BUCKETS {
+        // Atomic: under full preemption another program may run on this CPU meanwhile.
+        add_u(unsafe { &raw mut (*counts).ns[ns] }, 1);
+        add_u(unsafe { &raw mut (*counts).iterations[iterations] }, 1);
+    }
+}
 
 #[inline(always)]
 pub(crate) fn heap_on() -> bool {
@@ -159,7 +185,7 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
             if HEAP_LIVE.remove(&key).is_ok() {
                 stash.old = old;
                 stash.old_addr = a0;
-                release(tgid, &old);
+                release(tgid, &old, true);
             }
         }
     }
@@ -238,7 +264,8 @@ fn record(tgid: u32, addr: u64, live: &HeapLive) {
         match stale {
             Some(stale) => {
                 if stale.alloc_ns >= unsafe { (*t).epoch_ns } {
-                    release(tgid, &stale);
+                    // Its free was not seen: when it ended is unknown, so no lifetime.
+                    release(tgid, &stale, false);
                     add_u(unsafe { &raw mut (*t).missed_frees }, 1);
                 }
                 if HEAP_LIVE.insert(&key, live, BPF_ANY as u64).is_err() {
@@ -260,9 +287,10 @@ fn record(tgid: u32, addr: u64, live: &HeapLive) {
     add_u(unsafe { &raw mut (*t).allocs }, 1);
 }
 
-/// Takes `live` (already out of [`HEAP_LIVE`]) off the totals.
+/// Takes `live` (already out of [`HEAP_LIVE`]) off the totals; `freed_now`: it was freed
+/// by this call, and its lifetime is counted.
 #[inline(always)]
-fn release(tgid: u32, live: &HeapLive) {
+fn release(tgid: u32, live: &HeapLive, freed_now: bool) {
     let Some(t) = HEAP_TOTALS.get_ptr_mut(tgid) else {
         return;
     };
@@ -272,9 +300,18 @@ fn release(tgid: u32, live: &HeapLive) {
     add(unsafe { &raw mut (*t).live_bytes }, -(live.size as i64));
     add(unsafe { &raw mut (*t).live_count }, -1);
     add_u(unsafe { &raw mut (*t).frees }, 1);
-    if live.alloc_iter != unsafe { (*t).iteration } {
+    let iteration = unsafe { (*t).iteration };
+    if live.alloc_iter != iteration {
         add_u(unsafe { &raw mut (*t).late_frees }, 1);
     }
+    if !freed_now {
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    count_lifetime(
+        now.saturating_sub(live.alloc_ns),
+        iteration.saturating_sub(live.alloc_iter),
+    );
 }
 
 #[uprobe]
@@ -294,7 +331,7 @@ pub fn heap_free(ctx: ProbeContext) -> u32 {
     };
     // Only the thread whose remove succeeds subtracts it.
     if HEAP_LIVE.remove(&key).is_ok() {
-        release(tgid, &live);
+        release(tgid, &live, true);
     }
     0
 }

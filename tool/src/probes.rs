@@ -232,6 +232,7 @@ impl Probes {
             Some(crate::heap::HeapMaps {
                 live: typed_map(&mut ebpf, maps::HEAP_LIVE, HashMap::try_from)?,
                 totals: typed_map(&mut ebpf, maps::HEAP_TOTALS, HashMap::try_from)?,
+                lifetimes: typed_map(&mut ebpf, maps::HEAP_LIFETIMES, PerCpuArray::try_from)?,
             })
         } else {
             None

@@ -5,6 +5,7 @@
 //! process's live totals, which the iteration marker carries (see `ebpf/src/heap.rs`). So
 //! freeing everything gives a flat series, whatever the allocator does with its arenas.
 
+use super::lifetimes::Lifetimes;
 use super::trend::{self, Judgement, Scale, Unit, Verdict};
 use super::{scales, series};
 use crate::iterations::Iterations;
@@ -43,6 +44,9 @@ pub(crate) struct AllocClass {
     /// Callers of the allocations made inside the iterations and still live at the end,
     /// most bytes first.
     pub(crate) sites: Vec<AllocSite>,
+    /// How long the freed blocks lived (counted in the kernel, to 1/16 of a value; in
+    /// iterations only when the iteration marker counted them).
+    pub(crate) lifetimes: Lifetimes,
 }
 
 /// Allocations of one caller made inside the iterations and never freed.
@@ -134,7 +138,25 @@ pub(crate) fn alloc_class(
         unrecorded,
         late_frees,
         sites: sites(ledger, iterations),
+        lifetimes: lifetimes(ledger),
     })
+}
+
+/// The kernel's lifetime counts of freed blocks. Its iteration clock is the marker's
+/// count, so without a marker every block would seem to live 0 iterations: those are left
+/// out then.
+fn lifetimes(ledger: &Ledger) -> Lifetimes {
+    let mut lifetimes = Lifetimes::default();
+    if let Some(snapshot) = ledger.heap_snapshot() {
+        let marked = snapshot.totals.values().any(|t| t.iteration > 0);
+        let iterations = if marked {
+            &snapshot.freed_iterations[..]
+        } else {
+            &[]
+        };
+        lifetimes.record_buckets(&snapshot.freed_ns, iterations);
+    }
+    lifetimes
 }
 
 fn sites(ledger: &Ledger, iterations: &Iterations) -> Vec<AllocSite> {

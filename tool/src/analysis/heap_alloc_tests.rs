@@ -77,6 +77,8 @@ fn allocations_the_kernel_could_not_record_make_the_class_inconclusive() {
         span: (0, 1),
         unfollowed: 0,
         dropped: 0,
+        freed_ns: Vec::new(),
+        freed_iterations: Vec::new(),
         survivors: Vec::new(),
     });
     let class = judged(&ledger);
@@ -117,6 +119,8 @@ fn sites_are_the_callers_of_what_was_made_in_the_loop_and_survived() {
         span: (0, 1 << 20),
         unfollowed: 0,
         dropped: 0,
+        freed_ns: Vec::new(),
+        freed_iterations: Vec::new(),
     };
     snapshot.name_callers(|_, _| Some(("leak_thirty".into(), false)));
     ledger.note_heap_snapshot(snapshot);
@@ -154,6 +158,8 @@ fn without_markers_in_the_kernel_sites_count_what_was_made_between_the_boundarie
         span,
         unfollowed: 0,
         dropped: 0,
+        freed_ns: Vec::new(),
+        freed_iterations: Vec::new(),
     };
     snapshot.name_callers(|_, address| {
         Some((
@@ -184,6 +190,8 @@ fn processes_left_without_allocator_probes_make_the_class_inconclusive() {
         span: (0, 1),
         unfollowed: 2,
         dropped: 0,
+        freed_ns: Vec::new(),
+        freed_iterations: Vec::new(),
         survivors: Vec::new(),
     });
     let class = judged(&ledger);

@@ -54,10 +54,29 @@ impl Lifetimes {
         }
         self.max_ns = self.max_ns.max(ns);
         self.max_iterations = self.max_iterations.max(iterations);
-        let decade = (ns.max(1).ilog10() as usize)
-            .saturating_sub(2)
-            .min(DECADE_LABELS.len() - 1);
-        self.decades[decade] += 1;
+        self.decades[decade(ns)] += 1;
+    }
+
+    /// Lifetimes the kernel counted by bucket (`leakscope_common::lifetime_buckets`): each
+    /// bucket stands for its midpoint, within 1/16 of any value in it. The two series are
+    /// independent; `iterations` may be empty (no marker counted them).
+    pub(crate) fn record_buckets(&mut self, ns: &[u64], iterations: &[u64]) {
+        use leakscope_common::lifetime_buckets::representative;
+        for (bucket, &n) in ns.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let value = representative(bucket);
+            if self.ns.record_n(value, n).is_err() {
+                self.ns.saturating_record(value);
+            }
+            self.max_ns = self.max_ns.max(value);
+            self.decades[decade(value)] += n;
+        }
+        for (bucket, &n) in iterations.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let value = representative(bucket);
+            if self.iterations.record_n(value, n).is_err() {
+                self.iterations.saturating_record(value);
+            }
+            self.max_iterations = self.max_iterations.max(value);
+        }
     }
 
     pub(crate) fn ns(&self) -> Percentiles {
@@ -71,6 +90,13 @@ impl Lifetimes {
     pub(crate) fn decades(&self) -> [u64; DECADE_LABELS.len()] {
         self.decades
     }
+}
+
+/// The decade of `ns` (see [`DECADE_LABELS`]).
+fn decade(ns: u64) -> usize {
+    (ns.max(1).ilog10() as usize)
+        .saturating_sub(2)
+        .min(DECADE_LABELS.len() - 1)
 }
 
 fn percentiles(histogram: &Histogram<u64>, max: u64) -> Percentiles {
@@ -103,5 +129,37 @@ mod tests {
         let decades = lifetimes.decades();
         assert_eq!(decades[1] + decades[2] + decades[3], 100);
         assert_eq!(Lifetimes::default().ns(), Percentiles::default());
+    }
+
+    #[test]
+    fn bucketed_lifetimes_come_back_within_a_sixteenth() {
+        use leakscope_common::lifetime_buckets::{BUCKETS, bucket};
+        let mut ns = vec![0; BUCKETS];
+        let mut iterations = vec![0; BUCKETS];
+        for i in 1..=1000u64 {
+            ns[bucket(i * 1_000)] += 1;
+            iterations[bucket(0)] += 1;
+        }
+        let mut lifetimes = Lifetimes::default();
+        lifetimes.record_buckets(&ns, &iterations);
+        let ns = lifetimes.ns();
+        assert_eq!(ns.count, 1000);
+        for (got, want) in [
+            (ns.p50, 500_000.0),
+            (ns.p99, 990_000.0),
+            (ns.max, 1_000_000.0),
+        ] {
+            assert!(
+                (got as f64 / want - 1.0).abs() <= 1.0 / 16.0,
+                "{got} vs {want}"
+            );
+        }
+        let its = lifetimes.iterations();
+        assert_eq!((its.count, its.max), (1000, 0));
+        assert_eq!(lifetimes.decades().iter().sum::<u64>(), 1000);
+        // No iteration markers: only the time series.
+        let mut lifetimes = Lifetimes::default();
+        lifetimes.record_buckets(&[0, 3], &[]);
+        assert_eq!((lifetimes.ns().count, lifetimes.iterations().count), (3, 0));
     }
 }

@@ -5,11 +5,14 @@ pub(crate) mod attach;
 pub(crate) mod follow;
 pub(crate) mod snapshot;
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{HashMap, MapData, PerCpuArray};
 use leakscope_common::heap::{HeapKey, HeapLive, HeapTotals};
+use leakscope_common::lifetime_buckets::HeapLifetimes;
 
 /// The kernel's heap maps, taken out of the object by the loader.
 pub(crate) struct HeapMaps {
     pub(crate) live: HashMap<MapData, HeapKey, HeapLive>,
     pub(crate) totals: HashMap<MapData, u32, HeapTotals>,
+    /// Freed blocks' lifetimes, by bucket, per CPU.
+    pub(crate) lifetimes: PerCpuArray<MapData, HeapLifetimes>,
 }

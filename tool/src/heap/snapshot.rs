@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 pub(crate) const TIME_BUCKETS: u64 = 256;
 
 use leakscope_common::heap::{HeapLive, HeapTotals};
+use leakscope_common::lifetime_buckets;
 
 /// The allocations of one caller still live at the end.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -43,6 +44,10 @@ pub(crate) struct HeapSnapshot {
     pub(crate) dropped: u64,
     /// By survivors made inside the iterations, most bytes first.
     pub(crate) survivors: Vec<Survivors>,
+    /// Freed blocks by lifetime bucket (`leakscope_common::lifetime_buckets`), summed over
+    /// the CPUs: in nanoseconds, and in iteration markers.
+    pub(crate) freed_ns: Vec<u64>,
+    pub(crate) freed_iterations: Vec<u64>,
 }
 
 impl HeapSnapshot {
@@ -56,12 +61,15 @@ impl HeapSnapshot {
             .iter()
             .filter_map(Result::ok)
             .map(|(k, v)| (k.tgid, v));
+        let (freed_ns, freed_iterations) = freed(maps);
         HeapSnapshot {
             survivors: aggregate(live, &totals, span),
             totals,
             span,
             unfollowed: 0,
             dropped: 0,
+            freed_ns,
+            freed_iterations,
         }
     }
 
@@ -87,6 +95,24 @@ impl HeapSnapshot {
             }
         }
     }
+}
+
+/// The kernel's lifetime buckets, summed over the CPUs (empty when unreadable).
+fn freed(maps: &super::HeapMaps) -> (Vec<u64>, Vec<u64>) {
+    let Ok(per_cpu) = maps.lifetimes.get(&0, 0) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut ns = vec![0; lifetime_buckets::BUCKETS];
+    let mut iterations = vec![0; lifetime_buckets::BUCKETS];
+    for cpu in per_cpu.iter() {
+        for (sum, n) in ns.iter_mut().zip(cpu.ns) {
+            *sum += n;
+        }
+        for (sum, n) in iterations.iter_mut().zip(cpu.iterations) {
+            *sum += n;
+        }
+    }
+    (ns, iterations)
 }
 
 /// Sums live allocations by (process, caller).
@@ -188,6 +214,8 @@ mod tests {
             span: (0, 1),
             unfollowed: 0,
             dropped: 0,
+            freed_ns: Vec::new(),
+            freed_iterations: Vec::new(),
             survivors: vec![Survivors {
                 tgid: 3,
                 caller: 0x1005,

@@ -202,6 +202,9 @@ fn heap(verdict: Verdict, bytes_per_iteration: f64) -> HeapReport {
             bytes_per_iteration,
             allocations_per_iteration: 1.0,
         }],
+        lifetime_ns: Default::default(),
+        lifetime_iterations: Default::default(),
+        lifetime_decades: Default::default(),
     }
 }
 

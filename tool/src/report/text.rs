@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use super::answer::shell_quote;
 use super::model::{Report, ResourceReport};
-use crate::analysis::lifetimes::DECADE_LABELS;
+use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::trend::Verdict;
 use crate::units;
 
@@ -418,14 +418,22 @@ impl Report {
         writeln!(out, "lifetimes of released resources:")?;
         let c = &self.classes;
         for (name, class) in [("fd", &c.fd), ("mmap", &c.mmap)] {
-            write_histogram(out, name, class)?;
+            write_histogram(out, name, &Released::of(class))?;
         }
         // The disk classes only when the target made any: "none released" of nothing
         // created says nothing.
         for (name, class) in [("files", &c.files), ("watches", &c.watches)] {
             if class.acquired > 0 {
-                write_histogram(out, name, class)?;
+                write_histogram(out, name, &Released::of(class))?;
             }
+        }
+        if let Some(heap) = &c.heap {
+            let released = Released {
+                ns: &heap.lifetime_ns,
+                iterations: Some(&heap.lifetime_iterations).filter(|its| its.count > 0),
+                decades: &heap.lifetime_decades,
+            };
+            write_histogram(out, "heap", &released)?;
         }
         Ok(())
     }
@@ -440,24 +448,45 @@ fn with_unit(rate: String, unit: &str) -> String {
     }
 }
 
-fn write_histogram(out: &mut dyn Write, name: &str, class: &ResourceReport) -> io::Result<()> {
-    let (ns, its) = (&class.lifetime_ns, &class.lifetime_iterations);
+/// A class's lifetimes of released resources, as the histogram shows them.
+struct Released<'a> {
+    ns: &'a Percentiles,
+    /// `None` when not measured in iterations (`--heap` without a marker).
+    iterations: Option<&'a Percentiles>,
+    decades: &'a [u64; DECADE_LABELS.len()],
+}
+
+impl<'a> Released<'a> {
+    fn of(class: &'a ResourceReport) -> Self {
+        Released {
+            ns: &class.lifetime_ns,
+            iterations: Some(&class.lifetime_iterations),
+            decades: &class.lifetime_decades,
+        }
+    }
+}
+
+fn write_histogram(out: &mut dyn Write, name: &str, released: &Released) -> io::Result<()> {
+    let (ns, its) = (released.ns, released.iterations);
     if ns.count == 0 {
         return writeln!(out, "  {name:<7} none released");
     }
+    let in_iterations = its.map_or(String::new(), |its| {
+        format!(
+            "   in iterations: p50 {} p99 {} max {}",
+            its.p50, its.p99, its.max
+        )
+    });
     writeln!(
         out,
-        "  {name:<7} n={}  p50 {}  p90 {}  p99 {}  max {}   in iterations: p50 {} p99 {} max {}",
+        "  {name:<7} n={}  p50 {}  p90 {}  p99 {}  max {}{in_iterations}",
         ns.count,
         units::duration_ns(ns.p50),
         units::duration_ns(ns.p90),
         units::duration_ns(ns.p99),
         units::duration_ns(ns.max),
-        its.p50,
-        its.p99,
-        its.max
     )?;
-    let decades = &class.lifetime_decades;
+    let decades = released.decades;
     let max = decades.iter().copied().max().unwrap_or(0);
     let first = decades.iter().position(|&n| n > 0).unwrap_or(0);
     let last = decades.iter().rposition(|&n| n > 0).unwrap_or(0);
