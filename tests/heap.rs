@@ -136,6 +136,27 @@ fn cpp_new_is_attributed_to_the_caller_of_operator_new_and_counted_once() {
 }
 
 #[test]
+fn a_program_that_catches_bad_alloc_runs_as_untraced_and_its_leak_is_seen() {
+    // operator new throws 21 times (once before the loop, every 100th iteration), and a
+    // nothrow new fails once: all caught. Traced, the program must behave the same.
+    let traced = run_heap("cpp_throw", 2000);
+    assert!(
+        traced.stderr().contains("caught 22") || traced.stdout().contains("caught 22"),
+        "{}",
+        traced.stderr()
+    );
+    assert_eq!(
+        traced.report["ended"]["how"], "target-exited",
+        "{}",
+        traced.report["ended"]
+    );
+    let heap = assert_heap_leak(&traced, 24.0, "leak_item(long)");
+    // Exact: one Item per iteration, all of them named.
+    assert_eq!(heap["sites"][0]["allocations"], 2000, "{heap}");
+    assert_eq!(heap["sites"].as_array().map(Vec::len), Some(1), "{heap}");
+}
+
+#[test]
 fn attach_traces_the_allocator_of_a_running_process() {
     // 2 ms per iteration; attached for 2 s: about 1,000 iterations.
     let mut target = std::process::Command::new(fixture("nofp/heap_small"))

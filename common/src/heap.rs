@@ -32,11 +32,31 @@ pub enum HeapKind {
     Free = 9,
 }
 
+/// Or'ed into an attach cookie: the entry point is traced at its entry only, as a wrapper
+/// whose own allocator call (traced) makes the block: C++ `operator new`, which may throw.
+/// A uretprobe replaces the return address on the stack, and an exception unwinding
+/// through that frame finds no unwind info there: `std::terminate`. So `new` only lends its
+/// caller to the `malloc` inside it.
+pub const COOKIE_WRAPPER: u64 = 1 << 8;
+
+/// A wrapper's entry older than this is stale (it never made its inner call, which only a
+/// wrapper misjudged as one would do): the calls after it are not its own. Generous: a
+/// thread may be preempted between `new` and its `malloc` for milliseconds on a busy
+/// machine, and a stale entry can only lend a wrong caller, never change a count.
+pub const WRAPPER_STALE_NS: u64 = 1_000_000_000;
+
 impl HeapKind {
-    /// The kind of a cookie value (`None` for a value no kind has).
+    /// Whether a call of this symbol may throw a C++ exception (the throwing forms of
+    /// `operator new`, and the nothrow ones, which call them inside a `try`).
+    pub fn may_throw(symbol: &str) -> bool {
+        symbol.starts_with("_Znw") || symbol.starts_with("_Zna")
+    }
+
+    /// The kind of a cookie value, without [`COOKIE_WRAPPER`] (`None` for a value no kind
+    /// has).
     #[inline(always)]
     pub const fn from_cookie(cookie: u64) -> Option<HeapKind> {
-        Some(match cookie {
+        Some(match cookie & !COOKIE_WRAPPER {
             1 => HeapKind::Malloc,
             2 => HeapKind::Pvalloc,
             3 => HeapKind::Calloc,
@@ -120,6 +140,12 @@ pub struct HeapInflight {
     pub old: HeapLive,
     /// realloc: the old pointer (0 when none).
     pub old_addr: u64,
+    /// Nonzero: a wrapper's entry ([`COOKIE_WRAPPER`]), waiting for its inner allocator
+    /// call, which takes its caller over.
+    pub wrapper: u32,
+    pub _pad: u32,
+    /// When the wrapper was entered (see [`WRAPPER_STALE_NS`]).
+    pub entry_ns: u64,
 }
 
 /// The key of a live allocation (`maps::HEAP_LIVE`).
@@ -182,7 +208,21 @@ mod tests {
             assert_eq!(HeapKind::from_cookie(kind as u64), Some(kind), "{symbol}");
         }
         assert_eq!(HeapKind::from_cookie(0), None);
+        assert_eq!(
+            HeapKind::from_cookie(HeapKind::Malloc as u64 | COOKIE_WRAPPER),
+            Some(HeapKind::Malloc)
+        );
         assert_eq!(HeapKind::from_cookie(10), None);
+    }
+
+    #[test]
+    fn only_operator_new_may_throw() {
+        let mut throwing = SYMBOLS
+            .iter()
+            .map(|(symbol, _)| *symbol)
+            .filter(|symbol| HeapKind::may_throw(symbol));
+        assert_eq!(throwing.clone().count(), 8);
+        assert!(throwing.all(|s| s.starts_with("_Zn")));
     }
 
     #[test]

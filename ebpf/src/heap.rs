@@ -24,7 +24,9 @@ use aya_ebpf::{
 };
 use leakscope_common::{
     DropReason, globals,
-    heap::{HeapInflight, HeapKey, HeapKind, HeapLive, HeapTotals},
+    heap::{
+        COOKIE_WRAPPER, HeapInflight, HeapKey, HeapKind, HeapLive, HeapTotals, WRAPPER_STALE_NS,
+    },
     lifetime_buckets::{self, HeapLifetimes},
     maps, programs, same_name,
 };
@@ -134,18 +136,29 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
     if tracked(tgid).is_none() {
         return 0;
     }
-    let Some(kind) = HeapKind::from_cookie(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }) else {
-        return 0;
-    };
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let sp = unsafe { (*ctx.regs).rsp };
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The caller of a wrapper (operator new) this call runs inside, if any.
+    let mut wrapped_caller = 0;
     if let Some(stash) = HEAP_INFLIGHT.get_ptr_mut(tid) {
         // Lower on the stack than the outermost call: nested inside it.
         if sp < unsafe { (*stash).entry_sp } {
-            unsafe { (*stash).depth += 1 };
-            return 0;
+            if unsafe { (*stash).wrapper } == 0 {
+                unsafe { (*stash).depth += 1 };
+                return 0;
+            }
+            // The allocator call a wrapper makes: it is the allocation, on the wrapper's
+            // caller's account (unless the wrapper's entry is stale).
+            if now.saturating_sub(unsafe { (*stash).entry_ns }) < WRAPPER_STALE_NS {
+                wrapped_caller = unsafe { (*stash).caller };
+            }
         }
         // Else its return was never seen (a thread unwound out of it): replace it.
     }
+    let Some(kind) = HeapKind::from_cookie(cookie) else {
+        return 0;
+    };
     let (a0, a1, a2) = (arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
     let size = match kind {
         HeapKind::Malloc | HeapKind::AlignedArg0 => a0,
@@ -167,9 +180,16 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
             0
         },
         // At entry the return address is the word at the stack pointer.
-        caller: unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0),
+        caller: if wrapped_caller != 0 {
+            wrapped_caller
+        } else {
+            unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0)
+        },
         entry_sp: sp,
         old_addr: 0,
+        wrapper: (cookie & COOKIE_WRAPPER != 0) as u32,
+        _pad: 0,
+        entry_ns: now,
         old: HeapLive::default(),
     };
     // realloc frees its old block now, not at return: by then another thread may have been

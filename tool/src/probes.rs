@@ -303,22 +303,31 @@ impl Probes {
         points: &[crate::heap::attach::EntryPoint],
     ) -> Result<Vec<HeapLink>, ProbeError> {
         use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint};
-        use leakscope_common::heap::HeapKind;
+        use leakscope_common::heap::{COOKIE_WRAPPER, HeapKind};
         let Some(scope) = std::num::NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
             return Ok(Vec::new());
         };
+        // Order matters in a running process: the frees first, so no block recorded is
+        // freed unseen; then the returns, so every entry seen has its return seen too (an
+        // entry without its return would stay in flight, and the calls under it would
+        // count as nested in it, unrecorded); the entries last.
+        // A wrapper (operator new) has no return probe: see `EntryPoint::wrapper`.
+        type Wanted = fn(&crate::heap::attach::EntryPoint) -> bool;
+        let passes: [(&'static str, Wanted); 3] = [
+            (programs::HEAP_FREE, |p| p.kind == HeapKind::Free),
+            (programs::HEAP_RETURN, |p| {
+                p.kind != HeapKind::Free && !p.wrapper
+            }),
+            (programs::HEAP_ENTER, |p| p.kind != HeapKind::Free),
+        ];
         let mut links = Vec::new();
-        for point in points {
-            let names: &[&'static str] = if point.kind == HeapKind::Free {
-                &[programs::HEAP_FREE]
-            } else {
-                &[programs::HEAP_ENTER, programs::HEAP_RETURN]
-            };
-            for &name in names {
+        for (name, wanted) in passes {
+            for point in points.iter().filter(|p| wanted(p)) {
                 let probe: &mut UProbe = program(&mut self.ebpf, name)?;
+                let wrapper = if point.wrapper { COOKIE_WRAPPER } else { 0 };
                 let at = UProbeAttachPoint {
                     location: UProbeAttachLocation::Symbol(point.symbol),
-                    cookie: Some(point.kind as u64),
+                    cookie: Some(point.kind as u64 | wrapper),
                 };
                 match probe.attach(at, &point.object, scope) {
                     Ok(link) => links.push(HeapLink {

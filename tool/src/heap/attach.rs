@@ -18,7 +18,23 @@ pub(crate) struct EntryPoint {
     pub(crate) object: PathBuf,
     pub(crate) symbol: &'static str,
     pub(crate) kind: HeapKind,
+    /// Traced at entry only, lending its caller to the allocator call inside it
+    /// (`leakscope_common::heap::COOKIE_WRAPPER`): C++ `operator new` from libstdc++, which
+    /// may throw, and an exception cannot unwind through a uretprobe's frame.
+    pub(crate) wrapper: bool,
 }
+
+/// Symbols of allocators whose own `operator new` allocates without calling an entry point
+/// leakscope traces (tcmalloc, jemalloc, mimalloc): there `new` keeps its return probe, or
+/// its blocks would go unseen. (An exception out of it, at out-of-memory, then ends the
+/// program: see the README's limitations.)
+const NEW_WITHOUT_MALLOC: &[&str] = &[
+    "tc_malloc",
+    "je_malloc",
+    "mallocx",
+    "_rjem_malloc",
+    "mi_malloc",
+];
 
 /// Libraries looked at, at most: a dependency graph is rarely deeper than a few dozen.
 const MAX_OBJECTS: usize = 64;
@@ -93,12 +109,14 @@ pub(crate) fn entry_points(objects: &[PathBuf]) -> Vec<EntryPoint> {
             .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
             .filter_map(|s| s.name().ok())
             .collect();
+        let own_new = NEW_WITHOUT_MALLOC.iter().any(|s| defined.contains(s));
         for &(symbol, kind) in SYMBOLS {
             if defined.contains(symbol) {
                 points.push(EntryPoint {
                     object: object.clone(),
                     symbol,
                     kind,
+                    wrapper: HeapKind::may_throw(symbol) && !own_new,
                 });
             }
         }
@@ -249,6 +267,19 @@ mod tests {
             points
                 .iter()
                 .any(|p| p.symbol == "_ZdlPv" && p.kind == HeapKind::Free)
+        );
+        // libstdc++'s `new` calls malloc, and may throw: traced as a wrapper, at entry only.
+        for point in &points {
+            assert_eq!(
+                point.wrapper,
+                HeapKind::may_throw(point.symbol),
+                "{point:?}"
+            );
+        }
+        assert!(
+            points
+                .iter()
+                .any(|p| p.symbol == "_ZnwmRKSt9nothrow_t" && p.wrapper)
         );
     }
 
