@@ -30,6 +30,7 @@ mod report;
 mod run_as;
 mod self_stats;
 mod session;
+mod shell_docs;
 mod stacks;
 mod stop;
 mod symbols;
@@ -64,6 +65,32 @@ fn main() -> ExitCode {
                 ExitCode::from(status)
             }
         };
+    }
+
+    // Documentation of the command line itself: no privilege, no kernel, no runtime.
+    match &cli.command {
+        Command::Completions { shell } => {
+            shell_docs::completions(*shell, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => {
+            return match shell_docs::man_pages(dir) {
+                Ok(written) => {
+                    for path in written {
+                        println!("{}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!(
+                        "leakscope: cannot write the man pages into {}: {error}",
+                        dir.display()
+                    );
+                    ExitCode::from(exit_code::FAILURE)
+                }
+            };
+        }
+        _ => {}
     }
 
     // Before any other thread exists, so that every thread has the stop signals blocked

@@ -143,7 +143,8 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// The integration tests compile C and C++ fixtures and run Python and Node ones.
+/// The integration tests compile C and C++ fixtures and run Python and Node ones; they
+/// check the completion scripts with each shell and render the man pages with `man`.
 pub(crate) fn ensure_fixture_tools() -> Result<()> {
     for (program, package) in [
         ("cc", "gcc"),
@@ -151,6 +152,9 @@ pub(crate) fn ensure_fixture_tools() -> Result<()> {
         ("python3", "python3"),
         ("node", "nodejs"),
         ("strace", "strace"),
+        ("zsh", "zsh"),
+        ("fish", "fish"),
+        ("man", "man-db"),
     ] {
         if output("which", &[program]).is_some() {
             continue;

@@ -1,4 +1,4 @@
-//! Project tasks. `cargo xtask test|run|build|bench` install what a fresh machine lacks
+//! Project tasks. `cargo xtask test|run|build|bench|man` install what a fresh machine lacks
 //! (rust-src for nightly, bpf-linker) and then do their job, saying each step out loud in
 //! one line. Builds are quiet: the compiler's output appears only when a build fails.
 
@@ -64,6 +64,14 @@ enum Task {
         #[arg(long)]
         only_heap: bool,
     },
+    /// Build, then write the man pages (leakscope.1, and leakscope-run.1 etc.) with
+    /// clap_mangen. Read one with `man -l target/man/leakscope.1`; install with
+    /// `sudo cp target/man/*.1 /usr/local/share/man/man1/ && sudo mandb`.
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = "target/man")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -102,6 +110,17 @@ fn main() -> Result<()> {
                 only_heap,
             };
             bench::run(&binary, &options)?;
+        }
+        Task::Man { out } => {
+            let binary = build()?;
+            let out = shell::workspace_root().join(out);
+            shell::step(&format!("writing the man pages into {}", out.display()));
+            let status = std::process::Command::new(&binary)
+                .arg("man")
+                .arg(&out)
+                .status()
+                .with_context(|| format!("running {}", binary.display()))?;
+            anyhow::ensure!(status.success(), "leakscope man failed: {status}");
         }
     }
     Ok(())

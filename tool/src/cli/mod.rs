@@ -74,7 +74,22 @@ pub(crate) enum Command {
     /// The traced child of `extract` (internal).
     #[command(name = crate::extract::WORKER_SUBCOMMAND, hide = true)]
     ExtractWorker(WorkerArgs),
+    /// Print a completion script for SHELL on stdout.
+    #[command(after_help = COMPLETIONS_AFTER_HELP)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (leakscope.1 and one per command) into DIR (`cargo xtask man`).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
+
+const COMPLETIONS_AFTER_HELP: &str = "\
+Install, for example:
+  leakscope completions bash > /etc/bash_completion.d/leakscope
+  leakscope completions zsh  > /usr/local/share/zsh/site-functions/_leakscope
+  leakscope completions fish > ~/.config/fish/completions/leakscope.fish";
 
 #[derive(Debug, Args)]
 pub(crate) struct ExtractCommand {

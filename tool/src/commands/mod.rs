@@ -15,8 +15,8 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(args).await,
         Command::Attach(args) => attach::attach(args).await,
         Command::Extract(args) => extract::extract(args).await,
-        Command::ExtractWorker(_) => {
-            unreachable!("the worker runs before any runtime exists (main.rs)")
+        Command::ExtractWorker(_) | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("these run before any runtime exists (main.rs)")
         }
     }
 }
