@@ -134,6 +134,14 @@ pub(crate) struct CommonArgs {
     /// then carries only the JSON: the text report and the target's stdout go to stderr).
     #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
+    /// Write what was retained across iterations as folded stacks to FILE
+    /// (`class;caller;...;resource width`, for flamegraph.pl, inferno or speedscope): the
+    /// width is bytes for mmap, brk and heap, a count for fd, files and watches.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) folded: Option<PathBuf>,
+    /// Write the same stacks as a flamegraph SVG to FILE (rendered with inferno).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) flamegraph: Option<PathBuf>,
     /// Exit with status 3 when any class is judged "leak", and with 5 when none is but
     /// events were lost (an incomplete ledger cannot prove "no leak").
     #[arg(long)]

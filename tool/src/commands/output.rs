@@ -1,5 +1,6 @@
-//! Where the report goes, opened before tracing starts: a typo in `--json PATH` must not
-//! cost the run. A bad path is a usage error (exit 2) and the target never starts.
+//! Where the report goes, opened before tracing starts: a typo in `--json PATH` (or
+//! `--folded`, `--flamegraph`) must not cost the run. A bad path is a usage error (exit 2)
+//! and the target never starts.
 
 use std::{
     fs::{File, OpenOptions},
@@ -9,36 +10,47 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{cli::CommonArgs, exit_code::UsageError};
+use crate::{
+    cli::CommonArgs,
+    exit_code::UsageError,
+    report::{
+        Exporter, Report,
+        folded::{FlamegraphExporter, FoldedExporter},
+    },
+};
+
+/// Every destination of the report besides the terminal.
+pub(crate) struct ReportOutput {
+    json: JsonDestination,
+    /// `--folded`, `--flamegraph`: other renderings of the same report.
+    exports: Vec<(OutputFile, Box<dyn Exporter>)>,
+}
 
 /// The JSON report's destination.
-pub(crate) enum ReportOutput {
+enum JsonDestination {
     /// No `--json`.
     None,
     /// `--json -`: stdout carries the JSON only; the text report and the target's stdout go
     /// to stderr.
     Stdout,
-    File(JsonFile),
+    File(OutputFile),
 }
 
-pub(crate) struct JsonFile {
+/// A report file, opened before tracing.
+pub(crate) struct OutputFile {
     file: File,
     path: PathBuf,
+    /// The option that named it, for messages.
+    flag: &'static str,
     /// Created by this run: removed again if no report is written into it.
     created: bool,
     written: bool,
 }
 
-impl ReportOutput {
-    /// Opens (or creates) the `--json` file now, without truncating it yet: an existing
-    /// report is replaced only by a new one.
-    pub(crate) fn open(common: &CommonArgs) -> Result<ReportOutput, UsageError> {
-        let Some(path) = &common.json else {
-            return Ok(ReportOutput::None);
-        };
-        if path == Path::new("-") {
-            return Ok(ReportOutput::Stdout);
-        }
+impl OutputFile {
+    /// Opens (or creates) `path` now, without truncating it yet: an existing report is
+    /// replaced only by a new one.
+    fn open(flag: &'static str, path: &Path) -> Result<OutputFile, UsageError> {
         let existed = path.symlink_metadata().is_ok();
         let file = OpenOptions::new()
             .write(true)
@@ -47,58 +59,93 @@ impl ReportOutput {
             .open(path)
             .map_err(|error| {
                 UsageError(format!(
-                    "--json {}: cannot write the report there: {error}",
+                    "{flag} {}: cannot write the report there: {error}",
                     path.display()
                 ))
             })?;
-        Ok(ReportOutput::File(JsonFile {
+        Ok(OutputFile {
             file,
-            path: path.clone(),
+            path: path.to_path_buf(),
+            flag,
             created: !existed,
             written: false,
-        }))
+        })
+    }
+
+    fn write(&mut self, rendered: &[u8]) -> anyhow::Result<()> {
+        let OutputFile {
+            file,
+            path,
+            flag,
+            written,
+            ..
+        } = self;
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(rendered))
+            .with_context(|| format!("{flag}: cannot write the report to {}", path.display()))?;
+        *written = true;
+        Ok(())
+    }
+}
+
+impl ReportOutput {
+    /// Opens every report file named on the command line now.
+    pub(crate) fn open(common: &CommonArgs) -> Result<ReportOutput, UsageError> {
+        let json = match &common.json {
+            None => JsonDestination::None,
+            Some(path) if path == Path::new("-") => JsonDestination::Stdout,
+            Some(path) => JsonDestination::File(OutputFile::open("--json", path)?),
+        };
+        let mut exports: Vec<(OutputFile, Box<dyn Exporter>)> = Vec::new();
+        if let Some(path) = &common.folded {
+            exports.push((
+                OutputFile::open("--folded", path)?,
+                Box::new(FoldedExporter),
+            ));
+        }
+        if let Some(path) = &common.flamegraph {
+            exports.push((
+                OutputFile::open("--flamegraph", path)?,
+                Box::new(FlamegraphExporter),
+            ));
+        }
+        Ok(ReportOutput { json, exports })
     }
 
     pub(crate) fn json_on_stdout(&self) -> bool {
-        matches!(self, ReportOutput::Stdout)
+        matches!(self.json, JsonDestination::Stdout)
     }
 
     /// Whether `--json` was given at all.
     pub(crate) fn wants_json(&self) -> bool {
-        !matches!(self, ReportOutput::None)
+        !matches!(self.json, JsonDestination::None)
     }
 
     /// Writes the rendered JSON where it belongs (nowhere without `--json`).
     pub(crate) fn write_json(&mut self, rendered: &[u8]) -> anyhow::Result<()> {
-        match self {
-            ReportOutput::None => Ok(()),
-            ReportOutput::Stdout => {
+        match &mut self.json {
+            JsonDestination::None => Ok(()),
+            JsonDestination::Stdout => {
                 let mut stdout = std::io::stdout().lock();
                 stdout.write_all(rendered)?;
                 stdout.flush()?;
                 Ok(())
             }
-            ReportOutput::File(json) => {
-                let JsonFile {
-                    file,
-                    path,
-                    written,
-                    ..
-                } = json;
-                file.set_len(0)
-                    .and_then(|()| file.rewind())
-                    .and_then(|()| file.write_all(rendered))
-                    .with_context(|| {
-                        format!("cannot write the JSON report to {}", path.display())
-                    })?;
-                *written = true;
-                Ok(())
-            }
+            JsonDestination::File(file) => file.write(rendered),
         }
+    }
+
+    /// Renders and writes `--folded` and `--flamegraph` (nothing without them).
+    pub(crate) fn write_exports(&mut self, report: &Report) -> anyhow::Result<()> {
+        for (file, exporter) in &mut self.exports {
+            file.write(&exporter.render(report)?)?;
+        }
+        Ok(())
     }
 }
 
-impl Drop for JsonFile {
+impl Drop for OutputFile {
     fn drop(&mut self) {
         if self.created && !self.written {
             let _ = std::fs::remove_file(&self.path);

@@ -210,6 +210,7 @@ pub(crate) fn write_report(
     if output.wants_json() {
         output.write_json(&JsonExporter.render(report)?)?;
     }
+    output.write_exports(report)?;
     for warning in warnings(outcome) {
         eprintln!("leakscope: {warning}");
     }

@@ -4,6 +4,7 @@
 
 pub(crate) mod answer;
 pub(crate) mod export;
+pub(crate) mod folded;
 pub(crate) mod held;
 pub(crate) mod json;
 pub(crate) mod model;
