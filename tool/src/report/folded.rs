@@ -103,7 +103,7 @@ pub(crate) fn folded_lines(report: &Report) -> Vec<String> {
     let mut lines = Vec::new();
     for (root, mut sites) in classes {
         sites.retain(|s| s.width > 0);
-        sites.sort_by(|a, b| b.width.cmp(&a.width));
+        sites.sort_by_key(|s| std::cmp::Reverse(s.width));
         for site in sites {
             let mut stack = vec![root.clone()];
             stack.extend(stack_of(&site));
