@@ -195,12 +195,14 @@ fn heap(verdict: Verdict, bytes_per_iteration: f64) -> HeapReport {
         late_frees: 0,
         sites: vec![super::super::model::HeapCallerReport {
             site: "add_listener".to_string(),
+            frames: None,
             system: false,
             pid: 1,
             allocations: 2_000,
             bytes: 60_000,
             bytes_per_iteration,
             allocations_per_iteration: 1.0,
+            stack: None,
         }],
     }
 }
