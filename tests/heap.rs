@@ -76,9 +76,29 @@ fn thirty_bytes_per_iteration_is_a_heap_leak_at_leak_thirty_that_brk_cannot_see(
     // The break never moves for 60 KB of 48-byte chunks in glibc's first 132 KiB.
     let brk = class(&traced, "brk")["verdict"].as_str().unwrap();
     assert!(matches!(brk, "no-leak" | "inconclusive"), "brk: {brk}");
+    // The caller's frame, with the file and line of the call (the fixture's -g).
+    let frame = &heap["sites"][0]["frames"][0];
+    assert_eq!(frame["function"], "leak_thirty", "{frame}");
+    assert!(
+        frame["file"]
+            .as_str()
+            .is_some_and(|file| file.ends_with("heap_small.c")),
+        "{frame}"
+    );
+    assert!(frame["line"].as_u64().is_some_and(|l| l > 0), "{frame}");
     let text = traced.stdout();
     assert!(
         text.contains("heap leak: 30 B per iteration, allocated in leak_thirty"),
+        "{text}"
+    );
+    // The text lays the frame out under the site's line.
+    let under_site = text
+        .lines()
+        .skip_while(|line| !line.starts_with("  heap ") || !line.contains("by leak_thirty"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        under_site.trim_start().starts_with("leak_thirty") && under_site.contains("heap_small.c:"),
         "{text}"
     );
 }

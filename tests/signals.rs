@@ -12,8 +12,8 @@ use std::{
 use leakscope_tests::{
     leakscope,
     lifecycle::{
-        Watched, assert_gone, assert_unloaded, bpf_fds_of, is_gone, paused_child, programs_held_by,
-        wait_for_programs,
+        Watched, assert_ended_by, assert_gone, assert_unloaded, bpf_fds_of, is_gone, paused_child,
+        programs_held_by, read_report, wait_for_programs,
     },
 };
 use rstest::rstest;
@@ -34,36 +34,6 @@ fn run_command(json: &Path, pause: Option<&str>, target: &[&str]) -> Command {
         command.env(PAUSE, stage);
     }
     command
-}
-
-fn read_report(json: &Path, watched: &Watched) -> Value {
-    let text = std::fs::read_to_string(json)
-        .unwrap_or_else(|_| panic!("no report written; stderr:\n{}", watched.stderr_text()));
-    serde_json::from_str(&text).expect("the report is not JSON")
-}
-
-/// The status a catchable stop signal gives when it interrupts: 128 + its number.
-fn interrupted_status(signal: libc::c_int) -> i32 {
-    128 + signal
-}
-
-fn assert_ended_by(status: std::process::ExitStatus, signal: libc::c_int, watched: &Watched) {
-    use std::os::unix::process::ExitStatusExt as _;
-    if signal == libc::SIGKILL {
-        assert_eq!(
-            status.signal(),
-            Some(libc::SIGKILL),
-            "{}",
-            watched.stderr_text()
-        );
-    } else {
-        assert_eq!(
-            status.code(),
-            Some(interrupted_status(signal)),
-            "{}",
-            watched.stderr_text()
-        );
-    }
 }
 
 fn pid_in(file: &Path) -> u32 {

@@ -30,7 +30,8 @@ fn run_nofp(name: &str, options: &[&str]) -> Traced {
 }
 
 /// The top site of class `name` starts at `function`: its first JSON frame, its `site` text,
-/// and the text report's line for that class under "retained across iterations".
+/// and, in the text report under "retained across iterations", the stack laid out under the
+/// class's first site line, whose first frame is `function` with its file and line.
 fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
     let top = &sites(traced, name)[0];
     assert_eq!(
@@ -45,14 +46,22 @@ fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
         "the top {name} site names {function}: {top}"
     );
     let text = traced.stdout();
-    let line = text
+    let mut lines = text
         .lines()
         .skip_while(|line| !line.starts_with("retained across iterations"))
-        .find(|line| line.trim_start().starts_with(name))
+        .skip_while(|line| !line.trim_start().starts_with(name));
+    lines
+        .next()
         .unwrap_or_else(|| panic!("no {name} line among the top sites:\n{text}"));
+    // A leaking class: one frame per line under the site, after the folded libc frames.
+    let frame = lines
+        .take_while(|line| line.starts_with("            "))
+        .map(str::trim)
+        .find(|line| !line.starts_with('['))
+        .unwrap_or_else(|| panic!("no stack under the top {name} site:\n{text}"));
     assert!(
-        line.contains(function),
-        "the text's top {name} site names {function}: {line}"
+        frame.starts_with(function) && frame.contains(".c:"),
+        "the text's top {name} site's first frame is {function} at file:line: {frame}\n{text}"
     );
 }
 

@@ -20,31 +20,37 @@ pub const PROGRAM_NAMES: [&str; 5] = [
     "iteration_marker",
 ];
 
+/// The `--heap` programs (ebpf/src/heap.rs): the allocator's uprobes and uretprobe.
+pub const HEAP_PROGRAM_NAMES: [&str; 3] = ["heap_enter", "heap_return", "heap_free"];
+
 const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 
 fn bpf(command: libc::c_long, attr: &mut [u8; 128]) -> libc::c_long {
     // SAFETY: the attribute buffer is as large as any union member used here.
     unsafe { libc::syscall(libc::SYS_bpf, command, attr.as_mut_ptr(), attr.len() as u32) }
 }
 
-/// Every BPF program loaded in the kernel, by id, with its (15-byte) name.
-pub fn loaded_programs() -> BTreeMap<u32, String> {
-    let mut programs = BTreeMap::new();
+/// Every BPF object of one kind in the kernel (programs or links), by id, with the start
+/// of its `bpf_*_info` (256 bytes).
+fn loaded_objects(next_id: libc::c_long, fd_by_id: libc::c_long) -> BTreeMap<u32, [u8; 256]> {
+    let mut objects = BTreeMap::new();
     let mut id = 0u32;
     loop {
         let mut attr = [0u8; 128];
         attr[0..4].copy_from_slice(&id.to_ne_bytes());
-        if bpf(BPF_PROG_GET_NEXT_ID, &mut attr) != 0 {
+        if bpf(next_id, &mut attr) != 0 {
             break; // ENOENT: no more
         }
         id = u32::from_ne_bytes(attr[4..8].try_into().unwrap());
         let mut attr = [0u8; 128];
         attr[0..4].copy_from_slice(&id.to_ne_bytes());
-        let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr);
+        let fd = bpf(fd_by_id, &mut attr);
         if fd < 0 {
-            continue; // unloaded in between
+            continue; // gone in between
         }
         let mut info = [0u8; 256];
         let mut attr = [0u8; 128];
@@ -55,13 +61,33 @@ pub fn loaded_programs() -> BTreeMap<u32, String> {
         // SAFETY: fd was returned by the kernel for us.
         unsafe { libc::close(fd as i32) };
         if ok {
+            objects.insert(id, info);
+        }
+    }
+    objects
+}
+
+/// Every BPF program loaded in the kernel, by id, with its (15-byte) name.
+pub fn loaded_programs() -> BTreeMap<u32, String> {
+    loaded_objects(BPF_PROG_GET_NEXT_ID, BPF_PROG_GET_FD_BY_ID)
+        .into_iter()
+        .map(|(id, info)| {
             // struct bpf_prog_info: name[16] at offset 64.
             let name = &info[64..80];
             let end = name.iter().position(|&b| b == 0).unwrap_or(16);
-            programs.insert(id, String::from_utf8_lossy(&name[..end]).into_owned());
-        }
-    }
-    programs
+            (id, String::from_utf8_lossy(&name[..end]).into_owned())
+        })
+        .collect()
+}
+
+/// Every BPF link in the kernel (a tracepoint's, or a uprobe's perf event's), by id, with
+/// the id of the program it attaches.
+pub fn loaded_links() -> BTreeMap<u32, u32> {
+    loaded_objects(BPF_LINK_GET_NEXT_ID, BPF_LINK_GET_FD_BY_ID)
+        .into_iter()
+        // struct bpf_link_info: type, id, prog_id (u32 each).
+        .map(|(id, info)| (id, u32::from_ne_bytes(info[8..12].try_into().unwrap())))
+        .collect()
 }
 
 /// Whether a kernel program name is one of leakscope's.
@@ -142,6 +168,66 @@ pub fn assert_unloaded(ids: &BTreeSet<u32>, context: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// leakscope's programs and the links that attach them, the allocator's uprobes and
+/// uretprobes among them.
+#[derive(Debug)]
+pub struct Probes {
+    pub programs: BTreeSet<u32>,
+    pub links: BTreeSet<u32>,
+}
+
+/// Waits (up to `within`) until process `pid`, a `--heap` run, has attached every allocator
+/// program to the target (a link for each); returns all its programs and their links.
+pub fn wait_for_heap_probes(pid: u32, within: Duration) -> Probes {
+    let start = Instant::now();
+    loop {
+        let loaded = loaded_programs();
+        let programs: BTreeSet<u32> = programs_held_by(pid)
+            .into_iter()
+            .filter(|id| {
+                loaded.get(id).is_some_and(|name| {
+                    is_leakscope_program(name) || HEAP_PROGRAM_NAMES.contains(&name.as_str())
+                })
+            })
+            .collect();
+        let links: BTreeMap<u32, u32> = loaded_links()
+            .into_iter()
+            .filter(|(_, program)| programs.contains(program))
+            .collect();
+        let attached = |name: &str| {
+            links
+                .values()
+                .any(|program| loaded.get(program).is_some_and(|n| n == name))
+        };
+        if HEAP_PROGRAM_NAMES.iter().all(|name| attached(name)) {
+            return Probes {
+                programs,
+                links: links.into_keys().collect(),
+            };
+        }
+        assert!(
+            start.elapsed() < within,
+            "pid {pid} never attached the allocator probes (holds programs {programs:?}, \
+             links {links:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts that within a second none of the programs is loaded and no link attaches any
+/// of them: no uprobe, uretprobe or tracepoint of leakscope's is left.
+pub fn assert_probes_gone(probes: &Probes, context: &str) {
+    assert_unloaded(&probes.programs, context);
+    let left: Vec<(u32, u32)> = loaded_links()
+        .into_iter()
+        .filter(|(id, program)| probes.links.contains(id) || probes.programs.contains(program))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{context}: links (id, program) {left:?} are still attached"
+    );
 }
 
 /// Gone: no such process, or a zombie (it has exited; only its parent's reaping is left).
@@ -271,6 +357,38 @@ impl Watched {
 
     pub fn stderr_text(&self) -> String {
         self.stderr.join("\n")
+    }
+}
+
+/// The JSON report leakscope wrote to `json` (the test fails, with its stderr, without one).
+pub fn read_report(json: &std::path::Path, watched: &Watched) -> serde_json::Value {
+    let text = std::fs::read_to_string(json)
+        .unwrap_or_else(|_| panic!("no report written; stderr:\n{}", watched.stderr_text()));
+    serde_json::from_str(&text).expect("the report is not JSON")
+}
+
+/// The status a catchable stop signal gives when it interrupts: 128 + its number.
+pub fn interrupted_status(signal: libc::c_int) -> i32 {
+    128 + signal
+}
+
+/// leakscope was killed by SIGKILL, or exited with 128 + `signal` (a catchable one).
+pub fn assert_ended_by(status: std::process::ExitStatus, signal: libc::c_int, watched: &Watched) {
+    use std::os::unix::process::ExitStatusExt as _;
+    if signal == libc::SIGKILL {
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "{}",
+            watched.stderr_text()
+        );
+    } else {
+        assert_eq!(
+            status.code(),
+            Some(interrupted_status(signal)),
+            "{}",
+            watched.stderr_text()
+        );
     }
 }
 

@@ -57,6 +57,8 @@ pub(crate) struct AllocSite {
     /// The caller lies in a system library (libc's strdup, libstdc++): the program's own
     /// frame is further up.
     pub(crate) system: bool,
+    /// The caller's frames, innermost inlined function first (empty when unknown).
+    pub(crate) frames: Vec<crate::stacks::Frame>,
     pub(crate) tgid: u32,
     pub(crate) count: u64,
     pub(crate) bytes: u64,
@@ -193,6 +195,7 @@ fn sites(ledger: &Ledger, iterations: &Iterations) -> Vec<AllocSite> {
                     .clone()
                     .unwrap_or_else(|| format!("{:#x}", s.caller)),
                 system: s.system,
+                frames: s.frames.clone(),
                 tgid: s.tgid,
                 count,
                 bytes,

@@ -8,6 +8,7 @@ use super::*;
 use crate::heap::snapshot::{HeapSnapshot, aggregate};
 use crate::iterations::{self, IterationRequest};
 use crate::ledger::test_support::Stream;
+use crate::stacks::Frame;
 
 const PID: u32 = 7;
 
@@ -122,11 +123,21 @@ fn sites_are_the_callers_of_what_was_made_in_the_loop_and_survived() {
         freed_ns: Vec::new(),
         freed_iterations: Vec::new(),
     };
-    snapshot.name_callers(|_, _| Some(("leak_thirty".into(), false)));
+    let frame = Frame {
+        file: Some("/src/heap_small.c".into()),
+        line: Some(16),
+        ..Frame::named("leak_thirty")
+    };
+    snapshot.name_callers(|_, _| vec![frame.clone()]);
     ledger.note_heap_snapshot(snapshot);
     let class = judged(&ledger);
     let site = &class.sites[0];
     assert_eq!(site.function, "leak_thirty");
+    assert_eq!(
+        site.frames,
+        [frame],
+        "the caller's frame, with its file and line"
+    );
     // Made after markers 1..=10, before the 11th: 10 iterations, one each (the one
     // before the first marker is start-up).
     assert_eq!((site.count, site.bytes), (10, 300));
@@ -162,16 +173,12 @@ fn without_markers_in_the_kernel_sites_count_what_was_made_between_the_boundarie
         freed_iterations: Vec::new(),
     };
     snapshot.name_callers(|_, address| {
-        Some((
-            // Looked up one byte before the return address.
-            if address == 0xa - 1 {
-                "startup"
-            } else {
-                "leak_thirty"
-            }
-            .into(),
-            false,
-        ))
+        // Looked up one byte before the return address.
+        vec![Frame::named(if address == 0xa - 1 {
+            "startup"
+        } else {
+            "leak_thirty"
+        })]
     });
     ledger.note_heap_snapshot(snapshot);
     let class = judged(&ledger);

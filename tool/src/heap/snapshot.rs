@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::stacks::{Frame, FrameKind};
+
 /// Survivors are also counted by when they were made, in this many equal stretches of the
 /// traced time, so iteration boundaries that are known only after tracing (paths, automatic
 /// detection) can still tell the loop's allocations from start-up's: to 1/256 of the run.
@@ -26,10 +28,14 @@ pub(crate) struct Survivors {
     /// (count, bytes) by stretch of the traced time ([`HeapSnapshot::bucket_range`]); only
     /// the stretches with survivors.
     pub(crate) by_time: BTreeMap<u64, (u64, u64)>,
-    /// The caller's function, filled in by [`HeapSnapshot::name_callers`].
+    /// The caller's function, filled in by [`HeapSnapshot::name_callers`] (`None` when no
+    /// symbol names it).
     pub(crate) function: Option<String>,
     /// Whether the caller lies in a system library (libc, libstdc++, the loader).
     pub(crate) system: bool,
+    /// The caller's frames, innermost inlined function first, with file and line where
+    /// known; empty when its process's code was not known.
+    pub(crate) frames: Vec<Frame>,
 }
 
 /// The heap maps at the end of tracing.
@@ -80,18 +86,15 @@ impl HeapSnapshot {
         (start + bucket * width, start + (bucket + 1) * width)
     }
 
-    /// Names each caller with `name(tgid, address)`: the function holding the return
-    /// address (looked up one byte before it, inside the call instruction).
-    pub(crate) fn name_callers(
-        &mut self,
-        mut name: impl FnMut(u32, u64) -> Option<(String, bool)>,
-    ) {
+    /// Names each caller with `frames(tgid, address)`: the frames at the return address's
+    /// call instruction (looked up one byte before it), innermost inlined function first.
+    /// The innermost names the site, when a symbol names it.
+    pub(crate) fn name_callers(&mut self, mut frames: impl FnMut(u32, u64) -> Vec<Frame>) {
         for survivors in &mut self.survivors {
-            if let Some((function, system)) =
-                name(survivors.tgid, survivors.caller.saturating_sub(1))
-            {
-                survivors.function = Some(function);
-                survivors.system = system;
+            survivors.frames = frames(survivors.tgid, survivors.caller.saturating_sub(1));
+            if let Some(first) = survivors.frames.first().filter(|f| f.is_named()) {
+                survivors.function = Some(first.function.to_string());
+                survivors.system = first.kind != FrameKind::User;
             }
         }
     }
@@ -159,6 +162,7 @@ pub(crate) fn aggregate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn allocation(size: u64, alloc_iter: u64, caller: u64, alloc_ns: u64) -> HeapLive {
         HeapLive {
@@ -208,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn callers_are_named_by_the_byte_before_the_return_address() {
+    fn callers_are_named_by_the_byte_before_the_return_address_and_keep_their_frames() {
         let mut snapshot = HeapSnapshot {
             totals: BTreeMap::new(),
             span: (0, 1),
@@ -222,13 +226,58 @@ mod tests {
                 ..Survivors::default()
             }],
         };
+        let inlined = Frame {
+            file: Some(Arc::from("/src/tests/fixtures/nofp/heap_small.c")),
+            line: Some(16),
+            module: Arc::from("heap_small"),
+            inlined: true,
+            ..Frame::named("leak_thirty")
+        };
+        let caller = Frame {
+            function: Arc::from("main"),
+            line: Some(33),
+            inlined: false,
+            ..inlined.clone()
+        };
         snapshot.name_callers(|tgid, address| {
             assert_eq!((tgid, address), (3, 0x1004));
-            Some(("leak_thirty".into(), false))
+            vec![inlined.clone(), caller.clone()]
         });
-        assert_eq!(
-            snapshot.survivors[0].function.as_deref(),
-            Some("leak_thirty")
-        );
+        let named = &snapshot.survivors[0];
+        assert_eq!(named.function.as_deref(), Some("leak_thirty"));
+        assert!(!named.system);
+        assert_eq!(named.frames, [inlined, caller]);
+    }
+
+    #[test]
+    fn a_caller_in_libc_is_a_system_one_and_an_unnamed_one_keeps_its_module_frame() {
+        let mut snapshot = HeapSnapshot {
+            survivors: vec![
+                Survivors {
+                    caller: 0x10,
+                    ..Survivors::default()
+                },
+                Survivors {
+                    caller: 0x20,
+                    ..Survivors::default()
+                },
+            ],
+            ..HeapSnapshot::default()
+        };
+        snapshot.name_callers(|_, address| match address {
+            0xf => vec![Frame {
+                kind: FrameKind::System,
+                module: Arc::from("libc.so.6"),
+                ..Frame::named("strdup")
+            }],
+            _ => vec![Frame::unnamed_in(Arc::from("app"), FrameKind::User, 0x1139)],
+        });
+        let [strdup, unnamed] = &snapshot.survivors[..] else {
+            panic!("two survivors")
+        };
+        assert_eq!(strdup.function.as_deref(), Some("strdup"));
+        assert!(strdup.system);
+        assert_eq!(unnamed.function, None, "named by its address later");
+        assert_eq!(&*unnamed.frames[0].function, "app+0x1139");
     }
 }

@@ -60,7 +60,10 @@ fn command(report: &Report) -> String {
 
 /// One retained site of a class: its stack (root first) and width.
 struct Retained<'a> {
+    /// The site's text: the resource, then its callers (` ← `).
     text: &'a str,
+    /// The leaf instead of the text's resource (heap sites name only their caller).
+    leaf: Option<&'static str>,
     frames: Option<&'a [FrameJson]>,
     width: u64,
 }
@@ -79,6 +82,7 @@ pub(crate) fn folded_lines(report: &Report) -> Vec<String> {
                 .iter()
                 .map(|s| Retained {
                     text: &s.site,
+                    leaf: None,
                     frames: s.frames.as_deref(),
                     width: s.bytes,
                 })
@@ -94,7 +98,8 @@ pub(crate) fn folded_lines(report: &Report) -> Vec<String> {
                 .iter()
                 .map(|s| Retained {
                     text: &s.site,
-                    frames: None,
+                    leaf: Some("allocated blocks"),
+                    frames: s.frames.as_deref(),
                     width: s.bytes,
                 })
                 .collect(),
@@ -120,6 +125,7 @@ fn resource_sites(sites: &[super::sites::SiteReport], bytes: bool) -> Vec<Retain
         .iter()
         .map(|s| Retained {
             text: &s.site,
+            leaf: None,
             frames: s.frames.as_deref(),
             width: if bytes {
                 s.bytes_leaked.unwrap_or(0)
@@ -134,13 +140,20 @@ fn resource_sites(sites: &[super::sites::SiteReport], bytes: bool) -> Vec<Retain
 /// resource. Without frames, the text's callers (`resource ← f ← g` is `g;f;resource`).
 fn stack_of(site: &Retained) -> Vec<String> {
     let mut parts = site.text.split(" ← ");
-    let resource = parts.next().unwrap_or(site.text).to_string();
+    let first = parts.next().unwrap_or(site.text);
+    // A heap site's text is its caller: a caller, unless frames stand for it.
+    let (resource, callers) = match site.leaf {
+        Some(leaf) => (leaf.to_string(), Some(first)),
+        None => (first.to_string(), None),
+    };
     let mut stack: Vec<String> = match site.frames {
         Some(frames) if !frames.is_empty() => {
             frames.iter().rev().map(|f| f.function.clone()).collect()
         }
         _ => {
-            let mut callers: Vec<String> = parts
+            let mut callers: Vec<String> = callers
+                .into_iter()
+                .chain(parts)
                 .map(|caller| caller.split("  [").next().unwrap_or(caller).to_string())
                 .collect();
             callers.reverse();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::failures::{self, Failures};
-use crate::analysis::heap_alloc::AllocClass;
+use crate::analysis::heap_alloc::{AllocClass, AllocSite};
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::limits::{self, LimitHit};
 use crate::analysis::trend::{Judgement, Verdict};
@@ -19,7 +19,9 @@ use super::held::{HeldAtExit, OutlivedProcess};
 use super::projection::Projection;
 use super::sites::{HeapSiteReport, SiteReport};
 use super::suspects::Suspect;
+use super::top_sites::ShownStack;
 use crate::ending::Ending;
+use crate::stacks::FrameJson;
 
 pub(crate) const SCHEMA: u32 = 1;
 
@@ -166,6 +168,10 @@ pub(crate) struct HeapCallerReport {
     /// The function that called the allocator (outermost call: `new`, not the `malloc`
     /// inside it).
     pub(crate) site: String,
+    /// The caller's frames, innermost inlined function first, with file and line where
+    /// the debug info has them (absent when the caller's code was not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) frames: Option<Vec<FrameJson>>,
     /// The caller is in a system library (libc, libstdc++): the program's own function is
     /// further up the stack.
     pub(crate) system: bool,
@@ -174,6 +180,31 @@ pub(crate) struct HeapCallerReport {
     pub(crate) bytes: u64,
     pub(crate) bytes_per_iteration: f64,
     pub(crate) allocations_per_iteration: f64,
+    /// The caller's frames as the text report lays them out (text only).
+    #[serde(skip)]
+    pub(crate) stack: Option<ShownStack>,
+}
+
+impl HeapCallerReport {
+    fn new(site: &AllocSite) -> Self {
+        let known = !site.frames.is_empty();
+        HeapCallerReport {
+            site: site.function.clone(),
+            frames: known.then(|| site.frames.iter().map(FrameJson::from).collect()),
+            system: site.system,
+            pid: site.tgid,
+            allocations: site.count,
+            bytes: site.bytes,
+            bytes_per_iteration: site.bytes_per_iteration,
+            allocations_per_iteration: site.allocations_per_iteration,
+            // One return address: its inlined functions, nothing folded above them.
+            stack: known.then(|| ShownStack {
+                head: site.function.clone(),
+                frames: site.frames.as_slice().into(),
+                folded: Default::default(),
+            }),
+        }
+    }
 }
 
 impl HeapReport {
@@ -202,19 +233,7 @@ impl HeapReport {
             missed_frees: class.missed_frees,
             unrecorded: class.unrecorded,
             late_frees: class.late_frees,
-            sites: class
-                .sites
-                .iter()
-                .map(|s| HeapCallerReport {
-                    site: s.function.clone(),
-                    system: s.system,
-                    pid: s.tgid,
-                    allocations: s.count,
-                    bytes: s.bytes,
-                    bytes_per_iteration: s.bytes_per_iteration,
-                    allocations_per_iteration: s.allocations_per_iteration,
-                })
-                .collect(),
+            sites: class.sites.iter().map(HeapCallerReport::new).collect(),
             lifetime_ns: class.lifetimes.ns(),
             lifetime_iterations: class.lifetimes.iterations(),
             lifetime_decades: class.lifetimes.decades(),

@@ -15,6 +15,8 @@ use crate::ledger::sites::{
 use crate::stacks::FrameJson;
 use crate::units;
 
+use super::top_sites::ShownStack;
+
 /// A class's site in the report: where retained resources came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct SiteReport {
@@ -37,6 +39,9 @@ pub(crate) struct SiteReport {
     /// ring was half full) and counted here, the one site they differ from only by it.
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) without_stack: u64,
+    /// The stack as the text report lays it out, one frame per line (text only).
+    #[serde(skip)]
+    pub(crate) stack: Option<ShownStack>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -54,6 +59,7 @@ impl SiteReport {
             bytes_leaked_per_iteration: site.bytes_leaked_per_iteration,
             verdict: site.verdict,
             without_stack: site.without_stack,
+            stack: shown_stack(site.site, sites, site.resized_to),
         }
     }
 }
@@ -71,6 +77,9 @@ pub(crate) struct HeapSiteReport {
     /// Of `bytes`, those grown by calls recorded without a stack (see [`SiteReport`]).
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) without_stack_bytes: u64,
+    /// The stack as the text report lays it out (text only).
+    #[serde(skip)]
+    pub(crate) stack: Option<ShownStack>,
 }
 
 impl HeapSiteReport {
@@ -81,18 +90,47 @@ impl HeapSiteReport {
             bytes: site.bytes,
             bytes_per_iteration: site.bytes_per_iteration,
             without_stack_bytes: site.without_stack,
+            stack: shown_stack(site.site, sites, None),
         }
+    }
+}
+
+/// The stack of a site that has one.
+fn stack_of(key: &SiteKey) -> Option<StackId> {
+    match key {
+        SiteKey::Mapping(mapping) => mapping.stack,
+        SiteKey::Brk { stack } => *stack,
+        _ => None,
     }
 }
 
 /// The frames of a site that has a stack, as JSON lists them.
 pub(crate) fn site_frames(key: &SiteKey, sites: &Sites) -> Option<Vec<FrameJson>> {
-    let stack = match key {
-        SiteKey::Mapping(mapping) => mapping.stack,
-        SiteKey::Brk { stack } => *stack,
-        _ => None,
-    }?;
+    let stack = stack_of(key)?;
     Some(sites.stack(stack).iter().map(FrameJson::from).collect())
+}
+
+/// The stack of site `id`, for the text report's lines under the site (`None` when it has
+/// none): the site's text without it, its frames and what was folded above them.
+pub(crate) fn shown_stack(
+    id: SiteId,
+    sites: &Sites,
+    resized_to: Option<u64>,
+) -> Option<ShownStack> {
+    let key = sites.key(id);
+    let stack = stack_of(key)?;
+    let mut head = SiteText {
+        key,
+        sites,
+        with_stack: false,
+    }
+    .to_string();
+    head.push_str(&resized_text(resized_to));
+    Some(ShownStack {
+        head,
+        frames: sites.stack(stack).into(),
+        folded: sites.folded(stack).clone(),
+    })
 }
 
 /// The text of site `id`.
@@ -100,26 +138,30 @@ pub(crate) fn site_text(id: SiteId, sites: &Sites) -> String {
     SiteText {
         key: sites.key(id),
         sites,
+        with_stack: true,
     }
     .to_string()
 }
 
 /// A site's text with the size an mremap resized its mappings to.
 pub(crate) fn resized_site_text(id: SiteId, sites: &Sites, resized_to: Option<u64>) -> String {
-    let mut text = site_text(id, sites);
-    if let Some(bytes) = resized_to {
-        text.push_str(&format!(
-            " (resized by mremap to {})",
-            units::bytes(bytes as f64)
-        ));
-    }
-    text
+    site_text(id, sites) + &resized_text(resized_to)
+}
+
+/// " (resized by mremap to 4 MiB)", or nothing.
+fn resized_text(resized_to: Option<u64>) -> String {
+    resized_to.map_or(String::new(), |bytes| {
+        format!(" (resized by mremap to {})", units::bytes(bytes as f64))
+    })
 }
 
 /// A site key with the interner its stacks live in.
 pub(crate) struct SiteText<'a> {
     pub(crate) key: &'a SiteKey,
     pub(crate) sites: &'a Sites,
+    /// With the stack's frames after the site (JSON's `site`), or without (the text
+    /// report's line above a stack it lays out).
+    pub(crate) with_stack: bool,
 }
 
 impl Display for SiteText<'_> {
@@ -176,7 +218,9 @@ impl SiteText<'_> {
     /// " ← leak_big (app.c:12) ← main (app.c:30)  [2 libc frames]": the call's frames
     /// from the program's own code on, and what was folded above them.
     fn frames(&self, f: &mut Formatter<'_>, stack: Option<StackId>) -> fmt::Result {
-        let Some(id) = stack else { return Ok(()) };
+        let Some(id) = stack.filter(|_| self.with_stack) else {
+            return Ok(());
+        };
         for frame in self.sites.stack(id) {
             write!(f, " ← {frame}")?;
         }

@@ -305,3 +305,17 @@ fn an_extract_report_answers_the_suspects() {
     report.answer_suspects();
     assert_report_snapshots("extract_suspects", &report);
 }
+
+/// `--heap`: 30 bytes a run of `leak_thirty` (inlined into `main`) never frees; the heap
+/// class, its site's frames in JSON and its stack in the text.
+#[test]
+fn a_heap_leak_with_its_caller_s_frames() {
+    let report = synthetic::heap_leak(vec![
+        crate::stacks::Frame {
+            inlined: true,
+            ..source_frame("leak_thirty", "/src/fixtures/heap_small.c", 16)
+        },
+        source_frame("main", "/src/fixtures/heap_small.c", 33),
+    ]);
+    assert_report_snapshots("heap_leak", &report);
+}

@@ -3,11 +3,17 @@
 //! numbers are those a real run would give (1 file of 4 KiB per iteration over 100
 //! iterations, its detection limit 0.111 per iteration, as the fd class of the same run).
 
+use std::collections::BTreeMap;
+
+use leakscope_common::heap::{HeapLive, HeapTotals};
+
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::trend::Verdict;
 use crate::diagnosis::{RunInfo, TargetExit, diagnose};
+use crate::heap::snapshot::{HeapSnapshot, aggregate};
 use crate::iterations::IterationRequest;
 use crate::ledger::test_support::Stream;
+use crate::stacks::Frame;
 
 use super::Report;
 use super::model::ResourceReport;
@@ -67,6 +73,7 @@ pub(crate) fn leaking(site: &str, bytes: Option<u64>) -> ResourceReport {
             bytes_leaked_per_iteration: bytes.map(|b| b as f64),
             verdict: Verdict::Leak,
             without_stack: 0,
+            stack: None,
         }],
         failures: Default::default(),
         lifetime_decades: [0; DECADE_LABELS.len()],
@@ -97,4 +104,54 @@ pub(crate) fn flat(live: u64, bytes: bool) -> ResourceReport {
     };
     class.lifetime_decades[1] = class.released;
     class
+}
+
+/// A `--heap` run of 11 marked iterations in which one 30-byte block per iteration survives
+/// (as the kernel's heap maps give them at the end), its caller named by `frames`.
+pub(crate) fn heap_leak(frames: Vec<Frame>) -> Report {
+    let mut s = Stream::new(PID);
+    for i in 0..11u64 {
+        s.marker_with_heap(4096 + 30 * i, 10 + i);
+    }
+    s.exit();
+    let mut ledger = s.ledger();
+    let totals = BTreeMap::from([(
+        PID,
+        HeapTotals {
+            iteration: 11,
+            ..HeapTotals::default()
+        },
+    )]);
+    let live = (0..11).map(|i| {
+        let block = HeapLive {
+            size: 30,
+            alloc_ns: 1000 + i,
+            alloc_iter: i,
+            caller: 0x401234,
+            tid: PID,
+            kind: 1,
+        };
+        (PID, block)
+    });
+    let mut snapshot = HeapSnapshot {
+        survivors: aggregate(live, &totals, (0, 1 << 20)),
+        totals,
+        span: (0, 1 << 20),
+        unfollowed: 0,
+        dropped: 0,
+        freed_ns: Vec::new(),
+        freed_iterations: Vec::new(),
+    };
+    snapshot.name_callers(|_, _| frames.clone());
+    ledger.note_heap_snapshot(snapshot);
+    let info = RunInfo {
+        command: vec!["./heap_small".into(), "10".into()],
+        pid: PID,
+        exit: TargetExit::Code(0),
+        lost_events: 0,
+        lost_markers: 0,
+        fd_limit: None,
+        iteration_request: IterationRequest::Symbol("iteration_marker".into()),
+    };
+    diagnose(ledger, &info)
 }

@@ -11,8 +11,6 @@ use crate::units;
 
 /// Width of the longest lifetime bar, in character cells.
 const BAR_WIDTH: usize = 32;
-/// Sites shown per class.
-const SITES_SHOWN: usize = 3;
 
 fn verdict_text(verdict: Verdict) -> &'static str {
     // Upper case so a leak stands out in a wall of text.
@@ -325,90 +323,6 @@ impl Report {
                 })
                 .collect();
             writeln!(out, "  {name}: {}", parts.join("; "))?;
-        }
-        Ok(())
-    }
-
-    fn write_sites(&self, out: &mut dyn Write) -> io::Result<()> {
-        let c = &self.classes;
-        let classes = [
-            ("fd", &c.fd),
-            ("mmap", &c.mmap),
-            ("files", &c.files),
-            ("watches", &c.watches),
-        ];
-        let heap_grew =
-            self.classes.brk.verdict != Verdict::NoLeak && !self.classes.brk.sites.is_empty();
-        let allocated = c
-            .heap
-            .as_ref()
-            .filter(|h| h.verdict != Verdict::NoLeak && !h.sites.is_empty());
-        if classes.iter().all(|(_, class)| class.sites.is_empty())
-            && !heap_grew
-            && allocated.is_none()
-        {
-            return writeln!(out, "no resource was retained across iterations");
-        }
-        writeln!(out, "retained across iterations (top sites):")?;
-        for (name, class) in classes {
-            for site in class.sites.iter().take(SITES_SHOWN) {
-                let bytes = site
-                    .bytes_leaked
-                    .map_or(String::new(), |b| format!(", {}", units::bytes(b as f64)));
-                let count = units::per_iteration(units::count_rate(site.leaked_per_iteration));
-                let rate = match site.bytes_leaked_per_iteration {
-                    Some(bytes) => format!(
-                        "{count}, {}",
-                        units::per_iteration(units::bytes_rate(bytes))
-                    ),
-                    None => count,
-                };
-                let unstacked = match site.without_stack {
-                    0 => String::new(),
-                    n => format!(", {n} of them recorded without a stack"),
-                };
-                writeln!(
-                    out,
-                    "  {name:<7} {:>7} × {}  ({rate}{bytes}, {}{unstacked})",
-                    site.leaked,
-                    site.site,
-                    site.verdict.as_str()
-                )?;
-            }
-        }
-        if heap_grew {
-            for site in self.classes.brk.sites.iter().take(SITES_SHOWN) {
-                let unstacked = match site.without_stack_bytes {
-                    0 => String::new(),
-                    bytes => format!(
-                        ", {} by calls recorded without a stack",
-                        units::bytes(bytes as f64)
-                    ),
-                };
-                writeln!(
-                    out,
-                    "  brk     {:>9} grown at {}  ({}/iter{unstacked})",
-                    units::bytes(site.bytes as f64),
-                    site.site,
-                    units::bytes_rate(site.bytes_per_iteration)
-                )?;
-            }
-        }
-        for site in allocated
-            .map_or(&[][..], |h| &h.sites[..])
-            .iter()
-            .take(SITES_SHOWN)
-        {
-            writeln!(
-                out,
-                "  heap    {:>9} in {} allocations by {}{}  ({}, {})",
-                units::bytes(site.bytes as f64),
-                site.allocations,
-                site.site,
-                if site.system { " (system library)" } else { "" },
-                units::per_iteration(units::bytes_rate(site.bytes_per_iteration)),
-                units::per_iteration(units::count_rate(site.allocations_per_iteration)),
-            )?;
         }
         Ok(())
     }

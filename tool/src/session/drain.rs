@@ -259,7 +259,7 @@ impl Drainer {
             let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns);
             snapshot.unfollowed = self.heap.as_ref().map_or(0, |h| h.unfollowed);
             snapshot.dropped = heap_drops.iter().map(|(_, n)| n).sum();
-            snapshot.name_callers(|tgid, address| self.namer.name_address(tgid, address));
+            snapshot.name_callers(|tgid, address| self.namer.frames_at(tgid, address));
             snapshot
         });
         Outcome {

@@ -105,15 +105,15 @@ impl StackNamer {
         self.name_all(&space, &addrs).into()
     }
 
-    /// The function at lookup address `addr` of process `tgid` (a caller's return address
-    /// minus one), innermost inlined function first, and whether it lies outside the
-    /// program's own code (libc, the loader, a runtime): `--heap` names callers this way.
-    pub(crate) fn name_address(&mut self, tgid: u32, addr: u64) -> Option<(String, bool)> {
-        let space = self.spaces.for_addresses(tgid, &[addr])?;
-        let frame = self.name_all(&space, &[addr]).into_iter().next()?;
-        frame
-            .is_named()
-            .then(|| (frame.function.to_string(), frame.kind != FrameKind::User))
+    /// The frames at lookup address `addr` of process `tgid` (a caller's return address
+    /// minus one), innermost inlined function first, with file and line where the debug
+    /// info has them: `--heap` names its callers this way. Empty when nothing is known of
+    /// the process.
+    pub(crate) fn frames_at(&mut self, tgid: u32, addr: u64) -> Vec<Frame> {
+        let Some(space) = self.spaces.for_addresses(tgid, &[addr]) else {
+            return Vec::new();
+        };
+        self.name_all(&space, &[addr])
     }
 
     fn unwind_in(&mut self, space: &Space, regs: UserRegs, stack: &[u8]) -> Vec<u64> {
