@@ -107,3 +107,62 @@ fn a_bad_path_stops_the_run_before_the_target_starts() {
         assert!(!marker.exists(), "the target ran");
     }
 }
+
+#[test]
+fn the_trace_has_iteration_slices_a_rising_counter_and_the_retained_fds() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("run.trace.json");
+    let command = [
+        fixture("leaky").to_string_lossy().into_owned(),
+        "fd".into(),
+        "300".into(),
+        dir.path().to_string_lossy().into_owned(),
+    ];
+    let traced = leakscope_json(
+        "run",
+        &[
+            "--iteration-symbol",
+            "iteration_marker",
+            "--trace",
+            trace.to_str().unwrap(),
+        ],
+        &command,
+    );
+    assert_eq!(traced.report["classes"]["fd"]["verdict"], "leak");
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("--trace was written"))
+            .expect("the trace is JSON");
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let of = |ph: &str| events.iter().filter(|e| e["ph"] == ph).collect::<Vec<_>>();
+    // One slice per iteration (300 markers: 299 between them), on the target's track.
+    let slices = of("X");
+    assert_eq!(slices.len(), 299, "{:?}", &slices[..3.min(slices.len())]);
+    assert!(slices.iter().all(|s| s["dur"].as_f64().unwrap() >= 0.0));
+    // The live fds counter rises by one per iteration.
+    let fds: Vec<f64> = of("C")
+        .iter()
+        .filter(|e| e["name"] == "live fds")
+        .map(|e| e["args"]["fds"].as_f64().unwrap())
+        .collect();
+    assert_eq!(fds.len(), 300);
+    assert_eq!(fds.last().unwrap() - fds.first().unwrap(), 299.0, "{fds:?}");
+    // Each retained fd is an instant at its acquisition, with its site.
+    let retained: Vec<_> = of("i")
+        .into_iter()
+        .filter(|e| e["name"] == "retained fd")
+        .collect();
+    assert_eq!(retained.len(), 299);
+    assert!(
+        retained[0]["args"]["site"]
+            .as_str()
+            .unwrap()
+            .contains("data.txt"),
+        "{}",
+        retained[0]
+    );
+    // The process is named.
+    assert!(
+        of("M").iter().any(|e| e["name"] == "process_name"
+            && e["args"]["name"].as_str().unwrap().contains("leaky"))
+    );
+}

@@ -47,13 +47,15 @@ pub(crate) struct FollowedProcesses {
 
 #[cfg(test)]
 pub(crate) fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
-    diagnose_followed(ledger, info, &FollowedProcesses::default())
+    diagnose_followed(ledger, info, &FollowedProcesses::default(), false)
 }
 
+/// With `timeline`, the report also holds the run over time (for `--trace`).
 pub(crate) fn diagnose_followed(
     ledger: Ledger,
     info: &RunInfo,
     followed: &FollowedProcesses,
+    timeline: bool,
 ) -> Report {
     let mut iterations = iterations::detect(&ledger, &info.iteration_request);
     account_lost_markers(&mut iterations, info.lost_markers);
@@ -116,6 +118,11 @@ pub(crate) fn diagnose_followed(
         projection: None,
         suspects: None,
         self_stats: None,
+        timeline: if timeline {
+            crate::report::timeline::Timeline::new(&ledger, &iterations)
+        } else {
+            Default::default()
+        },
     }
 }
 

@@ -142,6 +142,11 @@ pub(crate) struct CommonArgs {
     /// Write the same stacks as a flamegraph SVG to FILE (rendered with inferno).
     #[arg(long, value_name = "FILE")]
     pub(crate) flamegraph: Option<PathBuf>,
+    /// Write the run as a timeline to FILE, in the Trace Event format that Perfetto UI and
+    /// chrome://tracing open: iterations as slices, each class's live amount as a counter
+    /// track, each retained resource as an instant at its acquisition, with its site.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trace: Option<PathBuf>,
     /// Exit with status 3 when any class is judged "leak", and with 5 when none is but
     /// events were lost (an incomplete ledger cannot prove "no leak").
     #[arg(long)]

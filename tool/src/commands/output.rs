@@ -16,6 +16,7 @@ use crate::{
     report::{
         Exporter, Report,
         folded::{FlamegraphExporter, FoldedExporter},
+        trace::TraceExporter,
     },
 };
 
@@ -109,6 +110,9 @@ impl ReportOutput {
                 OutputFile::open("--flamegraph", path)?,
                 Box::new(FlamegraphExporter),
             ));
+        }
+        if let Some(path) = &common.trace {
+            exports.push((OutputFile::open("--trace", path)?, Box::new(TraceExporter)));
         }
         Ok(ReportOutput { json, exports })
     }

@@ -175,6 +175,7 @@ pub(crate) async fn trace_and_diagnose(
             commands: outcome.commands.clone(),
             running_at_end: Some(outcome.running_at_end.clone()),
         },
+        common.trace.is_some(),
     );
     // How the kernel side lost records is transport detail the diagnosis does not use.
     report.lost_by_reason = outcome

@@ -12,7 +12,9 @@ pub(crate) mod projection;
 pub(crate) mod sites;
 pub(crate) mod suspects;
 pub(crate) mod text;
+pub(crate) mod timeline;
 pub(crate) mod top_sites;
+pub(crate) mod trace;
 
 pub(crate) use export::{Exporter, JsonExporter, TextExporter};
 pub(crate) use model::{Report, SelfStats};

@@ -56,6 +56,9 @@ pub(crate) struct Report {
     /// leakscope's own cost in this run; set when the report is written.
     #[serde(rename = "self", skip_serializing_if = "Option::is_none")]
     pub(crate) self_stats: Option<SelfStats>,
+    /// The run over time, for `--trace` (not part of the JSON report).
+    #[serde(skip)]
+    pub(crate) timeline: super::timeline::Timeline,
 }
 
 /// leakscope's own cost (`crate::self_stats` measures it). Each figure is `null` when it
