@@ -187,6 +187,7 @@ fn a_one_shot_run_lists_what_it_held_at_exit() {
         ledger_with_stdio(&s),
         &info("./once", IterationRequest::Auto),
         &FollowedProcesses::default(),
+        false,
     );
     assert_report_snapshots("one_shot_held_at_exit", &report);
 }
@@ -206,7 +207,12 @@ fn a_daemon_that_outlived_the_target() {
         commands: BTreeMap::from([(DAEMON, vec!["./prog".into(), "--daemon".into()])]),
         running_at_end: Some(BTreeSet::new()),
     };
-    let report = diagnose_followed(ledger_with_stdio(&s), &info("./prog", tick()), &followed);
+    let report = diagnose_followed(
+        ledger_with_stdio(&s),
+        &info("./prog", tick()),
+        &followed,
+        false,
+    );
     assert_report_snapshots("outlived_target", &report);
 }
 
