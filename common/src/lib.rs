@@ -119,7 +119,9 @@ impl Event {
 
 /// A memory-mapping syscall (mmap, mremap, brk) with the user registers and a bounded copy
 /// of the user stack, for unwinding in userspace with the binaries' CFI (`.eh_frame`), as
-/// `perf record --call-graph dwarf` does. A frame-pointer walk in the kernel stops inside
+/// `perf record --call-graph dwarf` does. The same record with [`EventKind::UserStack`] in
+/// its header is the stack of an fd-returning call, sent alone just before the call's own
+/// record (see there): it is never sent as a bare header. A frame-pointer walk in the kernel stops inside
 /// libc, which is built without frame pointers, and so do programs built the ordinary way.
 ///
 /// The kernel sends it cut to `len` bytes of stack: a record is

@@ -16,6 +16,7 @@ use thiserror::Error;
 
 mod drain;
 pub(crate) mod held;
+mod stack_join;
 mod ring_positions;
 
 use drain::{Drainer, Mode};
