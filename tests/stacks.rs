@@ -4,8 +4,8 @@
 //! up to the function that leaks.
 
 use leakscope_tests::{
-    Traced, assert_class, assert_ran, assert_rate, assert_verdicts, class, fixture, leakscope_json,
-    sites,
+    Traced, assert_class, assert_ran, assert_rate, assert_top_site_names, assert_verdicts, class,
+    fixture, leakscope_json, sites,
 };
 
 const N: usize = 1000;
@@ -27,33 +27,6 @@ fn run_nofp(name: &str, options: &[&str]) -> Traced {
     assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
     assert_ran(&traced, N);
     traced
-}
-
-/// The top site of class `name` starts at `function`: its first JSON frame, its `site` text,
-/// and the text report's line for that class under "retained across iterations".
-fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
-    let top = &sites(traced, name)[0];
-    assert_eq!(
-        top["frames"][0]["function"],
-        function,
-        "the top {name} site's first frame: {top}\nall: {:?}",
-        sites(traced, name)
-    );
-    let site = top["site"].as_str().unwrap_or_default();
-    assert!(
-        site.contains(function),
-        "the top {name} site names {function}: {top}"
-    );
-    let text = traced.stdout();
-    let line = text
-        .lines()
-        .skip_while(|line| !line.starts_with("retained across iterations"))
-        .find(|line| line.trim_start().starts_with(name))
-        .unwrap_or_else(|| panic!("no {name} line among the top sites:\n{text}"));
-    assert!(
-        line.contains(function),
-        "the text's top {name} site names {function}: {line}"
-    );
 }
 
 /// The mmap class's verdict, rates and top site on `mmap_big_malloc`.
