@@ -38,7 +38,14 @@ fn compile_rust(sources: &Path, out: &Path) {
             continue;
         }
         let status = std::process::Command::new(&rustc)
-            .args(["--edition", "2024", "-C", "opt-level=3", "-C", "strip=debuginfo"])
+            .args([
+                "--edition",
+                "2024",
+                "-C",
+                "opt-level=3",
+                "-C",
+                "strip=debuginfo",
+            ])
             .arg("-o")
             .arg(out.join(source.file_stem().unwrap()))
             .arg(&source)

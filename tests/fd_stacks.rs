@@ -23,7 +23,8 @@ fn run_marked(fixture_name: &str, args: &[&str], options: &[&str], iterations: u
         .collect();
     let traced = leakscope_json("run", &options, &command);
     assert_eq!(
-        traced.report["lost_events"], 0,
+        traced.report["lost_events"],
+        0,
         "{}\n{}",
         traced.report["lost_by_reason"],
         traced.stderr()
@@ -52,7 +53,10 @@ fn assert_one_leak_at(traced: &Traced, function: &str, not_a_site: &str, iterati
             .as_array()
             .is_some_and(|frames| frames.iter().any(|f| f["function"] == not_a_site))
     });
-    assert!(!named_elsewhere, "{not_a_site} closes what it opens: {all:?}");
+    assert!(
+        !named_elsewhere,
+        "{not_a_site} closes what it opens: {all:?}"
+    );
 }
 
 /// fopen inside a C program without frame pointers: the leaking fd's site is the function
@@ -88,9 +92,17 @@ fn the_place_that_closes_what_it_opens_is_never_a_leak_site() {
 #[test]
 fn a_rust_handle_leak_is_placed_at_the_function_past_the_std_frames() {
     let traced = run_marked("rust/leak_handle", &[&N.to_string()], &[], N);
-    assert_one_leak_at(&traced, "leak_handle::leak_handle", "leak_handle::read_config", N);
+    assert_one_leak_at(
+        &traced,
+        "leak_handle::leak_handle",
+        "leak_handle::read_config",
+        N,
+    );
     let site = sites(&traced, "fd")[0]["site"].as_str().unwrap_or_default();
-    assert!(site.contains("runtime frame"), "std's frames are folded: {site}");
+    assert!(
+        site.contains("runtime frame"),
+        "std's frames are folded: {site}"
+    );
 }
 
 /// Past `--stack-rate` an open is recorded without its stack. Those opens join the one site

@@ -23,8 +23,8 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 use leakscope_common::{
-    DropReason, Event, EventKind, USTACK_CAP, USTACK_DEFAULT_BYTES, USTACK_DEFAULT_RATE, USTACK_MIN_BYTES,
-    USTACK_SHORT, USTACK_UNREADABLE, UserStackEvent, globals, maps, same_name,
+    DropReason, Event, EventKind, USTACK_CAP, USTACK_DEFAULT_BYTES, USTACK_DEFAULT_RATE,
+    USTACK_MIN_BYTES, USTACK_SHORT, USTACK_UNREADABLE, UserStackEvent, globals, maps, same_name,
     stack_rate::{self, StackBucket},
 };
 

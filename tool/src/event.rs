@@ -214,6 +214,9 @@ pub(crate) struct Decoded {
 }
 
 /// One ring-buffer record, decoded.
+// Nearly every record holds events, which are moved on at once: boxing them would add an
+// allocation to almost every record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Record {
     /// Events of the traced processes.
@@ -258,7 +261,11 @@ pub(crate) fn decode_record(record: &[u8], page_size: u64) -> Result<Record, Dec
 }
 
 /// An [`EventKind::OpenClosed`] record: the open, and the close of its fd.
-fn decode_pair(header: &wire::Event, record: &[u8], page_size: u64) -> Result<Decoded, DecodeError> {
+fn decode_pair(
+    header: &wire::Event,
+    record: &[u8],
+    page_size: u64,
+) -> Result<Decoded, DecodeError> {
     // The open as it would have come alone, then its close as the kernel would have sent
     // it: a header with the fd in the first argument and nothing sampled.
     let paired = read_path_event(record).ok_or(DecodeError::Short(record.len()))?;

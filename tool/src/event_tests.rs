@@ -318,7 +318,10 @@ fn an_fd_calls_stack_record_decodes_apart_with_its_thread_and_time() {
     assert_eq!(stack.stack.regs.sp, 0x7ffc_0000_1000);
     // It holds no event of its own.
     let record = fd_stack_record(64);
-    assert!(matches!(decode(&record, 4096), Err(DecodeError::UnknownKind(_))));
+    assert!(matches!(
+        decode(&record, 4096),
+        Err(DecodeError::UnknownKind(_))
+    ));
 }
 
 #[test]

@@ -339,7 +339,10 @@ mod tests {
             text(dup, &mut sites),
             "pipe (kept by dup2) ← open_config ← main  [2 libc frames]"
         );
-        assert_eq!(site_frames(&SiteKey::fd_path("/etc/hostname"), &sites), None);
+        assert_eq!(
+            site_frames(&SiteKey::fd_path("/etc/hostname"), &sites),
+            None
+        );
     }
 
     #[test]

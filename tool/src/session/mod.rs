@@ -16,8 +16,8 @@ use thiserror::Error;
 
 mod drain;
 pub(crate) mod held;
-mod stack_join;
 mod ring_positions;
+mod stack_join;
 
 use drain::{Drainer, Mode};
 

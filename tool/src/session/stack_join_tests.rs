@@ -110,7 +110,11 @@ fn a_later_record_of_the_thread_makes_the_waiting_stack_stale() {
     // The openat's record was lost; the thread's next call comes instead.
     let mut later = openat(101, 15);
     pending.claim(&mut later);
-    assert_eq!(joined_sp(&later), None, "another call's stack is not its own");
+    assert_eq!(
+        joined_sp(&later),
+        None,
+        "another call's stack is not its own"
+    );
     assert_eq!(pending.len(), 0);
     assert_eq!(pending.counts.stale, 1);
 }
