@@ -31,8 +31,8 @@ pub const USTACK_CAP: usize = 16384;
 /// The bytes of stack copied unless the user asks otherwise (`--stack-bytes`).
 pub const USTACK_DEFAULT_BYTES: u32 = 8192;
 /// Stacks copied per second per CPU unless the user asks otherwise (`--stack-rate`): a
-/// program that maps memory now and then gets a stack on every call, a storm of mapping
-/// calls one on some (about 1 µs of copying each, and an unwind in the reader).
+/// program that opens files or maps memory now and then gets a stack on every call, a storm
+/// of such calls one on some (about 1 µs of copying each, and an unwind in the reader).
 pub const USTACK_DEFAULT_RATE: u32 = 2000;
 /// The fewest bytes `--stack-bytes` accepts: below this, a copy rarely reaches past libc.
 pub const USTACK_MIN_BYTES: u32 = 512;

@@ -98,8 +98,9 @@ pub(crate) struct Syscall {
     /// family the old name.
     pub(crate) path: Option<CapturedPath>,
     /// The registers and a copy of the user stack, for mapping calls (mmap, mremap, brk)
-    /// whose stack reached userspace; taken by the drain once it has unwound them into
-    /// `frames`. Boxed: kilobytes, and most calls have none.
+    /// whose stack reached userspace, and for fd-returning calls whose stack record the
+    /// drain joined to them; taken by the drain once it has unwound them into `frames`.
+    /// Boxed: kilobytes, and most calls have none.
     pub(crate) stack: Option<Box<UserStack>>,
     /// Symbolized frames (innermost first) unwound from `stack`, filled in by the drain
     /// while the process is still alive to be symbolized. Shared, because many calls come

@@ -89,7 +89,7 @@ pub(crate) struct MarkerSpec {
 
 pub(crate) struct TraceConfig {
     pub(crate) ring_bytes: u32,
-    /// Bytes of user stack copied with each mapping call (`--stack-bytes`).
+    /// Bytes of user stack copied with each mapping or fd-making call (`--stack-bytes`).
     pub(crate) stack_bytes: u32,
     /// Stacks per second per CPU (`--stack-rate`; 0: every call).
     pub(crate) stack_rate: u32,
