@@ -141,9 +141,15 @@ pub(crate) fn emit_fd_stack(event: &Event, regs: &UserRegs) {
 /// share for stacks and this CPU's bucket allow.
 #[inline(always)]
 fn send_stack(event: Event, regs: &UserRegs) -> Result<(), NotSent> {
+    // The bucket first: in a storm of opens it refuses nearly every call, and then the ring
+    // need not be asked. A stack it allows while the ring is over its share is a token spent
+    // for nothing, as rare as a ring that full.
+    if !stack_allowed(event.ktime_ns) {
+        return Err(NotSent::NotWanted);
+    }
     let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if unread > size / STACK_RING_SHARE_DIVISOR || !stack_allowed(event.ktime_ns) {
+    if unread > size / STACK_RING_SHARE_DIVISOR {
         return Err(NotSent::NotWanted);
     }
     let Some(scratch) = USTACK_SCRATCH.get_ptr_mut(0) else {
