@@ -48,10 +48,7 @@ fn attach_sees_the_leak_of_a_running_process_and_knows_what_it_held_before() {
     assert_eq!(fd["verdict"], "leak");
     assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
     assert!(
-        fd["sites"][0]["site"]
-            .as_str()
-            .unwrap()
-            .ends_with("/data.txt (kept by dup)")
+        leakscope_tests::resource(&fd["sites"][0]["site"]).ends_with("/data.txt (kept by dup)")
     );
     // What it held before the attach (~150 leaked fds) was read from /proc: live at the
     // end beside the traced leak, and never mistaken for the release of something unknown.

@@ -54,7 +54,7 @@ fn injected_fd_leak_is_one_fd_per_iteration_at_the_injected_file() {
     assert_verdicts(&traced, ["leak", "no-leak", "flat", "flat"], "inject fd");
     let fd = class(&traced, "fd");
     assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
-    let site = fd["sites"][0]["site"].as_str().unwrap();
+    let site = leakscope_tests::resource(&fd["sites"][0]["site"]);
     assert!(site.ends_with("/.leakscope-injected-fd"), "{site}");
 }
 

@@ -29,7 +29,7 @@ fn site_rate(traced: &leakscope_tests::Traced, site: &str) -> f64 {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["site"] == site)
+        .find(|s| leakscope_tests::resource(&s["site"]) == site)
         .and_then(|s| s["leaked_per_iteration"].as_f64())
         .unwrap_or(0.0)
 }

@@ -179,12 +179,7 @@ fn an_fd_opened_by_a_process_that_then_idles_is_live_when_an_attach_ends() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|held| {
-                held["site"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .ends_with("/idle.txt")
-            })
+            .filter(|held| leakscope_tests::resource(&held["site"]).ends_with("/idle.txt"))
             .collect();
         assert_eq!(
             held.len(),

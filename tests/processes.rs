@@ -4,7 +4,8 @@
 use std::{collections::BTreeSet, time::Instant};
 
 use leakscope_tests::{
-    Traced, assert_ran, assert_rate, assert_verdicts, class, fixture, leakscope_json, verdicts,
+    Traced, assert_ran, assert_rate, assert_verdicts, class, fixture, leakscope_json, resource,
+    verdicts,
 };
 use serde_json::Value;
 
@@ -45,7 +46,7 @@ fn a_double_forked_daemon_is_followed_to_its_end_and_named() {
     assert_eq!(fd["verdict"], "leak", "{fd}");
     assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
     let leak = format!("{}/leak.txt", dir.path().display());
-    assert_eq!(fd["sites"][0]["site"], leak.as_str());
+    assert_eq!(resource(&fd["sites"][0]["site"]), leak.as_str());
 
     let outlived = traced.report["outlived_target"].as_array().unwrap();
     let pid = daemon_pid(&dir);
@@ -60,14 +61,14 @@ fn a_double_forked_daemon_is_followed_to_its_end_and_named() {
     let sites = daemon["fd_sites"].as_array().unwrap();
     let leaked = sites
         .iter()
-        .filter(|fd| fd["site"] == leak.as_str())
+        .filter(|fd| resource(&fd["site"]) == leak.as_str())
         .count();
     assert_eq!(leaked, DAEMON_ITERATIONS, "{daemon}");
     assert_eq!(daemon["fds"].as_u64().unwrap() as usize, sites.len());
     assert!(
         sites
             .iter()
-            .all(|fd| fd["inherited"] == (fd["site"] != leak.as_str()))
+            .all(|fd| fd["inherited"] == (resource(&fd["site"]) != leak.as_str()))
     );
     assert!(
         daemon["command"][0].as_str().unwrap().ends_with("/daemon"),
@@ -222,7 +223,7 @@ fn a_program_that_opens_a_file_and_exits_held_it_at_exit() {
     let fds = traced.report["held_at_exit"]["fds"].as_array().unwrap();
     let kept: Vec<&Value> = fds
         .iter()
-        .filter(|fd| fd["site"] == path.to_str().unwrap())
+        .filter(|fd| resource(&fd["site"]) == path.to_str().unwrap())
         .collect();
     assert_eq!(kept.len(), 1, "{fds:?}");
     assert_eq!(kept[0]["inherited"], false);
@@ -314,7 +315,7 @@ fn a_leak_after_the_leader_thread_is_gone_is_seen_in_full(
     assert_rate(&fd["leaked_per_iteration"], 1.0, "fds per iteration");
     let leak = format!("{}/leak.txt", dir.path().display());
     assert_eq!(fd["sites"].as_array().unwrap().len(), 1, "{fd}");
-    assert_eq!(fd["sites"][0]["site"], leak.as_str());
+    assert_eq!(resource(&fd["sites"][0]["site"]), leak.as_str());
     // Retained across an iteration boundary: all but the last iteration's fd.
     assert_eq!(fd["sites"][0]["leaked"], THREAD_ITERATIONS - 1, "{fd}");
 }
@@ -367,7 +368,7 @@ fn an_exec_by_a_second_thread_keeps_only_the_fds_without_cloexec() {
         .iter()
         .filter(|fd| fd["inherited"] == false)
         .map(|fd| {
-            let site = fd["site"].as_str().unwrap();
+            let site = resource(&fd["site"]);
             let name = site.rsplit('/').next().unwrap().to_string();
             (fd["fd"].as_i64().unwrap(), name)
         })

@@ -4,8 +4,8 @@
 //! up to the function that leaks.
 
 use leakscope_tests::{
-    Traced, assert_class, assert_ran, assert_rate, assert_verdicts, class, fixture, leakscope_json,
-    sites,
+    Traced, assert_class, assert_ran, assert_rate, assert_top_site_names, assert_verdicts, class,
+    fixture, leakscope_json, sites,
 };
 
 const N: usize = 1000;
@@ -27,42 +27,6 @@ fn run_nofp(name: &str, options: &[&str]) -> Traced {
     assert_eq!(traced.report["lost_events"], 0, "{}", traced.stderr());
     assert_ran(&traced, N);
     traced
-}
-
-/// The top site of class `name` starts at `function`: its first JSON frame, its `site` text,
-/// and, in the text report under "retained across iterations", the stack laid out under the
-/// class's first site line, whose first frame is `function` with its file and line.
-fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
-    let top = &sites(traced, name)[0];
-    assert_eq!(
-        top["frames"][0]["function"],
-        function,
-        "the top {name} site's first frame: {top}\nall: {:?}",
-        sites(traced, name)
-    );
-    let site = top["site"].as_str().unwrap_or_default();
-    assert!(
-        site.contains(function),
-        "the top {name} site names {function}: {top}"
-    );
-    let text = traced.stdout();
-    let mut lines = text
-        .lines()
-        .skip_while(|line| !line.starts_with("retained across iterations"))
-        .skip_while(|line| !line.trim_start().starts_with(name));
-    lines
-        .next()
-        .unwrap_or_else(|| panic!("no {name} line among the top sites:\n{text}"));
-    // A leaking class: one frame per line under the site, after the folded libc frames.
-    let frame = lines
-        .take_while(|line| line.starts_with("            "))
-        .map(str::trim)
-        .find(|line| !line.starts_with('['))
-        .unwrap_or_else(|| panic!("no stack under the top {name} site:\n{text}"));
-    assert!(
-        frame.starts_with(function) && frame.contains(".c:"),
-        "the text's top {name} site's first frame is {function} at file:line: {frame}\n{text}"
-    );
 }
 
 /// The mmap class's verdict, rates and top site on `mmap_big_malloc`.

@@ -60,11 +60,15 @@ pub enum DropReason {
     /// `--heap`: a thread's allocator call found no room for its stash: the allocation is
     /// not recorded at all.
     HeapInflightFull = 18,
+    /// The ring buffer was full for the stack record of an fd-returning call
+    /// ([`EventKind::UserStack`]): the call's own record goes without it, so its fd site
+    /// has no frames (the fd is counted all the same).
+    RingFullFdStack = 19,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -87,6 +91,7 @@ impl DropReason {
         DropReason::StackScratchBusy,
         DropReason::HeapLiveFull,
         DropReason::HeapInflightFull,
+        DropReason::RingFullFdStack,
     ];
 
     /// The slot in the `LOST` array.
@@ -116,6 +121,7 @@ impl DropReason {
             DropReason::StackScratchBusy => "stack_scratch_busy",
             DropReason::HeapLiveFull => "heap_live_map_full",
             DropReason::HeapInflightFull => "heap_inflight_map_full",
+            DropReason::RingFullFdStack => "ring_full_fd_stack",
         }
     }
 
@@ -142,6 +148,8 @@ impl DropReason {
             // Never a header-only record; the kernel counts a lost pair as the two
             // records it stands for (`RingFullPath` and `RingFullSyscall`).
             EventKind::OpenClosed => DropReason::RingFullPath,
+            // Never a header-only record either: sent with its stack or not at all.
+            EventKind::UserStack => DropReason::RingFullFdStack,
         }
     }
 }

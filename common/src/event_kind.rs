@@ -25,11 +25,17 @@ pub enum EventKind {
     /// kernel: a [`crate::PathEvent`] whose header is the open's and whose `close_tid` and
     /// `close_ktime_ns` are the close's. The reader splits it back into the two calls.
     OpenClosed = 7,
+    /// The user stack of an fd-returning call, sent on its own just before the call's
+    /// record (which is unchanged: held for pairing or not): a [`crate::UserStackEvent`]
+    /// whose header has the call's `ktime_ns`, `tgid`, `tid`, `syscall_nr` and `ret`. The
+    /// reader gives it to the record of the same thread with the same time, and drops it
+    /// when that open was paired with its close ([`EventKind::OpenClosed`]) or never came.
+    UserStack = 8,
 }
 
 impl EventKind {
     /// Every kind, in wire order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Syscall,
         EventKind::Fork,
         EventKind::Exec,
@@ -37,6 +43,7 @@ impl EventKind {
         EventKind::Marker,
         EventKind::Failed,
         EventKind::OpenClosed,
+        EventKind::UserStack,
     ];
 }
 
@@ -58,6 +65,7 @@ impl TryFrom<u32> for EventKind {
             5 => EventKind::Marker,
             6 => EventKind::Failed,
             7 => EventKind::OpenClosed,
+            8 => EventKind::UserStack,
             other => return Err(UnknownKind(other)),
         })
     }
@@ -72,7 +80,7 @@ mod tests {
         // A change here is a wire-format change: kernel objects and readers of other
         // versions would misread each other.
         let values = EventKind::ALL.map(|kind| kind as u32);
-        assert_eq!(values, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(values, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     #[test]
@@ -84,7 +92,7 @@ mod tests {
 
     #[test]
     fn values_outside_the_enum_are_refused_with_the_value() {
-        for value in [0, 8, 99, u32::MAX] {
+        for value in [0, 9, 99, u32::MAX] {
             assert_eq!(EventKind::try_from(value), Err(UnknownKind(value)));
         }
     }

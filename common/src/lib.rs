@@ -32,8 +32,8 @@ pub const USTACK_CAP: usize = 16384;
 /// The bytes of stack copied unless the user asks otherwise (`--stack-bytes`).
 pub const USTACK_DEFAULT_BYTES: u32 = 8192;
 /// Stacks copied per second per CPU unless the user asks otherwise (`--stack-rate`): a
-/// program that maps memory now and then gets a stack on every call, a storm of mapping
-/// calls one on some (about 1 µs of copying each, and an unwind in the reader).
+/// program that opens files or maps memory now and then gets a stack on every call, a storm
+/// of such calls one on some (about 1 µs of copying each, and an unwind in the reader).
 pub const USTACK_DEFAULT_RATE: u32 = 2000;
 /// The fewest bytes `--stack-bytes` accepts: below this, a copy rarely reaches past libc.
 pub const USTACK_MIN_BYTES: u32 = 512;
@@ -120,7 +120,9 @@ impl Event {
 
 /// A memory-mapping syscall (mmap, mremap, brk) with the user registers and a bounded copy
 /// of the user stack, for unwinding in userspace with the binaries' CFI (`.eh_frame`), as
-/// `perf record --call-graph dwarf` does. A frame-pointer walk in the kernel stops inside
+/// `perf record --call-graph dwarf` does. The same record with [`EventKind::UserStack`] in
+/// its header is the stack of an fd-returning call, sent alone just before the call's own
+/// record (see there): it is never sent as a bare header. A frame-pointer walk in the kernel stops inside
 /// libc, which is built without frame pointers, and so do programs built the ordinary way.
 ///
 /// The kernel sends it cut to `len` bytes of stack: a record is

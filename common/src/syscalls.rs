@@ -18,6 +18,10 @@ pub struct SyscallInfo {
     /// Memory-mapping calls are sent as a [`crate::UserStackEvent`] (registers and a copy
     /// of the user stack), so leaked mappings can be placed.
     pub take_stack: bool,
+    /// The call returns new fds (its return value, or an `int[2]`): its user stack is sent
+    /// as a record of its own ([`crate::EventKind::UserStack`]) just before the call's, so
+    /// an fd site can name the code that opened it. See [`fd_stack_wanted`] for fcntl.
+    pub fd_stack: bool,
     /// Whether the return value is an address (mmap, mremap, brk), where errors are
     /// `-4095..=-1` and everything else, even "negative" high addresses, is success.
     pub returns_address: bool,
@@ -54,8 +58,16 @@ const fn plain(nr: u32, name: &'static str) -> SyscallInfo {
         second_path_arg: None,
         fd_pair_arg: None,
         take_stack: false,
+        fd_stack: false,
         returns_address: false,
         delivery: Delivery::None,
+    }
+}
+/// A call that returns a new fd (or two): see [`SyscallInfo::fd_stack`].
+const fn fd(info: SyscallInfo) -> SyscallInfo {
+    SyscallInfo {
+        fd_stack: true,
+        ..info
     }
 }
 const fn with_path(nr: u32, name: &'static str, arg: u8) -> SyscallInfo {
@@ -169,77 +181,77 @@ pub const OPEN_TREE_ATTR: u32 = 467;
 
 /// Every traced syscall, in number order.
 pub const ALL: &[SyscallInfo] = &[
-    with_path(OPEN, "open", 0),
+    fd(with_path(OPEN, "open", 0)),
     plain(CLOSE, "close"),
     mapping(MMAP, "mmap"),
     plain(MUNMAP, "munmap"),
     mapping(BRK, "brk"),
-    with_fd_pair(PIPE, "pipe", 0),
+    fd(with_fd_pair(PIPE, "pipe", 0)),
     mapping(MREMAP, "mremap"),
-    plain(DUP, "dup"),
-    plain(DUP2, "dup2"),
-    plain(SOCKET, "socket"),
-    plain(ACCEPT, "accept"),
+    fd(plain(DUP, "dup")),
+    fd(plain(DUP2, "dup2")),
+    fd(plain(SOCKET, "socket")),
+    fd(plain(ACCEPT, "accept")),
     delivering(RECVMSG, "recvmsg", Delivery::ControlMessage),
-    with_fd_pair(SOCKETPAIR, "socketpair", 3),
+    fd(with_fd_pair(SOCKETPAIR, "socketpair", 3)),
     delivering(GETSOCKOPT, "getsockopt", Delivery::IntAt(3)),
     delivering(CLONE, "clone", Delivery::IntAt(2)),
-    plain(FCNTL, "fcntl"),
+    fd(plain(FCNTL, "fcntl")),
     with_path(CHDIR, "chdir", 0),
     plain(FCHDIR, "fchdir"),
     with_two_paths(RENAME, "rename", 0, 1),
     with_path(MKDIR, "mkdir", 0),
     with_path(RMDIR, "rmdir", 0),
-    with_path(CREAT, "creat", 0),
+    fd(with_path(CREAT, "creat", 0)),
     with_path(LINK, "link", 1),
     with_path(UNLINK, "unlink", 0),
     with_path(SYMLINK, "symlink", 1),
     with_path(MKNOD, "mknod", 0),
-    plain(EPOLL_CREATE, "epoll_create"),
-    with_path(MQ_OPEN, "mq_open", 0),
-    plain(INOTIFY_INIT, "inotify_init"),
+    fd(plain(EPOLL_CREATE, "epoll_create")),
+    fd(with_path(MQ_OPEN, "mq_open", 0)),
+    fd(plain(INOTIFY_INIT, "inotify_init")),
     with_path(INOTIFY_ADD_WATCH, "inotify_add_watch", 1),
     plain(INOTIFY_RM_WATCH, "inotify_rm_watch"),
-    with_path(OPENAT, "openat", 1),
+    fd(with_path(OPENAT, "openat", 1)),
     with_path(MKDIRAT, "mkdirat", 1),
     with_path(MKNODAT, "mknodat", 1),
     with_path(UNLINKAT, "unlinkat", 1),
     with_two_paths(RENAMEAT, "renameat", 1, 3),
     with_path(LINKAT, "linkat", 3),
     with_path(SYMLINKAT, "symlinkat", 2),
-    plain(SIGNALFD, "signalfd"),
-    plain(TIMERFD_CREATE, "timerfd_create"),
-    plain(EVENTFD, "eventfd"),
-    plain(ACCEPT4, "accept4"),
-    plain(SIGNALFD4, "signalfd4"),
-    plain(EVENTFD2, "eventfd2"),
-    plain(EPOLL_CREATE1, "epoll_create1"),
-    plain(DUP3, "dup3"),
-    with_fd_pair(PIPE2, "pipe2", 0),
-    plain(INOTIFY_INIT1, "inotify_init1"),
-    plain(PERF_EVENT_OPEN, "perf_event_open"),
+    fd(plain(SIGNALFD, "signalfd")),
+    fd(plain(TIMERFD_CREATE, "timerfd_create")),
+    fd(plain(EVENTFD, "eventfd")),
+    fd(plain(ACCEPT4, "accept4")),
+    fd(plain(SIGNALFD4, "signalfd4")),
+    fd(plain(EVENTFD2, "eventfd2")),
+    fd(plain(EPOLL_CREATE1, "epoll_create1")),
+    fd(plain(DUP3, "dup3")),
+    fd(with_fd_pair(PIPE2, "pipe2", 0)),
+    fd(plain(INOTIFY_INIT1, "inotify_init1")),
+    fd(plain(PERF_EVENT_OPEN, "perf_event_open")),
     delivering(RECVMMSG, "recvmmsg", Delivery::ControlMessages),
-    plain(FANOTIFY_INIT, "fanotify_init"),
+    fd(plain(FANOTIFY_INIT, "fanotify_init")),
     with_path(FANOTIFY_MARK, "fanotify_mark", 4),
-    plain(OPEN_BY_HANDLE_AT, "open_by_handle_at"),
+    fd(plain(OPEN_BY_HANDLE_AT, "open_by_handle_at")),
     with_two_paths(RENAMEAT2, "renameat2", 1, 3),
-    plain(SECCOMP, "seccomp"),
-    with_path(MEMFD_CREATE, "memfd_create", 0),
-    plain(BPF, "bpf"),
-    plain(USERFAULTFD, "userfaultfd"),
-    plain(IO_URING_SETUP, "io_uring_setup"),
-    with_path(OPEN_TREE, "open_tree", 1),
-    with_path(FSOPEN, "fsopen", 0),
-    plain(FSMOUNT, "fsmount"),
-    with_path(FSPICK, "fspick", 1),
-    plain(PIDFD_OPEN, "pidfd_open"),
+    fd(plain(SECCOMP, "seccomp")),
+    fd(with_path(MEMFD_CREATE, "memfd_create", 0)),
+    fd(plain(BPF, "bpf")),
+    fd(plain(USERFAULTFD, "userfaultfd")),
+    fd(plain(IO_URING_SETUP, "io_uring_setup")),
+    fd(with_path(OPEN_TREE, "open_tree", 1)),
+    fd(with_path(FSOPEN, "fsopen", 0)),
+    fd(plain(FSMOUNT, "fsmount")),
+    fd(with_path(FSPICK, "fspick", 1)),
+    fd(plain(PIDFD_OPEN, "pidfd_open")),
     delivering(CLONE3, "clone3", Delivery::Clone3Pidfd),
     plain(CLOSE_RANGE, "close_range"),
-    with_path(OPENAT2, "openat2", 1),
-    plain(PIDFD_GETFD, "pidfd_getfd"),
-    plain(LANDLOCK_CREATE_RULESET, "landlock_create_ruleset"),
-    plain(MEMFD_SECRET, "memfd_secret"),
-    with_path(OPEN_TREE_ATTR, "open_tree_attr", 1),
+    fd(with_path(OPENAT2, "openat2", 1)),
+    fd(plain(PIDFD_GETFD, "pidfd_getfd")),
+    fd(plain(LANDLOCK_CREATE_RULESET, "landlock_create_ruleset")),
+    fd(plain(MEMFD_SECRET, "memfd_secret")),
+    fd(with_path(OPEN_TREE_ATTR, "open_tree_attr", 1)),
 ];
 
 /// Looks a syscall up by number. `None` means leakscope does not trace it.
@@ -339,6 +351,13 @@ pub const fn succeeded(info: &SyscallInfo, ret: i64) -> bool {
 /// fcntl commands that create an fd (the others only read or set flags).
 const F_DUPFD: u64 = 0;
 const F_DUPFD_CLOEXEC: u64 = 1030;
+
+/// Whether a successful call gets a stack record of its own (see [`SyscallInfo::fd_stack`]):
+/// the calls that return new fds, and of fcntl only the commands that do (F_DUPFD*).
+#[inline(always)]
+pub const fn fd_stack_wanted(info: &SyscallInfo, args: &[u64; 6]) -> bool {
+    info.fd_stack && (info.nr != FCNTL || args[1] == F_DUPFD || args[1] == F_DUPFD_CLOEXEC)
+}
 
 /// Whether `nr` only changes names on disk, the working directory or inotify/fanotify
 /// watches: it never installs an fd, a mapping or heap, so its failure is no failed
@@ -450,6 +469,32 @@ mod tests {
                 entry.name
             );
         }
+    }
+
+    #[test]
+    fn calls_that_return_new_fds_send_their_stack_alone() {
+        // Every traced call returns a new fd (or two) but these: the releases, the calls
+        // that change only names on disk or watches, the mapping calls (their stack comes
+        // with their own record), and the calls that deliver fds elsewhere.
+        for entry in ALL {
+            let makes_no_fd_itself = entry.take_stack
+                || acquires_no_fd_memory_or_heap(entry.nr)
+                || entry.delivery != Delivery::None
+                || matches!(entry.nr, CLOSE | MUNMAP | CLOSE_RANGE);
+            assert_eq!(entry.fd_stack, !makes_no_fd_itself, "{}", entry.name);
+            // A call has its stack one way or the other, never both.
+            assert!(!(entry.fd_stack && entry.take_stack), "{}", entry.name);
+        }
+        let fcntl = info(FCNTL).unwrap();
+        let with_cmd = |cmd| [3, cmd, 0, 0, 0, 0];
+        assert!(fd_stack_wanted(&fcntl, &with_cmd(F_DUPFD_CLOEXEC)));
+        assert!(fd_stack_wanted(&fcntl, &with_cmd(F_DUPFD)));
+        assert!(
+            !fd_stack_wanted(&fcntl, &with_cmd(2)),
+            "F_SETFD makes no fd"
+        );
+        assert!(fd_stack_wanted(&info(OPENAT).unwrap(), &[0; 6]));
+        assert!(!fd_stack_wanted(&info(CLOSE).unwrap(), &[0; 6]));
     }
 
     #[test]

@@ -53,7 +53,7 @@ macro_rules! named {
 
 // After `named!`, which it uses.
 mod ustack;
-use ustack::{UserRegs, emit_with_user_stack};
+use ustack::{UserRegs, emit_fd_stack, emit_with_user_stack};
 mod heap;
 
 /// Struct offsets from the running kernel's BTF, set by the loader before load.
@@ -319,6 +319,11 @@ fn on_sys_exit(call: Call, tgid: u32, tid: u32, regs: &Regs, process: *mut Track
     if info.take_stack {
         emit_with_user_stack(event, &regs.user);
         return 0;
+    }
+    // Before the call's own record (sent or held below), with its time: the reader joins
+    // the two by thread and time.
+    if syscalls::fd_stack_wanted(&info, &event.args) {
+        emit_fd_stack(&event, &regs.user);
     }
 
     if let Some(flags_at) = open_flags::flags_at(nr) {

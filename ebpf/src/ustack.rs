@@ -6,6 +6,10 @@
 //! stack from the stack pointer up, with ip, sp and bp, lets userspace unwind with the
 //! binaries' CFI (`.eh_frame`), as `perf record --call-graph dwarf` does.
 //!
+//! Mapping calls send it as their own record; fd-returning calls send it alone, just before
+//! their record, which stays as it was (an open may be held for pairing, and a paired open
+//! needs no stack: the reader drops it).
+//!
 //! The record is built in a per-CPU slot and copied into the ring cut to the bytes read
 //! (`bpf_ringbuf_output`), as [`crate::emit::emit_with_path`] does: reserving 16 KiB for
 //! every record would waste the ring.
@@ -19,8 +23,8 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 use leakscope_common::{
-    DropReason, Event, USTACK_CAP, USTACK_DEFAULT_BYTES, USTACK_DEFAULT_RATE, USTACK_MIN_BYTES,
-    USTACK_SHORT, USTACK_UNREADABLE, UserStackEvent, globals, maps, same_name,
+    DropReason, Event, EventKind, USTACK_CAP, USTACK_DEFAULT_BYTES, USTACK_DEFAULT_RATE,
+    USTACK_MIN_BYTES, USTACK_SHORT, USTACK_UNREADABLE, UserStackEvent, globals, maps, same_name,
     stack_rate::{self, StackBucket},
 };
 
@@ -86,6 +90,18 @@ pub(crate) struct UserRegs {
 /// the call goes without its stack, which costs a site its frames but no count.
 const STACK_RING_SHARE_DIVISOR: u64 = 2;
 
+/// Why a stack did not go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NotSent {
+    /// On purpose: the ring is over its share for stacks, or this CPU is over
+    /// `--stack-rate`. Nothing is lost but the frames.
+    NotWanted,
+    /// The scratch slot was busy (counted here).
+    Busy,
+    /// The ring had no room for it (counted by the caller, which knows the record's kind).
+    RingFull,
+}
+
 /// Sends `event` as a [`UserStackEvent`] with the user stack at `regs.sp`. When the stack
 /// is not to go (the ring is already half full, this CPU's stacks are over `--stack-rate`)
 /// or cannot (the slot is busy, the ring has no room for it), the header goes alone, so the
@@ -95,15 +111,49 @@ const STACK_RING_SHARE_DIVISOR: u64 = 2;
 /// `mm->start_stack` with plain loads.
 #[inline(always)]
 pub(crate) fn emit_with_user_stack(event: Event, regs: &UserRegs) {
+    match send_stack(event, regs) {
+        Ok(()) => {}
+        Err(NotSent::RingFull) => {
+            // Half-recorded: the call without its stack (and if even that finds no room,
+            // `emit` counts the call lost).
+            count_lost(DropReason::RingFullStack);
+            emit(event);
+        }
+        Err(NotSent::NotWanted | NotSent::Busy) => emit(event),
+    }
+}
+
+/// Sends the user stack of the fd-returning call `event` as a record of its own
+/// ([`EventKind::UserStack`], with the call's time, tgid and tid), to go just before the
+/// call's record, which the caller sends (or holds for pairing) unchanged. Subject to the
+/// same share of the ring and `--stack-rate` as a mapping call's stack; a stack that cannot
+/// go is counted, and the call's record goes without it.
+#[inline(always)]
+pub(crate) fn emit_fd_stack(event: &Event, regs: &UserRegs) {
+    let mut header = *event;
+    header.kind = EventKind::UserStack as u32;
+    if send_stack(header, regs) == Err(NotSent::RingFull) {
+        count_lost(DropReason::RingFullFdStack);
+    }
+}
+
+/// Builds a [`UserStackEvent`] with `event` as its header and sends it, when the ring's
+/// share for stacks and this CPU's bucket allow.
+#[inline(always)]
+fn send_stack(event: Event, regs: &UserRegs) -> Result<(), NotSent> {
+    // The bucket first: in a storm of opens it refuses nearly every call, and then the ring
+    // need not be asked. A stack it allows while the ring is over its share is a token spent
+    // for nothing, as rare as a ring that full.
+    if !stack_allowed(event.ktime_ns) {
+        return Err(NotSent::NotWanted);
+    }
     let unread = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
     let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
-    if unread > size / STACK_RING_SHARE_DIVISOR || !stack_allowed(event.ktime_ns) {
-        emit(event);
-        return;
+    if unread > size / STACK_RING_SHARE_DIVISOR {
+        return Err(NotSent::NotWanted);
     }
     let Some(scratch) = USTACK_SCRATCH.get_ptr_mut(0) else {
-        emit(event); // cannot happen: slot 0 always exists
-        return;
+        return Err(NotSent::NotWanted); // cannot happen: slot 0 always exists
     };
     let busy = unsafe { &raw mut (*scratch).busy };
     // Test and set in one instruction: a program preempted between a test and a set would
@@ -113,8 +163,7 @@ pub(crate) fn emit_with_user_stack(event: Event, regs: &UserRegs) {
     };
     if was_busy != 0 {
         count_lost(DropReason::StackScratchBusy);
-        emit(event);
-        return;
+        return Err(NotSent::Busy);
     }
     let record = unsafe { &raw mut (*scratch).record };
     let sent = unsafe {
@@ -128,12 +177,7 @@ pub(crate) fn emit_with_user_stack(event: Event, regs: &UserRegs) {
         output(record, len)
     };
     unsafe { core::ptr::write_volatile(busy, 0) };
-    if !sent {
-        // Half-recorded: the call without its stack (and if even that finds no room, `emit`
-        // counts the call lost).
-        count_lost(DropReason::RingFullStack);
-        emit(event);
-    }
+    if sent { Ok(()) } else { Err(NotSent::RingFull) }
 }
 
 /// The bytes to copy: `STACK_BYTES`, bounded for the verifier and rounded down to 8.

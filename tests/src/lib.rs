@@ -391,6 +391,52 @@ pub fn assert_one_leaking_site<'a>(
     site
 }
 
+/// The top site of class `name` starts at `function`: its first JSON frame, its `site` text,
+/// and, in the text report under "retained across iterations", the class's first site: a
+/// leaking class lays its stack out under the site line, one frame per line (the first
+/// being `function` with its file:line), another class names it on the line itself.
+pub fn assert_top_site_names(traced: &Traced, name: &str, function: &str) {
+    let top = &sites(traced, name)[0];
+    assert_eq!(
+        top["frames"][0]["function"],
+        function,
+        "the top {name} site's first frame: {top}\nall: {:?}",
+        sites(traced, name)
+    );
+    let site = top["site"].as_str().unwrap_or_default();
+    assert!(
+        site.contains(function),
+        "the top {name} site names {function}: {top}"
+    );
+    let text = traced.stdout();
+    let mut lines = text
+        .lines()
+        .skip_while(|line| !line.starts_with("retained across iterations"))
+        .skip_while(|line| !line.trim_start().starts_with(name));
+    let line = lines
+        .next()
+        .unwrap_or_else(|| panic!("no {name} line among the top sites:\n{text}"));
+    if line.contains(function) {
+        return;
+    }
+    let frame = lines
+        .take_while(|line| line.starts_with("            "))
+        .map(str::trim)
+        .find(|line| !line.starts_with('['))
+        .unwrap_or_else(|| panic!("no stack under the top {name} site:\n{text}"));
+    assert!(
+        frame.starts_with(function) && frame.contains(':'),
+        "the text's top {name} site's first frame is {function} at file:line: {frame}\n{text}"
+    );
+}
+
+/// What a site's text names before its stack (" ← open_config ← main ..."): an fd's path
+/// (with the dup that kept it), a mapping's backing. Empty when `site` is no string.
+pub fn resource(site: &Value) -> &str {
+    let text = site.as_str().unwrap_or_default();
+    text.split(" ← ").next().unwrap_or_default()
+}
+
 /// The path a file or watch site names, without its kind (`file `, `directory `,
 /// `inotify watch on `, ...): everything from its first `/`.
 pub fn site_path(site: &str) -> &str {

@@ -98,8 +98,9 @@ pub(crate) struct Syscall {
     /// family the old name.
     pub(crate) path: Option<CapturedPath>,
     /// The registers and a copy of the user stack, for mapping calls (mmap, mremap, brk)
-    /// whose stack reached userspace; taken by the drain once it has unwound them into
-    /// `frames`. Boxed: kilobytes, and most calls have none.
+    /// whose stack reached userspace, and for fd-returning calls whose stack record the
+    /// drain joined to them; taken by the drain once it has unwound them into `frames`.
+    /// Boxed: kilobytes, and most calls have none.
     pub(crate) stack: Option<Box<UserStack>>,
     /// Symbolized frames (innermost first) unwound from `stack`, filled in by the drain
     /// while the process is still alive to be symbolized. Shared, because many calls come
@@ -213,21 +214,65 @@ pub(crate) struct Decoded {
     pub(crate) close: Option<Event>,
 }
 
+/// One ring-buffer record, decoded.
+// Nearly every record holds events, which are moved on at once: boxing them would add an
+// allocation to almost every record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// Events of the traced processes.
+    Events(Decoded),
+    /// The user stack of an fd-returning call, sent just before the call's own record
+    /// ([`EventKind::UserStack`]): the drain gives it to that record.
+    Stack(CallStack),
+}
+
+/// The stack of the call that thread `tid` of `tgid` made at `time_ns`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CallStack {
+    pub(crate) tgid: u32,
+    pub(crate) tid: u32,
+    pub(crate) time_ns: u64,
+    /// The call's syscall number.
+    pub(crate) nr: u32,
+    pub(crate) stack: Box<UserStack>,
+}
+
 /// Decodes one ring-buffer record. `page_size` converts RSS pages to bytes.
-pub(crate) fn decode_record(record: &[u8], page_size: u64) -> Result<Decoded, DecodeError> {
+pub(crate) fn decode_record(record: &[u8], page_size: u64) -> Result<Record, DecodeError> {
     let header = read_struct::<wire::Event>(record).ok_or(DecodeError::Short(record.len()))?;
-    if header.kind() != Ok(EventKind::OpenClosed) {
-        return Ok(Decoded {
+    match header.kind() {
+        Ok(EventKind::OpenClosed) => decode_pair(&header, record, page_size).map(Record::Events),
+        Ok(EventKind::UserStack) => {
+            // Never sent as a bare header: a stack record without its stack is corrupt.
+            let stack = read_user_stack(record)?.ok_or(DecodeError::Short(record.len()))?;
+            Ok(Record::Stack(CallStack {
+                tgid: header.tgid,
+                tid: header.tid,
+                time_ns: header.ktime_ns,
+                nr: header.syscall_nr,
+                stack: Box::new(stack),
+            }))
+        }
+        _ => Ok(Record::Events(Decoded {
             first: decode_header(&header, record, page_size)?,
             close: None,
-        });
+        })),
     }
+}
+
+/// An [`EventKind::OpenClosed`] record: the open, and the close of its fd.
+fn decode_pair(
+    header: &wire::Event,
+    record: &[u8],
+    page_size: u64,
+) -> Result<Decoded, DecodeError> {
     // The open as it would have come alone, then its close as the kernel would have sent
     // it: a header with the fd in the first argument and nothing sampled.
     let paired = read_path_event(record).ok_or(DecodeError::Short(record.len()))?;
     let open_header = wire::Event {
         kind: EventKind::Syscall as u32,
-        ..header
+        ..*header
     };
     let first = decode_header(&open_header, record, page_size)?;
     let fd = header.ret as u32 as u64;
@@ -253,13 +298,22 @@ pub(crate) fn decode_held(open: &PathEvent, page_size: u64) -> Result<Event, Dec
             size_of::<PathEvent>(),
         )
     };
-    decode_record(bytes, page_size).map(|decoded| decoded.first)
+    first_event(decode_record(bytes, page_size)?, &open.event)
 }
 
 /// Decodes a record that holds one event.
 #[cfg(test)]
 pub(crate) fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError> {
-    decode_record(record, page_size).map(|decoded| decoded.first)
+    let header = read_struct::<wire::Event>(record).ok_or(DecodeError::Short(record.len()))?;
+    first_event(decode_record(record, page_size)?, &header)
+}
+
+/// The first event of a record that must hold events.
+fn first_event(record: Record, header: &wire::Event) -> Result<Event, DecodeError> {
+    match record {
+        Record::Events(decoded) => Ok(decoded.first),
+        Record::Stack(_) => Err(DecodeError::UnknownKind(UnknownKind(header.kind))),
+    }
 }
 
 fn decode_header(
@@ -286,8 +340,10 @@ fn decode_header(
             }),
         },
         EventKind::Failed => What::Failed(decode_failed(header)?),
-        // Split by `decode_record` before it gets here.
-        EventKind::OpenClosed => return Err(DecodeError::UnknownKind(UnknownKind(header.kind))),
+        // Split (or set apart) by `decode_record` before it gets here.
+        EventKind::OpenClosed | EventKind::UserStack => {
+            return Err(DecodeError::UnknownKind(UnknownKind(header.kind)));
+        }
     };
     Ok(Event {
         time_ns: header.ktime_ns,

@@ -297,6 +297,45 @@ fn a_mapping_call_sent_without_its_stack_decodes_without_one() {
     assert_eq!(decoded_stack(&bytes_of(&header)), Ok(None));
 }
 
+/// The stack of an openat, as the kernel sends it before the openat's own record.
+fn fd_stack_record(len: u32) -> Vec<u8> {
+    let mut record = stack_record(len, 0);
+    let header = wire_event(EventKind::UserStack, syscalls::OPENAT, 3);
+    record[..size_of::<wire::Event>()].copy_from_slice(&bytes_of(&header));
+    record
+}
+
+#[test]
+fn an_fd_calls_stack_record_decodes_apart_with_its_thread_and_time() {
+    let Record::Stack(stack) = decode_record(&fd_stack_record(4096), 4096).unwrap() else {
+        panic!("not a stack record")
+    };
+    assert_eq!(
+        (stack.tgid, stack.tid, stack.time_ns, stack.nr),
+        (100, 101, 42, syscalls::OPENAT)
+    );
+    assert_eq!(stack.stack.bytes.len(), 4096);
+    assert_eq!(stack.stack.regs.sp, 0x7ffc_0000_1000);
+    // It holds no event of its own.
+    let record = fd_stack_record(64);
+    assert!(matches!(
+        decode(&record, 4096),
+        Err(DecodeError::UnknownKind(_))
+    ));
+}
+
+#[test]
+fn an_fd_calls_stack_record_without_its_stack_is_refused() {
+    let record = fd_stack_record(0);
+    let header_only = &record[..size_of::<wire::Event>()];
+    assert_eq!(
+        decode_record(header_only, 4096),
+        Err(DecodeError::Short(header_only.len()))
+    );
+    let cut = &record[..UserStackEvent::FIXED - 8];
+    assert_eq!(decode_record(cut, 4096), Err(DecodeError::Short(cut.len())));
+}
+
 #[test]
 fn a_stack_record_cut_before_its_length_or_inside_its_registers_is_refused() {
     let mut record = stack_record(4096, 0);
@@ -394,9 +433,16 @@ fn open_record() -> PathEvent {
     record
 }
 
+fn events_of(record: Record) -> Decoded {
+    match record {
+        Record::Events(decoded) => decoded,
+        Record::Stack(stack) => panic!("a stack record: {stack:?}"),
+    }
+}
+
 #[test]
 fn a_paired_record_is_the_open_alone_then_its_close() {
-    let alone = decode_record(&bytes_of(&open_record()), 4096).unwrap();
+    let alone = events_of(decode_record(&bytes_of(&open_record()), 4096).unwrap());
     assert_eq!(alone.close, None);
 
     let mut paired = open_record();
@@ -405,7 +451,7 @@ fn a_paired_record_is_the_open_alone_then_its_close() {
     paired.close_ktime_ns = 50;
     // Cut after the path, as the kernel sends it.
     let fixed = size_of::<PathEvent>() - PATH_CAP;
-    let decoded = decode_record(&bytes_of(&paired)[..fixed + 8], 4096).unwrap();
+    let decoded = events_of(decode_record(&bytes_of(&paired)[..fixed + 8], 4096).unwrap());
     assert_eq!(decoded.first, alone.first, "the open, as if sent alone");
     let close = decoded.close.expect("the close");
     assert_eq!(

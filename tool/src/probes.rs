@@ -117,7 +117,7 @@ pub(crate) struct HeapLink {
 pub(crate) struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub(crate) ring_bytes: u32,
-    /// Bytes of user stack the kernel copies with each mapping call: a multiple of 8 in
+    /// Bytes of user stack the kernel copies with each mapping or fd-making call: a multiple of 8 in
     /// `USTACK_MIN_BYTES..=USTACK_CAP` (`--stack-bytes` checks it).
     pub(crate) stack_bytes: u32,
     /// Stacks the kernel copies per second per CPU; 0: with every call.

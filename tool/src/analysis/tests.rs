@@ -323,3 +323,38 @@ fn uniquely_named_leaks_are_ranked_without_judging_every_site() {
     assert_eq!(analysis.fd.sites.len(), sites::MAX_SITES);
     assert!(analysis.fd.sites.iter().all(|site| site.leaked == 1));
 }
+
+/// One path opened from two places: the place that leaks is the site, named by its stack,
+/// and the place that closes is none; the leaking calls that came without a stack (past
+/// `--stack-rate`) join it, so the site keeps the whole rate.
+#[test]
+fn a_path_opened_from_two_places_is_a_site_per_place_and_only_the_leaking_one_leaks() {
+    use crate::ledger::test_support::call;
+    use leakscope_common::syscalls::OPENAT;
+    let open = |fd: i32, frames: Option<&[&str]>| {
+        let call = call(OPENAT, fd as i64, [-100i64 as u64, 0, 0, 0, 0, 0])
+            .with_path("/etc/app/config.json");
+        match frames {
+            Some(frames) => call.with_frames(frames),
+            None => call,
+        }
+    };
+    let s = run(100, |s, i| {
+        s.sys(open(3, Some(&["read_config", "main"]))).close(3);
+        // Every third leaking call came without its stack.
+        let stack = (i % 3 != 0).then_some(&["open_config", "main"][..]);
+        s.sys(open(10 + i as i32, stack));
+    });
+    let analysis = analyze_stream(&s, 0);
+    assert_eq!(analysis.fd.verdict, Verdict::Leak);
+    let [site] = &analysis.fd.sites[..] else {
+        panic!("one fd site: {:?}", analysis.fd.sites)
+    };
+    assert_eq!(
+        text(&s, site.site),
+        "/etc/app/config.json ← open_config ← main"
+    );
+    assert_rate(site.leaked_per_iteration, 1.0);
+    // Iterations 0, 3, ..., 96 of the 99 retained (the last one's open is not retained).
+    assert_eq!(site.without_stack, 33);
+}

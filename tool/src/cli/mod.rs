@@ -160,9 +160,10 @@ pub(crate) struct CommonArgs {
     /// twice into leakscope, so it counts twice in leakscope's resident memory.
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
     pub(crate) ring_mib: u32,
-    /// Bytes of the target's stack copied with each mmap, mremap and brk (512 to 16384, a
-    /// multiple of 8), so that the site of a leaked mapping or heap growth can name the
-    /// function that asked for it, even in code built without frame pointers. The copy must
+    /// Bytes of the target's stack copied with each call that makes an fd, and each mmap,
+    /// mremap and brk (512 to 16384, a multiple of 8), so that the site of a leaked fd,
+    /// mapping or heap growth can name the function that asked for it, even in code built
+    /// without frame pointers. The copy must
     /// reach from the system call up to that function's frame: raise it when sites stop in
     /// libc or a library (deep call chains, big stack buffers, Node), lower it to cut the
     /// cost of programs that map memory in a tight loop.
@@ -173,11 +174,12 @@ pub(crate) struct CommonArgs {
         value_parser = parse_stack_bytes
     )]
     pub(crate) stack_bytes: u32,
-    /// Stacks copied per second on each CPU (0: with every call). A program that maps memory
-    /// now and then gets a stack with each mmap, mremap and brk; one that does it in a tight
-    /// loop gets one with some of them, and the others' sites have no frames: each stack
-    /// costs the target about a microsecond and leakscope an unwind. Raise it (or 0) when a
-    /// busy program's sites lack frames.
+    /// Stacks copied per second on each CPU (0: with every call). A program that opens files
+    /// or maps memory now and then gets a stack with each such call; one that does it in a
+    /// tight loop gets one with some of them, and the others join the site their stacked
+    /// twin has (or, with no single one, a site without frames): each stack costs the target
+    /// about a microsecond and leakscope an unwind. Raise it (or 0) when a busy program's
+    /// sites lack frames.
     #[arg(long, value_name = "N", default_value_t = leakscope_common::USTACK_DEFAULT_RATE)]
     pub(crate) stack_rate: u32,
     /// Watch mode: every SECS seconds while tracing, print one line per class to stderr

@@ -7,11 +7,22 @@ use super::history::{History, NewFd};
 use super::records::{Cause, Origin};
 use super::sites::{FdKind, FdSite, FdSource, SiteKey};
 use super::{Ledger, OpenedPath, Process, paths};
+use crate::stacks::Frame;
 
 impl Ledger {
-    pub(super) fn apply_fd(&mut self, tgid: u32, t: u64, op: FdOp, syscall: &'static str) {
+    /// `frames` are the call's stack, innermost first, when it came with one.
+    pub(super) fn apply_fd(
+        &mut self,
+        tgid: u32,
+        t: u64,
+        op: FdOp,
+        call: (&'static str, Option<&[Frame]>),
+    ) {
+        let (syscall, frames) = call;
         let process = self.processes.entry(tgid).or_default();
         let history = &mut self.history;
+        // Only calls that make an fd came with a stack (see `syscalls::fd_stack_wanted`).
+        let stack = history.sites.intern_stack(frames);
         let new = |fd: i32, site, cloexec| NewFd {
             tgid,
             fd,
@@ -28,12 +39,19 @@ impl Ledger {
                 cloexec,
             } => {
                 let resolved = resolve_at(history, process, dirfd, &path);
-                let site = history.sites.intern(SiteKey::fd_path(&resolved));
+                // The iteration detector counts opens of a path from wherever they came.
+                let path_site = history.sites.intern(SiteKey::fd_path(&resolved));
                 history.opens.push(OpenedPath {
                     time_ns: t,
-                    path: site,
+                    path: path_site,
                     tgid,
                 });
+                let site = match stack {
+                    Some(_) => history
+                        .sites
+                        .intern(SiteKey::fd_path(&resolved).with_stack(stack)),
+                    None => path_site,
+                };
                 history.install(process, new(fd, site, cloexec));
                 self.note_open_for_boundaries(tgid, &resolved, t);
             }
@@ -42,11 +60,15 @@ impl Ledger {
                 {
                     self.watches.opened(history, (tgid, t), fd);
                 }
-                let site = history.sites.intern(SiteKey::fd_kind(kind));
+                let site = history
+                    .sites
+                    .intern(SiteKey::fd_kind(kind).with_stack(stack));
                 history.install(process, new(fd, site, cloexec));
             }
             FdOp::Pair { fds, kind, cloexec } => {
-                let site = history.sites.intern(SiteKey::fd_kind(kind));
+                let site = history
+                    .sites
+                    .intern(SiteKey::fd_kind(kind).with_stack(stack));
                 for fd in fds {
                     history.install(process, new(fd, site, cloexec));
                 }
@@ -91,10 +113,12 @@ impl Ledger {
                     Some(original) => FdSite {
                         source: original.source.clone(),
                         kept_by: Some(syscall),
+                        stack,
                     },
                     None => FdSite {
                         source: FdSource::DupOfUntracked,
                         kept_by: None,
+                        stack,
                     },
                 };
                 let site = history.sites.intern(SiteKey::Fd(site));

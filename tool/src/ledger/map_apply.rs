@@ -143,8 +143,13 @@ fn backing_of(history: &History, process: &Process, fd: i32) -> Backing {
         }) => Backing::Fd(FdSite {
             source: FdSource::Path(path.clone()),
             kept_by: None,
+            stack: None,
         }),
-        Some(site) => Backing::Fd(site.clone()),
+        // The mapping has its own stack: the open's would split its site for nothing.
+        Some(site) => Backing::Fd(FdSite {
+            stack: None,
+            ..site.clone()
+        }),
         None => Backing::UnknownFd(fd),
     }
 }

@@ -283,7 +283,7 @@ impl Ledger {
 
     fn apply_syscall(&mut self, tgid: u32, t: u64, call: &Syscall) {
         if let Some(op) = fd_calls::decode(call) {
-            self.apply_fd(tgid, t, op, call.name);
+            self.apply_fd(tgid, t, op, (call.name, call.frames.as_deref()));
         } else if let Some(op) = map_calls::decode(call) {
             self.apply_map(tgid, t, op, call);
         }

@@ -100,6 +100,7 @@ fn stack_of(key: &SiteKey) -> Option<StackId> {
     match key {
         SiteKey::Mapping(mapping) => mapping.stack,
         SiteKey::Brk { stack } => *stack,
+        SiteKey::Fd(fd) => fd.stack,
         _ => None,
     }
 }
@@ -167,7 +168,10 @@ pub(crate) struct SiteText<'a> {
 impl Display for SiteText<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self.key {
-            SiteKey::Fd(site) => write!(f, "{}", FdText(site)),
+            SiteKey::Fd(site) => {
+                write!(f, "{}", FdText(site))?;
+                self.frames(f, site.stack)
+            }
             SiteKey::Mapping(mapping) => self.mapping(f, mapping),
             SiteKey::SeededMapping(seeded) => write!(f, "{}", SeededText(seeded)),
             SiteKey::RemapOfUntracked => f.write_str("mremap of a mapping from before tracing"),
@@ -328,6 +332,7 @@ mod tests {
         let dup = SiteKey::Fd(FdSite {
             source: FdSource::Path(Arc::from("/tmp/x/data.txt")),
             kept_by: Some("dup"),
+            stack: None,
         });
         assert_eq!(text(dup, &mut sites), "/tmp/x/data.txt (kept by dup)");
         assert_eq!(
@@ -340,6 +345,47 @@ mod tests {
                 &mut sites
             ),
             "anon:pidfd (clone3 CLONE_PIDFD)"
+        );
+    }
+
+    #[test]
+    fn an_fd_site_names_the_stack_of_the_call_that_made_it() {
+        let mut sites = Sites::default();
+        let frame = |function: &str, module: &str| Frame {
+            module: Arc::from(module),
+            kind: if module.starts_with("libc") {
+                FrameKind::System
+            } else {
+                FrameKind::User
+            },
+            ..Frame::named(function)
+        };
+        let frames = [
+            frame("__libc_open64", "libc.so.6"),
+            frame("_IO_file_fopen", "libc.so.6"),
+            frame("open_config", "fd_fopen"),
+            frame("main", "fd_fopen"),
+        ];
+        let stack = sites.intern_stack(Some(&frames));
+        let open = SiteKey::fd_path("/etc/hostname").with_stack(stack);
+        let json = site_frames(&open, &sites).unwrap();
+        assert_eq!(json[0].function, "open_config");
+        assert_eq!(
+            text(open, &mut sites),
+            "/etc/hostname ← open_config ← main  [2 libc frames]"
+        );
+        let dup = SiteKey::Fd(FdSite {
+            source: FdSource::Kind(FdKind::Pipe),
+            kept_by: Some("dup2"),
+            stack,
+        });
+        assert_eq!(
+            text(dup, &mut sites),
+            "pipe (kept by dup2) ← open_config ← main  [2 libc frames]"
+        );
+        assert_eq!(
+            site_frames(&SiteKey::fd_path("/etc/hostname"), &sites),
+            None
         );
     }
 

@@ -4,7 +4,9 @@
 use aya::maps::{MapData, RingBuf};
 use leakscope_common::DropReason;
 
-use super::{EventSink, Outcome, held::HeldOpens, ring_positions::RingPositions};
+use super::{
+    EventSink, Outcome, held::HeldOpens, ring_positions::RingPositions, stack_join::PendingStacks,
+};
 use crate::{
     diagnosis::TargetExit,
     ending::{self, Ending},
@@ -36,6 +38,8 @@ pub(super) struct Drainer {
     ring: RingBuf<MapData>,
     positions: RingPositions,
     held: HeldOpens,
+    /// Stacks of fd-returning calls waiting for their call's record.
+    fd_stacks: PendingStacks,
     pub(super) followed: Followed,
     polls: u32,
     pub(super) namer: StackNamer,
@@ -63,6 +67,7 @@ impl Drainer {
             ring,
             positions,
             held: HeldOpens::default(),
+            fd_stacks: PendingStacks::default(),
             namer: StackNamer::default(),
             page_size: procfs::page_size(),
             undecodable: 0,
@@ -137,10 +142,21 @@ impl Drainer {
                 Some(item) => event::decode_record(&item, self.page_size),
                 None => break,
             };
-            let Ok(decoded) = decoded else {
-                self.undecodable += 1;
-                continue;
+            let decoded = match decoded {
+                Ok(event::Record::Events(decoded)) => decoded,
+                Ok(event::Record::Stack(stack)) => {
+                    self.fd_stacks.park(stack);
+                    continue;
+                }
+                Err(_) => {
+                    self.undecodable += 1;
+                    continue;
+                }
             };
+            if decoded.close.is_some() {
+                // A paired open leaves no fd behind: its stack is not unwound.
+                self.fd_stacks.paired(&decoded.first);
+            }
             if self.held.admit(&decoded.first) {
                 self.apply(decoded.first, sink);
             }
@@ -202,6 +218,7 @@ impl Drainer {
     }
 
     fn apply(&mut self, mut event: Event, sink: &mut dyn EventSink) {
+        self.fd_stacks.claim(&mut event);
         // Unwound now, while the process is likely still there to be symbolized; the copy
         // of the stack is not needed past this point.
         if let What::Syscall(call) = &mut event.what
@@ -255,6 +272,18 @@ impl Drainer {
                 .find(|(r, _)| *r == reason)
                 .map_or(0, |(_, n)| *n)
         };
+        if std::env::var_os("LEAKSCOPE_VERBOSE").is_some() {
+            let counts = self.fd_stacks.counts;
+            eprintln!(
+                "leakscope: fd stacks: {} joined to their call, {} dropped ({} of paired \
+                 opens, {} stale, {} evicted)",
+                counts.joined,
+                counts.dropped(),
+                counts.paired,
+                counts.stale,
+                counts.evicted
+            );
+        }
         let heap = probes.heap_maps().map(|maps| {
             let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns);
             snapshot.unfollowed = self.heap.as_ref().map_or(0, |h| h.unfollowed);

@@ -17,6 +17,7 @@ use thiserror::Error;
 mod drain;
 pub(crate) mod held;
 mod ring_positions;
+mod stack_join;
 
 use drain::{Drainer, Mode};
 
@@ -93,7 +94,7 @@ pub(crate) struct MarkerSpec {
 
 pub(crate) struct TraceConfig {
     pub(crate) ring_bytes: u32,
-    /// Bytes of user stack copied with each mapping call (`--stack-bytes`).
+    /// Bytes of user stack copied with each mapping or fd-making call (`--stack-bytes`).
     pub(crate) stack_bytes: u32,
     /// Stacks per second per CPU (`--stack-rate`; 0: every call).
     pub(crate) stack_rate: u32,

@@ -1,0 +1,133 @@
+//! fd sites that name the code that opened them, in programs built the ordinary way (C at
+//! -O2 without frame pointers, Rust in release). The kernel sends an fd-returning call's
+//! user stack as a record of its own, just before the call's; leakscope unwinds it with
+//! the binaries' CFI and keeps it with the fd, so one path opened from two places is two
+//! sites, and only the place that leaks is a leak site.
+
+use leakscope_tests::{
+    Traced, assert_class, assert_ran, assert_top_site_names, class, fixture, leakscope_json,
+    resource, sites,
+};
+
+const N: usize = 1000;
+const CONFIG: &str = "/etc/hostname";
+
+/// `leakscope run --iteration-symbol iteration_marker OPTIONS -- FIXTURE ARGS`, which must
+/// run `iterations` iterations with nothing lost.
+fn run_marked(fixture_name: &str, args: &[&str], options: &[&str], iterations: usize) -> Traced {
+    let mut command = vec![fixture(fixture_name).to_string_lossy().into_owned()];
+    command.extend(args.iter().map(|arg| arg.to_string()));
+    let options: Vec<&str> = ["--iteration-symbol", "iteration_marker"]
+        .into_iter()
+        .chain(options.iter().copied())
+        .collect();
+    let traced = leakscope_json("run", &options, &command);
+    assert_eq!(
+        traced.report["lost_events"],
+        0,
+        "{}\n{}",
+        traced.report["lost_by_reason"],
+        traced.stderr()
+    );
+    assert_ran(&traced, iterations);
+    traced
+}
+
+/// The fd class leaks exactly one fd per iteration, all of them at its one site, the
+/// config file opened by `function`; no site names `not_a_site` (the place that closes).
+fn assert_one_leak_at(traced: &Traced, function: &str, not_a_site: &str, iterations: usize) {
+    assert_class(traced, "fd", "leak", function);
+    let fd = class(traced, "fd");
+    assert_eq!(fd["leaked_per_iteration"], 1.0, "{fd}");
+    let all = sites(traced, "fd");
+    let [top] = all else {
+        panic!("one fd site, at {function}: {all:?}")
+    };
+    assert_eq!(resource(&top["site"]), CONFIG, "{top}");
+    assert_eq!(top["leaked_per_iteration"], 1.0, "{top}");
+    // Every iteration's fd but the last one's is retained across a boundary.
+    assert_eq!(top["leaked"], iterations - 1, "{top}");
+    assert_top_site_names(traced, "fd", function);
+    let named_elsewhere = all.iter().any(|site| {
+        site["frames"]
+            .as_array()
+            .is_some_and(|frames| frames.iter().any(|f| f["function"] == not_a_site))
+    });
+    assert!(
+        !named_elsewhere,
+        "{not_a_site} closes what it opens: {all:?}"
+    );
+}
+
+/// fopen inside a C program without frame pointers: the leaking fd's site is the function
+/// that fopens and never fcloses, not the one that fopens the same path and fcloses it.
+#[test]
+fn an_fopen_leak_is_placed_at_the_function_that_fopens() {
+    let traced = run_marked("nofp/fd_fopen", &[&N.to_string()], &[], N);
+    assert_one_leak_at(&traced, "open_config", "read_config", N);
+    let top = &sites(&traced, "fd")[0];
+    // Read from DWARF: the line of the fopen call.
+    assert!(
+        top["frames"][0]["file"]
+            .as_str()
+            .is_some_and(|file| file.ends_with("fd_fopen.c")),
+        "{top}"
+    );
+    assert!(top["frames"][0]["line"].as_u64().is_some(), "{top}");
+}
+
+/// The place that opens and closes the same path is never a leak site, run after run.
+#[test]
+fn the_place_that_closes_what_it_opens_is_never_a_leak_site() {
+    const RUNS: usize = 5;
+    const ITERATIONS: usize = 300;
+    for _ in 0..RUNS {
+        let traced = run_marked("nofp/fd_fopen", &[&ITERATIONS.to_string()], &[], ITERATIONS);
+        assert_one_leak_at(&traced, "open_config", "read_config", ITERATIONS);
+    }
+}
+
+/// A Rust release build: `File::open` and `mem::forget` in `leak_handle`. The site starts at
+/// `leak_handle`, past the `std::` frames (folded, and said so) and libc's.
+#[test]
+fn a_rust_handle_leak_is_placed_at_the_function_past_the_std_frames() {
+    let traced = run_marked("rust/leak_handle", &[&N.to_string()], &[], N);
+    assert_one_leak_at(
+        &traced,
+        "leak_handle::leak_handle",
+        "leak_handle::read_config",
+        N,
+    );
+    let site = sites(&traced, "fd")[0]["site"].as_str().unwrap_or_default();
+    assert!(
+        site.contains("runtime frame"),
+        "std's frames are folded: {site}"
+    );
+}
+
+/// Past `--stack-rate` an open is recorded without its stack. Those opens join the one site
+/// they differ from only by the stack, so the leak stays one site named by its function, at
+/// the full rate, and the text says how many came without a stack. One stack a second per
+/// CPU: the loop (600 iterations, 5 ms each) gets a few.
+#[test]
+fn opens_past_the_stack_rate_join_their_stacked_site() {
+    const ITERATIONS: usize = 600;
+    let traced = run_marked(
+        "nofp/fd_fopen",
+        &[&ITERATIONS.to_string(), "5000"],
+        &["--stack-rate", "1"],
+        ITERATIONS,
+    );
+    assert_one_leak_at(&traced, "open_config", "read_config", ITERATIONS);
+    let top = &sites(&traced, "fd")[0];
+    let without = top["without_stack"].as_u64().unwrap_or(0);
+    assert!(
+        without > (ITERATIONS as u64) / 2 && without < ITERATIONS as u64 - 1,
+        "{top}"
+    );
+    let text = traced.stdout();
+    assert!(
+        text.contains(&format!("{without} of them recorded without a stack")),
+        "{text}"
+    );
+}
