@@ -134,6 +134,21 @@ impl DropReason {
         )
     }
 
+    /// Whether only a stack was dropped: the call itself went through without it (its site
+    /// has no frames, its count is whole). No lost event: the ledger misses nothing.
+    pub const fn is_stack_only(self) -> bool {
+        matches!(
+            self,
+            DropReason::RingFullStack | DropReason::StackScratchBusy | DropReason::RingFullFdStack
+        )
+    }
+
+    /// Whether a drop of this reason leaves the ledger short of a record (every reason but
+    /// the heap maps' and the stack-only ones).
+    pub const fn loses_an_event(self) -> bool {
+        !self.is_heap() && !self.is_stack_only()
+    }
+
     /// The reason a full ring gives for a plain header record of `kind`. A syscall record
     /// with a path, a stack or control data has its own reason (see the `RingFull*`s).
     #[inline(always)]

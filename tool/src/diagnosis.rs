@@ -105,6 +105,7 @@ pub(crate) fn diagnose_followed(
         iterations: IterationsReport::new(&iterations),
         lost_events: info.lost_events,
         lost_by_reason: Default::default(),
+        stacks_dropped: Default::default(),
         counts: ledger
             .counts()
             .iter()

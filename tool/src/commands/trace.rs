@@ -183,6 +183,11 @@ pub(crate) async fn trace_and_diagnose(
         .iter()
         .map(|(reason, n)| (reason.name().to_string(), *n))
         .collect();
+    report.stacks_dropped = outcome
+        .stacks_dropped
+        .iter()
+        .map(|(reason, n)| (reason.name().to_string(), *n))
+        .collect();
     report.ended = Some(outcome.ending.clone());
     if let Some(watch) = watch {
         watch.finish(&report);

@@ -34,6 +34,10 @@ pub(crate) struct Report {
     /// `lost_events` by reason (`ring_full_syscall`, `ring_full_marker`, ...), nonzero
     /// reasons only; they sum to `lost_events`. Filled from the probes after the diagnosis.
     pub(crate) lost_by_reason: BTreeMap<String, u64>,
+    /// Stacks the kernel could not send (`ring_full_stack`, `ring_full_fd_stack`,
+    /// `stack_scratch_busy`): their calls are counted, without frames. No lost events.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) stacks_dropped: BTreeMap<String, u64>,
     /// Successful calls by syscall name, plus "fork", "exec" and "exit".
     pub(crate) counts: BTreeMap<String, u64>,
     pub(crate) classes: Classes,

@@ -104,6 +104,18 @@ impl Report {
         } else {
             writeln!(out, "lost events: 0")?;
         }
+        if !self.stacks_dropped.is_empty() {
+            let reasons: Vec<String> = self
+                .stacks_dropped
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            writeln!(
+                out,
+                "stacks dropped: {} (their calls are counted, without frames)",
+                reasons.join(", ")
+            )?;
+        }
         writeln!(out)?;
         writeln!(out, "answer: {}", self.answer())?;
         writeln!(out)?;

@@ -104,10 +104,11 @@ impl Drainer {
                     .sum::<u64>()
             };
             (
-                // The heap class's own drops are no lost events (see `outcome`).
+                // The heap class's own drops and dropped stacks are no lost events (see
+                // `outcome`).
                 by_reason
                     .iter()
-                    .filter(|(r, _)| !r.is_heap())
+                    .filter(|(r, _)| r.loses_an_event())
                     .map(|(_, n)| n)
                     .sum(),
                 lost(DropReason::RingFullMarker),
@@ -262,10 +263,14 @@ impl Drainer {
         });
         // A heap allocation the kernel could not record casts doubt on the heap class only,
         // which says so itself: it is no lost event (`lost_by_reason` sums to those).
-        let (heap_drops, lost_by_reason): (Vec<_>, Vec<_>) = probes
-            .lost_by_reason()
-            .into_iter()
-            .partition(|(reason, _)| reason.is_heap());
+        let all = probes.lost_by_reason();
+        let of = |keep: fn(&DropReason) -> bool| -> Vec<(DropReason, u64)> {
+            all.iter().filter(|(r, _)| keep(r)).copied().collect()
+        };
+        let heap_drops = of(|r| r.is_heap());
+        // A stack dropped costs its call's frames, not the call: reported apart.
+        let stacks_dropped = of(|r| r.is_stack_only());
+        let lost_by_reason = of(|r| r.loses_an_event());
         let lost = |reason| {
             lost_by_reason
                 .iter()
@@ -301,6 +306,7 @@ impl Drainer {
             lost_events: lost_by_reason.iter().map(|(_, n)| n).sum(),
             lost_markers: lost(DropReason::RingFullMarker),
             lost_by_reason,
+            stacks_dropped,
             fd_limit,
             undecodable: self.undecodable,
             ending,

@@ -116,6 +116,8 @@ pub(crate) struct Outcome {
     pub(crate) lost_events: u64,
     /// The same, by reason (nonzero reasons only); they sum to `lost_events`.
     pub(crate) lost_by_reason: Vec<(DropReason, u64)>,
+    /// Stacks the kernel could not send, by reason: their calls arrived without frames.
+    pub(crate) stacks_dropped: Vec<(DropReason, u64)>,
     /// Of those, iteration-marker records: the iteration count itself is short by this.
     pub(crate) lost_markers: u64,
     /// The target's soft RLIMIT_NOFILE: read when tracing ends if the target can still be
