@@ -37,9 +37,17 @@ pub(crate) struct SiteReport {
     /// ring was half full) and counted here, the one site they differ from only by it.
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) without_stack: u64,
+    /// Frames of the site's stack in JIT code that no perf map named: the process wrote
+    /// none (the site's text says which flags have it written).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub(crate) unnamed_jit_frames: u32,
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -54,6 +62,7 @@ impl SiteReport {
             bytes_leaked_per_iteration: site.bytes_leaked_per_iteration,
             verdict: site.verdict,
             without_stack: site.without_stack,
+            unnamed_jit_frames: unnamed_jit_frames(sites.key(site.site), sites),
         }
     }
 }
@@ -71,6 +80,9 @@ pub(crate) struct HeapSiteReport {
     /// Of `bytes`, those grown by calls recorded without a stack (see [`SiteReport`]).
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) without_stack_bytes: u64,
+    /// See [`SiteReport::unnamed_jit_frames`].
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub(crate) unnamed_jit_frames: u32,
 }
 
 impl HeapSiteReport {
@@ -81,18 +93,28 @@ impl HeapSiteReport {
             bytes: site.bytes,
             bytes_per_iteration: site.bytes_per_iteration,
             without_stack_bytes: site.without_stack,
+            unnamed_jit_frames: unnamed_jit_frames(sites.key(site.site), sites),
         }
     }
 }
 
 /// The frames of a site that has a stack, as JSON lists them.
 pub(crate) fn site_frames(key: &SiteKey, sites: &Sites) -> Option<Vec<FrameJson>> {
-    let stack = match key {
+    let stack = site_stack(key)?;
+    Some(sites.stack(stack).iter().map(FrameJson::from).collect())
+}
+
+/// Frames of a site's stack in JIT code no perf map named (0 without a stack).
+fn unnamed_jit_frames(key: &SiteKey, sites: &Sites) -> u32 {
+    site_stack(key).map_or(0, |stack| sites.folded(stack).unnamed_jit())
+}
+
+fn site_stack(key: &SiteKey) -> Option<StackId> {
+    match key {
         SiteKey::Mapping(mapping) => mapping.stack,
         SiteKey::Brk { stack } => *stack,
         _ => None,
-    }?;
-    Some(sites.stack(stack).iter().map(FrameJson::from).collect())
+    }
 }
 
 /// The text of site `id`.
@@ -362,6 +384,36 @@ mod tests {
         assert_eq!(json[0].line, Some(12));
         assert_eq!(json[0].module.as_deref(), Some("mmap_big_malloc"));
         assert_eq!(site_frames(&SiteKey::Brk { stack: None }, &sites), None);
+    }
+
+    /// A stack through JIT code of a process that wrote no perf map: the site's text says
+    /// once how to have it written, and JSON counts the frames.
+    #[test]
+    fn unnamed_jit_frames_are_counted_and_explained_once() {
+        let mut sites = Sites::default();
+        let jit = |addr| Frame {
+            kind: FrameKind::UnnamedJit,
+            ..Frame::unknown(addr)
+        };
+        let libc = Frame {
+            module: Arc::from("libc.so.6"),
+            kind: FrameKind::System,
+            ..Frame::named("__GI___mmap64")
+        };
+        let frames = [libc, jit(0x7f00_0000_1000), jit(0x7f00_0000_2000)];
+        let stack = sites.intern_stack(Some(&frames));
+        let key = SiteKey::Brk { stack };
+        assert_eq!(unnamed_jit_frames(&key, &sites), 2);
+        let text = text(key, &mut sites);
+        assert_eq!(text.matches("JIT frames unnamed").count(), 1, "{text}");
+        assert!(
+            text.ends_with(
+                "(JIT frames unnamed: run node with --perf-basic-prof \
+                 --interpreted-frames-native-stack (python >= 3.12: -X perf))"
+            ),
+            "{text}"
+        );
+        assert_eq!(unnamed_jit_frames(&SiteKey::Brk { stack: None }, &sites), 0);
     }
 
     #[test]

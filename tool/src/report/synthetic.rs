@@ -67,6 +67,7 @@ pub(crate) fn leaking(site: &str, bytes: Option<u64>) -> ResourceReport {
             bytes_leaked_per_iteration: bytes.map(|b| b as f64),
             verdict: Verdict::Leak,
             without_stack: 0,
+            unnamed_jit_frames: 0,
         }],
         failures: Default::default(),
         lifetime_decades: [0; DECADE_LABELS.len()],
