@@ -395,13 +395,19 @@ mod tests {
             kind: FrameKind::UnnamedJit,
             ..Frame::unknown(addr)
         };
-        let libc = Frame {
+        let libc = |function| Frame {
             module: Arc::from("libc.so.6"),
             kind: FrameKind::System,
-            ..Frame::named("__GI___mmap64")
+            ..Frame::named(function)
         };
-        let frames = [libc, jit(0x7f00_0000_1000), jit(0x7f00_0000_2000)];
+        let top = [libc("__mmap64"), libc("sysmalloc"), libc("_int_malloc")];
+        // A first call from the runtime's own code, then one from JIT code: with no frame
+        // of the program's, both are one site, which says so.
+        let native = sites.intern_stack(Some(&top));
+        let mut frames = top.to_vec();
+        frames.extend([jit(0x7f00_0000_1000), jit(0x7f00_0000_2000)]);
         let stack = sites.intern_stack(Some(&frames));
+        assert_eq!(stack, native);
         let key = SiteKey::Brk { stack };
         assert_eq!(unnamed_jit_frames(&key, &sites), 2);
         let text = text(key, &mut sites);

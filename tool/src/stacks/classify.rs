@@ -153,6 +153,11 @@ impl Folded {
     pub(crate) fn unnamed_jit(&self) -> u32 {
         self.unnamed_jit
     }
+
+    /// Another call folded to the same frames: keeps the most unnamed JIT frames any had.
+    pub(crate) fn merge_unnamed_jit(&mut self, other: &Folded) {
+        self.unnamed_jit = self.unnamed_jit.max(other.unnamed_jit);
+    }
 }
 
 /// What a folded frame counts as: its library's short name ("libc", "ld-linux-x86-64"),
