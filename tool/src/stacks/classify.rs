@@ -80,8 +80,9 @@ pub(crate) fn function_kind(function: &str, module_kind: FrameKind) -> FrameKind
 /// The frames a site shows, and what was folded above them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct SiteStack {
-    /// At most [`SITE_FRAMES`], from the first user frame on (from the top when the stack
-    /// has no user frame), without the library frames that follow the last user one.
+    /// At most [`SITE_FRAMES`], from the first user frame on (from the first runtime frame
+    /// when the stack has no user frame, from the top when it has neither), without the
+    /// library frames that follow the last user one.
     pub(crate) frames: Arc<[Frame]>,
     /// The frames above the first user frame, counted by what they were.
     pub(crate) folded: Folded,
@@ -108,7 +109,11 @@ impl SiteStack {
         let user = frames
             .iter()
             .position(|frame| frame.kind == FrameKind::User);
-        let first_user = user.unwrap_or(0);
+        // No frame of the program's (JIT code no perf map named, say): the runtime's code
+        // nearest the call tells more than libc's.
+        let first_user = user
+            .or_else(|| frames.iter().position(|f| f.kind == FrameKind::Runtime))
+            .unwrap_or(0);
         let mut folded = Folded::default();
         // Counted as the unwinder found them: a function inlined into another is part of
         // its caller's frame.
@@ -128,6 +133,13 @@ impl SiteStack {
         // The start-up code below `main` (or a thread's start) says nothing of the site.
         while user.is_some() && shown.last().is_some_and(|f| f.kind != FrameKind::User) {
             shown.pop();
+        }
+        // Unnamed JIT code is an address that differs from run to run, and from tier to
+        // tier of the same function: it would split one leak into many sites.
+        if user.is_none()
+            && let Some(jit) = shown.iter().position(|f| f.kind == FrameKind::UnnamedJit)
+        {
+            shown.truncate(jit.max(1));
         }
         Some(SiteStack {
             frames: shown.into(),
@@ -399,10 +411,16 @@ mod tests {
         ];
         let site = SiteStack::fold(&frames).unwrap();
         assert_eq!(site.folded.unnamed_jit(), 2);
-        // No frame of the program's: the top, and the hint alone.
-        assert_eq!(&*site.frames[0].function, "__GI___mmap64");
-        assert_eq!(site.folded.to_string(), format!("({UNNAMED_JIT_HINT})"));
-        assert!(!site.folded.is_empty());
+        // No frame of the program's: the runtime's nearest the call.
+        let names: Vec<&str> = site.frames.iter().map(|f| &*f.function).collect();
+        assert_eq!(names, ["node::NodeArrayBufferAllocator::Allocate"]);
+        assert_eq!(
+            site.folded.to_string(),
+            format!("[1 libc frame]  ({UNNAMED_JIT_HINT})")
+        );
+        let libc_only = SiteStack::fold(&frames[..1]).unwrap();
+        assert_eq!(libc_only.folded.unnamed_jit(), 0);
+        assert!(libc_only.folded.is_empty());
         // With a frame of the program's below them, they are folded and counted too.
         let mut with_user = frames.to_vec();
         with_user.insert(4, frame("js_callback", "/opt/app/addon.node"));
