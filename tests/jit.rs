@@ -2,6 +2,11 @@
 //! node writes with `--perf-basic-prof --interpreted-frames-native-stack`; without those
 //! flags the site says which flags to add. The CFI unwinder crosses the JIT frames by their
 //! frame pointers.
+//!
+//! How deep the script's function lies (node 20.20, measured with `--stack-bytes`): 1 KiB
+//! of stack reaches `leakyAlloc` in about 97 % of the ArrayBuffer calls and 2 KiB in all;
+//! the open path (libuv's synchronous fs call) needs 3 KiB (2 KiB stops in libuv). The
+//! default 8 KiB names both; 16 KiB is not needed for these.
 
 use std::path::PathBuf;
 
@@ -112,18 +117,6 @@ fn a_node_mapping_leak_is_named_by_its_js_function() {
     );
 }
 
-/// The JS frames lie within 2 KiB of the stack pointer on this path (measured: 1 KiB
-/// reaches them in about 97 % of calls): the smallest copy that names them.
-#[test]
-fn a_2_kib_stack_copy_reaches_the_js_function() {
-    let run = run_node(
-        "node_buffer.js",
-        &PERF_MAP_FLAGS,
-        &["--stack-bytes", "2048"],
-    );
-    assert_top_site_is_js(&run, "mmap", "leakyAlloc", "node_buffer.js", 1.0);
-}
-
 /// Without the flags node writes no perf map: the site's JIT frames are addresses, and its
 /// text says once which flags name them.
 #[test]
@@ -152,6 +145,7 @@ fn without_a_perf_map_the_site_says_which_flags_name_its_js() {
 /// The fd leak of the issue: `leakyOpen` keeps an fd per iteration, `tidyOpen` opens the
 /// same file and closes it. The fd site is named `leakyOpen`, and `tidyOpen` leaks nothing.
 #[test]
+// Passes with the fd stacks of branch fdstack (tried on its 433faee): remove the ignore then.
 #[ignore = "needs fd stacks (the fd records carry no user stack yet)"]
 fn a_node_fd_leak_is_named_by_its_js_function() {
     let run = run_node("node_fd.js", &PERF_MAP_FLAGS, &[]);
