@@ -98,15 +98,18 @@ pub(crate) struct PerfMap {
 }
 
 impl PerfMap {
-    /// Opens the map at `path` and reads what it holds. `None` when it does not exist or is
-    /// not a regular file (it is not followed if it is a symbolic link: /tmp is anyone's).
-    pub(crate) fn open(path: &Path) -> Option<PerfMap> {
+    /// Opens the map at `path` and reads what it holds. `None` when it does not exist, is
+    /// not a regular file (nor followed if it is a symbolic link: /tmp is anyone's), or
+    /// belongs to neither root nor `owner` (the process's user, when known), as perf checks.
+    pub(crate) fn open(path: &Path, owner: Option<u32>) -> Option<PerfMap> {
+        use std::os::unix::fs::MetadataExt as _;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
             .ok()?;
-        if !file.metadata().ok()?.is_file() {
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || owner.is_some_and(|uid| meta.uid() != 0 && meta.uid() != uid) {
             return None;
         }
         let module: Arc<str> = path
@@ -212,7 +215,8 @@ impl PerfMaps {
             if looked.elapsed() < LOOK_AGAIN_EVERY {
                 return JitName::NoMap;
             }
-            match map_path(tgid).iter().find_map(|path| PerfMap::open(path)) {
+            let (paths, owner) = map_paths(tgid);
+            match paths.iter().find_map(|path| PerfMap::open(path, owner)) {
                 Some(map) => *known = Known::Map(map),
                 None => {
                     *looked = Instant::now();
@@ -239,9 +243,11 @@ fn far_past() -> Instant {
 }
 
 /// Where the map of `tgid` may be: while it lives, its own /tmp under its own pid (it may
-/// run in another mount and pid namespace, a container); after, ours.
-fn map_path(tgid: u32) -> Vec<PathBuf> {
+/// run in another mount and pid namespace, a container); after, ours. And the user the
+/// process runs as, while it lives.
+fn map_paths(tgid: u32) -> (Vec<PathBuf>, Option<u32>) {
     let mut paths = Vec::with_capacity(2);
+    let mut owner = None;
     if let Ok(status) = procfs::process::Process::new(tgid as i32).and_then(|p| p.status()) {
         let inner = status
             .nstgid
@@ -250,9 +256,10 @@ fn map_path(tgid: u32) -> Vec<PathBuf> {
         paths.push(PathBuf::from(format!(
             "/proc/{tgid}/root/tmp/perf-{inner}.map"
         )));
+        owner = Some(status.euid);
     }
     paths.push(PathBuf::from(format!("/tmp/perf-{tgid}.map")));
-    paths
+    (paths, owner)
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ fn a_map_is_read_on_as_it_grows_whole_lines_only() {
     let path = dir.path().join("perf-4242.map");
     let mut file = std::fs::File::create(&path).unwrap();
     write!(file, "1000 100 JS:~first /a.js:1:1\n2000 100 JS:~sec").unwrap();
-    let mut map = PerfMap::open(&path).unwrap();
+    let mut map = PerfMap::open(&path, None).unwrap();
     assert_eq!(map.module(), "perf-4242.map");
     let first = map.find(0x1010).unwrap();
     assert_eq!(&*first.function, "first");
@@ -106,7 +106,28 @@ fn a_symbolic_link_or_a_directory_is_no_map() {
     std::fs::write(&target, "1000 100 JS:~f /a.js:1:1\n").unwrap();
     let link = dir.path().join("perf-1.map");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    assert!(PerfMap::open(&link).is_none());
-    assert!(PerfMap::open(dir.path()).is_none());
-    assert!(PerfMap::open(&dir.path().join("perf-2.map")).is_none());
+    assert!(PerfMap::open(&link, None).is_none());
+    assert!(PerfMap::open(dir.path(), None).is_none());
+    assert!(PerfMap::open(&dir.path().join("perf-2.map"), None).is_none());
+}
+
+/// Written by the process's user or by root, never by a third user (a map planted in /tmp
+/// for a pid another user's process will have).
+#[test]
+fn a_map_of_another_user_is_not_read() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("perf-3.map");
+    std::fs::write(&path, "1000 100 JS:~f /a.js:1:1\n").unwrap();
+    // As root (the integration tests' user), the map is given to a user of its own.
+    if std::fs::metadata(&path).unwrap().uid() == 0 {
+        std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        assert!(PerfMap::open(&path, Some(4242)).is_some());
+        assert!(PerfMap::open(&path, Some(4243)).is_none());
+        assert!(PerfMap::open(&path, Some(0)).is_none());
+        // A process whose user is unknown (gone): read.
+        assert!(PerfMap::open(&path, None).is_some());
+    }
+    let owner = std::fs::metadata(&path).unwrap().uid();
+    assert!(PerfMap::open(&path, Some(owner)).is_some());
 }
