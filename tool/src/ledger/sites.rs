@@ -347,6 +347,10 @@ impl Sites {
         let id = self.stacks.intern(frames);
         if id as usize == self.folded.len() {
             self.folded.push(folded);
+        } else {
+            // A stack without the program's frames is shared by every call with the same
+            // top frames: if any of them went through unnamed JIT code, the site says so.
+            self.folded[id as usize].merge_unnamed_jit(&folded);
         }
         Some(id)
     }

@@ -42,9 +42,17 @@ pub(crate) struct SiteReport {
     /// The stack as the text report lays it out, one frame per line (text only).
     #[serde(skip)]
     pub(crate) stack: Option<ShownStack>,
+    /// Frames of the site's stack in JIT code that no perf map named: the process wrote
+    /// none (the site's text says which flags have it written).
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub(crate) unnamed_jit_frames: u32,
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
@@ -60,6 +68,7 @@ impl SiteReport {
             verdict: site.verdict,
             without_stack: site.without_stack,
             stack: shown_stack(site.site, sites, site.resized_to),
+            unnamed_jit_frames: unnamed_jit_frames(sites.key(site.site), sites),
         }
     }
 }
@@ -80,6 +89,9 @@ pub(crate) struct HeapSiteReport {
     /// The stack as the text report lays it out (text only).
     #[serde(skip)]
     pub(crate) stack: Option<ShownStack>,
+    /// See [`SiteReport::unnamed_jit_frames`].
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub(crate) unnamed_jit_frames: u32,
 }
 
 impl HeapSiteReport {
@@ -91,6 +103,7 @@ impl HeapSiteReport {
             bytes_per_iteration: site.bytes_per_iteration,
             without_stack_bytes: site.without_stack,
             stack: shown_stack(site.site, sites, None),
+            unnamed_jit_frames: unnamed_jit_frames(sites.key(site.site), sites),
         }
     }
 }
@@ -109,6 +122,11 @@ fn stack_of(key: &SiteKey) -> Option<StackId> {
 pub(crate) fn site_frames(key: &SiteKey, sites: &Sites) -> Option<Vec<FrameJson>> {
     let stack = stack_of(key)?;
     Some(sites.stack(stack).iter().map(FrameJson::from).collect())
+}
+
+/// Frames of a site's stack in JIT code no perf map named (0 without a stack).
+fn unnamed_jit_frames(key: &SiteKey, sites: &Sites) -> u32 {
+    stack_of(key).map_or(0, |stack| sites.folded(stack).unnamed_jit())
 }
 
 /// The stack of site `id`, for the text report's lines under the site (`None` when it has
@@ -452,6 +470,42 @@ mod tests {
         assert_eq!(json[0].line, Some(12));
         assert_eq!(json[0].module.as_deref(), Some("mmap_big_malloc"));
         assert_eq!(site_frames(&SiteKey::Brk { stack: None }, &sites), None);
+    }
+
+    /// A stack through JIT code of a process that wrote no perf map: the site's text says
+    /// once how to have it written, and JSON counts the frames.
+    #[test]
+    fn unnamed_jit_frames_are_counted_and_explained_once() {
+        let mut sites = Sites::default();
+        let jit = |addr| Frame {
+            kind: FrameKind::UnnamedJit,
+            ..Frame::unknown(addr)
+        };
+        let libc = |function| Frame {
+            module: Arc::from("libc.so.6"),
+            kind: FrameKind::System,
+            ..Frame::named(function)
+        };
+        let top = [libc("__mmap64"), libc("sysmalloc"), libc("_int_malloc")];
+        // A first call from the runtime's own code, then one from JIT code: with no frame
+        // of the program's, both are one site, which says so.
+        let native = sites.intern_stack(Some(&top));
+        let mut frames = top.to_vec();
+        frames.extend([jit(0x7f00_0000_1000), jit(0x7f00_0000_2000)]);
+        let stack = sites.intern_stack(Some(&frames));
+        assert_eq!(stack, native);
+        let key = SiteKey::Brk { stack };
+        assert_eq!(unnamed_jit_frames(&key, &sites), 2);
+        let text = text(key, &mut sites);
+        assert_eq!(text.matches("JIT frames unnamed").count(), 1, "{text}");
+        assert!(
+            text.ends_with(
+                "(JIT frames unnamed: run node with --perf-basic-prof \
+                 --interpreted-frames-native-stack (python >= 3.12: -X perf))"
+            ),
+            "{text}"
+        );
+        assert_eq!(unnamed_jit_frames(&SiteKey::Brk { stack: None }, &sites), 0);
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub(crate) fn leaking(site: &str, bytes: Option<u64>) -> ResourceReport {
             verdict: Verdict::Leak,
             without_stack: 0,
             stack: None,
+            unnamed_jit_frames: 0,
         }],
         failures: Default::default(),
         lifetime_decades: [0; DECADE_LABELS.len()],

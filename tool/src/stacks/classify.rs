@@ -25,6 +25,19 @@ const SYSTEM_LIBRARIES: &[&str] = &[
     "libuv",
 ];
 
+/// Programs and libraries that are a language runtime as a whole: the program's code is
+/// the JS or Python they run (named from their perf map), never theirs.
+fn is_runtime_module(name: &str) -> bool {
+    let python = name
+        .strip_prefix("python")
+        .is_some_and(|version| version.chars().all(|c| c.is_ascii_digit() || c == '.'));
+    name == "node"
+        || name == "nodejs"
+        || name.starts_with("libnode.so")
+        || name.starts_with("libpython")
+        || python
+}
+
 /// Function name prefixes of language runtimes linked into the program itself.
 const RUNTIME_PREFIXES: &[&str] = &[
     "std::",
@@ -47,6 +60,8 @@ pub(crate) fn module_kind(module: &str) -> FrameKind {
     let name = module.rsplit('/').next().unwrap_or(module);
     if SYSTEM_LIBRARIES.iter().any(|lib| name.starts_with(lib)) {
         FrameKind::System
+    } else if is_runtime_module(name) {
+        FrameKind::Runtime
     } else {
         FrameKind::User
     }
@@ -65,16 +80,25 @@ pub(crate) fn function_kind(function: &str, module_kind: FrameKind) -> FrameKind
 /// The frames a site shows, and what was folded above them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct SiteStack {
-    /// At most [`SITE_FRAMES`], from the first user frame on (from the top when the stack
-    /// has no user frame), without the library frames that follow the last user one.
+    /// At most [`SITE_FRAMES`], from the first user frame on (from the first runtime frame
+    /// when the stack has no user frame, from the top when it has neither), without the
+    /// library frames that follow the last user one.
     pub(crate) frames: Arc<[Frame]>,
     /// The frames above the first user frame, counted by what they were.
     pub(crate) folded: Folded,
 }
 
-/// Counts of folded frames by label ("libc", "runtime"), in the order they were met.
+/// Counts of folded frames by label ("libc", "runtime"), in the order they were met, and
+/// how many frames of the whole stack are JIT code no perf map named.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Folded(pub(crate) Vec<(Arc<str>, u32)>);
+pub(crate) struct Folded {
+    counts: Vec<(Arc<str>, u32)>,
+    unnamed_jit: u32,
+}
+
+/// What a site with JIT frames no perf map named says, once.
+pub(crate) const UNNAMED_JIT_HINT: &str = "JIT frames unnamed: run node with --perf-basic-prof \
+     --interpreted-frames-native-stack (python >= 3.12: -X perf)";
 
 impl SiteStack {
     /// Folds `frames` (innermost first) to a site's stack; `None` for an empty stack.
@@ -85,13 +109,22 @@ impl SiteStack {
         let user = frames
             .iter()
             .position(|frame| frame.kind == FrameKind::User);
-        let first_user = user.unwrap_or(0);
+        // No frame of the program's (JIT code no perf map named, say): the runtime's code
+        // nearest the call tells more than libc's.
+        let first_user = user
+            .or_else(|| frames.iter().position(|f| f.kind == FrameKind::Runtime))
+            .unwrap_or(0);
         let mut folded = Folded::default();
         // Counted as the unwinder found them: a function inlined into another is part of
         // its caller's frame.
         for frame in frames[..first_user].iter().filter(|f| !f.inlined) {
             folded.add(fold_label(frame));
         }
+        // Wherever they are: the program's functions may be among them.
+        folded.unnamed_jit = frames
+            .iter()
+            .filter(|f| f.kind == FrameKind::UnnamedJit)
+            .count() as u32;
         let mut shown: Vec<Frame> = frames[first_user..]
             .iter()
             .take(SITE_FRAMES)
@@ -100,6 +133,13 @@ impl SiteStack {
         // The start-up code below `main` (or a thread's start) says nothing of the site.
         while user.is_some() && shown.last().is_some_and(|f| f.kind != FrameKind::User) {
             shown.pop();
+        }
+        // Unnamed JIT code is an address that differs from run to run, and from tier to
+        // tier of the same function: it would split one leak into many sites.
+        if user.is_none()
+            && let Some(jit) = shown.iter().position(|f| f.kind == FrameKind::UnnamedJit)
+        {
+            shown.truncate(jit.max(1));
         }
         Some(SiteStack {
             frames: shown.into(),
@@ -110,14 +150,25 @@ impl SiteStack {
 
 impl Folded {
     fn add(&mut self, label: Arc<str>) {
-        match self.0.iter_mut().find(|(l, _)| *l == label) {
+        match self.counts.iter_mut().find(|(l, _)| *l == label) {
             Some((_, count)) => *count += 1,
-            None => self.0.push((label, 1)),
+            None => self.counts.push((label, 1)),
         }
     }
 
+    /// Nothing folded, and nothing to say of JIT frames.
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.counts.is_empty() && self.unnamed_jit == 0
+    }
+
+    /// Frames of the stack in JIT code that no perf map named (the process wrote none).
+    pub(crate) fn unnamed_jit(&self) -> u32 {
+        self.unnamed_jit
+    }
+
+    /// Another call folded to the same frames: keeps the most unnamed JIT frames any had.
+    pub(crate) fn merge_unnamed_jit(&mut self, other: &Folded) {
+        self.unnamed_jit = self.unnamed_jit.max(other.unnamed_jit);
     }
 }
 
@@ -127,6 +178,7 @@ fn fold_label(frame: &Frame) -> Arc<str> {
     match frame.kind {
         FrameKind::Runtime => Arc::from("runtime"),
         FrameKind::Unknown => Arc::from("unknown"),
+        FrameKind::UnnamedJit => Arc::from("JIT"),
         FrameKind::System | FrameKind::User if !frame.module.is_empty() => {
             let name = frame.module.rsplit('/').next().unwrap_or(&frame.module);
             Arc::from(name.split(".so").next().unwrap_or(name))
@@ -135,21 +187,26 @@ fn fold_label(frame: &Frame) -> Arc<str> {
     }
 }
 
-/// "[2 libc frames]", "[2 libc + 1 runtime frames]".
+/// "[2 libc frames]", "[2 libc + 1 runtime frames]", and after them, for a stack with JIT
+/// frames no perf map named, "(JIT frames unnamed: run node with …)".
 impl Display for Folded {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        f.write_str("[")?;
-        for (i, (label, count)) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" + ")?;
+        if !self.counts.is_empty() {
+            f.write_str("[")?;
+            for (i, (label, count)) in self.counts.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(" + ")?;
+                }
+                write!(f, "{count} {label}")?;
             }
-            write!(f, "{count} {label}")?;
+            let total: u32 = self.counts.iter().map(|(_, n)| n).sum();
+            f.write_str(if total == 1 { " frame]" } else { " frames]" })?;
         }
-        let total: u32 = self.0.iter().map(|(_, n)| n).sum();
-        f.write_str(if total == 1 { " frame]" } else { " frames]" })
+        if self.unnamed_jit > 0 {
+            let gap = if self.counts.is_empty() { "" } else { "  " };
+            write!(f, "{gap}({UNNAMED_JIT_HINT})")?;
+        }
+        Ok(())
     }
 }
 
@@ -288,6 +345,96 @@ mod tests {
         ];
         let site = SiteStack::fold(&frames).unwrap();
         assert_eq!(site.folded.to_string(), "[2 libc frames]");
+    }
+
+    #[test]
+    fn node_and_python_are_runtimes_as_a_whole() {
+        for module in [
+            "/usr/bin/node",
+            "nodejs",
+            "libnode.so.108",
+            "python3.12",
+            "python3",
+        ] {
+            assert_eq!(module_kind(module), FrameKind::Runtime, "{module}");
+        }
+        assert_eq!(module_kind("libpython3.12.so.1.0"), FrameKind::Runtime);
+        assert_eq!(module_kind("/opt/app/addon.node"), FrameKind::User);
+        assert_eq!(module_kind("pythonic"), FrameKind::User);
+        // Its `main` and `_start` are the runtime's too.
+        assert_eq!(
+            function_kind("main", module_kind("/usr/bin/node")),
+            FrameKind::Runtime
+        );
+    }
+
+    /// A Node stack named from its perf map: the site starts at the script's function,
+    /// past libc, V8, node's C++ and node's own JS.
+    #[test]
+    fn a_js_site_starts_at_the_script_s_function() {
+        let module = Arc::from("perf-9.map");
+        let jit = |name: &str| super::super::jit_frame::jit_frame(name, &module);
+        let frames = [
+            frame("__open64", "libc.so.6"),
+            frame("uv_fs_open", "/usr/bin/node"),
+            frame("node::fs::OpenSync", "/usr/bin/node"),
+            frame("Builtins_CallApiCallback", "/usr/bin/node"),
+            jit("JS:^openSync node:fs:581:18"),
+            jit("JS:~leakyOpen /tmp/t/node_fd.js:12:19"),
+            jit("JS:^ /tmp/t/node_fd.js:1:1"),
+            jit("JS:~Module._compile node:internal/modules/cjs/loader:1483:37"),
+            frame("Builtins_JSEntry", "/usr/bin/node"),
+            frame("main", "/usr/bin/node"),
+        ];
+        let site = SiteStack::fold(&frames).unwrap();
+        let names: Vec<&str> = site.frames.iter().map(|f| &*f.function).collect();
+        assert_eq!(names, ["leakyOpen", "<anonymous>"]);
+        assert_eq!(site.folded.to_string(), "[1 libc + 4 runtime frames]");
+        assert_eq!(site.folded.unnamed_jit(), 0);
+    }
+
+    /// Without a perf map, the JIT frames are addresses: the site says, once, how to have
+    /// them named, wherever they are in the stack.
+    #[test]
+    fn unnamed_jit_frames_make_the_site_say_how_to_name_them() {
+        let unnamed = |addr| Frame {
+            kind: FrameKind::UnnamedJit,
+            ..Frame::unknown(addr)
+        };
+        let frames = [
+            frame("__GI___mmap64", "libc.so.6"),
+            frame("node::NodeArrayBufferAllocator::Allocate", "/usr/bin/node"),
+            unnamed(0x7f00_0000_1000),
+            unnamed(0x7f00_0000_2000),
+            frame("Builtins_JSEntry", "/usr/bin/node"),
+            frame("_start", "/usr/bin/node"),
+        ];
+        let site = SiteStack::fold(&frames).unwrap();
+        assert_eq!(site.folded.unnamed_jit(), 2);
+        // No frame of the program's: the runtime's nearest the call.
+        let names: Vec<&str> = site.frames.iter().map(|f| &*f.function).collect();
+        assert_eq!(names, ["node::NodeArrayBufferAllocator::Allocate"]);
+        assert_eq!(
+            site.folded.to_string(),
+            format!("[1 libc frame]  ({UNNAMED_JIT_HINT})")
+        );
+        let libc_only = SiteStack::fold(&frames[..1]).unwrap();
+        assert_eq!(libc_only.folded.unnamed_jit(), 0);
+        assert!(libc_only.folded.is_empty());
+        // With a frame of the program's below them, they are folded and counted too.
+        let mut with_user = frames.to_vec();
+        with_user.insert(4, frame("js_callback", "/opt/app/addon.node"));
+        let site = SiteStack::fold(&with_user).unwrap();
+        assert_eq!(&*site.frames[0].function, "js_callback");
+        assert_eq!(
+            site.folded.to_string(),
+            format!("[1 libc + 1 runtime + 2 JIT frames]  ({UNNAMED_JIT_HINT})")
+        );
+        assert_eq!(
+            UNNAMED_JIT_HINT,
+            "JIT frames unnamed: run node with --perf-basic-prof \
+             --interpreted-frames-native-stack (python >= 3.12: -X perf)"
+        );
     }
 
     #[test]

@@ -15,8 +15,11 @@ pub(crate) enum FrameKind {
     System,
     /// A language runtime inside the program: Rust's std/core/alloc, node's and V8's code.
     Runtime,
-    /// Code that no module covers (JIT code): named by address only.
+    /// Code that no module covers and no perf map names: named by address only.
     Unknown,
+    /// Code in anonymous executable memory (JIT code) of a process that wrote no perf map:
+    /// named by address only, and the site says how to have it named.
+    UnnamedJit,
 }
 
 /// One frame of a user stack, innermost first in a [`Frames`] list.

@@ -4,6 +4,7 @@
 //! - `elf_sections`: a file's CFI sections and load bias, cached per file;
 //! - `unwind`: framehop over a copied stack, through code without frame pointers;
 //! - `symbolize`: blazesym over the module's file, inlined functions as frames;
+//! - `perf_map`, `jit_frame`: JIT code named from the process's `/tmp/perf-PID.map`;
 //! - `classify`: the program's own frames, and how a site folds the others;
 //! - `frame`: the [`Frame`] the ledger, the report and JSON share.
 
@@ -11,6 +12,8 @@ mod address_space;
 mod classify;
 mod elf_sections;
 mod frame;
+mod jit_frame;
+mod perf_map;
 mod symbolize;
 mod unwind;
 
@@ -25,6 +28,7 @@ pub(crate) use classify::{Folded, SiteStack};
 use elf_sections::ElfCache;
 pub(crate) use frame::FrameKind;
 pub(crate) use frame::{Frame, FrameJson, Frames};
+use perf_map::{JitName, PerfMaps};
 use symbolize::FrameNamer;
 pub(crate) use unwind::UserRegs;
 
@@ -33,7 +37,10 @@ pub(crate) struct StackNamer {
     spaces: AddressSpaces,
     files: ElfCache,
     names: FrameNamer,
+    jit: PerfMaps,
     unwind_cache: CacheX86_64,
+    /// See [`StackNamer::keep_exited_spaces`].
+    keep_exited: bool,
 }
 
 impl Default for StackNamer {
@@ -42,7 +49,9 @@ impl Default for StackNamer {
             spaces: AddressSpaces::default(),
             files: ElfCache::default(),
             names: FrameNamer::default(),
+            jit: PerfMaps::default(),
             unwind_cache: CacheX86_64::new(),
+            keep_exited: false,
         }
     }
 }
@@ -72,11 +81,18 @@ impl StackNamer {
         path_of_fd: &dyn Fn(u32, i32) -> Option<std::sync::Arc<str>>,
     ) {
         self.spaces.observe(event, path_of_fd);
+        // A new program writes its own map; an exited process's stacks are all named.
+        if matches!(event.what, crate::event::What::Exec)
+            || matches!(event.what, crate::event::What::Exit) && !self.keep_exited
+        {
+            self.jit.forget(event.tgid);
+        }
     }
 
     /// Processes' code modules stay known after they exit, so addresses can be named
     /// when the run ends (`--heap` names its survivors' callers then).
     pub(crate) fn keep_exited_spaces(&mut self) {
+        self.keep_exited = true;
         self.spaces.keep_exited();
     }
 
@@ -102,7 +118,7 @@ impl StackNamer {
             space = newer;
             addrs = self.unwind_in(&space, regs, stack);
         }
-        self.name_all(&space, &addrs).into()
+        self.name_all(tgid, &space, &addrs).into()
     }
 
     /// The frames at lookup address `addr` of process `tgid` (a caller's return address
@@ -113,7 +129,25 @@ impl StackNamer {
         let Some(space) = self.spaces.for_addresses(tgid, &[addr]) else {
             return Vec::new();
         };
-        self.name_all(&space, &[addr])
+        self.name_all(tgid, &space, &[addr])
+    }
+
+    /// The frame of an address no readable module covers: JIT code, named from the
+    /// process's perf map when it has one.
+    fn unlocated(&mut self, tgid: u32, space: &Space, addr: u64) -> Frame {
+        let module = space.module_at(addr);
+        if module.is_some() {
+            return symbolize::unlocated(module, addr);
+        }
+        match self.jit.name(tgid, addr) {
+            JitName::Named(frame) => frame,
+            // Anonymous executable memory, and no map to name it: say how to get one.
+            JitName::NoMap if space.covers(addr) => Frame {
+                kind: FrameKind::UnnamedJit,
+                ..Frame::unknown(addr)
+            },
+            JitName::NoMap | JitName::NotInMap => symbolize::unlocated(None, addr),
+        }
     }
 
     fn unwind_in(&mut self, space: &Space, regs: UserRegs, stack: &[u8]) -> Vec<u64> {
@@ -121,15 +155,15 @@ impl StackNamer {
         unwind::unwind(&resolved.unwinder, &mut self.unwind_cache, regs, stack).0
     }
 
-    /// Frames for lookup addresses, innermost first.
-    fn name_all(&mut self, space: &Space, addrs: &[u64]) -> Vec<Frame> {
+    /// Frames for lookup addresses of process `tgid`, innermost first.
+    fn name_all(&mut self, tgid: u32, space: &Space, addrs: &[u64]) -> Vec<Frame> {
         let mut frames = Vec::with_capacity(addrs.len());
         for &addr in addrs {
             match space.locate(&mut self.files, addr) {
                 Some(located) => {
                     frames.extend_from_slice(&self.names.frames(located.module, located.vaddr));
                 }
-                None => frames.push(symbolize::unlocated(space.module_at(addr), addr)),
+                None => frames.push(self.unlocated(tgid, space, addr)),
             }
         }
         frames.truncate(unwind::MAX_FRAMES);

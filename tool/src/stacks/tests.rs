@@ -132,9 +132,55 @@ fn libc_addresses_are_named_with_their_module() {
     namer.remember(me);
     let getpid = libc::getpid as *const () as u64;
     let space = namer.spaces.for_addresses(me, &[getpid]).unwrap();
-    let frames = namer.name_all(&space, &[getpid]);
+    let frames = namer.name_all(me, &space, &[getpid]);
     let frame = frames.last().unwrap();
     assert!(frame.function.contains("getpid"), "{frame:?}");
     assert!(frame.module.starts_with("libc.so"), "{frame:?}");
     assert_eq!(frame.kind, FrameKind::System);
+}
+
+/// Code in anonymous executable memory is JIT code: unnamed (the site will say how to have
+/// it named) while the process has no perf map, named from `/tmp/perf-PID.map` once it has.
+#[test]
+fn jit_code_is_named_from_the_process_s_perf_map() {
+    const LEN: usize = 4096;
+    // SAFETY: a fresh anonymous mapping, never executed, unmapped at the end.
+    let code = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            LEN,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(code, libc::MAP_FAILED);
+    let start = code as u64;
+    let me = std::process::id();
+    let path = std::path::PathBuf::from(format!("/tmp/perf-{me}.map"));
+    let _ = std::fs::remove_file(&path);
+    let mut namer = StackNamer::default();
+    namer.remember(me);
+    let space = namer.spaces.for_addresses(me, &[start]).unwrap();
+    let name = |namer: &mut StackNamer| namer.name_all(me, &space, &[start + 0x10]).remove(0);
+    let unnamed = name(&mut namer);
+    assert_eq!(unnamed.kind, FrameKind::UnnamedJit, "{unnamed:?}");
+    std::fs::write(
+        &path,
+        format!("{start:x} 40 JS:*leakyOpen /tmp/app/node_fd.js:12:19\n"),
+    )
+    .unwrap();
+    namer.jit.forget(me);
+    let named = name(&mut namer);
+    // An address outside every entry, in a process that has a map: an unknown address.
+    let missed = namer.name_all(me, &space, &[start + 0x100]).remove(0);
+    std::fs::remove_file(&path).unwrap();
+    // SAFETY: mapped above, no longer used.
+    unsafe { libc::munmap(code, LEN) };
+    assert_eq!(&*named.function, "leakyOpen", "{named:?}");
+    assert_eq!(named.kind, FrameKind::User);
+    assert_eq!(named.line, Some(12));
+    assert_eq!(&*named.module, format!("perf-{me}.map"));
+    assert_eq!(missed.kind, FrameKind::Unknown, "{missed:?}");
 }
