@@ -170,8 +170,36 @@ fn a_program_that_catches_bad_alloc_runs_as_untraced_and_its_leak_is_seen() {
         "{}",
         traced.report["ended"]
     );
+    let heap = assert_heap_leak(&traced, 64.0, "leak_array()");
+    // Exact, and each block on its caller's account: 40 B from leak_array (through
+    // nothrow new[] -> new[] -> new -> malloc), 24 B from leak_item (new -> malloc).
+    let sites = heap["sites"].as_array().unwrap();
+    let named: Vec<(&str, u64, u64)> = sites
+        .iter()
+        .map(|s| {
+            (
+                s["site"].as_str().unwrap(),
+                s["allocations"].as_u64().unwrap(),
+                s["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("leak_array()", 2000, 80_000),
+            ("leak_item(long)", 2000, 48_000)
+        ],
+        "{heap}"
+    );
+}
+
+#[test]
+fn a_program_s_own_operator_new_is_traced_with_its_return() {
+    // Its `new` never calls malloc: were it taken for libstdc++'s wrapper, no block would
+    // be seen and the leak would read "no-leak".
+    let traced = run_heap("cpp_own_new", 2000);
     let heap = assert_heap_leak(&traced, 24.0, "leak_item(long)");
-    // Exact: one Item per iteration, all of them named.
     assert_eq!(heap["sites"][0]["allocations"], 2000, "{heap}");
     assert_eq!(heap["sites"].as_array().map(Vec::len), Some(1), "{heap}");
 }

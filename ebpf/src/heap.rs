@@ -142,17 +142,20 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
     // The caller of a wrapper (operator new) this call runs inside, if any.
     let mut wrapped_caller = 0;
     if let Some(stash) = HEAP_INFLIGHT.get_ptr_mut(tid) {
+        let (entry_sp, wrapper) = unsafe { ((*stash).entry_sp, (*stash).wrapper != 0) };
         // Lower on the stack than the outermost call: nested inside it.
-        if sp < unsafe { (*stash).entry_sp } {
-            if unsafe { (*stash).wrapper } == 0 {
-                unsafe { (*stash).depth += 1 };
-                return 0;
-            }
-            // The allocator call a wrapper makes: it is the allocation, on the wrapper's
-            // caller's account (unless the wrapper's entry is stale).
-            if now.saturating_sub(unsafe { (*stash).entry_ns }) < WRAPPER_STALE_NS {
-                wrapped_caller = unsafe { (*stash).caller };
-            }
+        if sp < entry_sp && !wrapper {
+            unsafe { (*stash).depth += 1 };
+            return 0;
+        }
+        // The allocator call a wrapper makes (at the wrapper's own stack pointer when the
+        // wrapper tail-calls it: libstdc++'s `new[]` jumps to `new`): it is the allocation,
+        // on the wrapper's caller's account, unless the wrapper's entry is stale.
+        if wrapper
+            && sp <= entry_sp
+            && now.saturating_sub(unsafe { (*stash).entry_ns }) < WRAPPER_STALE_NS
+        {
+            wrapped_caller = unsafe { (*stash).caller };
         }
         // Else its return was never seen (a thread unwound out of it): replace it.
     }
@@ -205,7 +208,8 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
             if HEAP_LIVE.remove(&key).is_ok() {
                 stash.old = old;
                 stash.old_addr = a0;
-                release(tgid, &old, true);
+                // Its lifetime ends only if the call succeeds (see `heap_return`).
+                release(tgid, &old, false);
             }
         }
     }
@@ -243,11 +247,19 @@ pub fn heap_return(ctx: RetProbeContext) -> u32 {
             0
         };
     }
-    if addr == 0 {
-        // A failed realloc keeps its old block: put it back.
-        if stash.old_addr != 0 && stash.size != 0 {
+    // A realloc that succeeded (or freed with size 0) ended its old block: it lived until
+    // now. A failed one keeps it: put it back.
+    let old_kept = addr == 0 && stash.size != 0;
+    if stash.old_addr != 0 {
+        if old_kept {
             record(tgid, stash.old_addr, &stash.old);
+        } else if let Some(t) = HEAP_TOTALS.get_ptr_mut(tgid)
+            && stash.old.alloc_ns >= unsafe { (*t).epoch_ns }
+        {
+            lifetime_ended(&stash.old, unsafe { (*t).iteration });
         }
+    }
+    if addr == 0 {
         return 0;
     }
     let Some(t) = totals(tgid) else {
@@ -324,9 +336,14 @@ fn release(tgid: u32, live: &HeapLive, freed_now: bool) {
     if live.alloc_iter != iteration {
         add_u(unsafe { &raw mut (*t).late_frees }, 1);
     }
-    if !freed_now {
-        return;
+    if freed_now {
+        lifetime_ended(live, iteration);
     }
+}
+
+/// Counts the lifetime of `live`, ending now, at the process's marker count `iteration`.
+#[inline(always)]
+fn lifetime_ended(live: &HeapLive, iteration: u64) {
     let now = unsafe { bpf_ktime_get_ns() };
     count_lifetime(
         now.saturating_sub(live.alloc_ns),

@@ -70,7 +70,10 @@ fn main() -> ExitCode {
     // Documentation of the command line itself: no privilege, no kernel, no runtime.
     match &cli.command {
         Command::Completions { shell } => {
-            shell_docs::completions(*shell, &mut std::io::stdout());
+            let mut script = Vec::new();
+            shell_docs::completions(*shell, &mut script);
+            // `| head` closing the pipe early is no error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             return ExitCode::SUCCESS;
         }
         Command::Man { dir } => {

@@ -321,8 +321,17 @@ impl Probes {
             (programs::HEAP_ENTER, |p| p.kind != HeapKind::Free),
         ];
         let mut links = Vec::new();
+        // Entries whose return probe attached: an entry without its return would stay in
+        // flight forever, and every deeper call would count as nested in it.
+        let mut returned: Vec<(&Path, &str)> = Vec::new();
         for (name, wanted) in passes {
             for point in points.iter().filter(|p| wanted(p)) {
+                if name == programs::HEAP_ENTER
+                    && !point.wrapper
+                    && !returned.contains(&(point.object.as_path(), point.symbol))
+                {
+                    continue;
+                }
                 let probe: &mut UProbe = program(&mut self.ebpf, name)?;
                 let wrapper = if point.wrapper { COOKIE_WRAPPER } else { 0 };
                 let at = UProbeAttachPoint {
@@ -330,10 +339,15 @@ impl Probes {
                     cookie: Some(point.kind as u64 | wrapper),
                 };
                 match probe.attach(at, &point.object, scope) {
-                    Ok(link) => links.push(HeapLink {
-                        program: name,
-                        link,
-                    }),
+                    Ok(link) => {
+                        if name == programs::HEAP_RETURN {
+                            returned.push((point.object.as_path(), point.symbol));
+                        }
+                        links.push(HeapLink {
+                            program: name,
+                            link,
+                        });
+                    }
                     Err(source) if matches!(point.symbol, "malloc" | "free") => {
                         return Err(ProbeError::Heap {
                             symbol: point.symbol,

@@ -81,8 +81,16 @@ impl OutputFile {
             written,
             ..
         } = self;
-        file.set_len(0)
-            .and_then(|()| file.rewind())
+        // A pipe or a terminal (`/dev/stdout`, `>(cmd)`) cannot be truncated or rewound.
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let mut reset = || -> std::io::Result<()> {
+            if regular {
+                file.set_len(0)?;
+                file.rewind()?;
+            }
+            Ok(())
+        };
+        reset()
             .and_then(|()| file.write_all(rendered))
             .with_context(|| format!("{flag}: cannot write the report to {}", path.display()))?;
         *written = true;
@@ -98,6 +106,29 @@ impl ReportOutput {
             Some(path) if path == Path::new("-") => JsonDestination::Stdout,
             Some(path) => JsonDestination::File(OutputFile::open("--json", path)?),
         };
+        // Two outputs into one file: the last would silently replace the first.
+        let named: Vec<(&str, &PathBuf)> = [
+            ("--json", &common.json),
+            ("--folded", &common.folded),
+            ("--flamegraph", &common.flamegraph),
+            ("--trace", &common.trace),
+        ]
+        .into_iter()
+        .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
+        .collect();
+        for (i, (flag, path)) in named.iter().enumerate() {
+            if *flag != "--json" && path.as_os_str() == "-" {
+                return Err(UsageError(format!(
+                    "{flag} -: only --json can write to stdout (which carries the text report); name a file, or /dev/stderr"
+                )));
+            }
+            if let Some((other, _)) = named[..i].iter().find(|(_, p)| p == path) {
+                return Err(UsageError(format!(
+                    "{other} and {flag} name the same file {}: give each its own",
+                    path.display()
+                )));
+            }
+        }
         let mut exports: Vec<(OutputFile, Box<dyn Exporter>)> = Vec::new();
         if let Some(path) = &common.folded {
             exports.push((
@@ -170,6 +201,47 @@ mod tests {
             panic!()
         };
         run.common
+    }
+
+    fn common_with(args: &[&str]) -> CommonArgs {
+        let argv = ["leakscope", "run"]
+            .iter()
+            .chain(args)
+            .chain(&["--", "true"]);
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Run(run) = cli.command else {
+            panic!()
+        };
+        run.common
+    }
+
+    #[test]
+    fn one_file_for_two_outputs_and_stdout_for_another_than_json_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let same = dir.path().join("out");
+        let same = same.to_str().unwrap();
+        let error = ReportOutput::open(&common_with(&["--json", same, "--trace", same]))
+            .err()
+            .unwrap();
+        assert!(error.0.contains("--json and --trace"), "{error}");
+        let error = ReportOutput::open(&common_with(&["--folded", "-"]))
+            .err()
+            .unwrap();
+        assert!(error.0.starts_with("--folded -"), "{error}");
+        assert!(!Path::new(same).exists());
+    }
+
+    #[test]
+    fn a_pipe_is_written_without_truncating_it() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&writer));
+        let mut output = ReportOutput::open(&common_with(&["--folded", &path])).unwrap();
+        output.exports[0].0.write(b"a;b 1\n").unwrap();
+        drop(output);
+        drop(writer);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(reader), &mut text).unwrap();
+        assert_eq!(text, "a;b 1\n");
     }
 
     #[test]

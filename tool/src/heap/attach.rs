@@ -24,16 +24,22 @@ pub(crate) struct EntryPoint {
     pub(crate) wrapper: bool,
 }
 
-/// Symbols of allocators whose own `operator new` allocates without calling an entry point
-/// leakscope traces (tcmalloc, jemalloc, mimalloc): there `new` keeps its return probe, or
-/// its blocks would go unseen. (An exception out of it, at out-of-memory, then ends the
-/// program: see the README's limitations.)
+/// Defined by the C++ runtime only (libstdc++, libc++, or a binary that links one in
+/// statically): its `operator new` calls `malloc` (or `aligned_alloc`), traced. Any other
+/// `operator new` (a program's own, tcmalloc's, jemalloc's, mimalloc's `mi_new`) may
+/// allocate without a traced call, so it keeps its return probe, or its blocks would go
+/// unseen. (An exception thrown out of such a `new` then ends the program: see the
+/// README's limitations.)
+const CXX_RUNTIME_MARK: &str = "_ZSt15get_new_handlerv";
+
+/// Allocators that replace `operator new` even where the C++ runtime is linked in.
 const NEW_WITHOUT_MALLOC: &[&str] = &[
     "tc_malloc",
     "je_malloc",
     "mallocx",
     "_rjem_malloc",
     "mi_malloc",
+    "mi_new",
 ];
 
 /// Libraries looked at, at most: a dependency graph is rarely deeper than a few dozen.
@@ -109,14 +115,16 @@ pub(crate) fn entry_points(objects: &[PathBuf]) -> Vec<EntryPoint> {
             .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
             .filter_map(|s| s.name().ok())
             .collect();
-        let own_new = NEW_WITHOUT_MALLOC.iter().any(|s| defined.contains(s));
+        // `new` only lends its caller where the C++ runtime defines it.
+        let runtime_new = defined.contains(CXX_RUNTIME_MARK)
+            && !NEW_WITHOUT_MALLOC.iter().any(|s| defined.contains(s));
         for &(symbol, kind) in SYMBOLS {
             if defined.contains(symbol) {
                 points.push(EntryPoint {
                     object: object.clone(),
                     symbol,
                     kind,
-                    wrapper: HeapKind::may_throw(symbol) && !own_new,
+                    wrapper: HeapKind::may_throw(symbol) && runtime_new,
                 });
             }
         }

@@ -31,13 +31,17 @@ pub(crate) struct FlamegraphExporter;
 
 impl Exporter for FlamegraphExporter {
     fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>> {
-        let lines = folded_lines(report);
+        let lines = per_class_shares(&folded_lines(report));
         let mut svg = Vec::new();
         let mut options = inferno::flamegraph::Options::default();
         options.title = format!("leakscope: retained across iterations, {}", command(report));
-        options.subtitle =
-            Some("width: bytes (mmap, brk, heap) or count (fd, files, watches), per class".into());
-        options.count_name = "retained".into();
+        // Bytes and counts share no scale: 99 fds beside 6 MB of mappings would be a sliver
+        // too thin to draw. Each class gets the same width; within it, a frame's width is
+        // its share of the class's retained bytes or count (--folded keeps the amounts).
+        options.subtitle = Some(
+            "each class equally wide; within it, shares of its retained bytes (mmap, brk, heap) or count (fd, files, watches)".into(),
+        );
+        options.count_name = "millionths of the class".into();
         // The same report gives the same picture (no random colours).
         options.deterministic = true;
         if lines.is_empty() {
@@ -52,6 +56,28 @@ impl Exporter for FlamegraphExporter {
         }
         Ok(svg)
     }
+}
+
+/// `lines` with each class's widths rescaled to sum to a million.
+fn per_class_shares(lines: &[String]) -> Vec<String> {
+    const WHOLE: f64 = 1_000_000.0;
+    let split = |line: &str| -> Option<(String, String, u64)> {
+        let (stack, width) = line.rsplit_once(' ')?;
+        let class = stack.split(';').next()?.to_string();
+        Some((class, stack.to_string(), width.parse().ok()?))
+    };
+    let parsed: Vec<(String, String, u64)> = lines.iter().filter_map(|l| split(l)).collect();
+    let mut totals: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (class, _, width) in &parsed {
+        *totals.entry(class).or_default() += width;
+    }
+    parsed
+        .iter()
+        .map(|(class, stack, width)| {
+            let share = *width as f64 / totals[class.as_str()].max(1) as f64;
+            format!("{stack} {}", ((share * WHOLE).round() as u64).max(1))
+        })
+        .collect()
 }
 
 fn command(report: &Report) -> String {
@@ -223,6 +249,23 @@ mod tests {
         assert!(
             svg.contains("<svg") && svg.contains("nothing was retained"),
             "{svg}"
+        );
+    }
+
+    #[test]
+    fn each_class_gets_the_same_width_in_the_picture() {
+        let lines = [
+            "fd (count);main;/etc/a 99".to_string(),
+            "mmap (bytes);main;f;anon 6000000".to_string(),
+            "mmap (bytes);main;g;anon 2000000".to_string(),
+        ];
+        assert_eq!(
+            per_class_shares(&lines),
+            [
+                "fd (count);main;/etc/a 1000000",
+                "mmap (bytes);main;f;anon 750000",
+                "mmap (bytes);main;g;anon 250000",
+            ]
         );
     }
 

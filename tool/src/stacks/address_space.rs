@@ -293,8 +293,12 @@ impl AddressSpaces {
     ) {
         match &event.what {
             What::Syscall(call) => {
+                // Only a path the ledger holds whole: one cut short (`…`) or not UTF-8
+                // (U+FFFD) would name a file that is not the one mapped.
                 if let Some(fd) = executable_fd_mapping(call)
-                    && let Some(path) = path_of_fd(event.tgid, fd).filter(|p| p.starts_with('/'))
+                    && let Some(path) = path_of_fd(event.tgid, fd).filter(|p| {
+                        p.starts_with('/') && !p.ends_with('…') && !p.contains('\u{fffd}')
+                    })
                 {
                     self.map_code(event.tgid, call, Path::new(&*path));
                 }
@@ -365,7 +369,9 @@ impl AddressSpaces {
 /// The fd an `mmap` maps executable code from, if it does.
 fn executable_fd_mapping(call: &Syscall) -> Option<i32> {
     let fd = call.args[4] as i32;
-    (call.nr == nr::MMAP && call.args[2] & libc::PROT_EXEC as u64 != 0 && fd >= 0).then_some(fd)
+    let anonymous = call.args[3] & libc::MAP_ANONYMOUS as u64 != 0;
+    (call.nr == nr::MMAP && call.args[2] & libc::PROT_EXEC as u64 != 0 && fd >= 0 && !anonymous)
+        .then_some(fd)
 }
 
 #[cfg(test)]
