@@ -116,8 +116,17 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         }),
     );
     let brk = heap::heap_class(ledger, iterations, doubt);
-    let mapped_rate = mmap.bytes.as_ref().map_or(0.0, |b| b.rate);
-    let rss = rss::rss_class(ledger, iterations, mapped_rate, brk.bytes.rate, doubt);
+    let mapped = mmap
+        .bytes
+        .as_ref()
+        .map_or((0.0, Verdict::NoLeak), |b| (b.rate, b.verdict));
+    let rss = rss::rss_class(
+        ledger,
+        iterations,
+        mapped,
+        (brk.bytes.rate, brk.bytes.verdict),
+        doubt,
+    );
     let file_doubt = doubt
         .map(str::to_string)
         .or_else(|| file_bytes::doubt(ledger));

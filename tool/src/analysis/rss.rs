@@ -27,13 +27,28 @@ pub(crate) struct RssClass {
     pub(crate) processes: usize,
 }
 
+/// `mapped` and `heap`: the mmap and brk classes' byte rates and verdicts, the growth that
+/// may explain the resident set's.
 pub(crate) fn rss_class(
     ledger: &Ledger,
     iterations: &Iterations,
-    mapped_rate: f64,
-    heap_rate: f64,
+    mapped: (f64, Verdict),
+    heap: (f64, Verdict),
     doubt: Option<&str>,
 ) -> RssClass {
+    let (mapped_rate, heap_rate) = (mapped.0, heap.0);
+    // Growth explains resident growth only as far as its own class is sure of it: a
+    // mapping class left inconclusive (its bytes grew in one step) confirms nothing.
+    let unconfirmed: Vec<&str> = [("mapping", mapped), ("heap", heap)]
+        .into_iter()
+        .filter(|(_, (rate, verdict))| *rate > 0.0 && *verdict != Verdict::Leak)
+        .map(|(name, _)| name)
+        .collect();
+    let confirmed_rate: f64 = [mapped, heap]
+        .into_iter()
+        .filter(|(_, verdict)| *verdict == Verdict::Leak)
+        .map(|(rate, _)| rate.max(0.0))
+        .sum();
     let boundaries = &iterations.boundaries;
     let lasting = lasting_processes(ledger, boundaries);
     let samples: Vec<_> = ledger
@@ -76,7 +91,7 @@ pub(crate) fn rss_class(
             trend::Sampling::of(iterations).skipping(start),
         )
     };
-    let unexplained = unexplained(&bytes, explained_rate);
+    let unexplained = unexplained(&bytes, explained_rate, confirmed_rate, &unconfirmed);
     RssClass {
         bytes,
         unexplained,
@@ -121,8 +136,16 @@ fn lasting_processes(ledger: &Ledger, boundaries: &[u64]) -> std::collections::H
 }
 
 /// Resident growth beyond what mapped and heap growth can explain. Only a resident leak can
-/// have an unexplained leak; anything else keeps the whole set's verdict.
-fn unexplained(total: &Judgement, explained_rate: f64) -> Judgement {
+/// have an unexplained leak; anything else keeps the whole set's verdict. `unconfirmed`
+/// names the explaining classes that were not judged a leak themselves: when the growth of
+/// those judged a leak (`confirmed_rate`) is not enough, the rest is no proof of "no leak",
+/// and the class says so (inconclusive).
+fn unexplained(
+    total: &Judgement,
+    explained_rate: f64,
+    confirmed_rate: f64,
+    unconfirmed: &[&str],
+) -> Judgement {
     if total.verdict != Verdict::Leak {
         return Judgement {
             rate: (total.rate - explained_rate).max(0.0),
@@ -139,6 +162,21 @@ fn unexplained(total: &Judgement, explained_rate: f64) -> Judgement {
                 "resident memory rose {}, of which mapping and heap growth explain at most {}",
                 per_iteration(total.rate),
                 per_iteration(explained_rate)
+            ),
+            limit: total.limit,
+            iterations_needed: None,
+        }
+    } else if total.rate - confirmed_rate > limit && !unconfirmed.is_empty() {
+        Judgement {
+            verdict: Verdict::Inconclusive,
+            rate: rate.max(0.0),
+            why: format!(
+                "resident memory rose {}, which {} growth of {} could explain, but the {} \
+                 class is not sure of that growth itself: run more iterations",
+                per_iteration(total.rate),
+                unconfirmed.join(" and "),
+                per_iteration(explained_rate),
+                unconfirmed.join(" and ")
             ),
             limit: total.limit,
             iterations_needed: None,
@@ -160,4 +198,41 @@ fn unexplained(total: &Judgement, explained_rate: f64) -> Judgement {
 
 fn per_iteration(bytes: f64) -> String {
     crate::units::per_iteration(crate::units::bytes_rate(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leak(rate: f64) -> Judgement {
+        Judgement {
+            verdict: Verdict::Leak,
+            rate,
+            why: "rose".into(),
+            limit: Some(2_000.0),
+            iterations_needed: None,
+        }
+    }
+
+    #[test]
+    fn resident_growth_is_explained_only_by_growth_its_class_is_sure_of() {
+        // 19 KiB per iteration, of which mappings could explain 18 KiB.
+        let total = leak(19_000.0);
+        let sure = unexplained(&total, 18_000.0, 18_000.0, &[]);
+        assert_eq!(sure.verdict, Verdict::NoLeak, "{}", sure.why);
+        // The mapping class grew in one step and is inconclusive itself (a V8 heap).
+        let unsure = unexplained(&total, 18_000.0, 0.0, &["mapping"]);
+        assert_eq!(unsure.verdict, Verdict::Inconclusive, "{}", unsure.why);
+        assert!(
+            unsure.why.contains("mapping class is not sure"),
+            "{}",
+            unsure.why
+        );
+        // Unexplained growth is a leak whatever the other classes say.
+        let alone = unexplained(&total, 1_000.0, 0.0, &["mapping"]);
+        assert_eq!(alone.verdict, Verdict::Leak, "{}", alone.why);
+        // A confirmed leak that explains enough makes an unsure one beside it irrelevant.
+        let both = unexplained(&total, 18_500.0, 18_000.0, &["heap"]);
+        assert_eq!(both.verdict, Verdict::NoLeak, "{}", both.why);
+    }
 }
