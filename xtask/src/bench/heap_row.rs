@@ -140,6 +140,26 @@ fn newest_debian_headers() -> Option<(PathBuf, PathBuf)> {
     Some((build.clone(), build.with_file_name(name)))
 }
 
+/// Stops memleak: SIGINT (its way to end), then SIGTERM if it is still there after a few
+/// seconds. A bench started in the background of a non-interactive shell hands its
+/// children SIGINT ignored, and memleak would then print its table every 5 s forever.
+fn stop_memleak(memleak: &mut std::process::Child) {
+    for signal in ["-INT", "-TERM"] {
+        let _ = Command::new("kill")
+            .args([signal, &memleak.id().to_string()])
+            .status();
+        let asked = Instant::now();
+        while asked.elapsed() < Duration::from_secs(5) {
+            if memleak.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let _ = memleak.kill();
+    let _ = memleak.wait();
+}
+
 /// One memleak run: the loop waits for SIGUSR1 until memleak has attached to it.
 fn memleak_loop_ns(fixture: &Path, n: u64, workdir: &Path) -> Result<u64> {
     let mut target = Command::new(fixture)
@@ -173,10 +193,7 @@ fn memleak_loop_ns(fixture: &Path, n: u64, workdir: &Path) -> Result<u64> {
         std::thread::sleep(Duration::from_millis(100));
     };
     let stop = |memleak: &mut std::process::Child, target: &mut std::process::Child| {
-        let _ = Command::new("kill")
-            .args(["-INT", &memleak.id().to_string()])
-            .status();
-        let _ = memleak.wait();
+        stop_memleak(memleak);
         let _ = target.kill();
         let _ = target.wait();
     };
@@ -191,10 +208,7 @@ fn memleak_loop_ns(fixture: &Path, n: u64, workdir: &Path) -> Result<u64> {
     std::thread::sleep(ATTACH_SETTLE);
     shell::status(Command::new("kill").args(["-USR1", &pid]))?;
     let output = target.wait_with_output()?;
-    let _ = Command::new("kill")
-        .args(["-INT", &memleak.id().to_string()])
-        .status();
-    let _ = memleak.wait();
+    stop_memleak(&mut memleak);
     let stderr = String::from_utf8_lossy(&output.stderr);
     measure::parse_loop_ns(&stderr).with_context(|| {
         format!(
