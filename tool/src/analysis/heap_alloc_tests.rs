@@ -94,35 +94,7 @@ fn allocations_the_kernel_could_not_record_make_the_class_inconclusive() {
 #[test]
 fn sites_are_the_callers_of_what_was_made_in_the_loop_and_survived() {
     let mut ledger = run(11, |i| (30 * i, i));
-    let totals = BTreeMap::from([(
-        PID,
-        HeapTotals {
-            iteration: 11,
-            ..HeapTotals::default()
-        },
-    )]);
-    let live = (0..11).map(|i| {
-        (
-            PID,
-            HeapLive {
-                size: 30,
-                alloc_ns: 1000 + i,
-                alloc_iter: i,
-                caller: 0x401234,
-                tid: PID,
-                kind: 1,
-            },
-        )
-    });
-    let mut snapshot = HeapSnapshot {
-        survivors: aggregate(live, &totals, (0, 1 << 20)),
-        totals,
-        span: (0, 1 << 20),
-        unfollowed: 0,
-        dropped: 0,
-        freed_ns: Vec::new(),
-        freed_iterations: Vec::new(),
-    };
+    let mut snapshot = crate::heap::snapshot::thirty_byte_survivors(PID, 11);
     let frame = Frame {
         file: Some("/src/heap_small.c".into()),
         line: Some(16),

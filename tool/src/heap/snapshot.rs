@@ -100,6 +100,39 @@ impl HeapSnapshot {
     }
 }
 
+/// A snapshot at the end of `markers` marked iterations in which one 30-byte block per
+/// iteration survives, all from the caller at 0x401234 (for the tests of what reads it).
+#[cfg(test)]
+pub(crate) fn thirty_byte_survivors(tgid: u32, markers: u64) -> HeapSnapshot {
+    let totals = BTreeMap::from([(
+        tgid,
+        HeapTotals {
+            iteration: markers,
+            ..HeapTotals::default()
+        },
+    )]);
+    let live = (0..markers).map(|i| {
+        let block = HeapLive {
+            size: 30,
+            alloc_ns: 1000 + i,
+            alloc_iter: i,
+            caller: 0x401234,
+            tid: tgid,
+            kind: 1,
+        };
+        (tgid, block)
+    });
+    HeapSnapshot {
+        survivors: aggregate(live, &totals, (0, 1 << 20)),
+        totals,
+        span: (0, 1 << 20),
+        unfollowed: 0,
+        dropped: 0,
+        freed_ns: Vec::new(),
+        freed_iterations: Vec::new(),
+    }
+}
+
 /// The kernel's lifetime buckets, summed over the CPUs (empty when unreadable).
 fn freed(maps: &super::HeapMaps) -> (Vec<u64>, Vec<u64>) {
     let Ok(per_cpu) = maps.lifetimes.get(&0, 0) else {

@@ -3,14 +3,10 @@
 //! numbers are those a real run would give (1 file of 4 KiB per iteration over 100
 //! iterations, its detection limit 0.111 per iteration, as the fd class of the same run).
 
-use std::collections::BTreeMap;
-
-use leakscope_common::heap::{HeapLive, HeapTotals};
-
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::trend::Verdict;
 use crate::diagnosis::{RunInfo, TargetExit, diagnose};
-use crate::heap::snapshot::{HeapSnapshot, aggregate};
+use crate::heap::snapshot::thirty_byte_survivors;
 use crate::iterations::IterationRequest;
 use crate::ledger::test_support::Stream;
 use crate::stacks::Frame;
@@ -32,16 +28,23 @@ pub(crate) fn clean_report(command: &str) -> Report {
             .munmap(0x7f00_0000_0000, 65536);
     }
     s.exit();
-    let info = RunInfo {
+    diagnose(
+        s.ledger(),
+        &run_info(command, IterationRequest::Symbol("tick".into())),
+    )
+}
+
+/// A clean exit of process [`PID`] running `command` (split at spaces), nothing lost.
+pub(crate) fn run_info(command: &str, iteration_request: IterationRequest) -> RunInfo {
+    RunInfo {
         command: command.split(' ').map(String::from).collect(),
         pid: PID,
         exit: TargetExit::Code(0),
         lost_events: 0,
         lost_markers: 0,
         fd_limit: None,
-        iteration_request: IterationRequest::Symbol("tick".into()),
-    };
-    diagnose(s.ledger(), &info)
+        iteration_request,
+    }
 }
 
 /// A class that kept one resource per iteration from `site` (`bytes` each, for files).
@@ -116,43 +119,12 @@ pub(crate) fn heap_leak(frames: Vec<Frame>) -> Report {
     }
     s.exit();
     let mut ledger = s.ledger();
-    let totals = BTreeMap::from([(
-        PID,
-        HeapTotals {
-            iteration: 11,
-            ..HeapTotals::default()
-        },
-    )]);
-    let live = (0..11).map(|i| {
-        let block = HeapLive {
-            size: 30,
-            alloc_ns: 1000 + i,
-            alloc_iter: i,
-            caller: 0x401234,
-            tid: PID,
-            kind: 1,
-        };
-        (PID, block)
-    });
-    let mut snapshot = HeapSnapshot {
-        survivors: aggregate(live, &totals, (0, 1 << 20)),
-        totals,
-        span: (0, 1 << 20),
-        unfollowed: 0,
-        dropped: 0,
-        freed_ns: Vec::new(),
-        freed_iterations: Vec::new(),
-    };
+    let mut snapshot = thirty_byte_survivors(PID, 11);
     snapshot.name_callers(|_, _| frames.clone());
     ledger.note_heap_snapshot(snapshot);
-    let info = RunInfo {
-        command: vec!["./heap_small".into(), "10".into()],
-        pid: PID,
-        exit: TargetExit::Code(0),
-        lost_events: 0,
-        lost_markers: 0,
-        fd_limit: None,
-        iteration_request: IterationRequest::Symbol("iteration_marker".into()),
-    };
+    let info = run_info(
+        "./heap_small 10",
+        IterationRequest::Symbol("iteration_marker".into()),
+    );
     diagnose(ledger, &info)
 }

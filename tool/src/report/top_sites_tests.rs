@@ -5,7 +5,7 @@ use leakscope_common::syscalls as nr;
 
 use super::super::synthetic;
 use super::*;
-use crate::diagnosis::{RunInfo, TargetExit, diagnose};
+use crate::diagnosis::{RunInfo, diagnose};
 use crate::iterations::IterationRequest;
 use crate::ledger::Ledger;
 use crate::ledger::test_support::{Stream, call, libc_frame, source_frame};
@@ -14,15 +14,7 @@ use crate::stacks::FrameKind;
 const PID: u32 = 42;
 
 fn info() -> RunInfo {
-    RunInfo {
-        command: vec!["./app".into()],
-        pid: PID,
-        exit: TargetExit::Code(0),
-        lost_events: 0,
-        lost_markers: 0,
-        fd_limit: None,
-        iteration_request: IterationRequest::Symbol("tick".into()),
-    }
+    crate::report::synthetic::run_info("./app", IterationRequest::Symbol("tick".into()))
 }
 
 fn text(report: &Report) -> String {
