@@ -31,7 +31,10 @@ pub(crate) struct FlamegraphExporter;
 
 impl Exporter for FlamegraphExporter {
     fn render(&self, report: &Report) -> anyhow::Result<Vec<u8>> {
-        let lines = per_class_shares(&folded_lines(report));
+        let lines: Vec<String> = per_class_shares(folded_stacks(report))
+            .iter()
+            .map(Folded::line)
+            .collect();
         let mut svg = Vec::new();
         let mut options = inferno::flamegraph::Options::default();
         options.title = format!("leakscope: retained across iterations, {}", command(report));
@@ -58,26 +61,24 @@ impl Exporter for FlamegraphExporter {
     }
 }
 
-/// `lines` with each class's widths rescaled to sum to a million.
-fn per_class_shares(lines: &[String]) -> Vec<String> {
+/// `stacks` with each class's widths rescaled to sum to a million.
+fn per_class_shares(mut stacks: Vec<Folded>) -> Vec<Folded> {
     const WHOLE: f64 = 1_000_000.0;
-    let split = |line: &str| -> Option<(String, String, u64)> {
-        let (stack, width) = line.rsplit_once(' ')?;
-        let class = stack.split(';').next()?.to_string();
-        Some((class, stack.to_string(), width.parse().ok()?))
-    };
-    let parsed: Vec<(String, String, u64)> = lines.iter().filter_map(|l| split(l)).collect();
     let mut totals: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for (class, _, width) in &parsed {
-        *totals.entry(class).or_default() += width;
+    for folded in &stacks {
+        *totals.entry(folded.class).or_default() += folded.width;
     }
-    parsed
+    let shares: Vec<u64> = stacks
         .iter()
-        .map(|(class, stack, width)| {
-            let share = *width as f64 / totals[class.as_str()].max(1) as f64;
-            format!("{stack} {}", ((share * WHOLE).round() as u64).max(1))
+        .map(|f| {
+            let share = f.width as f64 / totals[f.class].max(1) as f64;
+            ((share * WHOLE).round() as u64).max(1)
         })
-        .collect()
+        .collect();
+    for (folded, share) in stacks.iter_mut().zip(shares) {
+        folded.width = share;
+    }
+    stacks
 }
 
 fn command(report: &Report) -> String {
@@ -94,15 +95,35 @@ struct Retained<'a> {
     width: u64,
 }
 
+/// One retained site, folded: its class root, the whole stack (`;`-joined, the root
+/// first) and its width.
+#[derive(Debug, PartialEq)]
+struct Folded {
+    class: &'static str,
+    stack: String,
+    width: u64,
+}
+
+impl Folded {
+    /// The site as a line of the folded format.
+    fn line(&self) -> String {
+        format!("{} {}", self.stack, self.width)
+    }
+}
+
 /// Every class's retained sites as folded lines.
 pub(crate) fn folded_lines(report: &Report) -> Vec<String> {
+    folded_stacks(report).iter().map(Folded::line).collect()
+}
+
+/// Every class's retained sites, most retained first within a class.
+fn folded_stacks(report: &Report) -> Vec<Folded> {
     let c = &report.classes;
-    let resources = resource_sites;
-    let mut classes: Vec<(String, Vec<Retained>)> = vec![
-        ("fd (count)".into(), resources(&c.fd.sites, false)),
-        ("mmap (bytes)".into(), resources(&c.mmap.sites, true)),
+    let mut classes: Vec<(&'static str, Vec<Retained>)> = vec![
+        ("fd (count)", resource_sites(&c.fd.sites, false)),
+        ("mmap (bytes)", resource_sites(&c.mmap.sites, true)),
         (
-            "brk (bytes)".into(),
+            "brk (bytes)",
             c.brk
                 .sites
                 .iter()
@@ -114,12 +135,12 @@ pub(crate) fn folded_lines(report: &Report) -> Vec<String> {
                 })
                 .collect(),
         ),
-        ("files (count)".into(), resources(&c.files.sites, false)),
-        ("watches (count)".into(), resources(&c.watches.sites, false)),
+        ("files (count)", resource_sites(&c.files.sites, false)),
+        ("watches (count)", resource_sites(&c.watches.sites, false)),
     ];
     if let Some(heap) = &c.heap {
         classes.push((
-            "heap (bytes)".into(),
+            "heap (bytes)",
             heap.sites
                 .iter()
                 .map(|s| Retained {
@@ -131,18 +152,21 @@ pub(crate) fn folded_lines(report: &Report) -> Vec<String> {
                 .collect(),
         ));
     }
-    let mut lines = Vec::new();
-    for (root, mut sites) in classes {
+    let mut folded = Vec::new();
+    for (class, mut sites) in classes {
         sites.retain(|s| s.width > 0);
         sites.sort_by_key(|s| std::cmp::Reverse(s.width));
         for site in sites {
-            let mut stack = vec![root.clone()];
-            stack.extend(stack_of(&site));
-            let stack: Vec<String> = stack.iter().map(|f| clean(f)).collect();
-            lines.push(format!("{} {}", stack.join(";"), site.width));
+            let frames = std::iter::once(class.to_string()).chain(stack_of(&site));
+            let stack: Vec<String> = frames.map(|f| clean(&f)).collect();
+            folded.push(Folded {
+                class,
+                stack: stack.join(";"),
+                width: site.width,
+            });
         }
     }
-    lines
+    folded
 }
 
 /// A resource class's sites: their retained bytes (mmap, files) or count.
@@ -254,13 +278,19 @@ mod tests {
 
     #[test]
     fn each_class_gets_the_same_width_in_the_picture() {
-        let lines = [
-            "fd (count);main;/etc/a 99".to_string(),
-            "mmap (bytes);main;f;anon 6000000".to_string(),
-            "mmap (bytes);main;g;anon 2000000".to_string(),
+        let folded = |class, stack: &str, width| Folded {
+            class,
+            stack: format!("{class};{stack}"),
+            width,
+        };
+        let stacks = vec![
+            folded("fd (count)", "main;/etc/a", 99),
+            folded("mmap (bytes)", "main;f;anon", 6_000_000),
+            folded("mmap (bytes)", "main;g;anon", 2_000_000),
         ];
+        let lines: Vec<String> = per_class_shares(stacks).iter().map(Folded::line).collect();
         assert_eq!(
-            per_class_shares(&lines),
+            lines,
             [
                 "fd (count);main;/etc/a 1000000",
                 "mmap (bytes);main;f;anon 750000",
