@@ -178,16 +178,14 @@ pub(crate) async fn trace_and_diagnose(
         common.trace.is_some(),
     );
     // How the kernel side lost records is transport detail the diagnosis does not use.
-    report.lost_by_reason = outcome
-        .lost_by_reason
-        .iter()
-        .map(|(reason, n)| (reason.name().to_string(), *n))
-        .collect();
-    report.stacks_dropped = outcome
-        .stacks_dropped
-        .iter()
-        .map(|(reason, n)| (reason.name().to_string(), *n))
-        .collect();
+    let by_name = |counts: &[(leakscope_common::DropReason, u64)]| {
+        counts
+            .iter()
+            .map(|(reason, n)| (reason.name().to_string(), *n))
+            .collect()
+    };
+    report.lost_by_reason = by_name(&outcome.lost_by_reason);
+    report.stacks_dropped = by_name(&outcome.stacks_dropped);
     report.ended = Some(outcome.ending.clone());
     if let Some(watch) = watch {
         watch.finish(&report);

@@ -94,26 +94,17 @@ impl Report {
                 self.lost_events
             )?;
             if !self.lost_by_reason.is_empty() {
-                let reasons: Vec<String> = self
-                    .lost_by_reason
-                    .iter()
-                    .map(|(reason, n)| format!("{reason} {n}"))
-                    .collect();
-                writeln!(out, "  lost by reason: {}", reasons.join(", "))?;
+                let reasons = by_reason(&self.lost_by_reason);
+                writeln!(out, "  lost by reason: {reasons}")?;
             }
         } else {
             writeln!(out, "lost events: 0")?;
         }
         if !self.stacks_dropped.is_empty() {
-            let reasons: Vec<String> = self
-                .stacks_dropped
-                .iter()
-                .map(|(reason, n)| format!("{reason} {n}"))
-                .collect();
+            let reasons = by_reason(&self.stacks_dropped);
             writeln!(
                 out,
-                "stacks dropped: {} (their calls are counted, without frames)",
-                reasons.join(", ")
+                "stacks dropped: {reasons} (their calls are counted, without frames)"
             )?;
         }
         writeln!(out)?;
@@ -363,6 +354,15 @@ impl Report {
         }
         Ok(())
     }
+}
+
+/// Counts by reason as the text shows them: "ring_full_path 3, ring_full_marker 1".
+fn by_reason(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    parts.join(", ")
 }
 
 /// "0.25 fds", but "1 per 300 iterations" as it is (the unit is the class's).
