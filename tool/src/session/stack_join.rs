@@ -16,8 +16,6 @@
 //! held open goes out before any later record of its process, so nothing of the thread
 //! comes between a stack and its call but that call.
 
-use std::collections::HashMap;
-
 use crate::event::{CallStack, Event, What};
 
 /// The most stacks waiting for their calls at once: at 8 KiB each, 8 MiB.
@@ -46,7 +44,8 @@ impl StackJoinCounts {
 /// The stacks waiting for their calls, by thread.
 #[derive(Debug, Default)]
 pub(super) struct PendingStacks {
-    by_tid: HashMap<u32, CallStack>,
+    /// Looked up for every event the drain applies: a fast hasher, as the ledger's maps.
+    by_tid: foldhash::HashMap<u32, CallStack>,
     pub(super) counts: StackJoinCounts,
 }
 
