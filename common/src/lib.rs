@@ -128,7 +128,7 @@ impl Event {
 /// The kernel sends it cut to `len` bytes of stack: a record is
 /// `size_of::<UserStackEvent>() - USTACK_CAP + len` bytes long. The syscall's header goes
 /// alone, a record of `size_of::<Event>()` bytes, when the stack is not sent: on purpose
-/// while the ring is more than half full (a storm of mapping calls must not crowd out the
+/// while the ring is more than a quarter full (a storm of mapping calls must not crowd out the
 /// records the counts are made of; nothing is counted lost), or when it could not be (the
 /// ring had no room for it, the scratch slot was busy: counted in `LOST`).
 #[repr(C)]

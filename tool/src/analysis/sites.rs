@@ -31,7 +31,7 @@ pub(crate) struct Site {
     /// bounded cache.
     pub(crate) verdict: Verdict,
     /// Of `leaked`, those recorded without a stack (past `--stack-rate`, or while the ring
-    /// was half full), counted here because this is the one site they differ from only by
+    /// was a quarter full), counted here because this is the one site they differ from only by
     /// the stack.
     pub(crate) without_stack: u64,
 }

@@ -89,7 +89,7 @@ pub(crate) struct FdSite {
     pub(crate) kept_by: Option<&'static str>,
     /// The stack of the call that made the fd (the open, or the dup that kept it), from
     /// the program's own code on: one path opened from 14 places is 14 sites. `None` when
-    /// the call came without one (past `--stack-rate`, a ring half full, an fd from before
+    /// the call came without one (past `--stack-rate`, a ring a quarter full, an fd from before
     /// tracing or received from another process).
     pub(crate) stack: Option<StackId>,
 }
@@ -311,7 +311,7 @@ impl Sites {
     }
 
     /// For a site with a stack, the same site as recorded without one (a call past
-    /// `--stack-rate`, or made while the ring was half full), if any was: an fd's path and
+    /// `--stack-rate`, or made while the ring was a quarter full), if any was: an fd's path and
     /// the call that kept it, a mapping's backing, size and protection, or brk.
     pub(crate) fn without_stack(&self, id: SiteId) -> Option<SiteId> {
         let bare = match self.key(id) {

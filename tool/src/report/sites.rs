@@ -36,7 +36,7 @@ pub(crate) struct SiteReport {
     /// The trend of this site's retained count.
     pub(crate) verdict: Verdict,
     /// Of `leaked`, those recorded without a stack (past `--stack-rate`, or while the
-    /// ring was half full) and counted here, the one site they differ from only by it.
+    /// ring was a quarter full) and counted here, the one site they differ from only by it.
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) without_stack: u64,
     /// The stack as the text report lays it out, one frame per line (text only).
