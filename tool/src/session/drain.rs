@@ -94,8 +94,9 @@ impl Drainer {
         }
         self.sample_heap_totals(probes, sink);
         // An incomplete round's held opens wait for the next poll, 10 ms on.
+        let copies_lost = self.held.copies_lost_so_far();
         sink.polled(&|| {
-            let by_reason = probes.lost_by_reason();
+            let by_reason = without_delivered_opens(probes.lost_by_reason(), copies_lost);
             let lost = |reason| {
                 by_reason
                     .iter()
@@ -128,11 +129,7 @@ impl Drainer {
     /// [`Drain::drain`]; with `force`, the held opens are delivered even if the round was
     /// not complete.
     fn drain_round(&mut self, probes: &Probes, sink: &mut dyn EventSink, force: bool) -> bool {
-        let opens = probes
-            .held_opens()
-            .iter()
-            .filter_map(|open| event::decode_held(open, self.page_size).ok())
-            .collect();
+        let opens = self.held_now(probes);
         // Every record reserved before the slots were read lies before this position.
         let reserved = self.positions.producer();
         self.held.begin_round(opens);
@@ -170,6 +167,15 @@ impl Drainer {
             self.apply(open, sink);
         }
         complete
+    }
+
+    /// The opens the kernel's slots hold now.
+    fn held_now(&self, probes: &Probes) -> Vec<Event> {
+        probes
+            .held_opens()
+            .iter()
+            .filter_map(|open| event::decode_held(open, self.page_size).ok())
+            .collect()
     }
 
     /// Drains until a round delivers the held opens too (a record still being written
@@ -263,7 +269,10 @@ impl Drainer {
         });
         // A heap allocation the kernel could not record casts doubt on the heap class only,
         // which says so itself: it is no lost event (`lost_by_reason` sums to those).
-        let all = probes.lost_by_reason();
+        let all = without_delivered_opens(
+            probes.lost_by_reason(),
+            self.held.copies_lost(&self.held_now(probes)),
+        );
         let of = |keep: fn(&DropReason) -> bool| -> Vec<(DropReason, u64)> {
             all.iter().filter(|(r, _)| keep(r)).copied().collect()
         };
@@ -312,4 +321,20 @@ impl Drainer {
             ending,
         }
     }
+}
+
+/// The kernel's drop counts, less `delivered` opens it counted under `ring_full_path` that
+/// the reader had taken from their slots (see [`HeldOpens::copies_lost`]).
+fn without_delivered_opens(
+    mut by_reason: Vec<(DropReason, u64)>,
+    delivered: u64,
+) -> Vec<(DropReason, u64)> {
+    if let Some((_, n)) = by_reason
+        .iter_mut()
+        .find(|(reason, _)| *reason == DropReason::RingFullPath)
+    {
+        *n = n.saturating_sub(delivered);
+    }
+    by_reason.retain(|(_, n)| *n > 0);
+    by_reason
 }

@@ -9,6 +9,13 @@
 //! it before any later one). Every earlier record of the process was in the ring before
 //! the open was held, so before the slots were read; a round delivers its opens only once
 //! the drain has consumed everything the ring held at that moment (`complete`).
+//!
+//! An open taken from its slot may also be counted lost by the kernel: when its flush finds
+//! the ring full, the kernel counts it (`ring_full_path`) without knowing the reader has it.
+//! Such an open was delivered, so [`HeldOpens::copies_lost`] says how many to take off
+//! that count. The copy is known lost once a later record of its process arrives, or the
+//! slot holds another open (the kernel sends the held open before anything else of its
+//! process), or, at the end, the slot no longer holds it and the ring never brought it.
 
 use std::collections::HashMap;
 
@@ -44,6 +51,9 @@ pub(super) struct HeldOpens {
     taken: HashMap<u32, u64>,
     /// This round's opens read from the slots, and whether the ring brought each of them.
     round: Vec<(Event, bool)>,
+    /// Opens delivered from their slots whose ring copy the kernel failed to send, and so
+    /// counted lost although they were not (see the module's notes).
+    copies_lost: u64,
 }
 
 impl HeldOpens {
@@ -59,21 +69,23 @@ impl HeldOpens {
     /// Called for each event from the ring, in order, before it is applied: whether to
     /// apply it (false for the ring's copy of an open already delivered from its slot).
     pub(super) fn admit(&mut self, event: &Event) -> bool {
+        let is_open = matches!(&event.what, What::Syscall(call) if call.open.is_some());
+        if let Some(&taken) = self.taken.get(&event.tgid) {
+            self.taken.remove(&event.tgid);
+            if is_open && taken == event.time_ns {
+                return false;
+            }
+            // The kernel sends a held open before any later record of its process: this
+            // record came, so the copy cannot.
+            self.copies_lost += 1;
+        }
         match &event.what {
             What::Syscall(call) if call.open.is_some() => {
-                if self.taken.get(&event.tgid) == Some(&event.time_ns) {
-                    self.taken.remove(&event.tgid);
-                    return false;
-                }
                 for (open, arrived) in &mut self.round {
                     if open.tgid == event.tgid && open.time_ns == event.time_ns {
                         *arrived = true;
                     }
                 }
-            }
-            // A later process with the same pid starts afresh.
-            What::Exit => {
-                self.taken.remove(&event.tgid);
             }
             _ => {}
         }
@@ -95,9 +107,34 @@ impl HeldOpens {
             .map(|(open, _)| open)
             .collect();
         for open in &deliver {
-            self.taken.insert(open.tgid, open.time_ns);
+            // The slot holds a newer open: the earlier one was sent (or failed to be) before
+            // it was held, before this complete round began, and the ring did not bring it.
+            if self.taken.insert(open.tgid, open.time_ns).is_some() {
+                self.copies_lost += 1;
+            }
         }
         deliver
+    }
+
+    /// How many opens delivered from their slots the kernel also counted lost, once the
+    /// last drain is done and `still_held` are the opens the slots hold now: a taken open
+    /// no longer in its slot was sent or lost, and the ring did not bring it.
+    pub(super) fn copies_lost(&self, still_held: &[Event]) -> u64 {
+        let flushed_unseen = self
+            .taken
+            .iter()
+            .filter(|&(&tgid, &time_ns)| {
+                !still_held
+                    .iter()
+                    .any(|open| open.tgid == tgid && open.time_ns == time_ns)
+            })
+            .count() as u64;
+        self.copies_lost + flushed_unseen
+    }
+
+    /// [`HeldOpens::copies_lost`] so far, while tracing (the slots not read).
+    pub(super) fn copies_lost_so_far(&self) -> u64 {
+        self.copies_lost
     }
 }
 

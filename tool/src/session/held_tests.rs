@@ -71,6 +71,55 @@ fn an_exit_forgets_what_was_taken_for_its_pid() {
     assert!(held.admit(&open(7, 100, 3)));
 }
 
+/// Takes `open` from its slot in a complete round.
+fn taken(held: &mut HeldOpens, open: Event) {
+    held.begin_round(vec![open.clone()]);
+    assert_eq!(held.end_round(true), vec![open]);
+}
+
+#[test]
+fn a_taken_open_whose_copy_comes_was_not_lost() {
+    let mut held = HeldOpens::default();
+    taken(&mut held, open(7, 100, 3));
+    assert!(!held.admit(&open(7, 100, 3)));
+    assert!(held.admit(&exit(7, 150)));
+    assert_eq!(held.copies_lost(&[]), 0);
+}
+
+#[test]
+fn a_later_record_of_its_process_means_the_copy_of_a_taken_open_was_lost() {
+    let mut held = HeldOpens::default();
+    taken(&mut held, open(7, 100, 3));
+    // The kernel flushes the held open before this exit; the flush found the ring full.
+    assert!(held.admit(&exit(7, 150)));
+    assert_eq!(held.copies_lost_so_far(), 1);
+    // Another process's record says nothing of process 7's open.
+    taken(&mut held, open(8, 200, 3));
+    assert!(held.admit(&exit(9, 250)));
+    assert_eq!(held.copies_lost(&[open(8, 200, 3)]), 1);
+}
+
+#[test]
+fn a_newer_open_in_the_slot_means_the_copy_of_the_older_was_lost() {
+    let mut held = HeldOpens::default();
+    taken(&mut held, open(7, 100, 3));
+    taken(&mut held, open(7, 200, 4));
+    assert_eq!(held.copies_lost_so_far(), 1);
+    // The newer one's copy comes: nothing more.
+    assert!(!held.admit(&open(7, 200, 4)));
+    assert_eq!(held.copies_lost(&[]), 1);
+}
+
+#[test]
+fn at_the_end_a_taken_open_gone_from_its_slot_without_a_copy_was_lost() {
+    let mut held = HeldOpens::default();
+    taken(&mut held, open(7, 100, 3));
+    taken(&mut held, open(8, 100, 3));
+    // Process 7 still holds its open (an attached process left running): not flushed.
+    assert_eq!(held.copies_lost(&[open(7, 100, 3)]), 1);
+    assert_eq!(held.copies_lost(&[open(7, 100, 3), open(8, 100, 3)]), 0);
+}
+
 fn slot(held: u32, seal: u64, time: u64) -> TrackedProcess {
     TrackedProcess {
         held,
