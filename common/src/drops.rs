@@ -72,11 +72,15 @@ pub enum DropReason {
     /// ([`EventKind::HeapFreed`]): the reader keeps that stack until it is evicted for room.
     /// No count is touched.
     RingFullHeapFreed = 21,
+    /// `--heap`: the reader let go of a live block's stack to keep its store bounded (the
+    /// oldest first): that block is apportioned among its caller's sampled sites, or named
+    /// by its caller. Counted by the reader, never by the kernel.
+    HeapStackEvicted = 22,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -102,6 +106,7 @@ impl DropReason {
         DropReason::RingFullFdStack,
         DropReason::RingFullHeapStack,
         DropReason::RingFullHeapFreed,
+        DropReason::HeapStackEvicted,
     ];
 
     /// The slot in the `LOST` array.
@@ -134,6 +139,7 @@ impl DropReason {
             DropReason::RingFullFdStack => "ring_full_fd_stack",
             DropReason::RingFullHeapStack => "ring_full_heap_stack",
             DropReason::RingFullHeapFreed => "ring_full_heap_freed",
+            DropReason::HeapStackEvicted => "heap_stack_evicted",
         }
     }
 
@@ -156,6 +162,7 @@ impl DropReason {
                 | DropReason::RingFullFdStack
                 | DropReason::RingFullHeapStack
                 | DropReason::RingFullHeapFreed
+                | DropReason::HeapStackEvicted
         )
     }
 

@@ -293,7 +293,12 @@ impl Drainer {
         };
         let heap_drops = of(|r| r.is_heap());
         // A stack dropped costs its call's frames, not the call: reported apart.
-        let stacks_dropped = of(|r| r.is_stack_only());
+        let mut stacks_dropped = of(|r| r.is_stack_only());
+        // The reader's own drops: live blocks' stacks let go of for room.
+        let evicted = self.heap_stacks.counts.evicted;
+        if evicted > 0 {
+            stacks_dropped.push((DropReason::HeapStackEvicted, evicted));
+        }
         let lost_by_reason = of(|r| r.loses_an_event());
         let lost = |reason| {
             lost_by_reason
