@@ -64,10 +64,12 @@ impl HeapStacks {
     }
 
     /// The stack of the allocator call `tgid` entered at `stack_ns`, unwound to `frames`
-    /// (innermost first).
+    /// (innermost first). Its first frame is the allocator's own entry, which is no site
+    /// even when it is the program's code (a program's own `operator new`, a statically
+    /// linked allocator): the site folds the frames of its callers.
     pub(crate) fn arrived(&mut self, tgid: u32, stack_ns: u64, frames: &[Frame]) {
         self.counts.arrived += 1;
-        let Some(site) = SiteStack::fold(frames) else {
+        let Some(site) = SiteStack::fold(callers(frames)) else {
             self.counts.empty += 1;
             return;
         };
@@ -91,6 +93,7 @@ impl HeapStacks {
         self.by_time.get(&(stack_ns, tgid)).cloned()
     }
 
+    /// Stacks kept now.
     pub(crate) fn len(&self) -> usize {
         self.by_time.len()
     }
@@ -113,6 +116,15 @@ impl HeapStacks {
         if self.sites.len() > self.by_time.len() {
             self.sites.retain(|site| Arc::strong_count(site) > 1);
         }
+    }
+}
+
+/// `frames` without the allocator's own frame: the first one the unwinder found, with the
+/// functions inlined into it (none at a function's entry, but a symbolizer may say so).
+fn callers(frames: &[Frame]) -> &[Frame] {
+    match frames.iter().position(|frame| !frame.inlined) {
+        Some(entry) => &frames[entry + 1..],
+        None => &[],
     }
 }
 
@@ -162,6 +174,27 @@ mod tests {
                 empty: 0
             }
         );
+    }
+
+    #[test]
+    fn the_allocator_s_own_frame_is_no_site_even_in_the_program_s_code() {
+        let mut stacks = HeapStacks::default();
+        // The program's own operator new, entered from leak_item.
+        let own_new = [
+            Frame::named("operator new(unsigned long)"),
+            Frame::named("leak_item(long)"),
+            Frame::named("main"),
+        ];
+        stacks.arrived(1, 5, &own_new);
+        let site = stacks.site(1, 5).unwrap();
+        assert_eq!(&*site.frames[0].function, "leak_item(long)");
+        // libc's malloc entered from leak_thirty: nothing folded above it.
+        stacks.arrived(1, 6, &stack("leak_thirty"));
+        assert!(stacks.site(1, 6).unwrap().folded.is_empty());
+        // A stack of the entry alone names nothing.
+        stacks.arrived(1, 7, &own_new[..1]);
+        assert_eq!(stacks.site(1, 7), None);
+        assert_eq!(stacks.counts.empty, 1);
     }
 
     #[test]
