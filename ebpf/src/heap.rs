@@ -8,9 +8,12 @@
 //!   adds it to the process's [`HEAP_TOTALS`].
 //! - `heap_free` (uprobe on every freeing symbol) removes it and subtracts it.
 //!
-//! Nothing goes through the ring: the iteration marker carries the totals, userspace reads
-//! the survivors out of [`HEAP_LIVE`] at the end, and each free counts its block's lifetime
-//! in [`HEAP_LIFETIMES`].
+//! The counts never go through the ring: the iteration marker carries the totals, userspace
+//! reads the survivors out of [`HEAP_LIVE`] at the end, and each free counts its block's
+//! lifetime in [`HEAP_LIFETIMES`]. Only sampled stacks do: `heap_enter` sends the user stack
+//! of some calls (`--stack-rate`, the ring's share for stacks: [`crate::ustack`]) and the
+//! block carries the entry's time ([`HeapLive::stack_ns`]); when such a block ends, a
+//! header-only [`EventKind::HeapFreed`] tells the reader to drop its stack.
 
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_xadd};
 
