@@ -64,11 +64,23 @@ pub enum DropReason {
     /// ([`EventKind::UserStack`]): the call's own record goes without it, so its fd site
     /// has no frames (the fd is counted all the same).
     RingFullFdStack = 19,
+    /// `--heap`: the ring buffer was full for the stack of an allocator call
+    /// ([`EventKind::HeapStack`]): the block is recorded without it (its survivors are
+    /// apportioned to the caller's sampled sites, or keep the caller's frame).
+    RingFullHeapStack = 20,
+    /// `--heap`: the ring buffer was full for the news that a block with a stack was freed
+    /// ([`EventKind::HeapFreed`]): the reader keeps that stack until it is evicted for room.
+    /// No count is touched.
+    RingFullHeapFreed = 21,
+    /// `--heap`: the reader let go of a live block's stack to keep its store bounded (the
+    /// oldest first): that block is apportioned among its caller's sampled sites, or named
+    /// by its caller. Counted by the reader, never by the kernel.
+    HeapStackEvicted = 22,
 }
 
 impl DropReason {
     /// Slots in the `LOST` array.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 23;
 
     /// Every reason, in slot order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -92,6 +104,9 @@ impl DropReason {
         DropReason::HeapLiveFull,
         DropReason::HeapInflightFull,
         DropReason::RingFullFdStack,
+        DropReason::RingFullHeapStack,
+        DropReason::RingFullHeapFreed,
+        DropReason::HeapStackEvicted,
     ];
 
     /// The slot in the `LOST` array.
@@ -122,6 +137,9 @@ impl DropReason {
             DropReason::HeapLiveFull => "heap_live_map_full",
             DropReason::HeapInflightFull => "heap_inflight_map_full",
             DropReason::RingFullFdStack => "ring_full_fd_stack",
+            DropReason::RingFullHeapStack => "ring_full_heap_stack",
+            DropReason::RingFullHeapFreed => "ring_full_heap_freed",
+            DropReason::HeapStackEvicted => "heap_stack_evicted",
         }
     }
 
@@ -139,7 +157,12 @@ impl DropReason {
     pub const fn is_stack_only(self) -> bool {
         matches!(
             self,
-            DropReason::RingFullStack | DropReason::StackScratchBusy | DropReason::RingFullFdStack
+            DropReason::RingFullStack
+                | DropReason::StackScratchBusy
+                | DropReason::RingFullFdStack
+                | DropReason::RingFullHeapStack
+                | DropReason::RingFullHeapFreed
+                | DropReason::HeapStackEvicted
         )
     }
 
@@ -165,6 +188,8 @@ impl DropReason {
             EventKind::OpenClosed => DropReason::RingFullPath,
             // Never a header-only record either: sent with its stack or not at all.
             EventKind::UserStack => DropReason::RingFullFdStack,
+            EventKind::HeapStack => DropReason::RingFullHeapStack,
+            EventKind::HeapFreed => DropReason::RingFullHeapFreed,
         }
     }
 }

@@ -31,11 +31,20 @@ pub enum EventKind {
     /// reader gives it to the record of the same thread with the same time, and drops it
     /// when that open was paired with its close ([`EventKind::OpenClosed`]) or never came.
     UserStack = 8,
+    /// `--heap`: the user stack at an allocator call's entry (sampled, as the fd stacks
+    /// are): a [`crate::UserStackEvent`] whose header has the entry's `ktime_ns`, `tgid` and
+    /// `tid`. The block it makes carries the same time in [`crate::heap::HeapLive::stack_ns`],
+    /// so the survivors read at the end find their stacks by (tgid, time).
+    HeapStack = 9,
+    /// `--heap`: a block whose stack was sent ([`EventKind::HeapStack`]) was freed (or its
+    /// allocation failed): header only, `aux` is the block's `stack_ns`. The reader drops
+    /// that stack, so it keeps only the stacks of live blocks.
+    HeapFreed = 10,
 }
 
 impl EventKind {
     /// Every kind, in wire order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Syscall,
         EventKind::Fork,
         EventKind::Exec,
@@ -44,6 +53,8 @@ impl EventKind {
         EventKind::Failed,
         EventKind::OpenClosed,
         EventKind::UserStack,
+        EventKind::HeapStack,
+        EventKind::HeapFreed,
     ];
 }
 
@@ -66,6 +77,8 @@ impl TryFrom<u32> for EventKind {
             6 => EventKind::Failed,
             7 => EventKind::OpenClosed,
             8 => EventKind::UserStack,
+            9 => EventKind::HeapStack,
+            10 => EventKind::HeapFreed,
             other => return Err(UnknownKind(other)),
         })
     }
@@ -80,7 +93,7 @@ mod tests {
         // A change here is a wire-format change: kernel objects and readers of other
         // versions would misread each other.
         let values = EventKind::ALL.map(|kind| kind as u32);
-        assert_eq!(values, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(values, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     }
 
     #[test]
@@ -92,7 +105,7 @@ mod tests {
 
     #[test]
     fn values_outside_the_enum_are_refused_with_the_value() {
-        for value in [0, 9, 99, u32::MAX] {
+        for value in [0, 11, 99, u32::MAX] {
             assert_eq!(EventKind::try_from(value), Err(UnknownKind(value)));
         }
     }

@@ -146,6 +146,9 @@ pub struct HeapInflight {
     pub _pad: u32,
     /// When the wrapper was entered (see [`WRAPPER_STALE_NS`]).
     pub entry_ns: u64,
+    /// The entry's `ktime_ns` when its user stack was sent ([`crate::EventKind::HeapStack`]),
+    /// else 0: handed on to [`HeapLive::stack_ns`].
+    pub stack_ns: u64,
 }
 
 /// The key of a live allocation (`maps::HEAP_LIVE`).
@@ -171,6 +174,9 @@ pub struct HeapLive {
     pub tid: u32,
     /// Its [`HeapKind`].
     pub kind: u32,
+    /// Nonzero: the user stack of the allocator call that made it was sent with this time
+    /// ([`crate::EventKind::HeapStack`]); the reader finds it by (tgid, `stack_ns`).
+    pub stack_ns: u64,
 }
 
 /// Per-process totals (`maps::HEAP_TOTALS`, keyed by tgid), changed with atomic adds: every

@@ -341,9 +341,9 @@ const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PAT
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 76);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
 const _: () = assert!(core::mem::size_of::<heap::HeapKey>() == 16);
-const _: () = assert!(core::mem::size_of::<heap::HeapLive>() == 40);
+const _: () = assert!(core::mem::size_of::<heap::HeapLive>() == 48);
 const _: () = assert!(core::mem::size_of::<heap::HeapTotals>() == 72);
-const _: () = assert!(core::mem::size_of::<heap::HeapInflight>() == 40 + 40 + 8 + 16);
+const _: () = assert!(core::mem::size_of::<heap::HeapInflight>() == 40 + 48 + 8 + 16 + 8);
 const _: () = assert!(
     core::mem::size_of::<lifetime_buckets::HeapLifetimes>() == 2 * 8 * lifetime_buckets::BUCKETS
 );

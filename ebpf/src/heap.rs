@@ -8,9 +8,12 @@
 //!   adds it to the process's [`HEAP_TOTALS`].
 //! - `heap_free` (uprobe on every freeing symbol) removes it and subtracts it.
 //!
-//! Nothing goes through the ring: the iteration marker carries the totals, userspace reads
-//! the survivors out of [`HEAP_LIVE`] at the end, and each free counts its block's lifetime
-//! in [`HEAP_LIFETIMES`].
+//! The counts never go through the ring: the iteration marker carries the totals, userspace
+//! reads the survivors out of [`HEAP_LIVE`] at the end, and each free counts its block's
+//! lifetime in [`HEAP_LIFETIMES`]. Only sampled stacks do: `heap_enter` sends the user stack
+//! of some calls (`--stack-rate`, the ring's share for stacks: [`crate::ustack`]) and the
+//! block carries the entry's time ([`HeapLive::stack_ns`]); when such a block ends, a
+//! header-only [`EventKind::HeapFreed`] tells the reader to drop its stack.
 
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_xadd};
 
@@ -23,7 +26,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use leakscope_common::{
-    DropReason, globals,
+    DropReason, Event, EventKind, globals,
     heap::{
         COOKIE_WRAPPER, HeapInflight, HeapKey, HeapKind, HeapLive, HeapTotals, WRAPPER_STALE_NS,
     },
@@ -31,7 +34,12 @@ use leakscope_common::{
     maps, programs, same_name,
 };
 
-use crate::{count_lost, current_ids, tracked};
+use crate::{
+    count_lost, current_ids,
+    emit::emit,
+    tracked,
+    ustack::{UserRegs, emit_heap_stack},
+};
 
 /// `n * size`, or `u64::MAX` when it overflows (the call then fails and records nothing).
 /// In 32-bit halves: `checked_mul` (and `n > MAX / size`, which LLVM turns into it) needs a
@@ -141,6 +149,8 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
     let now = unsafe { bpf_ktime_get_ns() };
     // The caller of a wrapper (operator new) this call runs inside, if any.
     let mut wrapped_caller = 0;
+    // ... and the stack sent at the wrapper's entry, which is this allocation's.
+    let mut wrapped_stack_ns = 0;
     if let Some(stash) = HEAP_INFLIGHT.get_ptr_mut(tid) {
         let (entry_sp, wrapper) = unsafe { ((*stash).entry_sp, (*stash).wrapper != 0) };
         // Lower on the stack than the outermost call: nested inside it.
@@ -156,6 +166,7 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
             && now.saturating_sub(unsafe { (*stash).entry_ns }) < WRAPPER_STALE_NS
         {
             wrapped_caller = unsafe { (*stash).caller };
+            wrapped_stack_ns = unsafe { (*stash).stack_ns };
         }
         // Else its return was never seen (a thread unwound out of it): replace it.
     }
@@ -194,7 +205,23 @@ pub fn heap_enter(ctx: ProbeContext) -> u32 {
         _pad: 0,
         entry_ns: now,
         old: HeapLive::default(),
+        stack_ns: wrapped_stack_ns,
     };
+    // A sampled stack of the call, from the allocator's entry: the caller's pc alone names
+    // a wrapper's code (Rust's `__rust_alloc`, libc's `strdup`), the stack names the
+    // program's function further up.
+    if wrapped_caller == 0 {
+        let regs = unsafe {
+            UserRegs {
+                ip: (*ctx.regs).rip,
+                sp,
+                bp: (*ctx.regs).rbp,
+            }
+        };
+        if emit_heap_stack(tgid, tid, now, &regs) {
+            stash.stack_ns = now;
+        }
+    }
     // realloc frees its old block now, not at return: by then another thread may have been
     // handed the same address.
     if matches!(kind, HeapKind::Realloc | HeapKind::ReallocArray) && a0 != 0 {
@@ -253,13 +280,27 @@ pub fn heap_return(ctx: RetProbeContext) -> u32 {
     if stash.old_addr != 0 {
         if old_kept {
             record(tgid, stash.old_addr, &stash.old);
-        } else if let Some(t) = HEAP_TOTALS.get_ptr_mut(tgid)
-            && stash.old.alloc_ns >= unsafe { (*t).epoch_ns }
-        {
-            lifetime_ended(&stash.old, unsafe { (*t).iteration });
+        } else {
+            stack_freed(tgid, tid, &stash.old);
+            if let Some(t) = HEAP_TOTALS.get_ptr_mut(tgid)
+                && stash.old.alloc_ns >= unsafe { (*t).epoch_ns }
+            {
+                lifetime_ended(&stash.old, unsafe { (*t).iteration });
+            }
         }
     }
     if addr == 0 {
+        if stash.stack_ns != 0 {
+            // No block: its stack names nothing.
+            stack_freed(
+                tgid,
+                tid,
+                &HeapLive {
+                    stack_ns: stash.stack_ns,
+                    ..HeapLive::default()
+                },
+            );
+        }
         return 0;
     }
     let Some(t) = totals(tgid) else {
@@ -272,6 +313,7 @@ pub fn heap_return(ctx: RetProbeContext) -> u32 {
         caller: stash.caller,
         tid,
         kind: stash.kind,
+        stack_ns: stash.stack_ns,
     };
     record(tgid, addr, &live);
     0
@@ -300,9 +342,11 @@ fn record(tgid: u32, addr: u64, live: &HeapLive) {
                     release(tgid, &stale, false);
                     add_u(unsafe { &raw mut (*t).missed_frees }, 1);
                 }
+                stack_freed(tgid, live.tid, &stale);
                 if HEAP_LIVE.insert(&key, live, BPF_ANY as u64).is_err() {
                     count_lost(DropReason::HeapLiveFull);
                     add_u(unsafe { &raw mut (*t).unrecorded }, 1);
+                    stack_freed(tgid, live.tid, live);
                     return;
                 }
             }
@@ -310,6 +354,7 @@ fn record(tgid: u32, addr: u64, live: &HeapLive) {
                 // Not in the totals either: a free of it could never be paired.
                 count_lost(DropReason::HeapLiveFull);
                 add_u(unsafe { &raw mut (*t).unrecorded }, 1);
+                stack_freed(tgid, live.tid, live);
                 return;
             }
         }
@@ -317,6 +362,23 @@ fn record(tgid: u32, addr: u64, live: &HeapLive) {
     add(unsafe { &raw mut (*t).live_bytes }, live.size as i64);
     add(unsafe { &raw mut (*t).live_count }, 1);
     add_u(unsafe { &raw mut (*t).allocs }, 1);
+}
+
+/// `live` (out of [`HEAP_LIVE`], or never in it) ended: if its stack was sent, the reader
+/// is told to drop it ([`EventKind::HeapFreed`]), so it keeps only live blocks' stacks.
+#[inline(always)]
+fn stack_freed(tgid: u32, tid: u32, live: &HeapLive) {
+    if live.stack_ns == 0 {
+        return;
+    }
+    let mut event = Event::new(
+        EventKind::HeapFreed,
+        unsafe { bpf_ktime_get_ns() },
+        tgid,
+        tid,
+    );
+    event.aux = live.stack_ns;
+    emit(event);
 }
 
 /// Takes `live` (already out of [`HEAP_LIVE`]) off the totals; `freed_now`: it was freed
@@ -353,7 +415,7 @@ fn lifetime_ended(live: &HeapLive, iteration: u64) {
 
 #[uprobe]
 pub fn heap_free(ctx: ProbeContext) -> u32 {
-    let (tgid, _) = current_ids();
+    let (tgid, tid) = current_ids();
     let addr = arg(&ctx, 0);
     if addr == 0 || tracked(tgid).is_none() {
         return 0;
@@ -369,6 +431,7 @@ pub fn heap_free(ctx: ProbeContext) -> u32 {
     // Only the thread whose remove succeeds subtracts it.
     if HEAP_LIVE.remove(&key).is_ok() {
         release(tgid, &live, true);
+        stack_freed(tgid, tid, &live);
     }
     0
 }

@@ -140,6 +140,22 @@ pub(crate) fn emit_fd_stack(event: &Event, regs: &UserRegs) {
     }
 }
 
+/// `--heap`: sends the user stack at an allocator call's entry ([`EventKind::HeapStack`],
+/// with the entry's time, tgid and tid), under the same share of the ring and `--stack-rate`
+/// as the syscalls' stacks. Whether it went: only then does the block carry its time.
+#[inline(always)]
+pub(crate) fn emit_heap_stack(tgid: u32, tid: u32, now_ns: u64, regs: &UserRegs) -> bool {
+    let header = Event::new(EventKind::HeapStack, now_ns, tgid, tid);
+    match send_stack(header, regs) {
+        Ok(()) => true,
+        Err(NotSent::RingFull) => {
+            count_lost(DropReason::RingFullHeapStack);
+            false
+        }
+        Err(NotSent::NotWanted | NotSent::Busy) => false,
+    }
+}
+
 /// Builds a [`UserStackEvent`] with `event` as its header and sends it, when the ring's
 /// share for stacks and this CPU's bucket allow.
 #[inline(always)]

@@ -225,6 +225,11 @@ pub(crate) enum Record {
     /// The user stack of an fd-returning call, sent just before the call's own record
     /// ([`EventKind::UserStack`]): the drain gives it to that record.
     Stack(CallStack),
+    /// `--heap`: the user stack at an allocator call's entry ([`EventKind::HeapStack`]);
+    /// `time_ns` is the entry's, which the block it made carries.
+    HeapStack(CallStack),
+    /// `--heap`: the block whose stack was sent at `stack_ns` ended ([`EventKind::HeapFreed`]).
+    HeapFreed { tgid: u32, stack_ns: u64 },
 }
 
 /// The stack of the call that thread `tid` of `tgid` made at `time_ns`.
@@ -254,6 +259,20 @@ pub(crate) fn decode_record(record: &[u8], page_size: u64) -> Result<Record, Dec
                 stack: Box::new(stack),
             }))
         }
+        Ok(EventKind::HeapStack) => {
+            let stack = read_user_stack(record)?.ok_or(DecodeError::Short(record.len()))?;
+            Ok(Record::HeapStack(CallStack {
+                tgid: header.tgid,
+                tid: header.tid,
+                time_ns: header.ktime_ns,
+                nr: 0,
+                stack: Box::new(stack),
+            }))
+        }
+        Ok(EventKind::HeapFreed) => Ok(Record::HeapFreed {
+            tgid: header.tgid,
+            stack_ns: header.aux,
+        }),
         _ => Ok(Record::Events(Decoded {
             first: decode_header(&header, record, page_size)?,
             close: None,
@@ -312,7 +331,9 @@ pub(crate) fn decode(record: &[u8], page_size: u64) -> Result<Event, DecodeError
 fn first_event(record: Record, header: &wire::Event) -> Result<Event, DecodeError> {
     match record {
         Record::Events(decoded) => Ok(decoded.first),
-        Record::Stack(_) => Err(DecodeError::UnknownKind(UnknownKind(header.kind))),
+        Record::Stack(_) | Record::HeapStack(_) | Record::HeapFreed { .. } => {
+            Err(DecodeError::UnknownKind(UnknownKind(header.kind)))
+        }
     }
 }
 
@@ -341,7 +362,10 @@ fn decode_header(
         },
         EventKind::Failed => What::Failed(decode_failed(header)?),
         // Split (or set apart) by `decode_record` before it gets here.
-        EventKind::OpenClosed | EventKind::UserStack => {
+        EventKind::OpenClosed
+        | EventKind::UserStack
+        | EventKind::HeapStack
+        | EventKind::HeapFreed => {
             return Err(DecodeError::UnknownKind(UnknownKind(header.kind)));
         }
     };

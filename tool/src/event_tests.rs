@@ -325,6 +325,30 @@ fn an_fd_calls_stack_record_decodes_apart_with_its_thread_and_time() {
 }
 
 #[test]
+fn a_heap_stack_record_and_a_heap_freed_record_decode_apart() {
+    let mut record = stack_record(512, 0);
+    let header = wire_event(EventKind::HeapStack, 0, 0);
+    record[..size_of::<wire::Event>()].copy_from_slice(&bytes_of(&header));
+    let Record::HeapStack(stack) = decode_record(&record, 4096).unwrap() else {
+        panic!("not a heap stack record")
+    };
+    assert_eq!((stack.tgid, stack.tid, stack.time_ns), (100, 101, 42));
+    assert_eq!(stack.stack.bytes.len(), 512);
+    // Never a bare header.
+    let header_only = &record[..size_of::<wire::Event>()];
+    assert!(decode_record(header_only, 4096).is_err());
+    let mut freed = wire_event(EventKind::HeapFreed, 0, 0);
+    freed.aux = 41;
+    assert_eq!(
+        decode_record(&bytes_of(&freed), 4096),
+        Ok(Record::HeapFreed {
+            tgid: 100,
+            stack_ns: 41
+        })
+    );
+}
+
+#[test]
 fn an_fd_calls_stack_record_without_its_stack_is_refused() {
     let record = fd_stack_record(0);
     let header_only = &record[..size_of::<wire::Event>()];
@@ -436,7 +460,7 @@ fn open_record() -> PathEvent {
 fn events_of(record: Record) -> Decoded {
     match record {
         Record::Events(decoded) => decoded,
-        Record::Stack(stack) => panic!("a stack record: {stack:?}"),
+        other => panic!("not an event record: {other:?}"),
     }
 }
 

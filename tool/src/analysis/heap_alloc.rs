@@ -57,8 +57,15 @@ pub(crate) struct AllocSite {
     /// The caller lies in a system library (libc's strdup, libstdc++): the program's own
     /// frame is further up.
     pub(crate) system: bool,
-    /// The caller's frames, innermost inlined function first (empty when unknown).
+    /// The site's frames from its sampled stacks (from the program's first frame on), or
+    /// the caller's, innermost inlined function first (empty when unknown).
     pub(crate) frames: Vec<crate::stacks::Frame>,
+    /// The library and runtime frames above `frames` in the sampled stacks (empty for a
+    /// caller named by its pc alone).
+    pub(crate) folded: crate::stacks::Folded,
+    /// Of `count`, the allocations with no stack of their own, apportioned to this site
+    /// among its caller's sampled sites.
+    pub(crate) without_stack: u64,
     pub(crate) tgid: u32,
     pub(crate) count: u64,
     pub(crate) bytes: u64,
@@ -196,6 +203,13 @@ fn sites(ledger: &Ledger, iterations: &Iterations) -> Vec<AllocSite> {
                     .unwrap_or_else(|| format!("{:#x}", s.caller)),
                 system: s.system,
                 frames: s.frames.clone(),
+                folded: s
+                    .site
+                    .as_ref()
+                    .map_or_else(Default::default, |site| site.folded.clone()),
+                // Only the iterations' blocks are counted with markers; without, the
+                // apportioned share of the stretch counted.
+                without_stack: s.without_stack.min(count),
                 tgid: s.tgid,
                 count,
                 bytes,

@@ -130,13 +130,14 @@ fn without_markers_in_the_kernel_sites_count_what_was_made_between_the_boundarie
         caller,
         tid: PID,
         kind: 1,
+        stack_ns: 0,
     };
     let live = (0..100)
         .map(|i| (PID, allocation(1_001_500 + i * 1_000, 30, 0xb)))
         .chain(std::iter::once((PID, allocation(1_000_100, 4096, 0xa))));
     let totals = BTreeMap::from([(PID, HeapTotals::default())]);
     let mut snapshot = HeapSnapshot {
-        survivors: aggregate(live, &totals, span),
+        survivors: aggregate(live, &totals, span, |_, _| None),
         totals,
         span,
         unfollowed: 0,

@@ -1,9 +1,12 @@
 //! `--heap`: the allocator traced with uprobes (see `ebpf/src/heap.rs`): where the probes
-//! go ([`attach`]) and what the kernel's maps hold at the end ([`snapshot`]).
+//! go ([`attach`]), what the kernel's maps hold at the end ([`snapshot`]), the sampled
+//! stacks of live blocks ([`stacks`]) and how they name the survivors ([`apportion`]).
 
+pub(crate) mod apportion;
 pub(crate) mod attach;
 pub(crate) mod follow;
 pub(crate) mod snapshot;
+pub(crate) mod stacks;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use leakscope_common::heap::{HeapKey, HeapLive, HeapTotals};

@@ -3,8 +3,9 @@
 //! millions of blocks stays a handful of rows), and each process's totals.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::stacks::{Frame, FrameKind};
+use crate::stacks::{Frame, FrameKind, SiteStack};
 
 /// Survivors are also counted by when they were made, in this many equal stretches of the
 /// traced time, so iteration boundaries that are known only after tracing (paths, automatic
@@ -34,8 +35,53 @@ pub(crate) struct Survivors {
     /// Whether the caller lies in a system library (libc, libstdc++, the loader).
     pub(crate) system: bool,
     /// The caller's frames, innermost inlined function first, with file and line where
-    /// known; empty when its process's code was not known.
+    /// known; empty when its process's code was not known. From `site` when there is one.
     pub(crate) frames: Vec<Frame>,
+    /// The site of the sampled stacks these survivors were made at (the program's first
+    /// frames, [`super::stacks`]); `None`: no survivor of the caller had a stack, and the
+    /// caller's pc names them.
+    pub(crate) site: Option<Arc<SiteStack>>,
+    /// Of `in_loop_count`, the survivors without a stack of their own, apportioned to this
+    /// site among the caller's sampled sites ([`super::apportion`]).
+    pub(crate) without_stack: u64,
+}
+
+impl Survivors {
+    fn new(tgid: u32, caller: u64, site: Option<Arc<SiteStack>>) -> Survivors {
+        Survivors {
+            tgid,
+            caller,
+            site,
+            ..Survivors::default()
+        }
+    }
+
+    /// Counts one live block, made in stretch `bucket`, inside the iterations or not.
+    fn add(&mut self, size: u64, bucket: u64, in_loop: bool) {
+        self.count += 1;
+        self.bytes += size;
+        let slot = self.by_time.entry(bucket).or_default();
+        slot.0 += 1;
+        slot.1 += size;
+        if in_loop {
+            self.in_loop_count += 1;
+            self.in_loop_bytes += size;
+        }
+    }
+
+    /// Adds `other`'s counts to these (another caller's survivors of the same site).
+    pub(super) fn absorb(&mut self, other: &Survivors) {
+        self.count += other.count;
+        self.bytes += other.bytes;
+        self.in_loop_count += other.in_loop_count;
+        self.in_loop_bytes += other.in_loop_bytes;
+        self.without_stack += other.without_stack;
+        for (&bucket, &(count, bytes)) in &other.by_time {
+            let slot = self.by_time.entry(bucket).or_default();
+            slot.0 += count;
+            slot.1 += bytes;
+        }
+    }
 }
 
 /// The heap maps at the end of tracing.
@@ -59,7 +105,12 @@ pub(crate) struct HeapSnapshot {
 impl HeapSnapshot {
     /// Reads both maps; `since_ns` is when tracing began. Entries from before a process's
     /// last exec are skipped.
-    pub(crate) fn take(maps: &super::HeapMaps, since_ns: u64) -> HeapSnapshot {
+    /// `stacks` holds the sampled stacks of the live blocks.
+    pub(crate) fn take(
+        maps: &super::HeapMaps,
+        since_ns: u64,
+        stacks: &super::stacks::HeapStacks,
+    ) -> HeapSnapshot {
         let totals: BTreeMap<u32, HeapTotals> = maps.totals.iter().filter_map(Result::ok).collect();
         let span = (since_ns, crate::event::monotonic_now_ns().max(since_ns + 1));
         let live = maps
@@ -69,7 +120,7 @@ impl HeapSnapshot {
             .map(|(k, v)| (k.tgid, v));
         let (freed_ns, freed_iterations) = freed(maps);
         HeapSnapshot {
-            survivors: aggregate(live, &totals, span),
+            survivors: aggregate(live, &totals, span, |tgid, ns| stacks.site(tgid, ns)),
             totals,
             span,
             unfollowed: 0,
@@ -86,12 +137,16 @@ impl HeapSnapshot {
         (start + bucket * width, start + (bucket + 1) * width)
     }
 
-    /// Names each caller with `frames(tgid, address)`: the frames at the return address's
-    /// call instruction (looked up one byte before it), innermost inlined function first.
-    /// The innermost names the site, when a symbol names it.
+    /// Names each site by its sampled stack's frames, or when it has none, each caller
+    /// with `frames(tgid, address)`: the frames at the return address's call instruction
+    /// (looked up one byte before it), innermost inlined function first. The innermost
+    /// names the site, when a symbol names it.
     pub(crate) fn name_callers(&mut self, mut frames: impl FnMut(u32, u64) -> Vec<Frame>) {
         for survivors in &mut self.survivors {
-            survivors.frames = frames(survivors.tgid, survivors.caller.saturating_sub(1));
+            survivors.frames = match &survivors.site {
+                Some(site) => site.frames.to_vec(),
+                None => frames(survivors.tgid, survivors.caller.saturating_sub(1)),
+            };
             if let Some(first) = survivors.frames.first().filter(|f| f.is_named()) {
                 survivors.function = Some(first.function.to_string());
                 survivors.system = first.kind != FrameKind::User;
@@ -119,11 +174,12 @@ pub(crate) fn thirty_byte_survivors(tgid: u32, markers: u64) -> HeapSnapshot {
             caller: 0x401234,
             tid: tgid,
             kind: 1,
+            stack_ns: 0,
         };
         (tgid, block)
     });
     HeapSnapshot {
-        survivors: aggregate(live, &totals, (0, 1 << 20)),
+        survivors: aggregate(live, &totals, (0, 1 << 20), |_, _| None),
         totals,
         span: (0, 1 << 20),
         unfollowed: 0,
@@ -151,39 +207,62 @@ fn freed(maps: &super::HeapMaps) -> (Vec<u64>, Vec<u64>) {
     (ns, iterations)
 }
 
-/// Sums live allocations by (process, caller).
+/// Sums live allocations by (process, caller), and within a caller by the site of their
+/// sampled stacks (`site_of(tgid, stack_ns)`): the survivors of a caller that have no
+/// stack are apportioned to its sampled sites ([`super::apportion`]), or keep the caller
+/// when none was sampled. One site reached through several callers is one row.
 pub(crate) fn aggregate(
     live: impl Iterator<Item = (u32, HeapLive)>,
     totals: &BTreeMap<u32, HeapTotals>,
     (start, end): (u64, u64),
+    site_of: impl Fn(u32, u64) -> Option<Arc<SiteStack>>,
 ) -> Vec<Survivors> {
     let width = (end.saturating_sub(start)).div_ceil(TIME_BUCKETS).max(1);
-    let mut by_caller: BTreeMap<(u32, u64), Survivors> = BTreeMap::new();
+    let mut by_caller: BTreeMap<(u32, u64), super::apportion::Caller> = BTreeMap::new();
     for (tgid, allocation) in live {
         let process = totals.get(&tgid).copied().unwrap_or_default();
         if allocation.alloc_ns < process.epoch_ns {
             continue; // the image before the last exec
         }
-        let entry = by_caller
+        let caller = by_caller
             .entry((tgid, allocation.caller))
-            .or_insert_with(|| Survivors {
-                tgid,
-                caller: allocation.caller,
-                ..Survivors::default()
+            .or_insert_with(|| super::apportion::Caller {
+                unsampled: Survivors::new(tgid, allocation.caller, None),
+                sampled: BTreeMap::new(),
             });
-        entry.count += 1;
-        entry.bytes += allocation.size;
+        let site = (allocation.stack_ns != 0)
+            .then(|| site_of(tgid, allocation.stack_ns))
+            .flatten();
+        let entry = match site {
+            Some(site) => caller
+                .sampled
+                .entry(site.clone())
+                .or_insert_with(|| Survivors::new(tgid, allocation.caller, Some(site))),
+            None => &mut caller.unsampled,
+        };
         // Made before tracing began (attach): stretch 0; after the snapshot's end: the last.
         let bucket = (allocation.alloc_ns.saturating_sub(start) / width).min(TIME_BUCKETS - 1);
-        let slot = entry.by_time.entry(bucket).or_default();
-        slot.0 += 1;
-        slot.1 += allocation.size;
-        if allocation.alloc_iter >= 1 && allocation.alloc_iter < process.iteration {
-            entry.in_loop_count += 1;
-            entry.in_loop_bytes += allocation.size;
+        let in_loop = allocation.alloc_iter >= 1 && allocation.alloc_iter < process.iteration;
+        entry.add(allocation.size, bucket, in_loop);
+    }
+    let mut unnamed = Vec::new();
+    let mut by_site: BTreeMap<(u32, Arc<SiteStack>), Survivors> = BTreeMap::new();
+    for caller in by_caller.into_values() {
+        for survivors in caller.apportioned() {
+            match &survivors.site {
+                Some(site) => match by_site.entry((survivors.tgid, site.clone())) {
+                    std::collections::btree_map::Entry::Occupied(mut known) => {
+                        known.get_mut().absorb(&survivors);
+                    }
+                    std::collections::btree_map::Entry::Vacant(new) => {
+                        new.insert(survivors);
+                    }
+                },
+                None => unnamed.push(survivors),
+            }
         }
     }
-    let mut survivors: Vec<Survivors> = by_caller.into_values().collect();
+    let mut survivors: Vec<Survivors> = by_site.into_values().chain(unnamed).collect();
     survivors.sort_by(|a, b| {
         (b.in_loop_bytes, b.bytes)
             .cmp(&(a.in_loop_bytes, a.bytes))
@@ -205,6 +284,7 @@ mod tests {
             caller,
             tid: 1,
             kind: 1,
+            stack_ns: 0,
         }
     }
 
@@ -227,7 +307,7 @@ mod tests {
             // The image before the exec: skipped.
             (7, allocation(1000, 3, 0xb, 50)),
         ];
-        let survivors = aggregate(live.into_iter(), &totals, (0, 2560));
+        let survivors = aggregate(live.into_iter(), &totals, (0, 2560), |_, _| None);
         assert_eq!(survivors.len(), 2);
         let leak = &survivors[0];
         assert_eq!((leak.caller, leak.count, leak.bytes), (0xb, 3, 90));

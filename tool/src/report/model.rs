@@ -187,6 +187,9 @@ pub(crate) struct HeapCallerReport {
     pub(crate) bytes: u64,
     pub(crate) bytes_per_iteration: f64,
     pub(crate) allocations_per_iteration: f64,
+    /// Of `allocations`, those that had no stack of their own: given to this site in
+    /// proportion to the sampled stacks of their allocator caller.
+    pub(crate) without_stack: u64,
     /// The caller's frames as the text report lays them out (text only).
     #[serde(skip)]
     pub(crate) stack: Option<ShownStack>,
@@ -204,11 +207,13 @@ impl HeapCallerReport {
             bytes: site.bytes,
             bytes_per_iteration: site.bytes_per_iteration,
             allocations_per_iteration: site.allocations_per_iteration,
-            // One return address: its inlined functions, nothing folded above them.
+            without_stack: site.without_stack,
+            // The sampled stacks' site (what was folded above it), or one return address:
+            // its inlined functions, nothing folded above them.
             stack: known.then(|| ShownStack {
                 head: site.function.clone(),
                 frames: site.frames.as_slice().into(),
-                folded: Default::default(),
+                folded: site.folded.clone(),
             }),
         }
     }

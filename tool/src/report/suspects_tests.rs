@@ -202,6 +202,7 @@ fn heap(verdict: Verdict, bytes_per_iteration: f64) -> HeapReport {
             bytes: 60_000,
             bytes_per_iteration,
             allocations_per_iteration: 1.0,
+            without_stack: 0,
             stack: None,
         }],
         lifetime_ns: Default::default(),

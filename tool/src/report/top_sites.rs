@@ -88,9 +88,13 @@ impl Report {
         if let Some(heap) = allocated {
             let leaking = heap.verdict == Verdict::Leak;
             for site in heap.sites.iter().take(SITES_SHOWN) {
+                let unstacked = match site.without_stack {
+                    0 => String::new(),
+                    n => format!(", {n} of them recorded without a stack"),
+                };
                 writeln!(
                     out,
-                    "  heap    {:>9} in {} allocations by {}{}  ({}, {})",
+                    "  heap    {:>9} in {} allocations by {}{}  ({}, {}{unstacked})",
                     units::bytes(site.bytes as f64),
                     site.allocations,
                     site.site,

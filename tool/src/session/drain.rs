@@ -40,6 +40,8 @@ pub(super) struct Drainer {
     held: HeldOpens,
     /// Stacks of fd-returning calls waiting for their call's record.
     fd_stacks: PendingStacks,
+    /// `--heap`: the sampled stacks of live blocks, unwound on arrival.
+    heap_stacks: crate::heap::stacks::HeapStacks,
     pub(super) followed: Followed,
     polls: u32,
     pub(super) namer: StackNamer,
@@ -68,6 +70,7 @@ impl Drainer {
             positions,
             held: HeldOpens::default(),
             fd_stacks: PendingStacks::default(),
+            heap_stacks: Default::default(),
             namer: StackNamer::default(),
             page_size: procfs::page_size(),
             undecodable: 0,
@@ -144,6 +147,18 @@ impl Drainer {
                 Ok(event::Record::Events(decoded)) => decoded,
                 Ok(event::Record::Stack(stack)) => {
                     self.fd_stacks.park(stack);
+                    continue;
+                }
+                Ok(event::Record::HeapStack(stack)) => {
+                    // Unwound now, while the process is surely there; only its site is kept.
+                    let frames =
+                        self.namer
+                            .unwound(stack.tgid, stack.stack.regs, &stack.stack.bytes);
+                    self.heap_stacks.arrived(stack.tgid, stack.time_ns, &frames);
+                    continue;
+                }
+                Ok(event::Record::HeapFreed { tgid, stack_ns }) => {
+                    self.heap_stacks.freed(tgid, stack_ns);
                     continue;
                 }
                 Err(_) => {
@@ -278,7 +293,12 @@ impl Drainer {
         };
         let heap_drops = of(|r| r.is_heap());
         // A stack dropped costs its call's frames, not the call: reported apart.
-        let stacks_dropped = of(|r| r.is_stack_only());
+        let mut stacks_dropped = of(|r| r.is_stack_only());
+        // The reader's own drops: live blocks' stacks let go of for room.
+        let evicted = self.heap_stacks.counts.evicted;
+        if evicted > 0 {
+            stacks_dropped.push((DropReason::HeapStackEvicted, evicted));
+        }
         let lost_by_reason = of(|r| r.loses_an_event());
         let lost = |reason| {
             lost_by_reason
@@ -297,9 +317,20 @@ impl Drainer {
                 counts.stale,
                 counts.evicted
             );
+            let heap = self.heap_stacks.counts;
+            eprintln!(
+                "leakscope: heap stacks: {} arrived, {} kept at the end, {} dropped as their \
+                 block ended, {} evicted for room, {} unwound to nothing",
+                heap.arrived,
+                self.heap_stacks.len(),
+                heap.freed,
+                heap.evicted,
+                heap.empty
+            );
         }
         let heap = probes.heap_maps().map(|maps| {
-            let mut snapshot = crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns);
+            let mut snapshot =
+                crate::heap::snapshot::HeapSnapshot::take(maps, self.since_ns, &self.heap_stacks);
             snapshot.unfollowed = self.heap.as_ref().map_or(0, |h| h.unfollowed);
             snapshot.dropped = heap_drops.iter().map(|(_, n)| n).sum();
             snapshot.name_callers(|tgid, address| self.namer.frames_at(tgid, address));

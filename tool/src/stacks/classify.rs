@@ -46,6 +46,11 @@ const RUNTIME_PREFIXES: &[&str] = &[
     "<std::",
     "<core::",
     "<alloc::",
+    // Rust's allocator shims (`__rust_alloc` -> `__rdl_alloc`, or `__rg_alloc` for a
+    // `#[global_allocator]`): the program's code calls them through `alloc::alloc`.
+    "__rust_",
+    "__rdl_",
+    "__rg_",
     "node::",
     "v8::",
     "uv_",
