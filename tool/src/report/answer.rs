@@ -2,6 +2,7 @@
 //! evidence that matters (rate and where), or how small a leak the run could have seen.
 
 use super::model::{LimitHitReport, Report, ResourceReport};
+use super::sites::SiteReport;
 use super::text::none_created;
 use crate::{analysis::trend::Verdict, iterations::IterationSource, units};
 
@@ -220,7 +221,7 @@ impl Report {
                 leaks.push(format!(
                     "{name} leak: {}{bytes}{}{}",
                     units::per_iteration(units::count_rate(class.leaked_per_iteration)),
-                    top_site(class, false),
+                    top_site(class, class.count_verdict != Verdict::Leak),
                     limit_text(class.limit_hit.as_ref(), None)
                 ));
             }
@@ -349,21 +350,40 @@ pub(crate) fn shell_quote(path: &str) -> String {
     quoted
 }
 
-/// ", all at SITE" when one site holds (nearly) the whole leak, ", most at SITE" otherwise.
-/// `by_bytes` compares bytes (a mapping that grows) instead of counts.
-fn top_site(class: &ResourceReport, by_bytes: bool) -> String {
-    let Some(site) = class.sites.first() else {
+/// ", all at SITE" when one site holds (nearly) the whole leak, ", most at SITE" when it
+/// holds more than half, ", largest share at SITE" otherwise. The share is of what all the
+/// class's sites retain per iteration, in the same measure: the class's own rate comes from
+/// its judged window, a site's from its total, so the two do not compare. `by_bytes`
+/// compares bytes (a mapping that grows, a file that is written) instead of counts.
+pub(super) fn top_site(class: &ResourceReport, by_bytes: bool) -> String {
+    let measure = |site: &SiteReport| {
+        if by_bytes {
+            site.bytes_leaked_per_iteration.unwrap_or(0.0)
+        } else {
+            site.leaked_per_iteration
+        }
+        .max(0.0)
+    };
+    let Some(site) = class
+        .sites
+        .iter()
+        .max_by(|a, b| measure(a).total_cmp(&measure(b)))
+    else {
         return String::new();
     };
-    let (top, all) = if by_bytes {
-        (
-            site.bytes_leaked_per_iteration.unwrap_or(0.0),
-            class.bytes_leaked_per_iteration.unwrap_or(0.0),
-        )
+    let all: f64 = class.sites.iter().map(measure).sum();
+    if all <= 0.0 {
+        // No site retains anything in this measure: none to name.
+        return String::new();
+    }
+    let top = measure(site);
+    let share = if top >= all * 0.95 {
+        "all"
+    } else if top > all * 0.5 {
+        "most"
     } else {
-        (site.leaked_per_iteration, class.leaked_per_iteration)
+        "largest share"
     };
-    let share = if top >= all * 0.95 { "all" } else { "most" };
     format!(", {share} at {}", site.site)
 }
 

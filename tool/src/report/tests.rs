@@ -344,3 +344,37 @@ fn both_exporters_render_the_ending_and_projection_the_report_owns() {
     // One model: the JSON's answer is the text's.
     assert!(text.contains(&format!("answer: {}", json["answer"].as_str().unwrap())));
 }
+
+#[test]
+fn the_answer_names_a_site_by_its_share_of_what_the_sites_retain() {
+    use super::answer::top_site;
+    let report = leaking_run(TargetExit::Code(0));
+    let mut class = report.classes.fd.clone();
+    let mut site = class.sites[0].clone();
+    // A file class that leaks bytes, not files: two files written at about the same rate,
+    // each above the class's own (window) rate.
+    class.leaked_per_iteration = 0.0;
+    class.bytes_leaked_per_iteration = Some(2100.0);
+    site.leaked_per_iteration = 0.02;
+    site.bytes_leaked_per_iteration = Some(2562.0);
+    site.site = "file /tmp/a.map".into();
+    let mut other = site.clone();
+    other.bytes_leaked_per_iteration = Some(2458.0);
+    other.site = "file /tmp/b.log".into();
+    let mut third = other.clone();
+    third.bytes_leaked_per_iteration = Some(800.0);
+    class.sites = vec![other.clone(), site.clone(), third];
+    assert_eq!(top_site(&class, true), ", largest share at file /tmp/a.map");
+    other.bytes_leaked_per_iteration = Some(500.0);
+    class.sites = vec![other.clone(), site.clone()];
+    assert_eq!(top_site(&class, true), ", most at file /tmp/a.map");
+    other.bytes_leaked_per_iteration = Some(0.0);
+    class.sites = vec![other, site];
+    assert_eq!(top_site(&class, true), ", all at file /tmp/a.map");
+    // Nothing retained in the measure asked for: no site is named.
+    class
+        .sites
+        .iter_mut()
+        .for_each(|s| s.leaked_per_iteration = 0.0);
+    assert_eq!(top_site(&class, false), "");
+}
