@@ -349,7 +349,7 @@ fn both_exporters_render_the_ending_and_projection_the_report_owns() {
 fn the_answer_names_a_site_by_its_share_of_what_the_sites_retain() {
     use super::answer::top_site;
     let report = leaking_run(TargetExit::Code(0));
-    let mut class = report.classes.fd.clone();
+    let mut class = report.classes.fd;
     let mut site = class.sites[0].clone();
     // A file class that leaks bytes, not files: two files written at about the same rate,
     // each above the class's own (window) rate.
