@@ -378,3 +378,45 @@ fn the_answer_names_a_site_by_its_share_of_what_the_sites_retain() {
         .for_each(|s| s.leaked_per_iteration = 0.0);
     assert_eq!(top_site(&class, false), "");
 }
+
+#[test]
+fn time_windows_settle_by_marking_the_loop_not_by_more_windows_than_a_run_has() {
+    use crate::iterations::IterationSource;
+    let text_of = |report: &Report| {
+        let mut out = Vec::new();
+        report.write_text(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let mut report = leaking_run(TargetExit::Code(0));
+    report.iterations.source = IterationSource::Time;
+    report.classes.mmap.iterations_needed = Some(216);
+    report.classes.rss.iterations_needed = Some(9_012);
+    report.classes.brk.iterations_needed = None;
+    let text = text_of(&report);
+    assert!(!text.contains("run at least 9,012 iterations"), "{text}");
+    assert!(
+        text.contains(
+            "to settle mmap, rss: these iterations are time windows; mark the loop's own: \
+             --iteration-symbol SYMBOL"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("(time windows cannot: it needs 9,012, a run has at most 100)"),
+        "{text}"
+    );
+    report.classes.mmap.iterations_needed = Some(60);
+    report.classes.rss.iterations_needed = None;
+    let text = text_of(&report);
+    assert!(
+        text.contains(", or run at least 0.6 s for 60 windows of 10 ms"),
+        "{text}"
+    );
+    // A marked loop keeps its own count.
+    report.iterations.source = IterationSource::Symbol;
+    assert!(
+        text_of(&report).contains("to settle mmap: run at least 60 iterations"),
+        "{}",
+        text_of(&report)
+    );
+}

@@ -7,6 +7,7 @@ use super::answer::shell_quote;
 use super::model::{Report, ResourceReport};
 use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
 use crate::analysis::trend::Verdict;
+use crate::iterations::{IterationSource, MIN_TIME_WINDOW_NS, TIME_WINDOWS};
 use crate::units;
 
 /// Width of the longest lifetime bar, in character cells.
@@ -273,7 +274,7 @@ impl Report {
         if let Some(heap) = &c.heap {
             writeln!(out, "  why heap: {}", heap.why)?;
         }
-        for (name, needed) in [
+        let needed: Vec<(&str, u64)> = [
             ("fd", c.fd.iterations_needed),
             ("mmap", c.mmap.iterations_needed),
             ("brk", c.brk.iterations_needed),
@@ -281,8 +282,14 @@ impl Report {
             ("files", needed_unless_none(&c.files)),
             ("watches", needed_unless_none(&c.watches)),
             ("heap", c.heap.as_ref().and_then(|h| h.iterations_needed)),
-        ] {
-            if let Some(needed) = needed {
+        ]
+        .into_iter()
+        .filter_map(|(name, needed)| Some((name, needed?)))
+        .collect();
+        if self.iterations.source == IterationSource::Time {
+            write_settle_time_windows(out, &needed)?;
+        } else {
+            for (name, needed) in needed {
                 writeln!(
                     out,
                     "  to settle {name}: run at least {} iterations",
@@ -525,4 +532,34 @@ mod seen_tests {
         assert_eq!(seen(0.002, Some(0.09)), 0.002, "within a hundredth: shown");
         assert_eq!(seen(-2.2e-7, None), -2.2e-7, "no limit: as fitted");
     }
+}
+
+/// The next step when the iterations are time windows: a run is cut into at most
+/// [`TIME_WINDOWS`] of them, so "run more iterations" may be out of reach; marking the
+/// loop's own iterations always settles it.
+fn write_settle_time_windows(out: &mut dyn Write, needed: &[(&str, u64)]) -> io::Result<()> {
+    let Some(most) = needed.iter().map(|&(_, n)| n).max() else {
+        return Ok(());
+    };
+    let names: Vec<&str> = needed.iter().map(|&(name, _)| name).collect();
+    let longer = if most as usize <= TIME_WINDOWS {
+        format!(
+            ", or run at least {:.1} s for {} windows of {} ms",
+            (most * MIN_TIME_WINDOW_NS) as f64 / 1e9,
+            most,
+            MIN_TIME_WINDOW_NS / 1_000_000
+        )
+    } else {
+        format!(
+            " (time windows cannot: it needs {}, a run has at most {TIME_WINDOWS})",
+            units::grouped(most)
+        )
+    };
+    writeln!(
+        out,
+        "  to settle {}: these iterations are time windows; mark the loop's own: \
+         --iteration-symbol SYMBOL (a function called once per iteration) or \
+         --iteration-path PATH (a file each iteration opens){longer}",
+        names.join(", ")
+    )
 }
