@@ -521,19 +521,6 @@ fn limit_meaning(class: &str, errno: &str) -> Option<&'static str> {
     }
 }
 
-#[cfg(test)]
-mod seen_tests {
-    use super::seen;
-
-    #[test]
-    fn a_rate_far_below_its_limit_reads_zero_and_others_stay() {
-        assert_eq!(seen(-2.2e-7, Some(0.09)), 0.0);
-        assert_eq!(seen(0.5, Some(0.09)), 0.5);
-        assert_eq!(seen(0.002, Some(0.09)), 0.002, "within a hundredth: shown");
-        assert_eq!(seen(-2.2e-7, None), -2.2e-7, "no limit: as fitted");
-    }
-}
-
 /// The next step when the iterations are time windows: a run is cut into at most
 /// [`TIME_WINDOWS`] of them, so "run more iterations" may be out of reach; marking the
 /// loop's own iterations always settles it.
@@ -562,4 +549,17 @@ fn write_settle_time_windows(out: &mut dyn Write, needed: &[(&str, u64)]) -> io:
          --iteration-path PATH (a file each iteration opens){longer}",
         names.join(", ")
     )
+}
+
+#[cfg(test)]
+mod seen_tests {
+    use super::seen;
+
+    #[test]
+    fn a_rate_far_below_its_limit_reads_zero_and_others_stay() {
+        assert_eq!(seen(-2.2e-7, Some(0.09)), 0.0);
+        assert_eq!(seen(0.5, Some(0.09)), 0.5);
+        assert_eq!(seen(0.002, Some(0.09)), 0.002, "within a hundredth: shown");
+        assert_eq!(seen(-2.2e-7, None), -2.2e-7, "no limit: as fitted");
+    }
 }
