@@ -3,6 +3,7 @@
 //! JSON ([`json`]) and as a one-screen text summary ([`text`]).
 
 pub(crate) mod answer;
+pub(crate) mod class_charts;
 pub(crate) mod export;
 pub(crate) mod folded;
 pub(crate) mod held;

@@ -63,6 +63,10 @@ pub(crate) struct Report {
     /// The run over time, for `--trace` (not part of the JSON report).
     #[serde(skip)]
     pub(crate) timeline: super::timeline::Timeline,
+    /// Each class's judged series and what its verdict was made of, for `--html` and
+    /// `--svg` (not part of the JSON report).
+    #[serde(skip)]
+    pub(crate) charts: Vec<super::class_charts::ClassChart>,
 }
 
 /// leakscope's own cost (`crate::self_stats` measures it). Each figure is `null` when it
@@ -492,6 +496,7 @@ impl RssReport {
             why: total_why,
             limit,
             iterations_needed,
+            ..
         } = &rss.bytes;
         let verdict = rss.unexplained.verdict;
         let why = if verdict == *total_verdict {

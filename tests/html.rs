@@ -1,0 +1,1 @@
+//! `--html` and `--svg` in a real browser (written below).
