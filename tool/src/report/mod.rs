@@ -7,6 +7,7 @@ pub(crate) mod class_charts;
 pub(crate) mod export;
 pub(crate) mod folded;
 pub(crate) mod held;
+pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod model;
 pub(crate) mod projection;

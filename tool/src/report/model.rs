@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::analysis::failures::{self, Failures};
 use crate::analysis::heap_alloc::{AllocClass, AllocSite};
-use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
+use crate::analysis::lifetimes::{DECADE_LABELS, ITERATION_DECADE_LABELS, Percentiles};
 use crate::analysis::limits::{self, LimitHit};
 use crate::analysis::trend::{Judgement, Verdict};
 use crate::analysis::{Analysis, HeapClass, ResourceClass, RssClass};
@@ -172,6 +172,8 @@ pub(crate) struct HeapReport {
     pub(crate) lifetime_iterations: Percentiles,
     #[serde(skip)]
     pub(crate) lifetime_decades: [u64; DECADE_LABELS.len()],
+    #[serde(skip)]
+    pub(crate) lifetime_iteration_decades: [u64; ITERATION_DECADE_LABELS.len()],
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -248,6 +250,7 @@ impl HeapReport {
             lifetime_ns: class.lifetimes.ns(),
             lifetime_iterations: class.lifetimes.iterations(),
             lifetime_decades: class.lifetimes.decades(),
+            lifetime_iteration_decades: class.lifetimes.iteration_decades(),
         }
     }
 }
@@ -291,6 +294,9 @@ pub(crate) struct ResourceReport {
     /// Counts of released lifetimes per decade (see `DECADE_LABELS`), for the text bars.
     #[serde(skip)]
     pub(crate) lifetime_decades: [u64; DECADE_LABELS.len()],
+    /// The same by iterations crossed (see `ITERATION_DECADE_LABELS`), for `--html`.
+    #[serde(skip)]
+    pub(crate) lifetime_iteration_decades: [u64; ITERATION_DECADE_LABELS.len()],
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -463,6 +469,7 @@ impl ResourceReport {
                 .collect(),
             failures: failures_report(&class.failures),
             lifetime_decades: class.lifetimes.decades(),
+            lifetime_iteration_decades: class.lifetimes.iteration_decades(),
         }
     }
 }
