@@ -126,6 +126,7 @@ pub(crate) fn diagnose_followed(
             Default::default()
         },
         charts,
+        rounds: None,
     }
 }
 

@@ -67,6 +67,10 @@ pub(crate) struct Report {
     /// `--svg` (not part of the JSON report).
     #[serde(skip)]
     pub(crate) charts: Vec<super::class_charts::ClassChart>,
+    /// `extract`'s rounds as its worker measured them (RSS, fds and mappings after each),
+    /// for `--html` (the text has them as the worker's lines).
+    #[serde(skip)]
+    pub(crate) rounds: Option<Vec<crate::extract::worker::RoundStats>>,
 }
 
 /// leakscope's own cost (`crate::self_stats` measures it). Each figure is `null` when it

@@ -128,6 +128,13 @@ fn draw_panel(area: &Area, class: &str, panel: &Panel) -> DrawResult {
             ))?;
         }
     }
+    // The fitted line under the series: an exact leak's points stay visible on it.
+    if let Some(ends) = panel.fit {
+        chart
+            .draw_series(LineSeries::new(ends, FIT.mix(0.8).stroke_width(3)))?
+            .label("fitted slope")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], FIT.stroke_width(3)));
+    }
     chart
         .draw_series(LineSeries::new(
             panel.points.iter().copied(),
@@ -135,12 +142,6 @@ fn draw_panel(area: &Area, class: &str, panel: &Panel) -> DrawResult {
         ))?
         .label(panel.what)
         .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], SERIES.stroke_width(1)));
-    if let Some(ends) = panel.fit {
-        chart
-            .draw_series(LineSeries::new(ends, FIT.stroke_width(2)))?
-            .label("fitted slope")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], FIT.stroke_width(2)));
-    }
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)

@@ -207,10 +207,18 @@ fn class_charts(html: &mut String, report: &Report) -> anyhow::Result<()> {
     );
     for chart in &report.charts {
         let svg = charts::class_chart(chart)?;
+        // The rss class judges what the other classes do not explain; its chart is the
+        // whole resident set, whose own verdict is in the chart's title.
+        let note = if chart.class == "rss" {
+            " <span class=\"note\">(the growth mmap and brk do not explain; the chart is the \
+             whole resident set)</span>"
+        } else {
+            ""
+        };
         let _ = writeln!(
             html,
             "<figure class=\"class-chart\" data-class=\"{0}\" id=\"chart-{0}\">\n\
-             <figcaption>{0}: {1}</figcaption>\n{2}\n</figure>",
+             <figcaption>{0}: {1}{note}</figcaption>\n{2}\n</figure>",
             chart.class,
             verdict_cell(chart.verdict),
             charts::strip_declaration(&svg)
@@ -415,6 +423,34 @@ fn lifetime_figure(
 
 /// `extract`'s rounds (RSS, fds, mappings after each) and its projection.
 fn extract(html: &mut String, report: &Report) {
+    if let Some(rounds) = &report.rounds {
+        let _ = writeln!(
+            html,
+            "<h2>Rounds</h2>\n<p class=\"note\">As the extracting process measured itself \
+             after each round (/proc/self).</p>\n<table class=\"rounds\">\n<tr><th>round</th>\
+             <th>RSS</th><th>change</th><th>fds</th><th>mappings</th><th>extractions</th>\
+             <th>time</th></tr>"
+        );
+        for round in rounds {
+            let delta = round.rss_delta_bytes;
+            let sign = if delta < 0 { "-" } else { "+" };
+            let _ = writeln!(
+                html,
+                "<tr><td class=\"num\">{}/{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{sign}{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                round.round,
+                round.rounds,
+                units::bytes(round.stats.rss_bytes as f64),
+                units::bytes(delta.unsigned_abs() as f64),
+                round.stats.fds,
+                round.stats.mappings,
+                units::grouped(round.iterations),
+                units::duration_ns(round.elapsed_ns),
+            );
+        }
+        let _ = writeln!(html, "</table>");
+    }
     if let Some(projection) = &report.projection {
         let _ = writeln!(
             html,
