@@ -237,6 +237,14 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.0.starts_with("--folded -"), "{error}");
+        let error = ReportOutput::open(&common_with(&["--html", same, "--svg", same]))
+            .err()
+            .unwrap();
+        assert!(error.0.contains("--html and --svg"), "{error}");
+        let error = ReportOutput::open(&common_with(&["--html", "-"]))
+            .err()
+            .unwrap();
+        assert!(error.0.starts_with("--html -"), "{error}");
         assert!(!Path::new(same).exists());
     }
 

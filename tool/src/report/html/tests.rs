@@ -49,3 +49,44 @@ fn the_svg_holds_a_chart_per_class() {
         assert!(svg.contains(&format!("id=\"chart-{class}\"")), "{class}");
     }
 }
+
+#[test]
+fn extracts_rounds_come_from_the_workers_line_into_a_table() {
+    use crate::extract::worker::{RoundStats, parse_rounds_line};
+    let mut report = clean_report("/bin/app");
+    let line = "leakscope-rounds [{\"round\":1,\"rounds\":2,\"iterations\":10000,\
+        \"stats\":{\"rss_bytes\":4718592,\"fds\":5,\"mappings\":35},\
+        \"rss_delta_bytes\":-4096,\"elapsed_ns\":400000000}]";
+    let rounds: Vec<RoundStats> = parse_rounds_line(line).expect("the rounds line parses");
+    assert_eq!(parse_rounds_line("Round 1/2: RSS = 4.5 MiB"), None);
+    report.rounds = Some(rounds);
+    let html = String::from_utf8(HtmlExporter.render(&report).unwrap()).unwrap();
+    let table = &html[html
+        .find("<table class=\"rounds\">")
+        .expect("a rounds table")..];
+    let row = &table[..table.find("</table>").unwrap()];
+    for cell in ["1/2", "4.5 MiB", "-4 KiB", ">5<", ">35<", "10,000", "400"] {
+        assert!(row.contains(cell), "{cell}: {row}");
+    }
+}
+
+#[test]
+fn the_workers_rounds_line_carries_what_it_measured() {
+    use crate::extract::worker::{RoundStats, WorkerSummary, parse_rounds_line, rounds_line};
+    let round = RoundStats {
+        round: 1,
+        rounds: 1,
+        iterations: 3,
+        stats: Default::default(),
+        rss_delta_bytes: 4096,
+        elapsed_ns: 7,
+    };
+    let summary = WorkerSummary {
+        inject_leak: crate::extract::InjectLeak::None,
+        baseline: Default::default(),
+        rounds: vec![round.clone()],
+        total_iterations: 3,
+        verified_files: 2,
+    };
+    assert_eq!(parse_rounds_line(&rounds_line(&summary)), Some(vec![round]));
+}
