@@ -90,3 +90,26 @@ fn the_workers_rounds_line_carries_what_it_measured() {
     };
     assert_eq!(parse_rounds_line(&rounds_line(&summary)), Some(vec![round]));
 }
+
+#[test]
+fn a_heap_run_charts_the_allocator_too() {
+    let report = crate::report::synthetic::heap_leak(vec![crate::stacks::Frame::named(
+        "parse<'a>(&str) -> Vec<&'a str>",
+    )]);
+    let heap = report.charts.last().expect("charts");
+    assert_eq!(heap.class, "heap");
+    let what: Vec<&str> = heap.panels.iter().map(|p| p.what).collect();
+    assert_eq!(what, ["live allocations", "allocated bytes"]);
+    // 30 bytes per iteration: the drawn line rises as the verdict's rate says.
+    let bytes = &heap.panels[1];
+    let [(x0, y0), (x1, y1)] = bytes.fit.expect("a fitted line");
+    assert!(
+        ((y1 - y0) / (x1 - x0) - bytes.rate).abs() < 1e-9,
+        "{bytes:?}"
+    );
+    let html = String::from_utf8(HtmlExporter.render(&report).unwrap()).unwrap();
+    assert_eq!(html.matches("<figure class=\"class-chart\"").count(), 7);
+    assert!(html.contains("data-class=\"heap\""));
+    assert!(html.contains("parse&lt;"), "the caller is shown");
+    assert!(!html.contains("parse<"), "and escaped");
+}
