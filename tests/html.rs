@@ -185,3 +185,51 @@ fn the_browser_check_sees_a_pages_requests_and_errors() {
         visit.requests
     );
 }
+
+/// `extract`'s page adds the rounds as its worker measured them and the projection.
+#[test]
+fn extracts_report_has_its_rounds_and_projection() {
+    let out = tempfile::tempdir().unwrap();
+    let html = out.path().join("extract.html");
+    let traced = leakscope_json(
+        "extract",
+        &[
+            "--rounds",
+            "3",
+            "--iterations",
+            "1000",
+            "--inject-leak",
+            "fd",
+            "--html",
+            html.to_str().unwrap(),
+        ],
+        &[] as &[&str],
+    );
+    assert_eq!(traced.output.status.code(), Some(0), "{}", traced.stderr());
+    assert_eq!(traced.report["classes"]["fd"]["verdict"], "leak");
+    // The worker's rounds line is taken for the report, not printed.
+    let printed = format!("{}{}", traced.stdout(), traced.stderr());
+    assert_eq!(printed.matches("Round ").count(), 3, "{printed}");
+    assert!(!printed.contains("leakscope-rounds"), "{printed}");
+    const ROUNDS: &str = "JSON.stringify([...document.querySelectorAll('table.rounds tr')]\
+         .slice(1).map(r => [...r.cells].map(c => c.textContent)))";
+    const PROJECTED: &str = "document.querySelectorAll('table.projection tr').length";
+    let visit = browser::visit(&html, VIEW, &[ROUNDS, PROJECTED, CHARTS]);
+    assert!(
+        visit.errors.is_empty(),
+        "console errors: {:?}",
+        visit.errors
+    );
+    assert_eq!(visit.requests.len(), 1, "{:?}", visit.requests);
+    let rounds: Vec<Vec<String>> = serde_json::from_str(visit.values[0].as_str().unwrap()).unwrap();
+    let names: Vec<&str> = rounds.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["1/3", "2/3", "3/3"]);
+    // One fd kept per extraction: the worker's own count rises by 1,000 a round.
+    let fds: Vec<u64> = rounds.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert_eq!(fds[1] - fds[0], 1000, "{rounds:?}");
+    assert_eq!(fds[2] - fds[1], 1000, "{rounds:?}");
+    assert!(rounds.iter().all(|r| r[5] == "1,000"), "{rounds:?}");
+    // Header, rss, mmap, brk.
+    assert_eq!(visit.values[1], 4);
+    assert_not_blank(&visit.screenshot);
+}
