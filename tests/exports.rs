@@ -92,7 +92,7 @@ fn a_run_that_retains_nothing_writes_an_empty_fold_and_says_so_in_the_picture() 
 fn a_bad_path_stops_the_run_before_the_target_starts() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("started");
-    for flag in ["--folded", "--flamegraph"] {
+    for flag in ["--folded", "--flamegraph", "--trace", "--html", "--svg"] {
         let output = Command::new(leakscope())
             .args(["run", flag, "/nonexistent-dir/out", "--", "touch"])
             .arg(&marker)

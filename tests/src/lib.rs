@@ -10,6 +10,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod compare;
 pub mod lifecycle;
 

@@ -87,6 +87,7 @@ pub(crate) fn diagnose_followed(
         &followed.commands,
         followed.running_at_end.as_ref(),
     );
+    let charts = crate::report::class_charts::class_charts(&analysis, &classes, &iterations);
     let (exit_code, exit_signal) = match info.exit {
         TargetExit::Code(code) => (Some(code), None),
         TargetExit::Signal(signal) => (None, Some(signal)),
@@ -124,6 +125,8 @@ pub(crate) fn diagnose_followed(
         } else {
             Default::default()
         },
+        charts,
+        rounds: None,
     }
 }
 

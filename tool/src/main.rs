@@ -54,6 +54,12 @@ fn main() -> ExitCode {
     if let Command::ExtractWorker(worker) = &cli.command {
         return match run_worker(&worker.config()) {
             Ok(summary) => {
+                if worker.rounds_line {
+                    use std::io::Write as _;
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = writeln!(stdout, "{}", extract::worker::rounds_line(&summary));
+                    let _ = stdout.flush();
+                }
                 if std::env::var_os(extract::worker::LOOP_NS_ENV).is_some() {
                     eprintln!("{}", extract::worker::loop_time_line(&summary));
                 }

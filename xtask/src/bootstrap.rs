@@ -144,7 +144,8 @@ fn ensure_bpf_linker() -> Result<()> {
 }
 
 /// The integration tests compile C and C++ fixtures and run Python and Node ones; they
-/// check the completion scripts with each shell and render the man pages with `man`.
+/// check the completion scripts with each shell, render the man pages with `man` and open
+/// the HTML report in headless `chromium`.
 pub(crate) fn ensure_fixture_tools() -> Result<()> {
     for (program, package) in [
         ("cc", "gcc"),
@@ -155,6 +156,7 @@ pub(crate) fn ensure_fixture_tools() -> Result<()> {
         ("zsh", "zsh"),
         ("fish", "fish"),
         ("man", "man-db"),
+        ("chromium", "chromium"),
     ] {
         if output("which", &[program]).is_some() {
             continue;

@@ -30,6 +30,8 @@ pub(crate) fn settle(all: ResourceClass, surviving: ResourceClass) -> ResourceCl
         return ResourceClass {
             count: surviving.count,
             bytes: surviving.bytes,
+            count_series: surviving.count_series,
+            bytes_series: surviving.bytes_series,
             verdict: surviving.verdict,
             sites: surviving.sites,
             ..all

@@ -17,6 +17,8 @@ const HEAP_SITES_SHOWN: usize = 5;
 #[derive(Debug)]
 pub(crate) struct HeapClass {
     pub(crate) bytes: Judgement,
+    /// The series `bytes` was judged on.
+    pub(crate) series: series::Judged,
     pub(crate) live_bytes_at_end: i64,
     /// The step the break moved by (what limits the detection of small leaks).
     pub(crate) step: f64,
@@ -62,6 +64,7 @@ pub(crate) fn heap_class(
     };
     HeapClass {
         bytes,
+        series: series::Judged::new(0, &heap_bytes),
         live_bytes_at_end: heap_bytes.last().copied().unwrap_or(0.0) as i64,
         step: scale.resolution,
         limit_hit,

@@ -29,6 +29,9 @@ pub(crate) fn allocated_bytes() -> Scale {
 pub(crate) struct AllocClass {
     pub(crate) bytes: Judgement,
     pub(crate) count: Judgement,
+    /// The series `bytes` and `count` were judged on.
+    pub(crate) bytes_series: series::Judged,
+    pub(crate) count_series: series::Judged,
     /// The worse of the two.
     pub(crate) verdict: Verdict,
     /// Live at the last iteration boundary (`None` before any marker).
@@ -124,6 +127,7 @@ pub(crate) fn alloc_class(
                 why: "the allocator's totals were not sampled through the iterations".into(),
                 limit: None,
                 iterations_needed: None,
+                basis: None,
             }
         } else {
             trend::judge_sampled(
@@ -133,14 +137,19 @@ pub(crate) fn alloc_class(
                 trend::Sampling::of(iterations).skipping(start),
             )
         };
-        (judgement, values.last().map(|&v| v as u64))
+        let at_end = values.last().map(|&v| v as u64);
+        (judgement, at_end, series::Judged::new(start, &values))
     };
-    let (bytes, live_bytes_at_end) = judge(ledger.alloc_byte_samples(), &allocated_bytes());
-    let (count, live_count_at_end) = judge(ledger.alloc_count_samples(), &scales::COUNT);
+    let (bytes, live_bytes_at_end, bytes_series) =
+        judge(ledger.alloc_byte_samples(), &allocated_bytes());
+    let (count, live_count_at_end, count_series) =
+        judge(ledger.alloc_count_samples(), &scales::COUNT);
     Some(AllocClass {
         verdict: bytes.verdict.worst(count.verdict),
         bytes,
         count,
+        bytes_series,
+        count_series,
         live_bytes_at_end,
         live_count_at_end,
         missed_frees,

@@ -91,10 +91,20 @@ pub(crate) fn judge_pinned(
     if growth.verdict != Verdict::Leak && !steady_climb {
         return plain.clone();
     }
-    let rate = if growth.verdict == Verdict::Leak {
-        growth.rate
+    // The line drawn for it: the fit of the climb, or the steady climb itself.
+    let (rate, basis) = if growth.verdict == Verdict::Leak {
+        (growth.rate, growth.basis)
     } else {
-        rose / (before.len() - 1 - from).max(1) as f64 / hit.sampling.stride.max(1) as f64
+        let per_point = rose / (before.len() - 1 - from).max(1) as f64;
+        let basis = trend::Basis {
+            warm_up: from,
+            window: from..before.len(),
+            line: trend::Line {
+                at_start: before.get(from).copied().unwrap_or(0.0),
+                slope: per_point,
+            },
+        };
+        (per_point / hit.sampling.stride.max(1) as f64, Some(basis))
     };
     Judgement {
         verdict: Verdict::Leak,
@@ -113,6 +123,7 @@ pub(crate) fn judge_pinned(
         ),
         limit: plain.limit,
         iterations_needed: None,
+        basis,
     }
 }
 

@@ -54,6 +54,9 @@ pub(crate) struct ResourceClass {
     pub(crate) count: Judgement,
     /// Mapped bytes (mappings), bytes on disk (files).
     pub(crate) bytes: Option<Judgement>,
+    /// The series `count` and `bytes` were judged on.
+    pub(crate) count_series: series::Judged,
+    pub(crate) bytes_series: Option<series::Judged>,
     pub(crate) live_bytes_at_end: Option<u64>,
     pub(crate) verdict: Verdict,
     /// Set when the class ran into its limit (EMFILE, ENOMEM) during the iterations.
@@ -307,6 +310,8 @@ fn resource_class(
         live_at_exit: records.all().iter().filter(|r| r.is_live()).count() as u64,
         count,
         bytes,
+        count_series: series::Judged::new(0, &live_counts),
+        bytes_series: map_bytes.map(|values| series::Judged::new(0, values)),
         live_bytes_at_end: map_bytes
             .and_then(|series| series.last())
             .map(|&v| v.max(0.0) as u64),

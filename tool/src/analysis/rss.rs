@@ -18,6 +18,8 @@ use crate::ledger::Ledger;
 #[derive(Debug)]
 pub(crate) struct RssClass {
     pub(crate) bytes: Judgement,
+    /// The series `bytes` was judged on (the whole resident set).
+    pub(crate) series: series::Judged,
     pub(crate) unexplained: Judgement,
     /// The mmap and brk classes' growth per iteration (positive rates only), summed.
     pub(crate) explained_rate: f64,
@@ -82,6 +84,7 @@ pub(crate) fn rss_class(
             },
             limit: None,
             iterations_needed: None,
+            basis: None,
         }
     } else {
         trend::judge_sampled(
@@ -93,6 +96,7 @@ pub(crate) fn rss_class(
     };
     let unexplained = unexplained(&bytes, explained_rate, confirmed_rate, &unconfirmed);
     RssClass {
+        series: series::Judged::new(start, &rss),
         bytes,
         unexplained,
         explained_rate,
@@ -165,6 +169,7 @@ fn unexplained(
             ),
             limit: total.limit,
             iterations_needed: None,
+            basis: None,
         }
     } else if total.rate - confirmed_rate > limit && !unconfirmed.is_empty() {
         Judgement {
@@ -180,6 +185,7 @@ fn unexplained(
             ),
             limit: total.limit,
             iterations_needed: None,
+            basis: None,
         }
     } else {
         Judgement {
@@ -192,6 +198,7 @@ fn unexplained(
             ),
             limit: total.limit,
             iterations_needed: None,
+            basis: None,
         }
     }
 }
@@ -211,6 +218,7 @@ mod tests {
             why: "rose".into(),
             limit: Some(2_000.0),
             iterations_needed: None,
+            basis: None,
         }
     }
 

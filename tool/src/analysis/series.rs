@@ -7,6 +7,23 @@
 use crate::ledger::records::{NEVER, Records, totals};
 use crate::ledger::{ByteChange, RssSample};
 
+/// A series as it was judged, for drawing: its values from the `first` judged boundary on
+/// (a sampled series starts at its first sample).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Judged {
+    pub(crate) first: usize,
+    pub(crate) values: Vec<f64>,
+}
+
+impl Judged {
+    pub(crate) fn new(first: usize, values: &[f64]) -> Judged {
+        Judged {
+            first,
+            values: values.to_vec(),
+        }
+    }
+}
+
 /// Live records just before each boundary (acquired before it, not yet released), folded
 /// ones included.
 pub(crate) fn live_counts(records: &Records, boundaries: &[u64]) -> Vec<f64> {

@@ -109,6 +109,37 @@ pub(crate) struct Judgement {
     pub(crate) limit: Option<f64>,
     /// Iterations that would bring the limit down to [`Scale::meaningful`], when it is above.
     pub(crate) iterations_needed: Option<u64>,
+    /// What the verdict was made of (its window and fitted line), for charts; `None` when
+    /// the run was too short to fit a line.
+    #[serde(skip)]
+    pub(crate) basis: Option<Basis>,
+}
+
+/// The part of a series a verdict was judged on, in points of that series (point `i` is
+/// its `i`-th judged boundary).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Basis {
+    /// Points `0..warm_up` were warm-up, left out.
+    pub(crate) warm_up: usize,
+    /// The judged window.
+    pub(crate) window: std::ops::Range<usize>,
+    /// The line fitted over the window, whose slope is the verdict's rate (per point).
+    pub(crate) line: Line,
+}
+
+/// A straight line over points: `at_start` at the window's first point, rising `slope` per
+/// point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Line {
+    pub(crate) at_start: f64,
+    pub(crate) slope: f64,
+}
+
+impl Line {
+    /// The line's value `points` after the window's start.
+    pub(crate) fn at(self, points: f64) -> f64 {
+        self.at_start + self.slope * points
+    }
 }
 
 /// Least-squares slope of `ys` against 0, 1, 2, ...
@@ -118,6 +149,8 @@ pub(crate) fn slope(ys: &[f64]) -> f64 {
 
 struct Fit {
     slope: f64,
+    /// The fitted value at the first point.
+    at_start: f64,
     /// Residual standard deviation around the line.
     noise: f64,
     /// Standard error of the slope.
@@ -129,6 +162,7 @@ fn fit(ys: &[f64]) -> Fit {
     if ys.len() < 2 {
         return Fit {
             slope: 0.0,
+            at_start: ys.first().copied().unwrap_or(0.0),
             noise: 0.0,
             slope_error: 0.0,
         };
@@ -154,6 +188,7 @@ fn fit(ys: &[f64]) -> Fit {
     let dof = (n - 2.0).max(1.0);
     Fit {
         slope,
+        at_start: origin + mean_y - slope * mean_x,
         noise: (squares / n).sqrt(),
         slope_error: (squares / dof / sxx).sqrt(),
     }
@@ -278,23 +313,33 @@ pub(crate) fn judge_sampled(
     let stride = sampling.stride.max(1) as f64;
     let per_iteration = |per_point: f64| per_point / stride;
     let iterations = sampling.iterations;
-    let inconclusive = |rate: f64, why: String, limit: Option<f64>| Judgement {
+    let inconclusive = |rate: f64, why: String, limit: Option<f64>, basis| Judgement {
         verdict: Verdict::Inconclusive,
         rate,
         why,
         limit,
         iterations_needed: None,
+        basis,
     };
     if n < 2 {
-        return inconclusive(0.0, format!("only {iterations} iteration(s)"), None);
+        return inconclusive(0.0, format!("only {iterations} iteration(s)"), None, None);
     }
     let window = &series[window_start(n)..];
     let window_iterations = sampling.spanned(window.len());
     let Fit {
         slope: window_slope,
+        at_start,
         noise,
         slope_error,
     } = fit(window);
+    let basis = Basis {
+        warm_up: warm_up(n),
+        window: window_start(n)..n,
+        line: Line {
+            at_start,
+            slope: window_slope,
+        },
+    };
     let stretches = STRETCHES.min(window.len());
     let means = chunk_means(window, stretches);
     let rise = means[stretches - 1] - means[0];
@@ -324,11 +369,17 @@ pub(crate) fn judge_sampled(
             per_iteration(slope(series)),
             format!("only {iterations} iterations (at least {MIN_ITERATIONS} are needed)"),
             None,
+            Some(basis),
         );
     }
     if let Some(doubt) = doubt {
         let rate = if sustained { window_slope } else { recent_rate };
-        return inconclusive(per_iteration(rate), doubt.to_string(), Some(limit_rate));
+        return inconclusive(
+            per_iteration(rate),
+            doubt.to_string(),
+            Some(limit_rate),
+            Some(basis),
+        );
     }
     let judgement = |verdict, rate: f64, why| Judgement {
         verdict,
@@ -336,6 +387,7 @@ pub(crate) fn judge_sampled(
         why,
         limit: Some(limit_rate),
         iterations_needed: None,
+        basis: Some(basis.clone()),
     };
     // Inconclusive for want of iterations: says how many would settle it.
     let undecided = |rate, why, iterations: u64| Judgement {

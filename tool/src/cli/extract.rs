@@ -170,6 +170,11 @@ pub(crate) struct WorkerArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub(crate) workload: Workload,
+
+    /// After the last round, print the rounds as one line of JSON after
+    /// [`crate::extract::worker::ROUNDS_LINE_PREFIX`], for the parent's report.
+    #[arg(long, hide = true)]
+    pub(crate) rounds_line: bool,
 }
 
 impl WorkerArgs {
@@ -288,6 +293,7 @@ mod tests {
             dir: "/tmp/a dir/x".into(),
             archive_file: "/tmp/archive.tar".into(),
             workload: args.workload.clone(),
+            rounds_line: false,
         };
         let argv = to_flags(&worker).unwrap();
         // Every value spelled out, so the child never depends on defaults the parent might

@@ -147,6 +147,15 @@ pub(crate) struct CommonArgs {
     /// track, each retained resource as an instant at its acquisition, with its site.
     #[arg(long, value_name = "FILE")]
     pub(crate) trace: Option<PathBuf>,
+    /// Write the report as one self-contained HTML page to FILE (no network: inline CSS,
+    /// charts as inline SVG): the answer and the run's facts, each class's live amount per
+    /// iteration with the judged window and fitted slope, the top sites with their stacks,
+    /// the lifetime histograms and, for extract, the projection.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+    /// Write each class's chart of its live amount per iteration to FILE, as one SVG.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) svg: Option<PathBuf>,
     /// Exit with status 3 when any class is judged "leak", and with 5 when none is but
     /// events were lost (an incomplete ledger cannot prove "no leak").
     #[arg(long)]

@@ -2,7 +2,11 @@
 //! a tar archive N times per round into one directory, marking each iteration through a
 //! uprobe'd function, and the parent traces it and answers the report's question.
 
-use std::{ffi::OsString, path::Path};
+use std::{
+    ffi::OsString,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use crate::{
     cli::{
@@ -11,7 +15,10 @@ use crate::{
         to_flags,
     },
     exit_code,
-    extract::{ExtractOptions, ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND, WorkerConfig},
+    extract::{
+        ExtractOptions, ExtractWorkspace, MARKER_SYMBOL, WORKER_SUBCOMMAND, WorkerConfig,
+        worker::parse_rounds_line,
+    },
     progress::Progress,
     report::projection::DEFAULT_PROJECTION_POINTS,
     run_as,
@@ -70,17 +77,25 @@ pub(crate) async fn extract(command: ExtractCommand) -> anyhow::Result<u8> {
         Progress::rounds(config.rounds, config.iterations)
     };
     // Round lines go above the progress bar, or to stderr when stdout carries the JSON.
-    let lines = if output.json_on_stdout() {
+    let mut forward = if output.json_on_stdout() {
         Box::new(|line: String| eprintln!("{line}"))
     } else {
         progress.line_sink()
     };
+    // The worker's last line carries its rounds for the report (`--html`), unprinted.
+    let rounds = Arc::new(Mutex::new(None));
+    let slot = Arc::clone(&rounds);
+    let lines = Box::new(move |line: String| match parse_rounds_line(&line) {
+        Some(parsed) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(parsed),
+        None => forward(line),
+    });
     let target = Target::Spawn {
         argv,
         run_as,
         stdout: SpawnStdout::Lines(lines),
     };
     let mut diagnosed = trace_and_diagnose(target, common, marker, Some(progress), watch).await?;
+    diagnosed.report.rounds = rounds.lock().unwrap_or_else(|e| e.into_inner()).take();
     diagnosed.report.project_growth(&DEFAULT_PROJECTION_POINTS);
     diagnosed.report.answer_suspects();
     let status = write_report(&mut diagnosed, common, &mut output)?;
@@ -112,6 +127,7 @@ fn worker_argv(
         dir: config.dir.clone(),
         archive_file: config.archive_file.clone(),
         workload: workload.clone(),
+        rounds_line: true,
     })?);
     Ok(argv)
 }

@@ -1,5 +1,5 @@
 //! Where the report goes, opened before tracing starts: a typo in `--json PATH` (or
-//! `--folded`, `--flamegraph`) must not cost the run. A bad path is a usage error (exit 2)
+//! `--folded`, `--flamegraph`, `--trace`, `--html`, `--svg`) must not cost the run. A bad path is a usage error (exit 2)
 //! and the target never starts.
 
 use std::{
@@ -16,6 +16,7 @@ use crate::{
     report::{
         Exporter, Report,
         folded::{FlamegraphExporter, FoldedExporter},
+        html::{HtmlExporter, SvgExporter},
         trace::TraceExporter,
     },
 };
@@ -112,6 +113,8 @@ impl ReportOutput {
             ("--folded", &common.folded),
             ("--flamegraph", &common.flamegraph),
             ("--trace", &common.trace),
+            ("--html", &common.html),
+            ("--svg", &common.svg),
         ]
         .into_iter()
         .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
@@ -144,6 +147,12 @@ impl ReportOutput {
         }
         if let Some(path) = &common.trace {
             exports.push((OutputFile::open("--trace", path)?, Box::new(TraceExporter)));
+        }
+        if let Some(path) = &common.html {
+            exports.push((OutputFile::open("--html", path)?, Box::new(HtmlExporter)));
+        }
+        if let Some(path) = &common.svg {
+            exports.push((OutputFile::open("--svg", path)?, Box::new(SvgExporter)));
         }
         Ok(ReportOutput { json, exports })
     }
@@ -228,6 +237,14 @@ mod tests {
             .err()
             .unwrap();
         assert!(error.0.starts_with("--folded -"), "{error}");
+        let error = ReportOutput::open(&common_with(&["--html", same, "--svg", same]))
+            .err()
+            .unwrap();
+        assert!(error.0.contains("--html and --svg"), "{error}");
+        let error = ReportOutput::open(&common_with(&["--html", "-"]))
+            .err()
+            .unwrap();
+        assert!(error.0.starts_with("--html -"), "{error}");
         assert!(!Path::new(same).exists());
     }
 

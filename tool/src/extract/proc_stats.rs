@@ -8,7 +8,7 @@ use std::{fs, io};
 use super::ExtractError;
 
 /// A snapshot of the resources the original report watched, plus the ones leakscope traces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ProcessStats {
     /// Resident set size in bytes (statm's `resident` pages times the page size).
     pub(crate) rss_bytes: u64,

@@ -14,7 +14,7 @@ use super::{
 };
 
 /// What one round did and what the process looked like after it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RoundStats {
     /// 1-based.
     pub(crate) round: u64,
@@ -43,6 +43,21 @@ pub(crate) struct WorkerSummary {
     pub(crate) total_iterations: u64,
     /// Regular files checked against the archive after the last round.
     pub(crate) verified_files: usize,
+}
+
+/// Starts the line that carries every round as JSON (`--rounds-line`): the parent takes it
+/// from the worker's stdout for its report and does not print it.
+pub(crate) const ROUNDS_LINE_PREFIX: &str = "leakscope-rounds ";
+
+/// The rounds as the one line `--rounds-line` prints.
+pub(crate) fn rounds_line(summary: &WorkerSummary) -> String {
+    let json = serde_json::to_string(&summary.rounds).unwrap_or_else(|_| "[]".into());
+    format!("{ROUNDS_LINE_PREFIX}{json}")
+}
+
+/// The rounds from a line of the worker's stdout, when it is the rounds line.
+pub(crate) fn parse_rounds_line(line: &str) -> Option<Vec<RoundStats>> {
+    serde_json::from_str(line.strip_prefix(ROUNDS_LINE_PREFIX)?).ok()
 }
 
 /// Set (to anything) in the worker's environment, it prints [`loop_time_line`] on stderr

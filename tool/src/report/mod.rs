@@ -3,9 +3,11 @@
 //! JSON ([`json`]) and as a one-screen text summary ([`text`]).
 
 pub(crate) mod answer;
+pub(crate) mod class_charts;
 pub(crate) mod export;
 pub(crate) mod folded;
 pub(crate) mod held;
+pub(crate) mod html;
 pub(crate) mod json;
 pub(crate) mod model;
 pub(crate) mod projection;

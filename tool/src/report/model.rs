@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::analysis::failures::{self, Failures};
 use crate::analysis::heap_alloc::{AllocClass, AllocSite};
-use crate::analysis::lifetimes::{DECADE_LABELS, Percentiles};
+use crate::analysis::lifetimes::{DECADE_LABELS, ITERATION_DECADE_LABELS, Percentiles};
 use crate::analysis::limits::{self, LimitHit};
 use crate::analysis::trend::{Judgement, Verdict};
 use crate::analysis::{Analysis, HeapClass, ResourceClass, RssClass};
@@ -63,6 +63,14 @@ pub(crate) struct Report {
     /// The run over time, for `--trace` (not part of the JSON report).
     #[serde(skip)]
     pub(crate) timeline: super::timeline::Timeline,
+    /// Each class's judged series and what its verdict was made of, for `--html` and
+    /// `--svg` (not part of the JSON report).
+    #[serde(skip)]
+    pub(crate) charts: Vec<super::class_charts::ClassChart>,
+    /// `extract`'s rounds as its worker measured them (RSS, fds and mappings after each),
+    /// for `--html` (the text has them as the worker's lines).
+    #[serde(skip)]
+    pub(crate) rounds: Option<Vec<crate::extract::worker::RoundStats>>,
 }
 
 /// leakscope's own cost (`crate::self_stats` measures it). Each figure is `null` when it
@@ -168,6 +176,8 @@ pub(crate) struct HeapReport {
     pub(crate) lifetime_iterations: Percentiles,
     #[serde(skip)]
     pub(crate) lifetime_decades: [u64; DECADE_LABELS.len()],
+    #[serde(skip)]
+    pub(crate) lifetime_iteration_decades: [u64; ITERATION_DECADE_LABELS.len()],
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -249,6 +259,7 @@ impl HeapReport {
             lifetime_ns: class.lifetimes.ns(),
             lifetime_iterations: class.lifetimes.iterations(),
             lifetime_decades: class.lifetimes.decades(),
+            lifetime_iteration_decades: class.lifetimes.iteration_decades(),
         }
     }
 }
@@ -292,6 +303,9 @@ pub(crate) struct ResourceReport {
     /// Counts of released lifetimes per decade (see `DECADE_LABELS`), for the text bars.
     #[serde(skip)]
     pub(crate) lifetime_decades: [u64; DECADE_LABELS.len()],
+    /// The same by iterations crossed (see `ITERATION_DECADE_LABELS`), for `--html`.
+    #[serde(skip)]
+    pub(crate) lifetime_iteration_decades: [u64; ITERATION_DECADE_LABELS.len()],
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -464,6 +478,7 @@ impl ResourceReport {
                 .collect(),
             failures: failures_report(&class.failures),
             lifetime_decades: class.lifetimes.decades(),
+            lifetime_iteration_decades: class.lifetimes.iteration_decades(),
         }
     }
 }
@@ -497,6 +512,7 @@ impl RssReport {
             why: total_why,
             limit,
             iterations_needed,
+            ..
         } = &rss.bytes;
         let verdict = rss.unexplained.verdict;
         let why = if verdict == *total_verdict {

@@ -179,7 +179,7 @@ pub(crate) fn format_bytes(bytes: f64) -> String {
 }
 
 /// Extraction counts the way the report wrote them: 100k, 1M, 2.5M, 1234.
-fn format_count(n: u64) -> String {
+pub(crate) fn format_count(n: u64) -> String {
     let scaled = |divisor: u64, suffix: &str| {
         if n.is_multiple_of(divisor) {
             format!("{}{suffix}", n / divisor)

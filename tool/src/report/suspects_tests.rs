@@ -208,6 +208,7 @@ fn heap(verdict: Verdict, bytes_per_iteration: f64) -> HeapReport {
         lifetime_ns: Default::default(),
         lifetime_iterations: Default::default(),
         lifetime_decades: Default::default(),
+        lifetime_iteration_decades: Default::default(),
     }
 }
 

@@ -81,6 +81,7 @@ pub(crate) fn leaking(site: &str, bytes: Option<u64>) -> ResourceReport {
         }],
         failures: Default::default(),
         lifetime_decades: [0; DECADE_LABELS.len()],
+        lifetime_iteration_decades: Default::default(),
     }
 }
 

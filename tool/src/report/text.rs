@@ -37,7 +37,7 @@ pub(crate) fn bar(value: u64, max: u64) -> String {
     text
 }
 
-fn exit_text(report: &Report) -> String {
+pub(crate) fn exit_text(report: &Report) -> String {
     let target = &report.target;
     match (target.exit_code, target.exit_signal) {
         (Some(code), _) => format!("exited with status {code}"),
@@ -141,6 +141,73 @@ impl Report {
         let c = &self.classes;
         // Rows first, then widths: a long rate ("1 B per 26,000,000 iterations") widens its
         // column instead of pushing the rest of its row out of line.
+        let rows = self.class_rows();
+        let mut widths = [7, 13, 28, 16, 0];
+        for cells in &rows {
+            for (width, cell) in widths.iter_mut().zip(cells) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let [w0, w1, w2, w3, _] = widths;
+        for (i, [class, verdict, rate, live, limit]) in rows.iter().enumerate() {
+            writeln!(
+                out,
+                "  {class:<w0$} {verdict:<w1$} {rate:<w2$} {live:<w3$} {limit}"
+            )?;
+            // The rss row's note follows it (rows: header, fd, mmap, brk, rss, ...).
+            if i == 4 {
+                writeln!(
+                    out,
+                    "  {:w0$} rss growth not explained by mmap/brk: {}/iter ({})",
+                    "",
+                    units::bytes_rate(c.rss.unexplained_bytes_per_iteration),
+                    c.rss.unexplained_verdict.as_str()
+                )?;
+            }
+        }
+        for (name, why) in [
+            ("fd", c.fd.why.as_str()),
+            ("mmap", &c.mmap.why),
+            ("brk", &c.brk.why),
+            ("rss", &c.rss.why),
+            ("files", why_text(&c.files)),
+            ("watches", why_text(&c.watches)),
+        ] {
+            writeln!(out, "  why {name}: {why}")?;
+        }
+        if let Some(heap) = &c.heap {
+            writeln!(out, "  why heap: {}", heap.why)?;
+        }
+        let needed: Vec<(&str, u64)> = [
+            ("fd", c.fd.iterations_needed),
+            ("mmap", c.mmap.iterations_needed),
+            ("brk", c.brk.iterations_needed),
+            ("rss", c.rss.iterations_needed),
+            ("files", needed_unless_none(&c.files)),
+            ("watches", needed_unless_none(&c.watches)),
+            ("heap", c.heap.as_ref().and_then(|h| h.iterations_needed)),
+        ]
+        .into_iter()
+        .filter_map(|(name, needed)| Some((name, needed?)))
+        .collect();
+        if self.iterations.source == IterationSource::Time {
+            write_settle_time_windows(out, &needed)?;
+        } else {
+            for (name, needed) in needed {
+                writeln!(
+                    out,
+                    "  to settle {name}: run at least {} iterations",
+                    units::grouped(needed)
+                )?;
+            }
+        }
+        self.write_failures(out)
+    }
+
+    /// The verdict table, a header row first: class, verdict, per iteration, live at end,
+    /// detects leaks from (the text and `--html` show the same cells).
+    pub(crate) fn class_rows(&self) -> Vec<[String; 5]> {
+        let c = &self.classes;
         let mut rows: Vec<[String; 5]> = Vec::new();
         let mut row = |cells: [&str; 5]| rows.push(cells.map(str::to_string));
         let count_limit = |limit: Option<f64>| limit.map_or("-".into(), units::count_rate);
@@ -238,66 +305,7 @@ impl Report {
                 &bytes_limit(heap.detection_limit_bytes_per_iteration),
             ]);
         }
-        let mut widths = [7, 13, 28, 16, 0];
-        for cells in &rows {
-            for (width, cell) in widths.iter_mut().zip(cells) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let [w0, w1, w2, w3, _] = widths;
-        for (i, [class, verdict, rate, live, limit]) in rows.iter().enumerate() {
-            writeln!(
-                out,
-                "  {class:<w0$} {verdict:<w1$} {rate:<w2$} {live:<w3$} {limit}"
-            )?;
-            // The rss row's note follows it (rows: header, fd, mmap, brk, rss, ...).
-            if i == 4 {
-                writeln!(
-                    out,
-                    "  {:w0$} rss growth not explained by mmap/brk: {}/iter ({})",
-                    "",
-                    units::bytes_rate(c.rss.unexplained_bytes_per_iteration),
-                    c.rss.unexplained_verdict.as_str()
-                )?;
-            }
-        }
-        for (name, why) in [
-            ("fd", c.fd.why.as_str()),
-            ("mmap", &c.mmap.why),
-            ("brk", &c.brk.why),
-            ("rss", &c.rss.why),
-            ("files", why_text(&c.files)),
-            ("watches", why_text(&c.watches)),
-        ] {
-            writeln!(out, "  why {name}: {why}")?;
-        }
-        if let Some(heap) = &c.heap {
-            writeln!(out, "  why heap: {}", heap.why)?;
-        }
-        let needed: Vec<(&str, u64)> = [
-            ("fd", c.fd.iterations_needed),
-            ("mmap", c.mmap.iterations_needed),
-            ("brk", c.brk.iterations_needed),
-            ("rss", c.rss.iterations_needed),
-            ("files", needed_unless_none(&c.files)),
-            ("watches", needed_unless_none(&c.watches)),
-            ("heap", c.heap.as_ref().and_then(|h| h.iterations_needed)),
-        ]
-        .into_iter()
-        .filter_map(|(name, needed)| Some((name, needed?)))
-        .collect();
-        if self.iterations.source == IterationSource::Time {
-            write_settle_time_windows(out, &needed)?;
-        } else {
-            for (name, needed) in needed {
-                writeln!(
-                    out,
-                    "  to settle {name}: run at least {} iterations",
-                    units::grouped(needed)
-                )?;
-            }
-        }
-        self.write_failures(out)
+        rows
     }
 
     /// One line per class whose acquisitions failed, every errno on it.
@@ -364,7 +372,7 @@ impl Report {
 }
 
 /// Counts by reason as the text shows them: "ring_full_path 3, ring_full_marker 1".
-fn by_reason(counts: &std::collections::BTreeMap<String, u64>) -> String {
+pub(crate) fn by_reason(counts: &std::collections::BTreeMap<String, u64>) -> String {
     let parts: Vec<String> = counts
         .iter()
         .map(|(reason, n)| format!("{reason} {n}"))
@@ -442,7 +450,7 @@ pub(crate) fn none_created(class: &ResourceReport) -> bool {
 }
 
 /// The why of a files or watches class: "none created" when there was nothing to judge.
-fn why_text(class: &ResourceReport) -> &str {
+pub(crate) fn why_text(class: &ResourceReport) -> &str {
     if none_created(class) {
         "none created"
     } else {

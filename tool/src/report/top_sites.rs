@@ -170,7 +170,7 @@ fn write_stack(out: &mut dyn Write, stack: Option<&ShownStack>) -> io::Result<()
 
 /// The function, cut to [`FUNCTION_WIDTH`], and "(inlined)" for a function the compiler
 /// inlined into the next frame's.
-fn function_cell(frame: &Frame) -> String {
+pub(crate) fn function_cell(frame: &Frame) -> String {
     let mark = if frame.inlined { " (inlined)" } else { "" };
     format!(
         "{}{mark}",
@@ -180,7 +180,7 @@ fn function_cell(frame: &Frame) -> String {
 
 /// Where the frame is: the source file as the debug info names it, with its line; without
 /// debug info, the module ("in libc.so.6"); nothing when neither is known.
-fn place_cell(frame: &Frame) -> String {
+pub(crate) fn place_cell(frame: &Frame) -> String {
     match (&frame.file, frame.line) {
         (Some(file), Some(line)) => format!("{file}:{line}"),
         (Some(file), None) => file.to_string(),
