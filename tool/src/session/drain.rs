@@ -1,6 +1,8 @@
 //! The drain: moves the ring buffer's records into the sink, follows the traced processes,
 //! and assembles the session's [`Outcome`].
 
+use std::time::Duration;
+
 use aya::maps::{MapData, RingBuf};
 use leakscope_common::DropReason;
 
@@ -20,6 +22,19 @@ use crate::{
 /// Every this many polls, followed processes that are no longer running but whose exit
 /// event never came (it was lost) are let go, so tracing cannot wait for them forever.
 const LIVENESS_EVERY: u32 = 50;
+
+/// How often the ring is drained while the target is quiet. The kernel side submits
+/// without wakeups (they cost more than the events themselves), so userspace polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How soon the next drain comes after one that read at least [`BUSY_BYTES`]: in a burst,
+/// 10 ms of records and stacks (a loop mapping 260 KiB blocks makes 500 stack copies of
+/// 8 KiB in that time) fill the share of the ring stacks may use, and the calls after it
+/// lose their frames; records past the ring's size are lost.
+const BUSY_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A drain that read this much means a burst (a quiet program writes a few KiB in 10 ms).
+const BUSY_BYTES: u64 = 256 * 1024;
 
 /// How many rounds the last drain tries, 1 ms apart, to read past a record still being
 /// written (a program fills one in microseconds).
@@ -44,6 +59,8 @@ pub(super) struct Drainer {
     heap_stacks: crate::heap::stacks::HeapStacks,
     pub(super) followed: Followed,
     polls: u32,
+    /// Bytes the last periodic drain read (see [`Drainer::poll_interval`]).
+    last_poll_bytes: u64,
     pub(super) namer: StackNamer,
     page_size: u64,
     undecodable: u64,
@@ -76,6 +93,7 @@ impl Drainer {
             undecodable: 0,
             followed: Followed::default(),
             polls: 0,
+            last_poll_bytes: 0,
             sample_heap: false,
             since_ns: crate::event::monotonic_now_ns(),
             heap: None,
@@ -86,6 +104,7 @@ impl Drainer {
     /// but whose exit event was lost.
     pub(super) fn poll(&mut self, probes: &Probes, sink: &mut dyn EventSink) {
         self.polls += 1;
+        let consumed_before = self.positions.consumer();
         if self.polls.is_multiple_of(LIVENESS_EVERY) {
             // Looked up before the drain: an exit event sent before a process was gone
             // is in the ring by now, so whichever is still listed after it was lost.
@@ -95,6 +114,7 @@ impl Drainer {
         } else {
             self.drain(probes, sink);
         }
+        self.last_poll_bytes = self.positions.consumer().saturating_sub(consumed_before);
         self.sample_heap_totals(probes, sink);
         // An incomplete round's held opens wait for the next poll, 10 ms on.
         let copies_lost = self.held.copies_lost_so_far();
@@ -118,6 +138,16 @@ impl Drainer {
                 lost(DropReason::RingFullMarker),
             )
         });
+    }
+
+    /// How long to wait before the next periodic drain: sooner while the target writes
+    /// records in a burst.
+    pub(super) fn poll_interval(&self) -> Duration {
+        if self.last_poll_bytes >= BUSY_BYTES {
+            BUSY_POLL_INTERVAL
+        } else {
+            POLL_INTERVAL
+        }
     }
 
     /// Moves everything in the ring into the sink, and the opens the kernel holds back for

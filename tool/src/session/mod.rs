@@ -34,22 +34,18 @@ use crate::{
     target::{self, RunAs, TargetError, TargetStdout},
 };
 
-/// How often the ring buffer is drained. The kernel side submits without wakeups (they
-/// cost more than the events themselves), so userspace polls.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
-
 /// Where the events go: in practice the ledger.
 pub(crate) trait EventSink {
     /// Tracing of `target` begins at `since_ns` (CLOCK_MONOTONIC, the events' clock), and
     /// `held` is what the target holds then (for a launched target: what survives its exec).
     fn begin(&mut self, target: u32, since_ns: u64, held: &Snapshot);
     fn apply(&mut self, event: &Event);
-    /// Called after each periodic drain (every [`POLL_INTERVAL`]), for work done now and
+    /// Called after each periodic drain (every 10 ms, every 1 ms in a burst), for work done now and
     /// then while tracing (the watch mode's views). `lost` reads the kernel's counts of
     /// records it could not deliver: (all of them, iteration markers among them).
     fn polled(&mut self, _lost: &dyn Fn() -> (u64, u64)) {}
     /// `--heap` without an iteration marker: each process's allocator totals, read from the
-    /// kernel at `time_ns` (every [`POLL_INTERVAL`]), since no marker carries them.
+    /// kernel at `time_ns` (every 10 ms, every 1 ms in a burst), since no marker carries them.
     fn heap_sampled(&mut self, _time_ns: u64, _totals: &[(u32, crate::event::MarkerHeap)]) {}
     /// The path `tgid`'s open `fd` was opened by, if known (absolute when the working
     /// directory was): what an executable mmap of it maps.
@@ -314,7 +310,7 @@ async fn spawn_and_trace(
             // The watcher passes the signal on to the target (or kills it at the second);
             // here the loop only notices.
             _ = stops.changed() => {}
-            _ = tokio::time::sleep(POLL_INTERVAL) => {
+            _ = tokio::time::sleep(drain.poll_interval()) => {
                 drain.poll(probes, sink);
                 drain.follow_heap(probes);
             }
@@ -429,7 +425,7 @@ async fn attach_and_trace(
         tokio::select! {
             _ = stops.changed() => break,
             _ = sleep_until(deadline) => { duration_passed = true; break; }
-            _ = tokio::time::sleep(POLL_INTERVAL) => {
+            _ = tokio::time::sleep(drain.poll_interval()) => {
                 drain.poll(probes, sink);
                 drain.follow_heap(probes);
                 if drain.followed.is_empty() {
