@@ -5,33 +5,11 @@
 //! sites, and only the place that leaks is a leak site.
 
 use leakscope_tests::{
-    Traced, assert_class, assert_ran, assert_top_site_names, class, fixture, leakscope_json,
-    resource, sites,
+    Traced, assert_class, assert_top_site_names, class, resource, run_marked, sites,
 };
 
 const N: usize = 1000;
 const CONFIG: &str = "/etc/hostname";
-
-/// `leakscope run --iteration-symbol iteration_marker OPTIONS -- FIXTURE ARGS`, which must
-/// run `iterations` iterations with nothing lost.
-fn run_marked(fixture_name: &str, args: &[&str], options: &[&str], iterations: usize) -> Traced {
-    let mut command = vec![fixture(fixture_name).to_string_lossy().into_owned()];
-    command.extend(args.iter().map(|arg| arg.to_string()));
-    let options: Vec<&str> = ["--iteration-symbol", "iteration_marker"]
-        .into_iter()
-        .chain(options.iter().copied())
-        .collect();
-    let traced = leakscope_json("run", &options, &command);
-    assert_eq!(
-        traced.report["lost_events"],
-        0,
-        "{}\n{}",
-        traced.report["lost_by_reason"],
-        traced.stderr()
-    );
-    assert_ran(&traced, iterations);
-    traced
-}
 
 /// The fd class leaks exactly one fd per iteration, all of them at its one site, the
 /// config file opened by `function`; no site names `not_a_site` (the place that closes).

@@ -5,7 +5,7 @@
 //! apportioned to their caller's sampled sites. Fixtures built the ordinary way: Rust in
 //! release, C at -O2 without frame pointers.
 
-use leakscope_tests::{Traced, assert_ran, assert_rate, class, fixture, leakscope_json, sites};
+use leakscope_tests::{Traced, assert_rate, class, run_marked, sites};
 use serde_json::Value;
 
 const N: usize = 2000;
@@ -16,25 +16,14 @@ const REFILL_MS: &str = "2100";
 /// `leakscope run --heap --iteration-symbol iteration_marker OPTIONS -- FIXTURE N ARGS`,
 /// which must run N + 1 iterations with nothing lost.
 fn run_heap(fixture_name: &str, args: &[&str], options: &[&str]) -> Traced {
-    let mut command = vec![
-        fixture(fixture_name).to_string_lossy().into_owned(),
-        N.to_string(),
-    ];
-    command.extend(args.iter().map(|arg| arg.to_string()));
-    let options: Vec<&str> = ["--heap", "--iteration-symbol", "iteration_marker"]
+    let mut command_args = vec![N.to_string()];
+    command_args.extend(args.iter().map(|arg| arg.to_string()));
+    let command_args: Vec<&str> = command_args.iter().map(String::as_str).collect();
+    let options: Vec<&str> = ["--heap"]
         .into_iter()
         .chain(options.iter().copied())
         .collect();
-    let traced = leakscope_json("run", &options, &command);
-    assert_eq!(
-        traced.report["lost_events"],
-        0,
-        "{}\n{}",
-        traced.report["lost_by_reason"],
-        traced.stderr()
-    );
-    assert_ran(&traced, N + 1);
-    traced
+    run_marked(fixture_name, &command_args, &options, N + 1)
 }
 
 /// The heap site whose name ends with `function` (Rust names carry the crate's path).

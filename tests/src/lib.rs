@@ -298,6 +298,32 @@ pub fn assert_verdicts(traced: &Traced, expected: [&str; 4], context: &str) {
     }
 }
 
+/// `leakscope run --iteration-symbol iteration_marker OPTIONS -- FIXTURE ARGS`, which must
+/// run `iterations` iterations with nothing lost.
+pub fn run_marked(
+    fixture_name: &str,
+    args: &[&str],
+    options: &[&str],
+    iterations: usize,
+) -> Traced {
+    let mut command = vec![fixture(fixture_name).to_string_lossy().into_owned()];
+    command.extend(args.iter().map(|arg| arg.to_string()));
+    let options: Vec<&str> = ["--iteration-symbol", "iteration_marker"]
+        .into_iter()
+        .chain(options.iter().copied())
+        .collect();
+    let traced = leakscope_json("run", &options, &command);
+    assert_eq!(
+        traced.report["lost_events"],
+        0,
+        "{}\n{}",
+        traced.report["lost_by_reason"],
+        traced.stderr()
+    );
+    assert_ran(&traced, iterations);
+    traced
+}
+
 /// The target exited with status 0 and the run found exactly `iterations` iterations.
 pub fn assert_ran(traced: &Traced, iterations: usize) {
     assert_eq!(

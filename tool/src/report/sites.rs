@@ -57,6 +57,18 @@ fn is_zero_u32(n: &u32) -> bool {
 }
 
 impl SiteReport {
+    /// "1.00 per iteration", with ", 64 KiB per iteration" for a site that keeps bytes.
+    pub(crate) fn rate_text(&self) -> String {
+        let count = units::per_iteration(units::count_rate(self.leaked_per_iteration));
+        match self.bytes_leaked_per_iteration {
+            Some(bytes) => format!(
+                "{count}, {}",
+                units::per_iteration(units::bytes_rate(bytes))
+            ),
+            None => count,
+        }
+    }
+
     pub(crate) fn new(site: &Site, sites: &Sites) -> Self {
         SiteReport {
             site: resized_site_text(site.site, sites, site.resized_to),

@@ -165,18 +165,8 @@ impl Report {
                 )?;
             }
         }
-        for (name, why) in [
-            ("fd", c.fd.why.as_str()),
-            ("mmap", &c.mmap.why),
-            ("brk", &c.brk.why),
-            ("rss", &c.rss.why),
-            ("files", why_text(&c.files)),
-            ("watches", why_text(&c.watches)),
-        ] {
+        for (name, why) in self.class_whys() {
             writeln!(out, "  why {name}: {why}")?;
-        }
-        if let Some(heap) = &c.heap {
-            writeln!(out, "  why heap: {}", heap.why)?;
         }
         let needed: Vec<(&str, u64)> = [
             ("fd", c.fd.iterations_needed),
@@ -202,6 +192,24 @@ impl Report {
             }
         }
         self.write_failures(out)
+    }
+
+    /// Each class's reason for its verdict, in the table's order (the text and `--html`
+    /// show the same).
+    pub(crate) fn class_whys(&self) -> Vec<(&'static str, &str)> {
+        let c = &self.classes;
+        let mut whys = vec![
+            ("fd", c.fd.why.as_str()),
+            ("mmap", &c.mmap.why),
+            ("brk", &c.brk.why),
+            ("rss", &c.rss.why),
+            ("files", why_text(&c.files)),
+            ("watches", why_text(&c.watches)),
+        ];
+        if let Some(heap) = &c.heap {
+            whys.push(("heap", &heap.why));
+        }
+        whys
     }
 
     /// The verdict table, a header row first: class, verdict, per iteration, live at end,
@@ -450,7 +458,7 @@ pub(crate) fn none_created(class: &ResourceReport) -> bool {
 }
 
 /// The why of a files or watches class: "none created" when there was nothing to judge.
-pub(crate) fn why_text(class: &ResourceReport) -> &str {
+fn why_text(class: &ResourceReport) -> &str {
     if none_created(class) {
         "none created"
     } else {

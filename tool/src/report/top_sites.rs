@@ -116,14 +116,7 @@ fn write_class_sites(out: &mut dyn Write, name: &str, class: &ResourceReport) ->
         let bytes = site
             .bytes_leaked
             .map_or(String::new(), |b| format!(", {}", units::bytes(b as f64)));
-        let count = units::per_iteration(units::count_rate(site.leaked_per_iteration));
-        let rate = match site.bytes_leaked_per_iteration {
-            Some(bytes) => format!(
-                "{count}, {}",
-                units::per_iteration(units::bytes_rate(bytes))
-            ),
-            None => count,
-        };
+        let rate = site.rate_text();
         let unstacked = match site.without_stack {
             0 => String::new(),
             n => format!(", {n} of them recorded without a stack"),

@@ -9,7 +9,7 @@ use super::charts;
 use super::escape;
 use crate::analysis::trend::Verdict;
 use crate::report::model::{Report, ResourceReport};
-use crate::report::text::{by_reason, exit_text, why_text};
+use crate::report::text::{by_reason, exit_text};
 use crate::report::top_sites::{ShownStack, function_cell, place_cell};
 use crate::units;
 
@@ -180,19 +180,7 @@ fn verdicts(html: &mut String, report: &Report) {
         let _ = writeln!(html, "</tr>");
     }
     let _ = writeln!(html, "</table>\n<ul class=\"why\">");
-    let c = &report.classes;
-    let mut whys = vec![
-        ("fd", c.fd.why.as_str()),
-        ("mmap", &c.mmap.why),
-        ("brk", &c.brk.why),
-        ("rss", &c.rss.why),
-        ("files", why_text(&c.files)),
-        ("watches", why_text(&c.watches)),
-    ];
-    if let Some(heap) = &c.heap {
-        whys.push(("heap", &heap.why));
-    }
-    for (name, why) in whys {
+    for (name, why) in report.class_whys() {
         let _ = writeln!(html, "<li><b>{name}</b>: {}</li>", escape(why));
     }
     let _ = writeln!(html, "</ul>");
@@ -297,14 +285,7 @@ fn sites(html: &mut String, report: &Report) {
 /// The top sites of an fd, mmap, files or watches class; whether it had any.
 fn resource_sites(html: &mut String, name: &str, class: &ResourceReport) -> bool {
     for site in class.sites.iter().take(SITES_SHOWN) {
-        let count = units::per_iteration(units::count_rate(site.leaked_per_iteration));
-        let rate = match site.bytes_leaked_per_iteration {
-            Some(bytes) => format!(
-                "{count}, {}",
-                units::per_iteration(units::bytes_rate(bytes))
-            ),
-            None => count,
-        };
+        let rate = site.rate_text();
         let kept = match site.bytes_leaked {
             Some(bytes) => format!("{} ({})", site.leaked, units::bytes(bytes as f64)),
             None => site.leaked.to_string(),
