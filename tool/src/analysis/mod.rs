@@ -94,12 +94,15 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     );
 
     let no_resizes = HashSet::new();
+    let fd_table_doubt = doubt
+        .map(str::to_string)
+        .or_else(|| shared_fd_tables(ledger));
     let fd = resource_class(
         ledger,
         Kind::Fd,
         ledger.fd_records(),
         iterations,
-        doubt,
+        fd_table_doubt.as_deref(),
         None,
     );
     let mmap = resource_class(
@@ -161,12 +164,13 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     if let Some(note) = file_bytes::removed_unseen_note(&facts.file_sizes) {
         files.count.why = format!("{}; {note}", files.count.why);
     }
+    // Watches live on fds: a shared table hides their releases as it hides the fds'.
     let watches = resource_class(
         ledger,
         Kind::Watch,
         ledger.watch_records(),
         iterations,
-        doubt,
+        fd_table_doubt.as_deref(),
         None,
     );
     let heap = heap_alloc::alloc_class(ledger, iterations, doubt);
@@ -198,6 +202,20 @@ fn unread_deliveries(ledger: &Ledger) -> Option<String> {
     let unread = ledger.unread_deliveries();
     (unread > 0).then(|| {
         format!("{unread} fd deliveries (received control messages or pidfds) could not be read in full; fds may be missing from the ledger")
+    })
+}
+
+/// A child that shares its parent's fd table (clone with CLONE_FILES, not a thread) opens
+/// and closes fds in the parent's table, but the ledger keeps one table per process: an fd
+/// the child opens and leaves open would count as closed at the child's exit, and one it
+/// closes for the parent would stay open. Neither verdict could be trusted.
+fn shared_fd_tables(ledger: &Ledger) -> Option<String> {
+    let shared = ledger.shared_fd_tables();
+    (shared > 0).then(|| {
+        let children = if shared == 1 { "child" } else { "children" };
+        format!(
+            "{shared} {children} shared the fd table of the process that cloned them (clone with CLONE_FILES, not a thread), and leakscope follows one fd table per process; count the entries of /proc/PID/fd of the parent between iterations instead"
+        )
     })
 }
 
@@ -321,6 +339,8 @@ fn resource_class(
 
 #[cfg(test)]
 mod file_tests;
+#[cfg(test)]
+mod shared_table_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
