@@ -127,3 +127,30 @@ fn a_shared_fd_table_makes_the_fd_verdict_inconclusive_with_the_reason(#[case] m
         assert!(answer.contains("fds and watches inconclusive"), "{answer}");
     }
 }
+
+/// A CLONE_VM child (not a thread, not a vfork) maps memory in the parent's address space
+/// and exits: the mapping stays, but the ledger keeps one address space per process. The
+/// mapping, heap and resident-memory verdicts are inconclusive with the reason; fds are
+/// judged as usual. (posix_spawn's CLONE_VM|CLONE_VFORK child is judged: see above.)
+#[test]
+fn a_shared_address_space_makes_the_memory_verdicts_inconclusive_with_the_reason() {
+    for run in 0..5 {
+        let traced = fooling("clone-vm-map", 500);
+        let context = format!("clone-vm-map run {run}");
+        for name in ["mmap", "brk", "rss"] {
+            assert_class(&traced, name, "inconclusive", &context);
+            let why = class(&traced, name)["why"].as_str().unwrap_or("");
+            assert!(
+                why.contains("500 children shared the address space") && why.contains("CLONE_VM"),
+                "{context}: {name}: {why}"
+            );
+            assert!(why.contains("/proc/PID/maps"), "the next step: {why}");
+        }
+        assert_class(&traced, "fd", "no-leak", &context);
+        let answer = traced.report["answer"].as_str().unwrap_or("");
+        assert!(
+            answer.contains("mappings, brk heap and RSS inconclusive"),
+            "{answer}"
+        );
+    }
+}

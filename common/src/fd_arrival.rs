@@ -14,6 +14,10 @@ pub const CLONE_PIDFD: u64 = 0x1000;
 pub const CLONE_FILES: u64 = 0x400;
 /// `clone`/`clone3` flag: the child is a thread of the parent's process.
 pub const CLONE_THREAD: u64 = 0x10000;
+/// `clone`/`clone3` flag: the child runs in the parent's address space.
+pub const CLONE_VM: u64 = 0x100;
+/// `clone`/`clone3` flag: the parent sleeps until the child execs or exits (vfork).
+pub const CLONE_VFORK: u64 = 0x4000;
 /// The argument slot where a clone3 record carries `clone_args.flags`: they live in user
 /// memory that userspace can no longer read, so the kernel side copies them there (clone3
 /// takes two arguments; the slot otherwise holds a leftover register). All bits are set
@@ -75,7 +79,7 @@ pub const MMSG_MAX: u32 = 1024;
 #[inline(always)]
 pub const fn wanted(syscall: u32, args: &[u64; 6], ret: i64) -> bool {
     match syscall {
-        nr::CLONE => ret > 0 && (args[0] & CLONE_PIDFD != 0 || shares_fd_table(args[0])),
+        nr::CLONE => ret > 0 && (args[0] & CLONE_PIDFD != 0 || shares_tables(args[0])),
         nr::CLONE3 => ret > 0,
         nr::GETSOCKOPT => args[1] == SOL_SOCKET && args[2] == SO_PEERPIDFD,
         nr::SECCOMP => {
@@ -118,6 +122,21 @@ pub const fn clone_flags(syscall: u32, args: &[u64; 6]) -> Option<u64> {
 #[inline(always)]
 pub const fn shares_fd_table(flags: u64) -> bool {
     flags & CLONE_FILES != 0 && flags & CLONE_THREAD == 0
+}
+
+/// A clone whose child is another process (not a thread) that changes the parent's
+/// mappings and heap as its own. A vfork child (CLONE_VFORK) borrows the memory only until
+/// it execs or exits, and may not change it (posix_spawn, Go's and Rust's exec): not one.
+#[inline(always)]
+pub const fn shares_address_space(flags: u64) -> bool {
+    flags & CLONE_VM != 0 && flags & (CLONE_THREAD | CLONE_VFORK) == 0
+}
+
+/// A clone the ledger must hear of though it installs no fd: its child shares a table
+/// (fds, or the address space) that the ledger keeps per process.
+#[inline(always)]
+pub const fn shares_tables(flags: u64) -> bool {
+    shares_fd_table(flags) || shares_address_space(flags)
 }
 
 /// Whether the call's record carries a pidfd written to user memory: always for the calls
@@ -217,6 +236,17 @@ mod tests {
         assert!(delivers_pidfd(nr::CLONE3, &args));
         assert!(!shares_fd_table(u64::MAX));
         assert!(delivers_pidfd(nr::GETSOCKOPT, &[3, 1, 77, 0, 0, 0]));
+    }
+
+    #[test]
+    fn a_clone_that_shares_the_address_space_is_sent_but_a_vfork_is_not() {
+        assert!(wanted(nr::CLONE, &[CLONE_VM | 17, 0, 0, 0, 0, 0], 1234));
+        assert!(shares_address_space(CLONE_VM | 17));
+        // posix_spawn: CLONE_VM | CLONE_VFORK.
+        let spawn = CLONE_VM | CLONE_VFORK | 17;
+        assert!(!wanted(nr::CLONE, &[spawn, 0, 0, 0, 0, 0], 1234));
+        assert!(!shares_address_space(spawn));
+        assert!(!shares_address_space(u64::MAX), "unreadable clone3 flags");
     }
 
     #[test]

@@ -287,7 +287,7 @@ fn on_sys_exit(call: Call, tgid: u32, tid: u32, regs: &Regs, process: *mut Track
             match flags {
                 Ok(flags)
                     if flags & fd_arrival::CLONE_PIDFD == 0
-                        && !fd_arrival::shares_fd_table(flags) =>
+                        && !fd_arrival::shares_tables(flags) =>
                 {
                     return 0;
                 }

@@ -12,6 +12,7 @@ pub(crate) mod limits;
 pub(crate) mod rss;
 pub(crate) mod scales;
 pub(crate) mod series;
+mod shared_tables;
 pub(crate) mod sites;
 pub(crate) mod trend;
 
@@ -96,7 +97,11 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     let no_resizes = HashSet::new();
     let fd_table_doubt = doubt
         .map(str::to_string)
-        .or_else(|| shared_fd_tables(ledger));
+        .or_else(|| shared_tables::fd_doubt(ledger));
+    let memory_doubt = doubt
+        .map(str::to_string)
+        .or_else(|| shared_tables::memory_doubt(ledger));
+    let memory_doubt = memory_doubt.as_deref();
     let fd = resource_class(
         ledger,
         Kind::Fd,
@@ -110,7 +115,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         Kind::Mapping,
         ledger.map_records(),
         iterations,
-        doubt,
+        memory_doubt,
         Some(ClassBytes {
             changes: ledger.map_byte_changes(),
             series: &map_bytes,
@@ -118,7 +123,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
             scale: scales::mapped_bytes(),
         }),
     );
-    let brk = heap::heap_class(ledger, iterations, doubt);
+    let brk = heap::heap_class(ledger, iterations, memory_doubt);
     let mapped = mmap
         .bytes
         .as_ref()
@@ -128,7 +133,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         iterations,
         mapped,
         (brk.bytes.rate, brk.bytes.verdict),
-        doubt,
+        memory_doubt,
     );
     let file_doubt = doubt
         .map(str::to_string)
@@ -202,20 +207,6 @@ fn unread_deliveries(ledger: &Ledger) -> Option<String> {
     let unread = ledger.unread_deliveries();
     (unread > 0).then(|| {
         format!("{unread} fd deliveries (received control messages or pidfds) could not be read in full; fds may be missing from the ledger")
-    })
-}
-
-/// A child that shares its parent's fd table (clone with CLONE_FILES, not a thread) opens
-/// and closes fds in the parent's table, but the ledger keeps one table per process: an fd
-/// the child opens and leaves open would count as closed at the child's exit, and one it
-/// closes for the parent would stay open. Neither verdict could be trusted.
-fn shared_fd_tables(ledger: &Ledger) -> Option<String> {
-    let shared = ledger.shared_fd_tables();
-    (shared > 0).then(|| {
-        let children = if shared == 1 { "child" } else { "children" };
-        format!(
-            "{shared} {children} shared the fd table of the process that cloned them (clone with CLONE_FILES, not a thread), and leakscope follows one fd table per process; count the entries of /proc/PID/fd of the parent between iterations instead"
-        )
     })
 }
 

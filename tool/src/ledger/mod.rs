@@ -163,6 +163,9 @@ pub(crate) struct Ledger {
     /// Children cloned with CLONE_FILES but not CLONE_THREAD: they share their parent's fd
     /// table, which the ledger, keeping one table per process, cannot follow.
     shared_fd_tables: u64,
+    /// Likewise children cloned with CLONE_VM, not a thread nor a vfork: they share the
+    /// parent's mappings and heap.
+    shared_address_spaces: u64,
 }
 
 impl Ledger {
@@ -287,8 +290,9 @@ impl Ledger {
 
     fn apply_syscall(&mut self, tgid: u32, t: u64, call: &Syscall) {
         let flags = fd_arrival::clone_flags(call.nr, &call.args);
-        if call.ret > 0 && flags.is_some_and(fd_arrival::shares_fd_table) {
-            self.shared_fd_tables += 1;
+        if let Some(flags) = flags.filter(|_| call.ret > 0) {
+            self.shared_fd_tables += u64::from(fd_arrival::shares_fd_table(flags));
+            self.shared_address_spaces += u64::from(fd_arrival::shares_address_space(flags));
         }
         if let Some(op) = fd_calls::decode(call) {
             self.apply_fd(tgid, t, op, (call.name, call.frames.as_deref()));
@@ -432,6 +436,12 @@ impl Ledger {
     /// Children that shared their parent's fd table (clone with CLONE_FILES, not a thread).
     pub(crate) fn shared_fd_tables(&self) -> u64 {
         self.shared_fd_tables
+    }
+
+    /// Children that shared their parent's address space (clone with CLONE_VM, not a
+    /// thread nor a vfork).
+    pub(crate) fn shared_address_spaces(&self) -> u64 {
+        self.shared_address_spaces
     }
 
     pub(crate) fn unknown_releases(&self) -> u64 {
