@@ -89,6 +89,13 @@ fn a_mapping_shrunk_by_mremap_and_kept_leaks_its_new_size() {
     assert_eq!(mmap["verdict"], "leak", "{mmap}");
     assert_rate(&mmap["leaked_per_iteration"], 1.0, "mappings per iteration");
     assert_rate(&mmap["bytes_leaked_per_iteration"], 4096.0, "mapped bytes");
+    // Each mapping was shrunk to 4 KiB: the site names that, not all of them together.
+    let site = &mmap["sites"][0]["site"];
+    assert!(
+        site.as_str()
+            .is_some_and(|s| s.contains("resized by mremap to 4 KiB")),
+        "{site}"
+    );
 }
 
 #[test]
