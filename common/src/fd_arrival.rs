@@ -74,8 +74,9 @@ pub const MMSG_MAX: u32 = 1024;
 /// Whether a successful call (`ret >= 0`) of a traced syscall is worth a record, judged
 /// from its registers alone. False for calls of the conditional fd sources that install
 /// no fd (a bpf command that returns 0, a clone without CLONE_PIDFD, the child's side of
-/// a clone, ...); true for everything else. clone3's flags live in user memory: the kernel
-/// side checks them itself, so clone3 passes here when `ret > 0`.
+/// a clone, ...); true for everything else. A clone whose child shares a table the ledger
+/// keeps per process ([`shares_tables`]) is sent too, without a pidfd. clone3's flags live
+/// in user memory: the kernel side checks them itself, so clone3 passes here when `ret > 0`.
 #[inline(always)]
 pub const fn wanted(syscall: u32, args: &[u64; 6], ret: i64) -> bool {
     match syscall {
