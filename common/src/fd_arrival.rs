@@ -10,6 +10,19 @@ use crate::syscalls as nr;
 
 /// `clone`/`clone3` flag: a pidfd for the child is installed in the parent.
 pub const CLONE_PIDFD: u64 = 0x1000;
+/// `clone`/`clone3` flag: the child shares the parent's fd table.
+pub const CLONE_FILES: u64 = 0x400;
+/// `clone`/`clone3` flag: the child is a thread of the parent's process.
+pub const CLONE_THREAD: u64 = 0x10000;
+/// `clone`/`clone3` flag: the child runs in the parent's address space.
+pub const CLONE_VM: u64 = 0x100;
+/// `clone`/`clone3` flag: the parent sleeps until the child execs or exits (vfork).
+pub const CLONE_VFORK: u64 = 0x4000;
+/// The argument slot where a clone3 record carries `clone_args.flags`: they live in user
+/// memory that userspace can no longer read, so the kernel side copies them there (clone3
+/// takes two arguments; the slot otherwise holds a leftover register). All bits are set
+/// when the kernel side could not read them (CLONE_PIDFD then says "pidfd unread").
+pub const CLONE3_FLAGS_SLOT: usize = 2;
 /// `seccomp(SECCOMP_SET_MODE_FILTER, ...)`.
 pub const SECCOMP_SET_MODE_FILTER: u64 = 1;
 /// With it, `seccomp` returns a notification listener fd.
@@ -61,12 +74,13 @@ pub const MMSG_MAX: u32 = 1024;
 /// Whether a successful call (`ret >= 0`) of a traced syscall is worth a record, judged
 /// from its registers alone. False for calls of the conditional fd sources that install
 /// no fd (a bpf command that returns 0, a clone without CLONE_PIDFD, the child's side of
-/// a clone, ...); true for everything else. clone3's flags live in user memory: the kernel
-/// side checks them itself, so clone3 passes here when `ret > 0`.
+/// a clone, ...); true for everything else. A clone whose child shares a table the ledger
+/// keeps per process ([`shares_tables`]) is sent too, without a pidfd. clone3's flags live
+/// in user memory: the kernel side checks them itself, so clone3 passes here when `ret > 0`.
 #[inline(always)]
 pub const fn wanted(syscall: u32, args: &[u64; 6], ret: i64) -> bool {
     match syscall {
-        nr::CLONE => ret > 0 && args[0] & CLONE_PIDFD != 0,
+        nr::CLONE => ret > 0 && (args[0] & CLONE_PIDFD != 0 || shares_tables(args[0])),
         nr::CLONE3 => ret > 0,
         nr::GETSOCKOPT => args[1] == SOL_SOCKET && args[2] == SO_PEERPIDFD,
         nr::SECCOMP => {
@@ -88,7 +102,52 @@ pub const fn wanted(syscall: u32, args: &[u64; 6], ret: i64) -> bool {
 pub const fn failure_was_fd_attempt(syscall: u32, args: &[u64; 6]) -> bool {
     match syscall {
         nr::RECVMSG | nr::RECVMMSG | nr::CLONE3 => false,
+        nr::CLONE => args[0] & CLONE_PIDFD != 0,
         _ => wanted(syscall, args, 1),
+    }
+}
+
+/// The flags of a clone/clone3 record (clone3's as the kernel side copied them, see
+/// [`CLONE3_FLAGS_SLOT`]); `None` for other calls.
+#[inline(always)]
+pub const fn clone_flags(syscall: u32, args: &[u64; 6]) -> Option<u64> {
+    match syscall {
+        nr::CLONE => Some(args[0]),
+        nr::CLONE3 => Some(args[CLONE3_FLAGS_SLOT]),
+        _ => None,
+    }
+}
+
+/// A clone whose child is another process (not a thread) that shares the parent's fd
+/// table: an fd either opens is the other's too, and the child's exit closes nothing.
+#[inline(always)]
+pub const fn shares_fd_table(flags: u64) -> bool {
+    flags & CLONE_FILES != 0 && flags & CLONE_THREAD == 0
+}
+
+/// A clone whose child is another process (not a thread) that changes the parent's
+/// mappings and heap as its own. A vfork child (CLONE_VFORK) borrows the memory only until
+/// it execs or exits, and may not change it (posix_spawn, Go's and Rust's exec): not one.
+#[inline(always)]
+pub const fn shares_address_space(flags: u64) -> bool {
+    flags & CLONE_VM != 0 && flags & (CLONE_THREAD | CLONE_VFORK) == 0
+}
+
+/// A clone the ledger must hear of though it installs no fd: its child shares a table
+/// (fds, or the address space) that the ledger keeps per process.
+#[inline(always)]
+pub const fn shares_tables(flags: u64) -> bool {
+    shares_fd_table(flags) || shares_address_space(flags)
+}
+
+/// Whether the call's record carries a pidfd written to user memory: always for the calls
+/// that deliver one, but for clone/clone3 only with CLONE_PIDFD (a clone is also sent for
+/// a shared fd table, with no pidfd).
+#[inline(always)]
+pub const fn delivers_pidfd(syscall: u32, args: &[u64; 6]) -> bool {
+    match clone_flags(syscall, args) {
+        Some(flags) => flags & CLONE_PIDFD != 0,
+        None => true,
     }
 }
 
@@ -154,6 +213,41 @@ mod tests {
         );
         assert!(wanted(nr::CLONE3, &[0; 6], 1234));
         assert!(!wanted(nr::CLONE3, &[0; 6], 0));
+    }
+
+    #[test]
+    fn a_clone_that_shares_the_fd_table_is_sent_without_a_pidfd() {
+        let shared = [CLONE_FILES | 17, 0, 0, 0, 0, 0];
+        assert!(wanted(nr::CLONE, &shared, 1234));
+        assert!(!wanted(nr::CLONE, &shared, 0), "the child");
+        assert!(!delivers_pidfd(nr::CLONE, &shared));
+        assert!(shares_fd_table(CLONE_FILES | 17));
+        // A thread shares the table within its own process: nothing to flag.
+        let thread = CLONE_FILES | CLONE_THREAD | 0x100 | 0x800 | 0x10000;
+        assert!(!wanted(nr::CLONE, &[thread, 0, 0, 0, 0, 0], 1234));
+        assert!(!shares_fd_table(thread));
+        // A failed clone is an fd attempt only with CLONE_PIDFD.
+        assert!(!failure_was_fd_attempt(nr::CLONE, &shared));
+        // clone3's flags come in their slot; unreadable ones (all bits) mean "pidfd unread".
+        let mut args = [0u64; 6];
+        args[CLONE3_FLAGS_SLOT] = CLONE_FILES;
+        assert_eq!(clone_flags(nr::CLONE3, &args), Some(CLONE_FILES));
+        assert!(!delivers_pidfd(nr::CLONE3, &args));
+        args[CLONE3_FLAGS_SLOT] = u64::MAX;
+        assert!(delivers_pidfd(nr::CLONE3, &args));
+        assert!(!shares_fd_table(u64::MAX));
+        assert!(delivers_pidfd(nr::GETSOCKOPT, &[3, 1, 77, 0, 0, 0]));
+    }
+
+    #[test]
+    fn a_clone_that_shares_the_address_space_is_sent_but_a_vfork_is_not() {
+        assert!(wanted(nr::CLONE, &[CLONE_VM | 17, 0, 0, 0, 0, 0], 1234));
+        assert!(shares_address_space(CLONE_VM | 17));
+        // posix_spawn: CLONE_VM | CLONE_VFORK.
+        let spawn = CLONE_VM | CLONE_VFORK | 17;
+        assert!(!wanted(nr::CLONE, &[spawn, 0, 0, 0, 0, 0], 1234));
+        assert!(!shares_address_space(spawn));
+        assert!(!shares_address_space(u64::MAX), "unreadable clone3 flags");
     }
 
     #[test]

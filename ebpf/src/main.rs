@@ -272,16 +272,26 @@ fn on_sys_exit(call: Call, tgid: u32, tid: u32, regs: &Regs, process: *mut Track
     }
     match info.delivery {
         Delivery::None => {}
-        Delivery::IntAt(arg) => {
+        // A clone sent for a shared fd table alone has no pidfd to read.
+        Delivery::IntAt(arg) if fd_arrival::delivers_pidfd(nr, &event.args) => {
             event.aux = read_user_fd(arg_at(&event.args, arg));
         }
+        Delivery::IntAt(_) => {}
         Delivery::Clone3Pidfd => {
             let clone_args = event.args[0];
             let flags = unsafe {
                 bpf_probe_read_user((clone_args + fd_arrival::CLONE_ARGS_FLAGS) as *const u64)
             };
+            // Userspace cannot read clone_args any more: the flags travel in their slot.
+            event.args[fd_arrival::CLONE3_FLAGS_SLOT] = *flags.as_ref().unwrap_or(&u64::MAX);
             match flags {
-                Ok(flags) if flags & fd_arrival::CLONE_PIDFD == 0 => return 0,
+                Ok(flags)
+                    if flags & fd_arrival::CLONE_PIDFD == 0
+                        && !fd_arrival::shares_tables(flags) =>
+                {
+                    return 0;
+                }
+                Ok(flags) if flags & fd_arrival::CLONE_PIDFD == 0 => {}
                 Ok(_) => {
                     event.aux = match unsafe {
                         bpf_probe_read_user(

@@ -12,7 +12,7 @@ use leakscope_common::{
     self as wire, CONTROL_CAP, CONTROL_CONTINUED, CONTROL_UNREADABLE, ControlEvent, EventKind,
     FD_PAIR_UNKNOWN, FD_UNREADABLE, PATH_CAP, PATH_TRUNCATED, PathEvent, PathPairEvent,
     RSS_NOT_SAMPLED, USTACK_CAP, USTACK_SHORT, USTACK_UNREADABLE, UnknownKind, UserStackEvent,
-    open_flags, syscalls, syscalls::Delivery,
+    fd_arrival, open_flags, syscalls, syscalls::Delivery,
 };
 use thiserror::Error;
 
@@ -410,6 +410,12 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
     };
     let delivered = match info.delivery {
         Delivery::None => None,
+        // A clone sent for its shared fd table alone delivered no pidfd.
+        Delivery::IntAt(_) | Delivery::Clone3Pidfd
+            if !fd_arrival::delivers_pidfd(header.syscall_nr, &header.args) =>
+        {
+            None
+        }
         Delivery::IntAt(_) | Delivery::Clone3Pidfd => Some(Delivered::pidfd(
             (header.aux != FD_UNREADABLE).then_some(header.aux as u32 as i32),
         )),

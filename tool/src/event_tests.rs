@@ -416,6 +416,7 @@ fn decodes_received_fds_and_pidfds() {
     assert_eq!((delivered.rights.len(), delivered.unread), (0, 4));
 
     let mut clone = wire_event(EventKind::Syscall, syscalls::CLONE, 4321);
+    clone.args[0] = fd_arrival::CLONE_PIDFD | 17;
     clone.aux = 9;
     let What::Syscall(call) = decode(&bytes_of(&clone), 4096).unwrap().what else {
         panic!()
@@ -426,6 +427,27 @@ fn decodes_received_fds_and_pidfds() {
         panic!()
     };
     assert_eq!(call.delivered.unwrap().unread, 1);
+
+    // A clone sent for its shared fd table alone delivered no pidfd (its aux is no fd).
+    clone.args[0] = fd_arrival::CLONE_FILES | 17;
+    clone.aux = 0;
+    let What::Syscall(call) = decode(&bytes_of(&clone), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.delivered, None);
+    // clone3's flags travel in their slot.
+    let mut clone3 = wire_event(EventKind::Syscall, syscalls::CLONE3, 4321);
+    clone3.args[fd_arrival::CLONE3_FLAGS_SLOT] = fd_arrival::CLONE_FILES;
+    let What::Syscall(call) = decode(&bytes_of(&clone3), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.delivered, None);
+    clone3.args[fd_arrival::CLONE3_FLAGS_SLOT] = fd_arrival::CLONE_PIDFD;
+    clone3.aux = 9;
+    let What::Syscall(call) = decode(&bytes_of(&clone3), 4096).unwrap().what else {
+        panic!()
+    };
+    assert_eq!(call.delivered.unwrap().pidfds, vec![9]);
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub(crate) mod limits;
 pub(crate) mod rss;
 pub(crate) mod scales;
 pub(crate) mod series;
+mod shared_tables;
 pub(crate) mod sites;
 pub(crate) mod trend;
 
@@ -97,12 +98,19 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     );
 
     let no_resizes = HashSet::new();
+    let fd_table_doubt = doubt
+        .map(str::to_string)
+        .or_else(|| shared_tables::fd_doubt(ledger));
+    let memory_doubt = doubt
+        .map(str::to_string)
+        .or_else(|| shared_tables::memory_doubt(ledger));
+    let memory_doubt = memory_doubt.as_deref();
     let fd = resource_class(
         ledger,
         Kind::Fd,
         ledger.fd_records(),
         iterations,
-        doubt,
+        fd_table_doubt.as_deref(),
         None,
     );
     let mmap = resource_class(
@@ -110,7 +118,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         Kind::Mapping,
         ledger.map_records(),
         iterations,
-        doubt,
+        memory_doubt,
         Some(ClassBytes {
             changes: ledger.map_byte_changes(),
             series: &map_bytes,
@@ -118,7 +126,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
             scale: scales::mapped_bytes(),
         }),
     );
-    let brk = heap::heap_class(ledger, iterations, doubt);
+    let brk = heap::heap_class(ledger, iterations, memory_doubt);
     let mapped = mmap
         .bytes
         .as_ref()
@@ -128,7 +136,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         iterations,
         mapped,
         (brk.bytes.rate, brk.bytes.verdict),
-        doubt,
+        memory_doubt,
     );
     let file_doubt = doubt
         .map(str::to_string)
@@ -164,12 +172,13 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     if let Some(note) = file_bytes::removed_unseen_note(&facts.file_sizes) {
         files.count.why = format!("{}; {note}", files.count.why);
     }
+    // Watches live on fds: a shared table hides their releases as it hides the fds'.
     let watches = resource_class(
         ledger,
         Kind::Watch,
         ledger.watch_records(),
         iterations,
-        doubt,
+        fd_table_doubt.as_deref(),
         None,
     );
     let heap = heap_alloc::alloc_class(ledger, iterations, doubt);
@@ -326,6 +335,8 @@ fn resource_class(
 
 #[cfg(test)]
 mod file_tests;
+#[cfg(test)]
+mod shared_table_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -16,8 +16,8 @@ pub(crate) const MAX_SITES: usize = 10;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Site {
     pub(crate) site: SiteId,
-    /// The bytes an mremap resized this site's mappings to, when one did (the site itself
-    /// names the first size).
+    /// The bytes an mremap resized this site's mappings to, each (on average over the
+    /// retained ones), when one did (the site itself names the first size).
     pub(crate) resized_to: Option<u64>,
     /// Retained resources from this site.
     pub(crate) leaked: u64,
@@ -181,8 +181,10 @@ pub(crate) fn retained_sites(
             let (bytes_rate, verdict) = match site_bytes {
                 Some(judged) => {
                     let ids = members.get(&site).map_or(&[][..], Vec::as_slice);
+                    // Per mapping: a site of 500 mappings each shrunk to 4 KiB was resized
+                    // to 4 KiB, not to their 2 MiB total.
                     if ids.iter().any(|id| judged.resized.contains(id)) {
-                        resized_to = Some(bytes_of_site);
+                        resized_to = Some(bytes_of_site / (births.len() as u64).max(1));
                     }
                     let series = site_byte_series(judged.changes, ids, &iterations.boundaries);
                     // Pinned like the count: bytes that grew until the limit leak at the

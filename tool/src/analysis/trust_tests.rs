@@ -284,3 +284,22 @@ fn a_mapping_grown_by_mremap_is_a_byte_leak_with_a_site_that_agrees() {
         crate::report::sites::resized_site_text(site.site, s.ledger().sites(), site.resized_to);
     assert!(name.contains("resized by mremap to 3.9 MiB"), "{name}");
 }
+
+#[test]
+fn mappings_shrunk_by_mremap_and_kept_name_the_size_of_each() {
+    let s = marked(
+        500,
+        |_| None,
+        |s, i| {
+            let addr = 0x7000_0000u64 + 0x10_0000 * i as u64;
+            s.mmap_anon(addr, 0x10000);
+            s.sys(call(MREMAP, addr as i64, [addr, 0x10000, 4096, 0, 0, 0]));
+        },
+    );
+    let analysis = analyze_marked(&s);
+    let site = &analysis.mmap.sites[0];
+    assert_eq!(site.verdict, Verdict::Leak, "{site:?}");
+    assert!((site.bytes_leaked_per_iteration.unwrap() - 4096.0).abs() < 4096.0 * 0.05);
+    // Each was resized to 4 KiB; their total is no mapping's size.
+    assert_eq!(site.resized_to, Some(4096), "{site:?}");
+}

@@ -48,6 +48,7 @@ use brk::Break;
 use fd_table::FdTable;
 use history::History;
 use holdings::Holdings;
+use leakscope_common::fd_arrival;
 use mappings::MappingSet;
 use records::{RecordId, Records};
 use sites::{SiteId, Sites};
@@ -159,6 +160,12 @@ pub(crate) struct Ledger {
     early: Option<Box<crate::iterations::early::Early>>,
     /// `--heap`: the kernel's heap maps when tracing ended.
     heap_snapshot: Option<crate::heap::snapshot::HeapSnapshot>,
+    /// Children cloned with CLONE_FILES but not CLONE_THREAD: they share their parent's fd
+    /// table, which the ledger, keeping one table per process, cannot follow.
+    shared_fd_tables: u64,
+    /// Likewise children cloned with CLONE_VM, not a thread nor a vfork: they share the
+    /// parent's mappings and heap.
+    shared_address_spaces: u64,
 }
 
 impl Ledger {
@@ -282,6 +289,11 @@ impl Ledger {
     }
 
     fn apply_syscall(&mut self, tgid: u32, t: u64, call: &Syscall) {
+        let flags = fd_arrival::clone_flags(call.nr, &call.args);
+        if let Some(flags) = flags.filter(|_| call.ret > 0) {
+            self.shared_fd_tables += u64::from(fd_arrival::shares_fd_table(flags));
+            self.shared_address_spaces += u64::from(fd_arrival::shares_address_space(flags));
+        }
         if let Some(op) = fd_calls::decode(call) {
             self.apply_fd(tgid, t, op, (call.name, call.frames.as_deref()));
         } else if let Some(op) = map_calls::decode(call) {
@@ -419,6 +431,17 @@ impl Ledger {
     /// could not be read: nonzero means fds may be missing from the ledger.
     pub(crate) fn unread_deliveries(&self) -> u64 {
         self.history.unread_deliveries
+    }
+
+    /// Children that shared their parent's fd table (clone with CLONE_FILES, not a thread).
+    pub(crate) fn shared_fd_tables(&self) -> u64 {
+        self.shared_fd_tables
+    }
+
+    /// Children that shared their parent's address space (clone with CLONE_VM, not a
+    /// thread nor a vfork).
+    pub(crate) fn shared_address_spaces(&self) -> u64 {
+        self.shared_address_spaces
     }
 
     pub(crate) fn unknown_releases(&self) -> u64 {
