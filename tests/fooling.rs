@@ -31,6 +31,11 @@ fn fooling(mode: &str, n: usize) -> Traced {
 /// more), no files or watches.
 fn assert_nothing_kept(traced: &Traced, context: &str) {
     assert_verdicts(traced, ["no-leak", "no-leak", "flat", "flat"], context);
+    assert_others_kept_nothing(traced, context);
+}
+
+/// No files or watches left.
+fn assert_others_kept_nothing(traced: &Traced, context: &str) {
     for name in ["files", "watches"] {
         assert_class(traced, name, "no-leak", context);
     }
@@ -54,7 +59,15 @@ fn assert_nothing_kept(traced: &Traced, context: &str) {
 fn what_is_given_back_is_no_leak_five_times_out_of_five(#[case] mode: &str, #[case] n: usize) {
     for run in 0..5 {
         let traced = fooling(mode, n);
-        assert_nothing_kept(&traced, &format!("{mode} run {run}"));
+        let context = format!("{mode} run {run}");
+        if mode.starts_with("pthread") {
+            // Threads that overlap leave glibc two or three cached stacks: mappings grow
+            // by those and stop, a plateau.
+            assert_verdicts(&traced, ["no-leak", "bounded", "flat", "flat"], &context);
+            assert_others_kept_nothing(&traced, &context);
+        } else {
+            assert_nothing_kept(&traced, &context);
+        }
     }
 }
 
