@@ -107,18 +107,23 @@ impl ReportOutput {
             Some(path) if path == Path::new("-") => JsonDestination::Stdout,
             Some(path) => JsonDestination::File(OutputFile::open("--json", path)?),
         };
+        // Every other output, with its renderer: one list for the checks and the opening.
+        let exporters: [(&str, &Option<PathBuf>, Box<dyn Exporter>); 5] = [
+            ("--folded", &common.folded, Box::new(FoldedExporter)),
+            (
+                "--flamegraph",
+                &common.flamegraph,
+                Box::new(FlamegraphExporter),
+            ),
+            ("--trace", &common.trace, Box::new(TraceExporter)),
+            ("--html", &common.html, Box::new(HtmlExporter)),
+            ("--svg", &common.svg, Box::new(SvgExporter)),
+        ];
         // Two outputs into one file: the last would silently replace the first.
-        let named: Vec<(&str, &PathBuf)> = [
-            ("--json", &common.json),
-            ("--folded", &common.folded),
-            ("--flamegraph", &common.flamegraph),
-            ("--trace", &common.trace),
-            ("--html", &common.html),
-            ("--svg", &common.svg),
-        ]
-        .into_iter()
-        .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
-        .collect();
+        let named: Vec<(&str, &PathBuf)> = std::iter::once(("--json", &common.json))
+            .chain(exporters.iter().map(|(flag, path, _)| (*flag, *path)))
+            .filter_map(|(flag, path)| Some((flag, path.as_ref()?)))
+            .collect();
         for (i, (flag, path)) in named.iter().enumerate() {
             if *flag != "--json" && path.as_os_str() == "-" {
                 return Err(UsageError(format!(
@@ -133,26 +138,10 @@ impl ReportOutput {
             }
         }
         let mut exports: Vec<(OutputFile, Box<dyn Exporter>)> = Vec::new();
-        if let Some(path) = &common.folded {
-            exports.push((
-                OutputFile::open("--folded", path)?,
-                Box::new(FoldedExporter),
-            ));
-        }
-        if let Some(path) = &common.flamegraph {
-            exports.push((
-                OutputFile::open("--flamegraph", path)?,
-                Box::new(FlamegraphExporter),
-            ));
-        }
-        if let Some(path) = &common.trace {
-            exports.push((OutputFile::open("--trace", path)?, Box::new(TraceExporter)));
-        }
-        if let Some(path) = &common.html {
-            exports.push((OutputFile::open("--html", path)?, Box::new(HtmlExporter)));
-        }
-        if let Some(path) = &common.svg {
-            exports.push((OutputFile::open("--svg", path)?, Box::new(SvgExporter)));
+        for (flag, path, exporter) in exporters {
+            if let Some(path) = path {
+                exports.push((OutputFile::open(flag, path)?, exporter));
+            }
         }
         Ok(ReportOutput { json, exports })
     }

@@ -116,7 +116,7 @@ impl Drainer {
         }
         self.last_poll_bytes = self.positions.consumer().saturating_sub(consumed_before);
         self.sample_heap_totals(probes, sink);
-        // An incomplete round's held opens wait for the next poll, 10 ms on.
+        // An incomplete round's held opens wait for the next poll (see `poll_interval`).
         let copies_lost = self.held.copies_lost_so_far();
         sink.polled(&|| {
             let by_reason = without_delivered_opens(probes.lost_by_reason(), copies_lost);
