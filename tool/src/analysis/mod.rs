@@ -98,12 +98,8 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     );
 
     let no_resizes = HashSet::new();
-    let fd_table_doubt = doubt
-        .map(str::to_string)
-        .or_else(|| shared_tables::fd_doubt(ledger));
-    let memory_doubt = doubt
-        .map(str::to_string)
-        .or_else(|| shared_tables::memory_doubt(ledger));
+    let fd_table_doubt = doubt_or(doubt, || shared_tables::fd_doubt(ledger));
+    let memory_doubt = doubt_or(doubt, || shared_tables::memory_doubt(ledger));
     let memory_doubt = memory_doubt.as_deref();
     let fd = resource_class(
         ledger,
@@ -138,9 +134,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         (brk.bytes.rate, brk.bytes.verdict),
         memory_doubt,
     );
-    let file_doubt = doubt
-        .map(str::to_string)
-        .or_else(|| file_bytes::doubt(ledger));
+    let file_doubt = doubt_or(doubt, || file_bytes::doubt(ledger));
     let file_changes = file_bytes::changes(ledger, &facts.file_sizes);
     let file_series = series::byte_totals_with_folded(
         &file_changes,
@@ -206,6 +200,11 @@ fn doubt(iterations: &Iterations, lost_events: u64) -> Option<String> {
 
 /// Received fds the kernel could not copy (control data past its cap, recvmmsg messages
 /// past its cap) are fds the ledger never saw: a leak of them would pass unseen.
+/// The run's own doubt, which every class shares, or else `class`'s own.
+fn doubt_or(run: Option<&str>, class: impl FnOnce() -> Option<String>) -> Option<String> {
+    run.map(str::to_string).or_else(class)
+}
+
 fn unread_deliveries(ledger: &Ledger) -> Option<String> {
     let unread = ledger.unread_deliveries();
     (unread > 0).then(|| {
