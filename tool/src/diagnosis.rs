@@ -45,17 +45,29 @@ pub(crate) struct FollowedProcesses {
     pub(crate) running_at_end: Option<BTreeSet<u32>>,
 }
 
-#[cfg(test)]
-pub(crate) fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
-    diagnose_followed(ledger, info, &FollowedProcesses::default(), false)
+/// What a report holds beyond the verdicts, built only when an output asks for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Extras {
+    /// The run over time (`--trace`).
+    pub(crate) timeline: bool,
+    /// Each class's chart (`--html`, `--svg`).
+    pub(crate) charts: bool,
 }
 
-/// With `timeline`, the report also holds the run over time (for `--trace`).
+#[cfg(test)]
+pub(crate) fn diagnose(ledger: Ledger, info: &RunInfo) -> Report {
+    let extras = Extras {
+        timeline: false,
+        charts: true,
+    };
+    diagnose_followed(ledger, info, &FollowedProcesses::default(), extras)
+}
+
 pub(crate) fn diagnose_followed(
     ledger: Ledger,
     info: &RunInfo,
     followed: &FollowedProcesses,
-    timeline: bool,
+    extras: Extras,
 ) -> Report {
     let mut iterations = iterations::detect(&ledger, &info.iteration_request);
     account_lost_markers(&mut iterations, info.lost_markers);
@@ -87,7 +99,11 @@ pub(crate) fn diagnose_followed(
         &followed.commands,
         followed.running_at_end.as_ref(),
     );
-    let charts = crate::report::class_charts::class_charts(&analysis, &classes, &iterations);
+    let charts = if extras.charts {
+        crate::report::class_charts::class_charts(&analysis, &classes, &iterations)
+    } else {
+        Vec::new()
+    };
     let (exit_code, exit_signal) = match info.exit {
         TargetExit::Code(code) => (Some(code), None),
         TargetExit::Signal(signal) => (None, Some(signal)),
@@ -120,7 +136,7 @@ pub(crate) fn diagnose_followed(
         projection: None,
         suspects: None,
         self_stats: None,
-        timeline: if timeline {
+        timeline: if extras.timeline {
             crate::report::timeline::Timeline::new(&ledger, &iterations)
         } else {
             Default::default()

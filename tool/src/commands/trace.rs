@@ -175,7 +175,10 @@ pub(crate) async fn trace_and_diagnose(
             commands: outcome.commands.clone(),
             running_at_end: Some(outcome.running_at_end.clone()),
         },
-        common.trace.is_some(),
+        diagnosis::Extras {
+            timeline: common.trace.is_some(),
+            charts: common.html.is_some() || common.svg.is_some(),
+        },
     );
     // How the kernel side lost records is transport detail the diagnosis does not use.
     let by_name = |counts: &[(leakscope_common::DropReason, u64)]| {

@@ -59,7 +59,7 @@ fn a_one_shot_run_lists_what_it_held_at_exit_and_no_rates() {
         ledger(&s),
         &info(IterationRequest::Auto),
         &FollowedProcesses::default(),
-        false,
+        crate::diagnosis::Extras::default(),
     );
     let held = report.held_at_exit.as_ref().expect("a one-shot run");
     let fds: Vec<(i32, &str, bool)> = held
@@ -118,7 +118,7 @@ fn a_run_with_enough_iterations_has_no_held_at_exit() {
         ledger(&s),
         &info(IterationRequest::Symbol("tick".into())),
         &FollowedProcesses::default(),
-        false,
+        crate::diagnosis::Extras::default(),
     );
     assert!(report.held_at_exit.is_none());
     assert!(report.to_json().get("held_at_exit").is_none());
@@ -148,7 +148,7 @@ fn a_daemon_that_outlived_the_target_is_named_with_what_it_held() {
         ledger(&s),
         &info(IterationRequest::Symbol("tick".into())),
         &followed,
-        false,
+        crate::diagnosis::Extras::default(),
     );
     assert_eq!(report.classes.fd.verdict.as_str(), "leak");
     let [daemon] = &report.outlived_target[..] else {
@@ -185,7 +185,7 @@ fn a_daemon_still_running_when_tracing_stopped_says_so() {
         ledger(&s),
         &info(IterationRequest::Symbol("tick".into())),
         &FollowedProcesses::default(),
-        false,
+        crate::diagnosis::Extras::default(),
     );
     assert!(report.outlived_target[0].still_running);
     // The session saw it gone (its exit event was lost): not "still running".
@@ -197,7 +197,7 @@ fn a_daemon_still_running_when_tracing_stopped_says_so() {
         ledger(&s),
         &info(IterationRequest::Symbol("tick".into())),
         &gone,
-        false,
+        crate::diagnosis::Extras::default(),
     );
     assert!(!report.outlived_target[0].still_running);
     assert!(report.outlived_target[0].command.is_empty());

@@ -187,7 +187,7 @@ fn a_one_shot_run_lists_what_it_held_at_exit() {
         ledger_with_stdio(&s),
         &info("./once", IterationRequest::Auto),
         &FollowedProcesses::default(),
-        false,
+        crate::diagnosis::Extras::default(),
     );
     assert_report_snapshots("one_shot_held_at_exit", &report);
 }
@@ -211,7 +211,7 @@ fn a_daemon_that_outlived_the_target() {
         ledger_with_stdio(&s),
         &info("./prog", tick()),
         &followed,
-        false,
+        crate::diagnosis::Extras::default(),
     );
     assert_report_snapshots("outlived_target", &report);
 }

@@ -125,7 +125,12 @@ fn analyze(context: &Context, job: Job) -> LiveView {
         fd_limit: None,
         iteration_request: context.iteration_request.clone(),
     };
-    let report = diagnosis::diagnose_followed(ledger, &info, &FollowedProcesses::default(), false);
+    let report = diagnosis::diagnose_followed(
+        ledger,
+        &info,
+        &FollowedProcesses::default(),
+        diagnosis::Extras::default(),
+    );
     let mut view = LiveView::from_report(&report, Subject::new(pid, &context.command), job.elapsed);
     view.skipped = job.skipped;
     view.cost = Some(super::rows::Cost {
