@@ -11,7 +11,11 @@ pub enum EventKind {
     Syscall = 1,
     /// A traced process created a new process (not a thread); `aux` is the child's tgid.
     Fork = 2,
-    /// A traced process finished an exec.
+    /// A traced process finished an exec. Sent as a [`crate::PathEvent`] when the kernel
+    /// could read the new program: the path is the file really executed (`bprm->interp`,
+    /// as the exec call named it), `args[0]..args[1]` its code (`mm->start_code`,
+    /// `mm->end_code`), so that a process gone before its maps were read still has its own
+    /// frames named. Else the header alone.
     Exec = 3,
     /// A thread of a traced process exited; `tid == tgid` means the whole process is gone.
     Exit = 4,

@@ -307,6 +307,15 @@ pub struct KernelOffsets {
     /// 0 when `mm_start_stack` (or `task_mm`) could not be found: a copy that fails is then
     /// retried with halving lengths only.
     pub start_stack_available: u32,
+    /// `mm_struct.start_code` and `mm_struct.end_code`: where the exec'd program's code lies.
+    pub mm_start_code: u32,
+    pub mm_end_code: u32,
+    /// `linux_binprm.interp`: the name of the file really executed (the interpreter, for a
+    /// script).
+    pub binprm_interp: u32,
+    /// 0 when the three offsets above (or `task_mm`) could not be found: an
+    /// [`EventKind::Exec`] record is then the header alone.
+    pub exec_image_available: u32,
 }
 
 #[cfg(feature = "user")]
@@ -338,7 +347,7 @@ const _: () = assert!(USTACK_CAP.is_power_of_two());
 const _: () = assert!(USTACK_MIN_BYTES <= USTACK_DEFAULT_BYTES);
 const _: () = assert!(USTACK_DEFAULT_BYTES as usize <= USTACK_CAP);
 const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 76);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 92);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
 const _: () = assert!(core::mem::size_of::<heap::HeapKey>() == 16);
 const _: () = assert!(core::mem::size_of::<heap::HeapLive>() == 48);

@@ -1,7 +1,10 @@
 //! The ring-buffer writers: one per record shape (header only, with one or two paths, with
 //! control data; the one with a user stack is in [`crate::ustack`]). Each counts its own ring-full reason in `LOST`.
 
-use aya_ebpf::helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes};
+use aya_ebpf::helpers::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+    bpf_probe_read_user_str_bytes,
+};
 use leakscope_common::{
     CONTROL_CAP, CONTROL_CONTINUED, CONTROL_TRUNCATED, CONTROL_UNREADABLE, ControlEvent,
     DropReason, Event, MMSG_COPY_CAP, PATH_CAP, PATH_TRUNCATED, PathEvent, PathPairEvent,
@@ -12,6 +15,7 @@ use core::{ffi::c_void, mem::size_of};
 
 use aya_ebpf::helpers::generated;
 
+use crate::kernel::ExecImage;
 use crate::{EVENTS, PATH_SCRATCH, SUBMIT_FLAGS, count_lost};
 
 /// Sends a header-only record (a record with a path, a stack or control data goes through
@@ -83,6 +87,45 @@ pub(crate) fn output_path_record(record: *mut PathEvent) -> bool {
         )
     };
     sent >= 0
+}
+
+/// The [`EventKind::Exec`](leakscope_common::EventKind::Exec) record: with the new
+/// program's file name and code range when the kernel could read them, else the header
+/// alone (userspace then knows the program only from its maps, if it lives long enough).
+#[inline(always)]
+pub(crate) fn emit_exec(mut event: Event, image: Option<ExecImage>) {
+    let (Some(image), Some(record)) = (image, PATH_SCRATCH.get_ptr_mut(0)) else {
+        emit(event);
+        return;
+    };
+    event.args[0] = image.start_code;
+    event.args[1] = image.end_code;
+    unsafe {
+        (*record).event = event;
+        (*record).close_tid = 0;
+        (*record).close_ktime_ns = 0;
+        (*record).path_len = read_kernel_path(image.interp, &mut (*record).path);
+    }
+    if !output_path_record(record) {
+        count_lost(DropReason::RingFullExec);
+    }
+}
+
+/// Copies the kernel string at `path` (length, or'ed with [`PATH_TRUNCATED`] when cut).
+/// A failed read leaves the path empty: the exec is still recorded, without its image.
+#[inline(always)]
+fn read_kernel_path(path: *const u8, buffer: &mut [u8; PATH_CAP]) -> u32 {
+    let len = match unsafe { bpf_probe_read_kernel_str_bytes(path, buffer) } {
+        Ok(bytes) => bytes.len() as u32,
+        Err(_) => return 0,
+    };
+    if len as usize == PATH_CAP - 1
+        && let Ok(next) = unsafe { bpf_probe_read_kernel(path.wrapping_add(PATH_CAP - 1)) }
+        && next != 0u8
+    {
+        return len | PATH_TRUNCATED;
+    }
+    len
 }
 
 /// A call with two paths (the rename family: old name, new name).

@@ -75,6 +75,44 @@ pub(crate) fn current_rss_pages_btf() -> u64 {
     }
 }
 
+/// What the kernel says of a program it has just exec'd: where its code lies
+/// (`mm->start_code`, `mm->end_code`) and the name of the file really executed
+/// (`bprm->interp`, kernel memory).
+pub(crate) struct ExecImage {
+    pub(crate) start_code: u64,
+    pub(crate) end_code: u64,
+    pub(crate) interp: *const u8,
+}
+
+/// [`ExecImage`] of the current task, in `sched_process_exec` (whose third argument is
+/// `bprm`); `None` when the offsets are unknown or a read fails.
+#[inline(always)]
+pub(crate) fn exec_image(bprm: *const u8) -> Option<ExecImage> {
+    let off = offsets();
+    if off.exec_image_available == 0 || bprm.is_null() {
+        return None;
+    }
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let mm = bpf_probe_read_kernel(task.add(off.task_mm as usize) as *const u64).ok()?;
+        if mm == 0 {
+            return None;
+        }
+        let mm = mm as *const u8;
+        let start_code =
+            bpf_probe_read_kernel(mm.add(off.mm_start_code as usize) as *const u64).ok()?;
+        let end_code =
+            bpf_probe_read_kernel(mm.add(off.mm_end_code as usize) as *const u64).ok()?;
+        let interp = bpf_probe_read_kernel(bprm.add(off.binprm_interp as usize) as *const u64)
+            .ok()? as *const u8;
+        Some(ExecImage {
+            start_code,
+            end_code,
+            interp,
+        })
+    }
+}
+
 /// The `aux` of a successful open, openat, openat2 or creat (see [`open_flags`]): its flags,
 /// and for an open that may create, whether it did.
 #[inline(always)]

@@ -25,8 +25,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext},
 };
-use emit::{emit, emit_message_control, emit_mmsg_controls, emit_with_path, emit_with_path_pair};
-use kernel::{current_rss_pages, current_rss_pages_btf, offsets};
+use emit::{
+    emit, emit_exec, emit_message_control, emit_mmsg_controls, emit_with_path, emit_with_path_pair,
+};
+use kernel::{current_rss_pages, current_rss_pages_btf, exec_image, offsets};
 use leakscope_common::{
     DropReason, Event, EventKind, FD_PAIR_UNKNOWN, FD_UNREADABLE, KernelOffsets, PathEvent,
     TrackedProcess, close_outcome,
@@ -78,6 +80,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     signal_live: 0,
     mm_start_stack: 0,
     start_stack_available: 0,
+    mm_start_code: 0,
+    mm_end_code: 0,
+    binprm_interp: 0,
+    exec_image_available: 0,
 };
 named!(OFFSETS, globals::OFFSETS);
 
@@ -444,7 +450,7 @@ named!(sched_process_fork, programs::SCHED_PROCESS_FORK);
 
 /// `sched_process_exec`: runs in the task that just exec'd.
 #[raw_tracepoint]
-pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let (tgid, tid) = current_ids();
     if let Some(process) = tracked(tgid) {
         pairing::flush(process);
@@ -453,7 +459,9 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> i32 {
             heap::on_exec(tgid, event.ktime_ns);
         }
         event.rss_pages = current_rss_pages();
-        emit(event);
+        // sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+        let bprm: *const u8 = ctx.arg(2);
+        emit_exec(event, exec_image(bprm));
     }
     0
 }

@@ -37,8 +37,9 @@ pub(crate) enum What {
     Syscall(Syscall),
     /// `tgid` created process `child` (a copy of its fd table and mappings).
     Fork { child: u32 },
-    /// `tgid` exec'd: CLOEXEC fds close, all mappings and the heap are replaced.
-    Exec,
+    /// `tgid` exec'd: CLOEXEC fds close, all mappings and the heap are replaced. The new
+    /// program's file and code range, when the kernel could read them.
+    Exec(Option<Box<ExecImage>>),
     /// Process `tgid` is gone: everything it held is released.
     Exit,
     /// The iteration-marker uprobe fired; `arg` is the marker function's first argument.
@@ -47,6 +48,15 @@ pub(crate) enum What {
     /// A call that would have acquired a resource failed (EMFILE, ENOMEM, ...): evidence
     /// that the process hit a limit, not a change of any resource.
     Failed(FailedCall),
+}
+
+/// The program an exec started, as the kernel saw it: the file really executed (the
+/// interpreter, for a script) and where its code lies (`mm->start_code..mm->end_code`).
+/// It names the program's own frames when the process is gone before its maps are read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ExecImage {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) code: std::ops::Range<u64>,
 }
 
 /// `--heap`: a process's allocator totals, as the kernel kept them, at its iteration marker.
@@ -348,7 +358,7 @@ fn decode_header(
         EventKind::Fork => What::Fork {
             child: header.aux as u32,
         },
-        EventKind::Exec => What::Exec,
+        EventKind::Exec => What::Exec(decode_exec_image(header, record).map(Box::new)),
         EventKind::Exit => What::Exit,
         EventKind::Marker => What::Marker {
             arg: header.args[0],
@@ -453,6 +463,24 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
         stack,
         frames: None,
         delivered,
+    })
+}
+
+/// The image an [`EventKind::Exec`] record carries, if whole: a header-only record (the
+/// kernel could not read it), a cut or relative path (relative to a directory this record
+/// does not name) or an empty code range give none.
+fn decode_exec_image(header: &wire::Event, record: &[u8]) -> Option<ExecImage> {
+    use std::os::unix::ffi::OsStrExt;
+    if record.len() <= size_of::<wire::Event>() {
+        return None;
+    }
+    let event = read_path_event(record)?;
+    let captured = CapturedPath::from_wire(&event.path, event.path_len);
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&captured.bytes));
+    let code = header.args[0]..header.args[1];
+    (path.is_absolute() && !captured.truncated && !code.is_empty()).then(|| ExecImage {
+        path: path.to_path_buf(),
+        code,
     })
 }
 

@@ -191,7 +191,7 @@ fn decodes_fd_pair_and_fork() {
 #[test]
 fn decodes_every_header_only_kind() {
     for (kind, what) in [
-        (EventKind::Exec, What::Exec),
+        (EventKind::Exec, What::Exec(None)),
         (EventKind::Exit, What::Exit),
         // The marker function's first argument travels in args[0].
         (EventKind::Marker, What::Marker { arg: 1, heap: None }),

@@ -53,7 +53,7 @@ impl Followed {
             }
             // The kernel sends an exit only when a process's leader thread exits.
             What::Exit => self.gone(event.tgid),
-            What::Exec => {
+            What::Exec(_) => {
                 if let Some(command) = proc_command(event.tgid).filter(|c| !c.is_empty()) {
                     self.commands.insert(event.tgid, command);
                 }

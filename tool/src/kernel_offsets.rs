@@ -59,6 +59,9 @@ pub(crate) fn from_running_kernel() -> Result<KernelOffsets, OffsetsError> {
     if let Ok(start) = stack_start_offsets(&btf) {
         offsets = start.fill(offsets);
     }
+    if let Ok(image) = exec_image_offsets(&btf) {
+        offsets = image.fill(offsets);
+    }
     Ok(offsets)
 }
 
@@ -145,6 +148,37 @@ fn stack_start_offsets(btf: &Btf) -> Result<StackStartOffsets, OffsetsError> {
     Ok(StackStartOffsets {
         task_mm: member_offset(btf, "task_struct", "mm")?,
         mm_start_stack: member_offset(btf, "mm_struct", "start_stack")?,
+    })
+}
+
+/// The offsets that read, at exec, the new program's code range and file name
+/// (task -> mm -> start_code/end_code, bprm -> interp).
+struct ExecImageOffsets {
+    task_mm: u32,
+    mm_start_code: u32,
+    mm_end_code: u32,
+    binprm_interp: u32,
+}
+
+impl ExecImageOffsets {
+    fn fill(self, offsets: KernelOffsets) -> KernelOffsets {
+        KernelOffsets {
+            task_mm: self.task_mm,
+            mm_start_code: self.mm_start_code,
+            mm_end_code: self.mm_end_code,
+            binprm_interp: self.binprm_interp,
+            exec_image_available: 1,
+            ..offsets
+        }
+    }
+}
+
+fn exec_image_offsets(btf: &Btf) -> Result<ExecImageOffsets, OffsetsError> {
+    Ok(ExecImageOffsets {
+        task_mm: member_offset(btf, "task_struct", "mm")?,
+        mm_start_code: member_offset(btf, "mm_struct", "start_code")?,
+        mm_end_code: member_offset(btf, "mm_struct", "end_code")?,
+        binprm_interp: member_offset(btf, "linux_binprm", "interp")?,
     })
 }
 
@@ -260,5 +294,10 @@ mod tests {
         assert_eq!(offsets.start_stack_available, 1);
         // start_stack follows the code and data bounds in mm_struct: well inside it.
         assert!(offsets.mm_start_stack > 0 && offsets.mm_start_stack.is_multiple_of(8));
+        // unsigned long start_code, end_code, start_data, ...: adjacent, before start_stack.
+        assert_eq!(offsets.exec_image_available, 1);
+        assert_eq!(offsets.mm_end_code, offsets.mm_start_code + 8);
+        assert!(offsets.mm_start_code < offsets.mm_start_stack);
+        assert!(offsets.binprm_interp.is_multiple_of(8));
     }
 }

@@ -78,6 +78,18 @@ pub(crate) struct GatedChild {
     command: String,
 }
 
+/// `program` made absolute when it is a relative path (`./app`): the kernel reports an exec
+/// by the name it was given, and the name must still find the file after the target is
+/// gone (it names the target's own frames then). The target's argv[0] stays as typed.
+fn absolute_program(program: &OsString) -> std::path::PathBuf {
+    let path = std::path::Path::new(program);
+    if path.components().count() > 1 && path.is_relative() {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// Forks `argv` and stops it before exec. Nothing of the target runs until
 /// [`GatedChild::release`].
 ///
@@ -98,8 +110,8 @@ pub(crate) fn spawn_gated(
         .collect::<Vec<_>>()
         .join(" ");
 
-    let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
+    let mut command = Command::new(absolute_program(&argv[0]));
+    command.arg0(&argv[0]).args(&argv[1..]);
     match stdout {
         TargetStdout::Inherit => {}
         TargetStdout::Stderr => {

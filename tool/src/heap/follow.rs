@@ -67,7 +67,7 @@ impl HeapFollower {
                 // A copy of its parent's address space: complete at once.
                 self.pending.insert(child, 1);
             }
-            What::Exec => {
+            What::Exec(_) => {
                 self.pending.insert(event.tgid, POLLS_AFTER_EXEC);
             }
             // Sent once per process, when its last thread exits (whichever thread that is).

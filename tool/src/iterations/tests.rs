@@ -145,7 +145,7 @@ fn shim_then_program(helpers: u32, iterations: usize) -> Stream {
     for helper in 0..helpers {
         let child = 100 + helper;
         s.push(1, 1, What::Fork { child }, None);
-        s.push(child, child, What::Exec, None);
+        s.push(child, child, What::Exec(None), None);
         s.push(
             child,
             child,
@@ -156,7 +156,7 @@ fn shim_then_program(helpers: u32, iterations: usize) -> Stream {
         s.push(child, child, What::Exit, None);
         s.now += 1_000_000;
     }
-    s.push(1, 1, What::Exec, None);
+    s.push(1, 1, What::Exec(None), None);
     for i in 0..100u64 {
         s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
     }
@@ -212,7 +212,7 @@ fn a_loop_before_an_exec_belongs_to_the_image_that_ran_it() {
         s.open("/srv/shim/config", 3).close(3);
         s.now += 1_000_000;
     }
-    s.push(1, 1, What::Exec, None);
+    s.push(1, 1, What::Exec(None), None);
     for i in 0..300u64 {
         s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
         s.now += 20_000;
@@ -364,7 +364,7 @@ fn heavy_helpers_before_the_program_do_not_hide_its_loop() {
         }
         s.push(child, child, What::Exit, None);
     }
-    s.push(1, 1, What::Exec, None);
+    s.push(1, 1, What::Exec(None), None);
     for i in 0..200 {
         s.open("/srv/app/tick", 3).close(3);
         s.open("/srv/app/data.txt", 4 + i);
@@ -440,7 +440,7 @@ fn a_busy_helper_with_a_loop_of_its_own_is_not_the_program_s_loop() {
         }
     }
     s.push(100, 100, What::Exit, None);
-    s.push(1, 1, What::Exec, None);
+    s.push(1, 1, What::Exec(None), None);
     for i in 0..100u64 {
         s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
     }

@@ -266,7 +266,7 @@ fn exit_and_exec_release_watches() {
     s.inotify_init(4)
         .add_watch(3, "/a", 1)
         .add_watch(4, "/b", 1);
-    s.push(PID, PID, crate::event::What::Exec, None);
+    s.push(PID, PID, crate::event::What::Exec(None), None);
     assert_eq!(live_watches(&s.ledger()), vec!["inotify watch on /b"]);
 }
 

@@ -88,7 +88,7 @@ fn what_the_target_held_at_exit_is_kept_with_the_last_fd_it_opened() {
         ledger.seed_fd(PID, fd, &link("/dev/pts/0"), false);
     }
     let mut s = Stream::new(PID);
-    s.push(PID, PID, What::Exec, None);
+    s.push(PID, PID, What::Exec(None), None);
     s.open("/tmp/x", 3)
         .mmap_anon(0x10000, 8192)
         .mmap_anon(0x20000, 4096);

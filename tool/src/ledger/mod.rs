@@ -206,7 +206,7 @@ impl Ledger {
                 self.count("fork");
                 self.fork(tgid, *child, t);
             }
-            What::Exec => {
+            What::Exec(_) => {
                 self.count("exec");
                 self.execs.entry(tgid).or_default().push(t);
                 self.exec(tgid, t);

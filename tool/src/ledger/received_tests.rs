@@ -47,7 +47,7 @@ fn msg_cmsg_cloexec_received_fds_close_on_exec() {
     let mut s = Stream::new(PID);
     recvmsg(&mut s, MSG_CMSG_CLOEXEC, &[5, 6]);
     recvmsg(&mut s, 0, &[7]);
-    s.push(PID, PID, What::Exec, None);
+    s.push(PID, PID, What::Exec(None), None);
     let ledger = s.ledger();
     assert_eq!(live(&ledger), vec![(7, RECEIVED_SITE.to_string())]);
     assert_eq!(ledger.is_cloexec(PID, 7), Some(false));

@@ -162,7 +162,7 @@ mod random {
                         procs.retain(|&q| q != p);
                         What::Exit
                     } else {
-                        What::Exec
+                        What::Exec(None)
                     }
                 }
                 21 if r.below(2) == 0 => What::Syscall(sys(

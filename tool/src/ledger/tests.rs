@@ -131,7 +131,7 @@ fn close_range_cloexec_only_marks_and_exec_then_closes() {
         "CLOSE_RANGE_CLOEXEC closes nothing"
     );
     assert_eq!(ledger.is_cloexec(PID, 5), Some(true));
-    s.push(PID, PID, What::Exec, None);
+    s.push(PID, PID, What::Exec(None), None);
     let ledger = s.ledger();
     assert_eq!(live_fds(&ledger), vec![(3, "/tmp/a".into())]);
     assert_eq!(
@@ -148,7 +148,7 @@ fn exec_releases_cloexec_fds_and_keeps_the_rest() {
         .open("/tmp/c", 5);
     s.sys(call(nr::FCNTL, 0, [5, 2, 1, 0, 0, 0])); // F_SETFD FD_CLOEXEC
     s.sys(call(nr::FCNTL, 0, [3, 2, 0, 0, 0, 0])); // F_SETFD 0 clears it again
-    s.push(PID, PID, What::Exec, None);
+    s.push(PID, PID, What::Exec(None), None);
     let ledger = s.ledger();
     assert_eq!(
         live_fds(&ledger),
@@ -161,7 +161,7 @@ fn exec_releases_cloexec_fds_and_keeps_the_rest() {
 fn exec_drops_all_mappings_and_the_heap() {
     let mut s = Stream::new(PID);
     s.mmap_anon(0x10000, 8192).brk(0x5000_0000).brk(0x5002_0000);
-    s.push(PID, PID, What::Exec, None);
+    s.push(PID, PID, What::Exec(None), None);
     let ledger = s.ledger();
     assert!(ledger.mapped_ranges(PID).is_empty());
     assert_eq!(ledger.map_records().get(0).cause, Some(Cause::Exec));
@@ -237,7 +237,7 @@ fn an_exec_by_a_second_thread_keeps_what_any_thread_opened_without_cloexec() {
         What::Syscall(call(nr::OPENAT, 5, [-100i64 as u64, 0, 0, 0, 0, 0]).with_path("/tmp/b")),
         None,
     );
-    s.push(PID, PID, What::Exec, None);
+    s.push(PID, PID, What::Exec(None), None);
     s.open("/tmp/after", 4);
     let ledger = s.ledger();
     assert_eq!(

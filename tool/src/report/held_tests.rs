@@ -47,7 +47,7 @@ fn text(report: &Report) -> String {
 #[test]
 fn a_one_shot_run_lists_what_it_held_at_exit_and_no_rates() {
     let mut s = Stream::new(TARGET);
-    s.push(TARGET, TARGET, What::Exec, None);
+    s.push(TARGET, TARGET, What::Exec(None), None);
     // Mappings made and released at start-up, then a file opened last and never closed:
     // a rate over time windows would be negative, and the windows end before the open.
     for i in 0..4 {

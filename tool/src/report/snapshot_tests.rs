@@ -177,7 +177,7 @@ fn a_run_that_hits_the_fd_limit() {
 #[test]
 fn a_one_shot_run_lists_what_it_held_at_exit() {
     let mut s = Stream::new(PID);
-    s.push(PID, PID, What::Exec, None);
+    s.push(PID, PID, What::Exec(None), None);
     for i in 0..4 {
         s.mmap_anon(0x7000_0000 + i * 0x10_0000, 65536);
     }

@@ -285,9 +285,9 @@ impl Drainer {
         if let Some(heap) = &mut self.heap {
             heap.observe(&event);
         }
-        match event.what {
-            What::Fork { child } => self.namer.inherit(event.tgid, child),
-            What::Exec => self.namer.exec(event.tgid, event.time_ns),
+        match &event.what {
+            What::Fork { child } => self.namer.inherit(event.tgid, *child),
+            What::Exec(image) => self.namer.exec(event.tgid, event.time_ns, image.as_deref()),
             _ => {}
         }
         sink.apply(&event);

@@ -17,9 +17,9 @@ use procfs::process::{MMPermissions, MMapPath};
 use leakscope_common::syscalls as nr;
 
 use super::classify::module_kind;
-use super::elf_sections::{Data, ElfCache};
+use super::elf_sections::{Data, ElfCache, ExecSegment};
 use super::frame::FrameKind;
-use crate::event::{Event, Syscall, What};
+use crate::event::{Event, ExecImage, Syscall, What};
 use framehop::Unwinder as _;
 use framehop::x86_64::UnwinderX86_64;
 
@@ -42,7 +42,7 @@ pub(crate) struct CodeRange {
 }
 
 /// The code ranges of one address space, resolved against their files on first use.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Space {
     code: Vec<CodeRange>,
     /// Anonymous executable ranges (JIT code): covered, although no module describes them.
@@ -360,10 +360,72 @@ impl AddressSpaces {
         });
     }
 
+    /// Puts the exec'd program's code, as the kernel reported it, into `tgid`'s table when
+    /// the copy lacks it. The kernel maps that file itself (no mmap this table follows),
+    /// so a process gone within a millisecond of its exec left either no copy or one taken
+    /// before its program was mapped, and its own frames could not be named.
+    pub(crate) fn add_exec_image(
+        &mut self,
+        tgid: u32,
+        time_ns: u64,
+        image: &ExecImage,
+        files: &mut ElfCache,
+    ) {
+        let Some(sections) = files.get(&image.path) else {
+            return;
+        };
+        let Some(ranges) = image_ranges(&sections.exec_segments, &image.code) else {
+            return; // not the file that was exec'd (replaced since), or not one we can read
+        };
+        if let Some(copy) = self.copies.get(&tgid)
+            && ranges
+                .iter()
+                .any(|(range, _)| copy.space.covers(range.start))
+        {
+            return; // the copy was taken after the program was mapped
+        }
+        self.copies.entry(tgid).or_insert_with(|| MapsCopy {
+            taken_ns: time_ns,
+            taken: Instant::now(),
+            space: Arc::new(Space::default()),
+            covers_next_exec: false,
+        });
+        let path: Arc<Path> = image.path.as_path().into();
+        for (range, file_offset) in ranges {
+            let code = code_range(path.to_path_buf(), range, file_offset, &mut self.file_ids);
+            self.add_code(tgid, code);
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn space(&self, tgid: u32) -> Option<&Arc<Space>> {
         self.copies.get(&tgid).map(|copy| &copy.space)
     }
+}
+
+/// The mappings (address range, file offset) that an exec made of `segments`, the file's
+/// executable segments, given the process's `mm->start_code..mm->end_code`. The kernel
+/// sets `end_code` to the load bias plus the end of the last executable segment, so the
+/// bias follows; `start_code` is at most the first one's address (older kernels take it
+/// from every segment). A file whose segments do not fit (another file at that path now)
+/// gives none.
+fn image_ranges(segments: &[ExecSegment], code: &Range<u64>) -> Option<Vec<(Range<u64>, u64)>> {
+    const PAGE: u64 = 4096;
+    let last_end = segments.iter().map(|s| s.vaddr + s.file_size).max()?;
+    let first = segments.iter().map(|s| s.vaddr).min()?;
+    let bias = code.end.checked_sub(last_end)?;
+    if !bias.is_multiple_of(PAGE) || code.start > bias + first {
+        return None;
+    }
+    let ranges = segments
+        .iter()
+        .map(|s| {
+            let start = (bias + s.vaddr) & !(PAGE - 1);
+            let end = (bias + s.vaddr + s.file_size).div_ceil(PAGE) * PAGE;
+            (start..end, s.file_offset & !(PAGE - 1))
+        })
+        .collect();
+    Some(ranges)
 }
 
 /// The fd an `mmap` maps executable code from, if it does.
@@ -399,6 +461,56 @@ mod tests {
         assert!(Arc::ptr_eq(spaces.space(child).unwrap(), &space));
         spaces.exec(child, u64::MAX);
         assert!(spaces.space(child).is_none());
+    }
+
+    /// A process gone before its maps were read: the exec's image (file, start and end of
+    /// code) alone names its own code, at the addresses and file offsets its maps show.
+    #[test]
+    fn an_exec_image_names_the_program_without_its_maps() {
+        let me = procfs::process::Process::myself().unwrap();
+        let stat = me.stat().unwrap();
+        let image = ExecImage {
+            path: me.exe().unwrap(),
+            code: stat.startcode..stat.endcode,
+        };
+        let mut files = ElfCache::default();
+        let mut spaces = AddressSpaces::default();
+        let gone = u32::MAX - 2;
+        spaces.add_exec_image(gone, 1, &image, &mut files);
+        let from_image = spaces.space(gone).unwrap().clone();
+        let pid = std::process::id();
+        spaces.remember(pid);
+        let from_maps = spaces.space(pid).unwrap().clone();
+        let own_ip = an_exec_image_names_the_program_without_its_maps as *const () as u64;
+        let (a, b) = (
+            from_image.locate(&mut files, own_ip).unwrap(),
+            from_maps.locate(&mut files, own_ip).unwrap(),
+        );
+        assert_eq!((a.vaddr, a.module.kind), (b.vaddr, FrameKind::User));
+        assert_eq!(a.module.range, b.module.range);
+        // A copy that already holds the program is left as it is.
+        spaces.add_exec_image(pid, 1, &image, &mut files);
+        assert!(Arc::ptr_eq(spaces.space(pid).unwrap(), &from_maps));
+    }
+
+    #[test]
+    fn an_exec_image_is_placed_by_its_code_end() {
+        let text = ExecSegment {
+            file_offset: 0x1040,
+            file_size: 0x2345,
+            vaddr: 0x1040,
+        };
+        let bias = 0x5555_0000_0000;
+        let code = bias + 0x1040..bias + 0x3385;
+        let ranges = image_ranges(&[text], &code).unwrap();
+        assert_eq!(ranges, vec![(bias + 0x1000..bias + 0x4000, 0x1000)]);
+        // A non-PIE program: no bias.
+        let fixed = image_ranges(&[text], &(0x1040..0x3385)).unwrap();
+        assert_eq!(fixed, vec![(0x1000..0x4000, 0x1000)]);
+        // Another file's layout: the bias would not be a page, or the code would start
+        // before its first executable segment.
+        assert_eq!(image_ranges(&[text], &(bias + 0x1040..bias + 0x3386)), None);
+        assert_eq!(image_ranges(&[text], &(bias + 0x2000..bias + 0x3385)), None);
     }
 
     /// The loader's way of mapping a library: open, mmap of the code with PROT_EXEC from

@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use framehop::x86_64::CacheX86_64;
 
+use crate::event::ExecImage;
+
 use address_space::{AddressSpaces, Space};
 #[cfg(test)]
 pub(crate) use classify::SITE_FRAMES;
@@ -82,7 +84,7 @@ impl StackNamer {
     ) {
         self.spaces.observe(event, path_of_fd);
         // A new program writes its own map; an exited process's stacks are all named.
-        if matches!(event.what, crate::event::What::Exec)
+        if matches!(event.what, crate::event::What::Exec(_))
             || matches!(event.what, crate::event::What::Exit) && !self.keep_exited
         {
             self.jit.forget(event.tgid);
@@ -96,9 +98,14 @@ impl StackNamer {
         self.spaces.keep_exited();
     }
 
-    /// `tgid` exec'd at `time_ns`: its old code mappings no longer apply.
-    pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64) {
+    /// `tgid` exec'd at `time_ns`: its old code mappings no longer apply; `image` is the
+    /// new program as the kernel saw it.
+    pub(crate) fn exec(&mut self, tgid: u32, time_ns: u64, image: Option<&ExecImage>) {
         self.spaces.exec(tgid, time_ns);
+        if let Some(image) = image {
+            self.spaces
+                .add_exec_image(tgid, time_ns, image, &mut self.files);
+        }
     }
 
     /// Unwinds a copied user stack with the binaries' CFI and names the frames.
