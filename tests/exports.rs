@@ -141,8 +141,8 @@ fn the_trace_has_iteration_slices_a_rising_counter_and_the_retained_fds() {
     // The live fds counter rises by one per iteration.
     let fds: Vec<f64> = of("C")
         .iter()
-        .filter(|e| e["name"] == "live fds")
-        .map(|e| e["args"]["fds"].as_f64().unwrap())
+        .filter(|e| e["name"] == "fds")
+        .map(|e| e["args"]["live"].as_f64().unwrap())
         .collect();
     assert_eq!(fds.len(), 300);
     assert_eq!(fds.last().unwrap() - fds.first().unwrap(), 299.0, "{fds:?}");

@@ -26,12 +26,15 @@ pub(crate) struct Timeline {
     pub(crate) retained_total: u64,
 }
 
+/// A counter track. Perfetto names a track by the event's name and the value's key ("fds
+/// live", "mapped bytes"), so neither repeats the other; each track has its own name, as
+/// chrome://tracing stacks the values of one name into one chart.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Counter {
-    /// The track's name ("live fds", "mapped bytes").
+    /// What is counted ("fds", "mapped").
     pub(crate) name: &'static str,
-    /// The value's name in the track ("fds", "bytes").
-    pub(crate) unit: &'static str,
+    /// The value's key: "live" for a count, "bytes" for an amount.
+    pub(crate) key: &'static str,
     pub(crate) values: Vec<Option<f64>>,
 }
 
@@ -57,17 +60,17 @@ impl Timeline {
         let exits: Vec<(u32, u64)> = ledger.exits().collect();
         let mut counters = vec![
             counter(
-                "live fds",
                 "fds",
+                "live",
                 some(series::live_counts(ledger.fd_records(), b)),
             ),
             counter(
-                "live mappings",
                 "mappings",
+                "live",
                 some(series::live_counts(ledger.map_records(), b)),
             ),
             counter(
-                "mapped bytes",
+                "mapped",
                 "bytes",
                 some(series::byte_totals_with_folded(
                     ledger.map_byte_changes(),
@@ -76,29 +79,29 @@ impl Timeline {
                 )),
             ),
             counter(
-                "brk bytes",
+                "brk",
                 "bytes",
                 some(series::byte_totals(ledger.heap_byte_changes(), b)),
             ),
             counter(
-                "rss bytes",
+                "rss",
                 "bytes",
                 series::rss_totals(ledger.rss_samples(), &exits, b),
             ),
             counter(
-                "live files",
                 "files",
+                "live",
                 some(series::live_counts(ledger.file_records(), b)),
             ),
             counter(
-                "live watches",
                 "watches",
+                "live",
                 some(series::live_counts(ledger.watch_records(), b)),
             ),
         ];
         if !ledger.alloc_byte_samples().is_empty() {
             counters.push(counter(
-                "heap bytes",
+                "heap",
                 "bytes",
                 series::rss_totals(ledger.alloc_byte_samples(), &exits, b),
             ));
@@ -116,8 +119,8 @@ impl Timeline {
     }
 }
 
-fn counter(name: &'static str, unit: &'static str, values: Vec<Option<f64>>) -> Counter {
-    Counter { name, unit, values }
+fn counter(name: &'static str, key: &'static str, values: Vec<Option<f64>>) -> Counter {
+    Counter { name, key, values }
 }
 
 /// Resources made between the first and the last boundary and held at the last one.

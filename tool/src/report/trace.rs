@@ -55,7 +55,7 @@ pub(crate) fn trace(report: &Report) -> Value {
         for (&(time, _), value) in timeline.boundaries.iter().zip(&counter.values) {
             if let Some(value) = value {
                 events.push(json!({"ph": "C", "name": counter.name, "pid": pid,
-                                   "ts": us(time), "args": {counter.unit: value}}));
+                                   "ts": us(time), "args": {counter.key: value}}));
             }
         }
     }
@@ -88,8 +88,8 @@ mod tests {
         report.timeline = Timeline {
             boundaries: vec![(1_000, 0), (3_000, 1), (6_000, 2)],
             counters: vec![Counter {
-                name: "live fds",
-                unit: "fds",
+                name: "fds",
+                key: "live",
                 values: vec![Some(3.0), Some(4.0), None],
             }],
             retained: vec![Retained {
@@ -116,7 +116,8 @@ mod tests {
             2,
             "a boundary without a value has no sample"
         );
-        assert_eq!(counters[1]["args"]["fds"], 4.0);
+        assert_eq!(counters[1]["name"], "fds");
+        assert_eq!(counters[1]["args"]["live"], 4.0);
         let instants = of("i");
         assert_eq!(instants[0]["args"]["site"], "/etc/hostname");
         assert_eq!(of("M")[0]["args"]["name"], "./app 3");
