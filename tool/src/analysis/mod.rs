@@ -9,6 +9,7 @@ pub(crate) mod heap;
 pub(crate) mod heap_alloc;
 pub(crate) mod lifetimes;
 pub(crate) mod limits;
+mod process_loops;
 pub(crate) mod rss;
 pub(crate) mod scales;
 pub(crate) mod series;
@@ -98,8 +99,12 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     );
 
     let no_resizes = HashSet::new();
-    let fd_table_doubt = doubt_or(doubt, || shared_tables::fd_doubt(ledger));
-    let memory_doubt = doubt_or(doubt, || shared_tables::memory_doubt(ledger));
+    // What a process holds is judged across iterations of one process: loops in
+    // processes that end one after another restart it (see `process_loops`).
+    let held_doubt = doubt_or(doubt, || process_loops::doubt(ledger));
+    let held_doubt = held_doubt.as_deref();
+    let fd_table_doubt = doubt_or(held_doubt, || shared_tables::fd_doubt(ledger));
+    let memory_doubt = doubt_or(held_doubt, || shared_tables::memory_doubt(ledger));
     let memory_doubt = memory_doubt.as_deref();
     let fd = resource_class(
         ledger,
@@ -175,7 +180,7 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         fd_table_doubt.as_deref(),
         None,
     );
-    let heap = heap_alloc::alloc_class(ledger, iterations, doubt);
+    let heap = heap_alloc::alloc_class(ledger, iterations, held_doubt);
     Analysis {
         heap,
         fd,

@@ -88,6 +88,22 @@ pub(crate) struct SizeSample {
     pub(crate) bytes: u64,
 }
 
+/// When a process's iteration markers fired: its loop, as far as the markers tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MarkerSpan {
+    pub(crate) first_ns: u64,
+    pub(crate) last_ns: u64,
+    pub(crate) count: u64,
+}
+
+impl MarkerSpan {
+    fn add(&mut self, t: u64) {
+        self.first_ns = self.first_ns.min(t);
+        self.last_ns = self.last_ns.max(t);
+        self.count += 1;
+    }
+}
+
 /// A successful open of a path (the `--iteration-path` and auto-detection input).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OpenedPath {
@@ -148,6 +164,8 @@ pub(crate) struct Ledger {
     final_holdings: BTreeMap<u32, Holdings>,
     /// When each process exec'd, in time order: a new program image starts there.
     execs: HashMap<u32, Vec<u64>>,
+    /// Each process's iteration markers: the first, the last, how many.
+    marker_spans: HashMap<u32, MarkerSpan>,
     /// Entries on disk created and not removed: shared by every process.
     entries: files::Entries,
     /// inotify watches and fanotify marks, by process and watching fd.
@@ -222,6 +240,14 @@ impl Ledger {
                 if let Some(heap) = heap {
                     self.note_heap_totals(tgid, t, heap);
                 }
+                self.marker_spans
+                    .entry(tgid)
+                    .and_modify(|span| span.add(t))
+                    .or_insert(MarkerSpan {
+                        first_ns: t,
+                        last_ns: t,
+                        count: 1,
+                    });
                 if !self.note_marker(t) {
                     self.history.markers.push(t);
                 }
@@ -467,6 +493,10 @@ impl Ledger {
     /// starts a new program image under the same tgid.
     pub(crate) fn exec_times(&self, tgid: u32) -> &[u64] {
         self.execs.get(&tgid).map_or(&[], Vec::as_slice)
+    }
+    /// The iteration markers of each process that fired one, as (tgid, span).
+    pub(crate) fn marker_spans(&self) -> impl Iterator<Item = (u32, MarkerSpan)> + '_ {
+        self.marker_spans.iter().map(|(&tgid, &span)| (tgid, span))
     }
     /// Every process exit seen, as (tgid, time).
     pub(crate) fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
