@@ -14,7 +14,7 @@ use crate::ledger::Ledger;
 /// the run's last marker.
 pub(crate) fn doubt(ledger: &Ledger) -> Option<String> {
     let loops: Vec<_> = ledger
-        .marker_spans()
+        .loop_spans()
         .filter(|(_, span)| span.count >= 2)
         .collect();
     if loops.len() < 2 {

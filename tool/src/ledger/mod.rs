@@ -88,15 +88,15 @@ pub(crate) struct SizeSample {
     pub(crate) bytes: u64,
 }
 
-/// When a process's iteration markers fired: its loop, as far as the markers tell.
+/// When a process marked its iterations: its loop, as far as the markers tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct MarkerSpan {
+pub(crate) struct LoopSpan {
     pub(crate) first_ns: u64,
     pub(crate) last_ns: u64,
     pub(crate) count: u64,
 }
 
-impl MarkerSpan {
+impl LoopSpan {
     fn add(&mut self, t: u64) {
         self.first_ns = self.first_ns.min(t);
         self.last_ns = self.last_ns.max(t);
@@ -164,8 +164,8 @@ pub(crate) struct Ledger {
     final_holdings: BTreeMap<u32, Holdings>,
     /// When each process exec'd, in time order: a new program image starts there.
     execs: HashMap<u32, Vec<u64>>,
-    /// Each process's iteration markers: the first, the last, how many.
-    marker_spans: HashMap<u32, MarkerSpan>,
+    /// Each process's iteration markers (or marking opens): the first, the last, how many.
+    loop_spans: HashMap<u32, LoopSpan>,
     /// Entries on disk created and not removed: shared by every process.
     entries: files::Entries,
     /// inotify watches and fanotify marks, by process and watching fd.
@@ -240,14 +240,7 @@ impl Ledger {
                 if let Some(heap) = heap {
                     self.note_heap_totals(tgid, t, heap);
                 }
-                self.marker_spans
-                    .entry(tgid)
-                    .and_modify(|span| span.add(t))
-                    .or_insert(MarkerSpan {
-                        first_ns: t,
-                        last_ns: t,
-                        count: 1,
-                    });
+                self.note_loop_step(tgid, t);
                 if !self.note_marker(t) {
                     self.history.markers.push(t);
                 }
@@ -494,9 +487,22 @@ impl Ledger {
     pub(crate) fn exec_times(&self, tgid: u32) -> &[u64] {
         self.execs.get(&tgid).map_or(&[], Vec::as_slice)
     }
-    /// The iteration markers of each process that fired one, as (tgid, span).
-    pub(crate) fn marker_spans(&self) -> impl Iterator<Item = (u32, MarkerSpan)> + '_ {
-        self.marker_spans.iter().map(|(&tgid, &span)| (tgid, span))
+    /// Each process that fired an iteration marker or opened an `--iteration-path` path,
+    /// and when, as (tgid, span).
+    pub(crate) fn loop_spans(&self) -> impl Iterator<Item = (u32, LoopSpan)> + '_ {
+        self.loop_spans.iter().map(|(&tgid, &span)| (tgid, span))
+    }
+
+    /// `tgid` marked an iteration at `t` (see [`Ledger::loop_spans`]).
+    fn note_loop_step(&mut self, tgid: u32, t: u64) {
+        self.loop_spans
+            .entry(tgid)
+            .and_modify(|span| span.add(t))
+            .or_insert(LoopSpan {
+                first_ns: t,
+                last_ns: t,
+                count: 1,
+            });
     }
     /// Every process exit seen, as (tgid, time).
     pub(crate) fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {

@@ -169,7 +169,13 @@ impl Ledger {
     /// paths.
     pub(super) fn note_open_for_boundaries(&mut self, tgid: u32, path: &str, t: u64) {
         let boundary = match &self.streaming.on {
-            Some(BoundarySource::PathsContaining(needle)) => path.contains(needle.as_str()),
+            Some(BoundarySource::PathsContaining(needle)) => {
+                let marks = path.contains(needle.as_str());
+                if marks {
+                    self.note_loop_step(tgid, t);
+                }
+                marks
+            }
             Some(BoundarySource::OpensBy {
                 path: chosen,
                 tgid: by,
