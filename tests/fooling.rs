@@ -179,18 +179,23 @@ fn a_shared_address_space_makes_the_memory_verdicts_inconclusive_with_the_reason
 /// iteration and gives them all back at its exit. Across the runs the live fds are a
 /// sawtooth, which read "no fd leak": what a process holds is now inconclusive, with the
 /// reason and the next step. Files on disk outlive a process and are judged as usual.
-#[test]
-fn a_leak_in_each_of_several_short_runs_is_never_called_no_leak() {
+/// Marked by the program's marker, or by its opens of /etc/hostname (two per iteration).
+#[rstest]
+#[case::by_symbol("--iteration-symbol", 500)]
+#[case::by_path("--iteration-path", 1000)]
+fn a_leak_in_each_of_several_short_runs_is_never_called_no_leak(
+    #[case] flag: &str,
+    #[case] iterations: usize,
+) {
     let program = fixture("nofp/fd_fopen").to_string_lossy().into_owned();
     let script = format!("for i in 1 2 3 4 5; do {program} 100 || exit 1; done");
-    let marker = format!("{program}:iteration_marker");
+    let marker = match flag {
+        "--iteration-symbol" => format!("{program}:iteration_marker"),
+        _ => "/etc/hostname".to_string(),
+    };
     for run in 0..3 {
-        let traced = leakscope_json(
-            "run",
-            &["--iteration-symbol", &marker],
-            &["/bin/sh", "-c", &script],
-        );
-        assert_ran(&traced, 500);
+        let traced = leakscope_json("run", &[flag, &marker], &["/bin/sh", "-c", &script]);
+        assert_ran(&traced, iterations);
         let context = format!("5 runs of 100, run {run}");
         for name in ["fd", "watches", "mmap", "brk", "rss"] {
             assert_class(&traced, name, "inconclusive", &context);

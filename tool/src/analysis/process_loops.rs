@@ -7,16 +7,14 @@
 
 use std::collections::HashMap;
 
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LoopSpan};
 
 /// Why the verdicts of the classes a process holds cannot be trusted, if so: at least two
 /// processes ran the marked loop (two markers or more each), and one of them ended before
 /// the run's last marker.
-pub(crate) fn doubt(ledger: &Ledger) -> Option<String> {
-    let loops: Vec<_> = ledger
-        .loop_spans()
-        .filter(|(_, span)| span.count >= 2)
-        .collect();
+/// `loops`: the processes that made the boundaries ([`crate::iterations::Iterations::loops`]).
+pub(crate) fn doubt(ledger: &Ledger, loops: &[(u32, LoopSpan)]) -> Option<String> {
+    let loops: Vec<_> = loops.iter().filter(|(_, span)| span.count >= 2).collect();
     if loops.len() < 2 {
         return None;
     }
@@ -40,6 +38,10 @@ mod tests {
     use crate::event::What;
     use crate::ledger::test_support::Stream;
 
+    fn judged(ledger: &Ledger) -> Option<String> {
+        doubt(ledger, &ledger.marker_spans())
+    }
+
     fn marker() -> What {
         What::Marker { arg: 0, heap: None }
     }
@@ -53,7 +55,7 @@ mod tests {
             }
             s.push(tgid, tgid, What::Exit, None);
         }
-        let doubt = doubt(&s.ledger()).expect("doubted");
+        let doubt = judged(&s.ledger()).expect("doubted");
         assert!(
             doubt.contains("ran in 3 processes and 2 of them ended"),
             "{doubt}"
@@ -70,7 +72,7 @@ mod tests {
         for _ in 0..3 {
             s.push(10, 10, marker(), None);
         }
-        assert_eq!(doubt(&s.ledger()), None);
+        assert_eq!(judged(&s.ledger()), None);
     }
 
     #[test]
@@ -82,6 +84,6 @@ mod tests {
         }
         s.push(10, 10, What::Exit, None);
         s.push(11, 11, What::Exit, None);
-        assert_eq!(doubt(&s.ledger()), None);
+        assert_eq!(judged(&s.ledger()), None);
     }
 }

@@ -194,6 +194,7 @@ fn choose_among_opens(
         candidates: named,
         unconvincing: None,
         chosen_from_events: None,
+        loops: Vec::new(),
     }
 }
 

@@ -333,6 +333,7 @@ pub(super) fn conclude(ledger: &Ledger, commit: &Commit) -> Iterations {
         candidates: commit.candidates.clone(),
         unconvincing: None,
         chosen_from_events: Some(events),
+        loops: Vec::new(),
     };
     if let Some(flaw) = flaw {
         iterations.detail = format!(

@@ -13,11 +13,11 @@ pub(crate) mod work;
 
 use serde::Serialize;
 
-use crate::ledger::Ledger;
 use crate::ledger::boundaries::{Sampled, decimate};
 use crate::ledger::recent_boundaries::Recent;
 use crate::ledger::records::Origin;
 use crate::ledger::streaming::BoundarySource;
+use crate::ledger::{Ledger, LoopSpan};
 
 /// Fewer repeats than this cannot make a period worth trusting.
 pub(crate) const MIN_REPEATS: usize = 10;
@@ -93,6 +93,9 @@ pub(crate) struct Iterations {
     /// Set when automatic detection chose its rule while tracing, from this many events
     /// (see [`early`]).
     pub(crate) chosen_from_events: Option<u64>,
+    /// The processes whose markers (or marking opens) made the boundaries, each with when
+    /// it marked: empty for time windows and a loop detected in one process.
+    pub(crate) loops: Vec<(u32, LoopSpan)>,
 }
 
 /// A path that recurs often enough to be an iteration marker.
@@ -220,29 +223,34 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
             if n < 2 {
                 return time_windows(ledger, format!("the marker `{symbol}` fired {n} time(s)"));
             }
-            explicit(
-                sampled,
-                IterationSource::Symbol,
-                format!("{n} calls of `{symbol}`"),
-            )
+            Iterations {
+                loops: ledger.marker_spans(),
+                ..explicit(
+                    sampled,
+                    IterationSource::Symbol,
+                    format!("{n} calls of `{symbol}`"),
+                )
+            }
         }
         IterationRequest::Path(needle) => {
             let source = BoundarySource::PathsContaining(needle.clone());
-            let sampled = streamed(ledger, &source).unwrap_or_else(|| {
-                let mut all: Vec<u64> = ledger
-                    .opened_paths()
-                    .iter()
-                    .filter(|open| {
-                        ledger
-                            .sites()
-                            .path(open.path)
-                            .is_some_and(|path| path.contains(needle.as_str()))
-                    })
-                    .map(|open| open.time_ns)
-                    .collect();
-                all.sort_unstable();
-                Sampled::every(all)
-            });
+            let marking = || {
+                ledger.opened_paths().iter().filter(|open| {
+                    ledger
+                        .sites()
+                        .path(open.path)
+                        .is_some_and(|path| path.contains(needle.as_str()))
+                })
+            };
+            let (sampled, loops) = match streamed(ledger, &source) {
+                Some(sampled) => (sampled, ledger.marking_open_spans()),
+                None => {
+                    let mut all: Vec<u64> = marking().map(|open| open.time_ns).collect();
+                    all.sort_unstable();
+                    let loops = LoopSpan::of_steps(marking().map(|open| (open.tgid, open.time_ns)));
+                    (Sampled::every(all), loops)
+                }
+            };
             let n = sampled.count;
             if n < 2 {
                 return time_windows(
@@ -250,11 +258,14 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                     format!("paths containing \"{needle}\" were opened {n} time(s)"),
                 );
             }
-            explicit(
-                sampled,
-                IterationSource::Path,
-                format!("{n} opens of paths containing \"{needle}\""),
-            )
+            Iterations {
+                loops,
+                ..explicit(
+                    sampled,
+                    IterationSource::Path,
+                    format!("{n} opens of paths containing \"{needle}\""),
+                )
+            }
         }
         IterationRequest::Auto => auto::detect(ledger),
     }
@@ -281,6 +292,7 @@ fn explicit(sampled: Sampled, source: IterationSource, detail: String) -> Iterat
         candidates: Vec::new(),
         unconvincing: None,
         chosen_from_events: None,
+        loops: Vec::new(),
     }
 }
 
@@ -310,6 +322,7 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
             candidates: Vec::new(),
             unconvincing: None,
             chosen_from_events: None,
+            loops: Vec::new(),
         };
     };
     let acquired = |records: &crate::ledger::records::Records| {
@@ -365,6 +378,7 @@ pub(crate) fn time_windows(ledger: &Ledger, why: String) -> Iterations {
         candidates: Vec::new(),
         unconvincing: None,
         chosen_from_events: None,
+        loops: Vec::new(),
     }
 }
 

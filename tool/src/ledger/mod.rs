@@ -97,6 +97,38 @@ pub(crate) struct LoopSpan {
 }
 
 impl LoopSpan {
+    /// The spans of `(tgid, time)` steps.
+    pub(crate) fn of_steps(steps: impl Iterator<Item = (u32, u64)>) -> Vec<(u32, LoopSpan)> {
+        let mut spans = HashMap::new();
+        for (tgid, t) in steps {
+            LoopSpan::note(&mut spans, tgid, t);
+        }
+        LoopSpan::by_tgid(&spans)
+    }
+
+    /// The spans in tgid order (a map's own order would differ from run to run).
+    fn by_tgid(spans: &HashMap<u32, LoopSpan>) -> Vec<(u32, LoopSpan)> {
+        let mut sorted: Vec<_> = spans.iter().map(|(&tgid, &span)| (tgid, span)).collect();
+        sorted.sort_unstable_by_key(|&(tgid, _)| tgid);
+        sorted
+    }
+
+    /// `tgid` marked an iteration at `t`.
+    fn note(spans: &mut HashMap<u32, LoopSpan>, tgid: u32, t: u64) {
+        spans
+            .entry(tgid)
+            .and_modify(|span| span.add(t))
+            .or_insert(LoopSpan::at(t));
+    }
+
+    fn at(t: u64) -> LoopSpan {
+        LoopSpan {
+            first_ns: t,
+            last_ns: t,
+            count: 1,
+        }
+    }
+
     fn add(&mut self, t: u64) {
         self.first_ns = self.first_ns.min(t);
         self.last_ns = self.last_ns.max(t);
@@ -164,8 +196,10 @@ pub(crate) struct Ledger {
     final_holdings: BTreeMap<u32, Holdings>,
     /// When each process exec'd, in time order: a new program image starts there.
     execs: HashMap<u32, Vec<u64>>,
-    /// Each process's iteration markers (or marking opens): the first, the last, how many.
-    loop_spans: HashMap<u32, LoopSpan>,
+    /// Each process's iteration markers: the first, the last, how many.
+    marker_spans: HashMap<u32, LoopSpan>,
+    /// Each process's opens of the streamed `--iteration-path` paths, likewise.
+    marking_open_spans: HashMap<u32, LoopSpan>,
     /// Entries on disk created and not removed: shared by every process.
     entries: files::Entries,
     /// inotify watches and fanotify marks, by process and watching fd.
@@ -240,7 +274,7 @@ impl Ledger {
                 if let Some(heap) = heap {
                     self.note_heap_totals(tgid, t, heap);
                 }
-                self.note_loop_step(tgid, t);
+                LoopSpan::note(&mut self.marker_spans, tgid, t);
                 if !self.note_marker(t) {
                     self.history.markers.push(t);
                 }
@@ -487,22 +521,14 @@ impl Ledger {
     pub(crate) fn exec_times(&self, tgid: u32) -> &[u64] {
         self.execs.get(&tgid).map_or(&[], Vec::as_slice)
     }
-    /// Each process that fired an iteration marker or opened an `--iteration-path` path,
-    /// and when, as (tgid, span).
-    pub(crate) fn loop_spans(&self) -> impl Iterator<Item = (u32, LoopSpan)> + '_ {
-        self.loop_spans.iter().map(|(&tgid, &span)| (tgid, span))
+    /// Each process that fired an iteration marker, and when, as (tgid, span).
+    pub(crate) fn marker_spans(&self) -> Vec<(u32, LoopSpan)> {
+        LoopSpan::by_tgid(&self.marker_spans)
     }
 
-    /// `tgid` marked an iteration at `t` (see [`Ledger::loop_spans`]).
-    fn note_loop_step(&mut self, tgid: u32, t: u64) {
-        self.loop_spans
-            .entry(tgid)
-            .and_modify(|span| span.add(t))
-            .or_insert(LoopSpan {
-                first_ns: t,
-                last_ns: t,
-                count: 1,
-            });
+    /// Each process that opened a path of the streamed `--iteration-path`, likewise.
+    pub(crate) fn marking_open_spans(&self) -> Vec<(u32, LoopSpan)> {
+        LoopSpan::by_tgid(&self.marking_open_spans)
     }
     /// Every process exit seen, as (tgid, time).
     pub(crate) fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {

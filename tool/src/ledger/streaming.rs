@@ -172,7 +172,7 @@ impl Ledger {
             Some(BoundarySource::PathsContaining(needle)) => {
                 let marks = path.contains(needle.as_str());
                 if marks {
-                    self.note_loop_step(tgid, t);
+                    super::LoopSpan::note(&mut self.marking_open_spans, tgid, t);
                 }
                 marks
             }

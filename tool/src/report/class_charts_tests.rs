@@ -20,6 +20,7 @@ fn iterations(points: usize, stride: u64) -> Iterations {
         candidates: Vec::new(),
         unconvincing: None,
         chosen_from_events: None,
+        loops: Vec::new(),
     }
 }
 
