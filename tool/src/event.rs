@@ -468,7 +468,8 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
 
 /// The image an [`EventKind::Exec`] record carries, if whole: a header-only record (the
 /// kernel could not read it), a cut or relative path (relative to a directory this record
-/// does not name) or an empty code range give none.
+/// does not name), a path that names another file when leakscope reads it, or an empty
+/// code range give none.
 fn decode_exec_image(header: &wire::Event, record: &[u8]) -> Option<ExecImage> {
     use std::os::unix::ffi::OsStrExt;
     if record.len() <= size_of::<wire::Event>() {
@@ -478,7 +479,10 @@ fn decode_exec_image(header: &wire::Event, record: &[u8]) -> Option<ExecImage> {
     let captured = CapturedPath::from_wire(&event.path, event.path_len);
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&captured.bytes));
     let code = header.args[0]..header.args[1];
-    (path.is_absolute() && !captured.truncated && !code.is_empty()).then(|| ExecImage {
+    // `/proc/self/exe` and `/dev/fd/N` (fexecve) name another file when read from here.
+    let names_a_file =
+        path.is_absolute() && !path.starts_with("/proc") && !path.starts_with("/dev/fd");
+    (names_a_file && !captured.truncated && !code.is_empty()).then(|| ExecImage {
         path: path.to_path_buf(),
         code,
     })

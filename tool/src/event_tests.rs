@@ -551,3 +551,35 @@ fn a_held_open_read_from_its_slot_decodes_as_the_open() {
         decode(&bytes_of(&record), 4096).unwrap()
     );
 }
+
+/// An exec record with the kernel's image: the file and its code range, kept only when the
+/// path still names that file when leakscope reads it.
+#[test]
+fn an_exec_record_carries_the_programs_image_when_its_path_can_be_read_later() {
+    let exec = |path: &[u8], truncated: bool| {
+        let mut record = PathEvent {
+            event: wire_event(EventKind::Exec, 0, 0),
+            path_len: path.len() as u32 | if truncated { PATH_TRUNCATED } else { 0 },
+            close_tid: 0,
+            close_ktime_ns: 0,
+            path: [0; PATH_CAP],
+        };
+        record.event.args[0] = 0x5555_0000_1000;
+        record.event.args[1] = 0x5555_0000_9000;
+        record.path[..path.len()].copy_from_slice(path);
+        decode(&bytes_of(&record), 4096).unwrap().what
+    };
+    let What::Exec(Some(image)) = exec(b"/usr/bin/app", false) else {
+        panic!("an absolute path is kept")
+    };
+    assert_eq!(image.path, std::path::Path::new("/usr/bin/app"));
+    assert_eq!(image.code, 0x5555_0000_1000..0x5555_0000_9000);
+    for (path, truncated) in [
+        (&b"./app"[..], false),
+        (b"/proc/self/exe", false),
+        (b"/dev/fd/3", false),
+        (b"/usr/bin/a-long-name", true),
+    ] {
+        assert_eq!(exec(path, truncated), What::Exec(None), "{path:?}");
+    }
+}
