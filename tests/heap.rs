@@ -119,13 +119,15 @@ fn a_program_that_frees_everything_is_never_a_heap_leak() {
 #[test]
 fn freed_blocks_lifetimes_are_counted_in_time_and_iterations() {
     // Nine blocks a churn iteration are freed (seven frees and two reallocs that move),
-    // each in the iteration that made it; start-up's own frees come on top.
+    // each in the iteration that made it; start-up's own frees come on top in time, and in
+    // iterations only once the first marker fired (before it they live in no iteration).
     let traced = run_heap("heap_churn", 2000);
     let heap = heap(&traced);
     let (ns, iterations) = (&heap["lifetime_ns"], &heap["lifetime_iterations"]);
     let freed = ns["count"].as_u64().unwrap();
     assert!((18_000..18_100).contains(&freed), "{freed} freed: {heap}");
-    assert_eq!(iterations["count"].as_u64(), Some(freed), "{heap}");
+    let in_iterations = iterations["count"].as_u64().unwrap();
+    assert!((18_000..=freed).contains(&in_iterations), "{heap}");
     assert_eq!(iterations["p99"], 0, "{heap}");
     // A block lives a few microseconds, under a uprobe's cost per call.
     let p50 = ns["p50"].as_u64().unwrap();

@@ -88,21 +88,25 @@ named!(HEAP_LIFETIMES, maps::HEAP_LIFETIMES);
 
 const PAGE: u64 = 4096;
 
-/// Counts a freed block that lived `ns` nanoseconds and `iterations` markers.
+/// Counts a freed block that lived `ns` nanoseconds and `iterations` markers; `None` when
+/// its process never fired a marker (a helper the target started): its blocks live in no
+/// iteration, and counting them as 0 would pull the histogram in iterations down.
 #[inline(always)]
-fn count_lifetime(ns: u64, iterations: u64) {
+fn count_lifetime(ns: u64, iterations: Option<u64>) {
     let Some(counts) = HEAP_LIFETIMES.get_ptr_mut(0) else {
         return;
     };
-    let (ns, iterations) = (
-        lifetime_buckets::bucket(ns),
-        lifetime_buckets::bucket(iterations),
-    );
+    let ns = lifetime_buckets::bucket(ns);
     // Bounds the verifier can see (`bucket` never exceeds them).
-    if ns < lifetime_buckets::BUCKETS && iterations < lifetime_buckets::BUCKETS {
+    if ns < lifetime_buckets::BUCKETS {
         // Atomic: under full preemption another program may run on this CPU meanwhile.
         add_u(unsafe { &raw mut (*counts).ns[ns] }, 1);
-        add_u(unsafe { &raw mut (*counts).iterations[iterations] }, 1);
+    }
+    if let Some(iterations) = iterations {
+        let iterations = lifetime_buckets::bucket(iterations);
+        if iterations < lifetime_buckets::BUCKETS {
+            add_u(unsafe { &raw mut (*counts).iterations[iterations] }, 1);
+        }
     }
 }
 
@@ -409,7 +413,7 @@ fn lifetime_ended(live: &HeapLive, iteration: u64) {
     let now = unsafe { bpf_ktime_get_ns() };
     count_lifetime(
         now.saturating_sub(live.alloc_ns),
-        iteration.saturating_sub(live.alloc_iter),
+        (iteration > 0).then(|| iteration.saturating_sub(live.alloc_iter)),
     );
 }
 
