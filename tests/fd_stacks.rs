@@ -58,28 +58,37 @@ fn an_fopen_leak_is_placed_at_the_function_that_fopens() {
 
 /// A target gone within a millisecond of its exec: its maps are never read, so its own code
 /// is known only from what the kernel said at the exec (the file, the code's range). Started
-/// by leakscope, and exec'd by a shell, run after run (before, 1 run in 2 showed only libc's
-/// frames).
+/// by leakscope, exec'd by a shell, and exec'd by a shell by a path relative to its working
+/// directory, run after run (before, 1 run in 2 showed only libc's frames).
 #[rstest]
-#[case::started_by_leakscope(false)]
-#[case::execd_by_a_shell(true)]
-fn a_target_gone_at_once_still_names_its_own_frames(#[case] through_shell: bool) {
+#[case::started_by_leakscope(None)]
+#[case::execd_by_a_shell(Some(false))]
+#[case::execd_by_a_relative_path(Some(true))]
+fn a_target_gone_at_once_still_names_its_own_frames(#[case] shell_relative: Option<bool>) {
     const RUNS: usize = 6;
     const ITERATIONS: usize = 20;
-    let program = fixture("nofp/fd_fopen").to_string_lossy().into_owned();
+    let program = fixture("nofp/fd_fopen");
+    let marker = format!("{}:iteration_marker", program.display());
+    let script = match shell_relative {
+        None => None,
+        Some(false) => Some(format!("exec {} {ITERATIONS}", program.display())),
+        Some(true) => Some(format!(
+            "cd {} && exec ./fd_fopen {ITERATIONS}",
+            program.parent().unwrap().display()
+        )),
+    };
     for _ in 0..RUNS {
-        let traced = if through_shell {
-            let marker = format!("{program}:iteration_marker");
-            let script = format!("exec {program} {ITERATIONS}");
-            let traced = leakscope_json(
-                "run",
-                &["--iteration-symbol", &marker],
-                &["/bin/sh", "-c", &script],
-            );
-            assert_ran(&traced, ITERATIONS);
-            traced
-        } else {
-            run_marked("nofp/fd_fopen", &[&ITERATIONS.to_string()], &[], ITERATIONS)
+        let traced = match &script {
+            Some(script) => {
+                let traced = leakscope_json(
+                    "run",
+                    &["--iteration-symbol", &marker],
+                    &["/bin/sh", "-c", script],
+                );
+                assert_ran(&traced, ITERATIONS);
+                traced
+            }
+            None => run_marked("nofp/fd_fopen", &[&ITERATIONS.to_string()], &[], ITERATIONS),
         };
         assert_one_leak_at(&traced, "open_config", "read_config", ITERATIONS);
     }

@@ -51,12 +51,27 @@ pub(crate) enum What {
 }
 
 /// The program an exec started, as the kernel saw it: the file really executed (the
-/// interpreter, for a script) and where its code lies (`mm->start_code..mm->end_code`).
+/// interpreter, for a script; as the exec call named it, so maybe relative to the
+/// process's working directory) and where its code lies (`mm->start_code..mm->end_code`).
 /// It names the program's own frames when the process is gone before its maps are read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ExecImage {
     pub(crate) path: std::path::PathBuf,
     pub(crate) code: std::ops::Range<u64>,
+}
+
+impl ExecImage {
+    /// The image with its path made absolute against `cwd` (the exec'ing process's working
+    /// directory); `None` for a relative path when the directory is unknown.
+    pub(crate) fn resolved(&self, cwd: Option<&str>) -> Option<ExecImage> {
+        if self.path.is_absolute() {
+            return Some(self.clone());
+        }
+        Some(ExecImage {
+            path: std::path::Path::new(cwd?).join(&self.path),
+            code: self.code.clone(),
+        })
+    }
 }
 
 /// `--heap`: a process's allocator totals, as the kernel kept them, at its iteration marker.
@@ -467,9 +482,9 @@ fn decode_syscall(header: &wire::Event, record: &[u8]) -> Result<Syscall, Decode
 }
 
 /// The image an [`EventKind::Exec`] record carries, if whole: a header-only record (the
-/// kernel could not read it), a cut or relative path (relative to a directory this record
-/// does not name), a path that names another file when leakscope reads it, or an empty
-/// code range give none.
+/// kernel could not read it), a cut path, a path that names another file when leakscope
+/// reads it, or an empty code range give none. A relative path is relative to the
+/// process's working directory, which the drain knows.
 fn decode_exec_image(header: &wire::Event, record: &[u8]) -> Option<ExecImage> {
     use std::os::unix::ffi::OsStrExt;
     if record.len() <= size_of::<wire::Event>() {
@@ -481,7 +496,7 @@ fn decode_exec_image(header: &wire::Event, record: &[u8]) -> Option<ExecImage> {
     let code = header.args[0]..header.args[1];
     // `/proc/self/exe` and `/dev/fd/N` (fexecve) name another file when read from here.
     let names_a_file =
-        path.is_absolute() && !path.starts_with("/proc") && !path.starts_with("/dev/fd");
+        !path.as_os_str().is_empty() && !path.starts_with("/proc") && !path.starts_with("/dev/fd");
     (names_a_file && !captured.truncated && !code.is_empty()).then(|| ExecImage {
         path: path.to_path_buf(),
         code,

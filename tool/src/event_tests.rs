@@ -574,8 +574,16 @@ fn an_exec_record_carries_the_programs_image_when_its_path_can_be_read_later() {
     };
     assert_eq!(image.path, std::path::Path::new("/usr/bin/app"));
     assert_eq!(image.code, 0x5555_0000_1000..0x5555_0000_9000);
+    let What::Exec(Some(image)) = exec(b"./app", false) else {
+        panic!("a relative path is kept, for the drain to resolve")
+    };
+    assert_eq!(
+        image.resolved(Some("/srv")).unwrap().path,
+        std::path::Path::new("/srv/./app")
+    );
+    assert_eq!(image.resolved(None), None);
     for (path, truncated) in [
-        (&b"./app"[..], false),
+        (&b""[..], false),
         (b"/proc/self/exe", false),
         (b"/dev/fd/3", false),
         (b"/usr/bin/a-long-name", true),

@@ -95,6 +95,10 @@ impl<S: EventSink> EventSink for ProgressSink<'_, S> {
         self.inner.path_of_fd(tgid, fd)
     }
 
+    fn cwd_of(&self, tgid: u32) -> Option<std::sync::Arc<str>> {
+        self.inner.cwd_of(tgid)
+    }
+
     fn apply(&mut self, event: &Event) {
         self.inner.apply(event);
         if let (What::Marker { .. }, Some(bar)) = (&event.what, &self.progress.bar) {

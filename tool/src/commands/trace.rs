@@ -54,6 +54,10 @@ impl EventSink for Tracing {
         self.ledger.path_of_fd(tgid, fd)
     }
 
+    fn cwd_of(&self, tgid: u32) -> Option<std::sync::Arc<str>> {
+        self.ledger.cwd_of(tgid)
+    }
+
     fn apply(&mut self, event: &Event) {
         self.ledger.apply(event);
         self.sizes.after_event(&mut self.ledger, event.time_ns);

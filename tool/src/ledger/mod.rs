@@ -366,6 +366,10 @@ impl Ledger {
     pub(crate) fn fd_records(&self) -> &Records {
         &self.history.fds
     }
+    /// The working directory of `tgid`, when known (absolute).
+    pub(crate) fn cwd_of(&self, tgid: u32) -> Option<Arc<str>> {
+        self.processes.get(&tgid)?.cwd.clone()
+    }
     /// The path `tgid`'s open `fd` was opened by, if it was opened by path.
     pub(crate) fn path_of_fd(&self, tgid: u32, fd: i32) -> Option<Arc<str>> {
         let process = self.processes.get(&tgid)?;

@@ -287,7 +287,12 @@ impl Drainer {
         }
         match &event.what {
             What::Fork { child } => self.namer.inherit(event.tgid, *child),
-            What::Exec(image) => self.namer.exec(event.tgid, event.time_ns, image.as_deref()),
+            What::Exec(image) => {
+                let image = image
+                    .as_deref()
+                    .and_then(|image| image.resolved(sink.cwd_of(event.tgid).as_deref()));
+                self.namer.exec(event.tgid, event.time_ns, image.as_ref());
+            }
             _ => {}
         }
         sink.apply(&event);

@@ -52,6 +52,10 @@ pub(crate) trait EventSink {
     fn path_of_fd(&self, _tgid: u32, _fd: i32) -> Option<std::sync::Arc<str>> {
         None
     }
+    /// The working directory of `tgid`, if known (absolute): what a relative exec names.
+    fn cwd_of(&self, _tgid: u32) -> Option<std::sync::Arc<str>> {
+        None
+    }
 }
 
 pub(crate) type LineSink = Box<dyn FnMut(String) + Send>;
