@@ -101,7 +101,9 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     let no_resizes = HashSet::new();
     // What a process holds is judged across iterations of one process: loops in
     // processes that end one after another restart it (see `process_loops`).
-    let held_doubt = doubt_or(doubt, || process_loops::doubt(ledger, &iterations.loops));
+    let held_doubt = doubt_or(doubt, || {
+        process_loops::doubt(ledger, &iterations.loops, &iterations.boundaries)
+    });
     let held_doubt = held_doubt.as_deref();
     let fd_table_doubt = doubt_or(held_doubt, || shared_tables::fd_doubt(ledger));
     let memory_doubt = doubt_or(held_doubt, || shared_tables::memory_doubt(ledger));

@@ -13,11 +13,12 @@ pub(crate) mod work;
 
 use serde::Serialize;
 
+use crate::ledger::Ledger;
 use crate::ledger::boundaries::{Sampled, decimate};
+use crate::ledger::loop_runs::{LoopRun, LoopRuns};
 use crate::ledger::recent_boundaries::Recent;
 use crate::ledger::records::Origin;
 use crate::ledger::streaming::BoundarySource;
-use crate::ledger::{Ledger, LoopSpan};
 
 /// Fewer repeats than this cannot make a period worth trusting.
 pub(crate) const MIN_REPEATS: usize = 10;
@@ -95,7 +96,7 @@ pub(crate) struct Iterations {
     pub(crate) chosen_from_events: Option<u64>,
     /// The processes whose markers (or marking opens) made the boundaries, each with when
     /// it marked: empty for time windows and a loop detected in one process.
-    pub(crate) loops: Vec<(u32, LoopSpan)>,
+    pub(crate) loops: Vec<LoopRun>,
 }
 
 /// A path that recurs often enough to be an iteration marker.
@@ -224,7 +225,7 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 return time_windows(ledger, format!("the marker `{symbol}` fired {n} time(s)"));
             }
             Iterations {
-                loops: ledger.marker_spans(),
+                loops: ledger.marker_runs(),
                 ..explicit(
                     sampled,
                     IterationSource::Symbol,
@@ -243,11 +244,13 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
                 })
             };
             let (sampled, loops) = match streamed(ledger, &source) {
-                Some(sampled) => (sampled, ledger.marking_open_spans()),
+                Some(sampled) => (sampled, ledger.marking_open_runs()),
                 None => {
                     let mut all: Vec<u64> = marking().map(|open| open.time_ns).collect();
                     all.sort_unstable();
-                    let loops = LoopSpan::of_steps(marking().map(|open| (open.tgid, open.time_ns)));
+                    let loops = LoopRuns::of_steps(
+                        marking().map(|open| (open.tgid, open.image, open.time_ns)),
+                    );
                     (Sampled::every(all), loops)
                 }
             };

@@ -19,6 +19,7 @@ impl Ledger {
         call: (&'static str, Option<&[Frame]>),
     ) {
         let (syscall, frames) = call;
+        let image = self.image_of(tgid);
         let process = self.processes.entry(tgid).or_default();
         let history = &mut self.history;
         // Only calls that make an fd came with a stack (see `syscalls::fd_stack_wanted`).
@@ -45,6 +46,7 @@ impl Ledger {
                     time_ns: t,
                     path: path_site,
                     tgid,
+                    image,
                 });
                 let site = match stack {
                     Some(_) => history

@@ -29,6 +29,7 @@ pub(crate) mod files;
 mod history;
 pub(crate) mod holdings;
 mod lifecycle;
+pub(crate) mod loop_runs;
 mod map_apply;
 pub(crate) mod map_calls;
 pub(crate) mod mappings;
@@ -49,6 +50,7 @@ use fd_table::FdTable;
 use history::History;
 use holdings::Holdings;
 use leakscope_common::fd_arrival;
+use loop_runs::{LoopRun, LoopRuns};
 use mappings::MappingSet;
 use records::{RecordId, Records};
 use sites::{SiteId, Sites};
@@ -88,54 +90,6 @@ pub(crate) struct SizeSample {
     pub(crate) bytes: u64,
 }
 
-/// When a process marked its iterations: its loop, as far as the markers tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LoopSpan {
-    pub(crate) first_ns: u64,
-    pub(crate) last_ns: u64,
-    pub(crate) count: u64,
-}
-
-impl LoopSpan {
-    /// The spans of `(tgid, time)` steps.
-    pub(crate) fn of_steps(steps: impl Iterator<Item = (u32, u64)>) -> Vec<(u32, LoopSpan)> {
-        let mut spans = HashMap::new();
-        for (tgid, t) in steps {
-            LoopSpan::note(&mut spans, tgid, t);
-        }
-        LoopSpan::by_tgid(&spans)
-    }
-
-    /// The spans in tgid order (a map's own order would differ from run to run).
-    fn by_tgid(spans: &HashMap<u32, LoopSpan>) -> Vec<(u32, LoopSpan)> {
-        let mut sorted: Vec<_> = spans.iter().map(|(&tgid, &span)| (tgid, span)).collect();
-        sorted.sort_unstable_by_key(|&(tgid, _)| tgid);
-        sorted
-    }
-
-    /// `tgid` marked an iteration at `t`.
-    fn note(spans: &mut HashMap<u32, LoopSpan>, tgid: u32, t: u64) {
-        spans
-            .entry(tgid)
-            .and_modify(|span| span.add(t))
-            .or_insert(LoopSpan::at(t));
-    }
-
-    fn at(t: u64) -> LoopSpan {
-        LoopSpan {
-            first_ns: t,
-            last_ns: t,
-            count: 1,
-        }
-    }
-
-    fn add(&mut self, t: u64) {
-        self.first_ns = self.first_ns.min(t);
-        self.last_ns = self.last_ns.max(t);
-        self.count += 1;
-    }
-}
-
 /// A successful open of a path (the `--iteration-path` and auto-detection input).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OpenedPath {
@@ -143,6 +97,8 @@ pub(crate) struct OpenedPath {
     pub(crate) path: SiteId,
     /// The process that opened it.
     pub(crate) tgid: u32,
+    /// The program image it ran (see [`Ledger::image_of`]).
+    pub(crate) image: u32,
 }
 
 /// The resource class a failed acquisition was after.
@@ -196,10 +152,12 @@ pub(crate) struct Ledger {
     final_holdings: BTreeMap<u32, Holdings>,
     /// When each process exec'd, in time order: a new program image starts there.
     execs: HashMap<u32, Vec<u64>>,
-    /// Each process's iteration markers: the first, the last, how many.
-    marker_spans: HashMap<u32, LoopSpan>,
-    /// Each process's opens of the streamed `--iteration-path` paths, likewise.
-    marking_open_spans: HashMap<u32, LoopSpan>,
+    /// The runs of the marked loop, by its markers.
+    marker_runs: LoopRuns,
+    /// Likewise by the opens of the streamed `--iteration-path` paths.
+    marking_open_runs: LoopRuns,
+    /// The process each traced process was forked from.
+    parents: HashMap<u32, u32>,
     /// Entries on disk created and not removed: shared by every process.
     entries: files::Entries,
     /// inotify watches and fanotify marks, by process and watching fd.
@@ -256,6 +214,7 @@ impl Ledger {
             }
             What::Fork { child } => {
                 self.count("fork");
+                self.parents.insert(*child, tgid);
                 self.fork(tgid, *child, t);
             }
             What::Exec(_) => {
@@ -274,7 +233,7 @@ impl Ledger {
                 if let Some(heap) = heap {
                     self.note_heap_totals(tgid, t, heap);
                 }
-                LoopSpan::note(&mut self.marker_spans, tgid, t);
+                self.marker_runs.note(tgid, self.image_of(tgid), t);
                 if !self.note_marker(t) {
                     self.history.markers.push(t);
                 }
@@ -525,14 +484,21 @@ impl Ledger {
     pub(crate) fn exec_times(&self, tgid: u32) -> &[u64] {
         self.execs.get(&tgid).map_or(&[], Vec::as_slice)
     }
-    /// Each process that fired an iteration marker, and when, as (tgid, span).
-    pub(crate) fn marker_spans(&self) -> Vec<(u32, LoopSpan)> {
-        LoopSpan::by_tgid(&self.marker_spans)
+    /// The runs of the marked loop, by its markers.
+    pub(crate) fn marker_runs(&self) -> Vec<LoopRun> {
+        self.marker_runs.runs()
     }
-
-    /// Each process that opened a path of the streamed `--iteration-path`, likewise.
-    pub(crate) fn marking_open_spans(&self) -> Vec<(u32, LoopSpan)> {
-        LoopSpan::by_tgid(&self.marking_open_spans)
+    /// The runs of the marked loop, by the opens of the streamed `--iteration-path` paths.
+    pub(crate) fn marking_open_runs(&self) -> Vec<LoopRun> {
+        self.marking_open_runs.runs()
+    }
+    /// How many times `tgid` exec'd: the program image it runs now.
+    pub(crate) fn image_of(&self, tgid: u32) -> u32 {
+        self.exec_times(tgid).len() as u32
+    }
+    /// The process `tgid` was forked from, if traced.
+    pub(crate) fn parent_of(&self, tgid: u32) -> Option<u32> {
+        self.parents.get(&tgid).copied()
     }
     /// Every process exit seen, as (tgid, time).
     pub(crate) fn exits(&self) -> impl Iterator<Item = (u32, u64)> + '_ {

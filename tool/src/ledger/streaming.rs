@@ -172,7 +172,8 @@ impl Ledger {
             Some(BoundarySource::PathsContaining(needle)) => {
                 let marks = path.contains(needle.as_str());
                 if marks {
-                    super::LoopSpan::note(&mut self.marking_open_spans, tgid, t);
+                    let image = self.image_of(tgid);
+                    self.marking_open_runs.note(tgid, image, t);
                 }
                 marks
             }
