@@ -14,8 +14,9 @@ pub enum EventKind {
     /// A traced process finished an exec. Sent as a [`crate::PathEvent`] when the kernel
     /// could read the new program: the path is the file really executed (`bprm->interp`,
     /// as the exec call named it), `args[0]..args[1]` its code (`mm->start_code`,
-    /// `mm->end_code`), so that a process gone before its maps were read still has its own
-    /// frames named. Else the header alone.
+    /// `mm->end_code`), `args[2]` its inode number and `args[3]` its device (the kernel's
+    /// encoding: major << 20 | minor), so that a process gone before its maps were read
+    /// still has its own frames named. Else the header alone.
     Exec = 3,
     /// A thread of a traced process exited; `tid == tgid` means the whole process is gone.
     Exit = 4,

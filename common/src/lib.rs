@@ -313,7 +313,15 @@ pub struct KernelOffsets {
     /// `linux_binprm.interp`: the name of the file really executed (the interpreter, for a
     /// script).
     pub binprm_interp: u32,
-    /// 0 when the three offsets above (or `task_mm`) could not be found: an
+    /// `linux_binprm.file`, `file.f_inode`, `inode.i_ino`, `inode.i_sb`, `super_block.s_dev`:
+    /// the identity of the file really executed, so that userspace names frames from that
+    /// file only (not one put at its path since, or one seen through another root).
+    pub binprm_file: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
+    /// 0 when the offsets above (or `task_mm`) could not be found: an
     /// [`EventKind::Exec`] record is then the header alone.
     pub exec_image_available: u32,
 }
@@ -347,7 +355,7 @@ const _: () = assert!(USTACK_CAP.is_power_of_two());
 const _: () = assert!(USTACK_MIN_BYTES <= USTACK_DEFAULT_BYTES);
 const _: () = assert!(USTACK_DEFAULT_BYTES as usize <= USTACK_CAP);
 const _: () = assert!(core::mem::size_of::<PathPairEvent>() == 104 + 8 + 2 * PATH_CAP);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 92);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
 const _: () = assert!(core::mem::size_of::<ControlEvent>() == 104 + 16 + CONTROL_CAP);
 const _: () = assert!(core::mem::size_of::<heap::HeapKey>() == 16);
 const _: () = assert!(core::mem::size_of::<heap::HeapLive>() == 48);

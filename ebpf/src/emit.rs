@@ -100,14 +100,18 @@ pub(crate) fn emit_exec(mut event: Event, image: Option<ExecImage>) {
     };
     event.args[0] = image.start_code;
     event.args[1] = image.end_code;
+    event.args[2] = image.ino;
+    event.args[3] = image.dev as u64;
     unsafe {
         (*record).event = event;
         (*record).close_tid = 0;
         (*record).close_ktime_ns = 0;
         (*record).path_len = read_kernel_path(image.interp, &mut (*record).path);
     }
+    // No room for the path: the exec itself still matters (it closes the CLOEXEC fds and
+    // replaces the address space), so send the header alone (counted lost if that fails).
     if !output_path_record(record) {
-        count_lost(DropReason::RingFullExec);
+        emit(event);
     }
 }
 

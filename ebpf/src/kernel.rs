@@ -82,6 +82,9 @@ pub(crate) struct ExecImage {
     pub(crate) start_code: u64,
     pub(crate) end_code: u64,
     pub(crate) interp: *const u8,
+    /// The file's inode number and device (`s_dev`, the kernel's encoding).
+    pub(crate) ino: u64,
+    pub(crate) dev: u32,
 }
 
 /// [`ExecImage`] of the current task, in `sched_process_exec` (whose third argument is
@@ -105,10 +108,21 @@ pub(crate) fn exec_image(bprm: *const u8) -> Option<ExecImage> {
             bpf_probe_read_kernel(mm.add(off.mm_end_code as usize) as *const u64).ok()?;
         let interp = bpf_probe_read_kernel(bprm.add(off.binprm_interp as usize) as *const u64)
             .ok()? as *const u8;
+        let file = bpf_probe_read_kernel(bprm.add(off.binprm_file as usize) as *const u64).ok()?
+            as *const u8;
+        let inode = bpf_probe_read_kernel(file.add(off.file_f_inode as usize) as *const u64).ok()?
+            as *const u8;
+        let ino = bpf_probe_read_kernel(inode.add(off.inode_i_ino as usize) as *const u64).ok()?;
+        let sb = bpf_probe_read_kernel(inode.add(off.inode_i_sb as usize) as *const u64).ok()?
+            as *const u8;
+        let dev =
+            bpf_probe_read_kernel(sb.add(off.super_block_s_dev as usize) as *const u32).ok()?;
         Some(ExecImage {
             start_code,
             end_code,
             interp,
+            ino,
+            dev,
         })
     }
 }

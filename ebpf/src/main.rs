@@ -83,6 +83,11 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     mm_start_code: 0,
     mm_end_code: 0,
     binprm_interp: 0,
+    binprm_file: 0,
+    file_f_inode: 0,
+    inode_i_ino: 0,
+    inode_i_sb: 0,
+    super_block_s_dev: 0,
     exec_image_available: 0,
 };
 named!(OFFSETS, globals::OFFSETS);

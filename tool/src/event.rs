@@ -58,6 +58,10 @@ pub(crate) enum What {
 pub(crate) struct ExecImage {
     pub(crate) path: std::path::PathBuf,
     pub(crate) code: std::ops::Range<u64>,
+    /// The file's inode number and device (as `stat` gives them): the path names the
+    /// program only while it leads to this file.
+    pub(crate) ino: u64,
+    pub(crate) dev: u64,
 }
 
 impl ExecImage {
@@ -69,7 +73,7 @@ impl ExecImage {
         }
         Some(ExecImage {
             path: std::path::Path::new(cwd?).join(&self.path),
-            code: self.code.clone(),
+            ..self.clone()
         })
     }
 }
@@ -500,7 +504,19 @@ fn decode_exec_image(header: &wire::Event, record: &[u8]) -> Option<ExecImage> {
     (names_a_file && !captured.truncated && !code.is_empty()).then(|| ExecImage {
         path: path.to_path_buf(),
         code,
+        ino: header.args[2],
+        dev: user_dev(header.args[3] as u32),
     })
+}
+
+/// A device number as the kernel keeps it (`major << 20 | minor`) in the encoding `stat`
+/// gives (glibc's `makedev`).
+fn user_dev(kernel: u32) -> u64 {
+    let (major, minor) = (u64::from(kernel >> 20), u64::from(kernel & 0xf_ffff));
+    ((major & 0xffff_f000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0xff)
 }
 
 fn decode_failed(header: &wire::Event) -> Result<FailedCall, DecodeError> {

@@ -566,6 +566,8 @@ fn an_exec_record_carries_the_programs_image_when_its_path_can_be_read_later() {
         };
         record.event.args[0] = 0x5555_0000_1000;
         record.event.args[1] = 0x5555_0000_9000;
+        record.event.args[2] = 1234; // inode
+        record.event.args[3] = (259 << 20) | 3; // device 259:3, as the kernel keeps it
         record.path[..path.len()].copy_from_slice(path);
         decode(&bytes_of(&record), 4096).unwrap().what
     };
@@ -574,6 +576,10 @@ fn an_exec_record_carries_the_programs_image_when_its_path_can_be_read_later() {
     };
     assert_eq!(image.path, std::path::Path::new("/usr/bin/app"));
     assert_eq!(image.code, 0x5555_0000_1000..0x5555_0000_9000);
+    assert_eq!(
+        (image.ino, image.dev),
+        (1234, nix::sys::stat::makedev(259, 3))
+    );
     let What::Exec(Some(image)) = exec(b"./app", false) else {
         panic!("a relative path is kept, for the drain to resolve")
     };

@@ -151,13 +151,19 @@ fn stack_start_offsets(btf: &Btf) -> Result<StackStartOffsets, OffsetsError> {
     })
 }
 
-/// The offsets that read, at exec, the new program's code range and file name
-/// (task -> mm -> start_code/end_code, bprm -> interp).
+/// The offsets that read, at exec, the new program's code range, file name and file
+/// identity (task -> mm -> start_code/end_code, bprm -> interp, bprm -> file -> f_inode ->
+/// i_ino and i_sb -> s_dev).
 struct ExecImageOffsets {
     task_mm: u32,
     mm_start_code: u32,
     mm_end_code: u32,
     binprm_interp: u32,
+    binprm_file: u32,
+    file_f_inode: u32,
+    inode_i_ino: u32,
+    inode_i_sb: u32,
+    super_block_s_dev: u32,
 }
 
 impl ExecImageOffsets {
@@ -167,6 +173,11 @@ impl ExecImageOffsets {
             mm_start_code: self.mm_start_code,
             mm_end_code: self.mm_end_code,
             binprm_interp: self.binprm_interp,
+            binprm_file: self.binprm_file,
+            file_f_inode: self.file_f_inode,
+            inode_i_ino: self.inode_i_ino,
+            inode_i_sb: self.inode_i_sb,
+            super_block_s_dev: self.super_block_s_dev,
             exec_image_available: 1,
             ..offsets
         }
@@ -179,6 +190,11 @@ fn exec_image_offsets(btf: &Btf) -> Result<ExecImageOffsets, OffsetsError> {
         mm_start_code: member_offset(btf, "mm_struct", "start_code")?,
         mm_end_code: member_offset(btf, "mm_struct", "end_code")?,
         binprm_interp: member_offset(btf, "linux_binprm", "interp")?,
+        binprm_file: member_offset(btf, "linux_binprm", "file")?,
+        file_f_inode: member_offset(btf, "file", "f_inode")?,
+        inode_i_ino: member_offset(btf, "inode", "i_ino")?,
+        inode_i_sb: member_offset(btf, "inode", "i_sb")?,
+        super_block_s_dev: member_offset(btf, "super_block", "s_dev")?,
     })
 }
 

@@ -371,25 +371,33 @@ impl AddressSpaces {
         image: &ExecImage,
         files: &mut ElfCache,
     ) {
+        if !is_the_file(&image.path, image) {
+            return; // replaced since, or seen through another root
+        }
         let Some(sections) = files.get(&image.path) else {
             return;
         };
         let Some(ranges) = image_ranges(&sections.exec_segments, &image.code) else {
-            return; // not the file that was exec'd (replaced since), or not one we can read
+            return;
         };
+        let start = ranges.first().map(|(range, _)| range.start);
         if let Some(copy) = self.copies.get(&tgid)
-            && ranges
-                .iter()
-                .any(|(range, _)| copy.space.covers(range.start))
+            && let Some(module) = start.and_then(|start| copy.space.module_at(start))
+            && is_the_file(&module.path, image)
         {
             return; // the copy was taken after the program was mapped
         }
-        self.copies.entry(tgid).or_insert_with(|| MapsCopy {
-            taken_ns: time_ns,
-            taken: Instant::now(),
-            space: Arc::new(Space::default()),
-            covers_next_exec: false,
-        });
+        // No copy, an empty one (taken in the middle of the exec), or one of a program
+        // exec'd later: this program's code alone, and the libraries it maps next.
+        self.copies.insert(
+            tgid,
+            MapsCopy {
+                taken_ns: time_ns,
+                taken: Instant::now(),
+                space: Arc::new(Space::default()),
+                covers_next_exec: false,
+            },
+        );
         let path: Arc<Path> = image.path.as_path().into();
         for (range, file_offset) in ranges {
             let code = code_range(path.to_path_buf(), range, file_offset, &mut self.file_ids);
@@ -426,6 +434,12 @@ fn image_ranges(segments: &[ExecSegment], code: &Range<u64>) -> Option<Vec<(Rang
         })
         .collect();
     Some(ranges)
+}
+
+/// Whether `path` leads to the file the kernel exec'd for `image`.
+fn is_the_file(path: &Path, image: &ExecImage) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.ino() == image.ino && meta.dev() == image.dev)
 }
 
 /// The fd an `mmap` maps executable code from, if it does.
@@ -467,12 +481,26 @@ mod tests {
     /// code) alone names its own code, at the addresses and file offsets its maps show.
     #[test]
     fn an_exec_image_names_the_program_without_its_maps() {
+        use std::os::unix::fs::MetadataExt;
         let me = procfs::process::Process::myself().unwrap();
         let stat = me.stat().unwrap();
+        let exe = me.exe().unwrap();
+        let meta = std::fs::metadata(&exe).unwrap();
         let image = ExecImage {
-            path: me.exe().unwrap(),
+            path: exe,
             code: stat.startcode..stat.endcode,
+            ino: meta.ino(),
+            dev: meta.dev(),
         };
+        // Another file than the one exec'd (its inode differs): nothing is added.
+        let mut files = ElfCache::default();
+        let mut spaces = AddressSpaces::default();
+        let other = ExecImage {
+            ino: meta.ino() + 1,
+            ..image.clone()
+        };
+        spaces.add_exec_image(u32::MAX - 3, 1, &other, &mut files);
+        assert!(spaces.space(u32::MAX - 3).is_none());
         let mut files = ElfCache::default();
         let mut spaces = AddressSpaces::default();
         let gone = u32::MAX - 2;
