@@ -18,6 +18,12 @@ use crate::analysis::trend::Verdict;
 use crate::stacks::{Folded, Frame};
 use crate::units;
 
+/// Under the sites of a brk leak traced without `--heap`. The heap grows in the call that
+/// finds it full, whoever keeps what filled it: a function that frees all it takes can be
+/// that call.
+pub(crate) const BRK_SITES_NOTE: &str =
+    "brk sites are the calls that grew the heap, not always those that keep it: --heap names those";
+
 /// Sites shown per class; those of a leaking class each with their stack.
 const SITES_SHOWN: usize = 3;
 /// Where a stack's lines start: under the site's text, past the class column.
@@ -83,6 +89,9 @@ impl Report {
                     units::bytes_rate(site.bytes_per_iteration)
                 )?;
                 write_stack(out, stack)?;
+            }
+            if leaking && c.heap.is_none() {
+                writeln!(out, "{STACK_INDENT}({BRK_SITES_NOTE})")?;
             }
         }
         if let Some(heap) = allocated {

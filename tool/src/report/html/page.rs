@@ -247,6 +247,13 @@ fn sites(html: &mut String, report: &Report) {
             c.brk.verdict,
         );
     }
+    if c.brk.verdict == Verdict::Leak && !c.brk.sites.is_empty() && c.heap.is_none() {
+        let note = crate::report::top_sites::BRK_SITES_NOTE;
+        let _ = writeln!(
+            html,
+            "<tr><td colspan=\"5\" class=\"note\">{note}</td></tr>"
+        );
+    }
     if let Some(heap) = &c.heap {
         for site in heap.sites.iter().take(SITES_SHOWN) {
             any = true;
