@@ -100,6 +100,42 @@ fn unknown_iteration_symbol_lists_near_matches() {
     assert_one_clear_line(&stderr, "near matches: main");
 }
 
+/// A C++ function is marked by its name in the source: `leak_nodes` for `_Z10leak_nodesv`,
+/// `step(int)` for one of two overloads; `step` alone names both and is refused, listing
+/// their symbols.
+#[test]
+fn cpp_functions_are_marked_by_their_source_names() {
+    let program = fixture("nofp/cpp_new").to_string_lossy().into_owned();
+    let traced = leakscope_json(
+        "run",
+        &["--iteration-symbol", "leak_nodes"],
+        &[&program, "200"],
+    );
+    assert_eq!(
+        traced.report["iterations"]["count"],
+        200,
+        "{}",
+        traced.stderr()
+    );
+    let overloads = fixture("nofp/overloads").to_string_lossy().into_owned();
+    let traced = leakscope_json(
+        "run",
+        &["--iteration-symbol", "step(int)"],
+        &[&overloads, "50"],
+    );
+    assert_eq!(
+        traced.report["iterations"]["count"],
+        50,
+        "{}",
+        traced.stderr()
+    );
+    let output = leakscope_cmd(&["run", "--iteration-symbol", "step", "--", &overloads, "5"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_one_clear_line(&stderr, "`step` names 2 functions in");
+    assert!(stderr.contains("step(int) (_Z4stepi)"), "{stderr}");
+}
+
 #[test]
 fn a_crashing_target_is_still_reported() {
     let traced = leakscope_json("run", &[], &["sh", "-c", "exec 3</dev/null; kill -SEGV $$"]);

@@ -1,5 +1,7 @@
 //! Checks an `--iteration-symbol` before attaching, so a typo gets "did you mean" instead
-//! of a bare attach error.
+//! of a bare attach error, and finds the symbol a C++ or Rust function's plain name stands
+//! for (`handle_request` for `_Z14handle_requesti`, `server::handle` for
+//! `_ZN6server6handle17h0123456789abcdefE`).
 
 use std::path::Path;
 
@@ -16,6 +18,21 @@ pub(crate) enum SymbolError {
         symbol: String,
         near: Vec<String>,
     },
+    #[error("`{symbol}` names {} functions in {binary}: {}; pass one of their symbols", .matches.len(), listed(.matches))]
+    Ambiguous {
+        binary: String,
+        symbol: String,
+        /// (demangled, symbol) of each.
+        matches: Vec<(String, String)>,
+    },
+}
+
+fn listed(matches: &[(String, String)]) -> String {
+    matches
+        .iter()
+        .map(|(demangled, symbol)| format!("{demangled} ({symbol})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl SymbolError {
@@ -33,28 +50,64 @@ fn suggestions(near: &[String]) -> String {
     }
 }
 
-/// Succeeds when `binary` defines function `symbol` (in .symtab or .dynsym).
-pub(crate) fn check_function(binary: &Path, symbol: &str) -> Result<(), SymbolError> {
+/// The symbol to attach to for function `symbol` of `binary` (in .symtab or .dynsym):
+/// `symbol` itself when defined, else the one C++ or Rust function whose demangled name is
+/// `symbol` or ends in `::symbol` (with or without its parameters, for C++).
+pub(crate) fn resolve_function(binary: &Path, symbol: &str) -> Result<String, SymbolError> {
     let unreadable = |reason: String| SymbolError::Unreadable {
         binary: binary.display().to_string(),
         reason,
     };
     let data = std::fs::read(binary).map_err(|e| unreadable(e.to_string()))?;
     let file = object::File::parse(&*data).map_err(|e| unreadable(e.to_string()))?;
-    let names: Vec<String> = file
+    let mut names: Vec<String> = file
         .symbols()
         .chain(file.dynamic_symbols())
         .filter(|s| s.kind() == SymbolKind::Text && s.is_definition())
         .filter_map(|s| s.name().ok().map(str::to_owned))
         .collect();
     if names.iter().any(|name| name == symbol) {
-        return Ok(());
+        return Ok(symbol.to_string());
     }
-    Err(SymbolError::NotFound {
-        binary: binary.display().to_string(),
-        symbol: symbol.into(),
-        near: near_matches(symbol, &names),
-    })
+    names.sort_unstable();
+    names.dedup();
+    let mut matches: Vec<(String, String)> = names
+        .iter()
+        .filter_map(|name| demangled_match(name, symbol).map(|d| (d, name.clone())))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches.remove(0).1),
+        0 => Err(SymbolError::NotFound {
+            binary: binary.display().to_string(),
+            symbol: symbol.into(),
+            near: near_matches(symbol, &names),
+        }),
+        _ => Err(SymbolError::Ambiguous {
+            binary: binary.display().to_string(),
+            symbol: symbol.into(),
+            matches,
+        }),
+    }
+}
+
+/// The demangled name of `mangled` when it is the function `wanted` names: the whole name,
+/// or its last `::` parts, with or without a C++ function's parameters. Compiler clones
+/// (`.cold`, `.isra.0`) are not functions of their own.
+fn demangled_match(mangled: &str, wanted: &str) -> Option<String> {
+    if mangled.contains('.') {
+        return None;
+    }
+    let names_it = |name: &str| name == wanted || name.ends_with(&format!("::{wanted}"));
+    if let Ok(rust) = rustc_demangle::try_demangle(mangled) {
+        let path = format!("{rust:#}");
+        return names_it(&path).then_some(path);
+    }
+    let cpp = cpp_demangle::Symbol::new(mangled).ok()?;
+    let full = cpp.demangle().ok()?;
+    let bare = cpp
+        .demangle_with_options(&cpp_demangle::DemangleOptions::new().no_params())
+        .ok()?;
+    (names_it(&bare) || names_it(&full)).then_some(full)
 }
 
 /// Up to five names that contain the request or are a few edits away from it.
@@ -114,11 +167,44 @@ mod tests {
         .map(Path::new)
         .find(|p| p.exists())
         .expect("libc");
-        check_function(libc, "malloc").unwrap();
-        let err = check_function(libc, "mallocc").unwrap_err().to_string();
+        assert_eq!(resolve_function(libc, "malloc").unwrap(), "malloc");
+        let err = resolve_function(libc, "mallocc").unwrap_err().to_string();
         assert!(
             err.contains("near matches") && err.contains("malloc"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cpp_functions_match_by_their_demangled_names() {
+        let m = |mangled: &str, wanted: &str| demangled_match(mangled, wanted);
+        assert_eq!(
+            m("_Z14handle_requesti", "handle_request").as_deref(),
+            Some("handle_request(int)")
+        );
+        assert!(m("_Z14handle_requesti", "handle_request(int)").is_some());
+        assert!(m("_ZN6server7Handler6handleEv", "Handler::handle").is_some());
+        assert!(m("_ZN6server7Handler6handleEv", "handle").is_some());
+        assert!(m("_ZN6server7Handler6handleEv", "dle").is_none());
+        // A compiler's clone is not a function of its own.
+        assert!(m("_Z14handle_requesti.cold", "handle_request").is_none());
+    }
+
+    /// Rust: the path without its hash, or its last parts.
+    #[test]
+    fn rust_functions_match_by_their_paths() {
+        let me = std::env::current_exe().unwrap();
+        let symbol = resolve_function(&me, "symbols::tests::a_function_to_find").unwrap();
+        assert_ne!(symbol, "symbols::tests::a_function_to_find");
+        assert_eq!(
+            demangled_match(&symbol, "a_function_to_find").as_deref(),
+            Some("leakscope::symbols::tests::a_function_to_find")
+        );
+        a_function_to_find(1);
+    }
+
+    #[inline(never)]
+    fn a_function_to_find(x: u64) -> u64 {
+        std::hint::black_box(x + 1)
     }
 }

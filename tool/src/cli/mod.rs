@@ -124,7 +124,9 @@ pub(crate) struct AttachArgs {
 #[derive(Debug, Args, Clone)]
 pub(crate) struct CommonArgs {
     /// A call of SYMBOL (uprobe) starts a new iteration; BINARY defaults to the target's
-    /// executable. E.g. `--iteration-symbol handle_request` or `--iteration-symbol /usr/lib/libfoo.so:step`.
+    /// executable. SYMBOL may be a C++ or Rust function's name as written in the source
+    /// (`handle_request`, `Server::handle`, `server::handle`): the one function it names is
+    /// found by demangling. E.g. `--iteration-symbol handle_request` or `--iteration-symbol /usr/lib/libfoo.so:step`.
     #[arg(long, value_name = "[BINARY:]SYMBOL", value_parser = parse_marker, conflicts_with = "iteration_path")]
     pub(crate) iteration_symbol: Option<MarkerSpec>,
     /// A successful open whose path contains SUBSTRING starts a new iteration.
@@ -253,11 +255,13 @@ pub(crate) fn to_flags<T: Args + serde::Serialize>(args: &T) -> anyhow::Result<V
 }
 
 fn parse_marker(text: &str) -> Result<MarkerSpec, String> {
-    let (binary, symbol) = match text.rsplit_once(':') {
-        // Rust and C++ symbols contain "::"; only a single colon separates a binary.
-        Some((binary, symbol)) if !binary.ends_with(':') && !binary.is_empty() => {
-            (Some(PathBuf::from(binary)), symbol)
-        }
+    // Rust and C++ names contain "::"; only a single colon separates a binary.
+    let bytes = text.as_bytes();
+    let single = (0..bytes.len()).find(|&i| {
+        bytes[i] == b':' && bytes.get(i + 1) != Some(&b':') && (i == 0 || bytes[i - 1] != b':')
+    });
+    let (binary, symbol) = match single {
+        Some(i) if i > 0 => (Some(PathBuf::from(&text[..i])), &text[i + 1..]),
         _ => (None, text),
     };
     if symbol.is_empty() {
@@ -325,6 +329,11 @@ mod tests {
             }
         );
         assert_eq!(parse_marker("a::b::c").unwrap().binary, None);
+        let both = parse_marker("/bin/server:Handler::handle").unwrap();
+        assert_eq!(
+            (both.binary.as_deref(), both.symbol.as_str()),
+            (Some(std::path::Path::new("/bin/server")), "Handler::handle")
+        );
         assert!(parse_marker("/bin/x:").is_err());
     }
 

@@ -226,8 +226,8 @@ async fn spawn_and_trace(
             None => which_program(&argv[0])
                 .ok_or_else(|| TraceError::MarkerBinary(argv[0].to_string_lossy().into()))?,
         };
-        crate::symbols::check_function(&binary, &marker.symbol)?;
-        probes.attach_marker(&binary, &marker.symbol)?;
+        let symbol = crate::symbols::resolve_function(&binary, &marker.symbol)?;
+        probes.attach_marker(&binary, &symbol)?;
     }
     let command: Vec<String> = argv
         .iter()
@@ -398,8 +398,8 @@ async fn attach_and_trace(
             .clone()
             .or_else(|| first_look.exe.clone())
             .ok_or_else(|| TraceError::MarkerBinary(format!("/proc/{pid}/exe")))?;
-        crate::symbols::check_function(&binary, &marker.symbol)?;
-        probes.attach_marker(&binary, &marker.symbol)?;
+        let symbol = crate::symbols::resolve_function(&binary, &marker.symbol)?;
+        probes.attach_marker(&binary, &symbol)?;
     }
     let since_ns = crate::event::monotonic_now_ns();
     drain.since_ns = since_ns;
