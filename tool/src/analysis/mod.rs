@@ -16,6 +16,7 @@ pub(crate) mod series;
 mod shared_tables;
 pub(crate) mod sites;
 pub(crate) mod trend;
+mod unseen_fds;
 
 use failures::Failures;
 pub(crate) use heap::{HeapClass, HeapSite};
@@ -106,12 +107,15 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     let fd_table_doubt = doubt_or(held_doubt, || shared_tables::fd_doubt(ledger));
     let memory_doubt = doubt_or(held_doubt, || shared_tables::memory_doubt(ledger));
     let memory_doubt = memory_doubt.as_deref();
+    // Fds installed or closed where no probe looks (an io_uring) leave the fds alone in
+    // doubt: watches and files are not made that way.
+    let fd_doubt = doubt_or(fd_table_doubt.as_deref(), || unseen_fds::doubt(ledger));
     let fd = resource_class(
         ledger,
         Kind::Fd,
         ledger.fd_records(),
         iterations,
-        fd_table_doubt.as_deref(),
+        fd_doubt.as_deref(),
         None,
     );
     let mmap = resource_class(
@@ -345,3 +349,5 @@ mod shared_table_tests;
 mod tests;
 #[cfg(test)]
 mod trust_tests;
+#[cfg(test)]
+mod unseen_fd_tests;

@@ -38,6 +38,7 @@ pub(crate) mod recent_boundaries;
 pub(crate) mod records;
 pub(crate) mod sites;
 pub(crate) mod streaming;
+pub(crate) mod unseen_fds;
 pub(crate) mod watches;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -218,6 +219,8 @@ pub(crate) struct Ledger {
     /// Likewise children cloned with CLONE_VM, not a thread nor a vfork: they share the
     /// parent's mappings and heap.
     shared_address_spaces: u64,
+    /// io_urings and fd-reporting fanotify groups: they install fds the probes never see.
+    unseen_fd_sources: unseen_fds::UnseenFdSources,
 }
 
 impl Ledger {
@@ -347,6 +350,7 @@ impl Ledger {
             self.shared_fd_tables += u64::from(fd_arrival::shares_fd_table(flags));
             self.shared_address_spaces += u64::from(fd_arrival::shares_address_space(flags));
         }
+        self.unseen_fd_sources.note(call);
         if let Some(op) = fd_calls::decode(call) {
             self.apply_fd(tgid, t, op, (call.name, call.frames.as_deref()));
         } else if let Some(op) = map_calls::decode(call) {
@@ -495,6 +499,11 @@ impl Ledger {
     /// thread nor a vfork).
     pub(crate) fn shared_address_spaces(&self) -> u64 {
         self.shared_address_spaces
+    }
+
+    /// io_urings and fd-reporting fanotify groups the traced processes created.
+    pub(crate) fn unseen_fd_sources(&self) -> unseen_fds::UnseenFdSources {
+        self.unseen_fd_sources
     }
 
     pub(crate) fn unknown_releases(&self) -> u64 {
