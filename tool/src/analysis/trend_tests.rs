@@ -240,3 +240,42 @@ fn a_flat_series_of_large_totals_fits_no_slope() {
         assert_eq!(fitted.noise, 0.0, "{value}");
     }
 }
+
+#[test]
+fn a_leak_that_starts_late_has_the_rate_it_leaks_at_once_started() {
+    // Flat for 70 % of the run, then one per iteration: a line through the whole window
+    // read 0.58.
+    let series: Vec<f64> = (0..2000).map(|i| (i.max(1400) - 1400) as f64).collect();
+    let judgement = judge(&series, &COUNT, None);
+    assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
+    assert!((judgement.rate - 1.0).abs() < 0.01, "{}", judgement.rate);
+    assert!(
+        judgement.why.contains("faster in the later half"),
+        "{}",
+        judgement.why
+    );
+    let basis = judgement.basis.unwrap();
+    assert_eq!(basis.window, 1460..2000);
+    assert!((basis.line.slope - 1.0).abs() < 0.01, "{:?}", basis.line);
+}
+
+#[test]
+fn a_steady_leak_with_noise_keeps_the_whole_window_rate() {
+    for per in [0.1, 1.0, 64.0] {
+        let series: Vec<f64> = (0..3000)
+            .map(|i| per * i as f64 + 5.0 * per * jitter(i))
+            .collect();
+        let judgement = judge(&series, &COUNT, None);
+        assert_eq!(judgement.verdict, Verdict::Leak, "{per}: {}", judgement.why);
+        assert!(
+            !judgement.why.contains("faster"),
+            "{per}: {}",
+            judgement.why
+        );
+        assert!(
+            (judgement.rate - per).abs() < 0.02 * per,
+            "{per}: {}",
+            judgement.rate
+        );
+    }
+}
