@@ -28,7 +28,7 @@ impl UnseenFdSources {
         match call.nr {
             nr::IO_URING_SETUP => self.io_urings += 1,
             nr::FANOTIFY_INIT if call.args[0] & (FAN_REPORT_FID | FAN_REPORT_DIR_FID) == 0 => {
-                self.fanotify_groups += 1
+                self.fanotify_groups += 1;
             }
             _ => {}
         }
