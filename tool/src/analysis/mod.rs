@@ -14,6 +14,7 @@ pub(crate) mod rss;
 pub(crate) mod scales;
 pub(crate) mod series;
 mod shared_tables;
+mod shm;
 pub(crate) mod sites;
 pub(crate) mod trend;
 mod unseen_fds;
@@ -118,12 +119,14 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
         fd_doubt.as_deref(),
         None,
     );
+    // Attached SysV segments are address space the mapping class does not count.
+    let mmap_doubt = doubt_or(memory_doubt, || shm::doubt(ledger, iterations));
     let mmap = resource_class(
         ledger,
         Kind::Mapping,
         ledger.map_records(),
         iterations,
-        memory_doubt,
+        mmap_doubt.as_deref(),
         Some(ClassBytes {
             changes: ledger.map_byte_changes(),
             series: &map_bytes,
@@ -345,6 +348,8 @@ fn resource_class(
 mod file_tests;
 #[cfg(test)]
 mod shared_table_tests;
+#[cfg(test)]
+mod shm_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
