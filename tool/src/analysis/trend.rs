@@ -477,6 +477,30 @@ pub(crate) fn judge_sampled(
     }
     let grew = total_rise >= needed && total_rise > 0.0;
     let levelled_off = grew && biggest_step <= MAX_SHARE_OF_ONE_STEP * total_rise;
+    // Growth that stopped inside the window leaves the window's line far from its points,
+    // and that distance (the noise) grows with the run: its limit per iteration stays put,
+    // and "run N iterations to settle it" would never settle it (4 KiB of brk per
+    // iteration for the first half of 25,000 iterations asked for 59,900). What says the
+    // growth stopped is the part after it: the run's last third, judged alone.
+    let tail = &series[n - (n / 3).max(2).min(n)..];
+    if levelled_off
+        && let Some(tail_limit) = stopped_tail_limit(tail, scale)
+        && per_iteration(tail_limit) <= scale.meaningful
+        && per_iteration(tail_limit) < limit_rate
+    {
+        return Judgement {
+            limit: Some(per_iteration(tail_limit)),
+            ..judgement(
+                Verdict::Plateau,
+                recent_rate,
+                format!(
+                    "grew by {}, then stopped growing (no growth above {} over the last third)",
+                    scale.unit.amount(total_rise),
+                    scale.unit.rate(per_iteration(tail_limit))
+                ),
+            )
+        };
+    }
     if limit_rate > scale.meaningful {
         // "Stopped" and "flat" are claims about small rates: a class that moves in coarse
         // steps (a runtime committing its heap tens of MiB at a time) shows flat stretches
@@ -519,6 +543,18 @@ pub(crate) fn judge_sampled(
         recent_rate,
         format!("{what}: no leak above {}", scale.unit.rate(limit_rate)),
     )
+}
+
+/// The detection limit (per point) of `tail` alone, the run's last third, when it shows
+/// no growth above it.
+fn stopped_tail_limit(tail: &[f64], scale: &Scale) -> Option<f64> {
+    if tail.len() < 2 * STRETCHES {
+        return None;
+    }
+    let tail_fit = fit(tail);
+    let needed = scale.floor.max(NOISE_MULTIPLE * tail_fit.noise);
+    let limit = detection_limit(tail.len(), needed, tail_fit.slope_error, scale);
+    (tail_fit.slope <= limit).then_some(limit)
 }
 
 /// Boundaries per stretch of a judged window of `len` boundaries.
