@@ -138,3 +138,21 @@ fn bounded_fd_growth_and_bad_closes_are_never_a_leak_five_times_out_of_five() {
         assert_class(&closes, "fd", "no-leak", &format!("double-close run {run}"));
     }
 }
+
+/// The break grown by 4 KiB per iteration for the first half of the run, then left alone,
+/// is a plateau: it read "inconclusive, run at least 59,900 iterations" after 25,000, a
+/// count that grew with every longer run (the window's line misses the stopped growth by
+/// far). Must not leak: 5 runs.
+#[test]
+fn a_heap_that_stopped_growing_mid_run_is_a_plateau_five_times_out_of_five() {
+    for run in 0..5 {
+        let traced = hunt("brk-first-half", 25_000);
+        let context = format!("brk-first-half run {run}");
+        assert_class(&traced, "brk", "plateau", &context);
+        assert_no_leak_in(
+            &traced,
+            &["fd", "mmap", "rss", "files", "watches"],
+            &context,
+        );
+    }
+}
