@@ -99,6 +99,14 @@ const fn delivering(nr: u32, name: &'static str, delivery: Delivery) -> SyscallI
 /// its user stack is copied so its site can name the code that asked. munmap releases, and
 /// nobody asks where a release came from: it gets no stack, which would cost a copy of
 /// the user stack on every unmap.
+/// A call that returns an address but whose user stack is not wanted (shmat).
+const fn attaching(nr: u32, name: &'static str) -> SyscallInfo {
+    SyscallInfo {
+        returns_address: true,
+        ..plain(nr, name)
+    }
+}
+
 const fn mapping(nr: u32, name: &'static str) -> SyscallInfo {
     SyscallInfo {
         take_stack: true,
@@ -114,6 +122,8 @@ pub const MUNMAP: u32 = 11;
 pub const BRK: u32 = 12;
 pub const PIPE: u32 = 22;
 pub const MREMAP: u32 = 25;
+pub const SHMAT: u32 = 30;
+pub const SHMDT: u32 = 67;
 pub const DUP: u32 = 32;
 pub const DUP2: u32 = 33;
 pub const SOCKET: u32 = 41;
@@ -188,6 +198,9 @@ pub const ALL: &[SyscallInfo] = &[
     mapping(BRK, "brk"),
     fd(with_fd_pair(PIPE, "pipe", 0)),
     mapping(MREMAP, "mremap"),
+    // SysV shared memory: the ledger does not size the segments, only notes which stay
+    // attached (see the mapping class's doubt).
+    attaching(SHMAT, "shmat"),
     fd(plain(DUP, "dup")),
     fd(plain(DUP2, "dup2")),
     fd(plain(SOCKET, "socket")),
@@ -196,6 +209,7 @@ pub const ALL: &[SyscallInfo] = &[
     fd(with_fd_pair(SOCKETPAIR, "socketpair", 3)),
     delivering(GETSOCKOPT, "getsockopt", Delivery::IntAt(3)),
     delivering(CLONE, "clone", Delivery::IntAt(2)),
+    plain(SHMDT, "shmdt"),
     fd(plain(FCNTL, "fcntl")),
     with_path(CHDIR, "chdir", 0),
     plain(FCHDIR, "fchdir"),
@@ -268,70 +282,72 @@ pub const fn info(nr: u32) -> Option<SyscallInfo> {
         BRK => 4,
         PIPE => 5,
         MREMAP => 6,
-        DUP => 7,
-        DUP2 => 8,
-        SOCKET => 9,
-        ACCEPT => 10,
-        RECVMSG => 11,
-        SOCKETPAIR => 12,
-        GETSOCKOPT => 13,
-        CLONE => 14,
-        FCNTL => 15,
-        CHDIR => 16,
-        FCHDIR => 17,
-        RENAME => 18,
-        MKDIR => 19,
-        RMDIR => 20,
-        CREAT => 21,
-        LINK => 22,
-        UNLINK => 23,
-        SYMLINK => 24,
-        MKNOD => 25,
-        EPOLL_CREATE => 26,
-        MQ_OPEN => 27,
-        INOTIFY_INIT => 28,
-        INOTIFY_ADD_WATCH => 29,
-        INOTIFY_RM_WATCH => 30,
-        OPENAT => 31,
-        MKDIRAT => 32,
-        MKNODAT => 33,
-        UNLINKAT => 34,
-        RENAMEAT => 35,
-        LINKAT => 36,
-        SYMLINKAT => 37,
-        SIGNALFD => 38,
-        TIMERFD_CREATE => 39,
-        EVENTFD => 40,
-        ACCEPT4 => 41,
-        SIGNALFD4 => 42,
-        EVENTFD2 => 43,
-        EPOLL_CREATE1 => 44,
-        DUP3 => 45,
-        PIPE2 => 46,
-        INOTIFY_INIT1 => 47,
-        PERF_EVENT_OPEN => 48,
-        RECVMMSG => 49,
-        FANOTIFY_INIT => 50,
-        FANOTIFY_MARK => 51,
-        OPEN_BY_HANDLE_AT => 52,
-        RENAMEAT2 => 53,
-        SECCOMP => 54,
-        MEMFD_CREATE => 55,
-        BPF => 56,
-        USERFAULTFD => 57,
-        IO_URING_SETUP => 58,
-        OPEN_TREE => 59,
-        FSOPEN => 60,
-        FSMOUNT => 61,
-        FSPICK => 62,
-        PIDFD_OPEN => 63,
-        CLONE3 => 64,
-        CLOSE_RANGE => 65,
-        OPENAT2 => 66,
-        PIDFD_GETFD => 67,
-        LANDLOCK_CREATE_RULESET => 68,
-        MEMFD_SECRET => 69,
-        OPEN_TREE_ATTR => 70,
+        SHMAT => 7,
+        DUP => 8,
+        DUP2 => 9,
+        SOCKET => 10,
+        ACCEPT => 11,
+        RECVMSG => 12,
+        SOCKETPAIR => 13,
+        GETSOCKOPT => 14,
+        CLONE => 15,
+        SHMDT => 16,
+        FCNTL => 17,
+        CHDIR => 18,
+        FCHDIR => 19,
+        RENAME => 20,
+        MKDIR => 21,
+        RMDIR => 22,
+        CREAT => 23,
+        LINK => 24,
+        UNLINK => 25,
+        SYMLINK => 26,
+        MKNOD => 27,
+        EPOLL_CREATE => 28,
+        MQ_OPEN => 29,
+        INOTIFY_INIT => 30,
+        INOTIFY_ADD_WATCH => 31,
+        INOTIFY_RM_WATCH => 32,
+        OPENAT => 33,
+        MKDIRAT => 34,
+        MKNODAT => 35,
+        UNLINKAT => 36,
+        RENAMEAT => 37,
+        LINKAT => 38,
+        SYMLINKAT => 39,
+        SIGNALFD => 40,
+        TIMERFD_CREATE => 41,
+        EVENTFD => 42,
+        ACCEPT4 => 43,
+        SIGNALFD4 => 44,
+        EVENTFD2 => 45,
+        EPOLL_CREATE1 => 46,
+        DUP3 => 47,
+        PIPE2 => 48,
+        INOTIFY_INIT1 => 49,
+        PERF_EVENT_OPEN => 50,
+        RECVMMSG => 51,
+        FANOTIFY_INIT => 52,
+        FANOTIFY_MARK => 53,
+        OPEN_BY_HANDLE_AT => 54,
+        RENAMEAT2 => 55,
+        SECCOMP => 56,
+        MEMFD_CREATE => 57,
+        BPF => 58,
+        USERFAULTFD => 59,
+        IO_URING_SETUP => 60,
+        OPEN_TREE => 61,
+        FSOPEN => 62,
+        FSMOUNT => 63,
+        FSPICK => 64,
+        PIDFD_OPEN => 65,
+        CLONE3 => 66,
+        CLOSE_RANGE => 67,
+        OPENAT2 => 68,
+        PIDFD_GETFD => 69,
+        LANDLOCK_CREATE_RULESET => 70,
+        MEMFD_SECRET => 71,
+        OPEN_TREE_ATTR => 72,
         _ => return None,
     };
     Some(ALL[i])
@@ -399,7 +415,7 @@ pub const fn failure_is_acquisition(nr: u32, arg1: u64) -> bool {
         return false;
     }
     match nr {
-        CLOSE | MUNMAP | CLOSE_RANGE => false,
+        CLOSE | MUNMAP | CLOSE_RANGE | SHMAT | SHMDT => false,
         FCNTL => arg1 == F_DUPFD || arg1 == F_DUPFD_CLOEXEC,
         _ => info(nr).is_some(),
     }
@@ -480,7 +496,7 @@ mod tests {
             let makes_no_fd_itself = entry.take_stack
                 || acquires_no_fd_memory_or_heap(entry.nr)
                 || entry.delivery != Delivery::None
-                || matches!(entry.nr, CLOSE | MUNMAP | CLOSE_RANGE);
+                || matches!(entry.nr, CLOSE | MUNMAP | CLOSE_RANGE | SHMAT | SHMDT);
             assert_eq!(entry.fd_stack, !makes_no_fd_itself, "{}", entry.name);
             // A call has its stack one way or the other, never both.
             assert!(!(entry.fd_stack && entry.take_stack), "{}", entry.name);

@@ -14,8 +14,10 @@ pub(crate) mod rss;
 pub(crate) mod scales;
 pub(crate) mod series;
 mod shared_tables;
+mod shm;
 pub(crate) mod sites;
 pub(crate) mod trend;
+mod unseen_fds;
 
 use failures::Failures;
 pub(crate) use heap::{HeapClass, HeapSite};
@@ -108,20 +110,25 @@ pub(crate) fn analyze(ledger: &Ledger, iterations: &Iterations, facts: &RunFacts
     let fd_table_doubt = doubt_or(held_doubt, || shared_tables::fd_doubt(ledger));
     let memory_doubt = doubt_or(held_doubt, || shared_tables::memory_doubt(ledger));
     let memory_doubt = memory_doubt.as_deref();
+    // Fds installed or closed where no probe looks (an io_uring) leave the fds alone in
+    // doubt: watches and files are not made that way.
+    let fd_doubt = doubt_or(fd_table_doubt.as_deref(), || unseen_fds::doubt(ledger));
     let fd = resource_class(
         ledger,
         Kind::Fd,
         ledger.fd_records(),
         iterations,
-        fd_table_doubt.as_deref(),
+        fd_doubt.as_deref(),
         None,
     );
+    // Attached SysV segments are address space the mapping class does not count.
+    let mmap_doubt = doubt_or(memory_doubt, || shm::doubt(ledger, iterations));
     let mmap = resource_class(
         ledger,
         Kind::Mapping,
         ledger.map_records(),
         iterations,
-        memory_doubt,
+        mmap_doubt.as_deref(),
         Some(ClassBytes {
             changes: ledger.map_byte_changes(),
             series: &map_bytes,
@@ -344,6 +351,10 @@ mod file_tests;
 #[cfg(test)]
 mod shared_table_tests;
 #[cfg(test)]
+mod shm_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trust_tests;
+#[cfg(test)]
+mod unseen_fd_tests;

@@ -240,3 +240,87 @@ fn a_flat_series_of_large_totals_fits_no_slope() {
         assert_eq!(fitted.noise, 0.0, "{value}");
     }
 }
+
+#[test]
+fn a_leak_that_starts_late_has_the_rate_it_leaks_at_once_started() {
+    // Flat for 70 % of the run, then one per iteration: a line through the whole window
+    // read 0.58.
+    let series: Vec<f64> = (0..2000).map(|i| (i.max(1400) - 1400) as f64).collect();
+    let judgement = judge(&series, &COUNT, None);
+    assert_eq!(judgement.verdict, Verdict::Leak, "{}", judgement.why);
+    assert!((judgement.rate - 1.0).abs() < 0.01, "{}", judgement.rate);
+    assert!(
+        judgement.why.contains("faster in the later half"),
+        "{}",
+        judgement.why
+    );
+    let basis = judgement.basis.unwrap();
+    assert_eq!(basis.window, 1460..2000);
+    assert!((basis.line.slope - 1.0).abs() < 0.01, "{:?}", basis.line);
+}
+
+#[test]
+fn a_steady_leak_with_noise_keeps_the_whole_window_rate() {
+    for per in [0.1, 1.0, 64.0] {
+        let series: Vec<f64> = (0..3000)
+            .map(|i| per * i as f64 + 5.0 * per * jitter(i))
+            .collect();
+        let judgement = judge(&series, &COUNT, None);
+        assert_eq!(judgement.verdict, Verdict::Leak, "{per}: {}", judgement.why);
+        assert!(
+            !judgement.why.contains("faster"),
+            "{per}: {}",
+            judgement.why
+        );
+        assert!(
+            (judgement.rate - per).abs() < 0.02 * per,
+            "{per}: {}",
+            judgement.rate
+        );
+    }
+}
+
+#[test]
+fn growth_that_stopped_mid_run_is_a_plateau_however_long_the_run() {
+    // 4 KiB per iteration for the first half, then nothing: the window's line misses the
+    // hockey stick by far, which kept the limit above what is worth ruling out at every
+    // length ("run at least 59,900 iterations" after 25,000).
+    let scale = Scale {
+        floor: 65536.0,
+        resolution: 4096.0,
+        meaningful: 64.0,
+        unit: Unit::Bytes,
+    };
+    for n in [4000, 25_000] {
+        let series: Vec<f64> = (0..n).map(|i| 4096.0 * i.min(n / 2) as f64).collect();
+        let judgement = judge(&series, &scale, None);
+        assert_eq!(
+            judgement.verdict,
+            Verdict::Plateau,
+            "{n}: {}",
+            judgement.why
+        );
+        assert!(
+            judgement.limit.unwrap() <= 64.0,
+            "{n}: {:?}",
+            judgement.limit
+        );
+    }
+}
+
+#[test]
+fn a_tail_that_still_rises_is_no_plateau() {
+    // Fast growth, then a slow leak of 0.2 per iteration that goes on: never a plateau.
+    let series: Vec<f64> = (0..6000)
+        .map(|i| {
+            if i < 2000 {
+                i as f64
+            } else {
+                2000.0 + 0.2 * (i - 2000) as f64
+            }
+        })
+        .collect();
+    let judgement = judge(&series, &COUNT, None);
+    assert_ne!(judgement.verdict, Verdict::Plateau, "{}", judgement.why);
+    assert_ne!(judgement.verdict, Verdict::NoLeak, "{}", judgement.why);
+}

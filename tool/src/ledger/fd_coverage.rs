@@ -254,8 +254,17 @@ fn every_fd_source_is_traced_and_decoded_or_excluded_with_a_reason() {
 fn the_list_names_every_table_entry_that_installs_fds() {
     let listed: Vec<u32> = fd_sources().iter().map(|(n, _, _)| *n).collect();
     // The table's other entries release fds, change mappings and the heap, or change only
-    // names on disk, the working directory and watches.
-    let not_sources = ["close", "close_range", "mmap", "munmap", "mremap", "brk"];
+    // names on disk, the working directory and watches, or attach SysV shared memory.
+    let not_sources = [
+        "close",
+        "close_range",
+        "mmap",
+        "munmap",
+        "mremap",
+        "brk",
+        "shmat",
+        "shmdt",
+    ];
     for info in syscalls::ALL {
         assert!(
             listed.contains(&info.nr)

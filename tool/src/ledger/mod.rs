@@ -37,8 +37,10 @@ pub(crate) mod name_pattern;
 pub(crate) mod paths;
 pub(crate) mod recent_boundaries;
 pub(crate) mod records;
+pub(crate) mod shm;
 pub(crate) mod sites;
 pub(crate) mod streaming;
+pub(crate) mod unseen_fds;
 pub(crate) mod watches;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -176,6 +178,10 @@ pub(crate) struct Ledger {
     /// Likewise children cloned with CLONE_VM, not a thread nor a vfork: they share the
     /// parent's mappings and heap.
     shared_address_spaces: u64,
+    /// io_urings and fd-reporting fanotify groups: they install fds the probes never see.
+    unseen_fd_sources: unseen_fds::UnseenFdSources,
+    /// SysV shared memory attached by shmat, which the mapping class does not count.
+    shm: shm::ShmAttachments,
 }
 
 impl Ledger {
@@ -220,6 +226,7 @@ impl Ledger {
             What::Exec(_) => {
                 self.count("exec");
                 self.execs.entry(tgid).or_default().push(t);
+                self.shm.detach_all(tgid, t);
                 self.exec(tgid, t);
             }
             // The kernel sends one exit per process, when its last thread exits (from
@@ -227,6 +234,7 @@ impl Ledger {
             // exit, the leader's included, releases nothing and is not sent.
             What::Exit => {
                 self.count("exit");
+                self.shm.detach_all(tgid, t);
                 self.exit(tgid, t);
             }
             What::Marker { heap, .. } => {
@@ -306,6 +314,8 @@ impl Ledger {
             self.shared_fd_tables += u64::from(fd_arrival::shares_fd_table(flags));
             self.shared_address_spaces += u64::from(fd_arrival::shares_address_space(flags));
         }
+        self.unseen_fd_sources.note(call);
+        self.shm.note(tgid, t, call);
         if let Some(op) = fd_calls::decode(call) {
             self.apply_fd(tgid, t, op, (call.name, call.frames.as_deref()));
         } else if let Some(op) = map_calls::decode(call) {
@@ -458,6 +468,16 @@ impl Ledger {
     /// thread nor a vfork).
     pub(crate) fn shared_address_spaces(&self) -> u64 {
         self.shared_address_spaces
+    }
+
+    /// SysV shared memory segments attached (shmat) by the traced processes.
+    pub(crate) fn shm_attachments(&self) -> &shm::ShmAttachments {
+        &self.shm
+    }
+
+    /// io_urings and fd-reporting fanotify groups the traced processes created.
+    pub(crate) fn unseen_fd_sources(&self) -> unseen_fds::UnseenFdSources {
+        self.unseen_fd_sources
     }
 
     pub(crate) fn unknown_releases(&self) -> u64 {
