@@ -7,6 +7,7 @@ pub(crate) mod file_bytes;
 pub(crate) mod files_gone;
 pub(crate) mod heap;
 pub(crate) mod heap_alloc;
+mod judgement;
 pub(crate) mod lifetimes;
 pub(crate) mod limits;
 mod process_loops;
