@@ -69,10 +69,7 @@ fn end_of(ledger: &Ledger, run: &LoopRun) -> Option<(u64, End)> {
     if let Some(&exec) = ledger.exec_times(run.tgid).get(run.image as usize) {
         return Some((exec, End::Exec));
     }
-    let exit = ledger
-        .exits()
-        .find(|&(tgid, _)| tgid == run.tgid)
-        .map(|(_, t)| t)?;
+    let exit = ledger.exit_time(run.tgid)?;
     (exit >= run.last_ns).then_some((exit, End::Exit))
 }
 

@@ -235,23 +235,23 @@ fn boundaries(ledger: &Ledger, request: &IterationRequest) -> Iterations {
         }
         IterationRequest::Path(needle) => {
             let source = BoundarySource::PathsContaining(needle.clone());
-            let marking = || {
-                ledger.opened_paths().iter().filter(|open| {
-                    ledger
-                        .sites()
-                        .path(open.path)
-                        .is_some_and(|path| path.contains(needle.as_str()))
-                })
-            };
             let (sampled, loops) = match streamed(ledger, &source) {
                 Some(sampled) => (sampled, ledger.marking_open_runs()),
                 None => {
-                    let mut all: Vec<u64> = marking().map(|open| open.time_ns).collect();
+                    let marking: Vec<_> = ledger
+                        .opened_paths()
+                        .iter()
+                        .filter(|open| {
+                            ledger
+                                .sites()
+                                .path(open.path)
+                                .is_some_and(|path| path.contains(needle.as_str()))
+                        })
+                        .collect();
+                    let mut all: Vec<u64> = marking.iter().map(|open| open.time_ns).collect();
                     all.sort_unstable();
-                    let loops = LoopRuns::of_steps(
-                        marking().map(|open| (open.tgid, open.image, open.time_ns)),
-                    );
-                    (Sampled::every(all), loops)
+                    let steps = marking.iter().map(|o| (o.tgid, o.image, o.time_ns));
+                    (Sampled::every(all), LoopRuns::of_steps(steps))
                 }
             };
             let n = sampled.count;

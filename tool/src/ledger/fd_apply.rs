@@ -19,7 +19,8 @@ impl Ledger {
         call: (&'static str, Option<&[Frame]>),
     ) {
         let (syscall, frames) = call;
-        let image = self.image_of(tgid);
+        // Only an open by path is kept for the iteration detector, with its program image.
+        let image = matches!(op, FdOp::Open { .. }).then(|| self.image_of(tgid));
         let process = self.processes.entry(tgid).or_default();
         let history = &mut self.history;
         // Only calls that make an fd came with a stack (see `syscalls::fd_stack_wanted`).
@@ -46,7 +47,7 @@ impl Ledger {
                     time_ns: t,
                     path: path_site,
                     tgid,
-                    image,
+                    image: image.unwrap_or_default(),
                 });
                 let site = match stack {
                     Some(_) => history

@@ -152,8 +152,9 @@ pub(crate) struct Ledger {
     /// What processes held when they exited: the target, and every process that
     /// outlived it (see [`Ledger::outlived_target`]).
     final_holdings: BTreeMap<u32, Holdings>,
-    /// When each process exec'd, in time order: a new program image starts there.
-    execs: HashMap<u32, Vec<u64>>,
+    /// When each process exec'd, in time order: a new program image starts there. Read on
+    /// every open (the image an open ran in), so hashed as the other hot maps are.
+    execs: foldhash::HashMap<u32, Vec<u64>>,
     /// The runs of the marked loop, by its markers.
     marker_runs: LoopRuns,
     /// Likewise by the opens of the streamed `--iteration-path` paths.
